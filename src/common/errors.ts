@@ -33,6 +33,7 @@ export type PmaErrorCode =
   | "GGUF_INVALID"
   | "LOG_INVALID"
   | "BACKEND_UNAVAILABLE"
+  | "PLATFORM_UNSUPPORTED"
   | "INTERNAL";
 
 export class PmaError extends Error {

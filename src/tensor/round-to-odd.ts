@@ -1,0 +1,55 @@
+/**
+ * float64 -> float32 bit patterns, rounded to odd.
+ *
+ * Rounding a float64 to bf16/f16 by way of a plain (ties-to-even) float32 rounds twice,
+ * and the first rounding can create a tie that the second then breaks the wrong way
+ * (e.g. 1 + 2^-8 + 2^-40 rounds to 1 + 2^-8 in float32, then to 1 in bf16, although
+ * the nearest bf16 is 1 + 2^-7). Rounding the intermediate to odd instead (truncate,
+ * then set the last bit when anything was dropped) keeps the information "strictly
+ * above the tie", so one ties-to-even rounding of the float32 bits afterwards is
+ * exact, provided float32 carries at least two more bits than the target; it carries
+ * 16 more than bf16 and 13 more than f16, subnormals included.
+ */
+
+/** Elements per pass; the scratch stays in L1/L2 cache between the two passes. */
+export const ODD_CHUNK = 16384;
+
+const chunkF32 = new Float32Array(ODD_CHUNK);
+const chunkU32 = new Uint32Array(chunkF32.buffer);
+
+/**
+ * Rounds src[start .. start+n) (n <= ODD_CHUNK) to float32-to-odd and returns a
+ * scratch view holding the bit patterns; it is overwritten by the next call.
+ * NaN stays NaN; values beyond the float32 range become infinity, which is also the
+ * correct result for every narrower target.
+ */
+export function f64ToF32BitsOdd(src: Float64Array, start: number, n: number): Uint32Array {
+  for (let i = 0; i < n; i++) {
+    const x = src[start + i]!;
+    chunkF32[i] = x;
+    const y = chunkF32[i]!;
+    // x === x excludes NaN, which compares unequal to itself.
+    if (y !== x && x === x) {
+      // Step back to the truncated value when ties-to-even rounded away from zero
+      // (decrementing the magnitude bits moves toward zero for either sign).
+      if (Math.abs(y) > Math.abs(x)) chunkU32[i] = chunkU32[i]! - 1;
+      chunkU32[i] = chunkU32[i]! | 1;
+    }
+  }
+  return chunkU32;
+}
+
+const oneF32 = new Float32Array(1);
+const oneU32 = new Uint32Array(oneF32.buffer);
+
+/** The scalar form of f64ToF32BitsOdd. */
+export function numberToF32BitsOdd(x: number): number {
+  oneF32[0] = x;
+  const y = oneF32[0]!;
+  let u = oneU32[0]!;
+  if (y !== x && x === x) {
+    if (Math.abs(y) > Math.abs(x)) u -= 1;
+    u = (u | 1) >>> 0;
+  }
+  return u;
+}
