@@ -1,0 +1,231 @@
+import * as fs from "node:fs";
+import * as nodePath from "node:path";
+import { PmaError } from "../common/errors.js";
+import { findDuplicateKey } from "./json-duplicate-keys.js";
+import { SafetensorsFile, type TensorEntry } from "./safetensors.js";
+import { checkShardName, resolveInside } from "./shard-path.js";
+
+export const SINGLE_FILE = "model.safetensors";
+export const INDEX_FILE = "model.safetensors.index.json";
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** An index is a name -> file table; anything near this size is not one. */
+const MAX_INDEX_SIZE = 256 * 1024 * 1024;
+
+export type CheckpointTensor = TensorEntry & { file: SafetensorsFile };
+
+export interface CheckpointTensors {
+  /** Absolute path of the checkpoint directory. */
+  root: string;
+  kind: "single" | "sharded";
+  /** Shards in file-name order (one entry for a single file). */
+  files: SafetensorsFile[];
+  /** Every tensor of every file: files in order, tensors in file order. */
+  tensors: Map<string, CheckpointTensor>;
+  /** `__metadata__` of the first file. */
+  metadata: Record<string, string>;
+  /** The parsed index, when sharded. */
+  indexJson?: unknown;
+  close(): Promise<void>;
+}
+
+export interface OpenCheckpointOptions {
+  /**
+   * Accept shards that are symlinks resolving outside the directory, as in a Hugging
+   * Face hub cache snapshot (links into ../../blobs). Off by default: such links can
+   * point anywhere.
+   */
+  allowExternalSymlinks?: boolean;
+}
+
+// Extensions of other frameworks' weight files; seeing one means the user has a real
+// checkpoint that we cannot read, which deserves a better message than "not found".
+const FOREIGN_EXTENSION = /\.(bin|pt|pth|ckpt|pkl|distcp|h5|msgpack)$/;
+// In a directory only weight files count: a Trainer checkpoint also holds
+// optimizer.pt, training_args.bin, rng_state.pth, which say nothing about the weights.
+const FOREIGN_WEIGHTS_FILE =
+  /^(pytorch_model.*\.bin(\.index\.json)?|tf_model.*\.h5(\.index\.json)?|flax_model.*\.msgpack(\.index\.json)?|consolidated\..*\.pth|model.*\.(pt|pth|ckpt)|.*\.distcp)$/;
+
+function unsupported(path: string, found: string): PmaError {
+  return new PmaError(
+    "FORMAT_UNSUPPORTED",
+    `${path}: weights are stored as "${found}", but pma reads only safetensors; convert the checkpoint first ` +
+      `(e.g. load it in transformers and save_pretrained(..., safe_serialization=True)).`,
+    { file: path },
+  );
+}
+
+async function statOrNull(path: string): Promise<fs.Stats | null> {
+  try {
+    return await fs.promises.stat(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException | undefined)?.code === "ENOENT") return null;
+    throw new PmaError("IO", `${path}: ${e instanceof Error ? e.message : String(e)}`, { file: path, cause: e });
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Opens a checkpoint's tensors: a `.safetensors` file, a directory holding
+ * `model.safetensors`, or a directory with `model.safetensors.index.json` and shards
+ * (the index file itself may also be given). Shards are cross-checked against the
+ * index so that no tensor is missing, unlisted, or present twice.
+ */
+export async function openCheckpointTensors(path: string, opts: OpenCheckpointOptions = {}): Promise<CheckpointTensors> {
+  const abs = nodePath.resolve(path);
+  const st = await statOrNull(abs);
+  if (!st) throw new PmaError("IO", `${abs}: no such file or directory.`, { file: abs });
+  if (st.isFile()) {
+    if (abs.endsWith(".index.json")) {
+      if (!abs.endsWith(".safetensors.index.json")) throw unsupported(abs, nodePath.basename(abs));
+      return openSharded(nodePath.dirname(abs), abs, opts);
+    }
+    if (FOREIGN_EXTENSION.test(abs)) throw unsupported(abs, nodePath.basename(abs));
+    return openSingle(nodePath.dirname(abs), abs);
+  }
+  if (!st.isDirectory()) throw new PmaError("IO", `${abs}: neither a file nor a directory.`, { file: abs });
+
+  // transformers prefers the single file when both exist; do the same.
+  const single = nodePath.join(abs, SINGLE_FILE);
+  if ((await statOrNull(single))?.isFile()) return openSingle(abs, single);
+  const index = nodePath.join(abs, INDEX_FILE);
+  if ((await statOrNull(index))?.isFile()) return openSharded(abs, index, opts);
+
+  const names = await fs.promises.readdir(abs);
+  const foreign = names.find((n) => FOREIGN_WEIGHTS_FILE.test(n));
+  if (foreign !== undefined) throw unsupported(abs, foreign);
+  const others = names.filter((n) => n.endsWith(".safetensors"));
+  const hint = others.length > 0 ? ` It holds ${others.slice(0, 3).join(", ")}${others.length > 3 ? ", ..." : ""}: pass one of them as a file path.` : "";
+  throw new PmaError("IO", `${abs}: expected ${SINGLE_FILE} or ${INDEX_FILE} with its shards in this directory.${hint}`, { file: abs });
+}
+
+async function openSingle(root: string, file: string): Promise<CheckpointTensors> {
+  const f = await SafetensorsFile.open(file);
+  const tensors = new Map<string, CheckpointTensor>();
+  for (const t of f.tensors.values()) tensors.set(t.name, { ...t, file: f });
+  return { root, kind: "single", files: [f], tensors, metadata: f.metadata, close: () => f.close() };
+}
+
+interface ParsedIndex {
+  json: Record<string, unknown>;
+  weightMap: Map<string, string>;
+  totalSize: number | null;
+}
+
+async function readIndex(indexPath: string): Promise<ParsedIndex> {
+  const invalid = (what: string): never => {
+    throw new PmaError("INDEX_INVALID", `${indexPath}: ${what}`, { file: indexPath });
+  };
+  let bytes: Buffer;
+  try {
+    const st = await fs.promises.stat(indexPath);
+    if (st.size > MAX_INDEX_SIZE) invalid(`is ${st.size} bytes, too large for a shard index.`);
+    bytes = await fs.promises.readFile(indexPath);
+  } catch (e) {
+    if (e instanceof PmaError) throw e;
+    throw new PmaError("IO", `${indexPath}: cannot read: ${e instanceof Error ? e.message : String(e)}`, { file: indexPath, cause: e });
+  }
+  let json: unknown;
+  let text = "";
+  try {
+    text = utf8.decode(bytes);
+    json = JSON.parse(text);
+  } catch (e) {
+    invalid(`is not valid UTF-8 JSON (${e instanceof Error ? e.message : String(e)}).`);
+  }
+  if (!isObject(json)) return invalid("must be a JSON object with a \"weight_map\".");
+  const dup = findDuplicateKey(text);
+  if (dup) {
+    const inside = dup.parents.length === 0 ? "" : ` inside "${dup.parents.join('" > "')}"`;
+    throw new PmaError("DUPLICATE_NAME", `${indexPath}: has the key "${dup.key}" twice${inside}; refusing an ambiguous index.`, {
+      file: indexPath,
+    });
+  }
+  const wm = json.weight_map;
+  if (!isObject(wm)) return invalid(`"weight_map" must be an object of tensor name -> shard file name.`);
+  const weightMap = new Map<string, string>();
+  for (const [name, file] of Object.entries(wm)) {
+    if (typeof file !== "string" || file === "") invalid(`"weight_map" entry for tensor "${name}" must be a non-empty file name.`);
+    weightMap.set(name, file as string);
+  }
+  let totalSize: number | null = null;
+  if (json.metadata !== undefined) {
+    if (!isObject(json.metadata)) invalid(`"metadata" must be an object.`);
+    const ts = (json.metadata as Record<string, unknown>).total_size;
+    if (ts !== undefined) {
+      if (typeof ts !== "number" || !Number.isSafeInteger(ts) || ts < 0) invalid(`"metadata.total_size" must be a non-negative integer.`);
+      totalSize = ts as number;
+    }
+  }
+  return { json, weightMap, totalSize };
+}
+
+async function openSharded(root: string, indexPath: string, opts: OpenCheckpointOptions): Promise<CheckpointTensors> {
+  const index = await readIndex(indexPath);
+  const invalid = (what: string): PmaError => new PmaError("INDEX_INVALID", `${indexPath}: ${what}`, { file: indexPath });
+
+  // Normalized names, so "a.safetensors" and "./a.safetensors" are one shard.
+  const shardOf = new Map<string, string>();
+  for (const [tensor, file] of index.weightMap) shardOf.set(tensor, checkShardName(file, indexPath));
+  const shardNames = [...new Set(shardOf.values())].sort();
+  for (const name of shardNames) {
+    if (!name.endsWith(".safetensors")) {
+      if (FOREIGN_EXTENSION.test(name)) throw unsupported(indexPath, name);
+      throw invalid(`names shard "${name}", which is not a .safetensors file.`);
+    }
+  }
+  const paths: string[] = [];
+  for (const name of shardNames) paths.push(await resolveInside(root, name, indexPath, opts.allowExternalSymlinks ?? false));
+
+  const files: SafetensorsFile[] = [];
+  const closeAll = async () => {
+    await Promise.allSettled(files.map((f) => f.close()));
+  };
+  try {
+    for (const p of paths) files.push(await SafetensorsFile.open(p));
+
+    const tensors = new Map<string, CheckpointTensor>();
+    files.forEach((f) => {
+      for (const t of f.tensors.values()) {
+        const prior = tensors.get(t.name);
+        if (prior) {
+          throw new PmaError("DUPLICATE_NAME", `${f.path}: tensor "${t.name}" is also stored in ${prior.file.path}; which copy is meant is ambiguous.`, {
+            file: f.path,
+          });
+        }
+        tensors.set(t.name, { ...t, file: f });
+      }
+    });
+    const nameOfFile = new Map(files.map((f, i) => [f, shardNames[i]!]));
+    for (const [name, t] of tensors) {
+      const listed = shardOf.get(name);
+      const actual = nameOfFile.get(t.file)!;
+      if (listed === undefined) throw invalid(`tensor "${name}" is stored in shard "${actual}" but missing from "weight_map".`);
+      if (listed !== actual) throw invalid(`maps tensor "${name}" to "${listed}" but it is stored in "${actual}".`);
+    }
+    for (const [name, file] of shardOf) {
+      if (!tensors.has(name)) throw invalid(`maps tensor "${name}" to shard "${file}", which does not contain it.`);
+    }
+    let sum = 0;
+    for (const t of tensors.values()) sum += t.byteLength;
+    if (index.totalSize !== null && index.totalSize !== sum) {
+      throw invalid(`"metadata.total_size" is ${index.totalSize} but the shards hold ${sum} tensor bytes; the index does not describe these shards.`);
+    }
+    return {
+      root,
+      kind: "sharded",
+      files,
+      tensors,
+      metadata: files[0]?.metadata ?? {},
+      indexJson: index.json,
+      close: closeAll,
+    };
+  } catch (e) {
+    await closeAll();
+    throw e;
+  }
+}
