@@ -1,0 +1,117 @@
+/**
+ * Brown corpus form C (one file per document, `word/tag` tokens) back to readable text.
+ *
+ * The file layout carries the structure: a block of non-blank lines is a paragraph and each
+ * line in it is one sentence. Headlines (tags ending in `-hl`) sit in the same block as the
+ * sentence after them, so they become a paragraph of their own. Detokenising puts no space
+ * before closing punctuation and none after opening punctuation; the corpus writes double
+ * quotes as `` and '' and single quotes as a bare ', which opens and closes in turn within
+ * a paragraph.
+ */
+
+/** Bump when the text produced for the same input changes: it is part of every cache key. */
+export const BROWN_TEXT_VERSION = 1;
+
+const CLOSERS = new Set([",", ".", ";", ":", "?", "!", ")", "]", "}", "''"]);
+const OPENERS = new Set(["(", "[", "{", "``"]);
+/** The corpus spells dashes `--`; typeset text joins them to both neighbours. */
+const JOINERS = new Set(["--"]);
+
+export interface TaggedToken {
+  readonly word: string;
+  readonly tag: string;
+}
+
+/** `word/tag`, split at the last slash: words may contain slashes (`and/or/cc`, `1/2/cd`). */
+export function splitTagged(token: string): TaggedToken {
+  const i = token.lastIndexOf("/");
+  if (i <= 0) return { word: token, tag: "" };
+  return { word: token.slice(0, i), tag: token.slice(i + 1) };
+}
+
+/** Paragraphs of sentences of tagged tokens, as laid out in the file. */
+export function parseBrownFile(source: string): TaggedToken[][][] {
+  return paragraphsOf(source, (t) => splitTagged(t));
+}
+
+/** Readable text of one tagged file: paragraphs separated by a blank line. */
+export function brownToText(source: string): string {
+  return paragraphsOf(source, (t) => {
+    const i = t.lastIndexOf("/");
+    return i <= 0 ? t : t.slice(0, i);
+  })
+    .map((p) => {
+      // Sentences of a paragraph run on; Array.prototype.flat is several times slower here.
+      const words: string[] = [];
+      for (const sentence of p) for (const w of sentence) words.push(w);
+      return detokenize(words);
+    })
+    .join("\n\n");
+}
+
+/** The block structure of a file, each token passed through `convert`. */
+function paragraphsOf<T>(source: string, convert: (token: string) => T): T[][][] {
+  const paragraphs: T[][][] = [];
+  let current: T[][] = [];
+  for (const line of source.split("\n")) {
+    const parts = line.split(SEPARATORS);
+    const sentence: T[] = [];
+    let hl = 0;
+    for (const p of parts) {
+      if (p.length === 0) continue;
+      sentence.push(convert(p));
+      if (p.endsWith("-hl")) hl++;
+    }
+    if (sentence.length === 0) {
+      if (current.length > 0) paragraphs.push(current);
+      current = [];
+    } else if (hl * 2 > sentence.length) {
+      // A headline: most tokens tagged -hl (headlines mix in a few -tl title tags).
+      if (current.length > 0) paragraphs.push(current);
+      paragraphs.push([sentence]);
+      current = [];
+    } else {
+      current.push(sentence);
+    }
+  }
+  if (current.length > 0) paragraphs.push(current);
+  return paragraphs;
+}
+
+const SEPARATORS = /[ \t\r]/;
+
+/** Joins the words of one paragraph with the spacing of ordinary English typesetting. */
+export function detokenize(words: readonly string[]): string {
+  const out: string[] = [];
+  let last = "";
+  // Whether the next word attaches to what came before without a space.
+  let glueNext = true;
+  let singleOpen = false;
+  for (const w of words) {
+    let text = w;
+    let glueBefore: boolean;
+    let glueAfter = false;
+    if (w === "``" || w === "''") {
+      text = '"';
+      glueBefore = w === "''";
+      glueAfter = w === "``";
+    } else if (w === "'") {
+      singleOpen = !singleOpen;
+      glueBefore = !singleOpen;
+      glueAfter = singleOpen;
+    } else if (JOINERS.has(w)) {
+      glueBefore = true;
+      glueAfter = true;
+    } else {
+      glueBefore = CLOSERS.has(w);
+      glueAfter = OPENERS.has(w);
+    }
+    // An abbreviation ending a sentence absorbs the full stop ("Jr." + "." -> "Jr.").
+    if (w === "." && last.length > 1 && last.endsWith(".")) continue;
+    if (out.length > 0 && !glueNext && !glueBefore) out.push(" ");
+    out.push(text);
+    last = w;
+    glueNext = glueAfter;
+  }
+  return out.join("");
+}
