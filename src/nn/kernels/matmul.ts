@@ -43,8 +43,15 @@ export interface BatchedGemmArgs extends GemmArgs {
 
 export interface MatmulBackend {
   readonly name: BackendName;
+  /** Threads one large gemm is split over (1 when it runs on the calling thread only). */
+  readonly threads?: number;
   /** A zero-filled f32 buffer this backend can compute on directly. */
   alloc(length: number): Float32Array;
+  /**
+   * Returns a buffer from `alloc` (the array itself, not a subarray) for reuse. Optional:
+   * without it buffers live as long as the backend. The array must not be used afterwards.
+   */
+  free?(buffer: Float32Array): void;
   gemm(args: GemmArgs): void;
   gemmBatched(args: BatchedGemmArgs): void;
   /** Releases threads / workers so the process can exit. */
