@@ -1,0 +1,72 @@
+import { PmaError } from "../../common/errors.js";
+
+/** Targets equal to this are not scored (PyTorch / Hugging Face convention). */
+export const IGNORE_INDEX = -100;
+
+/**
+ * Which positions count towards the loss: target != IGNORE_INDEX and, when a mask is
+ * given, mask[t] != 0 (supervised fine-tuning scores answer tokens only).
+ */
+function counted(targets: Int32Array, mask: Uint8Array | null, t: number): boolean {
+  return targets[t] !== IGNORE_INDEX && (mask === null || mask[t] !== 0);
+}
+
+/**
+ * Cross-entropy of T rows of V logits against `targets`. Returns the summed negative
+ * log-likelihood over counted positions and their number (the caller takes the mean);
+ * keeps log-sum-exp per row in `lse` for the backward. Sums run in double.
+ */
+export function crossEntropyForward(
+  lse: Float32Array,
+  logits: Float32Array,
+  targets: Int32Array,
+  mask: Uint8Array | null,
+  T: number,
+  V: number,
+): { sum: number; count: number } {
+  let sum = 0;
+  let count = 0;
+  for (let t = 0; t < T; t++) {
+    if (!counted(targets, mask, t)) continue;
+    const y = targets[t]!;
+    if (y < 0 || y >= V) {
+      throw new PmaError("RANGE_INVALID", `target id ${y} at position ${t} is outside the vocabulary [0, ${V}) (use ${IGNORE_INDEX} to skip a position)`);
+    }
+    const o = t * V;
+    let max = -Infinity;
+    for (let j = 0; j < V; j++) if (logits[o + j]! > max) max = logits[o + j]!;
+    let s = 0;
+    for (let j = 0; j < V; j++) s += Math.exp(logits[o + j]! - max);
+    const l = max + Math.log(s);
+    lse[t] = l;
+    sum += l - logits[o + y]!;
+    count++;
+  }
+  return { sum, count };
+}
+
+/**
+ * In place: logits -> d(scale * sum NLL)/d logits = scale * (softmax - onehot) on
+ * counted rows, 0 on others. Reusing the logits buffer saves a [T, V] array, the
+ * largest activation of a small-model step.
+ */
+export function crossEntropyBackward(
+  logits: Float32Array,
+  lse: Float32Array,
+  targets: Int32Array,
+  mask: Uint8Array | null,
+  T: number,
+  V: number,
+  scale: number,
+): void {
+  for (let t = 0; t < T; t++) {
+    const o = t * V;
+    if (!counted(targets, mask, t)) {
+      logits.fill(0, o, o + V);
+      continue;
+    }
+    const l = lse[t]!;
+    for (let j = 0; j < V; j++) logits[o + j] = scale * Math.exp(logits[o + j]! - l);
+    logits[o + targets[t]!]! -= scale;
+  }
+}

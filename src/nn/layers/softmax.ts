@@ -1,0 +1,34 @@
+/**
+ * Causal row softmax for attention scores laid out as R rows of S keys, where row r
+ * is query position r % S (heads and batches stacked). Keys after the query position
+ * get probability exactly 0, so the following full GEMMs need no mask.
+ */
+export function causalSoftmaxForward(att: Float32Array, R: number, S: number): void {
+  for (let r = 0; r < R; r++) {
+    const o = r * S;
+    const n = (r % S) + 1;
+    let max = -Infinity;
+    for (let j = 0; j < n; j++) if (att[o + j]! > max) max = att[o + j]!;
+    let sum = 0;
+    for (let j = 0; j < n; j++) {
+      const e = Math.exp(att[o + j]! - max);
+      att[o + j] = e;
+      sum += e;
+    }
+    const inv = 1 / sum;
+    for (let j = 0; j < n; j++) att[o + j]! *= inv;
+    for (let j = n; j < S; j++) att[o + j] = 0;
+  }
+}
+
+/** In place: dP -> dS = P * (dP - sum_j dP_j P_j); masked entries become 0. */
+export function causalSoftmaxBackward(datt: Float32Array, att: Float32Array, R: number, S: number): void {
+  for (let r = 0; r < R; r++) {
+    const o = r * S;
+    const n = (r % S) + 1;
+    let dot = 0;
+    for (let j = 0; j < n; j++) dot += datt[o + j]! * att[o + j]!;
+    for (let j = 0; j < n; j++) datt[o + j] = att[o + j]! * (datt[o + j]! - dot);
+    for (let j = n; j < S; j++) datt[o + j] = 0;
+  }
+}
