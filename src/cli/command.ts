@@ -8,9 +8,10 @@ export interface Command {
 }
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
+type Parsed<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: true; strict: true }>>;
 
 /** node's parseArgs, with its errors turned into pma usage errors. */
-export function parseCommandArgs<O extends Options>(argv: string[], options: O, usage: string) {
+export function parseCommandArgs<O extends Options>(argv: string[], options: O, usage: string): Parsed<O> {
   try {
     return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (e) {

@@ -44,3 +44,8 @@ export function isFloatDType(d: DType): d is FloatDType {
 export function dtypeBits(d: DType): number {
   return DTYPES[d].bits;
 }
+
+/** The name transformers uses for a float dtype in config.json's `torch_dtype`. */
+export function torchDtypeName(dtype: FloatDType): string {
+  return { BF16: "bfloat16", F16: "float16", F32: "float32", F64: "float64" }[dtype];
+}

@@ -1,0 +1,52 @@
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { PmaError } from "../common/errors.js";
+
+/**
+ * The parts of a Hugging Face Trainer `trainer_state.json` pma relies on. Unknown keys
+ * are kept by callers that rewrite the file; `num_input_tokens_seen` is 0 when the run
+ * did not track tokens, which we report as unknown rather than zero.
+ */
+export interface TrainerState {
+  globalStep?: number;
+  tokensSeen?: number;
+  raw: Record<string, unknown>;
+}
+
+export const TRAINER_STATE_FILE = "trainer_state.json";
+
+/** Reads `dir/trainer_state.json`; null when the file does not exist. */
+export async function readTrainerState(dir: string): Promise<TrainerState | null> {
+  const path = join(dir, TRAINER_STATE_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw new PmaError("IO", `${path}: cannot read (${(e as Error).message})`, { file: path, cause: e });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new PmaError("LOG_INVALID", `${path}: not valid JSON (${(e as Error).message})`, { file: path, cause: e });
+  }
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    throw new PmaError("LOG_INVALID", `${path}: expected a JSON object`, { file: path });
+  }
+  const obj = raw as Record<string, unknown>;
+  const state: TrainerState = { raw: obj };
+  const step = obj["global_step"];
+  if (typeof step === "number" && Number.isInteger(step) && step >= 0) state.globalStep = step;
+  const tokens = obj["num_input_tokens_seen"];
+  if (typeof tokens === "number" && Number.isFinite(tokens) && tokens > 0) state.tokensSeen = tokens;
+  return state;
+}
+
+/** The step number in a checkpoint's name: `checkpoint-1200`, `iter_0001200`, `step_300`. */
+export function stepFromName(name: string): number | undefined {
+  const m = /(?:^|[^a-z])(?:checkpoint|iter|step|global_step)[-_]?(\d+)$/i.exec(name);
+  if (m === null) return undefined;
+  const n = Number(m[1]);
+  return Number.isSafeInteger(n) ? n : undefined;
+}

@@ -1,0 +1,33 @@
+import * as fs from "node:fs/promises";
+import { join } from "node:path";
+
+/**
+ * Non-weight files a merged checkpoint needs to load like its inputs: model config,
+ * generation config and tokenizer. Trainer state, optimizer and RNG files describe one
+ * training process and are deliberately not copied into a merge.
+ */
+const COMPANION = /^(config\.json|generation_config\.json|tokenizer(_config)?\.json|tokenizer\.model|special_tokens_map\.json|added_tokens\.json|vocab\.(json|txt)|merges\.txt|chat_template\.(json|jinja)|preprocessor_config\.json)$/;
+
+/**
+ * Copies companion files from `fromDir` into `toDir`. Only regular files are copied:
+ * a symlink could point anywhere, and following it would copy what is not the
+ * checkpoint's. When the output dtype changed, config.json's `torch_dtype` says so.
+ */
+export async function copyCompanions(fromDir: string, toDir: string, torchDtype?: string): Promise<string[]> {
+  const copied: string[] = [];
+  for (const entry of await fs.readdir(fromDir, { withFileTypes: true })) {
+    if (!entry.isFile() || !COMPANION.test(entry.name)) continue;
+    const src = join(fromDir, entry.name);
+    const dst = join(toDir, entry.name);
+    if (entry.name === "config.json" && torchDtype !== undefined) {
+      const config = JSON.parse(await fs.readFile(src, "utf8")) as Record<string, unknown>;
+      config["torch_dtype"] = torchDtype;
+      await fs.writeFile(dst, JSON.stringify(config, null, 2) + "\n");
+    } else {
+      await fs.copyFile(src, dst);
+    }
+    copied.push(entry.name);
+  }
+  return copied.sort();
+}
+

@@ -1,0 +1,280 @@
+import { availableParallelism } from "node:os";
+import { dirname } from "node:path";
+import { stat } from "node:fs/promises";
+import { Worker } from "node:worker_threads";
+import { StagedDir, writeFileAtomic } from "../common/atomic-dir.js";
+import { PmaError, type PmaErrorCode } from "../common/errors.js";
+import { PMA_VERSION } from "../common/version.js";
+import { SafetensorsWriter, type TensorSpec } from "../formats/safetensors-writer.js";
+import { floatDTypeBytes } from "../tensor/codec.js";
+import { isFloatDType, torchDtypeName, type DType, type FloatDType } from "../tensor/dtype.js";
+import { copyCompanions } from "./companions.js";
+import { checkSameTensors, openMergeInput, type MergeInput } from "./inputs.js";
+import { makeChunks, type NonfiniteReport, type TensorJob, type WorkerMessage, type WorkerPlan } from "./job.js";
+import type { AccumulatePrecision } from "./kernels.js";
+import { copyIdenticalTensor } from "./nonfloat.js";
+import { orderByProgress } from "./order.js";
+import { coefficientsFor, type MethodSpec } from "./weights.js";
+
+export interface MergeOptions {
+  /** Checkpoint paths (folders or .safetensors files), in any order. */
+  inputs: string[];
+  out: string;
+  method?: MethodSpec;
+  /** Output dtype of float tensors; default: each tensor's input dtype. */
+  dtype?: FloatDType;
+  accumulate?: AccumulatePrecision;
+  shardSize?: number;
+  allowNonfinite?: boolean;
+  force?: boolean;
+  /** Merge in the order given instead of by training progress. */
+  keepOrder?: boolean;
+  threads?: number;
+  /** Elements per chunk and worker; with `threads` this bounds memory. */
+  chunkElements?: number;
+  onProgress?: (bytesDone: number, bytesTotal: number) => void;
+  onNote?: (message: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface MergeInputRecord {
+  path: string;
+  tokens: number | null;
+  step: number | null;
+  coefficient: number;
+  size_bytes: number;
+  header_sha256: string[];
+}
+
+export interface MergeRecord {
+  pma_version: string;
+  method: string;
+  alpha?: number;
+  order_basis: "tokens" | "step" | "arguments";
+  inputs: MergeInputRecord[];
+  coefficients: number[];
+  dtype: string;
+  accumulate: AccumulatePrecision;
+  tensors: number;
+  parameters: number;
+  bytes_read: number;
+  bytes_written: number;
+  files: string[];
+  companions_from: string | null;
+  nonfinite: { tensor: string; checkpoint: string | null; count: number }[];
+  started_at: string;
+  seconds: number;
+}
+
+export const MERGE_RECORD_FILE = "pma_merge.json";
+const DEFAULT_CHUNK_ELEMENTS = 1 << 20;
+
+/**
+ * Merges N checkpoints of one run into one: out = sum_i c_i * M_i, tensor by tensor and
+ * chunk by chunk, so memory stays at about threads x chunk x 24 bytes whatever the
+ * model size. Inputs are only read; the output appears complete or not at all.
+ */
+export async function merge(opts: MergeOptions): Promise<MergeRecord> {
+  const started = Date.now();
+  if (opts.inputs.length === 0) throw new PmaError("USAGE", "pma merge needs at least one checkpoint");
+  const staged = await StagedDir.create(opts.out, opts.force ?? false);
+  const opened: MergeInput[] = [];
+  try {
+    for (const path of opts.inputs) opened.push(await openMergeInput(path));
+    const ordered = opts.keepOrder ? { items: opened, basis: "arguments" as const } : orderByProgress(opened);
+    if ("note" in ordered && ordered.note !== undefined) opts.onNote?.(ordered.note);
+    const inputs = ordered.items;
+    const method = opts.method ?? { method: "sma" };
+    const coefficients = coefficientsFor(method, inputs.length);
+    checkSameTensors(inputs);
+
+    const reference = inputs[0]!.checkpoint;
+    const specs: TensorSpec[] = [];
+    for (const t of reference.tensors.values()) {
+      const dtype: DType = isFloatDType(t.dtype) ? (opts.dtype ?? t.dtype) : t.dtype;
+      specs.push({ name: t.name, dtype, shape: t.shape });
+    }
+    const newest = inputs[inputs.length - 1]!;
+    const writer = await SafetensorsWriter.create(staged.staging, specs, {
+      ...(opts.shardSize !== undefined ? { shardSize: opts.shardSize } : {}),
+      metadata: {
+        pma_version: PMA_VERSION,
+        pma_method: method.method,
+        pma_coefficients: JSON.stringify(coefficients),
+        pma_inputs: String(inputs.length),
+      },
+    });
+    let bytesWritten = 0;
+    let parameters = 0;
+    const nonfinite: NonfiniteReport[] = [];
+    try {
+      const precision = opts.accumulate ?? "f32";
+      const jobs: TensorJob[] = [];
+      const outputFiles = writer.plan.shards.map((s) => `${writer.dir}/${s.file}`);
+      const inputFiles: string[] = [];
+      const fileIndex = new Map<string, number>();
+      const indexOf = (path: string) => {
+        let i = fileIndex.get(path);
+        if (i === undefined) {
+          i = inputFiles.push(path) - 1;
+          fileIndex.set(path, i);
+        }
+        return i;
+      };
+      let nonfloatBytes = 0;
+      for (const spec of writer.plan.shards.flatMap((s) => s.tensors)) {
+        const t = reference.tensors.get(spec.name)!;
+        const layout = writer.layout(spec.name);
+        bytesWritten += layout.byteLength;
+        parameters += t.shape.reduce((a, b) => a * b, 1);
+        if (!isFloatDType(t.dtype)) {
+          opts.signal?.throwIfAborted();
+          await copyIdenticalTensor(inputs, spec.name, writer);
+          nonfloatBytes += t.byteLength * inputs.length;
+          continue;
+        }
+        const elements = t.shape.reduce((a, b) => a * b, 1);
+        if (elements === 0) continue;
+        jobs.push({
+          name: t.name,
+          inDtype: t.dtype,
+          outDtype: spec.dtype as FloatDType,
+          precision: t.dtype === "F64" ? "f64" : precision,
+          elements,
+          sources: inputs.map((inp) => {
+            const src = inp.checkpoint.tensors.get(t.name)!;
+            return { file: indexOf(src.file.path), offset: src.fileOffset };
+          }),
+          target: { file: outputFiles.indexOf(layout.file), offset: layout.fileOffset },
+        });
+      }
+      const floatBytes = jobs.reduce((s, j) => s + j.elements * floatDTypeBytes(j.inDtype) * inputs.length, 0);
+      await runWorkers(
+        {
+          inputFiles,
+          outputFiles,
+          coefficients,
+          tensors: jobs,
+          chunkElements: opts.chunkElements ?? DEFAULT_CHUNK_ELEMENTS,
+          allowNonfinite: opts.allowNonfinite ?? false,
+        },
+        opts.threads ?? Math.min(availableParallelism(), 8),
+        (done) => opts.onProgress?.(nonfloatBytes + done, nonfloatBytes + floatBytes),
+        inputs,
+        nonfinite,
+        opts.signal,
+      );
+      const { files } = await writer.finish();
+      const companionsFrom = (await stat(newest.path)).isDirectory() ? newest.checkpoint.root : null;
+      if (companionsFrom !== null) {
+        await copyCompanions(companionsFrom, staged.staging, opts.dtype !== undefined ? torchDtypeName(opts.dtype) : undefined);
+      }
+      const record: MergeRecord = {
+        pma_version: PMA_VERSION,
+        method: method.method,
+        ...(method.method === "ema" ? { alpha: method.alpha ?? 0.2 } : {}),
+        order_basis: ordered.basis,
+        inputs: inputs.map((inp, i) => ({
+          path: inp.path,
+          tokens: inp.progress.tokens ?? null,
+          step: inp.progress.step ?? null,
+          coefficient: coefficients[i]!,
+          size_bytes: inp.sizeBytes,
+          header_sha256: inp.headerSha256,
+        })),
+        coefficients,
+        dtype: opts.dtype ?? "same as input",
+        accumulate: precision,
+        tensors: specs.length,
+        parameters,
+        bytes_read: nonfloatBytes + floatBytes,
+        bytes_written: bytesWritten,
+        files: files.map((f) => f.slice(dirname(f).length + 1)),
+        companions_from: companionsFrom,
+        nonfinite: nonfinite.map((r) => ({ tensor: r.tensor, checkpoint: r.input >= 0 ? inputs[r.input]!.path : null, count: r.count })),
+        started_at: new Date(started).toISOString(),
+        seconds: (Date.now() - started) / 1000,
+      };
+      await writeFileAtomic(`${staged.staging}/${MERGE_RECORD_FILE}`, JSON.stringify(record, null, 2) + "\n");
+      await staged.publish();
+      return record;
+    } catch (e) {
+      await writer.abort();
+      throw e;
+    }
+  } catch (e) {
+    await staged.discard();
+    throw e;
+  } finally {
+    await Promise.allSettled(opened.map((i) => i.checkpoint.close()));
+  }
+}
+
+
+type PlanCore = Pick<WorkerPlan, "inputFiles" | "outputFiles" | "coefficients" | "tensors" | "chunkElements" | "allowNonfinite">;
+
+async function runWorkers(
+  core: PlanCore,
+  threads: number,
+  onProgress: (done: number) => void,
+  inputs: MergeInput[],
+  nonfinite: NonfiniteReport[],
+  signal?: AbortSignal,
+): Promise<void> {
+  const chunks = makeChunks(core.tensors, core.chunkElements);
+  if (chunks.count === 0) return;
+  const count = Math.max(1, Math.min(threads, chunks.count));
+  const plan: WorkerPlan = {
+    ...core,
+    chunks: chunks.buffer,
+    chunkCount: chunks.count,
+    next: new SharedArrayBuffer(4),
+    progress: new SharedArrayBuffer(8 * count),
+    stop: new SharedArrayBuffer(4),
+  };
+  const progress = new Float64Array(plan.progress);
+  const stop = new Int32Array(plan.stop);
+  const workers = Array.from({ length: count }, (_, slot) => new Worker(new URL("./merge-worker.js", import.meta.url), { workerData: { plan, slot } }));
+  const timer = setInterval(() => onProgress(progress.reduce((a, b) => a + b, 0)), 200);
+  let failure: PmaError | null = null;
+  const fail = (e: PmaError) => {
+    failure ??= e;
+    Atomics.store(stop, 0, 1);
+  };
+  const onAbort = () => fail(new PmaError("INTERRUPTED", "merge interrupted; no output was written"));
+  signal?.addEventListener("abort", onAbort);
+  if (signal?.aborted) onAbort();
+  try {
+    await Promise.all(
+      workers.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            w.once("message", (m: WorkerMessage) => {
+              if (m.type === "done") nonfinite.push(...m.nonfinite);
+              else if (m.type === "nonfinite") fail(nonfiniteError(m.report, inputs));
+              else fail(new PmaError((m.code as PmaErrorCode | undefined) ?? "INTERNAL", m.message, m.file !== undefined ? { file: m.file } : {}));
+            });
+            w.once("error", (e) => fail(new PmaError("INTERNAL", `merge worker failed: ${e.stack ?? e.message}`)));
+            w.once("exit", () => resolve());
+          }),
+      ),
+    );
+  } finally {
+    clearInterval(timer);
+    signal?.removeEventListener("abort", onAbort);
+  }
+  if (failure !== null) throw failure;
+  onProgress(progress.reduce((a, b) => a + b, 0));
+}
+
+function nonfiniteError(r: NonfiniteReport, inputs: MergeInput[]): PmaError {
+  if (r.input < 0) {
+    return new PmaError("NONFINITE", `merged values of "${r.tensor}" overflow to Inf although every input is finite; check the weights (use normalised weights), or pass --allow-nonfinite`);
+  }
+  const path = inputs[r.input]!.path;
+  return new PmaError(
+    "NONFINITE",
+    `${path}: tensor "${r.tensor}" contains NaN or Inf (${r.count} value(s) in one chunk); this checkpoint is probably damaged or from a diverged run. Leave it out, or pass --allow-nonfinite to merge anyway`,
+    { file: path },
+  );
+}

@@ -1,0 +1,88 @@
+import { PmaError } from "../common/errors.js";
+
+/**
+ * Merge methods turn N checkpoints, oldest first, into N coefficients that sum to 1
+ * (unless the user asks for raw custom weights). The merged model is sum_i c_i * M_i.
+ */
+export type MergeMethod = "sma" | "wma" | "ema" | "custom";
+
+export interface MethodSpec {
+  method: MergeMethod;
+  /** EMA smoothing factor in (0, 1]. */
+  alpha?: number;
+  /** Custom weights, oldest checkpoint first. */
+  weights?: number[];
+  /** Custom weights are normalised to sum to 1 unless this is false. */
+  normalize?: boolean;
+}
+
+/** Simple Moving Average: every checkpoint counts the same (paper Eq. 3). */
+export function smaCoefficients(n: number): number[] {
+  requireCount(n);
+  return Array.from({ length: n }, () => 1 / n);
+}
+
+/** Weighted Moving Average with w_i = i, normalised (paper Eq. 5). */
+export function wmaCoefficients(n: number): number[] {
+  requireCount(n);
+  const sum = (n * (n + 1)) / 2;
+  return Array.from({ length: n }, (_, i) => (i + 1) / sum);
+}
+
+/**
+ * Exponential Moving Average by the paper's recursion (Eq. 4):
+ *   M_avg(1) = M_1,  M_avg(i) = a * M_i + (1 - a) * M_avg(i-1)  for i = 2..N.
+ * Unrolled, M_avg(N) = sum_i c_i M_i with
+ *   c_1 = (1 - a)^(N-1)   and   c_i = a * (1 - a)^(N-i)  for i >= 2.
+ * These sum to exactly 1. The paper's section 4.2 writes w_i = a(1 - a)^(N-i) for every
+ * i; that differs only in the oldest checkpoint (a(1-a)^(N-1) instead of (1-a)^(N-1))
+ * and sums to 1 - (1-a)^N, so normalising it would give a different merge. We follow
+ * the recursion, which is what an online EMA over the checkpoints computes.
+ */
+export function emaCoefficients(n: number, alpha: number): number[] {
+  requireCount(n);
+  if (!(alpha > 0 && alpha <= 1)) {
+    throw new PmaError("WEIGHTS_INVALID", `EMA alpha must be in (0, 1], got ${alpha}`);
+  }
+  return Array.from({ length: n }, (_, idx) => {
+    const i = idx + 1;
+    return i === 1 ? Math.pow(1 - alpha, n - 1) : alpha * Math.pow(1 - alpha, n - i);
+  });
+}
+
+/** User-given weights, oldest first; normalised to sum 1 unless normalize === false. */
+export function customCoefficients(weights: number[], normalize = true): number[] {
+  requireCount(weights.length);
+  for (const w of weights) {
+    if (!Number.isFinite(w)) throw new PmaError("WEIGHTS_INVALID", `weights must be finite numbers, got ${w}`);
+  }
+  if (!normalize) return [...weights];
+  const sum = weights.reduce((a, b) => a + b, 0);
+  if (sum === 0) {
+    throw new PmaError("WEIGHTS_INVALID", "custom weights sum to 0 and cannot be normalised; pass --no-normalize to use them as given");
+  }
+  return weights.map((w) => w / sum);
+}
+
+export function coefficientsFor(spec: MethodSpec, n: number): number[] {
+  switch (spec.method) {
+    case "sma":
+      return smaCoefficients(n);
+    case "wma":
+      return wmaCoefficients(n);
+    case "ema":
+      return emaCoefficients(n, spec.alpha ?? 0.2);
+    case "custom": {
+      const w = spec.weights;
+      if (w === undefined) throw new PmaError("WEIGHTS_INVALID", "method custom needs weights");
+      if (w.length !== n) {
+        throw new PmaError("WEIGHTS_INVALID", `got ${w.length} weights for ${n} checkpoints; give one weight per checkpoint, oldest first`);
+      }
+      return customCoefficients(w, spec.normalize ?? true);
+    }
+  }
+}
+
+function requireCount(n: number): void {
+  if (!Number.isInteger(n) || n < 1) throw new PmaError("WEIGHTS_INVALID", `need at least one checkpoint to merge, got ${n}`);
+}
