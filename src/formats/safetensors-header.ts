@@ -41,6 +41,8 @@ interface RawEntry {
 // name could never be written back or matched by a well-formed reader.
 const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 
+const CORRUPT = " The file is corrupt or was written by a faulty tool; re-download or re-save it.";
+
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 function fail(code: ConstructorParameters<typeof PmaError>[0], path: string, what: string): never {
@@ -86,11 +88,11 @@ function isIndex(v: unknown): v is number {
 
 function parseMetadata(value: unknown, path: string): Record<string, string> {
   if (!isPlainObject(value)) {
-    fail("METADATA_INVALID", path, `"${METADATA_KEY}" is ${describe(value)}, but must be an object of strings.`);
+    fail("METADATA_INVALID", path, `"${METADATA_KEY}" is ${describe(value)}, but must be an object of strings.` + CORRUPT);
   }
   for (const [k, v] of Object.entries(value)) {
     if (typeof v !== "string") {
-      fail("METADATA_INVALID", path, `"${METADATA_KEY}" key "${k}" is ${describe(v)}; metadata values must be strings.`);
+      fail("METADATA_INVALID", path, `"${METADATA_KEY}" key "${k}" is ${describe(v)}; metadata values must be strings.` + CORRUPT);
     }
     if (LONE_SURROGATE.test(k) || LONE_SURROGATE.test(v)) {
       fail("METADATA_INVALID", path, `"${METADATA_KEY}" key "${k}" contains an unpaired UTF-16 surrogate escape.`);
@@ -103,44 +105,44 @@ function parseMetadata(value: unknown, path: string): Record<string, string> {
 function parseEntry(name: string, value: unknown, path: string): RawEntry {
   const where = `tensor "${name}"`;
   if (LONE_SURROGATE.test(name)) {
-    fail("HEADER_INVALID", path, `${where}: name contains an unpaired UTF-16 surrogate escape.`);
+    fail("HEADER_INVALID", path, `${where}: name contains an unpaired UTF-16 surrogate escape.` + CORRUPT);
   }
   if (!isPlainObject(value)) {
-    fail("HEADER_INVALID", path, `${where}: entry is ${describe(value)}, expected {dtype, shape, data_offsets}.`);
+    fail("HEADER_INVALID", path, `${where}: entry is ${describe(value)}, expected {dtype, shape, data_offsets}.` + CORRUPT);
   }
   const { dtype, shape, data_offsets: offsets } = value;
   if (typeof dtype !== "string") {
-    fail("HEADER_INVALID", path, `${where}: "dtype" is ${describe(dtype)}, expected a string.`);
+    fail("HEADER_INVALID", path, `${where}: "dtype" is ${describe(dtype)}, expected a string.` + CORRUPT);
   }
   if (!isDType(dtype)) {
     fail("DTYPE_UNKNOWN", path, `${where} has unknown dtype "${dtype}"; this version of pma does not know it.`);
   }
   if (!Array.isArray(shape) || !shape.every(isIndex)) {
-    fail("HEADER_INVALID", path, `${where}: "shape" must be an array of non-negative integers, got ${JSON.stringify(shape)}.`);
+    fail("HEADER_INVALID", path, `${where}: "shape" must be an array of non-negative integers, got ${JSON.stringify(shape)}.` + CORRUPT);
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isIndex)) {
     fail(
       "HEADER_INVALID",
       path,
-      `${where}: "data_offsets" must be [begin, end] with non-negative integers, got ${JSON.stringify(offsets)}.`,
+      `${where}: "data_offsets" must be [begin, end] with non-negative integers, got ${JSON.stringify(offsets)}.` + CORRUPT,
     );
   }
   const [begin, end] = offsets as [number, number];
   if (!Number.isSafeInteger(begin) || !Number.isSafeInteger(end)) {
-    fail("OFFSETS_INVALID", path, `${where}: data_offsets [${begin}, ${end}] lie beyond 2^53, past any real file.`);
+    fail("OFFSETS_INVALID", path, `${where}: data_offsets [${begin}, ${end}] lie beyond 2^53, past any real file.` + CORRUPT);
   }
   if (end < begin) {
-    fail("OFFSETS_INVALID", path, `${where}: data_offsets end ${end} is before begin ${begin}.`);
+    fail("OFFSETS_INVALID", path, `${where}: data_offsets end ${end} is before begin ${begin}.` + CORRUPT);
   }
   const size = tensorByteLength(dtype, shape as number[]);
   if (!size.ok) {
-    fail("TENSOR_SIZE_MISMATCH", path, `${where} (${dtype}, shape [${shape.join(", ")}]): ${size.reason}.`);
+    fail("TENSOR_SIZE_MISMATCH", path, `${where} (${dtype}, shape [${shape.join(", ")}]): ${size.reason}.` + CORRUPT);
   }
   if (end - begin !== size.byteLength) {
     fail(
       "TENSOR_SIZE_MISMATCH",
       path,
-      `${where} (${dtype}, shape [${shape.join(", ")}]) needs ${size.byteLength} bytes but data_offsets [${begin}, ${end}] give ${end - begin}.`,
+      `${where} (${dtype}, shape [${shape.join(", ")}]) needs ${size.byteLength} bytes but data_offsets [${begin}, ${end}] give ${end - begin}.` + CORRUPT,
     );
   }
   return { name, dtype, shape: shape as number[], begin, end };
@@ -167,7 +169,7 @@ export function parseSafetensorsHeader(headerJsonBytes: Uint8Array, fileSize: nu
     fail("HEADER_INVALID", path, `header is not valid JSON (${detail}); the file is corrupt or not a safetensors file.`);
   }
   if (!isPlainObject(parsed)) {
-    fail("HEADER_INVALID", path, `header is ${describe(parsed)}, but must be a JSON object.`);
+    fail("HEADER_INVALID", path, `header is ${describe(parsed)}, but must be a JSON object.` + CORRUPT);
   }
   const dup = findDuplicateKey(text);
   if (dup) {
@@ -197,7 +199,7 @@ export function parseSafetensorsHeader(headerJsonBytes: Uint8Array, fileSize: nu
           : e.begin > expected
             ? `gap: tensor "${e.name}" starts at ${e.begin} but the previous tensor ends at ${expected}`
             : `overlap: tensor "${e.name}" starts at ${e.begin} but the previous tensor ends at ${expected}`;
-      fail("OFFSETS_INVALID", path, `${what}; tensors must tile the data buffer exactly.`);
+      fail("OFFSETS_INVALID", path, `${what}; tensors must tile the data buffer exactly.` + CORRUPT);
     }
     expected = e.end;
   }
