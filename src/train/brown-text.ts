@@ -5,8 +5,8 @@
  * line in it is one sentence. Headlines (tags ending in `-hl`) sit in the same block as the
  * sentence after them, so they become a paragraph of their own. Detokenising puts no space
  * before closing punctuation and none after opening punctuation; the corpus writes double
- * quotes as `` and '' and single quotes as a bare ', which opens and closes in turn within
- * a paragraph.
+ * quotes as `` and '' (also inside words: 10'' for inches) and single quotes as a bare ',
+ * which opens and closes in turn within a paragraph.
  */
 
 /** Bump when the text produced for the same input changes: it is part of every cache key. */
@@ -36,17 +36,24 @@ export function parseBrownFile(source: string): TaggedToken[][][] {
 
 /** Readable text of one tagged file: paragraphs separated by a blank line. */
 export function brownToText(source: string): string {
-  return paragraphsOf(source, (t) => {
-    const i = t.lastIndexOf("/");
-    return i <= 0 ? t : t.slice(0, i);
-  })
-    .map((p) => {
-      // Sentences of a paragraph run on; Array.prototype.flat is several times slower here.
-      const words: string[] = [];
-      for (const sentence of p) for (const w of sentence) words.push(w);
-      return detokenize(words);
-    })
-    .join("\n\n");
+  const paragraphs: string[][] = [];
+  for (const p of paragraphsOf(source, stripTag)) {
+    // Sentences of a paragraph run on; Array.prototype.flat is several times slower here.
+    const words: string[] = [];
+    for (const sentence of p) for (const w of sentence) words.push(w);
+    // The corpus sometimes wraps a sentence's final stop or comma onto a block of its own
+    // (37 times); it belongs to the end of the paragraph before.
+    const previous = paragraphs[paragraphs.length - 1];
+    let lead = 0;
+    if (previous !== undefined) while (lead < words.length && CLOSERS.has(words[lead]!)) previous.push(words[lead++]!);
+    if (lead < words.length) paragraphs.push(lead === 0 ? words : words.slice(lead));
+  }
+  return paragraphs.map(detokenize).join("\n\n");
+}
+
+function stripTag(token: string): string {
+  const i = token.lastIndexOf("/");
+  return i <= 0 ? token : token.slice(0, i);
 }
 
 /** The block structure of a file, each token passed through `convert`. */
@@ -105,6 +112,8 @@ export function detokenize(words: readonly string[]): string {
     } else {
       glueBefore = CLOSERS.has(w);
       glueAfter = OPENERS.has(w);
+      // Inches inside words (`10''`) are the same ASCII-ised double quote.
+      if (w.includes("''")) text = w.replaceAll("''", '"');
     }
     // An abbreviation ending a sentence absorbs the full stop ("Jr." + "." -> "Jr.").
     if (w === "." && last.length > 1 && last.endsWith(".")) continue;
