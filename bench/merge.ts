@@ -1,0 +1,97 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { writeSyntheticRun, type SyntheticModel } from "../src/trajectory/synthetic.js";
+
+/**
+ * `npm run bench:merge`: times pma merge against the read limit (`cat` of the same files,
+ * in page cache) and against a load-everything baseline, in the same run, and prints
+ * input GiB/s, the ratio to cat and peak RSS. `--big` instead merges 3 checkpoints whose
+ * total exceeds RAM, to show memory stays bounded when inputs cannot all be cached.
+ */
+const { values } = parseArgs({
+  options: {
+    dir: { type: "string", default: "bench-data" },
+    checkpoints: { type: "string", default: "10" },
+    "gib-per-checkpoint": { type: "string", default: "1" },
+    big: { type: "boolean", default: false },
+    "skip-baseline": { type: "boolean", default: false },
+    runs: { type: "string", default: "3" },
+  },
+});
+const big = values.big ?? false;
+const count = big ? 3 : Number(values.checkpoints);
+const gib = big ? 9 : Number(values["gib-per-checkpoint"]);
+const runs = Number(values.runs);
+
+// Llama-like shapes: d_model 2048, SwiGLU 5632, vocab 32000; layers scale the size.
+const perLayer = 4 * 2048 * 2048 + 3 * 2048 * 5632 + 2 * 2048;
+const fixed = 2 * 32000 * 2048 + 2048;
+const layers = Math.max(1, Math.round((gib * 2 ** 30) / 2 / perLayer - fixed / perLayer));
+const model: SyntheticModel = { hiddenSize: 2048, intermediateSize: 5632, layers, vocabSize: 32000, heads: 16 };
+const runDir = resolve(values.dir!, `run-${count}x${layers}L-bf16`);
+const root = resolve(new URL("../..", import.meta.url).pathname);
+const pma = join(root, "dist/src/cli/main.js");
+
+if (!existsSync(join(runDir, ".complete"))) {
+  rmSync(runDir, { recursive: true, force: true });
+  mkdirSync(runDir, { recursive: true });
+  process.stderr.write(`generating ${count} bf16 checkpoints of ${layers} layers (~${gib} GiB each) in ${runDir} ...\n`);
+  await writeSyntheticRun({ dir: runDir, model, checkpoints: count, stepInterval: 1000, tokensPerStep: 4 << 20, dtype: "BF16" });
+  writeFileSync(join(runDir, ".complete"), "");
+}
+const inputs = Array.from({ length: count }, (_, i) => join(runDir, `checkpoint-${(i + 1) * 1000}`));
+const files = inputs.map((d) => join(d, "model.safetensors"));
+const inputBytes = files.reduce((s, f) => s + statSync(f).size, 0);
+
+interface Timing {
+  seconds: number;
+  maxRssKiB: number | null;
+}
+
+/** Runs a command under GNU time for wall time and peak RSS. */
+function timed(cmd: string, args: string[]): Timing {
+  const hasTime = existsSync("/usr/bin/time");
+  const t0 = process.hrtime.bigint();
+  const r = hasTime
+    ? spawnSync("/usr/bin/time", ["-f", "%M", cmd, ...args], { encoding: "utf8", maxBuffer: 1 << 26 })
+    : spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 1 << 26 });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed: ${r.stderr}`);
+  const rss = hasTime ? Number(r.stderr.trim().split("\n").pop()) : NaN;
+  return { seconds, maxRssKiB: Number.isFinite(rss) ? rss : null };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+const out = join(resolve(values.dir!), "merged");
+const results: Record<string, Timing[]> = { cat: [], "pma merge": [], baseline: [] };
+for (let r = 0; r < runs; r++) {
+  results["cat"]!.push(timed("sh", ["-c", `cat ${files.map((f) => `'${f}'`).join(" ")} > /dev/null`]));
+  rmSync(out, { recursive: true, force: true });
+  results["pma merge"]!.push(timed(process.execPath, [pma, "merge", ...inputs, "--out", out, "--force"]));
+  if (!big && !values["skip-baseline"]) {
+    results["baseline"]!.push(timed(process.execPath, [join(root, "dist/bench/merge-baseline.js"), join(resolve(values.dir!), "baseline.safetensors"), ...inputs]));
+  }
+}
+rmSync(out, { recursive: true, force: true });
+rmSync(join(resolve(values.dir!), "baseline.safetensors"), { force: true });
+
+const catSeconds = median(results["cat"]!.map((t) => t.seconds));
+const GiB = 2 ** 30;
+const mem = execFileSync("sh", ["-c", "free -g | awk '/Mem:/ {print $2}'"], { encoding: "utf8" }).trim();
+console.log(`inputs: ${count} x bf16 checkpoints, ${(inputBytes / GiB).toFixed(2)} GiB in total; machine RAM ${mem} GiB; ${runs} run(s), medians`);
+console.log("| command | seconds | input GiB/s | time / cat | peak RSS MiB |");
+console.log("|---|---|---|---|---|");
+for (const [name, ts] of Object.entries(results)) {
+  if (ts.length === 0) continue;
+  const s = median(ts.map((t) => t.seconds));
+  const rss = ts.map((t) => t.maxRssKiB).filter((x): x is number => x !== null);
+  console.log(`| ${name} | ${s.toFixed(2)} | ${(inputBytes / GiB / s).toFixed(2)} | ${(s / catSeconds).toFixed(2)} | ${rss.length ? (Math.max(...rss) / 1024).toFixed(0) : "n/a"} |`);
+}
+const cpu = readFileSync("/proc/cpuinfo", "utf8").match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown CPU";
+console.log(`machine: ${cpu}, ${execFileSync("nproc", { encoding: "utf8" }).trim()} cores`);

@@ -1,0 +1,17 @@
+/**
+ * pma as a library: the same functions the CLI commands wrap.
+ *   import { merge } from "pma";
+ */
+export { PmaError, isPmaError, type PmaErrorCode } from "./common/errors.js";
+export { parseBytes, parseTokens, formatTokens } from "./common/units.js";
+export { PMA_VERSION } from "./common/version.js";
+export { DTYPES, isFloatDType, type DType, type FloatDType } from "./tensor/dtype.js";
+export { decodeFloats, encodeFloats } from "./tensor/codec.js";
+export { SafetensorsFile, parseSafetensorsHeader, type TensorEntry } from "./formats/safetensors.js";
+export { openCheckpointTensors, type CheckpointTensors } from "./formats/checkpoint-files.js";
+export { SafetensorsWriter, planShards, writeSafetensors, type TensorSpec } from "./formats/safetensors-writer.js";
+export { inspectCheckpoint, type CheckpointSummary } from "./formats/inspect.js";
+export { merge, type MergeOptions, type MergeRecord } from "./merge/merger.js";
+export { coefficientsFor, smaCoefficients, wmaCoefficients, emaCoefficients, customCoefficients, type MethodSpec, type MergeMethod } from "./merge/weights.js";
+export { orderByProgress, readProgress } from "./merge/order.js";
+export { writeSyntheticRun } from "./trajectory/synthetic.js";
