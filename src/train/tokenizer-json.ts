@@ -23,10 +23,11 @@ export function tokenizerToJson(tok: Tokenizer): { [key: string]: Json } {
   for (let id = 0; id < tok.vocabSize; id++) {
     const bytes = tok.bytesOf(id);
     const name = bytes !== undefined ? bytesToTokenString(bytes) : tok.specialOf(id);
-    if (name === undefined) throw new PmaError("INTERNAL", `token id ${id} has neither bytes nor special text`);
+    // Unused ids (holes in a loaded vocabulary) are simply absent, as they were in the file.
+    if (name === undefined) continue;
     if (Object.hasOwn(vocab, name)) throw new PmaError("INTERNAL", `token ${JSON.stringify(name)} appears twice in the vocabulary`);
     vocab[name] = id;
-    names.push(name);
+    names[id] = name;
   }
   const addedTokens: Json[] = [...tok.specials]
     .sort((x, y) => x[1] - y[1])
