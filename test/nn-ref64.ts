@@ -123,7 +123,7 @@ export interface Moe64Out {
   probs: Vec[];
   /** Chosen experts per token, descending probability. */
   chosen: number[][];
-  /** Smallest gap between the k-th and (k+1)-th probability over tokens. */
+  /** Smallest router-logit gap between the k-th and (k+1)-th expert over tokens. */
   minGap: number;
 }
 
@@ -139,7 +139,7 @@ export function moe64(xn: Vec[], wr: ArrayLike<number>, experts: Expert64[], H: 
     const p = Float64Array.from(e, (v) => v / z);
     const order = [...p.keys()].sort((a, b) => p[b]! - p[a]! || a - b);
     const chosen = order.slice(0, k);
-    if (k < E) res.minGap = Math.min(res.minGap, p[order[k - 1]!]! - p[order[k]!]!);
+    if (k < E) res.minGap = Math.min(res.minGap, logits[order[k - 1]!]! - logits[order[k]!]!);
     const sum = chosen.reduce((a, c) => a + p[c]!, 0);
     const y = new Float64Array(H);
     for (const c of chosen) {
