@@ -47,7 +47,8 @@ export const GPT2_PATTERN = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s
 /**
  * The same pattern for JavaScript. Oniguruma's \s is Unicode White_Space (it includes U+0085
  * and excludes U+FEFF), JavaScript's \s is not, so \s is spelled out as \p{White_Space} to
- * cut text exactly where the `tokenizers` library does.
+ * cut text exactly where the `tokenizers` library does. (\p{L} and \p{N} follow each engine's
+ * Unicode tables, so letters added in a Unicode version one engine lacks may still differ.)
  */
 export const GPT2_REGEX_SOURCE = GPT2_PATTERN.replace(/\\s/g, "\\p{White_Space}").replace(/\\S/g, "\\P{White_Space}");
 
