@@ -128,29 +128,13 @@
       (local.set $j (i32.add (local.get $j) (i32.const 8)))
       (br $panels))))
 
-  ;; One row of a full tile: C = alpha*acc (beta == 0, so old C, even NaN, is never read)
-  ;; or C = alpha*acc + beta*C.
-  (func $row (param $p i32) (param $x0 v128) (param $x1 v128) (param $va v128) (param $vb v128) (param $keep i32)
-    (if (local.get $keep)
-      (then
-        (v128.store (local.get $p) (f32x4.add (f32x4.mul (local.get $x0) (local.get $va))
-          (f32x4.mul (v128.load (local.get $p)) (local.get $vb))))
-        (v128.store offset=16 (local.get $p) (f32x4.add (f32x4.mul (local.get $x1) (local.get $va))
-          (f32x4.mul (v128.load offset=16 (local.get $p)) (local.get $vb)))))
-      (else
-        (v128.store (local.get $p) (f32x4.mul (local.get $x0) (local.get $va)))
-        (v128.store offset=16 (local.get $p) (f32x4.mul (local.get $x1) (local.get $va))))))
-
-  ;; 4x8 tile of C += panel(A) * panel(B) over kc (>= 1) steps. rows/cols < 4/8 marks an
-  ;; edge tile: its result goes to `tile` (4 rows of 32 bytes) and only the valid part
-  ;; is copied to C.
-  (func $micro
-    (param $kc i32) (param $pa i32) (param $pb i32) (param $c i32) (param $ldc i32)
-    (param $alpha f32) (param $beta f32) (param $rows i32) (param $cols i32) (param $tile i32)
+  ;; tile = panel(A) * panel(B) over kc (>= 1) steps: a 4x8 block, rows 32 bytes apart.
+  ;; The accumulators go to memory rather than straight into C because any call made
+  ;; while they are live makes V8 spill them on every trip through the k loop.
+  (func $micro (param $kc i32) (param $pa i32) (param $pb i32) (param $tile i32)
     (local $a v128) (local $b0 v128) (local $b1 v128)
     (local $c00 v128) (local $c01 v128) (local $c10 v128) (local $c11 v128)
     (local $c20 v128) (local $c21 v128) (local $c30 v128) (local $c31 v128)
-    (local $va v128) (local $vb v128) (local $keep i32) (local $r i32) (local $q i32) (local $t f32) (local $p i32)
     (loop $k
       (local.set $b0 (v128.load (local.get $pb)))
       (local.set $b1 (v128.load offset=16 (local.get $pb)))
@@ -169,40 +153,51 @@
       (local.set $pa (i32.add (local.get $pa) (i32.const 16)))
       (local.set $pb (i32.add (local.get $pb) (i32.const 32)))
       (br_if $k (local.tee $kc (i32.sub (local.get $kc) (i32.const 1)))))
+    (v128.store offset=0 (local.get $tile) (local.get $c00))
+    (v128.store offset=16 (local.get $tile) (local.get $c01))
+    (v128.store offset=32 (local.get $tile) (local.get $c10))
+    (v128.store offset=48 (local.get $tile) (local.get $c11))
+    (v128.store offset=64 (local.get $tile) (local.get $c20))
+    (v128.store offset=80 (local.get $tile) (local.get $c21))
+    (v128.store offset=96 (local.get $tile) (local.get $c30))
+    (v128.store offset=112 (local.get $tile) (local.get $c31)))
+
+  ;; C = alpha*tile + beta*C on rows x cols of C; with beta == 0 the old C (even NaN) is
+  ;; never read. A full 4x8 tile goes vector by vector, an edge tile element by element.
+  (func $update (param $c i32) (param $ldc i32) (param $tile i32)
+    (param $alpha f32) (param $beta f32) (param $rows i32) (param $cols i32)
+    (local $va v128) (local $vb v128) (local $keep i32) (local $r i32) (local $q i32) (local $t f32) (local $p i32)
     (local.set $va (f32x4.splat (local.get $alpha)))
     (local.set $vb (f32x4.splat (local.get $beta)))
     (local.set $keep (f32.ne (local.get $beta) (f32.const 0)))
     (if (i32.and (i32.eq (local.get $rows) (i32.const 4)) (i32.eq (local.get $cols) (i32.const 8)))
-      (then
-        (call $row (local.get $c) (local.get $c00) (local.get $c01) (local.get $va) (local.get $vb) (local.get $keep))
+      (then (loop $rf
+        (if (local.get $keep)
+          (then
+            (v128.store (local.get $c) (f32x4.add (f32x4.mul (v128.load (local.get $tile)) (local.get $va))
+              (f32x4.mul (v128.load (local.get $c)) (local.get $vb))))
+            (v128.store offset=16 (local.get $c) (f32x4.add (f32x4.mul (v128.load offset=16 (local.get $tile)) (local.get $va))
+              (f32x4.mul (v128.load offset=16 (local.get $c)) (local.get $vb)))))
+          (else
+            (v128.store (local.get $c) (f32x4.mul (v128.load (local.get $tile)) (local.get $va)))
+            (v128.store offset=16 (local.get $c) (f32x4.mul (v128.load offset=16 (local.get $tile)) (local.get $va)))))
         (local.set $c (i32.add (local.get $c) (local.get $ldc)))
-        (call $row (local.get $c) (local.get $c10) (local.get $c11) (local.get $va) (local.get $vb) (local.get $keep))
+        (local.set $tile (i32.add (local.get $tile) (i32.const 32)))
+        (br_if $rf (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (i32.const 4)))))
+      (else (loop $r
+        (local.set $q (i32.const 0))
+        (loop $q
+          (local.set $t (f32.mul (local.get $alpha)
+            (f32.load (i32.add (local.get $tile) (i32.shl (local.get $q) (i32.const 2))))))
+          (local.set $p (i32.add (local.get $c) (i32.shl (local.get $q) (i32.const 2))))
+          (f32.store (local.get $p)
+            (if (result f32) (local.get $keep)
+              (then (f32.add (local.get $t) (f32.mul (local.get $beta) (f32.load (local.get $p)))))
+              (else (local.get $t))))
+          (br_if $q (i32.lt_u (local.tee $q (i32.add (local.get $q) (i32.const 1))) (local.get $cols))))
         (local.set $c (i32.add (local.get $c) (local.get $ldc)))
-        (call $row (local.get $c) (local.get $c20) (local.get $c21) (local.get $va) (local.get $vb) (local.get $keep))
-        (local.set $c (i32.add (local.get $c) (local.get $ldc)))
-        (call $row (local.get $c) (local.get $c30) (local.get $c31) (local.get $va) (local.get $vb) (local.get $keep)))
-      (else
-        (v128.store offset=0 (local.get $tile) (f32x4.mul (local.get $c00) (local.get $va)))
-        (v128.store offset=16 (local.get $tile) (f32x4.mul (local.get $c01) (local.get $va)))
-        (v128.store offset=32 (local.get $tile) (f32x4.mul (local.get $c10) (local.get $va)))
-        (v128.store offset=48 (local.get $tile) (f32x4.mul (local.get $c11) (local.get $va)))
-        (v128.store offset=64 (local.get $tile) (f32x4.mul (local.get $c20) (local.get $va)))
-        (v128.store offset=80 (local.get $tile) (f32x4.mul (local.get $c21) (local.get $va)))
-        (v128.store offset=96 (local.get $tile) (f32x4.mul (local.get $c30) (local.get $va)))
-        (v128.store offset=112 (local.get $tile) (f32x4.mul (local.get $c31) (local.get $va)))
-        (loop $r
-          (local.set $q (i32.const 0))
-          (loop $q
-            (local.set $t (f32.load (i32.add (local.get $tile)
-              (i32.add (i32.shl (local.get $r) (i32.const 5)) (i32.shl (local.get $q) (i32.const 2))))))
-            (local.set $p (i32.add (local.get $c) (i32.shl (local.get $q) (i32.const 2))))
-            (f32.store (local.get $p)
-              (if (result f32) (local.get $keep)
-                (then (f32.add (local.get $t) (f32.mul (local.get $beta) (f32.load (local.get $p)))))
-                (else (local.get $t))))
-            (br_if $q (i32.lt_u (local.tee $q (i32.add (local.get $q) (i32.const 1))) (local.get $cols))))
-          (local.set $c (i32.add (local.get $c) (local.get $ldc)))
-          (br_if $r (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $rows)))))))
+        (local.set $tile (i32.add (local.get $tile) (i32.const 32)))
+        (br_if $r (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $rows)))))))
 
   ;; C block (mc x nc at byte address c, row stride ldc elements) from packed panels.
   (func (export "macro")
@@ -222,8 +217,10 @@
         (call $micro (local.get $kc)
           (i32.add (local.get $pa) (i32.mul (i32.shr_u (local.get $i) (i32.const 2)) (local.get $panelA)))
           (i32.add (local.get $pb) (i32.mul (i32.shr_u (local.get $j) (i32.const 3)) (local.get $panelB)))
+          (local.get $tile))
+        (call $update
           (i32.add (local.get $c) (i32.add (i32.mul (local.get $i) (local.get $ldcb)) (i32.shl (local.get $j) (i32.const 2))))
-          (local.get $ldcb) (local.get $alpha) (local.get $beta) (local.get $rows) (local.get $cols) (local.get $tile))
+          (local.get $ldcb) (local.get $tile) (local.get $alpha) (local.get $beta) (local.get $rows) (local.get $cols))
         (br_if $il (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 4))) (local.get $mc))))
       (br_if $jl (i32.lt_u (local.tee $j (i32.add (local.get $j) (i32.const 8))) (local.get $nc)))))
 )

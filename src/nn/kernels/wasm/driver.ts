@@ -34,7 +34,7 @@ export function writeJob(out: Float64Array, at: number, v: {
 }
 
 /** Register tile of the micro-kernel (gemm.wat) and cache blocking of the packed panels. */
-export const MR = 6;
+export const MR = 4;
 export const NR = 8;
 /** kc x 8 B panel (8 KiB) stays in L1 while the micro-kernel sweeps the A block. */
 export const KC = 256;

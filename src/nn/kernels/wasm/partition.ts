@@ -16,7 +16,7 @@ export const PARALLEL_MIN_MACS = 1 << 18;
 /**
  * Splits one gemm into at most `threads` independent parts that write disjoint parts of C.
  * Whole batch items when there are enough of them and their C blocks do not overlap;
- * otherwise rows of C (in multiples of the micro-kernel's 6) when M >= N, else columns
+ * otherwise rows of C (in multiples of the micro-kernel's 4) when M >= N, else columns
  * (multiples of 8), so every part but the last keeps full register tiles.
  */
 export function partition(g: WasmGemm, threads: number): WasmGemm[] {
