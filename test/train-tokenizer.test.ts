@@ -179,7 +179,8 @@ test("special tokens: matched in encode(), plain text in encodeOrdinary()", () =
 });
 
 test("the Hugging Face JavaScript tokenizer reads our tokenizer.json and encodes identically", () => {
-  const texts = [...brown.documents("validation")].map((d) => d.text);
+  // The JavaScript port is ~20x slower than pma's encoder: a few documents keep this quick.
+  const texts = [...brown.documents("validation")].slice(0, 8).map((d) => d.text);
   const rand = mulberry32(77);
   for (let i = 0; i < 300; i++) texts.push(randomUnicode(rand, 1 + Math.floor(rand() * 60)));
   texts.push(`a${END_OF_TEXT} b`, `  ${END_OF_TEXT}${END_OF_TEXT}\n`, "x\u0085y\ufeffz\u2028", "don't'll 'S 12345 ...!!");
@@ -259,7 +260,8 @@ test("cache: the second prepare and tokenise read files; keys follow vocabulary 
       assert.equal(d.id, docs[i]!.id);
       assert.equal(second.tokens[d.start - 1], tok.endOfText);
       assert.equal(second.tokens[d.start + d.length], tok.endOfText);
-      assert.equal(tok.decode(second.tokens.subarray(d.start, d.start + d.length)), docs[i]!.text);
+      // Every train document already round-tripped above; decoding the held-out ones suffices.
+      if (s !== "train") assert.equal(tok.decode(second.tokens.subarray(d.start, d.start + d.length)), docs[i]!.text);
     });
   }
   // A different vocabulary or corpus content is a different cache entry.
