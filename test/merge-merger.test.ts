@@ -296,4 +296,36 @@ describe("merge refuses bad input and leaves nothing behind", () => {
     assert.equal(notes.length, 1);
     await rm(out, { recursive: true });
   });
+
+  test("a malformed input is refused with its error code, before anything is written", async () => {
+    const v = makeValues(6);
+    const good = join(tmp.dir, "in/malformed/checkpoint-1");
+    await writeCheckpoint(good, v[0]!, 1);
+    const bytes = await readFile(join(good, "model.safetensors"));
+    const cases: [string, Uint8Array, Parameters<typeof isPmaError>[1]][] = [
+      ["truncated", bytes.subarray(0, bytes.length - 3), "DATA_LENGTH_MISMATCH"],
+      ["trailing", Buffer.concat([bytes, Buffer.from([0])]), "DATA_LENGTH_MISMATCH"],
+      ["huge-header", Buffer.concat([Buffer.from(new BigUint64Array([200_000_000n]).buffer), bytes.subarray(8)]), "HEADER_TOO_LARGE"],
+      ["not-json", Buffer.concat([bytes.subarray(0, 8), Buffer.from("x".repeat(Number(bytes.readBigUInt64LE(0)))), bytes.subarray(8 + Number(bytes.readBigUInt64LE(0)))]), "HEADER_INVALID"],
+    ];
+    for (const [name, data, code] of cases) {
+      const dir = join(tmp.dir, `in/malformed/${name}/checkpoint-2`);
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, "model.safetensors"), data);
+      await expectFailure([good, dir], code, {}, dir);
+    }
+  });
+
+  test("an aborted merge (Ctrl-C) leaves no output and no temporary files", async () => {
+    const v = makeValues(7);
+    const dirs: string[] = [];
+    for (let c = 0; c < N; c++) {
+      const d = join(tmp.dir, `in/abort/checkpoint-${c + 1}`);
+      await writeCheckpoint(d, v[c]!, c + 1);
+      dirs.push(d);
+    }
+    const controller = new AbortController();
+    controller.abort();
+    await expectFailure(dirs, "INTERRUPTED", { signal: controller.signal, chunkElements: 16, threads: 1 });
+  });
 });
