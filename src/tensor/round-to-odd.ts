@@ -26,15 +26,14 @@ const chunkU32 = new Uint32Array(chunkF32.buffer);
 export function f64ToF32BitsOdd(src: Float64Array, start: number, n: number): Uint32Array {
   for (let i = 0; i < n; i++) {
     const x = src[start + i]!;
-    chunkF32[i] = x;
-    const y = chunkF32[i]!;
-    // x === x excludes NaN, which compares unequal to itself.
-    if (y !== x && x === x) {
-      // Step back to the truncated value when ties-to-even rounded away from zero
-      // (decrementing the magnitude bits moves toward zero for either sign).
-      if (Math.abs(y) > Math.abs(x)) chunkU32[i] = chunkU32[i]! - 1;
-      chunkU32[i] = chunkU32[i]! | 1;
-    }
+    const y = Math.fround(x);
+    chunkF32[i] = y;
+    // Branch-free on purpose: whether float32 rounded up or down is a coin toss for
+    // real data, and a mispredicted branch per element costs more than the arithmetic.
+    // Rounded away from zero: step back to the truncation (decrementing the magnitude
+    // bits moves toward zero for either sign). Inexact: set the last bit. NaN compares
+    // false to everything, so it only gains a low payload bit and stays NaN.
+    chunkU32[i] = (chunkU32[i]! - +(Math.abs(y) > Math.abs(x))) | +(y !== x);
   }
   return chunkU32;
 }
