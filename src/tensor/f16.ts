@@ -1,7 +1,9 @@
 /**
  * IEEE 754 binary16 (1 sign, 5 exponent, 10 mantissa bits; largest finite 65504).
  * Widening is exact; narrowing rounds to nearest, ties to even, like torch and numpy.
- * Node 20 has neither Float16Array nor Math.f16round, hence the bit work here.
+ * Node 20 has neither Float16Array nor Math.f16round, hence the bit work here. The bulk
+ * loops mirror bf16.ts rather than sharing a loop that takes the kernel as a function:
+ * one call site per kernel keeps it inlined, which is most of the speed.
  */
 import { requireLength } from "./check.js";
 import { f64ToF32BitsOdd, numberToF32BitsOdd, ODD_CHUNK } from "./round-to-odd.js";

@@ -38,17 +38,10 @@ export function f64ToF32BitsOdd(src: Float64Array, start: number, n: number): Ui
   return chunkU32;
 }
 
-const oneF32 = new Float32Array(1);
-const oneU32 = new Uint32Array(oneF32.buffer);
+const oneF64 = new Float64Array(1);
 
 /** The scalar form of f64ToF32BitsOdd. */
 export function numberToF32BitsOdd(x: number): number {
-  oneF32[0] = x;
-  const y = oneF32[0]!;
-  let u = oneU32[0]!;
-  if (y !== x && x === x) {
-    if (Math.abs(y) > Math.abs(x)) u -= 1;
-    u = (u | 1) >>> 0;
-  }
-  return u;
+  oneF64[0] = x;
+  return f64ToF32BitsOdd(oneF64, 0, 1)[0]!;
 }
