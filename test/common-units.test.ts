@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { formatTokens, parseBytes, parseTokens } from "../src/common/units.js";
 import { isPmaError } from "../src/common/errors.js";
-import { rng } from "./support/float-reference.js";
+import { rng } from "./helpers/fixtures.js";
 
 test("parseBytes: SI units are powers of 1000, IEC units powers of 1024", () => {
   const cases: [string, number][] = [

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { decodeFloats, encodeFloats, floatDTypeBytes } from "../src/tensor/codec.js";
 import type { FloatDType } from "../src/tensor/dtype.js";
 import { isPmaError } from "../src/common/errors.js";
-import { BF16, F16, nearestBits, randomDoubles, valueOf } from "./support/float-reference.js";
+import { BF16, F16, nearestBits, randomDoubles, valueOf } from "./helpers/float-reference.js";
 
 const DTYPES: FloatDType[] = ["BF16", "F16", "F32", "F64"];
 

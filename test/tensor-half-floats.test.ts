@@ -4,7 +4,7 @@ import { f16round } from "@petamoriken/float16";
 import { bf16ToNumber, decodeBf16, encodeBf16, numberToBf16 } from "../src/tensor/bf16.js";
 import { decodeF16, encodeF16, f16ToNumber, numberToF16 } from "../src/tensor/f16.js";
 import { isPmaError } from "../src/common/errors.js";
-import { BF16, F16, isNaNBits, nearestBits, randomDoubles, valueOf, type FloatFormat } from "./support/float-reference.js";
+import { BF16, F16, isNaNBits, nearestBits, randomDoubles, valueOf, type FloatFormat } from "./helpers/float-reference.js";
 
 interface Impl {
   format: FloatFormat;

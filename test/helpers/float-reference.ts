@@ -3,6 +3,8 @@
  * 754 definitions with float64 arithmetic only (no bit tricks shared with src/), used
  * as the reference the fast conversions are tested against.
  */
+import { rng } from "./fixtures.js";
+
 export interface FloatFormat {
   name: string;
   exponentBits: number;
@@ -79,18 +81,6 @@ export function nearestBits(f: FloatFormat, x: number): number {
     else bits = lo % 2 === 0 ? lo : hi;
   }
   return negative ? bits + f.signBit : bits;
-}
-
-/** A small seeded generator (mulberry32) so failures reproduce. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Doubles spread over every exponent a narrow format cares about, both signs. */
