@@ -1,0 +1,327 @@
+/**
+ * The four training-log formats, each parsed into a TrainingLog: pma's JSONL, Hugging
+ * Face trainer_state.json, CSV, and TensorBoard scalars. Records are applied in file
+ * order through one builder, which keeps one point per step and handles restarts.
+ */
+import { basename } from "node:path";
+import { PmaError } from "../common/errors.js";
+import { readTensorboardFile, type TensorboardFile } from "../formats/tensorboard.js";
+import { JsonSyntaxError, parseJsonLenient, parseNumberCell, splitCsvRow } from "./log-text.js";
+import type { LogField, LogPoint, TrainingLog } from "./logs.js";
+
+/**
+ * Names under which trainers log each field, best first. TensorBoard tags and CSV
+ * headers are matched against this table case-insensitively and exactly (Megatron's
+ * "lm loss vs tokens" is a different series, plotted against tokens, not steps).
+ */
+export const LOG_FIELD_NAMES: Readonly<Record<LogField, readonly string[]>> = {
+  loss: ["train/loss", "loss", "lm loss", "lm_loss", "train/lm_loss", "train_loss", "training_loss", "loss/train", "train/loss_step"],
+  gradNorm: ["train/grad_norm", "grad_norm", "grad-norm", "grad norm", "gradnorm", "gradient_norm", "train/gradient_norm", "optim/grad_norm"],
+  lr: ["train/learning_rate", "learning_rate", "learning-rate", "lr", "train/lr", "optim/lr"],
+  evalLoss: ["eval/loss", "eval_loss", "val_loss", "val/loss", "valid/loss", "validation/loss", "lm loss validation", "loss/val", "eval/lm_loss"],
+  tokens: ["train/num_input_tokens_seen", "num_input_tokens_seen", "tokens", "train/tokens", "tokens_seen", "consumed_tokens", "consumed-tokens"],
+};
+
+/** Per-field replacement of the names to look for (a string or a best-first list). */
+export type FieldNameOverrides = Partial<Record<LogField, string | readonly string[]>>;
+
+const FIELDS: readonly LogField[] = ["loss", "gradNorm", "lr", "evalLoss", "tokens"];
+
+function fieldNames(overrides: FieldNameOverrides | undefined): Record<LogField, readonly string[]> {
+  const out = { ...LOG_FIELD_NAMES };
+  for (const f of FIELDS) {
+    const o = overrides?.[f];
+    if (o !== undefined) out[f] = typeof o === "string" ? [o] : o;
+  }
+  return out;
+}
+
+/** For each field, the best-ranked of `available` names (matched case-insensitively). */
+function pickNames(available: Iterable<string>, names: Record<LogField, readonly string[]>): Partial<Record<LogField, string>> {
+  const byLower = new Map<string, string>();
+  for (const a of available) if (!byLower.has(a.toLowerCase())) byLower.set(a.toLowerCase(), a);
+  const out: Partial<Record<LogField, string>> = {};
+  for (const f of FIELDS) {
+    for (const n of names[f]) {
+      const hit = byLower.get(n.toLowerCase());
+      if (hit !== undefined) {
+        out[f] = hit;
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+type Fields = Partial<Record<LogField, number>>;
+
+/** Accumulates records in file order into one point per step, handling restarts. */
+class LogBuilder {
+  private readonly byStep = new Map<number, LogPoint>();
+  private lastTrainStep = Number.NEGATIVE_INFINITY;
+  restarts = 0;
+
+  /** `train`: a training-loss record, whose step going backwards marks a restart. */
+  add(step: number, fields: Fields, train: boolean): void {
+    let hasField = false;
+    for (const f of FIELDS) if (fields[f] !== undefined) hasField = true;
+    if (!hasField) return;
+    if (train) {
+      if (step < this.lastTrainStep) {
+        this.purgeFrom(step);
+        this.restarts++;
+      }
+      this.lastTrainStep = step;
+    }
+    let p = this.byStep.get(step);
+    if (p === undefined) {
+      p = { step };
+      this.byStep.set(step, p);
+    }
+    for (const f of FIELDS) {
+      const v = fields[f];
+      if (v !== undefined) p[f] = v;
+    }
+  }
+
+  /** Drops every point at or after `step` (data orphaned by a restart). */
+  purgeFrom(step: number): void {
+    for (const s of this.byStep.keys()) if (s >= step) this.byStep.delete(s);
+    if (this.lastTrainStep >= step) this.lastTrainStep = Number.NEGATIVE_INFINITY;
+  }
+
+  points(): LogPoint[] {
+    return [...this.byStep.values()].sort((a, b) => a.step - b.step);
+  }
+}
+
+function invalid(file: string, where: string, what: string): PmaError {
+  return new PmaError("LOG_INVALID", `${file}${where}: ${what}`, { file });
+}
+
+function checkStep(v: unknown, file: string, where: string): number {
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
+    throw invalid(file, where, `"step" must be a non-negative integer, got ${JSON.stringify(v)}.`);
+  }
+  return v;
+}
+
+/**
+ * A numeric field: absent stays absent. `null` is how JavaScript's JSON.stringify
+ * writes NaN and Infinity, so for a quantity that is always logged (loss, grad norm) it
+ * means "not finite" and is kept as NaN, where a spike detector will see it.
+ */
+function numberField(v: unknown, name: string, nullIsNaN: boolean, file: string, where: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (v === null) return nullIsNaN ? Number.NaN : undefined;
+  if (typeof v !== "number") throw invalid(file, where, `"${name}" must be a number, got ${JSON.stringify(v)}.`);
+  return v;
+}
+
+export function asRecord(v: unknown): Record<string, unknown> | null {
+  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+}
+
+// ---------------------------------------------------------------- pma JSONL
+
+/**
+ * pma's own log: one JSON object per line, `{"type":"step", step, tokens, loss, lr,
+ * grad_norm, seconds}` and `{"type":"eval", step, tokens, val_loss}`. Other types are
+ * skipped so newer writers stay readable. A last line with no newline that does not
+ * parse is a line still being written, and is ignored.
+ */
+export function parsePmaJsonl(text: string, file = "<memory>"): TrainingLog {
+  const b = new LogBuilder();
+  let ignoredTailBytes = 0;
+  let start = 0;
+  for (let lineNo = 1; start < text.length; lineNo++) {
+    const nl = text.indexOf("\n", start);
+    const end = nl < 0 ? text.length : nl;
+    const line = text.slice(start, end).trim();
+    const isTail = nl < 0;
+    const lineStart = start;
+    start = end + 1;
+    if (line === "") continue;
+    let rec: unknown;
+    try {
+      rec = parseJsonLenient(line);
+    } catch (e) {
+      if (isTail) {
+        ignoredTailBytes = Buffer.byteLength(text.slice(lineStart));
+        break;
+      }
+      throw invalid(file, `:${lineNo}`, `not a JSON object (${(e as Error).message}).`);
+    }
+    const r = asRecord(rec);
+    if (r === null) throw invalid(file, `:${lineNo}`, "not a JSON object.");
+    const where = `:${lineNo}`;
+    if (r.type === "step") {
+      const step = checkStep(r.step, file, where);
+      b.add(
+        step,
+        {
+          tokens: numberField(r.tokens, "tokens", false, file, where),
+          loss: numberField(r.loss, "loss", true, file, where),
+          lr: numberField(r.lr, "lr", false, file, where),
+          gradNorm: numberField(r.grad_norm, "grad_norm", true, file, where),
+        },
+        true,
+      );
+    } else if (r.type === "eval") {
+      const step = checkStep(r.step, file, where);
+      b.add(
+        step,
+        {
+          tokens: numberField(r.tokens, "tokens", false, file, where),
+          evalLoss: numberField(r.val_loss, "val_loss", true, file, where),
+        },
+        false,
+      );
+    }
+  }
+  return { format: "pma-jsonl", files: [file], points: b.points(), ignoredTailBytes, restarts: b.restarts };
+}
+
+// ---------------------------------------------------------------- trainer_state.json
+
+/**
+ * Hugging Face Trainer state: `log_history` holds training entries (`loss`,
+ * `grad_norm`, `learning_rate`, `step`, optional `num_input_tokens_seen`), evaluation
+ * entries (`eval_loss`) and a final summary (`train_loss` is a run average, not a step
+ * loss, so it is not read). Unknown keys are ignored.
+ */
+export function parseTrainerState(text: string, file = "<memory>"): TrainingLog {
+  let doc: unknown;
+  try {
+    doc = parseJsonLenient(text);
+  } catch (e) {
+    const where = e instanceof JsonSyntaxError && e.line !== null ? `:${e.line}:${e.column}` : "";
+    throw invalid(file, where, `not valid JSON (${(e as Error).message}).`);
+  }
+  const history = asRecord(doc)?.log_history;
+  if (!Array.isArray(history)) throw invalid(file, "", `no "log_history" list: not a Hugging Face trainer_state.json.`);
+  const b = new LogBuilder();
+  history.forEach((entry, i) => {
+    const where = ` log_history[${i}]`;
+    const r = asRecord(entry);
+    if (r === null) throw invalid(file, where, "not an object.");
+    if (r.step === undefined) return;
+    const step = checkStep(r.step, file, where);
+    const tokens = numberField(r.num_input_tokens_seen, "num_input_tokens_seen", false, file, where);
+    const loss = numberField(r.loss, "loss", true, file, where);
+    const evalLoss = numberField(r.eval_loss, "eval_loss", true, file, where);
+    b.add(
+      step,
+      {
+        // The Trainer logs 0 tokens when it is not counting them.
+        tokens: tokens === 0 && step > 0 ? undefined : tokens,
+        loss,
+        gradNorm: numberField(r.grad_norm, "grad_norm", true, file, where),
+        lr: numberField(r.learning_rate, "learning_rate", false, file, where),
+        evalLoss,
+      },
+      loss !== undefined,
+    );
+  });
+  return { format: "trainer-state", files: [file], points: b.points(), ignoredTailBytes: 0, restarts: b.restarts };
+}
+
+// ---------------------------------------------------------------- CSV
+
+export const STEP_NAMES = ["step", "steps", "global_step", "train/global_step", "iteration", "iter", "_step"];
+
+/**
+ * CSV (or TSV) with a header row naming the columns: a step column and any of the
+ * fields in LOG_FIELD_NAMES, in any order; other columns are ignored. A last line with
+ * no newline and fewer cells than the header is a line still being written.
+ */
+export function parseCsvLog(text: string, file = "<memory>", options: { columns?: FieldNameOverrides } = {}): TrainingLog {
+  const lines = text.split("\n");
+  let h = 0;
+  while (h < lines.length && lines[h]!.trim() === "") h++;
+  if (h === lines.length) throw invalid(file, "", "empty CSV: no header row.");
+  const headerLine = lines[h]!.replace(/\r$/, "").replace(/^\uFEFF/, "");
+  const delimiter = headerLine.includes("\t") && !headerLine.includes(",") ? "\t" : ",";
+  const header = splitCsvRow(headerLine, delimiter).map((c) => c.trim());
+  const stepName = STEP_NAMES.find((n) => header.some((c) => c.toLowerCase() === n));
+  if (stepName === undefined) {
+    throw invalid(file, `:${h + 1}`, `the header has no step column (one of ${STEP_NAMES.join(", ")}); found: ${header.join(", ")}.`);
+  }
+  const stepCol = header.findIndex((c) => c.toLowerCase() === stepName);
+  const sources = pickNames(header, fieldNames(options.columns));
+  const cols = FIELDS.flatMap((f) => (sources[f] === undefined ? [] : [[f, header.indexOf(sources[f]!)] as const]));
+  const b = new LogBuilder();
+  let ignoredTailBytes = 0;
+  for (let i = h + 1; i < lines.length; i++) {
+    const raw = lines[i]!;
+    const line = raw.replace(/\r$/, "");
+    if (line.trim() === "") continue;
+    const cells = splitCsvRow(line, delimiter);
+    const isTail = i === lines.length - 1;
+    if (cells.length < header.length) {
+      if (isTail) {
+        ignoredTailBytes = Buffer.byteLength(raw);
+        break;
+      }
+      throw invalid(file, `:${i + 1}`, `${cells.length} cells, the header has ${header.length}.`);
+    }
+    const where = `:${i + 1}`;
+    const stepCell = parseNumberCell(cells[stepCol]!);
+    const step = checkStep(stepCell, file, where);
+    const fields: Fields = {};
+    for (const [f, c] of cols) {
+      const v = parseNumberCell(cells[c]!);
+      if (v === null) throw invalid(file, where, `column "${header[c]}": ${JSON.stringify(cells[c])} is not a number.`);
+      fields[f] = v;
+    }
+    b.add(step, fields, fields.loss !== undefined);
+  }
+  return { format: "csv", files: [file], points: b.points(), ignoredTailBytes, restarts: b.restarts, sources };
+}
+
+// ---------------------------------------------------------------- TensorBoard
+
+/** Orders event files by the creation time in their name, then by name. */
+function eventFileOrder(a: string, b: string): number {
+  const t = (p: string) => Number(/tfevents\.(\d+)/.exec(basename(p))?.[1] ?? Number.POSITIVE_INFINITY);
+  return t(a) - t(b) || (a < b ? -1 : a > b ? 1 : 0);
+}
+
+/**
+ * Scalars from TensorBoard event files, applied in the order the files were created.
+ * Tags map to fields through LOG_FIELD_NAMES (override per field with `tags`); when a
+ * run logged several names for one field, the best-ranked present one is used.
+ */
+export async function readTensorboardLog(files: readonly string[], options: { tags?: FieldNameOverrides } = {}): Promise<TrainingLog> {
+  const ordered = [...files].sort(eventFileOrder);
+  const decoded: TensorboardFile[] = [];
+  for (const f of ordered) decoded.push(await readTensorboardFile(f));
+  const present = new Set<string>();
+  for (const tb of decoded) for (const ev of tb.events) for (const v of ev.values) present.add(v.tag);
+  const sources = pickNames(present, fieldNames(options.tags));
+  const fieldOf = new Map<string, LogField>();
+  for (const f of FIELDS) if (sources[f] !== undefined) fieldOf.set(sources[f]!, f);
+  const b = new LogBuilder();
+  for (const tb of decoded) {
+    for (const ev of tb.events) {
+      // A SessionLog START orphans whatever was logged at or after its step.
+      if (ev.sessionLog === "start") b.purgeFrom(ev.step);
+      const fields: Fields = {};
+      for (const v of ev.values) {
+        const f = fieldOf.get(v.tag);
+        if (f !== undefined) fields[f] = v.value;
+      }
+      if (ev.step < 0) continue;
+      b.add(ev.step, fields, fields.loss !== undefined);
+    }
+  }
+  return {
+    format: "tensorboard",
+    files: ordered,
+    points: b.points(),
+    // Only the newest file can still be growing; earlier files' tails are reported too.
+    ignoredTailBytes: decoded.reduce((n, tb) => n + tb.ignoredTailBytes, 0),
+    restarts: b.restarts,
+    sources,
+  };
+}
