@@ -49,3 +49,19 @@ test("custom weights are normalised unless asked not to be", () => {
   assert.throws(() => coefficientsFor({ method: "custom", weights: [1, 2] }, 3), (e) => isPmaError(e, "WEIGHTS_INVALID"));
   assert.throws(() => emaCoefficients(3, 0), (e) => isPmaError(e, "WEIGHTS_INVALID"));
 });
+
+test("WSM coefficients reproduce the decayed update multipliers, and linear decay is SMA", () => {
+  close(coefficientsFor({ method: "wsm", decay: "linear" }, 5), smaCoefficients(5), 1e-15);
+  for (const decay of ["1-sqrt", "cosine", "linear"] as const) {
+    const n = 8;
+    const c = coefficientsFor({ method: "wsm", decay }, n);
+    assert.ok(Math.abs(sum(c) - 1) < 1e-14);
+    assert.ok(c.every((x) => x >= 0));
+    // Independent check: the tail sums of c must be the LR multipliers of the decay.
+    const shape = (x: number) => (decay === "linear" ? 1 - x : decay === "1-sqrt" ? 1 - Math.sqrt(x) : 0.5 * (1 + Math.cos(Math.PI * x)));
+    for (let t = 1; t <= n; t++) {
+      const tail = c.slice(t - 1).reduce((a, b) => a + b, 0);
+      assert.ok(Math.abs(tail - shape((t - 1) / n)) < 1e-14, `${decay} tail ${t}`);
+    }
+  }
+});

@@ -10,6 +10,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   demo: () => import("./demo.js"),
   merge: () => import("./merge.js"),
   inspect: () => import("./inspect.js"),
+  plan: () => import("./plan.js"),
 };
 
 function mainUsage(): string {

@@ -1,24 +1,26 @@
 import { PmaError } from "../common/errors.js";
 import { parseBytes } from "../common/units.js";
 import { merge, type MergeRecord } from "../merge/merger.js";
-import type { MethodSpec } from "../merge/weights.js";
 import type { FloatDType } from "../tensor/dtype.js";
 import { parseCommandArgs, type Command } from "./command.js";
+import { METHOD_OPTIONS, METHOD_USAGE, methodFromFlags } from "./method-flags.js";
+import { describePlan } from "./plan.js";
+import { planFromFlags, RUN_OPTIONS, RUN_USAGE } from "./run-flags.js";
 import { interruptSignal } from "./interrupt.js";
 import { byteProgress } from "./progress.js";
 
 const usage = `usage: pma merge CKPT... --out DIR [options]
+       pma merge --run RUN --interval V [--count N] --out DIR [options]
 
 Merges checkpoints of one training run into one: out = sum_i c_i * M_i, streamed
 chunk by chunk (memory does not grow with model size). Checkpoints are ordered by
 training progress (tokens in trainer_state.json, else the step in their name).
 
+With --run, the checkpoints are chosen as \`pma plan\` chooses them.
+
 options:
   --out DIR             output folder (Hugging Face layout); must not exist unless --force
-  --method M            sma (default) | wma | ema
-  --alpha A             EMA smoothing factor, default 0.2
-  --weights W1,W2,...   custom weights, oldest checkpoint first (implies --method custom)
-  --no-normalize        use --weights as given instead of scaling them to sum 1
+${METHOD_USAGE}
   --dtype D             output dtype for float tensors: bf16 | f16 | f32 | f64 (default: as input)
   --accumulate P        f32 (default) | f64
   --shard-size S        largest output shard, e.g. 500MB, 2GiB (default 5GB)
@@ -27,6 +29,8 @@ options:
   --threads N           worker threads (default: all cores)
   --force               replace an existing output
   --json                print the merge record as JSON
+  --run RUN             choose the checkpoints from a run directory (see pma plan):
+${RUN_USAGE}
 
 example:
   pma merge run/checkpoint-1000 run/checkpoint-2000 run/checkpoint-3000 --out merged --method ema --alpha 0.2`;
@@ -40,10 +44,9 @@ export const command: Command = {
       argv,
       {
         out: { type: "string", short: "o" },
-        method: { type: "string" },
-        alpha: { type: "string" },
-        weights: { type: "string" },
-        "no-normalize": { type: "boolean" },
+        ...METHOD_OPTIONS,
+        ...RUN_OPTIONS,
+        run: { type: "string" },
         dtype: { type: "string" },
         accumulate: { type: "string" },
         "shard-size": { type: "string" },
@@ -55,9 +58,20 @@ export const command: Command = {
       },
       usage,
     );
-    if (positionals.length === 0) throw new PmaError("USAGE", `no checkpoints given\n\n${usage}`);
     if (values.out === undefined) throw new PmaError("USAGE", `--out DIR is required\n\n${usage}`);
-    const method = methodFrom(values);
+    const method = methodFromFlags(values);
+    let inputs = positionals;
+    let keepOrder = values["keep-order"] ?? false;
+    if (values.run !== undefined) {
+      if (positionals.length > 0) throw new PmaError("USAGE", "give either checkpoints or --run RUN, not both");
+      const planned = await planFromFlags(values.run, values, method);
+      process.stderr.write(describePlan(planned).split("\n").slice(0, -3).join("\n") + "\n");
+      inputs = planned.plan.selected.map((c) => c.path);
+      keepOrder = true;
+    } else if (values.interval !== undefined || values.count !== undefined) {
+      throw new PmaError("USAGE", "--interval and --count choose checkpoints from a run: add --run RUN");
+    }
+    if (inputs.length === 0) throw new PmaError("USAGE", `no checkpoints given\n\n${usage}`);
     const dtype = values.dtype === undefined ? undefined : DTYPES[values.dtype.toLowerCase()];
     if (values.dtype !== undefined && dtype === undefined) {
       throw new PmaError("USAGE", `--dtype must be one of bf16, f16, f32, f64 (got '${values.dtype}')`);
@@ -73,7 +87,7 @@ export const command: Command = {
     let record: MergeRecord;
     try {
       record = await merge({
-        inputs: positionals,
+        inputs,
         out: values.out,
         method,
         ...(dtype !== undefined ? { dtype } : {}),
@@ -81,7 +95,7 @@ export const command: Command = {
         ...(values["shard-size"] !== undefined ? { shardSize: parseBytes(values["shard-size"], "--shard-size") } : {}),
         allowNonfinite: values["allow-nonfinite"] ?? false,
         force: values.force ?? false,
-        keepOrder: values["keep-order"] ?? false,
+        keepOrder,
         ...(threads !== undefined ? { threads } : {}),
         onProgress: (done, total) => progress.update(done, total),
         onNote: (note) => process.stderr.write(`pma: note: ${note}\n`),
@@ -100,32 +114,9 @@ export const command: Command = {
   },
 };
 
-function methodFrom(values: { method?: string; alpha?: string; weights?: string; "no-normalize"?: boolean }): MethodSpec {
-  if (values.weights !== undefined) {
-    if (values.method !== undefined && values.method !== "custom") {
-      throw new PmaError("USAGE", `--weights gives custom weights; it cannot be combined with --method ${values.method}`);
-    }
-    const weights = values.weights.split(",").map((w) => {
-      const x = Number(w.trim());
-      if (w.trim() === "" || !Number.isFinite(x)) throw new PmaError("USAGE", `--weights: '${w}' is not a number`);
-      return x;
-    });
-    return { method: "custom", weights, normalize: !(values["no-normalize"] ?? false) };
-  }
-  const m = (values.method ?? "sma").toLowerCase();
-  if (m === "sma" || m === "wma") return { method: m };
-  if (m === "ema") {
-    const alpha = values.alpha === undefined ? 0.2 : Number(values.alpha);
-    if (!(alpha > 0 && alpha <= 1)) throw new PmaError("USAGE", `--alpha must be in (0, 1] (got '${values.alpha}')`);
-    return { method: "ema", alpha };
-  }
-  if (m === "custom") throw new PmaError("USAGE", "--method custom needs --weights W1,W2,...");
-  throw new PmaError("USAGE", `--method must be sma, wma or ema (got '${values.method}')`);
-}
-
 export function describeMerge(r: MergeRecord, out: string): string {
   const lines = [
-    `merged ${r.inputs.length} checkpoint(s) with ${r.method.toUpperCase()}${r.alpha !== undefined ? ` (alpha ${r.alpha})` : ""}, ordered by ${r.order_basis}:`,
+    `merged ${r.inputs.length} checkpoint(s) with ${r.method.toUpperCase()}${r.alpha !== undefined ? ` (alpha ${r.alpha})` : ""}${r.decay !== undefined ? ` (${r.decay} decay)` : ""}, ordered by ${r.order_basis}:`,
     ...r.inputs.map((i) => {
       const where = [i.step !== null ? `step ${i.step}` : null, i.tokens !== null ? `${i.tokens} tokens` : null].filter(Boolean).join(", ");
       return `  ${i.coefficient.toFixed(6)}  ${i.path}${where ? `  (${where})` : ""}`;

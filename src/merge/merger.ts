@@ -50,6 +50,7 @@ export interface MergeRecord {
   pma_version: string;
   method: string;
   alpha?: number;
+  decay?: string;
   order_basis: "tokens" | "step" | "arguments";
   inputs: MergeInputRecord[];
   coefficients: number[];
@@ -173,6 +174,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
         pma_version: PMA_VERSION,
         method: method.method,
         ...(method.method === "ema" ? { alpha: method.alpha ?? 0.2 } : {}),
+        ...(method.method === "wsm" ? { decay: method.decay ?? "1-sqrt" } : {}),
         order_basis: ordered.basis,
         inputs: inputs.map((inp, i) => ({
           path: inp.path,

@@ -4,7 +4,10 @@ import { PmaError } from "../common/errors.js";
  * Merge methods turn N checkpoints, oldest first, into N coefficients that sum to 1
  * (unless the user asks for raw custom weights). The merged model is sum_i c_i * M_i.
  */
-export type MergeMethod = "sma" | "wma" | "ema" | "custom";
+export type MergeMethod = "sma" | "wma" | "ema" | "wsm" | "custom";
+
+/** Decay shapes for schedule-derived (WSM-style) coefficients. */
+export type DecayShape = "linear" | "1-sqrt" | "cosine";
 
 export interface MethodSpec {
   method: MergeMethod;
@@ -14,6 +17,8 @@ export interface MethodSpec {
   weights?: number[];
   /** Custom weights are normalised to sum to 1 unless this is false. */
   normalize?: boolean;
+  /** WSM: the learning-rate decay the merge stands in for. */
+  decay?: DecayShape;
 }
 
 /** Simple Moving Average: every checkpoint counts the same (paper Eq. 3). */
@@ -50,6 +55,24 @@ export function emaCoefficients(n: number, alpha: number): number[] {
   });
 }
 
+/**
+ * Schedule-derived coefficients in the style of WSM (warmup-stable-merge) and Megatron's
+ * weighted_merge: the merge that imitates decaying the learning rate by `decay` over the
+ * window. Write checkpoint k as M_1 + sum_{t=2..k} u_t (u_t the update between
+ * checkpoints t-1 and t). Then sum_i c_i M_i = M_1 + sum_t u_t * (sum_{i>=t} c_i), while
+ * annealing scales update t by the LR multiplier f_t. Matching the two gives
+ * sum_{i>=t} c_i = f_t, i.e. c_1 = 1 - f_2, c_k = f_k - f_{k+1}, c_N = f_N, with
+ * f_k = decay((k-1)/N) falling from 1. Linear decay gives exactly SMA; 1-sqrt decays
+ * fast at first and so weights older checkpoints more.
+ */
+export function wsmCoefficients(n: number, decay: DecayShape): number[] {
+  requireCount(n);
+  const shape = (x: number) => (decay === "linear" ? 1 - x : decay === "1-sqrt" ? 1 - Math.sqrt(x) : (1 + Math.cos(Math.PI * x)) / 2);
+  // f_k for k = 1..N (f_1 = shape(0) = 1), and f_{N+1} = 0 closes the telescoping sum.
+  const f = (k: number) => (k > n ? 0 : shape((k - 1) / n));
+  return Array.from({ length: n }, (_, idx) => f(idx + 1) - f(idx + 2));
+}
+
 /** User-given weights, oldest first; normalised to sum 1 unless normalize === false. */
 export function customCoefficients(weights: number[], normalize = true): number[] {
   requireCount(weights.length);
@@ -72,6 +95,8 @@ export function coefficientsFor(spec: MethodSpec, n: number): number[] {
       return wmaCoefficients(n);
     case "ema":
       return emaCoefficients(n, spec.alpha ?? 0.2);
+    case "wsm":
+      return wsmCoefficients(n, spec.decay ?? "1-sqrt");
     case "custom": {
       const w = spec.weights;
       if (w === undefined) throw new PmaError("WEIGHTS_INVALID", "method custom needs weights");

@@ -1,0 +1,88 @@
+import { PmaError } from "../common/errors.js";
+import { parseTokens } from "../common/units.js";
+import type { MethodSpec } from "../merge/weights.js";
+import { recommendInterval } from "../trajectory/interval.js";
+import { planMerge, type MergePlan } from "../trajectory/plan.js";
+import { discoverRun, requireTokens, type RunScan } from "../trajectory/run.js";
+
+/** Flags that find a run's checkpoints and choose N of them V tokens apart. */
+export const RUN_OPTIONS = {
+  interval: { type: "string" },
+  count: { type: "string" },
+  at: { type: "string" },
+  tolerance: { type: "string" },
+  "tokens-per-step": { type: "string" },
+  "step-pattern": { type: "string" },
+} as const;
+
+export const RUN_USAGE = `  --interval V          tokens between merged checkpoints (8B, 80M, 2e9) or auto
+  --count N             checkpoints to merge, or auto (default auto: 10, or 6 when fewer fit)
+  --at T                tokens of the newest merged checkpoint, or latest (default)
+  --tolerance T         how far a checkpoint may be from its target (default half the save spacing)
+  --tokens-per-step K   tokens per step, for runs whose trainer_state.json lacks num_input_tokens_seen
+  --step-pattern RE     regex with one group capturing the step in checkpoint folder names`;
+
+export interface RunFlags {
+  interval?: string;
+  count?: string;
+  at?: string;
+  tolerance?: string;
+  "tokens-per-step"?: string;
+  "step-pattern"?: string;
+}
+
+export interface PlannedRun {
+  scan: RunScan;
+  plan: MergePlan;
+  /** Why V (and N) were chosen when the user asked for auto. */
+  basis: string[];
+}
+
+export async function planFromFlags(runDir: string, values: RunFlags, method: MethodSpec): Promise<PlannedRun> {
+  if (values.interval === undefined) throw new PmaError("USAGE", "--interval V is required (a token count such as 8B, or auto)");
+  let stepPattern: RegExp | undefined;
+  if (values["step-pattern"] !== undefined) {
+    try {
+      stepPattern = new RegExp(values["step-pattern"]);
+    } catch (e) {
+      throw new PmaError("USAGE", `--step-pattern is not a valid regular expression: ${(e as Error).message}`);
+    }
+  }
+  const tokensPerStep = values["tokens-per-step"] === undefined ? undefined : parseTokens(values["tokens-per-step"], "--tokens-per-step");
+  const scan = await discoverRun(runDir, { ...(stepPattern ? { stepPattern } : {}), ...(tokensPerStep !== undefined ? { tokensPerStep } : {}) });
+  const checkpoints = requireTokens(scan);
+  if (checkpoints.length === 0) {
+    throw new PmaError("USAGE", `${scan.dir}: no complete checkpoints found${scan.skipped.length ? ` (${scan.skipped.length} skipped: ${scan.skipped[0]!.reason})` : ""}`, { file: scan.dir });
+  }
+  const basis: string[] = [];
+  let interval: number;
+  if (values.interval === "auto") {
+    const newest = checkpoints[checkpoints.length - 1]!;
+    const moe = await isMoeCheckpoint(newest.path);
+    const rec = recommendInterval(newest.parameters, moe);
+    interval = rec.interval;
+    basis.push(rec.basis);
+  } else {
+    interval = parseTokens(values.interval, "--interval");
+  }
+  const count = values.count === undefined || values.count === "auto" ? 10 : Number(values.count);
+  if (values.count === undefined || values.count === "auto") basis.push("N=10 as in the paper (reduced automatically when the run is too short)");
+  const plan = planMerge(checkpoints, {
+    interval,
+    count,
+    ...(values.at !== undefined && values.at !== "latest" ? { at: parseTokens(values.at, "--at") } : {}),
+    ...(values.tolerance !== undefined ? { tolerance: parseTokens(values.tolerance, "--tolerance") } : {}),
+    method,
+  });
+  return { scan, plan, basis };
+}
+
+async function isMoeCheckpoint(path: string): Promise<boolean> {
+  const { openCheckpointTensors } = await import("../formats/checkpoint-files.js");
+  const ck = await openCheckpointTensors(path);
+  try {
+    return [...ck.tensors.keys()].some((n) => /\.experts\.\d+\./.test(n) || /block_sparse_moe/.test(n));
+  } finally {
+    await ck.close();
+  }
+}
