@@ -1,13 +1,37 @@
 import { createHash } from "node:crypto";
 import { stat } from "node:fs/promises";
+import { basename, dirname, resolve } from "node:path";
 import { PmaError } from "../common/errors.js";
-import { openCheckpointTensors, type CheckpointTensors } from "../formats/checkpoint-files.js";
+import { openCheckpointTensors } from "../formats/checkpoint-files.js";
+import { GgufFile, isGgufPath } from "../formats/gguf.js";
+import { stepFromName } from "../formats/trainer-state.js";
+import type { DType } from "../tensor/dtype.js";
 import { readProgress, type CheckpointProgress } from "./order.js";
+
+/** What the merge reads of one tensor, whatever the file format. */
+export interface SourceTensor {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  byteLength: number;
+  /** Absolute position of the first byte in `file`. */
+  fileOffset: number;
+  file: { path: string; read(name: string, byteOffset?: number, byteLength?: number): Promise<Uint8Array> };
+}
+
+/** An opened checkpoint as the merge sees it: a safetensors checkpoint or one GGUF file. */
+export interface MergeSource {
+  root: string;
+  tensors: Map<string, SourceTensor>;
+  close(): Promise<void>;
+}
 
 /** One checkpoint to merge: its tensors (not loaded), progress and identity. */
 export interface MergeInput {
   path: string;
-  checkpoint: CheckpointTensors;
+  checkpoint: MergeSource;
+  /** The file itself when the input is a GGUF: the output takes its metadata. */
+  gguf: GgufFile | null;
   progress: CheckpointProgress;
   /** Sum of the sizes of its safetensors files. */
   sizeBytes: number;
@@ -19,15 +43,61 @@ export async function openMergeInput(path: string): Promise<MergeInput> {
   await stat(path).catch((e: unknown) => {
     throw new PmaError("IO", `${path}: no such checkpoint (${(e as Error).message})`, { file: path, cause: e });
   });
+  if (isGgufPath(path)) return openGgufInput(path);
   const checkpoint = await openCheckpointTensors(path);
   const progress = await readProgress(path);
   return {
     path,
     checkpoint,
+    gguf: null,
     progress,
     sizeBytes: checkpoint.files.reduce((s, f) => s + f.fileSize, 0),
     headerSha256: checkpoint.files.map((f) => createHash("sha256").update(f.headerBytes).digest("hex")),
   };
+}
+
+/**
+ * A GGUF file as a merge input. Only tensors whose bytes are plain little-endian
+ * elements can be merged; quantized blocks would have to be dequantized and requantized,
+ * which is lossy and not a merge. There is no trainer state beside a GGUF, so progress
+ * is the step in the file name (`checkpoint-1200.gguf`) or its folder's name.
+ */
+async function openGgufInput(path: string): Promise<MergeInput> {
+  const file = await GgufFile.open(path);
+  try {
+    const split = file.metadata.get("split.count");
+    if (split !== undefined && split.type !== "array" && Number(split.value) > 1) {
+      throw new PmaError(
+        "FORMAT_UNSUPPORTED",
+        `${path}: is one part of a split GGUF (split.count ${String(split.value)}); pma merges single-file GGUFs only: join the parts first (llama-gguf-split --merge).`,
+        { file: path },
+      );
+    }
+    const tensors = new Map<string, SourceTensor>();
+    for (const t of file.tensors.values()) {
+      if (t.dtype === null) {
+        throw new PmaError(
+          "DTYPE_UNSUPPORTED",
+          `${path}: tensor "${t.name}" is ${t.typeName}, a quantized ggml type, which pma cannot merge; merge the F32/F16/BF16 GGUF files (or the original checkpoints) and quantize the result.`,
+          { file: path },
+        );
+      }
+      tensors.set(t.name, { name: t.name, dtype: t.dtype, shape: t.shape, byteLength: t.byteLength, fileOffset: t.fileOffset, file });
+    }
+    const abs = resolve(path);
+    const step = stepFromName(basename(abs).replace(/\.gguf$/i, "")) ?? stepFromName(basename(dirname(abs)));
+    return {
+      path,
+      checkpoint: { root: dirname(abs), tensors, close: () => file.close() },
+      gguf: file,
+      progress: step === undefined ? {} : { step },
+      sizeBytes: file.fileSize,
+      headerSha256: [await file.headerSha256()],
+    };
+  } catch (e) {
+    await file.close();
+    throw e;
+  }
 }
 
 /**

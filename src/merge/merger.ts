@@ -1,24 +1,22 @@
 import { availableParallelism } from "node:os";
-import { dirname } from "node:path";
-import { stat } from "node:fs/promises";
 import { Worker } from "node:worker_threads";
-import { StagedDir, writeFileAtomic } from "../common/atomic-dir.js";
 import { PmaError, type PmaErrorCode } from "../common/errors.js";
 import { PMA_VERSION } from "../common/version.js";
-import { SafetensorsWriter, type TensorSpec } from "../formats/safetensors-writer.js";
+import type { TensorSpec } from "../formats/safetensors-writer.js";
 import { floatDTypeBytes } from "../tensor/codec.js";
-import { isFloatDType, torchDtypeName, type DType, type FloatDType } from "../tensor/dtype.js";
-import { copyCompanions } from "./companions.js";
+import { isFloatDType, type DType, type FloatDType } from "../tensor/dtype.js";
 import { checkSameTensors, openMergeInput, type MergeInput } from "./inputs.js";
 import { makeChunks, type NonfiniteReport, type TensorJob, type WorkerMessage, type WorkerPlan } from "./job.js";
 import type { AccumulatePrecision } from "./kernels.js";
 import { copyIdenticalTensor } from "./nonfloat.js";
 import { orderByProgress } from "./order.js";
+import { createMergeOutput, outputFormatFor } from "./outputs.js";
 import { coefficientsFor, type MethodSpec } from "./weights.js";
 
 export interface MergeOptions {
-  /** Checkpoint paths (folders or .safetensors files), in any order. */
+  /** Checkpoint paths (folders or .safetensors files, or .gguf files), in any order. */
   inputs: string[];
+  /** A folder for safetensors inputs; a .gguf file for GGUF inputs. */
   out: string;
   method?: MethodSpec;
   /** Output dtype of float tensors; default: each tensor's input dtype. */
@@ -78,7 +76,9 @@ const DEFAULT_CHUNK_ELEMENTS = 1 << 20;
 export async function merge(opts: MergeOptions): Promise<MergeRecord> {
   const started = Date.now();
   if (opts.inputs.length === 0) throw new PmaError("USAGE", "pma merge needs at least one checkpoint");
-  const staged = await StagedDir.create(opts.out, opts.force ?? false);
+  // The inputs' format picks the output: a Hugging Face folder or one GGUF file.
+  const format = outputFormatFor(opts.inputs, opts.out, opts.shardSize);
+  const output = await createMergeOutput(format, opts.out, opts.force ?? false);
   const opened: MergeInput[] = [];
   try {
     for (const path of opts.inputs) opened.push(await openMergeInput(path));
@@ -95,117 +95,106 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
       const dtype: DType = isFloatDType(t.dtype) ? (opts.dtype ?? t.dtype) : t.dtype;
       specs.push({ name: t.name, dtype, shape: t.shape });
     }
-    const newest = inputs[inputs.length - 1]!;
-    const writer = await SafetensorsWriter.create(staged.staging, specs, {
+    const writer = await output.open(specs, {
+      inputs,
+      method: method.method,
+      coefficients,
+      ...(opts.dtype !== undefined ? { dtype: opts.dtype } : {}),
       ...(opts.shardSize !== undefined ? { shardSize: opts.shardSize } : {}),
-      metadata: {
-        pma_version: PMA_VERSION,
-        pma_method: method.method,
-        pma_coefficients: JSON.stringify(coefficients),
-        pma_inputs: String(inputs.length),
-      },
     });
     let bytesWritten = 0;
     let parameters = 0;
     const nonfinite: NonfiniteReport[] = [];
-    try {
-      const precision = opts.accumulate ?? "f32";
-      const jobs: TensorJob[] = [];
-      const outputFiles = writer.plan.shards.map((s) => `${writer.dir}/${s.file}`);
-      const inputFiles: string[] = [];
-      const fileIndex = new Map<string, number>();
-      const indexOf = (path: string) => {
-        let i = fileIndex.get(path);
-        if (i === undefined) {
-          i = inputFiles.push(path) - 1;
-          fileIndex.set(path, i);
-        }
-        return i;
-      };
-      let nonfloatBytes = 0;
-      for (const spec of writer.plan.shards.flatMap((s) => s.tensors)) {
-        const t = reference.tensors.get(spec.name)!;
-        const layout = writer.layout(spec.name);
-        bytesWritten += layout.byteLength;
-        parameters += t.shape.reduce((a, b) => a * b, 1);
-        if (!isFloatDType(t.dtype)) {
-          opts.signal?.throwIfAborted();
-          await copyIdenticalTensor(inputs, spec.name, writer);
-          nonfloatBytes += t.byteLength * inputs.length;
-          continue;
-        }
-        const elements = t.shape.reduce((a, b) => a * b, 1);
-        if (elements === 0) continue;
-        jobs.push({
-          name: t.name,
-          inDtype: t.dtype,
-          outDtype: spec.dtype as FloatDType,
-          precision: t.dtype === "F64" ? "f64" : precision,
-          elements,
-          sources: inputs.map((inp) => {
-            const src = inp.checkpoint.tensors.get(t.name)!;
-            return { file: indexOf(src.file.path), offset: src.fileOffset };
-          }),
-          target: { file: outputFiles.indexOf(layout.file), offset: layout.fileOffset },
-        });
+    const precision = opts.accumulate ?? "f32";
+    const jobs: TensorJob[] = [];
+    const outputFiles = writer.files;
+    const inputFiles: string[] = [];
+    const fileIndex = new Map<string, number>();
+    const indexOf = (path: string) => {
+      let i = fileIndex.get(path);
+      if (i === undefined) {
+        i = inputFiles.push(path) - 1;
+        fileIndex.set(path, i);
       }
-      const floatBytes = jobs.reduce((s, j) => s + j.elements * floatDTypeBytes(j.inDtype) * inputs.length, 0);
-      await runWorkers(
-        {
-          inputFiles,
-          outputFiles,
-          coefficients,
-          tensors: jobs,
-          chunkElements: opts.chunkElements ?? DEFAULT_CHUNK_ELEMENTS,
-          allowNonfinite: opts.allowNonfinite ?? false,
-        },
-        opts.threads ?? Math.min(availableParallelism(), 8),
-        (done) => opts.onProgress?.(nonfloatBytes + done, nonfloatBytes + floatBytes),
-        inputs,
-        nonfinite,
-        opts.signal,
-      );
-      const { files } = await writer.finish();
-      const companionsFrom = (await stat(newest.path)).isDirectory() ? newest.checkpoint.root : null;
-      if (companionsFrom !== null) {
-        await copyCompanions(companionsFrom, staged.staging, opts.dtype !== undefined ? torchDtypeName(opts.dtype) : undefined);
+      return i;
+    };
+    let nonfloatBytes = 0;
+    const outputDtype = new Map(specs.map((s) => [s.name, s.dtype]));
+    for (const name of writer.order) {
+      const t = reference.tensors.get(name)!;
+      const layout = writer.layout(name);
+      bytesWritten += layout.byteLength;
+      parameters += t.shape.reduce((a, b) => a * b, 1);
+      if (!isFloatDType(t.dtype)) {
+        opts.signal?.throwIfAborted();
+        await copyIdenticalTensor(inputs, name, writer);
+        nonfloatBytes += t.byteLength * inputs.length;
+        continue;
       }
-      const record: MergeRecord = {
-        pma_version: PMA_VERSION,
-        method: method.method,
-        ...(method.method === "ema" ? { alpha: method.alpha ?? 0.2 } : {}),
-        ...(method.method === "wsm" ? { decay: method.decay ?? "1-sqrt" } : {}),
-        order_basis: ordered.basis,
-        inputs: inputs.map((inp, i) => ({
-          path: inp.path,
-          tokens: inp.progress.tokens ?? null,
-          step: inp.progress.step ?? null,
-          coefficient: coefficients[i]!,
-          size_bytes: inp.sizeBytes,
-          header_sha256: inp.headerSha256,
-        })),
-        coefficients,
-        dtype: opts.dtype ?? "same as input",
-        accumulate: precision,
-        tensors: specs.length,
-        parameters,
-        bytes_read: nonfloatBytes + floatBytes,
-        bytes_written: bytesWritten,
-        files: files.map((f) => f.slice(dirname(f).length + 1)),
-        companions_from: companionsFrom,
-        nonfinite: nonfinite.map((r) => ({ tensor: r.tensor, checkpoint: r.input >= 0 ? inputs[r.input]!.path : null, count: r.count })),
-        started_at: new Date(started).toISOString(),
-        seconds: (Date.now() - started) / 1000,
-      };
-      await writeFileAtomic(`${staged.staging}/${MERGE_RECORD_FILE}`, JSON.stringify(record, null, 2) + "\n");
-      await staged.publish();
-      return record;
-    } catch (e) {
-      await writer.abort();
-      throw e;
+      const elements = t.shape.reduce((a, b) => a * b, 1);
+      if (elements === 0) continue;
+      jobs.push({
+        name: t.name,
+        inDtype: t.dtype,
+        outDtype: outputDtype.get(name) as FloatDType,
+        precision: t.dtype === "F64" ? "f64" : precision,
+        elements,
+        sources: inputs.map((inp) => {
+          const src = inp.checkpoint.tensors.get(t.name)!;
+          return { file: indexOf(src.file.path), offset: src.fileOffset };
+        }),
+        target: { file: outputFiles.indexOf(layout.file), offset: layout.fileOffset },
+      });
     }
+    const floatBytes = jobs.reduce((s, j) => s + j.elements * floatDTypeBytes(j.inDtype) * inputs.length, 0);
+    await runWorkers(
+      {
+        inputFiles,
+        outputFiles,
+        coefficients,
+        tensors: jobs,
+        chunkElements: opts.chunkElements ?? DEFAULT_CHUNK_ELEMENTS,
+        allowNonfinite: opts.allowNonfinite ?? false,
+      },
+      opts.threads ?? Math.min(availableParallelism(), 8),
+      (done) => opts.onProgress?.(nonfloatBytes + done, nonfloatBytes + floatBytes),
+      inputs,
+      nonfinite,
+      opts.signal,
+    );
+    const { files, companionsFrom } = await output.finish();
+    const record: MergeRecord = {
+      pma_version: PMA_VERSION,
+      method: method.method,
+      ...(method.method === "ema" ? { alpha: method.alpha ?? 0.2 } : {}),
+      ...(method.method === "wsm" ? { decay: method.decay ?? "1-sqrt" } : {}),
+      order_basis: ordered.basis,
+      inputs: inputs.map((inp, i) => ({
+        path: inp.path,
+        tokens: inp.progress.tokens ?? null,
+        step: inp.progress.step ?? null,
+        coefficient: coefficients[i]!,
+        size_bytes: inp.sizeBytes,
+        header_sha256: inp.headerSha256,
+      })),
+      coefficients,
+      dtype: opts.dtype ?? "same as input",
+      accumulate: precision,
+      tensors: specs.length,
+      parameters,
+      bytes_read: nonfloatBytes + floatBytes,
+      bytes_written: bytesWritten,
+      files,
+      companions_from: companionsFrom,
+      nonfinite: nonfinite.map((r) => ({ tensor: r.tensor, checkpoint: r.input >= 0 ? inputs[r.input]!.path : null, count: r.count })),
+      started_at: new Date(started).toISOString(),
+      seconds: (Date.now() - started) / 1000,
+    };
+    // A GGUF output keeps its provenance in its metadata; a folder also gets the record.
+    await output.publish({ [MERGE_RECORD_FILE]: JSON.stringify(record, null, 2) + "\n" });
+    return record;
   } catch (e) {
-    await staged.discard();
+    await output.discard();
     throw e;
   } finally {
     await Promise.allSettled(opened.map((i) => i.checkpoint.close()));

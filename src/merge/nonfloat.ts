@@ -1,6 +1,6 @@
 import { PmaError } from "../common/errors.js";
-import type { SafetensorsWriter } from "../formats/safetensors-writer.js";
 import type { MergeInput } from "./inputs.js";
+import type { OutputWriter } from "./outputs.js";
 
 const CHUNK = 1 << 22;
 
@@ -9,7 +9,7 @@ const CHUNK = 1 << 22;
  * a position-id buffer, an attention mask). They are copied when every checkpoint holds
  * the same bytes, and are an error otherwise. Compared chunk by chunk to bound memory.
  */
-export async function copyIdenticalTensor(inputs: MergeInput[], name: string, writer: SafetensorsWriter): Promise<void> {
+export async function copyIdenticalTensor(inputs: MergeInput[], name: string, writer: Pick<OutputWriter, "write">): Promise<void> {
   const first = inputs[0]!.checkpoint.tensors.get(name)!;
   for (let off = 0; off < first.byteLength; off += CHUNK) {
     const len = Math.min(CHUNK, first.byteLength - off);
