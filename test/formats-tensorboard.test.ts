@@ -220,6 +220,21 @@ test("round trip through the writer, including append and refusal to overwrite",
   });
 });
 
+test("appending after a crash that cut a record short drops the partial record first", async () => {
+  await withTmp(async (dir) => {
+    const path = join(dir, "events.out.tfevents.6.host");
+    await writeTensorboardScalars(path, [{ step: 1, wallTime: 1, tag: "loss", value: 3 }]);
+    const whole = new Uint8Array(await readFile(path));
+    const partial = record(event({ step: 2, values: [simpleValue("loss", 2.5)] })).slice(0, 20);
+    await writeFile(path, Uint8Array.from([...whole, ...partial]));
+    assert.equal((await readTensorboardFile(path)).ignoredTailBytes, partial.length);
+    await writeTensorboardScalars(path, [{ step: 2, wallTime: 2, tag: "loss", value: 2 }], { mode: "append" });
+    const tb = await readTensorboardFile(path);
+    assert.equal(tb.ignoredTailBytes, 0);
+    assert.deepEqual(tensorboardScalars(tb).map((x) => [x.step, x.value]), [[1, 3], [2, 2]]);
+  });
+});
+
 test("a corrupt data CRC or length CRC fails with the file name and byte offset", async () => {
   await withTmp(async (dir) => {
     const rec1 = record(event({ step: 1, values: [simpleValue("loss", 1)] }));

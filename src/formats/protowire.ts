@@ -30,8 +30,10 @@ export class ProtoReader {
     start = 0,
     readonly end = bytes.length,
     private readonly base = 0,
+    view?: DataView,
   ) {
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    // Nested messages share their parent's view: one per event file read, not per field.
+    this.view = view ?? new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.pos = start;
   }
 
@@ -114,7 +116,7 @@ export class ProtoReader {
   /** A nested message reader over a length-delimited field. */
   message(): ProtoReader {
     const { start, end } = this.lengthDelimited();
-    return new ProtoReader(this.bytes, start, end, this.base);
+    return new ProtoReader(this.bytes, start, end, this.base, this.view);
   }
 
   bytesField(): Uint8Array {
@@ -123,7 +125,15 @@ export class ProtoReader {
   }
 
   string(): string {
-    return UTF8.decode(this.bytesField());
+    const { start, end } = this.lengthDelimited();
+    const raw = this.bytes.subarray(start, end);
+    // Tags are short ASCII: one fromCharCode is much cheaper than a TextDecoder call.
+    if (raw.length <= 256) {
+      let ascii = true;
+      for (let i = 0; i < raw.length; i++) if (raw[i]! >= 0x80) ascii = false;
+      if (ascii) return String.fromCharCode.apply(null, raw as unknown as number[]);
+    }
+    return UTF8.decode(raw);
   }
 
   /** Byte position (including `base`) for error messages. */
@@ -157,9 +167,17 @@ export class ProtoReader {
 const UTF8 = new TextDecoder("utf-8");
 const UTF8_ENCODER = new TextEncoder();
 
+/** Bytes a non-negative integer takes as a varint (for writing length prefixes up front). */
+export function varintSize(n: number): number {
+  let size = 1;
+  for (let v = n; v >= 0x80; v = Math.floor(v / 128)) size++;
+  return size;
+}
+
 /** Appends protobuf fields to a growing buffer. */
 export class ProtoWriter {
   private buf = new Uint8Array(64);
+  private dv = new DataView(this.buf.buffer);
   private len = 0;
 
   private reserve(n: number): void {
@@ -167,6 +185,7 @@ export class ProtoWriter {
     const next = new Uint8Array(Math.max(this.buf.length * 2, this.len + n));
     next.set(this.buf.subarray(0, this.len));
     this.buf = next;
+    this.dv = new DataView(next.buffer);
   }
 
   /** Unsigned varint of a non-negative safe integer, or a negative int64 (10 bytes). */
@@ -198,7 +217,7 @@ export class ProtoWriter {
   double(field: number, value: number): this {
     this.key(field, WIRE_FIXED64);
     this.reserve(8);
-    new DataView(this.buf.buffer).setFloat64(this.len, value, true);
+    this.dv.setFloat64(this.len, value, true);
     this.len += 8;
     return this;
   }
@@ -206,7 +225,7 @@ export class ProtoWriter {
   float(field: number, value: number): this {
     this.key(field, WIRE_FIXED32);
     this.reserve(4);
-    new DataView(this.buf.buffer).setFloat32(this.len, value, true);
+    this.dv.setFloat32(this.len, value, true);
     this.len += 4;
     return this;
   }
@@ -227,7 +246,19 @@ export class ProtoWriter {
     return this.bytes(field, UTF8_ENCODER.encode(value));
   }
 
+  /** A copy of the bytes written so far. */
   finish(): Uint8Array {
     return this.buf.slice(0, this.len);
+  }
+
+  /** The bytes written so far, without copying; valid until the next write or reset. */
+  view(): Uint8Array {
+    return this.buf.subarray(0, this.len);
+  }
+
+  /** Starts over, keeping the buffer: one writer can encode many messages. */
+  reset(): this {
+    this.len = 0;
+    return this;
   }
 }

@@ -9,12 +9,12 @@
  * stops there and reports how many bytes it ignored. Any CRC mismatch before the end is
  * corruption and fails with the file and byte offset.
  */
-import { open, rename, stat, unlink } from "node:fs/promises";
+import { open, rename, stat, truncate, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { hostname } from "node:os";
 import { PmaError } from "../common/errors.js";
 import { maskedCrc32c } from "./crc32c.js";
-import { ProtoError, ProtoReader, ProtoWriter, WIRE_FIXED32, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT } from "./protowire.js";
+import { ProtoError, ProtoReader, ProtoWriter, varintSize, WIRE_FIXED32, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT } from "./protowire.js";
 
 /** One scalar data point. */
 export interface TensorboardScalar {
@@ -53,8 +53,11 @@ const FOOTER_BYTES = 4;
 /** Read size: big enough for throughput, small enough that memory stays flat on huge files. */
 const CHUNK_BYTES = 1 << 20;
 
+/** Called per complete record with its file offset and the data's bounds in `buf`. */
+type OnRecord = (offset: number, buf: Uint8Array, start: number, end: number) => void;
+
 interface Scan {
-  records: { offset: number; data: Uint8Array }[];
+  records: number;
   /** Bytes of `buf` fully consumed by complete records. */
   consumed: number;
   /** The file ends inside the record at `consumed`. */
@@ -73,8 +76,9 @@ function u32le(b: Uint8Array, at: number): number {
  * matches, and never used to allocate: a length past the end of the file means the
  * file is still being written.
  */
-function scanRecords(buf: Uint8Array, base: number, left: number, file: string): Scan {
-  const records: Scan["records"] = [];
+function scanRecords(buf: Uint8Array, base: number, left: number, file: string, onRecord: OnRecord): Scan {
+  // A callback rather than a list of subarrays: a million live views is mostly GC work.
+  let records = 0;
   let p = 0;
   for (;;) {
     const rest = left - p;
@@ -98,8 +102,7 @@ function scanRecords(buf: Uint8Array, base: number, left: number, file: string):
     if (hi > 0 || lo > rest - total) return { records, consumed: p, truncated: true, need: 0 };
     const len = lo;
     if (buf.length - p < total + len) return { records, consumed: p, truncated: false, need: total + len };
-    const data = buf.subarray(p + HEADER_BYTES, p + HEADER_BYTES + len);
-    if (maskedCrc32c(data) !== u32le(buf, p + HEADER_BYTES + len)) {
+    if (maskedCrc32c(buf.subarray(p + HEADER_BYTES, p + HEADER_BYTES + len)) !== u32le(buf, p + HEADER_BYTES + len)) {
       throw new PmaError(
         "LOG_INVALID",
         `${file}: corrupt TensorBoard record at byte ${base + p}: the data's CRC-32C does not match. ` +
@@ -107,7 +110,8 @@ function scanRecords(buf: Uint8Array, base: number, left: number, file: string):
         { file },
       );
     }
-    records.push({ offset: base + p, data });
+    onRecord(base + p, buf, p + HEADER_BYTES, p + HEADER_BYTES + len);
+    records++;
     p += total + len;
   }
 }
@@ -191,9 +195,9 @@ function summaryValues(r: ProtoReader, out: { tag: string; value: number }[]): v
 
 const SESSION_STATUS = { 1: "start", 2: "stop", 3: "checkpoint" } as const;
 
-function decodeEvent(data: Uint8Array, offset: number): TensorboardEvent {
-  // Positions in ProtoErrors are relative to the record's data, which starts 12 bytes in.
-  const r = new ProtoReader(data, 0, data.length, offset + HEADER_BYTES);
+function decodeEvent(buf: Uint8Array, start: number, end: number, offset: number, view: DataView): TensorboardEvent {
+  // Positions in ProtoErrors become file offsets: the data starts 12 bytes into the record.
+  const r = new ProtoReader(buf, start, end, offset + HEADER_BYTES - start, view);
   const ev: TensorboardEvent = { offset, step: 0, wallTime: 0, values: [] };
   while (!r.done()) {
     const { field, wire } = r.key();
@@ -219,11 +223,18 @@ function keep(ev: TensorboardEvent): boolean {
   return ev.values.length > 0 || ev.fileVersion !== undefined || ev.sessionLog !== undefined;
 }
 
-function decodeRecords(records: Scan["records"], file: string, out: TensorboardEvent[]): void {
-  for (const { offset, data } of records) {
+/** A record handler that decodes events into `out`, with a view reused per buffer. */
+function eventCollector(file: string, out: TensorboardEvent[]): OnRecord {
+  let viewOf: Uint8Array | null = null;
+  let view: DataView | null = null;
+  return (offset, buf, start, end) => {
+    if (viewOf !== buf || view === null) {
+      viewOf = buf;
+      view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    }
     let ev: TensorboardEvent;
     try {
-      ev = decodeEvent(data, offset);
+      ev = decodeEvent(buf, start, end, offset, view);
     } catch (e) {
       if (!(e instanceof ProtoError)) throw e;
       // The CRC matched, so these bytes are what the writer wrote: not an Event.
@@ -234,28 +245,27 @@ function decodeRecords(records: Scan["records"], file: string, out: TensorboardE
       );
     }
     if (keep(ev)) out.push(ev);
-  }
+  };
 }
 
 /** Decodes an event file already in memory. */
 export function parseTensorboardEvents(bytes: Uint8Array, file = "<memory>"): TensorboardFile {
-  const scan = scanRecords(bytes, 0, bytes.length, file);
   const events: TensorboardEvent[] = [];
-  decodeRecords(scan.records, file, events);
+  const scan = scanRecords(bytes, 0, bytes.length, file, eventCollector(file, events));
   return {
     file,
     events,
-    records: scan.records.length,
+    records: scan.records,
     ignoredTailBytes: scan.truncated ? bytes.length - scan.consumed : 0,
   };
 }
 
 /**
- * Reads an event file in chunks, so memory stays bounded by the largest record rather
- * than the file size. The size is taken when the file is opened: bytes a live writer
- * appends afterwards are left for the next read.
+ * Walks the records of an event file in chunks, so memory stays bounded by the largest
+ * record rather than the file size. The size is taken when the file is opened: bytes a
+ * live writer appends afterwards are left for the next read.
  */
-export async function readTensorboardFile(path: string): Promise<TensorboardFile> {
+async function scanFile(path: string, onRecord: OnRecord): Promise<{ records: number; size: number; ignoredTailBytes: number }> {
   let fh;
   try {
     fh = await open(path, "r");
@@ -264,17 +274,15 @@ export async function readTensorboardFile(path: string): Promise<TensorboardFile
   }
   try {
     const size = (await fh.stat()).size;
-    const events: TensorboardEvent[] = [];
     let records = 0;
     let base = 0;
     let buf: Uint8Array = new Uint8Array(0);
     for (;;) {
-      const scan = scanRecords(buf, base, size - base, path);
-      decodeRecords(scan.records, path, events);
-      records += scan.records.length;
+      const scan = scanRecords(buf, base, size - base, path, onRecord);
+      records += scan.records;
       base += scan.consumed;
-      if (scan.truncated) return { file: path, events, records, ignoredTailBytes: size - base };
-      if (base === size) return { file: path, events, records, ignoredTailBytes: 0 };
+      if (scan.truncated) return { records, size, ignoredTailBytes: size - base };
+      if (base === size) return { records, size, ignoredTailBytes: 0 };
       const leftover = buf.subarray(scan.consumed);
       // `need` was checked against the file size by scanRecords, so this is bounded.
       const want = Math.min(size - base, Math.max(CHUNK_BYTES, scan.need));
@@ -286,15 +294,20 @@ export async function readTensorboardFile(path: string): Promise<TensorboardFile
         if (bytesRead === 0) break;
         filled += bytesRead;
       }
-      if (filled < want) {
-        // The file shrank while we read it: treat what is missing as an unwritten tail.
-        return { file: path, events, records, ignoredTailBytes: filled };
-      }
+      // The file shrank while we read it: what is missing is an unwritten tail.
+      if (filled < want) return { records, size: base + filled, ignoredTailBytes: filled };
       buf = next;
     }
   } finally {
     await fh.close();
   }
+}
+
+/** Reads and decodes an event file. */
+export async function readTensorboardFile(path: string): Promise<TensorboardFile> {
+  const events: TensorboardEvent[] = [];
+  const { records, ignoredTailBytes } = await scanFile(path, eventCollector(path, events));
+  return { file: path, events, records, ignoredTailBytes };
 }
 
 /** All scalars of a decoded file, in file order. */
@@ -306,28 +319,75 @@ export function tensorboardScalars(tb: TensorboardFile): TensorboardScalar[] {
   return out;
 }
 
-/** Frames one record: length, masked CRC of the length, data, masked CRC of the data. */
-export function frameRecord(data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(HEADER_BYTES + data.length + FOOTER_BYTES);
-  const dv = new DataView(out.buffer);
-  dv.setUint32(0, data.length >>> 0, true);
-  dv.setUint32(4, Math.floor(data.length / 2 ** 32), true);
-  dv.setUint32(8, maskedCrc32c(out.subarray(0, 8)), true);
-  out.set(data, HEADER_BYTES);
-  dv.setUint32(HEADER_BYTES + data.length, maskedCrc32c(data), true);
-  return out;
+function putU32le(out: Uint8Array, at: number, v: number): void {
+  out[at] = v & 0xff;
+  out[at + 1] = (v >>> 8) & 0xff;
+  out[at + 2] = (v >>> 16) & 0xff;
+  out[at + 3] = v >>> 24;
+}
+
+/**
+ * Frames one record into `out` at `at` (16 + data.length bytes): length, masked CRC of
+ * the length, data, masked CRC of the data.
+ */
+function frameInto(out: Uint8Array, at: number, data: Uint8Array): void {
+  putU32le(out, at, data.length >>> 0);
+  putU32le(out, at + 4, Math.floor(data.length / 2 ** 32));
+  putU32le(out, at + 8, maskedCrc32c(out.subarray(at, at + 8)));
+  out.set(data, at + HEADER_BYTES);
+  putU32le(out, at + HEADER_BYTES + data.length, maskedCrc32c(data));
+}
+
+/** Framed records appended into one growing buffer (no per-record allocation). */
+class RecordSink {
+  private buf = new Uint8Array(4096);
+  private len = 0;
+
+  add(data: Uint8Array): void {
+    const need = this.len + HEADER_BYTES + data.length + FOOTER_BYTES;
+    if (need > this.buf.length) {
+      const next = new Uint8Array(Math.max(need, this.buf.length * 2));
+      next.set(this.buf.subarray(0, this.len));
+      this.buf = next;
+    }
+    frameInto(this.buf, this.len, data);
+    this.len = need;
+  }
+
+  bytes(): Uint8Array {
+    return this.buf.slice(0, this.len);
+  }
 }
 
 export const TENSORBOARD_FILE_VERSION = "brain.Event:2";
 
-function versionEvent(wallTime: number): Uint8Array {
-  return new ProtoWriter().double(1, wallTime).string(3, TENSORBOARD_FILE_VERSION).finish();
+const UTF8 = new TextEncoder();
+
+function versionEvent(w: ProtoWriter, wallTime: number): Uint8Array {
+  return w.reset().double(1, wallTime).string(3, TENSORBOARD_FILE_VERSION).view();
 }
 
-function scalarEvent(s: TensorboardScalar): Uint8Array {
-  const value = new ProtoWriter().string(1, s.tag).float(2, s.value).finish();
-  const summary = new ProtoWriter().bytes(1, value).finish();
-  return new ProtoWriter().double(1, s.wallTime).key(2, WIRE_VARINT).varint(s.step).bytes(5, summary).finish();
+/** Event{wall_time, step, summary{value{tag, simple_value}}}, nested lengths computed up front. */
+function scalarEvent(w: ProtoWriter, s: TensorboardScalar, tags: Map<string, Uint8Array>): Uint8Array {
+  let tag = tags.get(s.tag);
+  if (tag === undefined) {
+    tag = UTF8.encode(s.tag);
+    tags.set(s.tag, tag);
+  }
+  const valueLen = 1 + varintSize(tag.length) + tag.length + 5;
+  const summaryLen = 1 + varintSize(valueLen) + valueLen;
+  return w
+    .reset()
+    .double(1, s.wallTime)
+    .key(2, WIRE_VARINT)
+    .varint(s.step)
+    .key(5, WIRE_LEN)
+    .varint(summaryLen)
+    .key(1, WIRE_LEN)
+    .varint(valueLen)
+    .bytes(1, tag)
+    .float(2, s.value)
+    .view();
 }
 
 function checkScalar(s: TensorboardScalar, i: number): void {
@@ -344,21 +404,17 @@ export function encodeTensorboardScalars(
   scalars: readonly TensorboardScalar[],
   options: { header?: boolean; wallTime?: number } = {},
 ): Uint8Array {
-  const parts: Uint8Array[] = [];
+  const w = new ProtoWriter();
+  const sink = new RecordSink();
   if (options.header ?? true) {
-    parts.push(frameRecord(versionEvent(options.wallTime ?? scalars[0]?.wallTime ?? Date.now() / 1000)));
+    sink.add(versionEvent(w, options.wallTime ?? scalars[0]?.wallTime ?? Date.now() / 1000));
   }
+  const tags = new Map<string, Uint8Array>();
   scalars.forEach((s, i) => {
     checkScalar(s, i);
-    parts.push(frameRecord(scalarEvent(s)));
+    sink.add(scalarEvent(w, s, tags));
   });
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return sink.bytes();
 }
 
 /** The conventional event file name: `events.out.tfevents.<unix seconds>.<host>`. */
@@ -370,7 +426,9 @@ export interface WriteTensorboardOptions {
   /**
    * "create" (default) refuses to replace an existing file; "overwrite" replaces it
    * atomically; "append" adds records to an existing file (or creates it), which is how a
-   * trainer logs as it goes: a reader tolerates a record cut short by a crash.
+   * trainer logs as it goes: a reader tolerates a record cut short by a crash, and the
+   * next append cuts such a record off first. Append checks the file's framing each time
+   * (reading it at disk speed), and must not be used on a file another process writes.
    */
   mode?: "create" | "overwrite" | "append";
 }
@@ -393,6 +451,10 @@ export async function writeTensorboardScalars(
   const mode = options.mode ?? "create";
   if (mode === "append" && (await exists(path))) {
     const bytes = encodeTensorboardScalars(scalars, { header: false });
+    // A crash may have left a partial record; appending after it would turn a tolerated
+    // tail into corruption in the middle, so cut it off first (framing and CRCs only).
+    const { size, ignoredTailBytes } = await scanFile(path, () => undefined);
+    if (ignoredTailBytes > 0) await truncate(path, size - ignoredTailBytes);
     const fh = await open(path, "a");
     try {
       await fh.write(bytes);
