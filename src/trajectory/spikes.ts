@@ -9,10 +9,13 @@
  * above, so a normal decreasing loss (fast early phase, LR decay) never crosses the
  * band; the window holds only healthy points, so a spike does not drag the band up.
  *
- * Anomalous points form one event until the loss is back within the band for a few
- * consecutive points. An event that returns within the recovery window is a transient
- * spike; one that does not (or that contains a non-finite loss) is a divergence.
+ * Anomalous points form one event until the loss is back for a few consecutive points
+ * within a recovery band (half the detection band: hysteresis keeps a decaying tail
+ * that flickers around the edge one event). An event that returns within the recovery
+ * window is a transient spike; one that does not, or that contains a non-finite loss,
+ * is a divergence, after which the level is relearned from the points that follow.
  * A point or two that are anomalous but not far out are outlier batches, not an event.
+ * Windows count logged points, so they scale with the log's granularity.
  */
 import { PmaError } from "../common/errors.js";
 import type { LogPoint, TrainingLog } from "./logs.js";
