@@ -18,12 +18,17 @@ training progress (tokens in trainer_state.json, else the step in their name).
 
 With --run, the checkpoints are chosen as \`pma plan\` chooses them.
 
+GGUF files (F32/F16/BF16 tensors, not quantized) merge into one GGUF file: give
+--out a .gguf path. Its metadata comes from the newest input, plus pma.* provenance;
+GGUF files are ordered by the step in their name (checkpoint-1200.gguf), else as given.
+
 options:
-  --out DIR             output folder (Hugging Face layout); must not exist unless --force
+  --out DIR             output folder (Hugging Face layout), or FILE.gguf for GGUF inputs;
+                        must not exist unless --force
 ${METHOD_USAGE}
   --dtype D             output dtype for float tensors: bf16 | f16 | f32 | f64 (default: as input)
   --accumulate P        f32 (default) | f64
-  --shard-size S        largest output shard, e.g. 500MB, 2GiB (default 5GB)
+  --shard-size S        largest output shard, e.g. 500MB, 2GiB (default 5GB; not for GGUF)
   --allow-nonfinite     merge even when an input holds NaN/Inf (reported)
   --keep-order          merge in the order given (oldest first) instead of by progress
   --threads N           worker threads (default: all cores)
@@ -33,7 +38,8 @@ ${METHOD_USAGE}
 ${RUN_USAGE}
 
 example:
-  pma merge run/checkpoint-1000 run/checkpoint-2000 run/checkpoint-3000 --out merged --method ema --alpha 0.2`;
+  pma merge run/checkpoint-1000 run/checkpoint-2000 run/checkpoint-3000 --out merged --method ema --alpha 0.2
+  pma merge gguf/checkpoint-1000.gguf gguf/checkpoint-2000.gguf --out merged.gguf --dtype f16`;
 
 const DTYPES: Record<string, FloatDType> = { bf16: "BF16", f16: "F16", f32: "F32", f64: "F64" };
 

@@ -2,6 +2,8 @@ import { decodeFloats, floatDTypeBytes } from "../tensor/codec.js";
 import { isFloatDType } from "../tensor/dtype.js";
 import { StatsAccumulator, type TensorStats } from "../tensor/stats.js";
 import { openCheckpointTensors } from "./checkpoint-files.js";
+import { isGgufPath } from "./gguf.js";
+import { inspectGguf, type GgufSummary } from "./gguf-inspect.js";
 
 export interface TensorSummary {
   name: string;
@@ -10,18 +12,22 @@ export interface TensorSummary {
   parameters: number;
   bytes: number;
   file: string;
+  /** GGUF only: ggml dims, ne0 first (`shape` is in torch order). */
+  dims?: number[];
   stats?: TensorStats;
 }
 
 export interface CheckpointSummary {
   path: string;
-  format: "safetensors";
+  format: "safetensors" | "gguf";
   files: { path: string; bytes: number }[];
   tensors: TensorSummary[];
   parameters: number;
   bytes: number;
   dtypes: Record<string, number>;
   metadata: Record<string, string>;
+  /** GGUF only: version, alignment and every key with its type. */
+  gguf?: GgufSummary;
 }
 
 const STATS_CHUNK = 1 << 20;
@@ -31,6 +37,7 @@ const STATS_CHUNK = 1 << 20;
  * once to compute min/max/mean/std and NaN/Inf counts in bounded memory.
  */
 export async function inspectCheckpoint(path: string, opts: { stats?: boolean } = {}): Promise<CheckpointSummary> {
+  if (isGgufPath(path)) return inspectGguf(path, opts);
   const ckpt = await openCheckpointTensors(path);
   try {
     const tensors: TensorSummary[] = [];
