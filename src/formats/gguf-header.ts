@@ -142,6 +142,8 @@ function readTensorInfo(cur: Cursor, index: number, seen: Set<string>): Omit<Ggu
 function checkLayout(cur: Cursor, infos: Omit<GgufTensorInfo, "fileOffset">[], alignment: number, dataStart: number, infoEnd: number): GgufTensorInfo[] {
   let expected = 0;
   let previous: string | null = null;
+  const last = infos[infos.length - 1];
+  const lastEnd = last === undefined ? 0 : last.offset + last.byteLength;
   return infos.map((t) => {
     const tensor = `tensor "${t.name}"`;
     if (t.offset % alignment !== 0) {
@@ -159,8 +161,11 @@ function checkLayout(cur: Cursor, infos: Omit<GgufTensorInfo, "fileOffset">[], a
     }
     const end = dataStart + t.offset + t.byteLength;
     if (end > cur.size) {
-      const unpadded = infoEnd + t.offset + t.byteLength <= cur.size && dataStart !== infoEnd;
-      const hint = unpadded ? `; the writer may have left out the padding between the tensor infos (ending at ${infoEnd}) and the data` : "; the file is truncated (re-copy or re-download it)";
+      // All the data fits if it started right after the infos: a writer forgot the padding.
+      const unpadded = dataStart !== infoEnd && infoEnd + lastEnd <= cur.size;
+      const hint = unpadded
+        ? `; either the file is truncated or its writer left out the padding between the tensor infos (ending at ${infoEnd}) and the data, which must start at a multiple of ${alignment}`
+        : "; the file is truncated (re-copy or re-download it)";
       cur.fail(`${tensor} data [${dataStart + t.offset}, ${end}) runs past the end of the file at ${cur.size}${hint}`, dataStart + t.offset);
     }
     expected = alignUp(t.offset + t.byteLength, alignment);
