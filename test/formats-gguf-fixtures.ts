@@ -120,5 +120,5 @@ export function simpleFile(tensors: SimpleTensor[], alignment = 32): { bytes: Bu
 export function f32Bytes(values: number[]): Uint8Array {
   const b = Buffer.alloc(values.length * 4);
   values.forEach((v, i) => b.writeFloatLE(v, i * 4));
-  return b;
+  return new Uint8Array(b.buffer, b.byteOffset, b.length);
 }

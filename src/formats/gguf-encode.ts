@@ -158,10 +158,8 @@ function putArray(sink: Sink, v: GgufArrayValue, what: string): void {
       v.values.forEach((b, i) => putScalar(sink, { type: "bool", value: b }, `${what}[${i}]`));
       return;
     case "array":
-      v.values.forEach((a, i) => {
-        sink.u32(GGUF_VALUE_TYPE_IDS.array);
-        putArray(sink, a, `${what}[${i}]`);
-      });
+      // Each element is itself {element type, count, values}, with no type tag of its own.
+      v.values.forEach((a, i) => putArray(sink, a, `${what}[${i}]`));
       return;
     default: {
       const cls = ARRAY_CLASS[v.elementType];
