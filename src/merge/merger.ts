@@ -126,7 +126,8 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
       bytesWritten += layout.byteLength;
       parameters += t.shape.reduce((a, b) => a * b, 1);
       if (!isFloatDType(t.dtype)) {
-        opts.signal?.throwIfAborted();
+        // A PmaError, as the workers report it: throwIfAborted() would surface a bare AbortError.
+        if (opts.signal?.aborted) throw new PmaError("INTERRUPTED", "merge interrupted; no output was written");
         await copyIdenticalTensor(inputs, name, writer);
         nonfloatBytes += t.byteLength * inputs.length;
         continue;
