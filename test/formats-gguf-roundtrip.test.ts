@@ -153,6 +153,23 @@ describe("GGUF writer", () => {
     );
   });
 
+  test("a header of several MiB (a large vocabulary) round-trips every value", async () => {
+    const tokens = Array.from({ length: 120_000 }, (_, i) => `tok-${i}-${"é".repeat(i % 7)}`);
+    const scores = Float32Array.from({ length: 120_000 }, (_, i) => Math.fround(Math.sin(i)));
+    const md: GgufMetadata = new Map([
+      ["tokenizer.ggml.tokens", gguf.strings(tokens)],
+      ["tokenizer.ggml.scores", { type: "array", elementType: "f32", values: scores }],
+      ["after", gguf.u64(123n)],
+    ]);
+    const path = join(tmp.dir, "big.gguf");
+    await writeGguf(path, md, tensors());
+    const f = await GgufFile.open(path);
+    assert.ok(f.dataStart > 2 << 20, "bigger than the reader's 1 MiB window");
+    assert.deepEqual(f.metadata, md);
+    assert.deepEqual(await f.read("token_embd.weight"), tensors()[0]!.data);
+    await f.close();
+  });
+
   test("general.alignment is honoured for the data section and every tensor", async () => {
     const md: GgufMetadata = new Map([["general.alignment", gguf.u32(64)]]);
     const data = tensors();

@@ -84,14 +84,18 @@ class Sink {
     return at;
   }
 
+  // room() may replace buf and view, so it runs before either is read.
   u32(v: number): void {
-    this.view.setUint32(this.room(4), v, true);
+    const at = this.room(4);
+    this.view.setUint32(at, v, true);
   }
   u64(v: bigint | number): void {
-    this.view.setBigUint64(this.room(8), BigInt(v), true);
+    const at = this.room(8);
+    this.view.setBigUint64(at, BigInt(v), true);
   }
   bytes(b: Uint8Array): void {
-    this.buf.set(b, this.room(b.length));
+    const at = this.room(b.length);
+    this.buf.set(b, at);
   }
   string(s: string, what: string): void {
     const b = utf8Bytes(s, what);
@@ -100,7 +104,8 @@ class Sink {
   }
   /** Appends a fixed-size scalar through a DataView setter. */
   put(size: number, set: (v: DataView, at: number) => void): void {
-    set(this.view, this.room(size));
+    const at = this.room(size);
+    set(this.view, at);
   }
   pad(alignment: number): void {
     this.room((alignment - (this.length % alignment)) % alignment);
