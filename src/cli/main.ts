@@ -11,6 +11,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   merge: () => import("./merge.js"),
   inspect: () => import("./inspect.js"),
   plan: () => import("./plan.js"),
+  init: () => import("./init.js"),
 };
 
 function mainUsage(): string {

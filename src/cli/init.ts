@@ -1,0 +1,103 @@
+import { PmaError } from "../common/errors.js";
+import { explainInit } from "../trajectory/init-explain.js";
+import { defaultInitOut, pmaInit } from "../trajectory/init.js";
+import { parseCommandArgs, type Command } from "./command.js";
+import { DISCOVER_OPTIONS, DISCOVER_USAGE, discoverFromFlags, intFlag } from "./discover-flags.js";
+import { interruptSignal } from "./interrupt.js";
+import { METHOD_OPTIONS, METHOD_USAGE, methodFromFlags } from "./method-flags.js";
+import { byteProgress } from "./progress.js";
+
+const usage = `usage: pma init RUN [--before STEP|auto] [--count 3] [--method sma] [--out DIR] [options]
+
+PMA-init (paper section 4.5): restarts a run that hit a loss spike from the merge of
+the checkpoints saved before it. Finds the spike in the run's log (pma log.jsonl,
+TensorBoard events, trainer_state.json or CSV), merges the N newest complete checkpoints
+from before it, and writes DIR/checkpoint-<S>: the merged weights plus the trainer
+state of the latest of them (step S), so training resumes at step S from the merge.
+
+options:
+  --before STEP|auto    restart from checkpoints strictly before STEP; auto (default) finds
+                        the newest spike the run did not recover from in its log
+  --count N             checkpoints to merge (default 3, as in the paper)
+${METHOD_USAGE}
+  --optimizer O         latest (default): keep the latest healthy checkpoint's optimizer
+                        moments and scheduler (an approximation: they were accumulated on
+                        its own weights); reset: leave out optimizer and scheduler state
+                        (a Hugging Face Trainer loads them only as a pair, so its LR
+                        schedule restarts from the first step, warmup included)
+  --out DIR             the restarted run's directory (default RUN-pma-init); the checkpoint
+                        is DIR/checkpoint-<S>
+  --margin STEPS        keep this many steps clear of the last healthy logged loss (default 1:
+                        a loss logged at step s measures the weights of step s-1)
+  --log PATH            the training log, when it is not in RUN
+${DISCOVER_USAGE}
+  --accumulate P        f32 (default) | f64
+  --threads N           merge worker threads (default: all cores)
+  --force               replace an existing DIR/checkpoint-<S>
+  --json                print the record (also written as pma_init.json) as JSON
+
+resume:
+  pma train --resume DIR/checkpoint-<S>
+  Hugging Face: trainer.train(resume_from_checkpoint="DIR/checkpoint-<S>")
+
+examples:
+  pma init runs/7b --out runs/7b-restart
+  pma init runs/7b --before 12000 --count 3 --method ema --alpha 0.2 --optimizer reset`;
+
+export const command: Command = {
+  usage,
+  async run(argv) {
+    const { values, positionals } = parseCommandArgs(
+      argv,
+      {
+        ...METHOD_OPTIONS,
+        ...DISCOVER_OPTIONS,
+        before: { type: "string" },
+        count: { type: "string" },
+        optimizer: { type: "string" },
+        out: { type: "string", short: "o" },
+        margin: { type: "string" },
+        log: { type: "string" },
+        accumulate: { type: "string" },
+        threads: { type: "string" },
+        force: { type: "boolean" },
+        json: { type: "boolean" },
+      },
+      usage,
+    );
+    if (positionals.length !== 1) throw new PmaError("USAGE", `give exactly one run directory\n\n${usage}`);
+    const run = positionals[0]!;
+    const method = methodFromFlags(values);
+    const optimizer = values.optimizer ?? "latest";
+    if (optimizer !== "latest" && optimizer !== "reset") throw new PmaError("USAGE", `--optimizer must be latest or reset (got '${optimizer}')`);
+    const accumulate = values.accumulate ?? "f32";
+    if (accumulate !== "f32" && accumulate !== "f64") throw new PmaError("USAGE", `--accumulate must be f32 or f64 (got '${accumulate}')`);
+    const before = values.before === undefined || values.before === "auto" ? undefined : intFlag(values.before, "--before", 1);
+    const progress = byteProgress("merge");
+    const interrupt = interruptSignal();
+    try {
+      const record = await pmaInit({
+        run,
+        out: values.out ?? defaultInitOut(run),
+        ...(before !== undefined ? { before } : {}),
+        count: values.count === undefined ? 3 : intFlag(values.count, "--count", 1),
+        ...(values.margin !== undefined ? { margin: intFlag(values.margin, "--margin", 0) } : {}),
+        method,
+        optimizer,
+        ...(values.log !== undefined ? { log: values.log } : {}),
+        force: values.force ?? false,
+        discover: discoverFromFlags(values),
+        accumulate,
+        ...(values.threads !== undefined ? { threads: intFlag(values.threads, "--threads", 1) } : {}),
+        onProgress: (done, total) => progress.update(done, total),
+        signal: interrupt.signal,
+      });
+      progress.stop();
+      process.stdout.write(values.json ? JSON.stringify(record, null, 2) + "\n" : explainInit(record));
+    } finally {
+      progress.stop();
+      interrupt.dispose();
+    }
+    return 0;
+  },
+};

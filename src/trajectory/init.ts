@@ -1,0 +1,211 @@
+/**
+ * PMA-init (paper section 4.5): when a run hits a loss spike it does not recover from,
+ * merge the checkpoints saved before the spike and resume training from the merge.
+ *
+ * The output is a training checkpoint, not just weights: `OUT/checkpoint-<S>/` holds
+ * the merged weights plus the trainer state of the latest healthy checkpoint S (its
+ * step, scheduler, RNG and data position, and, with `optimizer: "latest"`, its
+ * optimizer moments), so the trainer resumes at step S with the merged weights.
+ */
+import { open, readdir, rename, rmdir } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { StagedDir } from "../common/atomic-dir.js";
+import { PmaError } from "../common/errors.js";
+import { PMA_VERSION } from "../common/version.js";
+import type { AccumulatePrecision } from "../merge/kernels.js";
+import { merge, type MergeRecord } from "../merge/merger.js";
+import type { MethodSpec } from "../merge/weights.js";
+import { DEFAULT_INIT_COUNT, DEFAULT_INIT_MARGIN, selectInitCheckpoints, type InitReason } from "./init-select.js";
+import { readTrainingLog, type TrainingLog } from "./logs.js";
+import { copyResumeFiles, planResumeFiles, type OptimizerChoice } from "./resume-files.js";
+import { discoverRun, type DiscoverOptions, type RunScan } from "./run.js";
+import type { SpikeOptions } from "./spikes.js";
+
+export interface PmaInitOptions {
+  /** The run directory (checkpoints and, for auto, its log). */
+  run: string;
+  /**
+   * The directory of the restarted run; the checkpoint goes to `out/checkpoint-<S>`.
+   * Default: `<run>-pma-init` beside the run.
+   */
+  out?: string;
+  /** Restart strictly before this step; default: before the spike found in the log. */
+  before?: number;
+  /** N, default 3 as in the paper. */
+  count?: number;
+  /** See InitSelectOptions.margin. */
+  margin?: number;
+  method?: MethodSpec;
+  /** Default "latest". */
+  optimizer?: OptimizerChoice;
+  /** A log file or folder other than the run directory. */
+  log?: string;
+  force?: boolean;
+  discover?: Omit<DiscoverOptions, "settleMs">;
+  spikeOptions?: Partial<SpikeOptions>;
+  accumulate?: AccumulatePrecision;
+  threads?: number;
+  /** Reuse an existing scan / log (pma watch has both already). */
+  scan?: RunScan;
+  trainingLog?: TrainingLog | null;
+  onProgress?: (bytesDone: number, bytesTotal: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface InitCheckpointRecord {
+  path: string;
+  name: string;
+  step: number;
+  tokens: number | null;
+  coefficient: number;
+}
+
+/** Written to `pma_init.json` beside the merged weights, and returned. */
+export interface InitRecord {
+  pma_version: string;
+  run: string;
+  /** The restart checkpoint written. */
+  checkpoint: string;
+  /** Its step: training resumes after this step. */
+  step: number;
+  tokens: number | null;
+  reason: InitReason;
+  method: string;
+  checkpoints: InitCheckpointRecord[];
+  /** Where trainer state, scheduler, RNG (and optimizer) files came from. */
+  state_from: string;
+  optimizer: OptimizerChoice;
+  copied: string[];
+  omitted: { name: string; reason: string }[];
+  notes: string[];
+  log: { format: string; files: string[] } | null;
+  merge: Pick<MergeRecord, "coefficients" | "dtype" | "accumulate" | "tensors" | "parameters" | "bytes_read" | "seconds">;
+  created_at: string;
+}
+
+export const INIT_RECORD_FILE = "pma_init.json";
+
+/** `<run>-pma-init`, beside the run. */
+export function defaultInitOut(run: string): string {
+  const abs = resolve(run);
+  return join(dirname(abs), `${basename(abs)}-pma-init`);
+}
+
+async function readLogFor(opts: PmaInitOptions, required: boolean): Promise<TrainingLog | null> {
+  if (opts.trainingLog !== undefined) return opts.trainingLog;
+  try {
+    return await readTrainingLog(opts.log ?? opts.run);
+  } catch (e) {
+    // With --before the log only adds the loss at that step to the explanation.
+    if (!required) return null;
+    throw e;
+  }
+}
+
+async function fsyncFile(path: string): Promise<void> {
+  const fh = await open(path, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Steps of the `checkpoint-N` folders already in `dir`. */
+async function existingSteps(dir: string): Promise<number[]> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  return names.flatMap((n) => {
+    const m = /^checkpoint-(\d+)$/.exec(n);
+    return m === null ? [] : [Number(m[1])];
+  });
+}
+
+/** Chooses, merges and writes a PMA-init restart checkpoint; see the module comment. */
+export async function pmaInit(opts: PmaInitOptions): Promise<InitRecord> {
+  const scan = opts.scan ?? (await discoverRun(opts.run, opts.discover ?? {}));
+  const log = await readLogFor(opts, opts.before === undefined);
+  const count = opts.count ?? DEFAULT_INIT_COUNT;
+  const selection = selectInitCheckpoints(scan, log, {
+    count,
+    margin: opts.margin ?? DEFAULT_INIT_MARGIN,
+    ...(opts.before !== undefined ? { before: opts.before } : {}),
+    ...(opts.spikeOptions !== undefined ? { spikeOptions: opts.spikeOptions } : {}),
+  });
+  const inputs = selection.checkpoints;
+  const latest = inputs[inputs.length - 1]!;
+  const outDir = resolve(opts.out ?? defaultInitOut(opts.run));
+  const target = join(outDir, `checkpoint-${latest.step}`);
+  if (scan.checkpoints.some((c) => resolve(c.path) === target)) {
+    throw new PmaError("USAGE", `${target} is a checkpoint of the run itself; write the restart checkpoint into another directory (--out)`, { file: target });
+  }
+  const notes = [...selection.notes];
+  const later = (await existingSteps(outDir)).filter((s) => s > latest.step);
+  if (later.length > 0) {
+    notes.push(`${outDir} already holds checkpoint-${Math.max(...later)}; a Trainer resuming with resume_from_checkpoint=True picks the highest step, so pass the path of checkpoint-${latest.step} explicitly`);
+  }
+  const optimizer = opts.optimizer ?? "latest";
+  const filePlan = await planResumeFiles(latest.path, optimizer);
+
+  const staged = await StagedDir.create(target, opts.force ?? false);
+  try {
+    // The merge publishes its own folder atomically; merging into a folder inside the
+    // staging area and moving its files up keeps one atomic publish for the whole checkpoint.
+    const weightsDir = join(staged.staging, "weights");
+    const merged = await merge({
+      inputs: inputs.map((c) => c.path),
+      out: weightsDir,
+      method: opts.method ?? { method: "sma" },
+      keepOrder: true,
+      ...(opts.accumulate !== undefined ? { accumulate: opts.accumulate } : {}),
+      ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+      ...(opts.onProgress !== undefined ? { onProgress: opts.onProgress } : {}),
+      ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
+    });
+    for (const name of await readdir(weightsDir)) await rename(join(weightsDir, name), join(staged.staging, name));
+    await rmdir(weightsDir);
+    await copyResumeFiles(latest.path, staged.staging, filePlan, opts.signal);
+    for (const name of filePlan.copy) await fsyncFile(join(staged.staging, name));
+
+    const record: InitRecord = {
+      pma_version: PMA_VERSION,
+      run: scan.dir,
+      checkpoint: target,
+      step: latest.step,
+      tokens: latest.tokens,
+      reason: selection.reason,
+      method: merged.method,
+      checkpoints: inputs.map((c, i) => ({ path: c.path, name: c.name, step: c.step, tokens: c.tokens, coefficient: merged.coefficients[i]! })),
+      state_from: latest.path,
+      optimizer,
+      copied: filePlan.copy,
+      omitted: filePlan.omitted,
+      notes,
+      log: log === null ? null : { format: log.format, files: log.files },
+      merge: {
+        coefficients: merged.coefficients,
+        dtype: merged.dtype,
+        accumulate: merged.accumulate,
+        tensors: merged.tensors,
+        parameters: merged.parameters,
+        bytes_read: merged.bytes_read,
+        seconds: merged.seconds,
+      },
+      created_at: new Date().toISOString(),
+    };
+    const recordPath = join(staged.staging, INIT_RECORD_FILE);
+    const fh = await open(recordPath, "w");
+    try {
+      await fh.writeFile(JSON.stringify(record, null, 2) + "\n");
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    if (opts.signal?.aborted) throw new PmaError("INTERRUPTED", "PMA-init interrupted; no output was written");
+    await staged.publish();
+    return record;
+  } catch (e) {
+    await staged.discard();
+    throw e;
+  }
+}
+
