@@ -12,6 +12,9 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   inspect: () => import("./inspect.js"),
   plan: () => import("./plan.js"),
   init: () => import("./init.js"),
+  watch: () => import("./watch.js"),
+  train: () => import("./train.js"),
+  eval: () => import("./eval.js"),
 };
 
 function mainUsage(): string {

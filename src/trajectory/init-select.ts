@@ -12,6 +12,8 @@ import { detectSpikes, healthyCheckpointsBefore, type SpikeEvent, type SpikeOpti
 export interface InitSelectOptions {
   /** Restart before this step (strictly); default: before the spike found in the log. */
   before?: number;
+  /** Restart before this event (found in the same log) instead of the newest unrecovered one. */
+  event?: SpikeEvent;
   /** N: checkpoints to merge (the paper used 3). */
   count: number;
   /**
@@ -87,7 +89,7 @@ export function selectInitCheckpoints(scan: RunScan, log: TrainingLog | null, op
     otherEvents = events;
   } else {
     if (log === null) throw new PmaError("USAGE", "finding the spike needs the run's training log; pass --before STEP to choose the restart point yourself");
-    const event = spikeToUndo(events);
+    const event = opts.event ?? spikeToUndo(events);
     if (event === null) {
       const recovered = events.length > 0 ? ` The log has ${events.length} spike(s) the run recovered from: ${events.map(describeEvent).join("; ")}.` : "";
       throw new PmaError(
@@ -103,7 +105,7 @@ export function selectInitCheckpoints(scan: RunScan, log: TrainingLog | null, op
     const limitStep = Math.min(event.lastHealthyStep, event.onsetStep - 1) - margin;
     chosen = healthyCheckpointsBefore(event, scan.checkpoints, opts.count, { margin });
     reason = { kind: "spike", event, limitStep };
-    otherEvents = events.filter((e) => e !== event);
+    otherEvents = events.filter((e) => e.startStep !== event.startStep);
     if (event.onsetStep < event.startStep) notes.push(`a grad-norm spike at step ${event.onsetStep} preceded the loss spike; the restart point is before it`);
   }
 

@@ -19,7 +19,7 @@ import { DEFAULT_INIT_COUNT, DEFAULT_INIT_MARGIN, selectInitCheckpoints, type In
 import { readTrainingLog, type TrainingLog } from "./logs.js";
 import { copyResumeFiles, planResumeFiles, type OptimizerChoice } from "./resume-files.js";
 import { discoverRun, type DiscoverOptions, type RunScan } from "./run.js";
-import type { SpikeOptions } from "./spikes.js";
+import type { SpikeEvent, SpikeOptions } from "./spikes.js";
 
 export interface PmaInitOptions {
   /** The run directory (checkpoints and, for auto, its log). */
@@ -31,6 +31,8 @@ export interface PmaInitOptions {
   out?: string;
   /** Restart strictly before this step; default: before the spike found in the log. */
   before?: number;
+  /** Restart before this spike (from detectSpikes on the run's log) rather than the newest unrecovered one. */
+  event?: SpikeEvent;
   /** N, default 3 as in the paper. */
   count?: number;
   /** See InitSelectOptions.margin. */
@@ -129,6 +131,7 @@ export async function pmaInit(opts: PmaInitOptions): Promise<InitRecord> {
     count,
     margin: opts.margin ?? DEFAULT_INIT_MARGIN,
     ...(opts.before !== undefined ? { before: opts.before } : {}),
+    ...(opts.event !== undefined ? { event: opts.event } : {}),
     ...(opts.spikeOptions !== undefined ? { spikeOptions: opts.spikeOptions } : {}),
   });
   const inputs = selection.checkpoints;

@@ -1,0 +1,147 @@
+import { PmaError } from "../common/errors.js";
+import { formatTokens, parseTokens } from "../common/units.js";
+import { explainInit } from "../trajectory/init-explain.js";
+import { defaultWatchOut, watchRun, type WatchEvent } from "../trajectory/watch.js";
+import { parseCommandArgs, type Command } from "./command.js";
+import { DISCOVER_OPTIONS, DISCOVER_USAGE, discoverFromFlags, intFlag } from "./discover-flags.js";
+import { interruptSignal } from "./interrupt.js";
+import { METHOD_OPTIONS, METHOD_USAGE, methodFromFlags } from "./method-flags.js";
+
+const usage = `usage: pma watch RUN --interval V --count N [--out DIR] [options]
+
+Runs beside a training job. On each new complete checkpoint it merges the window of N
+checkpoints V tokens apart ending there into DIR/merged (replaced atomically) and appends
+a line to DIR/watch.jsonl (tokens, the window, and with an evaluator the raw and merged
+losses). It watches the run's log for loss spikes and, for each one the run has not
+recovered from, writes a PMA-init restart checkpoint to DIR/pma-init-<spike step>/
+(see pma init). Checkpoints still being written are waited for, never merged.
+
+Stop it with Ctrl-C (SIGINT) or SIGTERM: a merge in progress is abandoned without
+leaving output. Started again with the same DIR, it continues after the last checkpoint
+in watch.jsonl; a first start begins at the run's newest checkpoint.
+
+options:
+  --interval V          tokens between merged checkpoints (8B, 80M, 2e9)
+  --count N             checkpoints per merge (default 10; fewer while the run is short)
+  --tolerance T         how far a checkpoint may be from its target (default half the save spacing)
+${METHOD_USAGE}
+  --out DIR             output directory (default RUN-pma-watch)
+  --poll SECONDS        time between scans of the run (default 10)
+  --settle SECONDS      a checkpoint's files must keep their size this long (default 2)
+  --no-init             do not write PMA-init checkpoints on spikes
+  --init-count N        checkpoints merged for a PMA-init (default 3)
+  --optimizer O         PMA-init optimizer state: latest (default) | reset (see pma init)
+  --margin STEPS        PMA-init: steps kept clear of the last healthy loss (default 1)
+  --log PATH            the training log, when it is not in RUN
+${DISCOVER_USAGE}
+  --accumulate P        f32 (default) | f64
+  --threads N           merge worker threads (default: all cores)
+  --once                scan once, process what is there, and exit
+  --json                print each event as one JSON line
+
+example:
+  pma watch runs/7b --interval 8B --count 10 --out runs/7b-merged`;
+
+function seconds(text: string, flag: string): number {
+  const x = Number(text);
+  if (text.trim() === "" || !(x >= 0) || !Number.isFinite(x)) throw new PmaError("USAGE", `${flag} must be a number of seconds >= 0 (got '${text}')`);
+  return x * 1000;
+}
+
+function loss(x: number | string | null): string {
+  return typeof x === "number" ? x.toFixed(4) : String(x);
+}
+
+function describe(e: WatchEvent): string {
+  switch (e.type) {
+    case "started":
+      return `watching; writing to ${e.out}${e.resumeAfterStep !== null ? ` (continuing after step ${e.resumeAfterStep})` : ""}\n`;
+    case "waiting":
+      return `waiting for ${e.path}: ${e.reason}\n`;
+    case "note":
+      return `note: ${e.message}\n`;
+    case "merge": {
+      const m = e.entry;
+      const head = `step ${m.step} (${formatTokens(m.tokens)} tokens):`;
+      if (m.error !== undefined) return `${head} not merged: ${m.error}\n`;
+      const losses = m.raw_loss !== null ? `; loss raw ${loss(m.raw_loss)}, merged ${loss(m.merged_loss)}` : "";
+      return `${head} merged ${m.inputs.map((i) => i.name).join(", ")}${losses}\n`;
+    }
+    case "spike": {
+      const s = e.entry;
+      const head = `spike at step ${s.start_step} (${s.kind}, peak loss ${loss(s.peak_loss)} at step ${s.peak_step}):`;
+      if (e.init !== null) return `${head} wrote a PMA-init checkpoint\n${explainInit(e.init)}`;
+      return `${head} ${s.action}\n`;
+    }
+  }
+}
+
+export const command: Command = {
+  usage,
+  async run(argv) {
+    const { values, positionals } = parseCommandArgs(
+      argv,
+      {
+        ...METHOD_OPTIONS,
+        ...DISCOVER_OPTIONS,
+        interval: { type: "string" },
+        count: { type: "string" },
+        tolerance: { type: "string" },
+        out: { type: "string", short: "o" },
+        poll: { type: "string" },
+        settle: { type: "string" },
+        "no-init": { type: "boolean" },
+        "init-count": { type: "string" },
+        optimizer: { type: "string" },
+        margin: { type: "string" },
+        log: { type: "string" },
+        accumulate: { type: "string" },
+        threads: { type: "string" },
+        once: { type: "boolean" },
+        json: { type: "boolean" },
+      },
+      usage,
+    );
+    if (positionals.length !== 1) throw new PmaError("USAGE", `give exactly one run directory\n\n${usage}`);
+    const run = positionals[0]!;
+    if (values.interval === undefined) throw new PmaError("USAGE", "--interval V is required (a token count such as 8B)");
+    const optimizer = values.optimizer ?? "latest";
+    if (optimizer !== "latest" && optimizer !== "reset") throw new PmaError("USAGE", `--optimizer must be latest or reset (got '${optimizer}')`);
+    const accumulate = values.accumulate ?? "f32";
+    if (accumulate !== "f32" && accumulate !== "f64") throw new PmaError("USAGE", `--accumulate must be f32 or f64 (got '${accumulate}')`);
+    const interrupt = interruptSignal();
+    try {
+      const summary = await watchRun(
+        {
+          run,
+          out: values.out ?? defaultWatchOut(run),
+          interval: parseTokens(values.interval, "--interval"),
+          count: values.count === undefined ? 10 : intFlag(values.count, "--count", 1),
+          ...(values.tolerance !== undefined ? { tolerance: parseTokens(values.tolerance, "--tolerance") } : {}),
+          method: methodFromFlags(values),
+          pollMs: values.poll === undefined ? 10_000 : seconds(values.poll, "--poll"),
+          settleMs: values.settle === undefined ? 2000 : seconds(values.settle, "--settle"),
+          discover: discoverFromFlags(values),
+          init: values["no-init"]
+            ? false
+            : {
+                count: values["init-count"] === undefined ? 3 : intFlag(values["init-count"], "--init-count", 1),
+                optimizer,
+                ...(values.margin !== undefined ? { margin: intFlag(values.margin, "--margin", 0) } : {}),
+              },
+          ...(values.log !== undefined ? { log: values.log } : {}),
+          accumulate,
+          ...(values.threads !== undefined ? { threads: intFlag(values.threads, "--threads", 1) } : {}),
+          once: values.once ?? false,
+          onEvent: (e) => process.stdout.write(values.json ? JSON.stringify(e) + "\n" : describe(e)),
+        },
+        interrupt.signal,
+      );
+      const done = `${summary.merged} merge(s), ${summary.spikes} spike(s), ${summary.errors} error(s); last step ${summary.lastStep ?? "none"}`;
+      process.stdout.write(values.json ? JSON.stringify({ type: "stopped", ...summary }) + "\n" : `stopped (${summary.stopped}): ${done}\n`);
+    } finally {
+      interrupt.dispose();
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,289 @@
+/**
+ * pma watch: runs beside a training job. On every poll it
+ *   1. scans the run for complete checkpoints (a checkpoint still being written, or
+ *      whose files changed size within `settleMs`, is skipped until it is complete);
+ *   2. reads the run's log and, for each loss spike the run has not recovered from,
+ *      writes a PMA-init restart checkpoint once (early: before the trainer's rotation
+ *      deletes the healthy checkpoints);
+ *   3. for each new checkpoint, oldest first, merges the window of N checkpoints V
+ *      tokens apart ending at it into OUT/merged, optionally evaluates the raw
+ *      checkpoint and the merge, and appends a line to OUT/watch.jsonl.
+ *
+ * The journal is the watcher's state: a restart continues after the newest checkpoint
+ * it records (a first start begins at the run's newest checkpoint, without backfilling)
+ * and does not repeat spikes it records. An interrupted merge or PMA-init leaves no
+ * output and no journal line, so a restart redoes it.
+ *
+ * OUT/merged is replaced by the merger's atomic publish: the new merge is written and
+ * fsynced under a hidden name, then the old folder is renamed aside, the new one renamed
+ * into place, and the old one deleted. OUT/merged is never partial, but between the two
+ * renames (a few microseconds) it does not exist: a reader that finds it missing should
+ * retry, and a reader holding files of the old merge open keeps reading them.
+ */
+import { mkdir } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { isPmaError, PmaError } from "../common/errors.js";
+import type { AccumulatePrecision } from "../merge/kernels.js";
+import { merge } from "../merge/merger.js";
+import type { MethodSpec } from "../merge/weights.js";
+import { DEFAULT_INIT_COUNT } from "./init-select.js";
+import { pmaInit, type InitRecord } from "./init.js";
+import { readTrainingLog, type TrainingLog } from "./logs.js";
+import { planMerge } from "./plan.js";
+import type { OptimizerChoice } from "./resume-files.js";
+import { discoverRun, requireTokens, type DiscoverOptions, type RunScan } from "./run.js";
+import { detectSpikes, type SpikeOptions } from "./spikes.js";
+import { jsonLoss, WatchJournal, type JournalState, type MergeEntry, type SpikeEntry } from "./watch-journal.js";
+import { acquireLock } from "./watch-lock.js";
+
+/** Held-out loss of a checkpoint folder. */
+export type Evaluator = (checkpoint: string, signal: AbortSignal) => Promise<number>;
+
+export interface WatchInitOptions {
+  /** Checkpoints merged for a PMA-init (default 3). */
+  count?: number;
+  margin?: number;
+  optimizer?: OptimizerChoice;
+}
+
+export interface WatchOptions {
+  run: string;
+  /** Default `<run>-pma-watch` beside the run. */
+  out?: string;
+  /** V: tokens between merged checkpoints. */
+  interval: number;
+  /** N: checkpoints per merge (fewer while the run is short). */
+  count: number;
+  tolerance?: number;
+  method?: MethodSpec;
+  /** Time between polls (default 10 s). */
+  pollMs?: number;
+  /** How long a checkpoint's file sizes must stay unchanged to count as complete (default 2 s). */
+  settleMs?: number;
+  discover?: Omit<DiscoverOptions, "settleMs">;
+  /** Evaluates the newest raw checkpoint and the merge; losses are null without it. */
+  evaluate?: Evaluator;
+  /** PMA-init on spikes; false turns spike watching off. */
+  init?: WatchInitOptions | false;
+  /** The training log, when it is not found in the run directory. */
+  log?: string;
+  spikeOptions?: Partial<SpikeOptions>;
+  accumulate?: AccumulatePrecision;
+  threads?: number;
+  /** Poll once and return (for cron jobs and tests). */
+  once?: boolean;
+  onEvent?: (e: WatchEvent) => void;
+}
+
+export type WatchEvent =
+  | { type: "started"; out: string; resumeAfterStep: number | null }
+  | { type: "merge"; entry: MergeEntry }
+  | { type: "spike"; entry: SpikeEntry; init: InitRecord | null }
+  | { type: "waiting"; path: string; reason: string }
+  | { type: "note"; message: string };
+
+export interface WatchSummary {
+  out: string;
+  merged: number;
+  spikes: number;
+  errors: number;
+  lastStep: number | null;
+  stopped: "signal" | "once";
+}
+
+export const WATCH_JOURNAL_FILE = "watch.jsonl";
+export const WATCH_MERGED_DIR = "merged";
+const LOCK_FILE = ".watch.lock";
+
+export function defaultWatchOut(run: string): string {
+  const abs = resolve(run);
+  return join(dirname(abs), `${basename(abs)}-pma-watch`);
+}
+
+/** Where the PMA-init checkpoint for the spike starting at `startStep` goes (a run directory of its own). */
+export function initDirFor(out: string, startStep: number): string {
+  return join(out, `pma-init-${startStep}`);
+}
+
+function validate(o: WatchOptions): void {
+  if (!(o.interval > 0)) throw new PmaError("USAGE", `--interval must be a positive token count (got ${o.interval})`);
+  if (!(Number.isInteger(o.count) && o.count >= 1)) throw new PmaError("USAGE", `--count must be a positive integer (got ${o.count})`);
+  for (const [k, v] of [["pollMs", o.pollMs], ["settleMs", o.settleMs]] as const) {
+    if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new PmaError("USAGE", `${k} must be >= 0 (got ${v})`);
+  }
+}
+
+/** Runs until `signal` aborts (or one poll with `once`); see the module comment. */
+export async function watchRun(opts: WatchOptions, signal: AbortSignal = new AbortController().signal): Promise<WatchSummary> {
+  validate(opts);
+  const out = resolve(opts.out ?? defaultWatchOut(opts.run));
+  try {
+    await mkdir(out, { recursive: true });
+  } catch (e) {
+    throw new PmaError("IO", `cannot create ${out}: ${(e as Error).message}`, { file: out, cause: e });
+  }
+  const lock = await acquireLock(join(out, LOCK_FILE));
+  try {
+    const { journal, state } = await WatchJournal.open(join(out, WATCH_JOURNAL_FILE));
+    const w = new Watcher(opts, out, journal, state, signal);
+    opts.onEvent?.({ type: "started", out, resumeAfterStep: state.lastStep });
+    for (;;) {
+      await w.poll();
+      if (signal.aborted) return w.summary("signal");
+      if (opts.once) return w.summary("once");
+      await sleep(opts.pollMs ?? 10_000, undefined, { signal }).catch(() => undefined);
+      if (signal.aborted) return w.summary("signal");
+    }
+  } finally {
+    await lock.release();
+  }
+}
+
+class Watcher {
+  private merged = 0;
+  private spikes = 0;
+  private errors = 0;
+  /** Things reported once, so a long wait does not repeat itself every poll. */
+  private readonly told = new Set<string>();
+
+  constructor(
+    private readonly o: WatchOptions,
+    private readonly out: string,
+    private readonly journal: WatchJournal,
+    private readonly state: JournalState,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  summary(stopped: WatchSummary["stopped"]): WatchSummary {
+    return { out: this.out, merged: this.merged, spikes: this.spikes, errors: this.errors, lastStep: this.state.lastStep, stopped };
+  }
+
+  private emit(e: WatchEvent): void {
+    if (e.type === "waiting" || e.type === "note") {
+      const key = JSON.stringify(e);
+      if (this.told.has(key)) return;
+      this.told.add(key);
+    }
+    this.o.onEvent?.(e);
+  }
+
+  async poll(): Promise<void> {
+    const scan = await discoverRun(this.o.run, { ...this.o.discover, settleMs: this.o.settleMs ?? 2000 });
+    for (const s of scan.skipped) this.emit({ type: "waiting", path: s.path, reason: s.reason });
+    // Spikes first: the checkpoints a restart needs may soon be rotated away.
+    if (this.o.init !== false) await this.handleSpikes(scan, this.o.init ?? {});
+    await this.mergeNew(scan);
+  }
+
+  /** An error from work the signal cut short is the interruption, not a failure to record. */
+  private interrupted(e: unknown): boolean {
+    return this.signal.aborted || isPmaError(e, "INTERRUPTED");
+  }
+
+  private async readLog(): Promise<TrainingLog | null> {
+    try {
+      return await readTrainingLog(this.o.log ?? this.o.run);
+    } catch (e) {
+      if (!isPmaError(e)) throw e;
+      // No log yet, or one being rewritten: spikes are looked for again next poll.
+      this.emit({ type: "note", message: `no usable training log yet: ${e.message}` });
+      return null;
+    }
+  }
+
+  private async handleSpikes(scan: RunScan, init: WatchInitOptions): Promise<void> {
+    const log = await this.readLog();
+    if (log === null) return;
+    for (const ev of detectSpikes(log, this.o.spikeOptions ?? {}).events) {
+      if (this.state.spikes.has(ev.startStep) || this.signal.aborted) continue;
+      const base = { type: "spike" as const, start_step: ev.startStep, kind: ev.kind, ongoing: ev.ongoing, peak_step: ev.peakStep, peak_loss: jsonLoss(ev.peakLoss) };
+      let entry: SpikeEntry;
+      let record: InitRecord | null = null;
+      if (ev.kind === "transient" && !ev.ongoing) {
+        // Already recovered when first seen: no reason to restart from before it.
+        entry = { ...base, init_checkpoint: null, inputs: [], action: "none: recovered", time: new Date().toISOString() };
+      } else {
+        try {
+          record = await pmaInit({
+            run: this.o.run,
+            out: initDirFor(this.out, ev.startStep),
+            event: ev,
+            scan,
+            trainingLog: log,
+            count: init.count ?? DEFAULT_INIT_COUNT,
+            ...(init.margin !== undefined ? { margin: init.margin } : {}),
+            optimizer: init.optimizer ?? "latest",
+            method: this.o.method ?? { method: "sma" },
+            // A crash after the publish but before the journal line redoes the same output.
+            force: true,
+            ...(this.o.spikeOptions !== undefined ? { spikeOptions: this.o.spikeOptions } : {}),
+            ...(this.o.accumulate !== undefined ? { accumulate: this.o.accumulate } : {}),
+            ...(this.o.threads !== undefined ? { threads: this.o.threads } : {}),
+            signal: this.signal,
+          });
+          entry = {
+            ...base,
+            init_checkpoint: record.checkpoint,
+            inputs: record.checkpoints.map((c) => ({ name: c.name, step: c.step, coefficient: c.coefficient })),
+            action: "pma-init",
+            time: new Date().toISOString(),
+          };
+        } catch (e) {
+          if (this.interrupted(e)) return;
+          if (!isPmaError(e)) throw e;
+          this.errors++;
+          entry = { ...base, init_checkpoint: null, inputs: [], action: `error: ${e.message}`, time: new Date().toISOString() };
+        }
+      }
+      await this.journal.append(entry);
+      this.state.spikes.add(ev.startStep);
+      this.spikes++;
+      this.emit({ type: "spike", entry, init: record });
+    }
+  }
+
+  private async mergeNew(scan: RunScan): Promise<void> {
+    if (scan.checkpoints.length === 0) return;
+    const checkpoints = requireTokens(scan);
+    const last = this.state.lastStep;
+    const pending = last === null ? checkpoints.slice(-1) : checkpoints.filter((c) => c.step > last);
+    const mergedDir = join(this.out, WATCH_MERGED_DIR);
+    for (const c of pending) {
+      if (this.signal.aborted) return;
+      const entry: MergeEntry = { type: "merge", checkpoint: c.name, step: c.step, tokens: c.tokens, inputs: [], raw_loss: null, merged_loss: null, time: "" };
+      try {
+        const plan = planMerge(
+          checkpoints.filter((x) => x.tokens <= c.tokens),
+          { interval: this.o.interval, count: this.o.count, at: c.tokens, method: this.o.method ?? { method: "sma" }, ...(this.o.tolerance !== undefined ? { tolerance: this.o.tolerance } : {}) },
+        );
+        const record = await merge({
+          inputs: plan.selected.map((p) => p.path),
+          out: mergedDir,
+          method: plan.method,
+          keepOrder: true,
+          force: true,
+          ...(this.o.accumulate !== undefined ? { accumulate: this.o.accumulate } : {}),
+          ...(this.o.threads !== undefined ? { threads: this.o.threads } : {}),
+          signal: this.signal,
+        });
+        entry.inputs = plan.selected.map((p, i) => ({ name: p.name, step: p.step, tokens: p.tokens, coefficient: record.coefficients[i]! }));
+        if (this.o.evaluate !== undefined) {
+          entry.raw_loss = jsonLoss(await this.o.evaluate(c.path, this.signal));
+          entry.merged_loss = jsonLoss(await this.o.evaluate(mergedDir, this.signal));
+        }
+      } catch (e) {
+        if (this.interrupted(e)) return;
+        if (!isPmaError(e)) throw e;
+        // Recorded and not retried: the next checkpoint brings a new window anyway.
+        entry.error = e.message;
+        this.errors++;
+      }
+      entry.time = new Date().toISOString();
+      await this.journal.append(entry);
+      this.state.lastStep = c.step;
+      if (entry.error === undefined) this.merged++;
+      this.emit({ type: "merge", entry });
+    }
+  }
+}
