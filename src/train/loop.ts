@@ -254,8 +254,10 @@ async function runPlan(plan: StartPlan, data: RunData, backend: MatmulBackend, o
       }
       emit({ type: "step", record, maxTokens: config.training.max_tokens });
 
+      // A scheduled evaluation runs even when stopping: a resumed run starts after this
+      // step and would never make it up, leaving a hole in the log.
       const stopping = aborted();
-      if (evaluator !== null && !stopping && (step % evalEvery === 0 || step === lastStep)) {
+      if (evaluator !== null && (step % evalEvery === 0 || step === lastStep)) {
         const e0 = performance.now();
         const r = evaluator.run();
         const evalRecord: EvalRecord = { type: "eval", step, tokens, val_loss: r.loss, val_tokens: r.tokens, seconds: (performance.now() - e0) / 1000 };
