@@ -6,6 +6,7 @@ import { test } from "node:test";
 import { createJsBackend } from "../src/nn/kernels/js.js";
 import { crossEntropyBackward, crossEntropyForward, IGNORE_INDEX } from "../src/nn/layers/cross-entropy.js";
 import { embeddingBackward, embeddingForward } from "../src/nn/layers/embedding.js";
+import { exp } from "../src/nn/layers/exp.js";
 import { linearBackward, linearForward } from "../src/nn/layers/linear.js";
 import { rmsnormBackward, rmsnormForward } from "../src/nn/layers/rmsnorm.js";
 import { ropeBackward, ropeForward, ropeTables } from "../src/nn/layers/rope.js";
@@ -191,4 +192,18 @@ test("cross-entropy: mean over counted targets; ignore index and mask; gradient"
   // Without a mask position 3 counts too.
   assert.equal(crossEntropyForward(lse, logits, targets, null, T, V).count, 5);
   assert.throws(() => crossEntropyForward(lse, logits, Int32Array.from([0, 0, 0, 0, 0, 7]), null, T, V), { code: "RANGE_INVALID" });
+});
+
+test("exp: within 2e-8 relative of Math.exp over the range the layers use; edge cases", () => {
+  let worst = 0;
+  for (let i = 0; i <= 200000; i++) {
+    const x = -100 + (i / 200000) * 190; // [-100, 90]
+    worst = Math.max(worst, Math.abs(exp(x) - Math.exp(x)) / Math.exp(x));
+  }
+  assert.ok(worst < 2e-8, `max relative error ${worst}`);
+  assert.equal(exp(0), 1);
+  assert.equal(exp(-Infinity), 0);
+  assert.equal(exp(-200), 0); // below the least float32 subnormal
+  assert.ok(exp(200) > 3.5e38); // infinite once stored as float32
+  assert.ok(Number.isNaN(exp(NaN)));
 });

@@ -86,17 +86,19 @@ export class CausalSelfAttention {
     const D = Dq + 2 * Dkv;
     const r = nh / nkv;
     const qkv = this.s.qkv;
+    // Locals rather than `this.` fields in the copy loops keep the arrays in registers.
+    const { q, k, v, y, rope } = this;
     linearForward(this.backend, qkv, xn, wqkv, T, H, D);
 
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < S; t++) {
         const row = (b * S + t) * D;
-        for (let h = 0; h < nh; h++) ropeForward(this.q, ((b * nh + h) * S + t) * hd, qkv, row + h * hd, this.rope, t);
+        for (let h = 0; h < nh; h++) ropeForward(q, ((b * nh + h) * S + t) * hd, qkv, row + h * hd, rope, t);
         for (let g = 0; g < nkv; g++) {
           const dst = ((b * nkv + g) * S + t) * hd;
-          ropeForward(this.k, dst, qkv, row + Dq + g * hd, this.rope, t);
+          ropeForward(k, dst, qkv, row + Dq + g * hd, rope, t);
           const src = row + Dq + Dkv + g * hd;
-          for (let i = 0; i < hd; i++) this.v[dst + i] = qkv[src + i]!;
+          for (let i = 0; i < hd; i++) v[dst + i] = qkv[src + i]!;
         }
       }
     }
@@ -105,14 +107,14 @@ export class CausalSelfAttention {
     const M = r * S;
     this.backend.gemmBatched({
       transA: false, transB: true, M, N: S, K: hd, alpha: 1 / Math.sqrt(hd),
-      A: this.q, lda: hd, B: this.k, ldb: hd, beta: 0, C: this.att, ldc: S,
+      A: q, lda: hd, B: k, ldb: hd, beta: 0, C: this.att, ldc: S,
       batch: groups, strideA: M * hd, strideB: S * hd, strideC: M * S,
     });
     causalSoftmaxForward(this.att, B * nh * S, S);
     const yh = this.s.yh;
     this.backend.gemmBatched({
       transA: false, transB: false, M, N: hd, K: S, alpha: 1,
-      A: this.att, lda: S, B: this.v, ldb: hd, beta: 0, C: yh, ldc: hd,
+      A: this.att, lda: S, B: v, ldb: hd, beta: 0, C: yh, ldc: hd,
       batch: groups, strideA: M * S, strideB: S * hd, strideC: M * hd,
     });
 
@@ -122,13 +124,13 @@ export class CausalSelfAttention {
         for (let t = 0; t < S; t++) {
           const src = ((b * nh + h) * S + t) * hd;
           const dst = (b * S + t) * Dq + h * hd;
-          for (let i = 0; i < hd; i++) this.y[dst + i] = yh[src + i]!;
+          for (let i = 0; i < hd; i++) y[dst + i] = yh[src + i]!;
         }
       }
     }
     this.backend.gemm({
       transA: false, transB: true, M: T, N: H, K: Dq, alpha: 1,
-      A: this.y, lda: Dq, B: wo, ldb: Dq, beta: accumulate ? 1 : 0, C: out, ldc: H,
+      A: y, lda: Dq, B: wo, ldb: Dq, beta: accumulate ? 1 : 0, C: out, ldc: H,
     });
   }
 
@@ -152,6 +154,7 @@ export class CausalSelfAttention {
     const D = Dq + 2 * Dkv;
     const r = nh / nkv;
     const { dy, yh: dyh, datt, dq, dk, dv, qkv: dqkv } = this.s;
+    const rope = this.rope;
 
     linearBackward(this.backend, dy, dwo, dout, this.y, wo, T, Dq, H);
     for (let b = 0; b < B; b++) {
@@ -194,10 +197,10 @@ export class CausalSelfAttention {
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < S; t++) {
         const row = (b * S + t) * D;
-        for (let h = 0; h < nh; h++) ropeBackward(dqkv, row + h * hd, dq, ((b * nh + h) * S + t) * hd, this.rope, t);
+        for (let h = 0; h < nh; h++) ropeBackward(dqkv, row + h * hd, dq, ((b * nh + h) * S + t) * hd, rope, t);
         for (let g = 0; g < nkv; g++) {
           const src = ((b * nkv + g) * S + t) * hd;
-          ropeBackward(dqkv, row + Dq + g * hd, dk, src, this.rope, t);
+          ropeBackward(dqkv, row + Dq + g * hd, dk, src, rope, t);
           const dst = row + Dq + Dkv + g * hd;
           for (let i = 0; i < hd; i++) dqkv[dst + i] = dv[src + i]!;
         }

@@ -1,4 +1,5 @@
 import { PmaError } from "../../common/errors.js";
+import { exp } from "./exp.js";
 
 /** Targets equal to this are not scored (PyTorch / Hugging Face convention). */
 export const IGNORE_INDEX = -100;
@@ -36,7 +37,7 @@ export function crossEntropyForward(
     let max = -Infinity;
     for (let j = 0; j < V; j++) if (logits[o + j]! > max) max = logits[o + j]!;
     let s = 0;
-    for (let j = 0; j < V; j++) s += Math.exp(logits[o + j]! - max);
+    for (let j = 0; j < V; j++) s += exp(logits[o + j]! - max);
     const l = max + Math.log(s);
     lse[t] = l;
     sum += l - logits[o + y]!;
@@ -66,7 +67,7 @@ export function crossEntropyBackward(
       continue;
     }
     const l = lse[t]!;
-    for (let j = 0; j < V; j++) logits[o + j] = scale * Math.exp(logits[o + j]! - l);
+    for (let j = 0; j < V; j++) logits[o + j] = scale * exp(logits[o + j]! - l);
     logits[o + targets[t]!]! -= scale;
   }
 }

@@ -1,3 +1,5 @@
+import { exp } from "./exp.js";
+
 /**
  * Causal row softmax for attention scores laid out as R rows of S keys, where row r
  * is query position r % S (heads and batches stacked). Keys after the query position
@@ -11,7 +13,7 @@ export function causalSoftmaxForward(att: Float32Array, R: number, S: number): v
     for (let j = 0; j < n; j++) if (att[o + j]! > max) max = att[o + j]!;
     let sum = 0;
     for (let j = 0; j < n; j++) {
-      const e = Math.exp(att[o + j]! - max);
+      const e = exp(att[o + j]! - max);
       att[o + j] = e;
       sum += e;
     }

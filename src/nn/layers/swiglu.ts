@@ -1,3 +1,5 @@
+import { exp } from "./exp.js";
+
 /**
  * SwiGLU activation on stacked [gate | up] rows: h[r, i] = silu(gu[r, i]) * gu[r, I + i],
  * silu(g) = g * sigmoid(g). The sigmoid is recomputed in the backward rather than
@@ -9,7 +11,7 @@ export function swigluForward(h: Float32Array, gu: Float32Array, rows: number, I
     const oh = r * I;
     for (let i = 0; i < I; i++) {
       const g = gu[o + i]!;
-      h[oh + i] = (g / (1 + Math.exp(-g))) * gu[o + I + i]!;
+      h[oh + i] = (g / (1 + exp(-g))) * gu[o + I + i]!;
     }
   }
 }
@@ -22,7 +24,7 @@ export function swigluBackward(dgu: Float32Array, dh: Float32Array, gu: Float32A
     for (let i = 0; i < I; i++) {
       const g = gu[o + i]!;
       const u = gu[o + I + i]!;
-      const s = 1 / (1 + Math.exp(-g));
+      const s = 1 / (1 + exp(-g));
       const d = dh[oh + i]!;
       dgu[o + i] = d * u * s * (1 + g * (1 - s));
       dgu[o + I + i] = d * g * s;
