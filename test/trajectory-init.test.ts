@@ -81,7 +81,7 @@ describe("pma init (PMA-init)", () => {
     assert.match(text, /divergence at step 420/);
     assert.match(text, /peak loss 6\.\d+/);
     assert.match(text, /0\.333333 {2}checkpoint-200 {2}\(step 200/);
-    assert.match(text, /pma train --resume .*checkpoint-400/);
+    assert.match(text, /resume it: trainer\.train\(resume_from_checkpoint=".*checkpoint-400"\)/);
   });
 
   for (const log of ["trainer-state", "tensorboard"] as const) {

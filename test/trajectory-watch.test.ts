@@ -70,20 +70,20 @@ describe("pma watch", () => {
     const out = fresh();
     await writeSpikyRun({ dir: run, checkpoints: 3, stepInterval: 100, curve: lossCurve(600, {}), log: "pma-jsonl" });
     const events: WatchEvent[] = [];
-    const s1 = await watchRun(base(run, out, { evaluate: async (p) => distanceToOptimum(p), onEvent: (e) => events.push(e) }));
+    const s1 = await watchRun(base(run, out, { evaluate: async (raw, merged) => ({ raw: await distanceToOptimum(raw), merged: await distanceToOptimum(merged) }), onEvent: (e) => events.push(e) }));
     assert.deepEqual([s1.merged, s1.lastStep, s1.stopped], [1, 300, "once"]);
     let j = merges(await journal(out));
     assert.equal(j.length, 1, "a first start does not backfill");
     assert.deepEqual(j[0]!.inputs.map((i) => i.name), ["checkpoint-200", "checkpoint-300"]);
     assert.equal(j[0]!.tokens, 300 * TOKENS_PER_STEP);
-    // The evaluator saw the raw checkpoint and the merge, in that order.
+    // The evaluator saw the raw checkpoint and the merge.
     assert.equal(j[0]!.raw_loss, await distanceToOptimum(join(run, "checkpoint-300")));
     assert.equal(typeof j[0]!.merged_loss, "number");
     assert.ok((j[0]!.merged_loss as number) < (j[0]!.raw_loss as number), "averaging cancels the synthetic noise");
     assert.equal(events[0]!.type, "started");
 
     for (const i of [3, 4]) await addCheckpoint(run, fresh(), i);
-    const s2 = await watchRun(base(run, out, { evaluate: async (p) => distanceToOptimum(p) }));
+    const s2 = await watchRun(base(run, out, { evaluate: async (raw, merged) => ({ raw: await distanceToOptimum(raw), merged: await distanceToOptimum(merged) }) }));
     assert.equal(s2.merged, 2);
     j = merges(await journal(out));
     assert.deepEqual(j.map((e) => e.step), [300, 400, 500]);
@@ -229,9 +229,9 @@ describe("pma watch", () => {
     );
     assert.equal(s2.merged, 0);
     assert.deepEqual(merges(await journal(out)).map((e) => e.step), [200, 300]);
-    assert.equal((await watchRun(base(run, out, { evaluate: async () => 1.5 }))).merged, 1);
+    assert.equal((await watchRun(base(run, out, { evaluate: async () => ({ raw: 1.5, merged: 1.25 }) }))).merged, 1);
     const j = merges(await journal(out));
-    assert.deepEqual([j[2]!.step, j[2]!.raw_loss, j[2]!.merged_loss], [400, 1.5, 1.5]);
+    assert.deepEqual([j[2]!.step, j[2]!.raw_loss, j[2]!.merged_loss], [400, 1.5, 1.25]);
   });
 
   test("a journal line cut short by a crash is dropped; a second watcher on the same output is refused", async () => {

@@ -36,8 +36,13 @@ ${DISCOVER_USAGE}
   --force               replace an existing DIR/checkpoint-<S>
   --json                print the record (also written as pma_init.json) as JSON
 
+For a pma training run the checkpoint also gets pma's optimizer state (the moments of
+step S, or zeros with --optimizer reset: a fresh AdamW) and DIR/log.jsonl starts with the
+run's log up to step S; for a Hugging Face Trainer run, trainer_state.json, scheduler,
+RNG and training_args files of step S are copied (optimizer.pt only with latest).
+
 resume:
-  pma train --resume DIR/checkpoint-<S>
+  pma train --resume DIR/checkpoint-<S>          (continues in DIR)
   Hugging Face: trainer.train(resume_from_checkpoint="DIR/checkpoint-<S>")
 
 examples:

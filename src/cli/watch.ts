@@ -1,7 +1,7 @@
 import { PmaError } from "../common/errors.js";
 import { formatTokens, parseTokens } from "../common/units.js";
 import { explainInit } from "../trajectory/init-explain.js";
-import { defaultWatchOut, watchRun, type WatchEvent } from "../trajectory/watch.js";
+import { defaultWatchOut, watchRun, type Evaluator, type WatchEvent } from "../trajectory/watch.js";
 import { parseCommandArgs, type Command } from "./command.js";
 import { DISCOVER_OPTIONS, DISCOVER_USAGE, discoverFromFlags, intFlag } from "./discover-flags.js";
 import { interruptSignal } from "./interrupt.js";
@@ -36,11 +36,32 @@ ${METHOD_USAGE}
 ${DISCOVER_USAGE}
   --accumulate P        f32 (default) | f64
   --threads N           merge worker threads (default: all cores)
+  --eval                score the newest checkpoint and the merge on the held-out split (pma eval),
+                        with the same windows, and record both losses
+  --eval-tokens N       score about N held-out tokens (default: the whole split)
   --once                scan once, process what is there, and exit
   --json                print each event as one JSON line
 
 example:
   pma watch runs/7b --interval 8B --count 10 --out runs/7b-merged`;
+
+/**
+ * pma eval's evaluator, loaded only when asked for (it brings the training engine). The
+ * merge is scored with the raw checkpoint's window length and corpus: a merge folder has
+ * no run state of its own to take them from.
+ */
+async function heldoutEvaluator(maxTokens: number): Promise<{ evaluate: Evaluator; close(): void }> {
+  const { Evaluator } = await import("../eval/evaluate.js");
+  const ev = new Evaluator();
+  return {
+    evaluate: async (raw, merged) => {
+      const r = await ev.evaluate(raw, { maxTokens });
+      const m = await ev.evaluate(merged, { maxTokens, seq: r.seq, corpus: r.corpus });
+      return { raw: r.loss, merged: m.loss };
+    },
+    close: () => ev.close(),
+  };
+}
 
 function seconds(text: string, flag: string): number {
   const x = Number(text);
@@ -98,6 +119,8 @@ export const command: Command = {
         accumulate: { type: "string" },
         threads: { type: "string" },
         once: { type: "boolean" },
+        eval: { type: "boolean" },
+        "eval-tokens": { type: "string" },
         json: { type: "boolean" },
       },
       usage,
@@ -109,6 +132,8 @@ export const command: Command = {
     if (optimizer !== "latest" && optimizer !== "reset") throw new PmaError("USAGE", `--optimizer must be latest or reset (got '${optimizer}')`);
     const accumulate = values.accumulate ?? "f32";
     if (accumulate !== "f32" && accumulate !== "f64") throw new PmaError("USAGE", `--accumulate must be f32 or f64 (got '${accumulate}')`);
+    if (values["eval-tokens"] !== undefined && values.eval !== true) throw new PmaError("USAGE", "--eval-tokens needs --eval");
+    const evaluator = values.eval === true ? await heldoutEvaluator(values["eval-tokens"] === undefined ? 0 : parseTokens(values["eval-tokens"], "--eval-tokens")) : null;
     const interrupt = interruptSignal();
     try {
       const summary = await watchRun(
@@ -133,6 +158,7 @@ export const command: Command = {
           accumulate,
           ...(values.threads !== undefined ? { threads: intFlag(values.threads, "--threads", 1) } : {}),
           once: values.once ?? false,
+          ...(evaluator !== null ? { evaluate: evaluator.evaluate } : {}),
           onEvent: (e) => process.stdout.write(values.json ? JSON.stringify(e) + "\n" : describe(e)),
         },
         interrupt.signal,
@@ -141,6 +167,7 @@ export const command: Command = {
       process.stdout.write(values.json ? JSON.stringify({ type: "stopped", ...summary }) + "\n" : `stopped (${summary.stopped}): ${done}\n`);
     } finally {
       interrupt.dispose();
+      evaluator?.close();
     }
     return 0;
   },

@@ -1,4 +1,4 @@
-import { relative } from "node:path";
+import { dirname, relative } from "node:path";
 import { formatTokens } from "../common/units.js";
 import { describeEvent } from "./init-select.js";
 import type { InitRecord } from "./init.js";
@@ -31,17 +31,23 @@ export function explainInit(r: InitRecord): string {
   for (const c of r.checkpoints) {
     lines.push(`    ${c.coefficient.toFixed(6)}  ${rel(c.path)}  (step ${c.step}${c.tokens !== null ? `, ${formatTokens(c.tokens)} tokens` : ""})`);
   }
-  lines.push(`  trainer state from ${rel(r.state_from)} (step ${r.step}): ${r.copied.length > 0 ? r.copied.join(", ") : "nothing to copy"}`);
-  lines.push(
-    r.optimizer === "latest"
-      ? `  optimizer: latest (the moments of step ${r.step}, accumulated on that checkpoint's own weights: an approximation for the merge)`
-      : "  optimizer: reset (no optimizer or scheduler state: the optimizer starts fresh and the LR schedule restarts from its first step, warmup included)",
-  );
+  const adapted = r.adapted.length > 0 ? `; written for the restart: ${r.adapted.join(", ")}` : "";
+  lines.push(`  trainer state from ${rel(r.state_from)} (step ${r.step}): ${r.copied.length > 0 ? r.copied.join(", ") : "nothing to copy"}${adapted}`);
+  if (r.optimizer === "latest") {
+    lines.push(`  optimizer: latest (the moments of step ${r.step}, accumulated on that checkpoint's own weights: an approximation for the merge)`);
+  } else if (r.layout === "pma") {
+    lines.push("  optimizer: reset (AdamW starts fresh: zero moments, step 0; the step, data position and LR schedule continue)");
+  } else {
+    lines.push("  optimizer: reset (no optimizer or scheduler state: the optimizer starts fresh and the LR schedule restarts from its first step, warmup included)");
+  }
   for (const o of r.omitted) lines.push(`  left out ${o.name}: ${o.reason}`);
   for (const n of r.notes) lines.push(`  note: ${n}`);
   lines.push(`wrote ${r.checkpoint}`);
-  lines.push(`resume it:`);
-  lines.push(`  pma train --resume ${r.checkpoint}`);
-  lines.push(`  Hugging Face Trainer: trainer.train(resume_from_checkpoint="${r.checkpoint}")`);
+  if (r.log_prefix !== null) lines.push(`wrote ${r.log_prefix} (the run's log up to step ${r.step})`);
+  if (r.layout === "pma") {
+    lines.push(`resume it: pma train --resume ${r.checkpoint}   (continues in ${dirname(r.checkpoint)})`);
+  } else {
+    lines.push(`resume it: trainer.train(resume_from_checkpoint="${r.checkpoint}")`);
+  }
   return lines.join("\n") + "\n";
 }

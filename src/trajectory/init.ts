@@ -7,9 +7,9 @@
  * step, scheduler, RNG and data position, and, with `optimizer: "latest"`, its
  * optimizer moments), so the trainer resumes at step S with the merged weights.
  */
-import { open, readdir, rename, rmdir } from "node:fs/promises";
+import { access, open, readdir, rename, rmdir } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
-import { StagedDir } from "../common/atomic-dir.js";
+import { StagedDir, writeFileAtomic } from "../common/atomic-dir.js";
 import { PmaError } from "../common/errors.js";
 import { PMA_VERSION } from "../common/version.js";
 import type { AccumulatePrecision } from "../merge/kernels.js";
@@ -17,6 +17,7 @@ import { merge, type MergeRecord } from "../merge/merger.js";
 import type { MethodSpec } from "../merge/weights.js";
 import { DEFAULT_INIT_COUNT, DEFAULT_INIT_MARGIN, selectInitCheckpoints, type InitReason } from "./init-select.js";
 import { readTrainingLog, type TrainingLog } from "./logs.js";
+import { logPrefix, pmaStateFiles, writePmaResumeState } from "./pma-train-state.js";
 import { copyResumeFiles, planResumeFiles, type OptimizerChoice } from "./resume-files.js";
 import { discoverRun, type DiscoverOptions, type RunScan } from "./run.js";
 import type { SpikeEvent, SpikeOptions } from "./spikes.js";
@@ -76,8 +77,15 @@ export interface InitRecord {
   checkpoints: InitCheckpointRecord[];
   /** Where trainer state, scheduler, RNG (and optimizer) files came from. */
   state_from: string;
+  /** "pma": pma's trainer (resume with pma train --resume); "trainer": a Hugging Face Trainer-style run. */
+  layout: "pma" | "trainer";
   optimizer: OptimizerChoice;
+  /** Copied unchanged from state_from. */
   copied: string[];
+  /** Written for the restart from state_from's versions (pma runs: optimizer moments and state). */
+  adapted: string[];
+  /** pma runs: the restarted run's log.jsonl, the original's lines up to the restart step (null: not written). */
+  log_prefix: string | null;
   omitted: { name: string; reason: string }[];
   notes: string[];
   log: { format: string; files: string[] } | null;
@@ -148,6 +156,9 @@ export async function pmaInit(opts: PmaInitOptions): Promise<InitRecord> {
   }
   const optimizer = opts.optimizer ?? "latest";
   const filePlan = await planResumeFiles(latest.path, optimizer);
+  const pmaFiles = await pmaStateFiles(latest.path);
+  filePlan.copy = filePlan.copy.filter((f) => !pmaFiles.includes(f));
+  const layout = pmaFiles.length > 0 ? "pma" : "trainer";
 
   const staged = await StagedDir.create(target, opts.force ?? false);
   try {
@@ -168,6 +179,13 @@ export async function pmaInit(opts: PmaInitOptions): Promise<InitRecord> {
     await rmdir(weightsDir);
     await copyResumeFiles(latest.path, staged.staging, filePlan, opts.signal);
     for (const name of filePlan.copy) await fsyncFile(join(staged.staging, name));
+    const logStart = layout === "pma" ? await logContinuation(scan.dir, outDir, latest.step) : null;
+    const adapted: string[] = [];
+    if (layout === "pma") {
+      const pma = await writePmaResumeState(latest.path, staged.staging, target, optimizer);
+      adapted.push("pma_state.json", pma.optimizerFile);
+      for (const name of adapted) await fsyncFile(join(staged.staging, name));
+    }
 
     const record: InitRecord = {
       pma_version: PMA_VERSION,
@@ -179,8 +197,11 @@ export async function pmaInit(opts: PmaInitOptions): Promise<InitRecord> {
       method: merged.method,
       checkpoints: inputs.map((c, i) => ({ path: c.path, name: c.name, step: c.step, tokens: c.tokens, coefficient: merged.coefficients[i]! })),
       state_from: latest.path,
+      layout,
       optimizer,
       copied: filePlan.copy,
+      adapted,
+      log_prefix: logStart?.path ?? null,
       omitted: filePlan.omitted,
       notes,
       log: log === null ? null : { format: log.format, files: log.files },
@@ -205,10 +226,22 @@ export async function pmaInit(opts: PmaInitOptions): Promise<InitRecord> {
     }
     if (opts.signal?.aborted) throw new PmaError("INTERRUPTED", "PMA-init interrupted; no output was written");
     await staged.publish();
+    if (logStart !== null) await writeFileAtomic(logStart.path, logStart.text);
     return record;
   } catch (e) {
     await staged.discard();
     throw e;
   }
+}
+
+/**
+ * Starts the restarted run's log.jsonl with the original's lines up to the restart step,
+ * so the resumed run's log reads as one curve. An existing log there is left alone.
+ */
+async function logContinuation(runDir: string, outDir: string, step: number): Promise<{ path: string; text: string } | null> {
+  const path = join(outDir, "log.jsonl");
+  if (await access(path).then(() => true, () => false)) return null;
+  const text = await logPrefix(runDir, step);
+  return text === null ? null : { path, text };
 }
 

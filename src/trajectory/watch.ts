@@ -37,8 +37,12 @@ import { detectSpikes, type SpikeOptions } from "./spikes.js";
 import { jsonLoss, WatchJournal, type JournalState, type MergeEntry, type SpikeEntry } from "./watch-journal.js";
 import { acquireLock } from "./watch-lock.js";
 
-/** Held-out loss of a checkpoint folder. */
-export type Evaluator = (checkpoint: string, signal: AbortSignal) => Promise<number>;
+/**
+ * Held-out losses of the newest raw checkpoint and of the merge, scored the same way
+ * (a merge folder lacks the run's state, so the evaluator must take the window length
+ * and corpus from the raw checkpoint for the two numbers to be comparable).
+ */
+export type Evaluator = (raw: string, merged: string, signal: AbortSignal) => Promise<{ raw: number; merged: number }>;
 
 export interface WatchInitOptions {
   /** Checkpoints merged for a PMA-init (default 3). */
@@ -269,8 +273,9 @@ class Watcher {
         });
         entry.inputs = plan.selected.map((p, i) => ({ name: p.name, step: p.step, tokens: p.tokens, coefficient: record.coefficients[i]! }));
         if (this.o.evaluate !== undefined) {
-          entry.raw_loss = jsonLoss(await this.o.evaluate(c.path, this.signal));
-          entry.merged_loss = jsonLoss(await this.o.evaluate(mergedDir, this.signal));
+          const losses = await this.o.evaluate(c.path, mergedDir, this.signal);
+          entry.raw_loss = jsonLoss(losses.raw);
+          entry.merged_loss = jsonLoss(losses.merged);
         }
       } catch (e) {
         if (this.interrupted(e)) return;
