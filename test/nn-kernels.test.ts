@@ -232,3 +232,115 @@ if (blasMissing === undefined) {
 test("blas is available when PMA_REQUIRE_BLAS=1", { skip: process.env.PMA_REQUIRE_BLAS !== "1" }, () => {
   assert.equal(blasMissing, undefined, `PMA_REQUIRE_BLAS=1 but ${blasMissing}`);
 });
+
+describe("wasm backend memory", () => {
+  let w: WasmBackend;
+  before(async () => {
+    w = await createWasmBackend({ threads: 2, initialBytes: 1 << 16 });
+  });
+  after(() => w.dispose());
+
+  test("alloc hands out zero-filled views of the shared memory that survive growth", () => {
+    const first = w.alloc(1000);
+    assert.ok(w.owns(first) && first.buffer instanceof SharedArrayBuffer);
+    assert.ok(first.every((v) => v === 0));
+    fillRandom(first, 3);
+    const copy = Float32Array.from(first);
+    const before = w.memory.buffer.byteLength;
+    const big = w.alloc(6_000_000); // 24 MB: far past the initial size, so the memory grows
+    assert.ok(w.memory.buffer.byteLength > before);
+    assert.ok(w.owns(big) && w.owns(first));
+    assert.equal(first.length, 1000);
+    assert.deepEqual(first, copy);
+    // Old and new views compute together: C (new) = A (old) * B (new).
+    const B = w.alloc(100 * 7);
+    fillRandom(B, 4);
+    const C = big.subarray(12345, 12345 + 10 * 7);
+    const g: GemmArgs = { transA: false, transB: false, M: 10, N: 7, K: 100, alpha: 1, A: first, lda: 100, B, ldb: 7, beta: 0, C, ldc: 7 };
+    const C0 = Float32Array.from(C);
+    w.gemm(g);
+    assertGemm("old view x new view", g, C0, C);
+  });
+
+  test("free returns memory for reuse, zero-filled again; foreign arrays are refused", () => {
+    const a = w.alloc(4096);
+    a.fill(7);
+    const at = a.byteOffset;
+    w.free!(a);
+    const b = w.alloc(4096);
+    assert.equal(b.byteOffset, at);
+    assert.ok(b.every((v) => v === 0));
+    assert.throws(() => w.free!(new Float32Array(4)), (e: unknown) => isPmaError(e, "RANGE_INVALID"));
+    assert.throws(() => w.free!(b.subarray(1)), (e: unknown) => isPmaError(e, "RANGE_INVALID"));
+  });
+
+  test("arrays outside the shared memory are copied in and out", () => {
+    for (const [transA, transB] of TRANS) {
+      const A = new Float32Array(3 + 130 * 70), B = new Float32Array(80 * 70 + 1), C = new Float32Array(2 + 130 * 85);
+      fillRandom(A, 10);
+      fillRandom(B, 11);
+      fillRandom(C, 12);
+      const g: GemmArgs = {
+        transA, transB, M: 130, N: 80, K: 70, alpha: 2, A, offA: 3, lda: transA ? 130 : 70,
+        B, offB: 1, ldb: transB ? 70 : 80, beta: -1, C, offC: 2, ldc: 85,
+      };
+      const C0 = Float32Array.from(C);
+      w.gemm(g);
+      assertGemm(`foreign ${transA}/${transB}`, g, C0, C);
+    }
+  });
+});
+
+test("wasm backends start, compute across threads at once, and stop, repeatedly", async () => {
+  // A worker must not miss a job posted the moment it reports ready.
+  for (let i = 0; i < 8; i++) {
+    const w = await createWasmBackend({ threads: 2, initialBytes: 1 << 20 });
+    const g = layout(w, { transA: false, transB: false, M: 256, N: 64, K: 64, alpha: 1, beta: 0, pad: 0, off: 0, nanC: true }, i);
+    const C0 = Float32Array.from(g.C);
+    w.gemm(g);
+    assertGemm(`start ${i}`, g, C0, g.C);
+    w.dispose();
+    w.gemm(g); // still correct on the calling thread alone
+    assertGemm(`after dispose ${i}`, g, C0, g.C);
+  }
+});
+
+describe("backend selection", () => {
+  const saved = process.env.PMA_BACKEND;
+  after(() => {
+    if (saved === undefined) delete process.env.PMA_BACKEND;
+    else process.env.PMA_BACKEND = saved;
+  });
+
+  test("PMA_BACKEND forces a backend, a name argument wins over it, bad names are usage errors", async () => {
+    process.env.PMA_BACKEND = "js";
+    const js = await getBackend();
+    assert.equal(js.name, "js");
+    js.dispose();
+    const w = await getBackend("wasm");
+    assert.equal(w.name, "wasm");
+    w.dispose();
+    process.env.PMA_BACKEND = "cuda";
+    await assert.rejects(getBackend(), (e: unknown) => isPmaError(e, "USAGE"));
+  });
+
+  test("without PMA_BACKEND the fastest available backend is chosen", async () => {
+    delete process.env.PMA_BACKEND;
+    const b = await getBackend();
+    assert.equal(b.name, blasMissing === undefined ? "blas" : "wasm");
+    const d = describeBackend(b);
+    assert.equal(d.name, b.name);
+    assert.ok(d.threads >= 1);
+    if (b.name === "blas") assert.equal(d.hint, undefined);
+    else assert.match(d.hint ?? "", /libopenblas-dev/);
+    assert.match(d.summary, new RegExp(`^matmul backend ${b.name} `));
+    b.dispose();
+  });
+
+  test("an unavailable blas addon is BACKEND_UNAVAILABLE with install instructions", () => {
+    assert.throws(
+      () => createBlasBackend({ addonPath: "/nonexistent/pma_blas.node" }),
+      (e: unknown) => isPmaError(e, "BACKEND_UNAVAILABLE") && /apt-get install libopenblas-dev/.test(e.message) && /npm run build:native/.test(e.message),
+    );
+  });
+});

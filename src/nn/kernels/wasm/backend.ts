@@ -5,11 +5,12 @@ import type { BatchedGemmArgs, GemmArgs, MatmulBackend } from "../matmul.js";
 import { defaultThreads } from "../threads.js";
 import { SharedArena } from "./arena.js";
 import {
-  CMD, CMD_QUIT, CMD_RUN, CONTROL_BYTES, DONE, ERR, SEQ, controlView, readMessage, waitChange, type Control,
+  CMD, CMD_QUIT, CMD_RUN, DONE, ERR, SEQ, SIGNAL_BYTES, TEAM_BYTES, postJob, readMessage, signalView, teamView,
+  waitChange, work, type Signal, type Team,
 } from "./control.js";
-import { JOB_SLOTS, SCRATCH_BYTES, runJob, writeJob, type Scratch } from "./driver.js";
+import { SCRATCH_BYTES, type Scratch, type WasmGemm } from "./driver.js";
 import { gemmModule, instantiate, type GemmKernels } from "./module.js";
-import { partition, type WasmGemm } from "./partition.js";
+import { plan } from "./plan.js";
 import type { WorkerInit } from "./worker.js";
 
 export interface WasmOptions {
@@ -30,7 +31,7 @@ export interface WasmBackend extends MatmulBackend {
 
 interface Helper {
   worker: Worker;
-  ctl: Control;
+  sig: Signal;
   seq: number;
 }
 
@@ -38,9 +39,9 @@ function scratch(arena: SharedArena): Scratch {
   return { a: arena.allocBytes(SCRATCH_BYTES.a), b: arena.allocBytes(SCRATCH_BYTES.b), tile: arena.allocBytes(SCRATCH_BYTES.tile) };
 }
 
-async function startHelper(mod: WebAssembly.Module, arena: SharedArena): Promise<Helper> {
-  const control = new SharedArrayBuffer(CONTROL_BYTES);
-  const init: WorkerInit = { module: mod, memory: arena.memory, control, scratch: scratch(arena) };
+async function startHelper(mod: WebAssembly.Module, arena: SharedArena, team: SharedArrayBuffer): Promise<Helper> {
+  const signal = new SharedArrayBuffer(SIGNAL_BYTES);
+  const init: WorkerInit = { module: mod, memory: arena.memory, team, signal, scratch: scratch(arena) };
   const worker = new Worker(new URL("./worker.js", import.meta.url), { workerData: init });
   await new Promise<void>((resolve, reject) => {
     worker.once("message", () => resolve());
@@ -50,7 +51,7 @@ async function startHelper(mod: WebAssembly.Module, arena: SharedArena): Promise
   worker.removeAllListeners();
   // A parked helper must not keep the process alive.
   worker.unref();
-  return { worker, ctl: controlView(control), seq: 0 };
+  return { worker, sig: signalView(signal), seq: 0 };
 }
 
 /**
@@ -65,32 +66,32 @@ export async function createWasmBackend(opts: WasmOptions = {}): Promise<WasmBac
   const arena = new SharedArena(opts.initialBytes ?? (threads * (SCRATCH_BYTES.a + SCRATCH_BYTES.b) + (1 << 20)));
   const kernels: GemmKernels = instantiate(mod, arena.memory);
   const own = scratch(arena);
-  const mainJob = new Float64Array(JOB_SLOTS);
-  let helpers: Helper[] = await Promise.all(Array.from({ length: threads - 1 }, () => startHelper(mod, arena)));
+  const teamBuffer = new SharedArrayBuffer(TEAM_BYTES);
+  const team: Team = teamView(teamBuffer);
+  let helpers: Helper[] = await Promise.all(Array.from({ length: threads - 1 }, () => startHelper(mod, arena, teamBuffer)));
 
   function run(g: WasmGemm): void {
-    const parts = partition(g, 1 + helpers.length);
-    for (let i = 1; i < parts.length; i++) {
-      const h = helpers[i - 1]!;
-      writeJob(h.ctl.job, 0, parts[i]!);
-      Atomics.store(h.ctl.ints, CMD, CMD_RUN);
+    const p = plan(g, 1 + helpers.length);
+    postJob(team, g, p);
+    // Wake only as many helpers as there are chunks beyond the one this thread takes.
+    const woken = helpers.slice(0, Math.min(helpers.length, p.count - 1));
+    for (const h of woken) {
+      Atomics.store(h.sig.ints, CMD, CMD_RUN);
       h.seq = (h.seq + 1) | 0;
-      Atomics.store(h.ctl.ints, SEQ, h.seq);
-      Atomics.notify(h.ctl.ints, SEQ);
+      Atomics.store(h.sig.ints, SEQ, h.seq);
+      Atomics.notify(h.sig.ints, SEQ);
     }
     let failure: unknown;
     try {
-      writeJob(mainJob, 0, parts[0]!);
-      runJob(kernels, own, mainJob);
+      work(kernels, own, team);
     } catch (e) {
       failure = e;
     }
-    // Every posted part must finish before C (or a staging buffer) can be touched again.
-    for (let i = 1; i < parts.length; i++) {
-      const h = helpers[i - 1]!;
-      let done = Atomics.load(h.ctl.ints, DONE);
-      while (done !== h.seq) done = waitChange(h.ctl.ints, DONE, done);
-      if (Atomics.load(h.ctl.ints, ERR) !== 0) failure ??= new Error(readMessage(h.ctl));
+    // Every woken helper must be done before C (or a staging buffer) can be touched again.
+    for (const h of woken) {
+      let done = Atomics.load(h.sig.ints, DONE);
+      while (done !== h.seq) done = waitChange(h.sig.ints, DONE, done);
+      if (Atomics.load(h.sig.ints, ERR) !== 0) failure ??= new Error(readMessage(h.sig));
     }
     if (failure !== undefined) {
       throw new PmaError("INTERNAL", `wasm gemm failed: ${failure instanceof Error ? failure.message : failure}`, { cause: failure });
@@ -145,9 +146,9 @@ export async function createWasmBackend(opts: WasmOptions = {}): Promise<WasmBac
     dispose() {
       // Later calls still work, on the calling thread alone.
       for (const h of helpers) {
-        Atomics.store(h.ctl.ints, CMD, CMD_QUIT);
-        Atomics.store(h.ctl.ints, SEQ, (h.seq + 1) | 0);
-        Atomics.notify(h.ctl.ints, SEQ);
+        Atomics.store(h.sig.ints, CMD, CMD_QUIT);
+        Atomics.store(h.sig.ints, SEQ, (h.seq + 1) | 0);
+        Atomics.notify(h.sig.ints, SEQ);
         void h.worker.terminate();
       }
       helpers = [];

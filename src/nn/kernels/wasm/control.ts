@@ -1,9 +1,16 @@
-import { JOB_SLOTS } from "./driver.js";
+import { runGemm, type Scratch, type WasmGemm } from "./driver.js";
+import type { GemmKernels } from "./module.js";
+import { chunk, type Plan } from "./plan.js";
 
 /**
- * The block one worker and the main thread share to hand over a job without messages
- * (so `gemm` can stay synchronous): the main thread writes the job, bumps SEQ and wakes
- * the worker; the worker runs it, copies SEQ into DONE and wakes the main thread.
+ * Shared blocks through which the main thread hands a gemm to its workers without
+ * messages, so that `gemm` stays synchronous.
+ *
+ * The team block holds the current gemm, its plan, and the counter from which every
+ * thread claims chunks. Each worker also has its own signal block: the main thread
+ * bumps SEQ and wakes it; the worker claims chunks until none are left, copies SEQ into
+ * DONE and wakes the main thread, which waits for every woken worker before returning
+ * (and before the team block may be reused).
  */
 export const SEQ = 0;
 export const DONE = 1;
@@ -11,10 +18,13 @@ export const CMD = 2;
 export const ERR = 3;
 export const CMD_RUN = 0;
 export const CMD_QUIT = 1;
-const JOB_AT = 64;
-const MSG_AT = JOB_AT + JOB_SLOTS * 8;
+const MSG_AT = 64;
 const MSG_BYTES = 512;
-export const CONTROL_BYTES = MSG_AT + MSG_BYTES;
+export const SIGNAL_BYTES = MSG_AT + MSG_BYTES;
+
+const JOB_AT = 64;
+const JOB_SLOTS = 20;
+export const TEAM_BYTES = JOB_AT + JOB_SLOTS * 8;
 
 /**
  * Polls before sleeping: back-to-back gemms in a training step arrive microseconds
@@ -22,18 +32,46 @@ export const CONTROL_BYTES = MSG_AT + MSG_BYTES;
  */
 export const SPIN = 20000;
 
-export interface Control {
+export interface Signal {
   ints: Int32Array;
-  job: Float64Array;
   msg: Uint8Array;
 }
 
-export function controlView(sab: SharedArrayBuffer): Control {
-  return {
-    ints: new Int32Array(sab, 0, 4),
-    job: new Float64Array(sab, JOB_AT, JOB_SLOTS),
-    msg: new Uint8Array(sab, MSG_AT, MSG_BYTES),
+export interface Team {
+  counter: Int32Array;
+  job: Float64Array;
+}
+
+export function signalView(sab: SharedArrayBuffer): Signal {
+  return { ints: new Int32Array(sab, 0, 4), msg: new Uint8Array(sab, MSG_AT, MSG_BYTES) };
+}
+
+export function teamView(sab: SharedArrayBuffer): Team {
+  return { counter: new Int32Array(sab, 0, 1), job: new Float64Array(sab, JOB_AT, JOB_SLOTS) };
+}
+
+/** Publishes g and its plan and resets the chunk counter (before any worker is woken). */
+export function postJob(t: Team, g: WasmGemm, p: Plan): void {
+  const j = t.job;
+  j[0] = g.transA ? 1 : 0; j[1] = g.transB ? 1 : 0; j[2] = g.M; j[3] = g.N; j[4] = g.K; j[5] = g.alpha;
+  j[6] = g.a; j[7] = g.lda; j[8] = g.b; j[9] = g.ldb; j[10] = g.beta; j[11] = g.c; j[12] = g.ldc;
+  j[13] = g.batch; j[14] = g.strideA; j[15] = g.strideB; j[16] = g.strideC;
+  j[17] = p.mode; j[18] = p.size; j[19] = p.count;
+  Atomics.store(t.counter, 0, 0);
+}
+
+/** Claims and runs chunks of the posted gemm until none are left. */
+export function work(k: GemmKernels, s: Scratch, t: Team): void {
+  const j = t.job;
+  const g: WasmGemm = {
+    transA: j[0] === 1, transB: j[1] === 1, M: j[2]!, N: j[3]!, K: j[4]!, alpha: j[5]!,
+    a: j[6]!, lda: j[7]!, b: j[8]!, ldb: j[9]!, beta: j[10]!, c: j[11]!, ldc: j[12]!,
+    batch: j[13]!, strideA: j[14]!, strideB: j[15]!, strideC: j[16]!,
   };
+  const p: Plan = { mode: j[17] as Plan["mode"], size: j[18]!, count: j[19]! };
+  for (let i = Atomics.add(t.counter, 0, 1); i < p.count; i = Atomics.add(t.counter, 0, 1)) {
+    runGemm(k, s, chunk(g, p, i));
+  }
 }
 
 /** Waits until ints[at] differs from `value`; returns the new value. */
@@ -49,13 +87,13 @@ export function waitChange(ints: Int32Array, at: number, value: number): number 
   }
 }
 
-export function writeMessage(c: Control, text: string): void {
-  const bytes = new TextEncoder().encode(text).subarray(0, c.msg.length - 1);
-  c.msg.fill(0);
-  c.msg.set(bytes);
+export function writeMessage(s: Signal, text: string): void {
+  const bytes = new TextEncoder().encode(text).subarray(0, s.msg.length - 1);
+  s.msg.fill(0);
+  s.msg.set(bytes);
 }
 
-export function readMessage(c: Control): string {
-  const end = c.msg.indexOf(0);
-  return new TextDecoder().decode(c.msg.slice(0, end < 0 ? c.msg.length : end));
+export function readMessage(s: Signal): string {
+  const end = s.msg.indexOf(0);
+  return new TextDecoder().decode(s.msg.slice(0, end < 0 ? s.msg.length : end));
 }

@@ -1,35 +1,39 @@
 /**
  * Worker thread of the wasm backend: instantiates the kernels on the shared memory, then
- * runs the jobs the main thread posts through its control block until told to quit.
+ * helps with each gemm the main thread posts until told to quit.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { CMD, CMD_QUIT, DONE, ERR, SEQ, controlView, waitChange, writeMessage } from "./control.js";
-import { runJob, type Scratch } from "./driver.js";
+import { CMD, CMD_QUIT, DONE, ERR, SEQ, signalView, teamView, waitChange, work, writeMessage } from "./control.js";
+import type { Scratch } from "./driver.js";
 import { instantiate } from "./module.js";
 
 export interface WorkerInit {
   module: WebAssembly.Module;
   memory: WebAssembly.Memory;
-  control: SharedArrayBuffer;
+  team: SharedArrayBuffer;
+  signal: SharedArrayBuffer;
   scratch: Scratch;
 }
 
 const init = workerData as WorkerInit;
 const kernels = instantiate(init.module, init.memory);
-const ctl = controlView(init.control);
+const team = teamView(init.team);
+const sig = signalView(init.signal);
+// The main thread may post its first job as soon as it sees "ready", before this thread
+// runs another line: count from the block's initial 0, never from a value read later.
+let seen = 0;
 parentPort?.postMessage("ready");
 
-let seen = Atomics.load(ctl.ints, SEQ);
 for (;;) {
-  seen = waitChange(ctl.ints, SEQ, seen);
-  if (Atomics.load(ctl.ints, CMD) === CMD_QUIT) break;
+  seen = waitChange(sig.ints, SEQ, seen);
+  if (Atomics.load(sig.ints, CMD) === CMD_QUIT) break;
   try {
-    runJob(kernels, init.scratch, ctl.job);
-    Atomics.store(ctl.ints, ERR, 0);
+    work(kernels, init.scratch, team);
+    Atomics.store(sig.ints, ERR, 0);
   } catch (e) {
-    writeMessage(ctl, e instanceof Error ? e.message : String(e));
-    Atomics.store(ctl.ints, ERR, 1);
+    writeMessage(sig, e instanceof Error ? e.message : String(e));
+    Atomics.store(sig.ints, ERR, 1);
   }
-  Atomics.store(ctl.ints, DONE, seen);
-  Atomics.notify(ctl.ints, DONE);
+  Atomics.store(sig.ints, DONE, seen);
+  Atomics.notify(sig.ints, DONE);
 }
