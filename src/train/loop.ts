@@ -199,6 +199,9 @@ async function runPlan(plan: StartPlan, data: RunData, backend: MatmulBackend, o
 
   try {
     while (step < lastStep) {
+      // Yield to the event loop once per step: signal handlers (Ctrl-C) and the progress
+      // bar's timers only run between tasks, never inside this synchronous loop.
+      await new Promise<void>((r) => setImmediate(r));
       if (aborted()) {
         interrupted = true;
         break;
