@@ -145,7 +145,8 @@ test("swiglu: silu(gate) * up forward and backward", () => {
   const rows = 3, I = 5;
   const gu = randn(r, rows * 2 * I, 3);
   const h = new Float32Array(rows * I);
-  swigluForward(h, gu, rows, I);
+  const sig = new Float32Array(rows * I);
+  swigluForward(h, sig, gu, rows, I);
   const g64 = Float64Array.from(gu);
   const ref = (): Float64Array => {
     const out = new Float64Array(rows * I);
@@ -160,7 +161,7 @@ test("swiglu: silu(gate) * up forward and backward", () => {
   assertClose(h, ref(), "swiglu forward", 1e-6);
   const dh = randn(r, rows * I);
   const dgu = new Float32Array(rows * 2 * I);
-  swigluBackward(dgu, dh, gu, rows, I);
+  swigluBackward(dgu, dh, gu, sig, rows, I);
   assertClose(dgu, fdGrad(() => dot(dh, ref()), g64), "swiglu backward", 1e-5);
 });
 

@@ -22,8 +22,9 @@ export class SwiGluMlp {
   private readonly H: number;
   private readonly I: number;
   private readonly s: MlpScratch;
-  /** Saved: [gate | up] pre-activations [T, 2I] and the activation h [T, I]. */
+  /** Saved: [gate | up] pre-activations [T, 2I], sigmoid(gate) and the activation h [T, I]. */
   readonly gu: Float32Array;
+  readonly sig: Float32Array;
   readonly h: Float32Array;
 
   constructor(backend: MatmulBackend, T: number, H: number, I: number, scratch: MlpScratch) {
@@ -33,6 +34,7 @@ export class SwiGluMlp {
     this.I = I;
     this.s = scratch;
     this.gu = backend.alloc(T * 2 * I);
+    this.sig = new Float32Array(T * I);
     this.h = backend.alloc(T * I);
   }
 
@@ -40,7 +42,7 @@ export class SwiGluMlp {
   forward(out: Float32Array, xn: Float32Array, wGateUp: Float32Array, wDown: Float32Array, accumulate: boolean): void {
     const { T, H, I } = this;
     linearForward(this.backend, this.gu, xn, wGateUp, T, H, 2 * I);
-    swigluForward(this.h, this.gu, T, I);
+    swigluForward(this.h, this.sig, this.gu, T, I);
     this.backend.gemm({
       transA: false, transB: true, M: T, N: H, K: I, alpha: 1,
       A: this.h, lda: I, B: wDown, ldb: I, beta: accumulate ? 1 : 0, C: out, ldc: H,
@@ -59,7 +61,7 @@ export class SwiGluMlp {
   ): void {
     const { T, H, I } = this;
     linearBackward(this.backend, this.s.dh, dwDown, dout, this.h, wDown, T, I, H);
-    swigluBackward(this.s.dgu, this.s.dh, this.gu, T, I);
+    swigluBackward(this.s.dgu, this.s.dh, this.gu, this.sig, T, I);
     linearBackward(this.backend, dxn, dwGateUp, this.s.dgu, xn, wGateUp, T, H, 2 * I);
   }
 }

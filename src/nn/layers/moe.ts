@@ -66,6 +66,7 @@ export class MoeBlock {
   private readonly cursor: Int32Array;
   private readonly xe: Float32Array;
   private readonly gu: Float32Array;
+  private readonly sig: Float32Array;
   private readonly h: Float32Array;
   private readonly eo: Float32Array;
 
@@ -86,6 +87,7 @@ export class MoeBlock {
     this.cursor = new Int32Array(E);
     this.xe = backend.alloc(rows * H);
     this.gu = backend.alloc(rows * 2 * I);
+    this.sig = new Float32Array(rows * I);
     this.h = backend.alloc(rows * I);
     this.eo = backend.alloc(rows * H);
   }
@@ -126,7 +128,7 @@ export class MoeBlock {
       const c = counts[e]!;
       linearForward(this.backend, this.gu, this.xe, w13[e]!, c, H, 2 * I, start[e]! * H, start[e]! * 2 * I);
     }
-    swigluForward(this.h, this.gu, rows, I);
+    swigluForward(this.h, this.sig, this.gu, rows, I);
     for (let e = 0; e < E; e++) {
       const c = counts[e]!;
       linearForward(this.backend, this.eo, this.h, w2[e]!, c, I, H, start[e]! * I, start[e]! * H);
@@ -246,7 +248,7 @@ export class MoeBlock {
       const s0 = start[e]!;
       linearBackward(this.backend, dh, dw2[e]!, deo, this.h, w2[e]!, c, I, H, false, s0 * I, s0 * H, s0 * I);
     }
-    swigluBackward(dgu, dh, this.gu, T * k, I);
+    swigluBackward(dgu, dh, this.gu, this.sig, T * k, I);
     for (let e = 0; e < E; e++) {
       const c = counts[e]!;
       const s0 = start[e]!;
