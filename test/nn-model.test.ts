@@ -148,4 +148,8 @@ test("models of different shapes share one parameter set", () => {
   assertClose(one.logits, model.logits.subarray(S * c.vocab_size), "batch row independence", 1e-6, 0);
   assert.throws(() => createModel(tiny({ hidden_size: 12 }), model.backend, { batch: 1, seq: S }, { params: model.params }), { code: "CHECKPOINT_MISMATCH" });
   assert.throws(() => createModel(c, model.backend, { batch: 1, seq: 17 }), { code: "USAGE" });
+  // Same values, different key order: still the same config.
+  const reordered = Object.fromEntries(Object.entries(c).reverse()) as unknown as ModelConfig;
+  assert.doesNotThrow(() => createModel(reordered, model.backend, { batch: 1, seq: 2 }, { params: model.params }));
+  assert.throws(() => createModel(c, createJsBackend(), { batch: 1, seq: S }, { params: model.params }), { code: "USAGE" });
 });

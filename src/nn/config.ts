@@ -68,6 +68,13 @@ export const DEFAULT_MOE_CONFIG: Readonly<ModelConfig> = Object.freeze({
   router_aux_loss_coef: 0.01,
 });
 
+/** Field-by-field equality (key order and extra keys do not matter). */
+export function sameConfig(a: ModelConfig, b: ModelConfig): boolean {
+  return CONFIG_KEYS.every((k) => a[k] === b[k]);
+}
+
+const CONFIG_KEYS = Object.keys(DEFAULT_DENSE_CONFIG) as (keyof ModelConfig)[];
+
 export function isMoe(c: ModelConfig): boolean {
   return c.num_local_experts > 0;
 }

@@ -1,6 +1,6 @@
 import { PmaError } from "../common/errors.js";
 import type { ModelConfig } from "./config.js";
-import { isMoe, validateConfig } from "./config.js";
+import { isMoe, sameConfig, validateConfig } from "./config.js";
 import type { MatmulBackend } from "./kernels/matmul.js";
 import type { AttentionDims } from "./layers/attention.js";
 import { AttentionScratch, CausalSelfAttention } from "./layers/attention.js";
@@ -100,8 +100,12 @@ export class Model {
     const T = batch * seq;
     this.T = T;
     if (opts.params !== undefined) {
-      if (JSON.stringify(opts.params.config) !== JSON.stringify(config)) {
+      if (!sameConfig(opts.params.config, config)) {
         throw new PmaError("CHECKPOINT_MISMATCH", "the shared parameter set was built for a different model config");
+      }
+      if (opts.params.backend !== backend) {
+        // The WebAssembly backend can only multiply buffers in its own memory.
+        throw new PmaError("USAGE", "a shared parameter set must be used with the backend that allocated it");
       }
       this.params = opts.params;
     } else {

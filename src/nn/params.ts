@@ -117,6 +117,8 @@ function shapeStr(s: readonly number[]): string {
  */
 export class ParamSet {
   readonly config: ModelConfig;
+  /** The backend whose memory holds `data` and `grad` (models sharing the set must use it). */
+  readonly backend: MatmulBackend;
   readonly infos: readonly ParamInfo[];
   readonly numel: number;
   readonly data: Float32Array;
@@ -127,6 +129,7 @@ export class ParamSet {
 
   constructor(config: ModelConfig, backend: MatmulBackend) {
     this.config = config;
+    this.backend = backend;
     this.infos = paramLayout(config);
     const last = this.infos[this.infos.length - 1]!;
     this.numel = last.offset + last.size;
