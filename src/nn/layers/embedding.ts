@@ -8,7 +8,9 @@ export function embeddingForward(out: Float32Array, tokens: Int32Array, wte: Flo
     if (id < 0 || id >= vocab) {
       throw new PmaError("RANGE_INVALID", `token id ${id} at position ${t} is outside the vocabulary [0, ${vocab})`);
     }
-    out.set(wte.subarray(id * H, id * H + H), t * H);
+    const src = id * H;
+    const dst = t * H;
+    for (let i = 0; i < H; i++) out[dst + i] = wte[src + i]!;
   }
 }
 

@@ -119,9 +119,11 @@ export class MoeBlock {
       }
     }
     const rows = T * k;
+    const xe = this.xe;
     for (let row = 0; row < rows; row++) {
       const src = tokenOf[row]! * H;
-      this.xe.set(xn.subarray(src, src + H), row * H);
+      const dst = row * H;
+      for (let i = 0; i < H; i++) xe[dst + i] = xn[src + i]!;
     }
 
     for (let e = 0; e < E; e++) {
