@@ -14,6 +14,7 @@ import { OPTIMIZER_FILE, PMA_STATE_FILE, readPmaState } from "../src/train/check
 import { prepareRunData } from "../src/train/data.js";
 import { train, type TrainOptions } from "../src/train/loop.js";
 import { readWeights } from "../src/train/weights-io.js";
+import { explainInit } from "../src/trajectory/init-explain.js";
 import { pmaInit } from "../src/trajectory/init.js";
 import { PMA_OPTIMIZER_FILE, PMA_STATE_FILE as INIT_STATE_FILE } from "../src/trajectory/pma-train-state.js";
 import { watchRun } from "../src/trajectory/watch.js";
@@ -93,6 +94,10 @@ describe("PMA-init on a pma training run", () => {
     const ck = join(dir("restart"), `checkpoint-${at}`);
     assert.equal(r.checkpoint, ck);
     assert.equal(r.step, at);
+    const text = explainInit(r);
+    assert.match(text, new RegExp(`resume it: pma train --resume ${ck}`));
+    assert.match(text, /written for the restart: pma_state\.json, pma_optimizer\.safetensors/);
+    assert.equal(r.log_prefix, join(dir("restart"), "log.jsonl"));
 
     // The restart's pma state: the moments of checkpoint-20 without its master weights.
     const state = (await readPmaState(ck))!;

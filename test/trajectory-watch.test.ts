@@ -253,6 +253,17 @@ describe("pma watch", () => {
     assert.equal((await watchRun(base(run, out))).stopped, "once", "the lock is released on stop");
   });
 
+  test("a run directory that does not exist yet is waited for", async () => {
+    const run = fresh();
+    const out = fresh();
+    const notes: string[] = [];
+    const s = await watchRun(base(run, out, { onEvent: (e) => e.type === "note" && notes.push(e.message) }));
+    assert.equal(s.merged, 0);
+    assert.ok(notes.some((m) => /waiting for the run/.test(m)), notes.join("\n"));
+    await writeSpikyRun({ dir: run, checkpoints: 1, stepInterval: 100, curve: lossCurve(600, {}), log: "pma-jsonl" });
+    assert.equal((await watchRun(base(run, out))).merged, 1);
+  });
+
   test("no log yet is not an error: spikes are looked for on later polls", async () => {
     const run = fresh();
     const out = fresh();

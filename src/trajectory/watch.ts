@@ -173,7 +173,15 @@ class Watcher {
   }
 
   async poll(): Promise<void> {
-    const scan = await discoverRun(this.o.run, { ...this.o.discover, settleMs: this.o.settleMs ?? 2000 });
+    let scan: RunScan;
+    try {
+      scan = await discoverRun(this.o.run, { ...this.o.discover, settleMs: this.o.settleMs ?? 2000 });
+    } catch (e) {
+      // A watcher may start before the trainer has created its run directory.
+      if (!isPmaError(e, "IO")) throw e;
+      this.emit({ type: "note", message: `waiting for the run: ${e.message}` });
+      return;
+    }
     for (const s of scan.skipped) this.emit({ type: "waiting", path: s.path, reason: s.reason });
     // Spikes first: the checkpoints a restart needs may soon be rotated away.
     if (this.o.init !== false) await this.handleSpikes(scan, this.o.init ?? {});
