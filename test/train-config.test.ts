@@ -42,6 +42,8 @@ test("defaults are the lab notes' small dense model and optimizer", () => {
   assert.equal(lrAt(s, 50 * 4096), 3e-3);
   assert.equal(lrAt(s, 1e9), 3e-3);
   assert.equal(stepsEvery(c, c.checkpointing.every_tokens), 25);
+  assert.equal(stepsEvery(c, c.eval.every_tokens), 100);
+  assert.equal(c.eval.max_tokens, 0);
   assert.equal(maxSteps(c), 1000);
   assert.equal(c.checkpointing.dtype, "f32");
 });
