@@ -2,7 +2,6 @@ import { readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
 import { PmaError } from "../common/errors.js";
 import { parseTokens } from "../common/units.js";
-import { isInside } from "../train/resume.js";
 import { tokensPerStep } from "../train/config.js";
 import { train, type TrainEvent, type TrainResult } from "../train/loop.js";
 import { parseCommandArgs, type Command } from "./command.js";
@@ -167,7 +166,7 @@ function describeStart(e: Extract<TrainEvent, { type: "start" }>): string {
 export function describeResult(r: TrainResult): string {
   const lines: string[] = [];
   const latest = r.checkpoints.at(-1);
-  if (r.interrupted) lines.push(`interrupted at step ${r.step} (${r.tokens} tokens)${latest !== undefined ? `: saved ${latest}` : ""}; continue with: pma train --resume ${isInside(latest ?? r.runDir, r.runDir) ? r.runDir : latest}`);
+  if (r.interrupted) lines.push(`interrupted at step ${r.step} (${r.tokens} tokens)${latest !== undefined ? `: saved ${latest}` : ""}; continue with: pma train --resume ${r.runDir}`);
   else lines.push(`trained to step ${r.step} (${r.tokens} tokens)${Number.isFinite(r.lastLoss) ? `: loss ${r.lastLoss.toFixed(4)}` : ""}${r.lastValLoss !== null ? `, val_loss ${r.lastValLoss.toFixed(4)}` : ""}`);
   if (r.trainSeconds > 0) lines.push(`${r.tokensPerSecond.toFixed(0)} tokens/s over ${r.trainSeconds.toFixed(1)} s of training steps`);
   lines.push(`${r.checkpoints.length} checkpoint(s) written in ${r.runDir}${latest !== undefined ? `, latest ${latest}` : ""}`);

@@ -21,7 +21,7 @@ import { describeBackend, getBackend, type MatmulBackend } from "../nn/kernels/i
 import { createModel, type Model } from "../nn/model.js";
 import { lrAt } from "../nn/schedule.js";
 import { WindowSampler, SAMPLER_VERSION } from "./batches.js";
-import { loadTrainingState, writeCheckpoint, type PmaTrainState } from "./checkpoint.js";
+import { loadTrainingState, writeCheckpoint, type PmaTrainStateInput } from "./checkpoint.js";
 import type { TrainConfig } from "./config.js";
 import { adamwOptions, maxSteps, modelConfigFor, scheduleSpec, stepsEvery, tokensPerStep, trainConfigToYaml } from "./config.js";
 import { prepareRunData, type RunData } from "./data.js";
@@ -175,7 +175,7 @@ async function runPlan(plan: StartPlan, data: RunData, backend: MatmulBackend, o
   const aborted = (): boolean => opts.signal?.aborted === true;
 
   const save = async (): Promise<void> => {
-    const state: Omit<PmaTrainState, "format" | "version" | "pma_version" | "optimizer"> & { optimizerStep: number } = {
+    const state: PmaTrainStateInput = {
       global_step: step,
       tokens,
       optimizerStep: optimizer.steps,

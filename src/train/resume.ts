@@ -12,7 +12,7 @@
  *                  step, data position and config from a pma checkpoint
  */
 import { existsSync, readdirSync } from "node:fs";
-import { basename, dirname, join, relative, resolve, isAbsolute } from "node:path";
+import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { PmaError } from "../common/errors.js";
 import { readTrainerState } from "../formats/trainer-state.js";
 import type { ModelConfig } from "../nn/config.js";
@@ -77,7 +77,7 @@ export function resolveCheckpointDir(path: string): string {
   return best.dir;
 }
 
-function isInside(child: string, parent: string): boolean {
+export function isInside(child: string, parent: string): boolean {
   const r = relative(parent, child);
   return r === "" || (!r.startsWith("..") && !isAbsolute(r));
 }
@@ -237,10 +237,3 @@ function describeFork(changed: boolean, weightsOnly: boolean, otherWeights: bool
   if (otherWeights) why.push("weights from another folder");
   return why.join(", ");
 }
-
-/** For messages: "run/checkpoint-100". */
-export function shortName(dir: string): string {
-  return join(basename(dirname(dir)), basename(dir));
-}
-
-export { isInside };
