@@ -9,7 +9,10 @@
  * Every backend runs in this process on the same inputs; each number is the median of
  * --reps timed calls after one warm-up. Ratios are between medians of this run.
  *
- *   node dist/bench/matmul.js [--reps 5] [--threads N] [--no-js] [--quick] [--json]
+ *   node dist/bench/matmul.js [--reps 5] [--threads N] [--js] [--quick] [--json]
+ *
+ * --js adds the plain TypeScript backend (one call per shape: it runs at ~1 GFLOP/s, so
+ * the full list takes many minutes; use it with --quick).
  */
 import { availableParallelism } from "node:os";
 import {
@@ -33,7 +36,7 @@ function arg(name: string): string | undefined {
 }
 const reps = Number(arg("--reps") ?? 5);
 const threads = Number(arg("--threads") ?? availableParallelism());
-const withJs = !process.argv.includes("--no-js");
+const withJs = process.argv.includes("--js");
 const quick = process.argv.includes("--quick");
 const json = process.argv.includes("--json");
 
