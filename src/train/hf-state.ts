@@ -1,7 +1,9 @@
 /**
  * The Hugging Face Trainer's `trainer_state.json`, written with each checkpoint so tools
  * built for Trainer runs (and pma's own run discovery, which orders checkpoints by
- * `num_input_tokens_seen`) read pma runs as they are. Key set as transformers writes it.
+ * `num_input_tokens_seen`) read pma runs as they are. Keys as transformers writes them,
+ * except `best_global_step` (new in 4.5x): TrainerState.load_from_json passes every key
+ * to the dataclass, so older versions would refuse a file that has it.
  */
 
 /** One `log_history` entry: training entries carry loss/grad_norm/learning_rate, eval entries eval_loss. */
@@ -26,7 +28,6 @@ export interface TrainerStateInput {
 
 export function trainerStateJson(s: TrainerStateInput): Record<string, unknown> {
   return {
-    best_global_step: null,
     best_metric: null,
     best_model_checkpoint: null,
     epoch: epochOf(s.tokens, s.epochTokens),
