@@ -75,6 +75,19 @@ describe("pma train and pma eval", () => {
     assert.equal(split.status, 2);
   });
 
+  test("a diverging run stops with exit 1 at the first non-finite loss and logs that step with nulls", () => {
+    const run = join(tmp.dir, "diverged");
+    const r = pma("train", "--config", join(tmp.dir, "tiny.yaml"), "--out", run, "--schedule", "{lr: 1.0e6, warmup_tokens: 0}");
+    assert.equal(r.status, 1);
+    const m = /training diverged at step (\d+) \((loss|gradient norm) is (NaN|-?Infinity)[^)]*\); parameters were not updated/.exec(r.stderr);
+    assert.ok(m !== null, r.stderr);
+    const lines = readFileSync(join(run, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { step: number; loss: number | null; grad_norm: number | null });
+    assert.equal(lines.at(-1)!.step, Number(m[1]));
+    assert.equal(lines.at(-1)![m[2] === "loss" ? "loss" : "grad_norm"], null);
+    assert.ok(!existsSync(join(run, `checkpoint-${m[1]}`)));
+    assert.ok(lines.slice(0, -1).every((l) => typeof l.loss === "number"));
+  });
+
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     test(`${signal} writes a final checkpoint and exits cleanly; --resume finishes the run`, async () => {
       const run = join(tmp.dir, `run-${signal}`);

@@ -225,17 +225,21 @@ async function runPlan(plan: StartPlan, data: RunData, backend: MatmulBackend, o
       const nextTokens = tokens + tps;
       // The LR of a step is the schedule at the token count the step reaches (schedule.ts).
       const lr = lrAt(schedule, nextTokens);
-      let gradNorm: number;
+      // A non-finite loss or gradient stops the run before the parameters change (AdamW
+      // refuses the update); the step is logged with nulls so the log shows where.
+      let gradNorm = NaN;
       try {
-        if (!Number.isFinite(loss)) throw new PmaError("NONFINITE", `loss is ${loss}`);
-        gradNorm = optimizer.step(lr);
+        if (Number.isFinite(loss)) gradNorm = optimizer.step(lr);
       } catch (e) {
         if (!isPmaError(e, "NONFINITE")) throw e;
-        log.write({ type: "step", step: step + 1, tokens: nextTokens, loss, lr, grad_norm: optimizer.gradNorm(), seconds: (performance.now() - t0) / 1000 });
+      }
+      if (!Number.isFinite(gradNorm)) {
+        const norm = Number.isFinite(loss) ? optimizer.gradNorm() : NaN;
+        log.write({ type: "step", step: step + 1, tokens: nextTokens, loss, lr, grad_norm: norm, seconds: (performance.now() - t0) / 1000 });
         const last = checkpoints.at(-1) ?? plan.stateFrom?.dir ?? null;
         throw new PmaError(
           "NONFINITE",
-          `training diverged at step ${step + 1} (${e.message}); parameters were not updated` +
+          `training diverged at step ${step + 1} (${Number.isFinite(loss) ? `gradient norm is ${norm}` : `loss is ${loss}`}); parameters were not updated` +
             (last !== null ? `. Restart from ${last} with a lower learning rate, or from a merge of earlier checkpoints (PMA-init)` : ""),
         );
       }
