@@ -3,7 +3,8 @@
     {
       "target_name": "pma_blas",
       "sources": ["src/pma_blas.c"],
-      "cflags": ["-O2", "-std=c11", "-Wall", "-Wextra"],
+      "cflags": ["-O2", "-std=c11", "-Wall", "-Wextra", "-pthread"],
+      "ldflags": ["-pthread"],
       "libraries": ["-lopenblas"],
       "conditions": [
         ["OS=='mac'", {

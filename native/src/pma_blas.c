@@ -6,6 +6,7 @@
  * BLAS read or write outside the arrays.
  */
 #include <node_api.h>
+#include <pthread.h>
 #include <stdint.h>
 
 /* Declared here rather than taken from cblas.h: distributions install that header under
@@ -127,14 +128,59 @@ static int parse(napi_env env, napi_callback_info info, Gemm *g, int batched) {
   return 1;
 }
 
-static void run(const Gemm *g) {
-  if (g->M == 0 || g->N == 0) return;
-  for (int64_t b = 0; b < g->batch; b++) {
+static void run_items(const Gemm *g, int64_t from, int64_t to) {
+  for (int64_t b = from; b < to; b++) {
     cblas_sgemm(ROW_MAJOR, g->ta ? TRANS : NO_TRANS, g->tb ? TRANS : NO_TRANS, (int)g->M, (int)g->N,
                 (int)g->K, (float)g->alpha, g->A.data + g->offA + b * g->sA, (int)g->lda,
                 g->B.data + g->offB + b * g->sB, (int)g->ldb, (float)g->beta,
                 g->C.data + g->offC + b * g->sC, (int)g->ldc);
   }
+}
+
+typedef struct {
+  const Gemm *g;
+  int64_t from, to;
+} Slice;
+
+static void *run_slice(void *p) {
+  const Slice *s = (const Slice *)p;
+  run_items(s->g, s->from, s->to);
+  return NULL;
+}
+
+/* Attention-sized items (a few M multiply-adds) are too small for OpenBLAS to split
+ * well across its threads; whole items per thread keep every core busy instead. */
+#define SMALL_ITEM_MACS (1LL << 23)
+#define MAX_SLICES 64
+
+static void run(const Gemm *g) {
+  if (g->M == 0 || g->N == 0 || g->batch == 0) return;
+  int threads = openblas_get_num_threads();
+  int64_t n = threads < g->batch ? threads : g->batch;
+  if (n > MAX_SLICES) n = MAX_SLICES;
+  /* Items may only run concurrently when their C blocks do not overlap. */
+  int disjoint = g->sC >= extent(g->M, g->N, g->ldc);
+  if (n < 2 || !disjoint || g->M * g->N * g->K > SMALL_ITEM_MACS) {
+    run_items(g, 0, g->batch);
+    return;
+  }
+  pthread_t tid[MAX_SLICES];
+  Slice slice[MAX_SLICES];
+  int started[MAX_SLICES] = {0};
+  /* Each item then runs single-threaded inside OpenBLAS, in the thread that calls it. */
+  openblas_set_num_threads(1);
+  for (int64_t t = 0; t < n; t++) {
+    slice[t].g = g;
+    slice[t].from = g->batch * t / n;
+    slice[t].to = g->batch * (t + 1) / n;
+  }
+  for (int64_t t = 1; t < n; t++) started[t] = pthread_create(&tid[t], NULL, run_slice, &slice[t]) == 0;
+  run_slice(&slice[0]);
+  for (int64_t t = 1; t < n; t++) {
+    if (started[t]) pthread_join(tid[t], NULL);
+    else run_slice(&slice[t]); /* no thread to be had: do its share here */
+  }
+  openblas_set_num_threads(threads);
 }
 
 static napi_value Sgemm(napi_env env, napi_callback_info info) {

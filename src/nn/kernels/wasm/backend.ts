@@ -5,8 +5,8 @@ import type { BatchedGemmArgs, GemmArgs, MatmulBackend } from "../matmul.js";
 import { defaultThreads } from "../threads.js";
 import { SharedArena } from "./arena.js";
 import {
-  CMD, CMD_QUIT, CMD_RUN, DONE, ERR, SEQ, SIGNAL_BYTES, TEAM_BYTES, postJob, readMessage, signalView, teamView,
-  waitChange, work, type Signal, type Team,
+  CMD, CMD_QUIT, CMD_RUN, ERR, IDLE, POSTED, SEQ, SIGNAL_BYTES, STATE, TEAM_BYTES, postJob, readMessage,
+  signalView, teamView, waitChange, work, type Signal, type Team,
 } from "./control.js";
 import { SCRATCH_BYTES, type Scratch, type WasmGemm } from "./driver.js";
 import { gemmModule, instantiate, type GemmKernels } from "./module.js";
@@ -77,6 +77,7 @@ export async function createWasmBackend(opts: WasmOptions = {}): Promise<WasmBac
     const woken = helpers.slice(0, Math.min(helpers.length, p.count - 1));
     for (const h of woken) {
       Atomics.store(h.sig.ints, CMD, CMD_RUN);
+      Atomics.store(h.sig.ints, STATE, POSTED);
       h.seq = (h.seq + 1) | 0;
       Atomics.store(h.sig.ints, SEQ, h.seq);
       Atomics.notify(h.sig.ints, SEQ);
@@ -87,10 +88,12 @@ export async function createWasmBackend(opts: WasmOptions = {}): Promise<WasmBac
     } catch (e) {
       failure = e;
     }
-    // Every woken helper must be done before C (or a staging buffer) can be touched again.
+    // A helper that never started is taken back; one that started must finish before C
+    // (or a staging buffer, or the team block) can be touched again.
     for (const h of woken) {
-      let done = Atomics.load(h.sig.ints, DONE);
-      while (done !== h.seq) done = waitChange(h.sig.ints, DONE, done);
+      if (Atomics.compareExchange(h.sig.ints, STATE, POSTED, IDLE) === POSTED) continue;
+      let state = Atomics.load(h.sig.ints, STATE);
+      while (state !== IDLE) state = waitChange(h.sig.ints, STATE, state);
       if (Atomics.load(h.sig.ints, ERR) !== 0) failure ??= new Error(readMessage(h.sig));
     }
     if (failure !== undefined) {

@@ -7,15 +7,21 @@ import { chunk, type Plan } from "./plan.js";
  * messages, so that `gemm` stays synchronous.
  *
  * The team block holds the current gemm, its plan, and the counter from which every
- * thread claims chunks. Each worker also has its own signal block: the main thread
- * bumps SEQ and wakes it; the worker claims chunks until none are left, copies SEQ into
- * DONE and wakes the main thread, which waits for every woken worker before returning
- * (and before the team block may be reused).
+ * thread claims chunks. Each worker also has its own signal block with a state word:
+ * the main thread sets POSTED and bumps SEQ to wake it; the worker moves POSTED to
+ * RUNNING, claims chunks until none are left, and sets IDLE. When the main thread has
+ * run out of chunks it takes back a worker still in POSTED (one the OS has not yet
+ * scheduled: waiting for it would only add its wake-up latency) and waits for one in
+ * RUNNING. A worker only reads the team block while RUNNING, so the block can be
+ * reused as soon as every worker is IDLE.
  */
 export const SEQ = 0;
-export const DONE = 1;
+export const STATE = 1;
 export const CMD = 2;
 export const ERR = 3;
+export const IDLE = 0;
+export const POSTED = 1;
+export const RUNNING = 2;
 export const CMD_RUN = 0;
 export const CMD_QUIT = 1;
 const MSG_AT = 64;

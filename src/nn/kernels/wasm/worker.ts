@@ -3,7 +3,9 @@
  * helps with each gemm the main thread posts until told to quit.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { CMD, CMD_QUIT, DONE, ERR, SEQ, signalView, teamView, waitChange, work, writeMessage } from "./control.js";
+import {
+  CMD, CMD_QUIT, ERR, IDLE, POSTED, RUNNING, SEQ, STATE, signalView, teamView, waitChange, work, writeMessage,
+} from "./control.js";
 import type { Scratch } from "./driver.js";
 import { instantiate } from "./module.js";
 
@@ -27,6 +29,8 @@ parentPort?.postMessage("ready");
 for (;;) {
   seen = waitChange(sig.ints, SEQ, seen);
   if (Atomics.load(sig.ints, CMD) === CMD_QUIT) break;
+  // Lost to the main thread: it finished every chunk before this thread got to run.
+  if (Atomics.compareExchange(sig.ints, STATE, POSTED, RUNNING) !== POSTED) continue;
   try {
     work(kernels, init.scratch, team);
     Atomics.store(sig.ints, ERR, 0);
@@ -34,6 +38,6 @@ for (;;) {
     writeMessage(sig, e instanceof Error ? e.message : String(e));
     Atomics.store(sig.ints, ERR, 1);
   }
-  Atomics.store(sig.ints, DONE, seen);
-  Atomics.notify(sig.ints, DONE);
+  Atomics.store(sig.ints, STATE, IDLE);
+  Atomics.notify(sig.ints, STATE);
 }
