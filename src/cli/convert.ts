@@ -1,0 +1,71 @@
+import { PmaError } from "../common/errors.js";
+import { isInteractive } from "../common/log.js";
+import { convertToGguf, type ConvertToGgufResult, type GgufWeightDtype } from "../convert/to-gguf.js";
+import { parseCommandArgs, type Command } from "./command.js";
+import { byteProgress } from "./progress.js";
+
+const usage = `usage: pma convert CKPT --to gguf [--out FILE] [--dtype f32|f16|bf16] [--force] [--json]
+
+Converts a Llama or Mixtral checkpoint folder (pma training checkpoints, pma merge
+outputs, Hugging Face folders with a byte-level BPE tokenizer.json) to one GGUF file
+that llama.cpp loads: u32/f32 hyper-parameter keys, q/k rows permuted for llama.cpp's
+rotary layout, Mixtral experts stacked, tied embeddings without output.weight, and the
+tokenizer as a "gpt2" vocabulary (no BOS/EOS added).
+
+options:
+  --to gguf        the target format (the only one)
+  --out FILE       output file (default: CKPT-<DTYPE>.gguf beside the folder)
+  --dtype D        weight matrices as f32 | f16 | bf16 (default: as stored); norms and
+                   the MoE router stay f32
+  --force          replace an existing output file
+  --json           print the result as JSON
+
+example:
+  pma convert run/checkpoint-1000 --to gguf --dtype bf16 --out model.gguf
+  pma eval model.gguf --engine llama.cpp`;
+
+const DTYPES: Record<string, GgufWeightDtype> = { f32: "F32", f16: "F16", bf16: "BF16" };
+
+export const command: Command = {
+  usage,
+  async run(argv) {
+    const { values, positionals } = parseCommandArgs(
+      argv,
+      {
+        to: { type: "string" },
+        out: { type: "string", short: "o" },
+        dtype: { type: "string" },
+        force: { type: "boolean" },
+        json: { type: "boolean" },
+      },
+      usage,
+    );
+    if (positionals.length !== 1) throw new PmaError("USAGE", `give exactly one checkpoint folder\n\n${usage}`);
+    const to = (values.to ?? "gguf").toLowerCase();
+    if (to !== "gguf") throw new PmaError("USAGE", `--to must be gguf (got '${values.to}')`);
+    const dtype = values.dtype === undefined ? undefined : DTYPES[values.dtype.toLowerCase()];
+    if (values.dtype !== undefined && dtype === undefined) throw new PmaError("USAGE", `--dtype must be f32, f16 or bf16 (got '${values.dtype}')`);
+    const bar = byteProgress("convert", values.json !== true && isInteractive());
+    let r: ConvertToGgufResult;
+    try {
+      r = await convertToGguf(positionals[0]!, {
+        ...(values.out !== undefined ? { out: values.out } : {}),
+        ...(dtype !== undefined ? { dtype } : {}),
+        force: values.force ?? false,
+        onProgress: (done, total) => bar.update(done, total),
+      });
+    } finally {
+      bar.stop();
+    }
+    process.stdout.write(values.json === true ? JSON.stringify(r, null, 2) + "\n" : describeConversion(r));
+    return 0;
+  },
+};
+
+export function describeConversion(r: ConvertToGgufResult): string {
+  return (
+    `${r.out}: ${r.architecture} as GGUF (llama), ${r.dtype} weights, ${r.tensors} tensors, ` +
+    `${r.parameters.toLocaleString("en-US")} parameters, vocabulary of ${r.vocabSize}, ` +
+    `${(r.bytes / 2 ** 20).toFixed(2)} MiB in ${r.seconds.toFixed(2)} s\n`
+  );
+}
