@@ -64,6 +64,8 @@ export interface ScheduleSection {
 
 export interface DataSection {
   corpus: string;
+  /** The corpus whose train split the BPE is trained on; null: `corpus` itself. */
+  tokenizer: string | null;
   vocab_size: number;
   seq_len: number;
   /** Sequences per forward/backward. */
@@ -148,6 +150,9 @@ const PRESETS: Record<ModelPreset, ModelDraft> = { dense: DENSE, moe: MOE };
 
 const TOKENS_PER_STEP = 4096;
 
+/** Corpora a run can train on (src/train/data.ts builds them). */
+const CORPUS_NAMES = ["brown", "wordnet"] as const;
+
 export function tokensPerStep(c: TrainConfig): number {
   return c.data.micro_batch * c.data.seq_len * c.data.grad_accum;
 }
@@ -184,7 +189,7 @@ export function parseTrainConfig(source: unknown, where: string, ctx: ParseConte
     if (!(SECTIONS as readonly string[]).includes(k)) throw configError(where, k, `is not a config section (sections: ${SECTIONS.join(", ")})`);
   }
   const base = ctx.base;
-  const data = readData(new SectionReader(where, "data", o["data"], ["corpus", "vocab_size", "seq_len", "micro_batch", "grad_accum", "seed"]), base?.data);
+  const data = readData(new SectionReader(where, "data", o["data"], ["corpus", "tokenizer", "vocab_size", "seq_len", "micro_batch", "grad_accum", "seed"]), base?.data);
   const training = readTraining(new SectionReader(where, "training", o["training"], ["max_tokens", "seed", "backend"]), base?.training);
   const partial = { data, training } as TrainConfig;
   const tps = tokensPerStep(partial);
@@ -321,9 +326,10 @@ export function scheduleSpec(s: ScheduleSection): ScheduleSpec {
 }
 
 function readData(r: SectionReader, b: DataSection | undefined): DataSection {
-  const corpus = r.choice("corpus", b?.corpus ?? "brown", ["brown"]);
+  const corpus = r.choice("corpus", b?.corpus ?? "brown", CORPUS_NAMES);
   return {
     corpus,
+    tokenizer: r.has("tokenizer") ? r.choice("tokenizer", "brown", CORPUS_NAMES) : (b?.tokenizer ?? null),
     vocab_size: r.integer("vocab_size", b?.vocab_size ?? 4096, 257),
     seq_len: r.integer("seq_len", b?.seq_len ?? 128, 1),
     micro_batch: r.integer("micro_batch", b?.micro_batch ?? 8, 1),

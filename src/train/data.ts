@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PmaError } from "../common/errors.js";
 import { brownCorpus } from "./brown.js";
+import { wordnetCorpus } from "./wordnet.js";
 import type { DataSection } from "./config.js";
 import type { Corpus, Split } from "./corpus.js";
 import type { TokenStream } from "./batches.js";
@@ -28,7 +29,7 @@ export interface RunData {
   split(split: Split): TokenStream;
 }
 
-const CORPORA: Record<string, () => Corpus> = { brown: () => brownCorpus() };
+const CORPORA: Record<string, () => Corpus> = { brown: () => brownCorpus(), wordnet: () => wordnetCorpus() };
 
 export function corpusByName(name: string): Corpus {
   const make = CORPORA[name];
@@ -42,7 +43,10 @@ export function sha256OfStream(s: TokenStream): string {
 
 export function prepareRunData(data: DataSection, cacheDir?: string): RunData {
   const corpus = corpusByName(data.corpus);
-  const prepared = prepareTokenizer(corpus, { vocabSize: data.vocab_size, ...(cacheDir !== undefined ? { cacheDir } : {}) });
+  // A second-domain run (continued training) keeps the tokenizer of the corpus its
+  // starting weights were trained on.
+  const tokenizerCorpus = data.tokenizer === null || data.tokenizer === data.corpus ? corpus : corpusByName(data.tokenizer);
+  const prepared = prepareTokenizer(tokenizerCorpus, { vocabSize: data.vocab_size, ...(cacheDir !== undefined ? { cacheDir } : {}) });
   const tokenizerJson = readFileSync(join(prepared.dir, "tokenizer.json"), "utf8");
   const eosId = prepared.tokenizer.specials.get(END_OF_TEXT);
   if (eosId === undefined) throw new PmaError("INTERNAL", `tokenizer in ${prepared.dir} has no ${END_OF_TEXT} token`);
