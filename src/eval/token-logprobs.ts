@@ -68,20 +68,28 @@ export interface LogprobAgreement {
   maxAbsDiff: number;
   /** Where the largest difference is: window index and position in it. */
   worst: { window: number; position: number };
+  /** Tokens whose difference exceeds the threshold given to compareLogprobs. */
+  above: { threshold: number; tokens: number };
   /** perplexity(b) / perplexity(a). */
   perplexityRatio: number;
 }
 
-/** How closely two engines' log-probabilities of the same tokens agree. */
-export function compareLogprobs(a: WindowLogprobs, b: WindowLogprobs): LogprobAgreement {
+/**
+ * How closely two engines' log-probabilities of the same tokens agree. `threshold`
+ * (nats) counts the outliers: in an MoE model a token whose top-k experts are nearly
+ * tied can be routed differently by the two engines, a discrete jump the mean hides.
+ */
+export function compareLogprobs(a: WindowLogprobs, b: WindowLogprobs, threshold = 0.05): LogprobAgreement {
   const same = a.seq === b.seq && a.windows.length === b.windows.length && a.windows.every((o, i) => o === b.windows[i]);
   if (!same) throw new PmaError("USAGE", "the two scorings cover different windows; compare scorings of the same split, seq and token budget");
   let sum = 0;
   let max = -1;
   let at = 0;
+  let above = 0;
   for (let i = 0; i < a.logprobs.length; i++) {
     const d = Math.abs(a.logprobs[i]! - b.logprobs[i]!);
     sum += d;
+    if (!(d <= threshold)) above++;
     // NaN (a token one engine could not score) must not hide as a small difference.
     if (!(d <= max)) {
       max = d;
@@ -93,6 +101,7 @@ export function compareLogprobs(a: WindowLogprobs, b: WindowLogprobs): LogprobAg
     meanAbsDiff: sum / a.logprobs.length,
     maxAbsDiff: max,
     worst: { window: Math.floor(at / a.seq), position: at % a.seq },
+    above: { threshold, tokens: above },
     perplexityRatio: summarizeLogprobs(b.logprobs).perplexity / summarizeLogprobs(a.logprobs).perplexity,
   };
 }
