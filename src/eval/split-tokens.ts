@@ -20,8 +20,11 @@ export class SplitTokens {
 
   constructor(private readonly cacheDir = cacheDirectory()) {}
 
-  /** Tokens of `split` of corpus `corpusName` under the tokenizer in `tokenizerFile`. */
-  get(corpusName: string, split: Split, tokenizerFile: string): TokenStream {
+  /**
+   * Tokens of `split` of corpus `corpusName` under the tokenizer in `tokenizerFile`;
+   * `corpus`, when given, is that corpus (one not registered by name, e.g. a test's).
+   */
+  get(corpusName: string, split: Split, tokenizerFile: string, corpus?: Corpus): TokenStream {
     let text: string;
     try {
       text = readFileSync(tokenizerFile, "utf8");
@@ -32,7 +35,7 @@ export class SplitTokens {
     const key = `${corpusName}\0${sha}\0${split}`;
     const hit = this.streams.get(key);
     if (hit !== undefined) return hit;
-    let corpus = this.corpora.get(corpusName);
+    corpus ??= this.corpora.get(corpusName);
     if (corpus === undefined) this.corpora.set(corpusName, (corpus = corpusByName(corpusName)));
     let json: unknown;
     try {
