@@ -66,8 +66,29 @@ function fill(a: Float32Array, seed: number): void {
   }
 }
 
-/** Median GFLOP/s of `reps` calls (js: one call, it is slow and steady). */
-function measure(b: MatmulBackend, s: Shape, n: number): number {
+interface Column {
+  name: string;
+  backend: MatmulBackend;
+  /** Runs before each timed call: OpenBLAS's thread count is process-wide, so the blas
+   * columns set theirs again every time. */
+  before?: () => void;
+}
+
+const columns: Column[] = [];
+let blasNote = "";
+try {
+  const setThreads = (n: number) => (): void => void createBlasBackend({ threads: n });
+  columns.push({ name: "blas-1t", backend: createBlasBackend({ threads: 1 }), before: setThreads(1) });
+  columns.push({ name: `blas-${threads}t`, backend: createBlasBackend({ threads }), before: setThreads(threads) });
+} catch (e) {
+  blasNote = `blas not measured: ${e instanceof Error ? e.message : String(e)}`;
+}
+columns.push({ name: "wasm-1t", backend: await createWasmBackend({ threads: 1 }) });
+columns.push({ name: `wasm-${threads}t`, backend: await createWasmBackend({ threads }) });
+if (withJs) columns.push({ name: "js", backend: createJsBackend() });
+
+/** Operands for one shape in one backend's memory, and a function that multiplies them. */
+function prepare(b: MatmulBackend, s: Shape): { call: () => void; release: () => void } {
   const rowsA = s.transA ? s.K : s.M, colsA = s.transA ? s.M : s.K;
   const rowsB = s.transB ? s.N : s.K, colsB = s.transB ? s.K : s.N;
   const A = b.alloc(rowsA * colsA * s.batch);
@@ -79,43 +100,43 @@ function measure(b: MatmulBackend, s: Shape, n: number): number {
     transA: s.transA, transB: s.transB, M: s.M, N: s.N, K: s.K, alpha: 1, A, lda: colsA, B, ldb: colsB,
     beta: s.beta, C, ldc: s.N, batch: s.batch, strideA: rowsA * colsA, strideB: rowsB * colsB, strideC: s.M * s.N,
   };
-  const call = (): void => (s.batch === 1 ? b.gemm(g) : b.gemmBatched(g));
-  call();
-  const times: number[] = [];
-  for (let r = 0; r < n; r++) {
-    const t0 = performance.now();
-    call();
-    times.push(performance.now() - t0);
+  return {
+    call: () => (s.batch === 1 ? b.gemm(g) : b.gemmBatched(g)),
+    release: () => { for (const buf of [A, B, C]) b.free?.(buf); },
+  };
+}
+
+function time(f: () => void): number {
+  const t0 = performance.now();
+  f();
+  return performance.now() - t0;
+}
+
+/**
+ * The backends take turns, one call each per round, so that a burst of load from other
+ * processes hits all of them alike and the ratios stay fair. js gets one call per shape.
+ */
+const results = new Map<string, number[]>(columns.map((c) => [c.name, []]));
+for (const s of shapes) {
+  const runs = columns.map((c) => ({ c, ...prepare(c.backend, s), times: [] as number[] }));
+  for (const r of runs) {
+    r.c.before?.();
+    r.call(); // warm-up: page faults, JIT, worker wake-up
   }
-  times.sort((x, y) => x - y);
-  for (const buf of [A, B, C]) b.free?.(buf);
-  return flops(s) / (times[Math.floor(times.length / 2)]! * 1e6);
+  for (let rep = 0; rep < reps; rep++) {
+    for (const r of runs) {
+      if (r.c.name === "js" && rep > 0) continue;
+      r.c.before?.();
+      r.times.push(time(r.call));
+    }
+  }
+  for (const r of runs) {
+    r.release();
+    const t = r.times.sort((x, y) => x - y);
+    results.get(r.c.name)!.push(flops(s) / (t[Math.floor(t.length / 2)]! * 1e6));
+  }
 }
-
-interface Column {
-  name: string;
-  make: () => Promise<MatmulBackend> | MatmulBackend;
-  reps: number;
-}
-const columns: Column[] = [];
-let blasNote = "";
-try {
-  createBlasBackend({ threads: 1 }).dispose();
-  columns.push({ name: "blas-1t", make: () => createBlasBackend({ threads: 1 }), reps });
-  columns.push({ name: `blas-${threads}t`, make: () => createBlasBackend({ threads }), reps });
-} catch (e) {
-  blasNote = `blas not measured: ${e instanceof Error ? e.message : String(e)}`;
-}
-columns.push({ name: "wasm-1t", make: () => createWasmBackend({ threads: 1 }), reps });
-columns.push({ name: `wasm-${threads}t`, make: () => createWasmBackend({ threads }), reps });
-if (withJs) columns.push({ name: "js", make: () => createJsBackend(), reps: 1 });
-
-const results = new Map<string, number[]>();
-for (const col of columns) {
-  const b = await col.make();
-  results.set(col.name, shapes.map((s) => measure(b, s, col.reps)));
-  b.dispose();
-}
+for (const c of columns) c.backend.dispose();
 
 function ratio(a: string | undefined, b: string | undefined, i: number): string {
   const x = a === undefined ? undefined : results.get(a)?.[i];

@@ -262,6 +262,26 @@ describe("wasm backend memory", () => {
     assertGemm("old view x new view", g, C0, C);
   });
 
+  test("arrays stay recognised as shared after another backend's memory grows", async () => {
+    // V8 replaces every isolate's SharedArrayBuffer objects when any shared memory grows;
+    // a view made after that must still count as ours (else every gemm copies).
+    const other = await createWasmBackend({ threads: 2, initialBytes: 1 << 16 });
+    try {
+      for (let round = 0; round < 3; round++) {
+        const mine = [w.alloc(300_000 * (round + 1)), w.alloc(70_000)];
+        const theirs = [other.alloc(500_000 * (round + 1)), other.alloc(90_000)];
+        const g: GemmArgs = { transA: false, transB: false, M: 50, N: 60, K: 70, alpha: 1, A: theirs[1]!, lda: 70, B: theirs[0]!, ldb: 60, beta: 0, C: theirs[0]!.subarray(200_000), ldc: 60 };
+        other.gemm(g);
+        for (const a of mine) assert.ok(w.owns(a) && w.owns(a.subarray(5)), `round ${round}: an array from alloc is not recognised`);
+        for (const a of theirs) assert.ok(other.owns(a) && !w.owns(a), `round ${round}: ownership mixed up`);
+        for (const a of mine) w.free!(a);
+        for (const a of theirs) other.free!(a);
+      }
+    } finally {
+      other.dispose();
+    }
+  });
+
   test("free returns memory for reuse, zero-filled again; foreign arrays are refused", () => {
     const a = w.alloc(4096);
     a.fill(7);

@@ -17,11 +17,16 @@ interface Block {
  * A shared memory never moves when it grows: the SharedArrayBuffer behind an earlier
  * view keeps its length and stays valid, only `memory.buffer` returns a longer one. So
  * arrays handed out before a grow keep working, and callers never re-create views.
+ *
+ * Which arrays are ours is known from the buffer objects our views were made on. V8 may
+ * hand out a fresh SharedArrayBuffer object for the same memory at any time (after any
+ * shared memory in the process grows, every isolate's buffer objects are replaced), so
+ * "the buffer memory.buffer returned at the last grow" is not a reliable test.
  */
 export class SharedArena {
   readonly memory: WebAssembly.Memory;
-  /** Every SharedArrayBuffer this memory has shown; an array on one of them is ours. */
-  private readonly buffers = new Set<ArrayBufferLike>();
+  /** Every SharedArrayBuffer object a view of ours was made on. */
+  private readonly buffers = new WeakSet<ArrayBufferLike>();
   /** Free blocks sorted by address; the last one always ends at the memory's top. */
   private free: Block[] = [];
   private readonly live = new Map<number, number>();
@@ -29,14 +34,16 @@ export class SharedArena {
   constructor(initialBytes = 16 * PAGE) {
     const pages = Math.max(1, Math.ceil(initialBytes / PAGE));
     this.memory = new WebAssembly.Memory({ initial: pages, maximum: MAX_PAGES, shared: true });
-    this.buffers.add(this.memory.buffer);
     // Address 0 stays unused so that a zero address can never be a real buffer.
     this.free.push({ start: ALIGN, end: pages * PAGE });
   }
 
   /** True when `arr` lies in this arena's memory (so kernels can address it directly). */
   owns(arr: Float32Array): boolean {
-    return this.buffers.has(arr.buffer);
+    if (this.buffers.has(arr.buffer)) return true;
+    if (arr.buffer !== this.memory.buffer) return false;
+    this.buffers.add(arr.buffer);
+    return true;
   }
 
   get bytes(): number {
@@ -47,7 +54,9 @@ export class SharedArena {
   alloc(n: number): Float32Array {
     if (!Number.isSafeInteger(n) || n < 0) throw new PmaError("RANGE_INVALID", `alloc: length ${n} is not a count`);
     const start = this.allocBytes(Math.max(n, 1) * 4);
-    const view = new Float32Array(this.memory.buffer, start, n);
+    const buffer = this.memory.buffer;
+    this.buffers.add(buffer);
+    const view = new Float32Array(buffer, start, n);
     view.fill(0);
     return view;
   }
@@ -112,7 +121,6 @@ export class SharedArena {
       );
     }
     this.memory.grow(pages);
-    this.buffers.add(this.memory.buffer);
     if (tail !== undefined) tail.end = top + pages * PAGE;
     else this.free.push({ start: top, end: top + pages * PAGE });
   }
