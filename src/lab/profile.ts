@@ -1,0 +1,150 @@
+/**
+ * Lab profiles: the scale of every experiment in one place. Everything is counted in
+ * optimizer steps of the pre-training runs (tokens = steps x tokens per step), so the
+ * checkpoint spacing, the merge interval V and the experiment points line up exactly.
+ *
+ * - micro: seconds, for tests (a 30k-parameter model; effects are not expected to show).
+ * - quick: `pma lab`, sized for about 15 minutes on a quiet 2-core machine with the blas
+ *   backend, at the lab notes' scale where the paper's effects are visible
+ *   (d_model 128, 4 layers, 4096 tokens per step, constant 3e-3 after 50 warmup steps).
+ * - full:  `pma lab --profile full`, wider models and ~10x the tokens (hours).
+ */
+import { PmaError } from "../common/errors.js";
+
+export type ProfileName = "micro" | "quick" | "full";
+export const PROFILE_NAMES: readonly ProfileName[] = ["micro", "quick", "full"];
+
+export interface ModelSize {
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+}
+
+export interface LabProfile {
+  name: ProfileName;
+  /** Shared by every pre-training run: tokens per step = micro_batch x seq_len x grad_accum. */
+  data: { vocab_size: number; seq_len: number; micro_batch: number; grad_accum: number };
+  dense: ModelSize;
+  /** Mixtral-style: experts of intermediate_size each, top-2. */
+  moe: ModelSize & { num_local_experts: number };
+  /** Peak (stable-phase) learning rate and warmup of the pre-training runs. */
+  lr: number;
+  warmupSteps: number;
+  denseSteps: number;
+  denseCheckpointEvery: number;
+  moeSteps: number;
+  moeCheckpointEvery: number;
+  /** Held-out tokens (evenly spaced validation windows) per evaluation. */
+  evalTokens: number;
+  /** The default merge: N checkpoints V tokens apart (V in steps here). */
+  window: { count: number; intervalSteps: number };
+  /** Experiment 1: compare latest and merged every `everySteps` from `fromStep` on. */
+  stable: { fromStep: number; everySteps: number; moeFromStep: number };
+  /** Experiment 2: fork at `forkStep`, cosine to lrMin by the end of the dense run. */
+  anneal: { forkStep: number; lrMin: number; everySteps: number };
+  /** Experiments 3 and 4: an early point; the late point is the end of the dense run. */
+  earlyStep: number;
+  /** Experiment 4: V as multiples of window.intervalSteps (at N = window.count), and N at that V. */
+  intervals: number[];
+  counts: number[];
+  /** Experiment 5: continued training on WordNet glosses. */
+  ct: { steps: number; warmupSteps: number; schedules: { peak: number; end: number }[]; checkpointEvery: number; evalTokens: number };
+  /** Experiment 6: answers-only fine-tuning on WordNet question-answer pairs. */
+  sft: { steps: number; warmupSteps: number; lrs: number[]; endFactor: number; batch: number; seq: number; questions: number };
+  /** Experiment 7: the MoE run's LR is multiplied by `factor` after `atStep`. */
+  spike: { atStep: number; factor: number; steps: number };
+  /** Experiment 8: k checkpoints of the final window; gradients over hvpBatches micro-batches; a grid x grid loss plane. */
+  mechanism: { k: number; hvpBatches: number; grid: number; gridTokens: number };
+}
+
+const QUICK: LabProfile = {
+  name: "quick",
+  data: { vocab_size: 4096, seq_len: 128, micro_batch: 8, grad_accum: 4 },
+  dense: { hidden_size: 128, intermediate_size: 344, num_hidden_layers: 4, num_attention_heads: 4 },
+  moe: { hidden_size: 128, intermediate_size: 172, num_hidden_layers: 4, num_attention_heads: 4, num_local_experts: 8 },
+  lr: 3e-3,
+  warmupSteps: 50,
+  denseSteps: 360,
+  denseCheckpointEvery: 10,
+  moeSteps: 200,
+  moeCheckpointEvery: 20,
+  evalTokens: 32768,
+  window: { count: 6, intervalSteps: 20 },
+  stable: { fromStep: 120, everySteps: 40, moeFromStep: 80 },
+  anneal: { forkStep: 200, lrMin: 3e-5, everySteps: 40 },
+  earlyStep: 160,
+  intervals: [0.5, 1, 2, 4],
+  counts: [3, 6, 10, 15],
+  ct: { steps: 40, warmupSteps: 4, schedules: [{ peak: 3e-3, end: 3e-4 }, { peak: 1e-3, end: 1e-4 }], checkpointEvery: 8, evalTokens: 16384 },
+  sft: { steps: 60, warmupSteps: 6, lrs: [1e-3, 3e-3], endFactor: 0.1, batch: 16, seq: 64, questions: 256 },
+  spike: { atStep: 120, factor: 10, steps: 40 },
+  mechanism: { k: 5, hvpBatches: 8, grid: 9, gridTokens: 8192 },
+};
+
+const FULL: LabProfile = {
+  ...QUICK,
+  name: "full",
+  dense: { hidden_size: 256, intermediate_size: 688, num_hidden_layers: 6, num_attention_heads: 8 },
+  moe: { hidden_size: 256, intermediate_size: 344, num_hidden_layers: 6, num_attention_heads: 8, num_local_experts: 8 },
+  lr: 2e-3,
+  warmupSteps: 100,
+  denseSteps: 3000,
+  denseCheckpointEvery: 25,
+  moeSteps: 2000,
+  moeCheckpointEvery: 50,
+  evalTokens: 131072,
+  window: { count: 10, intervalSteps: 50 },
+  stable: { fromStep: 500, everySteps: 250, moeFromStep: 500 },
+  anneal: { forkStep: 1500, lrMin: 2e-5, everySteps: 250 },
+  earlyStep: 750,
+  ct: { steps: 400, warmupSteps: 20, schedules: [{ peak: 2e-3, end: 2e-4 }, { peak: 1e-3, end: 1e-4 }, { peak: 5e-4, end: 5e-5 }], checkpointEvery: 50, evalTokens: 65536 },
+  sft: { steps: 400, warmupSteps: 20, lrs: [5e-4, 1e-3, 2e-3], endFactor: 0.1, batch: 16, seq: 64, questions: 1024 },
+  spike: { atStep: 1200, factor: 10, steps: 300 },
+  mechanism: { k: 8, hvpBatches: 32, grid: 15, gridTokens: 32768 },
+};
+
+/** Tiny and fast: for tests of the machinery, not of the paper's claims. */
+const MICRO: LabProfile = {
+  name: "micro",
+  data: { vocab_size: 512, seq_len: 32, micro_batch: 4, grad_accum: 2 },
+  dense: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2 },
+  moe: { hidden_size: 32, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 2, num_local_experts: 4 },
+  lr: 1e-2,
+  warmupSteps: 4,
+  denseSteps: 48,
+  denseCheckpointEvery: 2,
+  moeSteps: 32,
+  moeCheckpointEvery: 4,
+  evalTokens: 2048,
+  window: { count: 3, intervalSteps: 4 },
+  stable: { fromStep: 16, everySteps: 16, moeFromStep: 16 },
+  anneal: { forkStep: 24, lrMin: 1e-4, everySteps: 12 },
+  earlyStep: 24,
+  intervals: [0.5, 1, 2],
+  counts: [2, 3, 5],
+  ct: { steps: 6, warmupSteps: 1, schedules: [{ peak: 1e-2, end: 1e-3 }], checkpointEvery: 3, evalTokens: 1024 },
+  sft: { steps: 6, warmupSteps: 1, lrs: [1e-2], endFactor: 0.1, batch: 4, seq: 32, questions: 16 },
+  spike: { atStep: 16, factor: 10, steps: 8 },
+  mechanism: { k: 3, hvpBatches: 2, grid: 3, gridTokens: 512 },
+};
+
+const PROFILES: Record<ProfileName, LabProfile> = { micro: MICRO, quick: QUICK, full: FULL };
+
+export function labProfile(name: string): LabProfile {
+  if (!(PROFILE_NAMES as readonly string[]).includes(name)) {
+    throw new PmaError("USAGE", `--profile must be one of ${PROFILE_NAMES.join(", ")}, got ${JSON.stringify(name)}`);
+  }
+  return PROFILES[name as ProfileName];
+}
+
+export function tokensPerStep(p: LabProfile): number {
+  return p.data.micro_batch * p.data.seq_len * p.data.grad_accum;
+}
+
+/** Steps from `from` to `to` (inclusive) every `every`, only those that are multiples of `every`. */
+export function stepsBetween(from: number, to: number, every: number): number[] {
+  const out: number[] = [];
+  for (let s = Math.ceil(from / every) * every; s <= to; s += every) out.push(s);
+  return out;
+}

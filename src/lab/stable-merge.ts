@@ -1,0 +1,96 @@
+/**
+ * Question 1 (paper section 4.1, Fig. 1): in the constant-LR phase of a WSD run, is the
+ * SMA of the last N checkpoints, V tokens apart, better than the latest checkpoint?
+ * Dense and MoE; at several points of each run.
+ */
+import type { LabContext } from "./context.js";
+import { delta, NOISE_NATS, tokens } from "./format.js";
+import { stepsBetween } from "./profile.js";
+import type { ExperimentResult, Finding, Verdict } from "./result.js";
+import { checkpointDir, denseSpec, moeSpec, type RunSpec } from "./runs.js";
+
+export interface MergeCurvePoint {
+  step: number;
+  tokens: number;
+  latest: number;
+  merged: number;
+  /** N actually merged at this point. */
+  count: number;
+}
+
+/** Latest vs SMA(N at V) at each step of `steps` of one run. */
+export async function mergeCurve(ctx: LabContext, experiment: string, spec: RunSpec, steps: number[]): Promise<MergeCurvePoint[]> {
+  const dir = await ctx.runs.ensure(spec);
+  const { count, intervalSteps } = ctx.profile.window;
+  const out: MergeCurvePoint[] = [];
+  for (const [i, step] of steps.entries()) {
+    ctx.progress.stage(experiment, `${spec.name}: point ${i + 1}/${steps.length}`);
+    const w = await ctx.window(dir, step, count, intervalSteps);
+    const merged = await ctx.merged(w.inputs);
+    out.push({ step, tokens: step * ctx.tps, latest: await ctx.heldout(checkpointDir(dir, step)), merged: await ctx.heldout(merged), count: w.count });
+  }
+  return out;
+}
+
+/** Verdict of "merged beats latest" over points where N was reached. */
+export function mergeVerdict(points: MergeCurvePoint[], fullCount: number): { verdict: Verdict; wins: number; total: number; gains: number[] } {
+  const full = points.filter((p) => p.count === fullCount);
+  const gains = full.map((p) => p.latest - p.merged);
+  const wins = gains.filter((g) => g > NOISE_NATS).length;
+  const losses = gains.filter((g) => g < -NOISE_NATS).length;
+  const verdict: Verdict = full.length === 0 ? "inconclusive" : wins === full.length ? "reproduced" : wins > losses ? "partly reproduced" : wins === 0 && losses === 0 ? "inconclusive" : "not reproduced";
+  return { verdict, wins, total: full.length, gains };
+}
+
+function finding(model: string, points: MergeCurvePoint[], fullCount: number): Finding {
+  const v = mergeVerdict(points, fullCount);
+  const list = points.map((p) => `${tokens(p.tokens)}: ${delta(p.merged - p.latest)}${p.count < fullCount ? ` (N=${p.count})` : ""}`).join("; ");
+  return {
+    claim: `${model}: in the constant-LR phase, the SMA of recent checkpoints scores better than the latest checkpoint.`,
+    measured: `merged minus latest held-out loss (nats) at ${list}. Better by more than ${NOISE_NATS} at ${v.wins} of ${v.total} points with the full N.`,
+    verdict: v.verdict,
+  };
+}
+
+export async function stableMerge(ctx: LabContext): Promise<Omit<ExperimentResult, "seconds">> {
+  const p = ctx.profile;
+  const { count, intervalSteps } = p.window;
+  const [dense, moe] = await Promise.all([
+    mergeCurve(ctx, "stable-merge", denseSpec(p), stepsBetween(p.stable.fromStep, p.denseSteps, p.stable.everySteps)),
+    mergeCurve(ctx, "stable-merge", moeSpec(p), stepsBetween(p.stable.moeFromStep, p.moeSteps, p.stable.everySteps)),
+  ]);
+  const series = (name: string, pts: MergeCurvePoint[]) => [
+    { name: `${name} latest`, points: pts.map((q) => ({ x: q.tokens, y: q.latest })) },
+    { name: `${name} SMA N=${count}`, points: pts.map((q) => ({ x: q.tokens, y: q.merged })) },
+  ];
+  const rows = (name: string, pts: MergeCurvePoint[]) => pts.map((q) => [name, q.tokens, q.latest, q.merged, q.merged - q.latest, q.count]);
+  return {
+    id: "stable-merge",
+    title: "Merging in the stable phase",
+    paper: "Section 4.1, Fig. 1 (and Fig. 9 for dense models): merged checkpoints of the constant-LR phase beat the latest one.",
+    setup:
+      `Dense and MoE models trained on Brown with a constant LR of ${p.lr} after ${p.warmupSteps} warmup steps (the stable phase of WSD). ` +
+      `At every ${tokens(p.stable.everySteps * ctx.tps)} tokens, the latest checkpoint is compared with the SMA of N=${count} checkpoints ` +
+      `V=${tokens(intervalSteps * ctx.tps)} tokens apart ending there (pma's planner and merger), on ${tokens(p.evalTokens)} fixed validation tokens.`,
+    findings: [finding("Dense", dense, count), finding("MoE", moe, count)],
+    figures: [
+      {
+        kind: "line",
+        id: "stable-merge",
+        title: "Latest checkpoint vs SMA in the constant-LR phase",
+        caption: `Held-out loss of the latest checkpoint and of the SMA of the last ${count} checkpoints ${tokens(intervalSteps * ctx.tps)} tokens apart.`,
+        x: { label: "tokens" },
+        y: { label: "held-out loss (nats)" },
+        series: [...series("dense", dense), ...series("MoE", moe)],
+      },
+    ],
+    tables: [
+      {
+        id: "stable-merge",
+        title: "Latest vs merged held-out loss",
+        columns: ["model", "tokens", "latest", "merged", "merged - latest", "N"],
+        rows: [...rows("dense", dense), ...rows("MoE", moe)],
+      },
+    ],
+  };
+}
