@@ -1,12 +1,13 @@
 import { PmaError, isPmaError } from "../../common/errors.js";
-import { BLAS_HINT, createBlasBackend, type BlasBackend } from "./blas.js";
+import { BLAS_HINT, createBlasBackend } from "./blas.js";
 import { createJsBackend } from "./js.js";
 import type { BackendName, MatmulBackend } from "./matmul.js";
 import { createWasmBackend } from "./wasm/backend.js";
 
 export type { BackendName, BatchedGemmArgs, GemmArgs, MatmulBackend } from "./matmul.js";
 export { gemmReference, createJsBackend } from "./js.js";
-export { createBlasBackend, type BlasBackend, type BlasOptions } from "./blas.js";
+export { defaultThreads } from "./threads.js";
+export { BLAS_HINT, createBlasBackend, type BlasBackend, type BlasOptions } from "./blas.js";
 export { createWasmBackend, type WasmBackend, type WasmOptions } from "./wasm/backend.js";
 
 const NAMES: readonly BackendName[] = ["blas", "wasm", "js"];
