@@ -57,6 +57,12 @@ describe("pma train and pma eval", () => {
     assert.equal(both.stdout.trim().split("\n").length, 2);
   });
 
+  test("without --out a new run goes to ./pma-run", () => {
+    const r = spawnSync(process.execPath, [PMA, "train", "--config", join(tmp.dir, "tiny.yaml"), "--max-tokens", "512"], { encoding: "utf8", env, cwd: tmp.dir });
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(existsSync(join(tmp.dir, "pma-run", "checkpoint-2", "model.safetensors")));
+  });
+
   test("invalid configs and flags fail with the field named and no stack trace", () => {
     const bad = join(tmp.dir, "bad.yaml");
     writeFileSync(bad, "schedule: {lr: fast}\n");
@@ -65,9 +71,12 @@ describe("pma train and pma eval", () => {
     assert.match(r.stderr, /bad\.yaml: schedule\.lr must be a finite number, got "fast"/);
     assert.doesNotMatch(r.stderr, /\n\s+at /);
     assert.ok(!existsSync(join(tmp.dir, "bad-run")));
-    const usage = pma("train", "--config", join(tmp.dir, "tiny.yaml"));
+    const usage = pma("train", "--config", join(tmp.dir, "tiny.yaml"), "extra");
     assert.equal(usage.status, 2);
-    assert.match(usage.stderr, /--out DIR/);
+    assert.match(usage.stderr, /unexpected argument 'extra'/);
+    const fork = pma("train", "--resume", join(tmp.dir, "run", "checkpoint-6"), "--schedule", "{kind: cosine}");
+    assert.equal(fork.status, 2);
+    assert.match(fork.stderr, /this resume is a fork \(new schedule or optimizer settings\): write it to a new run with --out DIR/);
     const flag = pma("train", "--out", join(tmp.dir, "x"), "--max-tokens", "lots");
     assert.equal(flag.status, 2);
     assert.match(flag.stderr, /--max-tokens: 'lots' is not a token count/);

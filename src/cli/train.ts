@@ -8,7 +8,9 @@ import { parseCommandArgs, type Command } from "./command.js";
 import { interruptSignal } from "./interrupt.js";
 import { trainProgress } from "./train-progress.js";
 
-const usage = `usage: pma train [--config run.yaml] --out DIR [options]
+const DEFAULT_OUT = "pma-run";
+
+const usage = `usage: pma train [--config run.yaml] [--out DIR] [options]
        pma train --resume CKPT [--out DIR] [options]
 
 Trains a Llama-style dense or Mixtral-style MoE model on the Brown corpus, writing
@@ -22,7 +24,8 @@ Ctrl-C finishes the current step, writes a checkpoint and exits; resume it with
 options:
   --config FILE         YAML with sections model, optimizer, schedule, data, training,
                         eval, checkpointing, log (see docs/training.md)
-  --out DIR             run directory (new, or empty; --force replaces it)
+  --out DIR             run directory (new, or empty; --force replaces it); default
+                        ./${DEFAULT_OUT} for a new run
   --resume CKPT         continue from a checkpoint folder, or a run directory's latest
                         checkpoint. Same schedule: continues bit-identically, by default
                         in the checkpoint's own run. A new schedule/optimizer (--config
@@ -82,7 +85,8 @@ export const command: Command = {
       usage,
     );
     if (positionals.length > 0) throw new PmaError("USAGE", `unexpected argument '${positionals[0]}'\n\n${usage}`);
-    if (values.resume === undefined && values.out === undefined) throw new PmaError("USAGE", `give --out DIR for a new run, or --resume CKPT\n\n${usage}`);
+    // A new run without --out goes to ./pma-run (refused if that holds another run).
+    const out = values.out ?? (values.resume === undefined ? DEFAULT_OUT : undefined);
 
     let overlay: Record<string, unknown> = {};
     let source = "command-line flags";
@@ -121,7 +125,7 @@ export const command: Command = {
       result = await train({
         config: overlay,
         configSource: source,
-        ...(values.out !== undefined ? { out: values.out } : {}),
+        ...(out !== undefined ? { out } : {}),
         ...(values.resume !== undefined ? { resume: values.resume } : {}),
         ...(values["optimizer-from"] !== undefined ? { optimizerFrom: values["optimizer-from"] } : {}),
         weightsOnly: values["weights-only"] ?? false,
