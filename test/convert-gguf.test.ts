@@ -18,10 +18,10 @@ import { GgufFile } from "../src/formats/gguf.js";
 import { writeSafetensors } from "../src/formats/safetensors-writer.js";
 import { resolveConfig, toHfConfig, type ModelConfig } from "../src/nn/config.js";
 import { createJsBackend } from "../src/nn/kernels/index.js";
-import { ParamSet } from "../src/nn/params.js";
+import { paramLayout, ParamSet } from "../src/nn/params.js";
 import { decodeFloats } from "../src/tensor/codec.js";
 import type { FloatDType } from "../src/tensor/dtype.js";
-import { saveTokenizer } from "../src/train/tokenizer-json.js";
+import { saveTokenizer, tokenizerToJson } from "../src/train/tokenizer-json.js";
 import { Tokenizer } from "../src/train/tokenizer.js";
 import { encodeTensors, readWeights } from "../src/train/weights-io.js";
 import { rng, tempDir } from "./helpers/fixtures.js";
@@ -63,6 +63,8 @@ const MOE = resolveConfig({
   vocab_size: 264, hidden_size: 16, intermediate_size: 8, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1,
   max_position_embeddings: 32, num_local_experts: 3, num_experts_per_tok: 2, bos_token_id: 258, eos_token_id: 258,
 });
+
+const DENSE_SHAPES = (c: ModelConfig) => new Map(paramLayout(c).map((p) => [p.name, p.shape]));
 
 async function tensorValues(f: GgufFile, name: string): Promise<Float32Array> {
   const t = f.tensors.get(name);
@@ -262,6 +264,39 @@ describe("pma convert --to gguf", () => {
       assert.equal(tok.vocabSize, 264);
     } finally {
       await f.close();
+    }
+  });
+
+  test("a Hugging Face folder (sharded, GPT-2 form tokenizer.json, no head_dim, inv_freq buffers) gives the same GGUF as pma's", async () => {
+    const config = resolveConfig({ ...DENSE, head_dim: 4 });
+    const values = await writeCheckpoint(dir("pma-form"), config, "F32");
+    const hf = dir("hf-form");
+    await mkdir(hf, { recursive: true });
+    const all = encodeTensors([...values].map(([name, data]) => ({ name, shape: DENSE_SHAPES(config).get(name)!, data })), "F32");
+    const buffers = [0, 1].map((l) => ({ name: `model.layers.${l}.self_attn.rotary_emb.inv_freq`, dtype: "F32" as const, shape: [2], data: new Uint8Array(8) }));
+    const shards = [all.slice(0, 9), [...all.slice(9), ...buffers]];
+    const weightMap: Record<string, string> = {};
+    for (const [i, part] of shards.entries()) {
+      const file = `model-0000${i + 1}-of-00002.safetensors`;
+      await writeSafetensors(join(hf, file), part);
+      for (const t of part) weightMap[t.name] = file;
+    }
+    writeFileSync(join(hf, "model.safetensors.index.json"), JSON.stringify({ metadata: { total_size: shards.flat().reduce((n, t) => n + t.data.length, 0) }, weight_map: weightMap }));
+    const { head_dim: _omitted, ...hfConfig } = toHfConfig(config);
+    writeFileSync(join(hf, "config.json"), JSON.stringify(hfConfig));
+    const tokenizer = tokenizerToJson(tinyTokenizer());
+    tokenizer["pre_tokenizer"] = { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true };
+    writeFileSync(join(hf, "tokenizer.json"), JSON.stringify(tokenizer));
+
+    const a = await GgufFile.open((await convertToGguf(dir("pma-form"), { out: dir("pma-form.gguf"), name: "m" })).out);
+    const b = await GgufFile.open((await convertToGguf(hf, { out: dir("hf-form.gguf"), name: "m" })).out);
+    try {
+      assert.deepEqual(b.metadata, a.metadata);
+      assert.deepEqual([...b.tensors.keys()], [...a.tensors.keys()]);
+      for (const name of a.tensors.keys()) assert.deepEqual(await b.read(name), await a.read(name), name);
+    } finally {
+      await a.close();
+      await b.close();
     }
   });
 

@@ -16,6 +16,7 @@ import { convertToGguf, type GgufWeightDtype } from "../convert/to-gguf.js";
 import { tokenizerFromGgufMetadata } from "../convert/gguf-vocab.js";
 import { GgufFile, isGgufPath } from "../formats/gguf.js";
 import { readTrainerState } from "../formats/trainer-state.js";
+import type { ModelConfig } from "../nn/config.js";
 import { getBackend, type MatmulBackend } from "../nn/kernels/index.js";
 import { createModel } from "../nn/model.js";
 import type { TokenStream } from "../train/batches.js";
@@ -80,7 +81,7 @@ interface Prepared {
   tokensSeen: number | null;
 }
 
-async function prepareFolder(dir: string, opts: ScoreTokensOptions): Promise<Prepared> {
+async function prepareFolder(dir: string, opts: ScoreTokensOptions): Promise<Prepared & { config: ModelConfig }> {
   const config = await readModelConfig(dir);
   const [pmaState, trainerState] = await Promise.all([readPmaState(dir).catch(() => null), readTrainerState(dir).catch(() => null)]);
   const seq = opts.seq ?? pmaState?.config.data.seq_len ?? config.max_position_embeddings;
@@ -88,6 +89,7 @@ async function prepareFolder(dir: string, opts: ScoreTokensOptions): Promise<Pre
     throw new PmaError("USAGE", `window length ${seq} must be between 1 and the model's max_position_embeddings (${config.max_position_embeddings})`);
   }
   return {
+    config,
     checkpoint: dir,
     tokenizerFile: join(dir, "tokenizer.json"),
     seq,
@@ -115,7 +117,7 @@ async function scoreWithPma(path: string, opts: ScoreTokensOptions): Promise<Sco
   if (!Number.isInteger(batch) || batch < 1) throw new PmaError("USAGE", `batch must be a positive integer, got ${batch}`);
   const p = await prepareFolder(dir, opts);
   const stream = tokensOf(p, split, opts.cacheDir ?? cacheDirectory());
-  const config = await readModelConfig(dir);
+  const config = p.config;
   const backend = opts.backend ?? (await getBackend());
   try {
     const model = createModel(config, backend, { batch, seq: p.seq });
