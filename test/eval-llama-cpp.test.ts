@@ -17,7 +17,8 @@ import { fileURLToPath } from "node:url";
 import { GgufFile } from "../src/formats/gguf.js";
 import { writeGguf, type GgufTensorData } from "../src/formats/gguf-writer.js";
 import { openCheckpointTensors } from "../src/formats/checkpoint-files.js";
-import { closeLlamaCpp, llamaCppGpuTypes } from "../src/eval/llama-cpp.js";
+import { closeLlamaCpp, llamaCppGpuTypes, LlamaCppScorer } from "../src/eval/llama-cpp.js";
+import { SplitTokens } from "../src/eval/split-tokens.js";
 import { loadNodeLlamaCpp } from "../src/eval/node-llama-cpp.js";
 import { scoreTokens, type ScoredTokens, type ScoreTokensOptions } from "../src/eval/score-tokens.js";
 import { compareLogprobs, type LogprobAgreement } from "../src/eval/token-logprobs.js";
@@ -71,6 +72,7 @@ describe("pma's engine and llama.cpp agree on pma's checkpoints", { skip: missin
   };
   const opts = (): ScoreTokensOptions => ({ maxTokens: TOKENS, cacheDir: dir("cache"), threads: 1 });
   const pmaScores = new Map<string, ScoredTokens>();
+  const scoreStream = async (ckpt: string) => new SplitTokens(dir("cache")).get("brown", "validation", join(ckpt, "tokenizer.json"));
 
   before(async () => {
     tmp = await tempDir("pma-llama-cpp-");
@@ -140,7 +142,23 @@ describe("pma's engine and llama.cpp agree on pma's checkpoints", { skip: missin
     assert.ok(c.meanAbsDiff > 100 * BOUNDS.dense.f32.mean, `mean |dlogp| ${c.meanAbsDiff} is within what a correct conversion gives`);
   });
 
-  test("pma eval --engine llama.cpp converts on the fly and matches pma eval to 1% in perplexity", () => {
+  test("sums over sequences (the zero-shot tasks' requests) equal the window log-probabilities they cover", async () => {
+    const a = pmaScores.get("dense-f32") ?? (await scoreTokens(dir("dense-f32"), "pma", opts()));
+    const scorer = await LlamaCppScorer.open(dir("dense-f32.gguf"), { seq: a.seq, threads: 1 });
+    try {
+      const stream = await scoreStream(dir("dense-f32"));
+      const o = a.windows[3]!;
+      const ids = stream.subarray(o, o + 12);
+      const [whole, tail] = await scorer.sumLogprobs([{ ids, from: 1 }, { ids, from: 8 }]);
+      const lp = a.logprobs.subarray(3 * a.seq, 3 * a.seq + 11);
+      assert.ok(Math.abs(whole! - lp.reduce((x, y) => x + y, 0)) < 1e-4);
+      assert.ok(Math.abs(tail! - lp.subarray(7).reduce((x, y) => x + y, 0)) < 1e-4);
+    } finally {
+      await scorer.close();
+    }
+  });
+
+  test("pma eval --engine llama.cpp converts on the fly and matches pma eval to 1% in perplexity", (t) => {
     for (const name of Object.keys(MODELS) as ModelName[]) {
       const ckpt = dir(`${name}-bf16`);
       const common = ["eval", ckpt, "--max-tokens", String(TOKENS), "--json"];
@@ -150,6 +168,7 @@ describe("pma's engine and llama.cpp agree on pma's checkpoints", { skip: missin
       assert.equal(other.windows, own.windows);
       assert.equal(other.dtype, "BF16");
       assert.match(other.backend, /^llama\.cpp \(node-llama-cpp 3\.21\.1, .*CPU, 1 thread\)$/);
+      t.diagnostic(`${name} bf16, pma eval: perplexity ${own.perplexity.toFixed(4)} (pma) vs ${other.perplexity.toFixed(4)} (llama.cpp), ratio ${(other.perplexity / own.perplexity).toFixed(6)}`);
       assert.ok(Math.abs(other.perplexity / own.perplexity - 1) < 0.01, `${name}: perplexity ${other.perplexity} vs ${own.perplexity}`);
     }
   });
