@@ -108,7 +108,8 @@ export class LlamaCppScorer {
     try {
       model = await llama.loadModel({ modelPath: path, ...(gpu === "off" ? {} : { gpuLayers: "max" as const }) });
     } catch (e) {
-      const why = recentLog.filter((l) => !l.startsWith("warn")).slice(-5).join("; ");
+      // node-llama-cpp may try twice: each reason once.
+      const why = [...new Set(recentLog.filter((l) => !l.startsWith("warn")))].slice(-4).join("; ");
       throw new PmaError("GGUF_INVALID", `${path}: llama.cpp cannot load this file: ${(e as Error).message}${why === "" ? "" : ` (llama.cpp: ${why})`}`, { file: path, cause: e });
     }
     try {
