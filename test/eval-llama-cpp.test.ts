@@ -19,6 +19,11 @@ import { writeGguf, type GgufTensorData } from "../src/formats/gguf-writer.js";
 import { openCheckpointTensors } from "../src/formats/checkpoint-files.js";
 import { closeLlamaCpp, llamaCppGpuTypes, LlamaCppScorer } from "../src/eval/llama-cpp.js";
 import { SplitTokens } from "../src/eval/split-tokens.js";
+import { scoreCheckpoint } from "../src/eval/suite.js";
+import { scoreSuiteWithLlamaCpp } from "../src/eval/suite-llama-cpp.js";
+import { buildTaskItems, TASK_NAMES } from "../src/eval/task-items.js";
+import { brownCorpus } from "../src/train/brown.js";
+import { loadTokenizer } from "../src/train/tokenizer-json.js";
 import { loadNodeLlamaCpp } from "../src/eval/node-llama-cpp.js";
 import { scoreTokens, type ScoredTokens, type ScoreTokensOptions } from "../src/eval/score-tokens.js";
 import { compareLogprobs, type LogprobAgreement } from "../src/eval/token-logprobs.js";
@@ -155,6 +160,28 @@ describe("pma's engine and llama.cpp agree on pma's checkpoints", { skip: missin
       assert.ok(Math.abs(tail! - lp.subarray(7).reduce((x, y) => x + y, 0)) < 1e-4);
     } finally {
       await scorer.close();
+    }
+  });
+
+  test("zero-shot suite: llama.cpp's task scores and held-out losses match pma's Suite item for item", async (t) => {
+    const items = buildTaskItems(brownCorpus(), loadTokenizer(join(dir("dense-f32"), "tokenizer.json")), { count: 16, maxTokens: 32, contextWords: 8 });
+    const heldout = { maxTokens: 256 };
+    for (const name of Object.keys(MODELS) as ModelName[]) {
+      const ours = await scoreCheckpoint(dir(`${name}-f32`), items, { cacheDir: dir("cache"), heldout });
+      const theirs = await scoreSuiteWithLlamaCpp(dir(`${name}-f32.gguf`), items, { cacheDir: dir("cache"), heldout, threads: 1 });
+      for (const task of TASK_NAMES) {
+        const [a, b] = [ours.tasks[task], theirs.tasks[task]];
+        t.diagnostic(`${name} f32 ${task}: accuracy ${a.accuracy.toFixed(4)} vs ${b.accuracy.toFixed(4)} over ${a.n}, margin ${a.margin.toFixed(6)} vs ${b.margin.toFixed(6)}`);
+        assert.equal(b.n, a.n);
+        assert.ok(a.n > 0, `${task} has no items`);
+        assert.equal(b.accuracy, a.accuracy, `${name} ${task} accuracy`);
+        assert.ok(Math.abs(b.margin - a.margin) < 1e-4, `${name} ${task} margin ${b.margin} vs ${a.margin}`);
+      }
+      for (const split of ["validation", "test"] as const) {
+        assert.equal(theirs.heldout[split]?.tokens, ours.heldout[split]?.tokens);
+        assert.ok(Math.abs(theirs.heldout[split]!.loss - ours.heldout[split]!.loss) < 1e-5, `${name} ${split} loss`);
+      }
+      assert.equal(theirs.average, ours.average);
     }
   });
 

@@ -71,8 +71,8 @@ function splitTokens(cacheDir: string): SplitTokens {
   return s;
 }
 
-/** What is known about the model before scoring: where its tokens and GGUF file come from. */
-interface Prepared {
+/** What is known about the model before scoring: where its tokens come from. */
+export interface Prepared {
   checkpoint: string;
   tokenizerFile: string;
   seq: number;
@@ -145,7 +145,7 @@ async function scoreWithPma(path: string, opts: ScoreTokensOptions): Promise<Sco
   }
 }
 
-interface GgufFacts {
+export interface GgufFacts {
   dtype: string;
   parameters: number;
   architecture: EvalResult["architecture"];
@@ -177,19 +177,24 @@ async function ggufFacts(path: string): Promise<GgufFacts & { tokenizerJson: str
   }
 }
 
-async function scoreWithLlamaCpp(path: string, opts: ScoreTokensOptions): Promise<ScoredTokens> {
-  const t0 = performance.now();
+/** A model as llama.cpp sees it: its GGUF file, and what pma needs to tokenise the corpus for it. */
+export interface LlamaCppInput extends Prepared, GgufFacts {
+  gguf: string;
+}
+
+/**
+ * Runs `fn` with the GGUF file for `path`: the file itself, or a temporary conversion of
+ * a checkpoint folder (removed afterwards, as is the tokenizer.json written for a bare
+ * GGUF file so that the corpus is tokenised like any checkpoint's).
+ */
+export async function withLlamaCppInput<T>(path: string, opts: ScoreTokensOptions, fn: (input: LlamaCppInput) => Promise<T>): Promise<T> {
   const target = resolve(path);
-  const split = opts.split ?? "validation";
-  checkSplit(split);
   const tmp = await mkdtemp(join(tmpdir(), "pma-llama-cpp-"));
   try {
     let p: Prepared;
     let gguf: string;
     if (isGgufPath(target)) {
       const facts = await ggufFacts(target);
-      // The corpus is tokenised through a tokenizer.json like any checkpoint's: write the
-      // one the GGUF vocabulary describes.
       const tokenizerFile = join(tmp, "tokenizer.json");
       await writeFile(tokenizerFile, facts.tokenizerJson);
       const seq = opts.seq ?? facts.contextLength;
@@ -200,34 +205,47 @@ async function scoreWithLlamaCpp(path: string, opts: ScoreTokensOptions): Promis
       p = await prepareFolder(target, opts);
       gguf = (await convertToGguf(target, { out: join(tmp, "model.gguf"), ...(opts.dtype !== undefined ? { dtype: opts.dtype } : {}) })).out;
     }
-    const facts = await ggufFacts(gguf);
-    const stream = tokensOf(p, split, opts.cacheDir ?? cacheDirectory());
-    const windows = heldoutWindows(stream.length, p.seq, opts.maxTokens ?? 0);
-    if (windows.length === 0) throw new PmaError("USAGE", `the ${split} split has ${stream.length} tokens, too few for one window of ${p.seq} + 1`);
-    const scorer = await LlamaCppScorer.open(gguf, { seq: p.seq, ...(opts.gpu !== undefined ? { gpu: opts.gpu } : {}), ...(opts.threads !== undefined ? { threads: opts.threads } : {}) });
+    const { tokenizerJson: _json, ...facts } = await ggufFacts(gguf);
+    return await fn({ ...p, ...facts, gguf });
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+export async function openLlamaCppScorer(gguf: string, seq: number, opts: ScoreTokensOptions): Promise<LlamaCppScorer> {
+  return LlamaCppScorer.open(gguf, { seq, ...(opts.gpu !== undefined ? { gpu: opts.gpu } : {}), ...(opts.threads !== undefined ? { threads: opts.threads } : {}) });
+}
+
+async function scoreWithLlamaCpp(path: string, opts: ScoreTokensOptions): Promise<ScoredTokens> {
+  const t0 = performance.now();
+  const split = opts.split ?? "validation";
+  checkSplit(split);
+  return withLlamaCppInput(path, opts, async (m) => {
+    const stream = tokensOf(m, split, opts.cacheDir ?? cacheDirectory());
+    const windows = heldoutWindows(stream.length, m.seq, opts.maxTokens ?? 0);
+    if (windows.length === 0) throw new PmaError("USAGE", `the ${split} split has ${stream.length} tokens, too few for one window of ${m.seq} + 1`);
+    const scorer = await openLlamaCppScorer(m.gguf, m.seq, opts);
     let scored: WindowLogprobs;
     try {
-      scored = await scorer.windowLogprobs(stream, windows, p.seq);
+      scored = await scorer.windowLogprobs(stream, windows, m.seq);
     } finally {
       await scorer.close();
     }
     return {
       ...scored,
       engine: "llama.cpp",
-      checkpoint: p.checkpoint,
+      checkpoint: m.checkpoint,
       split,
-      corpus: p.corpus,
-      dtype: facts.dtype,
-      parameters: facts.parameters,
-      architecture: facts.architecture,
-      step: p.step,
-      tokensSeen: p.tokensSeen,
+      corpus: m.corpus,
+      dtype: m.dtype,
+      parameters: m.parameters,
+      architecture: m.architecture,
+      step: m.step,
+      tokensSeen: m.tokensSeen,
       backend: scorer.description,
       seconds: (performance.now() - t0) / 1000,
     };
-  } finally {
-    await rm(tmp, { recursive: true, force: true });
-  }
+  });
 }
 
 /** Per-token log-probabilities of `path` (a checkpoint folder, or a .gguf file for llama.cpp) by one engine. */
