@@ -26,6 +26,14 @@ example:
 
 const DTYPES: Record<string, GgufWeightDtype> = { f32: "F32", f16: "F16", bf16: "BF16" };
 
+/** The GGUF weight type a --dtype flag names (undefined when the flag is absent). */
+export function parseGgufDtype(flag: string | undefined): GgufWeightDtype | undefined {
+  if (flag === undefined) return undefined;
+  const d = DTYPES[flag.toLowerCase()];
+  if (d === undefined) throw new PmaError("USAGE", `--dtype must be f32, f16 or bf16 (got '${flag}')`);
+  return d;
+}
+
 export const command: Command = {
   usage,
   async run(argv) {
@@ -43,8 +51,7 @@ export const command: Command = {
     if (positionals.length !== 1) throw new PmaError("USAGE", `give exactly one checkpoint folder\n\n${usage}`);
     const to = (values.to ?? "gguf").toLowerCase();
     if (to !== "gguf") throw new PmaError("USAGE", `--to must be gguf (got '${values.to}')`);
-    const dtype = values.dtype === undefined ? undefined : DTYPES[values.dtype.toLowerCase()];
-    if (values.dtype !== undefined && dtype === undefined) throw new PmaError("USAGE", `--dtype must be f32, f16 or bf16 (got '${values.dtype}')`);
+    const dtype = parseGgufDtype(values.dtype);
     const bar = byteProgress("convert", values.json !== true && isInteractive());
     let r: ConvertToGgufResult;
     try {

@@ -3,13 +3,12 @@
  * never loads the llama.cpp code (or asks for node-llama-cpp).
  */
 import { PmaError } from "../common/errors.js";
-import type { GgufWeightDtype } from "../convert/to-gguf.js";
 import type { EvalResult } from "../eval/evaluate.js";
 import { closeLlamaCpp, type LlamaCppGpu } from "../eval/llama-cpp.js";
 import { evaluateWithLlamaCpp, type ScoreTokensOptions } from "../eval/score-tokens.js";
+import { parseGgufDtype } from "./convert.js";
 
 const GPUS: readonly LlamaCppGpu[] = ["off", "auto", "cuda", "vulkan", "metal"];
-const DTYPES: Record<string, GgufWeightDtype> = { f32: "F32", f16: "F16", bf16: "BF16" };
 
 export interface LlamaCppFlags {
   gpu?: string | undefined;
@@ -29,11 +28,8 @@ export function llamaCppOptions(flags: LlamaCppFlags): Pick<ScoreTokensOptions, 
     if (!Number.isInteger(n) || n < 1) throw new PmaError("USAGE", `--threads must be a positive integer (got '${flags.threads}')`);
     out.threads = n;
   }
-  if (flags.dtype !== undefined) {
-    const d = DTYPES[flags.dtype.toLowerCase()];
-    if (d === undefined) throw new PmaError("USAGE", `--dtype must be f32, f16 or bf16 (got '${flags.dtype}')`);
-    out.dtype = d;
-  }
+  const dtype = parseGgufDtype(flags.dtype);
+  if (dtype !== undefined) out.dtype = dtype;
   return out;
 }
 

@@ -95,11 +95,10 @@ function planTensors(dir: string, c: ModelConfig, found: Map<string, CheckpointT
       return s;
     });
     const stored = new Set(sources.map((s) => s.dtype as FloatDType));
-    const type = t.keepF32 ? "F32" : (dtype ?? storedWeightType(dir, t, stored));
     if (stored.has("F64") && dtype === undefined) {
       throw new PmaError("DTYPE_UNSUPPORTED", `${dir}: "${t.parts[0]}" is F64, which llama.cpp cannot multiply; pass --dtype f32 (or f16/bf16)`, { file: dir });
     }
-    return { ...t, type, sources };
+    return { ...t, type: t.keepF32 ? "F32" : (dtype ?? storedWeightType(dir, t, stored)), sources };
   });
   const extra = [...found.keys()].filter((n) => !used.has(n) && !IGNORED_CHECKPOINT_TENSORS.test(n) && !(n === "lm_head.weight" && c.tie_word_embeddings));
   if (extra.length > 0) {
@@ -109,12 +108,12 @@ function planTensors(dir: string, c: ModelConfig, found: Map<string, CheckpointT
   return planned;
 }
 
-function storedWeightType(dir: string, t: GgufTensorSource, stored: Set<FloatDType>): "F32" | "F16" | "BF16" {
+/** The one stored type of a tensor's parts (F64 was refused before). */
+function storedWeightType(dir: string, t: GgufTensorSource, stored: Set<FloatDType>): GgufWeightDtype {
   if (stored.size !== 1) {
     throw new PmaError("DTYPE_UNSUPPORTED", `${dir}: the parts of "${t.name}" are stored as ${[...stored].join(" and ")}; pass --dtype to choose one`, { file: dir });
   }
-  const only = [...stored][0]!;
-  return only === "F64" ? "F32" : only;
+  return [...stored][0] as GgufWeightDtype;
 }
 
 /** Reads, transforms and encodes one GGUF tensor part; returns its bytes. */

@@ -84,7 +84,7 @@ export async function closeLlamaCpp(): Promise<void> {
 /** GPU kinds with prebuilt binaries and drivers on this machine ("cuda", "vulkan", ...). */
 export async function llamaCppGpuTypes(): Promise<string[]> {
   const nlc = await loadNodeLlamaCpp();
-  return (await nlc.getLlamaGpuTypes("supported")).filter((g) => typeof g === "string");
+  return nlc.getLlamaGpuTypes("supported");
 }
 
 export class LlamaCppScorer {
