@@ -22,3 +22,8 @@ export { readTrainingLog, type TrainingLog } from "./trajectory/logs.js";
 export { detectSpikes } from "./trajectory/spikes.js";
 export { pmaInit, type InitRecord, type PmaInitOptions } from "./trajectory/init.js";
 export { watchRun, type WatchOptions } from "./trajectory/watch.js";
+export { train } from "./train/loop.js";
+export { evaluateCheckpoint } from "./eval/evaluate.js";
+export { createModel } from "./nn/model.js";
+export { getBackend, describeBackend } from "./nn/kernels/index.js";
+export { GgufFile } from "./formats/gguf.js";
