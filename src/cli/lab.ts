@@ -3,7 +3,7 @@ import { PmaError } from "../common/errors.js";
 import { runLab } from "../lab/lab.js";
 import { PROFILE_NAMES } from "../lab/profile.js";
 import { EXPERIMENT_IDS, type ExperimentId } from "../lab/result.js";
-import { writeLabReport } from "../lab/report.js";
+import { writeLabReport } from "./lab-report.js";
 import { parseCommandArgs, type Command } from "./command.js";
 import { interruptSignal } from "./interrupt.js";
 import { labProgress } from "./lab-progress.js";
@@ -62,6 +62,10 @@ export const command: Command = {
       progress.stop();
       interrupt.dispose();
     }
+    if (interrupt.signal.aborted) {
+      process.stderr.write(`pma lab: stopped; what finished is cached in ${resolve(result.dir)}, and a rerun continues from there\n`);
+      return 130;
+    }
     const report = values["no-report"] ? null : await writeLabReport(result);
     if (values.json) process.stdout.write(JSON.stringify({ ...result, report }, null, 2) + "\n");
     else {
@@ -72,7 +76,7 @@ export const command: Command = {
       }
       for (const f of result.failed) lines.push(`${f.id}: FAILED: ${f.error}`);
       lines.push(`pma lab (${result.profile.name}) took ${result.seconds.toFixed(0)} s; folder ${resolve(result.dir)}`);
-      if (report !== null) lines.push(`report: ${report}`);
+      if (report !== null) lines.push(`report: ${resolve(report.dir, "index.html")}`);
       process.stdout.write(lines.join("\n") + "\n");
     }
     return result.failed.length > 0 ? 1 : 0;

@@ -48,16 +48,18 @@ export async function anneal(ctx: LabContext): Promise<Omit<ExperimentResult, "s
   const early = points.filter((q) => q.progress <= 0.5);
   const gapEnd = last.mergedConstant - last.annealed;
   const earlyWins = early.filter((q) => q.mergedConstant < q.annealed - NOISE_NATS).length;
-  const endVerdict: Verdict = Math.abs(gapEnd) <= NOISE_NATS || gapEnd < 0 ? "reproduced" : gapEnd <= 4 * NOISE_NATS ? "partly reproduced" : "not reproduced";
-  const earlyVerdict: Verdict = early.length === 0 ? "inconclusive" : earlyWins === early.length ? "reproduced" : earlyWins > 0 ? "partly reproduced" : "not reproduced";
+  const endVerdict: Verdict = Math.abs(gapEnd) <= NOISE_NATS || gapEnd < 0 ? "reproduced" : gapEnd <= 4 * NOISE_NATS ? "partly" : "not at this scale";
+  const earlyVerdict: Verdict = early.length === 0 ? "not at this scale" : earlyWins === early.length ? "reproduced" : earlyWins > 0 ? "partly" : "not at this scale";
   const annealMergeGain = points.map((q) => q.annealed - q.mergedAnnealed);
   const findings: Finding[] = [
     {
+      id: "anneal-early-merge-beats-annealed",
       claim: "Early in the annealing, the merge of constant-LR checkpoints is better than the annealed model (Fig. 3).",
       measured: `merged-constant minus annealed loss in the first half of the decay: ${early.map((q) => `${tokens(q.tokens)}: ${delta(q.mergedConstant - q.annealed)}`).join("; ") || "no point"}.`,
       verdict: earlyVerdict,
     },
     {
+      id: "anneal-end-comparable",
       claim: "By the end, merging without annealing is comparable to the annealed model (Fig. 3).",
       measured:
         `at ${tokens(last.tokens)} (end of the decay): annealed ${last.annealed.toFixed(4)}, merged constant ${last.mergedConstant.toFixed(4)} ` +
@@ -65,9 +67,10 @@ export async function anneal(ctx: LabContext): Promise<Omit<ExperimentResult, "s
       verdict: endVerdict,
     },
     {
+      id: "anneal-merging-during-decay",
       claim: "Merging during the annealing phase still helps, less as the LR gets small (Fig. 2).",
       measured: `annealed minus merged-annealed loss: ${points.map((q, i) => `${tokens(q.tokens)}: ${delta(annealMergeGain[i]!)}`).join("; ")}.`,
-      verdict: annealMergeGain[0]! > NOISE_NATS && annealMergeGain.at(-1)! < annealMergeGain[0]! ? "reproduced" : annealMergeGain.some((g) => g > NOISE_NATS) ? "partly reproduced" : "not reproduced",
+      verdict: annealMergeGain[0]! > NOISE_NATS && annealMergeGain.at(-1)! < annealMergeGain[0]! ? "reproduced" : annealMergeGain.some((g) => g > NOISE_NATS) ? "partly" : "not at this scale",
     },
   ];
   const line = (name: string, f: (q: AnnealPoint) => number) => ({ name, points: points.map((q) => ({ x: q.tokens, y: f(q) })) });

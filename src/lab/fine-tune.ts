@@ -14,7 +14,7 @@ import { downstreamInits, INIT_NAMES } from "./inits.js";
 import { runInChild } from "./jobs.js";
 import type { ExperimentResult, Finding, Series, Verdict } from "./result.js";
 import type { SftJob, SftResult, SftStep } from "./sft-train.js";
-import { hashOf, LAB_VERSION } from "./store.js";
+import { hashOf, RUNS_VERSION } from "./store.js";
 
 type InitKind = keyof typeof INIT_NAMES;
 
@@ -41,17 +41,18 @@ async function sftArm(ctx: LabContext, init: string, kind: InitKind, lr: number)
     seed: 7,
     questions: p.sft.questions,
   };
-  const out = ctx.store.path("sft", `${kind}-${hashOf({ v: LAB_VERSION, ...base, init: ctx.store.rel(init) })}`);
+  const out = ctx.store.path("sft", `${kind}-${hashOf({ v: RUNS_VERSION, ...base, init: ctx.store.rel(init) })}`);
   const logFile = join(out, "sft_log.json");
   let result: SftResult;
   if (!ctx.store.fresh && existsSync(logFile)) {
-    const saved = JSON.parse(await readFile(logFile, "utf8")) as { steps: SftStep[]; before: SftResult["before"]; after: SftResult["after"] };
-    result = { out, steps: saved.steps, before: saved.before, after: saved.after, seconds: 0 };
+    const saved = JSON.parse(await readFile(logFile, "utf8")) as { steps: SftStep[]; before: SftResult["before"]; after: SftResult["after"]; seconds?: number; cpuSeconds?: number };
+    result = { out, steps: saved.steps, before: saved.before, after: saved.after, seconds: saved.seconds ?? 0, cpuSeconds: saved.cpuSeconds ?? 0 };
   } else {
     result = (await ctx.slots.with(async () => {
       const line = ctx.progress.line(`fine-tune ${INIT_NAMES[kind]} lr ${lr}`);
       try {
-        return await runInChild({ ...base, out }, (e) => e.type === "step" && line.update(`step ${e.step}/${p.sft.steps}, loss ${e.loss.toFixed(3)}`), ctx.signal);
+        const r = await runInChild({ ...base, out }, (e) => e.type === "step" && line.update(`step ${e.step}/${p.sft.steps}, loss ${e.loss.toFixed(3)}`), ctx.signal);
+        return { ...(r.result as SftResult), cpuSeconds: r.cpuSeconds };
       } finally {
         line.done();
       }
@@ -78,6 +79,7 @@ export async function fineTune(ctx: LabContext): Promise<Omit<ExperimentResult, 
   const q = arms[0]!.after.questions;
   const findings: Finding[] = [
     {
+      id: "sft-scores",
       claim: "Fine-tuning from PMA-init scores at least as well as from the original checkpoint at the same LR (gains not consistent across setups).",
       measured:
         p.sft.lrs
@@ -86,12 +88,13 @@ export async function fineTune(ctx: LabContext): Promise<Omit<ExperimentResult, 
             return `lr ${lr}: accuracy ${(base.after.accuracy * 100).toFixed(1)}% -> ${(pma.after.accuracy * 100).toFixed(1)}%, answer loss ${delta(pma.after.answerLoss - base.after.answerLoss)}`;
           })
           .join("; ") + ` (baseline -> PMA-init, ${q} held-out 4-way questions; a difference of one question is ${(100 / q).toFixed(1)} points).`,
-      verdict: ((): Verdict => (lossWins === p.sft.lrs.length && accWins >= p.sft.lrs.length / 2 ? "reproduced" : lossWins + accWins > 0 ? "partly reproduced" : "not reproduced"))(),
+      verdict: ((): Verdict => (lossWins === p.sft.lrs.length && accWins >= p.sft.lrs.length / 2 ? "reproduced" : lossWins + accWins > 0 ? "partly" : "not at this scale"))(),
     },
     {
+      id: "sft-gradnorm-smoother",
       claim: "PMA-init gives a smoother grad norm during fine-tuning (Fig. 7 left).",
       measured: rough.map(({ a, r }) => `${INIT_NAMES[a.kind]} lr ${a.lr}: mean |change of log grad norm| ${r.meanAbsLogChange.toFixed(3)}, ${r.spikes} steps above 2x the running median, max ${r.max.toFixed(2)}`).join("; ") + ".",
-      verdict: smoother === p.sft.lrs.length ? "reproduced" : smoother > 0 ? "partly reproduced" : "not reproduced",
+      verdict: smoother === p.sft.lrs.length ? "reproduced" : smoother > 0 ? "partly" : "not at this scale",
     },
   ];
   const name = (a: { kind: InitKind; lr: number }) => `${INIT_NAMES[a.kind]} lr ${a.lr}`;

@@ -46,9 +46,19 @@ const WORKER = fileURLToPath(new URL("./worker.js", import.meta.url));
  * Runs one job in a child process with one matmul thread. Resolves with the job's
  * result; rejects with the child's error (as a PmaError with its code) or if it dies.
  */
-export function runInChild(job: LabJob, onEvent: (e: JobEvent) => void, signal?: AbortSignal): Promise<unknown> {
+export interface ChildResult {
+  result: unknown;
+  /** CPU seconds the child used (all its threads). */
+  cpuSeconds: number;
+}
+
+/** CPU seconds used by all lab workers of this process so far (for the time breakdown). */
+export const childCpu = { seconds: 0 };
+
+export function runInChild(job: LabJob, onEvent: (e: JobEvent) => void, signal?: AbortSignal): Promise<ChildResult> {
   return new Promise((resolvePromise, reject) => {
-    const child = fork(WORKER, [], {
+    // The flag is the worker module's own constant (not imported: that would load the trainer here).
+    const child = fork(WORKER, ["--pma-lab-worker"], {
       env: { ...process.env, PMA_THREADS: "1", OPENBLAS_NUM_THREADS: "1" },
       serialization: "advanced",
       stdio: ["ignore", "ignore", "pipe", "ipc"],
@@ -67,7 +77,10 @@ export function runInChild(job: LabJob, onEvent: (e: JobEvent) => void, signal?:
       f();
     };
     child.on("message", (m: WorkerMessage) => {
-      if (m.type === "done") finish(() => resolvePromise(m.result));
+      if (m.type === "done") {
+        childCpu.seconds += m.cpuSeconds;
+        finish(() => resolvePromise({ result: m.result, cpuSeconds: m.cpuSeconds }));
+      }
       else if (m.type === "error") finish(() => reject(new PmaError((m.code ?? "INTERNAL") as PmaErrorCode, m.message)));
       else onEvent(m);
     });

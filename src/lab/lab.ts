@@ -9,12 +9,17 @@
  */
 import { PmaError } from "../common/errors.js";
 import { Evaluator } from "../eval/evaluate.js";
+import { describeBackend } from "../nn/kernels/index.js";
 import { anneal } from "./anneal.js";
 import { continuedTraining } from "./continued-training.js";
 import { LabContext, scoringBackend } from "./context.js";
 import { fineTune } from "./fine-tune.js";
 import { intervalCount } from "./interval-count.js";
-import { Slots } from "./jobs.js";
+import { loadavg } from "node:os";
+import { modelConfigFor } from "../train/config.js";
+import { paramLayout } from "../nn/params.js";
+import { cpuSeconds } from "./cpu.js";
+import { childCpu, Slots } from "./jobs.js";
 import { mechanism } from "./mechanism.js";
 import { methods } from "./methods.js";
 import { labProfile, tokensPerStep, type LabProfile, type ProfileName } from "./profile.js";
@@ -60,8 +65,55 @@ export interface LabResult {
   /** Wall time of this call. */
   seconds: number;
   /** Every training run the experiments used, with how long it took when it was trained. */
-  runs: { name: string; seconds: number }[];
+  runs: { name: string; seconds: number; cpuSeconds: number }[];
   backend: string;
+  tokensPerStep: number;
+  models: ModelSummary[];
+  /** Tokens each kind of run trains on. */
+  tokenCounts: Record<string, number>;
+  /** CPU time of this call: the parent and every worker it started. */
+  cpuSeconds: number;
+  parentCpuSeconds: number;
+  /** os.loadavg() when the call started: other work on the machine slows the wall time. */
+  loadAverage: number[];
+}
+
+export interface ModelSummary {
+  name: "dense" | "MoE";
+  description: string;
+  parameters: number;
+  nonEmbedding: number;
+}
+
+export function modelSummaries(p: LabProfile): ModelSummary[] {
+  const out: ModelSummary[] = [];
+  for (const preset of ["dense", "moe"] as const) {
+    const size = preset === "dense" ? p.dense : p.moe;
+    const cfg = modelConfigFor({ preset, num_key_value_heads: size.num_attention_heads, head_dim: size.hidden_size / size.num_attention_heads, max_position_embeddings: p.data.seq_len, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true, initializer_range: 0.02, num_local_experts: 0, num_experts_per_tok: 2, router_aux_loss_coef: 0.01, ...size }, p.data.vocab_size, 0);
+    const layout = paramLayout(cfg);
+    const last = layout[layout.length - 1]!;
+    const parameters = last.offset + last.size;
+    const arch = `d_model ${size.hidden_size}, ${size.num_hidden_layers} layers, ${size.num_attention_heads} heads, vocab ${p.data.vocab_size}, tied embeddings, sequence ${p.data.seq_len}`;
+    out.push({
+      name: preset === "dense" ? "dense" : "MoE",
+      description: preset === "dense" ? `Llama-style (${arch}, SwiGLU ${size.intermediate_size})` : `Mixtral-style (${arch}, ${p.moe.num_local_experts} SwiGLU experts of ${size.intermediate_size}, top-2)`,
+      parameters,
+      nonEmbedding: parameters - p.data.vocab_size * size.hidden_size,
+    });
+  }
+  return out;
+}
+
+export function tokenCounts(p: LabProfile): Record<string, number> {
+  const tps = tokensPerStep(p);
+  return {
+    "dense pre-training": p.denseSteps * tps,
+    "MoE pre-training": p.moeSteps * tps,
+    "annealed fork": (p.denseSteps - p.anneal.forkStep) * tps,
+    "spike fork and each restart": p.spike.steps * tps,
+    "each continued-training run (WordNet)": p.ct.steps * tps,
+    "each fine-tuning run (positions)": p.sft.steps * p.sft.batch * p.sft.seq,
+  };
 }
 
 export function experimentKey(profile: LabProfile, id: ExperimentId): string {
@@ -70,13 +122,16 @@ export function experimentKey(profile: LabProfile, id: ExperimentId): string {
 
 export async function runLab(opts: LabOptions): Promise<LabResult> {
   const t0 = performance.now();
+  const cpu0 = cpuSeconds();
+  const child0 = childCpu.seconds;
+  const loadAverage = loadavg();
   const profile = typeof opts.profile === "object" ? opts.profile : labProfile(opts.profile ?? "quick");
   const ids = opts.experiments ?? EXPERIMENT_IDS;
   for (const id of ids) if (!EXPERIMENT_IDS.includes(id)) throw new PmaError("USAGE", `unknown experiment "${id}" (experiments: ${EXPERIMENT_IDS.join(", ")})`);
   const store = new LabStore(opts.dir, opts.fresh ?? false);
   const progress = opts.progress ?? SILENT_PROGRESS;
   const slots = new Slots(2);
-  const runs = new LabRuns(store, slots, progress, opts.signal);
+  const runs = new LabRuns(store, slots, progress, opts.signal, opts.cacheDir);
   const backend = await scoringBackend();
   const evaluator = new Evaluator({ backend, ...(opts.cacheDir !== undefined ? { cacheDir: opts.cacheDir } : {}) });
   const ctx = new LabContext(profile, store, slots, runs, progress, evaluator, backend, opts.cacheDir, opts.signal);
@@ -108,7 +163,13 @@ export async function runLab(opts: LabOptions): Promise<LabResult> {
       failed,
       seconds: (performance.now() - t0) / 1000,
       runs: await runs.trained(),
-      backend: `${backend.name} (${tokensPerStep(profile)} tokens/step)`,
+      backend: `${describeBackend(backend).name} backend, one matmul thread per process, two training processes at a time`,
+      tokensPerStep: tokensPerStep(profile),
+      models: modelSummaries(profile),
+      tokenCounts: tokenCounts(profile),
+      cpuSeconds: cpuSeconds() - cpu0 + childCpu.seconds - child0,
+      parentCpuSeconds: cpuSeconds() - cpu0,
+      loadAverage,
     };
   } finally {
     evaluator.close();

@@ -54,11 +54,13 @@ export async function methods(ctx: LabContext): Promise<Omit<ExperimentResult, "
   const earlyBest = best(early);
   const findings: Finding[] = [
     {
+      id: "methods-all-improve",
       claim: "Every merging method improves on the latest checkpoint.",
       measured: `methods better than the latest by more than ${NOISE_NATS}: ${allBeat(early)}/${METHODS.length} early (${tokens(early.step * ctx.tps)}), ${allBeat(late)}/${METHODS.length} late (${tokens(late.step * ctx.tps)}).`,
-      verdict: allBeat(early) === METHODS.length && allBeat(late) === METHODS.length ? "reproduced" : allBeat(early) + allBeat(late) > 0 ? "partly reproduced" : "not reproduced",
+      verdict: allBeat(early) === METHODS.length && allBeat(late) === METHODS.length ? "reproduced" : allBeat(early) + allBeat(late) > 0 ? "partly" : "not at this scale",
     },
     {
+      id: "methods-wma-early",
       claim: "Early in training, weighting recent checkpoints more (WMA) works best, and EMA a=0.2 beats EMA a=0.1.",
       measured:
         `early: best ${earlyBest.name} (${earlyBest.value.toFixed(4)}); WMA minus SMA ${delta(v(early, "WMA") - v(early, "SMA"))}; ` +
@@ -66,13 +68,14 @@ export async function methods(ctx: LabContext): Promise<Omit<ExperimentResult, "
       verdict: ((): Verdict => {
         const wmaBest = earlyBest.name === "WMA" || v(early, "WMA") - earlyBest.value <= NOISE_NATS;
         const emaOrder = v(early, "EMA a=0.2") < v(early, "EMA a=0.1");
-        return wmaBest && emaOrder ? "reproduced" : wmaBest || emaOrder ? "partly reproduced" : "not reproduced";
+        return wmaBest && emaOrder ? "reproduced" : wmaBest || emaOrder ? "partly" : "not at this scale";
       })(),
     },
     {
+      id: "methods-converge-late",
       claim: "Late in training the differences between methods shrink.",
       measured: `spread between the best and worst method: ${spread(early).toFixed(4)} early, ${spread(late).toFixed(4)} late.`,
-      verdict: spread(late) < spread(early) ? "reproduced" : "not reproduced",
+      verdict: spread(late) < spread(early) ? "reproduced" : "not at this scale",
     },
   ];
   const group = (a: MethodsAt, label: string) => ({ name: `${label} (${tokens(a.step * ctx.tps)})`, bars: a.losses.map((l) => ({ name: l.name, value: l.value })) });

@@ -24,15 +24,21 @@ export const EXPERIMENT_IDS: readonly ExperimentId[] = [
   "mechanism",
 ];
 
-/** How a claim fared at this scale. */
-export type Verdict = "reproduced" | "partly reproduced" | "not reproduced" | "inconclusive";
+/** How a claim fared at this scale (the report's three verdicts). */
+export type Verdict = "reproduced" | "partly" | "not at this scale";
 
 export interface Finding {
+  /** Short stable identifier, e.g. "dense-merge-beats-latest". */
+  id: string;
   /** The paper's claim, in a sentence. */
   claim: string;
   /** What the lab measured, with the numbers. */
   measured: string;
   verdict: Verdict;
+  /** Caveats: what differs from the paper's setting, why the verdict. */
+  note?: string;
+  /** Ids of the figures that support it. */
+  figures?: string[];
 }
 
 export interface Point {

@@ -15,7 +15,7 @@ import { isPmaError, PmaError } from "../common/errors.js";
 import { runInChild, type Slots } from "./jobs.js";
 import type { LabProgress } from "./progress.js";
 import { tokensPerStep, type LabProfile } from "./profile.js";
-import { hashOf, LAB_VERSION, type LabStore } from "./store.js";
+import { hashOf, RUNS_VERSION, type LabStore } from "./store.js";
 import type { TrainJob } from "./worker.js";
 
 export interface RunSpec {
@@ -43,14 +43,16 @@ export interface RunOutcome {
   dir: string;
   /** Step of the non-finite loss, when a mayDiverge run stopped there. */
   divergedAt: number | null;
+  /** Wall time and CPU time of the training (when it was trained, possibly by an earlier pma lab). */
   seconds: number;
+  cpuSeconds: number;
 }
 
 export const RUN_MARKER = "lab-run.json";
 
 export function runDirOf(store: LabStore, spec: RunSpec): string {
   const from = spec.from === undefined ? null : { ...spec.from, resume: store.rel(spec.from.resume), optimizerFrom: spec.from.optimizerFrom === undefined ? null : store.rel(spec.from.optimizerFrom) };
-  return store.path("runs", `${spec.name}-${hashOf({ v: LAB_VERSION, config: spec.config, from })}`);
+  return store.path("runs", `${spec.name}-${hashOf({ v: RUNS_VERSION, config: spec.config, from })}`);
 }
 
 export function checkpointDir(runDir: string, step: number): string {
@@ -120,14 +122,16 @@ export class LabRuns {
     private readonly slots: Slots,
     private readonly progress: LabProgress,
     private readonly signal?: AbortSignal,
+    /** Tokenizer and token cache of the training children (default theirs: $PMA_CACHE_DIR or ~/.cache/pma). */
+    private readonly cacheDir?: string,
   ) {}
 
   /** The runs this object trained or found complete, with the seconds their training took. */
-  async trained(): Promise<{ name: string; seconds: number }[]> {
-    const out: { name: string; seconds: number }[] = [];
+  async trained(): Promise<{ name: string; seconds: number; cpuSeconds: number }[]> {
+    const out: { name: string; seconds: number; cpuSeconds: number }[] = [];
     for (const [dir, p] of this.inFlight) {
       const o = await p.catch(() => null);
-      if (o !== null) out.push({ name: basename(dir), seconds: o.seconds });
+      if (o !== null) out.push({ name: basename(dir), seconds: o.seconds, cpuSeconds: o.cpuSeconds });
     }
     return out;
   }
@@ -177,8 +181,8 @@ export class LabRuns {
   private async complete(dir: string): Promise<RunOutcome | null> {
     if (this.store.fresh || !existsSync(join(dir, RUN_MARKER))) return null;
     try {
-      const m = JSON.parse(await readFile(join(dir, RUN_MARKER), "utf8")) as { complete?: boolean; divergedAt?: number | null; seconds?: number };
-      return m.complete === true ? { dir, divergedAt: m.divergedAt ?? null, seconds: m.seconds ?? 0 } : null;
+      const m = JSON.parse(await readFile(join(dir, RUN_MARKER), "utf8")) as { complete?: boolean; divergedAt?: number | null; seconds?: number; cpuSeconds?: number };
+      return m.complete === true ? { dir, divergedAt: m.divergedAt ?? null, seconds: m.seconds ?? 0, cpuSeconds: m.cpuSeconds ?? 0 } : null;
     } catch {
       return null;
     }
@@ -192,17 +196,19 @@ export class LabRuns {
     // A fresh lab, or a folder with no checkpoint yet, starts over; otherwise the
     // trainer resumes the interrupted run from its latest checkpoint, exactly.
     const resumable = !this.store.fresh && checkpointSteps(dir).length > 0;
+    const cache = this.cacheDir !== undefined ? { cacheDir: this.cacheDir } : {};
     const job: TrainJob = resumable
-      ? { kind: "train", resume: dir }
-      : { kind: "train", config: spec.config, out: dir, force: true, ...(spec.from ?? {}) };
+      ? { kind: "train", resume: dir, ...cache }
+      : { kind: "train", config: spec.config, out: dir, force: true, ...(spec.from ?? {}), ...cache };
     if (!resumable && existsSync(dir)) rmSync(dir, { recursive: true, force: true });
     const t0 = performance.now();
     let divergedAt: number | null = null;
     let lastStep = 0;
+    let cpu = 0;
     await this.slots.with(async () => {
       const line = this.progress.line(spec.label);
       try {
-        await runInChild(
+        const r = await runInChild(
           job,
           (e) => {
             if (e.type === "step") {
@@ -212,6 +218,7 @@ export class LabRuns {
           },
           this.signal,
         );
+        cpu = r.cpuSeconds;
       } catch (e) {
         if (!(spec.mayDiverge === true && isPmaError(e, "NONFINITE"))) throw e;
         divergedAt = lastStep + 1;
@@ -223,7 +230,7 @@ export class LabRuns {
     const last = checkpointSteps(dir).at(-1);
     if (divergedAt === null && last !== spec.endStep) throw new PmaError("INTERNAL", `${spec.label} stopped at step ${last ?? "none"} instead of ${spec.endStep} (${dir})`);
     const seconds = (performance.now() - t0) / 1000;
-    await writeFileAtomic(join(dir, RUN_MARKER), JSON.stringify({ complete: true, divergedAt, seconds, spec }, null, 1) + "\n");
-    return { dir, divergedAt, seconds };
+    await writeFileAtomic(join(dir, RUN_MARKER), JSON.stringify({ complete: true, divergedAt, seconds, cpuSeconds: cpu, spec }, null, 1) + "\n");
+    return { dir, divergedAt, seconds, cpuSeconds: cpu };
   }
 }

@@ -24,6 +24,7 @@ import { END_OF_TEXT } from "../train/tokenizer.js";
 import { encodeTensors, readModelConfig, readWeights } from "../train/weights-io.js";
 import { encodeQa, mcQuestions, qaPairs, type EncodedQa } from "./sft-data.js";
 import { scoreQa, type QaScore } from "./sft-eval.js";
+import { cpuSeconds } from "./cpu.js";
 import type { JobEvent } from "./worker.js";
 
 export interface SftJob {
@@ -57,6 +58,8 @@ export interface SftResult {
   before: QaScore;
   after: QaScore;
   seconds: number;
+  /** CPU seconds of the worker (set by the parent; 0 when unknown). */
+  cpuSeconds: number;
 }
 
 const COMPANIONS = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"];
@@ -115,13 +118,13 @@ export async function runSft(job: SftJob, signal: AbortSignal, emit: (e: JobEven
         const copy = copyFile(join(job.init, f), join(staged.staging, f));
         await (REQUIRED.has(f) ? copy : copy.catch(() => undefined));
       }
-      await writeFileAtomic(join(staged.staging, "sft_log.json"), JSON.stringify({ job, steps: log, before, after }) + "\n");
+      await writeFileAtomic(join(staged.staging, "sft_log.json"), JSON.stringify({ job, steps: log, before, after, seconds: (performance.now() - t0) / 1000, cpuSeconds: cpuSeconds() }) + "\n");
       await staged.publish();
     } catch (e) {
       await staged.discard();
       throw e;
     }
-    return { out: job.out, steps: log, before, after, seconds: (performance.now() - t0) / 1000 };
+    return { out: job.out, steps: log, before, after, seconds: (performance.now() - t0) / 1000, cpuSeconds: cpuSeconds() };
   } finally {
     backend.dispose();
   }

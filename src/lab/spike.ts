@@ -101,7 +101,7 @@ export async function spike(ctx: LabContext): Promise<Omit<ExperimentResult, "se
   ]);
   const from = init.step;
   const curves = [
-    await curve(ctx, "original (LR unchanged)", { dir: moeDir, divergedAt: null, seconds: 0 }, from, end),
+    await curve(ctx, "original (LR unchanged)", { dir: moeDir, divergedAt: null, seconds: 0, cpuSeconds: 0 }, from, end),
     await curve(ctx, `spiked, LR x${p.spike.factor} (= resume from the last checkpoint)`, spiked, from, end),
     await curve(ctx, `PMA-init, LR x${p.spike.factor}`, pmaHigh, from, end),
     await curve(ctx, "PMA-init, original LR", pmaBase, from, end),
@@ -113,28 +113,31 @@ export async function spike(ctx: LabContext): Promise<Omit<ExperimentResult, "se
   const recovered = (c: Curve) => c.divergedAt === null && tail(c) <= tail(orig) + 0.1;
   const findings: Finding[] = [
     {
+      id: "spike-irrecoverable",
       claim: "A learning rate that is too high makes the loss spike and not return to its trajectory (induced here; see setup).",
       measured: spikeFound
         ? `pma's detector found a ${event.kind === "divergence" ? "divergence" : "spike still open at the end"} starting at step ${event.startStep} (peak ${Number.isFinite(event.peakLoss) ? event.peakLoss.toFixed(3) : String(event.peakLoss)}, healthy level ${event.level.toFixed(3)}); ` +
           `mean training loss over the last quarter: spiked ${tail(spk).toFixed(3)} vs original ${tail(orig).toFixed(3)}${spk.divergedAt !== null ? `; the loss went non-finite at step ${spk.divergedAt}` : ""}.`
         : `no unrecovered spike was detected after the LR x${p.spike.factor} (training loss before ${preLoss.toFixed(3)}, last quarter ${tail(spk).toFixed(3)} vs original ${tail(orig).toFixed(3)}); PMA-init then restarts from the checkpoints before the LR change.`,
-      verdict: spikeFound ? "reproduced" : "not reproduced",
+      verdict: spikeFound ? "reproduced" : "not at this scale",
     },
     {
+      id: "spike-pma-recovers",
       claim: "Resuming from the merge of the 3 checkpoints before the spike gets past it and continues along the original trajectory (same LR as the spiked run).",
       measured:
         `merged steps ${init.checkpoints.map((c) => c.step).join(", ")}; last-quarter training loss at LR x${p.spike.factor}: PMA-init ${tail(pHigh).toFixed(3)}, last checkpoint (spiked run) ${tail(spk).toFixed(3)}, original ${tail(orig).toFixed(3)}` +
         `${pHigh.divergedAt !== null ? `; PMA-init went non-finite at step ${pHigh.divergedAt}` : ""}; held-out at step ${end}: PMA-init ${pHigh.heldoutEnd?.toFixed(4) ?? "n/a"}, spiked ${spk.heldoutEnd?.toFixed(4) ?? "n/a"}, original ${orig.heldoutEnd?.toFixed(4) ?? "n/a"}.`,
       verdict: ((): Verdict => {
         if (recovered(pHigh)) return "reproduced";
-        if (pHigh.divergedAt === null && tail(pHigh) < tail(spk) - 0.05) return "partly reproduced";
-        return "not reproduced";
+        if (pHigh.divergedAt === null && tail(pHigh) < tail(spk) - 0.05) return "partly";
+        return "not at this scale";
       })(),
     },
     {
+      id: "spike-control",
       claim: "(Control) At the original LR the merged resume follows the original trajectory.",
       measured: `held-out at step ${end}: PMA-init ${pBase.heldoutEnd?.toFixed(4) ?? "n/a"} vs original ${orig.heldoutEnd?.toFixed(4) ?? "n/a"} (${pBase.heldoutEnd !== null && orig.heldoutEnd !== null ? delta(pBase.heldoutEnd - orig.heldoutEnd) : "n/a"}).`,
-      verdict: pBase.heldoutEnd !== null && orig.heldoutEnd !== null && pBase.heldoutEnd <= orig.heldoutEnd + NOISE_NATS ? "reproduced" : "not reproduced",
+      verdict: pBase.heldoutEnd !== null && orig.heldoutEnd !== null && pBase.heldoutEnd <= orig.heldoutEnd + NOISE_NATS ? "reproduced" : "not at this scale",
     },
   ];
   return {

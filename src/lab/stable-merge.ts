@@ -38,7 +38,7 @@ export function mergeVerdict(points: MergeCurvePoint[], fullCount: number): { ve
   const gains = full.map((p) => p.latest - p.merged);
   const wins = gains.filter((g) => g > NOISE_NATS).length;
   const losses = gains.filter((g) => g < -NOISE_NATS).length;
-  const verdict: Verdict = full.length === 0 ? "inconclusive" : wins === full.length ? "reproduced" : wins > losses ? "partly reproduced" : wins === 0 && losses === 0 ? "inconclusive" : "not reproduced";
+  const verdict: Verdict = full.length === 0 ? "not at this scale" : wins === full.length ? "reproduced" : wins > losses ? "partly" : "not at this scale";
   return { verdict, wins, total: full.length, gains };
 }
 
@@ -46,6 +46,7 @@ function finding(model: string, points: MergeCurvePoint[], fullCount: number): F
   const v = mergeVerdict(points, fullCount);
   const list = points.map((p) => `${tokens(p.tokens)}: ${delta(p.merged - p.latest)}${p.count < fullCount ? ` (N=${p.count})` : ""}`).join("; ");
   return {
+    id: `${model.toLowerCase()}-merge-beats-latest`,
     claim: `${model}: in the constant-LR phase, the SMA of recent checkpoints scores better than the latest checkpoint.`,
     measured: `merged minus latest held-out loss (nats) at ${list}. Better by more than ${NOISE_NATS} at ${v.wins} of ${v.total} points with the full N.`,
     verdict: v.verdict,

@@ -16,8 +16,11 @@ import { join, relative, resolve } from "node:path";
 import { writeFileAtomic } from "../common/atomic-dir.js";
 import { PmaError } from "../common/errors.js";
 
-/** Bump when a change to the lab's code changes results for the same settings. */
-export const LAB_VERSION = 1;
+/** Bump when a change to the experiments' code changes their results (runs are kept). */
+export const LAB_VERSION = 2;
+
+/** Bump when a change to how runs are trained changes them (every run is retrained). */
+export const RUNS_VERSION = 1;
 
 export function hashOf(value: unknown): string {
   return createHash("sha256").update(JSON.stringify(value)).digest("hex").slice(0, 12);

@@ -10,6 +10,7 @@
  */
 import { isPmaError } from "../common/errors.js";
 import { train } from "../train/loop.js";
+import { cpuSeconds } from "./cpu.js";
 import { runSft, type SftJob } from "./sft-train.js";
 
 export interface TrainJob {
@@ -31,7 +32,7 @@ export type JobEvent =
   | { type: "checkpoint"; path: string; step: number; tokens: number }
   | { type: "note"; message: string };
 
-export type WorkerMessage = JobEvent | { type: "done"; result: unknown } | { type: "error"; message: string; code: string | null };
+export type WorkerMessage = JobEvent | { type: "done"; result: unknown; cpuSeconds: number } | { type: "error"; message: string; code: string | null };
 
 async function runJob(job: LabJob, signal: AbortSignal, emit: (e: JobEvent) => void): Promise<unknown> {
   if (job.kind === "sft") return runSft(job, signal, emit);
@@ -49,7 +50,10 @@ async function runJob(job: LabJob, signal: AbortSignal, emit: (e: JobEvent) => v
   return { step: r.step, tokens: r.tokens, interrupted: r.interrupted, tokensPerSecond: r.tokensPerSecond, trainSeconds: r.trainSeconds };
 }
 
-if (process.send !== undefined) {
+/** The argument jobs.ts starts workers with, so importing this module elsewhere does nothing. */
+export const WORKER_FLAG = "--pma-lab-worker";
+
+if (process.send !== undefined && process.argv.includes(WORKER_FLAG)) {
   const send = (m: WorkerMessage): void => void process.send!(m);
   const abort = new AbortController();
   process.on("message", (m: { type: string; job?: LabJob }) => {
@@ -57,7 +61,7 @@ if (process.send !== undefined) {
     if (m.type !== "job" || m.job === undefined) return;
     runJob(m.job, abort.signal, send).then(
       (result) => {
-        send({ type: "done", result });
+        send({ type: "done", result, cpuSeconds: cpuSeconds() });
         process.disconnect();
       },
       (e: unknown) => {
