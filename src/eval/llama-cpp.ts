@@ -84,7 +84,7 @@ export async function closeLlamaCpp(): Promise<void> {
 /** GPU kinds with prebuilt binaries and drivers on this machine ("cuda", "vulkan", ...). */
 export async function llamaCppGpuTypes(): Promise<string[]> {
   const nlc = await loadNodeLlamaCpp();
-  return nlc.getLlamaGpuTypes("supported");
+  return (await nlc.getLlamaGpuTypes("supported")).filter((g): g is string => g !== false);
 }
 
 export class LlamaCppScorer {

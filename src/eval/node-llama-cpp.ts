@@ -67,7 +67,8 @@ export interface NlcLlamaOptions {
 
 export interface NodeLlamaCpp {
   getLlama(opts: NlcLlamaOptions): Promise<NlcLlama>;
-  getLlamaGpuTypes(include: "supported" | "allValid"): Promise<string[]>;
+  /** `false` stands for the CPU build. */
+  getLlamaGpuTypes(include: "supported" | "allValid"): Promise<(string | false)[]>;
   getModuleVersion(): Promise<string>;
 }
 
