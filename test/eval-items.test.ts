@@ -39,6 +39,8 @@ let tok: Tokenizer;
 let items: TaskItems;
 let tmp: { dir: string; cleanup(): Promise<void> };
 let train: string[];
+let trainCounts: number[];
+let trainTotal: number;
 
 before(async () => {
   tmp = await tempDir("pma-eval-items-");
@@ -46,6 +48,13 @@ before(async () => {
   tok = prepareTokenizer(brown, { vocabSize: 512, cacheDir: tmp.dir }).tokenizer;
   items = buildTaskItems(brown, tok, { count: 120 });
   train = [...brown.documents("train")].map((d) => d.text.replace(/\s+/g, " "));
+  trainCounts = new Array<number>(tok.vocabSize).fill(0);
+  trainTotal = 0;
+  for (const d of brown.documents("train")) {
+    const ids = tok.encodeOrdinary(d.text);
+    for (const id of ids) trainCounts[id]!++;
+    trainTotal += ids.length;
+  }
 });
 after(() => tmp.cleanup());
 
@@ -99,9 +108,9 @@ test("swap items exchange two adjacent bare words; drop items remove exactly one
     assert.deepEqual(b, [...g.slice(0, it.position), ...g.slice(it.position + 1)]);
     assert.deepEqual(it.words, [g[it.position]]);
     assert.ok(it.position >= 1);
-    // log of an add-one unigram probability: negative, and above log(1 / vocabulary) per token.
-    const n = tok.encodeOrdinary(` ${it.words[0]}`).length;
-    assert.ok(it.unigramLogProb < 0 && it.unigramLogProb > n * Math.log(1e-7), `${it.unigramLogProb}`);
+    // The unigram term: add-one smoothed train token frequencies of the dropped word's tokens.
+    const want = tok.encodeOrdinary(` ${it.words[0]}`).reduce((a, id) => a + Math.log((trainCounts[id]! + 1) / (trainTotal + tok.vocabSize)), 0);
+    assert.ok(Math.abs(it.unigramLogProb - want) < 1e-9 * Math.abs(want), `${it.words[0]}: ${it.unigramLogProb} vs ${want}`);
   }
 });
 

@@ -125,6 +125,7 @@ test("scoreCheckpoint: tasks, average and held-out losses agree with the float64
     // In-memory weights score as the folder does; without a tokenizer file, tasks only.
     const mem = await suite.scoreWeights(config, weights, { label: "in memory" });
     assert.equal(mem.checkpoint, "in memory");
+    assert.equal(got.step, undefined, "no trainer_state.json, no step");
     assert.deepEqual(mem.tasks, got.tasks);
     assert.deepEqual(mem.heldout, {});
   } finally {
@@ -143,8 +144,10 @@ test("a checkpoint with another tokenizer is refused; the same tokenizer written
     await assert.rejects(suite.scoreCheckpoint(other), (e) => isPmaError(e, "CHECKPOINT_MISMATCH") && /task items were built with/.test(e.message));
     const json = JSON.parse(await readFile(join(ckpt, "tokenizer.json"), "utf8")) as unknown;
     await writeFile(join(other, "tokenizer.json"), JSON.stringify(json, null, 1));
+    await writeFile(join(other, "trainer_state.json"), JSON.stringify({ global_step: 7, num_input_tokens_seen: 28672 }));
     const got = await suite.scoreCheckpoint(other);
     assert.deepEqual(got.heldout, {});
+    assert.deepEqual([got.step, got.tokensSeen], [7, 28672]);
     assertMatches(got);
   } finally {
     suite.close();

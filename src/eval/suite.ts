@@ -15,6 +15,7 @@ import { sameConfig, type ModelConfig } from "../nn/config.js";
 import { describeBackend, getBackend, type MatmulBackend } from "../nn/kernels/index.js";
 import { createModel, type Model } from "../nn/model.js";
 import { ParamSet, type NamedTensor } from "../nn/params.js";
+import { readTrainerState } from "../formats/trainer-state.js";
 import { readPmaState } from "../train/checkpoint.js";
 import type { Corpus } from "../train/corpus.js";
 import { HeldoutEvaluator } from "../train/heldout.js";
@@ -36,6 +37,9 @@ export interface HeldoutScore {
 export interface SuiteScores {
   /** The folder scored, or the label given to scoreWeights. */
   checkpoint: string;
+  /** Step and tokens seen, from the folder's trainer_state.json when it has one (a merge has none). */
+  step?: number;
+  tokensSeen?: number;
   heldout: Partial<Record<EvalSplit, HeldoutScore>>;
   tasks: TaskScores;
   /** Unweighted mean accuracy over the tasks, as the paper averages its benchmarks. */
@@ -117,10 +121,15 @@ export class Suite {
     const tokenizerFile = join(dir, "tokenizer.json");
     await this.checkTokenizer(tokenizerFile);
     const config = await readModelConfig(dir);
-    const state = await readPmaState(dir).catch(() => null);
+    const [state, trainer] = await Promise.all([readPmaState(dir).catch(() => null), readTrainerState(dir).catch(() => null)]);
     const shape = await this.shapeFor(config);
     shape.params.load((await readWeights(dir)).tensors);
-    return this.run(dir, shape, tokenizerFile, state?.config.data.seq_len, t0);
+    const scores = this.run(dir, shape, tokenizerFile, state?.config.data.seq_len, t0);
+    return {
+      ...scores,
+      ...(trainer?.globalStep != null ? { step: trainer.globalStep } : {}),
+      ...(trainer?.tokensSeen != null ? { tokensSeen: trainer.tokensSeen } : {}),
+    };
   }
 
   /**
