@@ -27,3 +27,7 @@ export { evaluateCheckpoint } from "./eval/evaluate.js";
 export { createModel } from "./nn/model.js";
 export { getBackend, describeBackend } from "./nn/kernels/index.js";
 export { GgufFile } from "./formats/gguf.js";
+export { Suite, scoreCheckpoint, type SuiteScores, type SuiteOptions } from "./eval/suite.js";
+export { buildTaskItems, type TaskItems, type TaskItemOptions } from "./eval/task-items.js";
+export { taskItemsFor, loadTaskItems, saveTaskItems } from "./eval/items-io.js";
+export { writeReport, lineChart, barChart, heatmap, contourPlot, meanSd, type LabReport, type Claim, type ReportFigure, type Verdict } from "./report/index.js";
