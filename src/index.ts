@@ -31,3 +31,6 @@ export { Suite, scoreCheckpoint, type SuiteScores, type SuiteOptions } from "./e
 export { buildTaskItems, type TaskItems, type TaskItemOptions } from "./eval/task-items.js";
 export { taskItemsFor, loadTaskItems, saveTaskItems } from "./eval/items-io.js";
 export { writeReport, lineChart, barChart, heatmap, contourPlot, meanSd, type LabReport, type Claim, type ReportFigure, type Verdict } from "./report/index.js";
+export { convertToGguf, type ConvertToGgufOptions, type ConvertToGgufResult } from "./convert/to-gguf.js";
+export { scoreTokens, evaluateWithLlamaCpp, type ScoredTokens, type EvalEngine } from "./eval/score-tokens.js";
+export { compareLogprobs, summarizeLogprobs, type LogprobAgreement } from "./eval/token-logprobs.js";
