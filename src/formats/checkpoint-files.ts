@@ -2,6 +2,7 @@ import * as fs from "node:fs";
 import * as nodePath from "node:path";
 import { PmaError } from "../common/errors.js";
 import { findDuplicateKey } from "./json-duplicate-keys.js";
+import { checkJsonShape, SAFETENSORS_JSON_LIMITS } from "./json-shape.js";
 import { SafetensorsFile, type TensorEntry } from "./safetensors.js";
 import { checkShardName, resolveInside } from "./shard-path.js";
 
@@ -133,8 +134,11 @@ async function readIndex(indexPath: string): Promise<ParsedIndex> {
   let text = "";
   try {
     text = utf8.decode(bytes);
+    const shape = checkJsonShape(text, SAFETENSORS_JSON_LIMITS);
+    if (shape) invalid(`has ${shape.what} (at character ${shape.position}), which no shard index has.`);
     json = JSON.parse(text);
   } catch (e) {
+    if (e instanceof PmaError) throw e;
     invalid(`is not valid UTF-8 JSON (${e instanceof Error ? e.message : String(e)}).`);
   }
   if (!isObject(json)) return invalid("must be a JSON object with a \"weight_map\".");
@@ -189,8 +193,10 @@ async function openSharded(root: string, indexPath: string, opts: OpenCheckpoint
     for (const p of paths) files.push(await SafetensorsFile.open(p));
 
     const tensors = new Map<string, CheckpointTensor>();
-    files.forEach((f) => {
+    files.forEach((f, i) => {
       for (const t of f.tensors.values()) {
+        // Checked as the map is filled, so it never outgrows weight_map (a Map stops at 2^24 entries).
+        if (!shardOf.has(t.name)) throw invalid(`tensor "${t.name}" is stored in shard "${shardNames[i]!}" but missing from "weight_map".`);
         const prior = tensors.get(t.name);
         if (prior) {
           throw new PmaError("DUPLICATE_NAME", `${f.path}: tensor "${t.name}" is also stored in ${prior.file.path}; which copy is meant is ambiguous.`, {
@@ -204,7 +210,6 @@ async function openSharded(root: string, indexPath: string, opts: OpenCheckpoint
     for (const [name, t] of tensors) {
       const listed = shardOf.get(name);
       const actual = nameOfFile.get(t.file)!;
-      if (listed === undefined) throw invalid(`tensor "${name}" is stored in shard "${actual}" but missing from "weight_map".`);
       if (listed !== actual) throw invalid(`maps tensor "${name}" to "${listed}" but it is stored in "${actual}".`);
     }
     for (const [name, file] of shardOf) {

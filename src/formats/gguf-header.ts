@@ -47,6 +47,11 @@ export interface GgufHeader {
 const CORRUPT = "; the file is corrupt or was written by a faulty tool";
 // Counts are int64 in ggml: a value with the top bit set is negative there.
 const INT64_LIMIT = 1n << 63n;
+/**
+ * Tensors and keys are held in a Map, which cannot pass 2^24 entries (a RangeError, not
+ * a PmaError). Real files have thousands of tensors and tens of keys.
+ */
+export const GGUF_MAX_COUNT = (1 << 24) - 1;
 
 function alignUp(x: number, alignment: number): number {
   return Math.ceil(x / alignment) * alignment;
@@ -73,6 +78,7 @@ function readPreamble(cur: Cursor): { version: number; tensorCount: number; kvCo
     if (n * BigInt(minBytes) > BigInt(cur.remaining())) {
       cur.fail(`${what} ${n} cannot fit in the ${cur.remaining()} bytes left in the file${CORRUPT}`, at);
     }
+    if (n > BigInt(GGUF_MAX_COUNT)) cur.fail(`${what} ${n} is more than the ${GGUF_MAX_COUNT} pma reads${CORRUPT}`, at);
     return Number(n);
   };
   const tensorCount = counts("tensor count", 24);

@@ -6,6 +6,13 @@ export const GGUF_MAX_STRING_BYTES = 1 << 30;
 export const GGUF_MAX_ARRAY_ELEMENTS = 1 << 30;
 /** The spec puts no limit on arrays of arrays; this keeps recursion off the stack limit. */
 const MAX_NESTING = 16;
+/**
+ * Elements of string, bool and nested arrays, in all, per header. Each becomes a JS
+ * value (8 bytes and more where the file may spend 1), and V8 ends the process, without
+ * an exception, when one array passes about 134M elements. Tokenizers, the largest such
+ * arrays in real files, hold a few hundred thousand.
+ */
+export const GGUF_MAX_OBJECT_ELEMENTS = 1 << 24;
 
 const CORRUPT = "; the file is corrupt or was written by a faulty tool";
 
@@ -69,7 +76,12 @@ function readScalar(cur: Cursor, type: Exclude<GgufValueType, "array">, what: st
   }
 }
 
-function readArray(cur: Cursor, what: string, depth: number): GgufArrayValue {
+/** How many more string/bool/array elements this header may decode. */
+interface ElementBudget {
+  left: number;
+}
+
+function readArray(cur: Cursor, what: string, depth: number, budget: ElementBudget): GgufArrayValue {
   if (depth > MAX_NESTING) cur.fail(`${what} nests arrays more than ${MAX_NESTING} deep; pma refuses it`, cur.pos);
   const elementType = readType(cur, `${what} element type`);
   const at = cur.pos;
@@ -81,6 +93,12 @@ function readArray(cur: Cursor, what: string, depth: number): GgufArrayValue {
   }
   if (count > BigInt(GGUF_MAX_ARRAY_ELEMENTS)) cur.fail(`${what} claims ${count} elements, over ggml's limit of ${GGUF_MAX_ARRAY_ELEMENTS}${CORRUPT}`, at);
   const n = Number(count);
+  if (elementType === "string" || elementType === "bool" || elementType === "array") {
+    if (n > budget.left) {
+      cur.fail(`${what} has ${n} ${elementType} elements, more than the ${GGUF_MAX_OBJECT_ELEMENTS} string, bool and array elements pma reads from one header${CORRUPT}`, at);
+    }
+    budget.left -= n;
+  }
   switch (elementType) {
     case "string": {
       const values: string[] = [];
@@ -94,7 +112,7 @@ function readArray(cur: Cursor, what: string, depth: number): GgufArrayValue {
     }
     case "array": {
       const values: GgufArrayValue[] = [];
-      for (let i = 0; i < n; i++) values.push(readArray(cur, `${what}[${i}]`, depth + 1));
+      for (let i = 0; i < n; i++) values.push(readArray(cur, `${what}[${i}]`, depth + 1, budget));
       return { type: "array", elementType, values };
     }
     default:
@@ -144,6 +162,7 @@ function readNumericArray(cur: Cursor, elementType: Exclude<GgufValueType, "stri
 export function readKeyValues(cur: Cursor, count: number): KeyValues {
   const metadata: GgufMetadata = new Map();
   const positions = new Map<string, number>();
+  const budget: ElementBudget = { left: GGUF_MAX_OBJECT_ELEMENTS };
   for (let i = 0; i < count; i++) {
     const at = cur.pos;
     const key = readString(cur, `key ${i}`);
@@ -151,7 +170,7 @@ export function readKeyValues(cur: Cursor, count: number): KeyValues {
     const what = `key "${key}"`;
     if (metadata.has(key)) cur.fail(`${what} appears twice (first at byte ${positions.get(key)}); which value is meant is ambiguous`, at);
     const type = readType(cur, `${what} value type`);
-    const value = type === "array" ? readArray(cur, what, 0) : readScalar(cur, type, what);
+    const value = type === "array" ? readArray(cur, what, 0, budget) : readScalar(cur, type, what);
     metadata.set(key, value);
     positions.set(key, at);
   }

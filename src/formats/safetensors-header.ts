@@ -1,6 +1,7 @@
 import { PmaError } from "../common/errors.js";
 import { isDType, type DType } from "../tensor/dtype.js";
 import { findDuplicateKey } from "./json-duplicate-keys.js";
+import { checkJsonShape, SAFETENSORS_JSON_LIMITS } from "./json-shape.js";
 import { tensorByteLength } from "./tensor-bytes.js";
 
 /** The reference implementation refuses larger headers; so do we, before reading one. */
@@ -160,6 +161,10 @@ export function parseSafetensorsHeader(headerJsonBytes: Uint8Array, fileSize: nu
     text = utf8.decode(headerJsonBytes);
   } catch {
     fail("HEADER_INVALID", path, "header is not valid UTF-8; the file is corrupt or not a safetensors file.");
+  }
+  const shape = checkJsonShape(text, SAFETENSORS_JSON_LIMITS);
+  if (shape) {
+    fail("HEADER_INVALID", path, `header has ${shape.what} (at character ${shape.position}), which no safetensors header has; the file is corrupt or not a safetensors file.`);
   }
   let parsed: unknown;
   try {

@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PmaError } from "../common/errors.js";
+import { checkJsonShape, LOG_JSON_LIMITS } from "./json-shape.js";
 
 /**
  * The parts of a Hugging Face Trainer `trainer_state.json` pma relies on. Unknown keys
@@ -25,6 +26,8 @@ export async function readTrainerState(dir: string): Promise<TrainerState | null
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
     throw new PmaError("IO", `${path}: cannot read (${(e as Error).message})`, { file: path, cause: e });
   }
+  const shape = checkJsonShape(text, LOG_JSON_LIMITS);
+  if (shape) throw new PmaError("LOG_INVALID", `${path}: has ${shape.what} (at character ${shape.position}); not a trainer state`, { file: path });
   let raw: unknown;
   try {
     raw = JSON.parse(text);

@@ -1,5 +1,6 @@
 import * as fs from "node:fs/promises";
 import { join } from "node:path";
+import { PmaError } from "../common/errors.js";
 
 /**
  * Non-weight files a merged checkpoint needs to load like its inputs: model config,
@@ -20,7 +21,7 @@ export async function copyCompanions(fromDir: string, toDir: string, torchDtype?
     const src = join(fromDir, entry.name);
     const dst = join(toDir, entry.name);
     if (entry.name === "config.json" && torchDtype !== undefined) {
-      const config = JSON.parse(await fs.readFile(src, "utf8")) as Record<string, unknown>;
+      const config = await readConfig(src);
       config["torch_dtype"] = torchDtype;
       await fs.writeFile(dst, JSON.stringify(config, null, 2) + "\n");
     } else {
@@ -31,3 +32,17 @@ export async function copyCompanions(fromDir: string, toDir: string, torchDtype?
   return copied.sort();
 }
 
+
+/** A config.json that is not a JSON object cannot get its dtype rewritten; say which file. */
+async function readConfig(path: string): Promise<Record<string, unknown>> {
+  let config: unknown;
+  try {
+    config = JSON.parse(await fs.readFile(path, "utf8"));
+  } catch (e) {
+    throw new PmaError("CONFIG_INVALID", `${path}: cannot read it as JSON (${(e as Error).message}); fix or remove it to merge with --dtype`, { file: path, cause: e });
+  }
+  if (typeof config !== "object" || config === null || Array.isArray(config)) {
+    throw new PmaError("CONFIG_INVALID", `${path}: is not a JSON object; fix or remove it to merge with --dtype`, { file: path });
+  }
+  return config as Record<string, unknown>;
+}

@@ -145,8 +145,9 @@ export async function readPmaState(dir: string): Promise<PmaTrainState | null> {
   } catch (e) {
     throw new PmaError("CHECKPOINT_MISMATCH", `${path}: not valid JSON (${(e as Error).message})`, { file: path, cause: e });
   }
-  if (s.format !== STATE_FORMAT || s.version !== STATE_VERSION) {
-    throw new PmaError("CHECKPOINT_MISMATCH", `${path}: not a pma training state of version ${STATE_VERSION} (format ${JSON.stringify(s.format)}, version ${JSON.stringify(s.version)})`, { file: path });
+  // JSON.parse("null") is valid JSON: without this, reading .format would be a TypeError.
+  if (typeof s !== "object" || s === null || s.format !== STATE_FORMAT || s.version !== STATE_VERSION) {
+    throw new PmaError("CHECKPOINT_MISMATCH", `${path}: not a pma training state of version ${STATE_VERSION} (format ${JSON.stringify(s?.format)}, version ${JSON.stringify(s?.version)})`, { file: path });
   }
   // Re-validate the stored config: a hand-edited state must fail here, naming the field.
   s.config = parseTrainConfig(s.config, path);

@@ -7,6 +7,7 @@ import { basename } from "node:path";
 import { PmaError } from "../common/errors.js";
 import { readTensorboardFile, type TensorboardFile } from "../formats/tensorboard.js";
 import { JsonSyntaxError, parseJsonLenient, parseNumberCell, splitCsvRow } from "./log-text.js";
+import { MaxHeap } from "./max-heap.js";
 import type { LogField, LogPoint, TrainingLog } from "./logs.js";
 
 /**
@@ -55,11 +56,22 @@ function pickNames(available: Iterable<string>, names: Record<LogField, readonly
 
 type Fields = Partial<Record<LogField, number>>;
 
+const MAX_LOG_POINTS = (1 << 24) - 1;
+
 /** Accumulates records in file order into one point per step, handling restarts. */
 class LogBuilder {
   private readonly byStep = new Map<number, LogPoint>();
+  /**
+   * The steps in byStep, largest on top, so a restart drops the points after it
+   * without scanning the ones before: scanning made a log of many restarts quadratic
+   * (a 30 MB log took minutes). Each step is pushed when its point is created and
+   * popped when it is dropped, so there is one entry per live point.
+   */
+  private readonly steps = new MaxHeap();
   private lastTrainStep = Number.NEGATIVE_INFINITY;
   restarts = 0;
+
+  constructor(private readonly file: string) {}
 
   /** `train`: a training-loss record, whose step going backwards marks a restart. */
   add(step: number, fields: Fields, train: boolean): void {
@@ -75,8 +87,11 @@ class LogBuilder {
     }
     let p = this.byStep.get(step);
     if (p === undefined) {
+      // A Map stops at 2^24 entries with a RangeError; say what is wrong instead.
+      if (this.byStep.size >= MAX_LOG_POINTS) throw invalid(this.file, "", `more than ${MAX_LOG_POINTS} distinct steps; pma reads logs of up to that many.`);
       p = { step };
       this.byStep.set(step, p);
+      this.steps.push(step);
     }
     for (const f of FIELDS) {
       const v = fields[f];
@@ -86,7 +101,7 @@ class LogBuilder {
 
   /** Drops every point at or after `step` (data orphaned by a restart). */
   purgeFrom(step: number): void {
-    for (const s of this.byStep.keys()) if (s >= step) this.byStep.delete(s);
+    while (this.steps.size > 0 && this.steps.peek() >= step) this.byStep.delete(this.steps.pop());
     if (this.lastTrainStep >= step) this.lastTrainStep = Number.NEGATIVE_INFINITY;
   }
 
@@ -131,7 +146,7 @@ export function asRecord(v: unknown): Record<string, unknown> | null {
  * parse is a line still being written, and is ignored.
  */
 export function parsePmaJsonl(text: string, file = "<memory>"): TrainingLog {
-  const b = new LogBuilder();
+  const b = new LogBuilder(file);
   let ignoredTailBytes = 0;
   let start = 0;
   for (let lineNo = 1; start < text.length; lineNo++) {
@@ -200,7 +215,7 @@ export function parseTrainerState(text: string, file = "<memory>"): TrainingLog 
   }
   const history = asRecord(doc)?.log_history;
   if (!Array.isArray(history)) throw invalid(file, "", `no "log_history" list: not a Hugging Face trainer_state.json.`);
-  const b = new LogBuilder();
+  const b = new LogBuilder(file);
   history.forEach((entry, i) => {
     const where = ` log_history[${i}]`;
     const r = asRecord(entry);
@@ -236,11 +251,14 @@ export const STEP_NAMES = ["step", "steps", "global_step", "train/global_step", 
  * no newline and fewer cells than the header is a line still being written.
  */
 export function parseCsvLog(text: string, file = "<memory>", options: { columns?: FieldNameOverrides } = {}): TrainingLog {
-  const lines = text.split("\n");
-  let h = 0;
-  while (h < lines.length && lines[h]!.trim() === "") h++;
-  if (h === lines.length) throw invalid(file, "", "empty CSV: no header row.");
-  const headerLine = lines[h]!.replace(/\r$/, "").replace(/^\uFEFF/, "");
+  // Lines one at a time: text.split("\n") on a file of newlines makes an array past V8's
+  // limit, which ends the process rather than throwing.
+  const lines = linesOf(text);
+  let first = lines.next();
+  while (!first.done && first.value.text.trim() === "") first = lines.next();
+  if (first.done) throw invalid(file, "", "empty CSV: no header row.");
+  const h = first.value.index;
+  const headerLine = first.value.text.replace(/\r$/, "").replace(/^\uFEFF/, "");
   const delimiter = headerLine.includes("\t") && !headerLine.includes(",") ? "\t" : ",";
   const header = splitCsvRow(headerLine, delimiter).map((c) => c.trim());
   const stepName = STEP_NAMES.find((n) => header.some((c) => c.toLowerCase() === n));
@@ -250,14 +268,12 @@ export function parseCsvLog(text: string, file = "<memory>", options: { columns?
   const stepCol = header.findIndex((c) => c.toLowerCase() === stepName);
   const sources = pickNames(header, fieldNames(options.columns));
   const cols = FIELDS.flatMap((f) => (sources[f] === undefined ? [] : [[f, header.indexOf(sources[f]!)] as const]));
-  const b = new LogBuilder();
+  const b = new LogBuilder(file);
   let ignoredTailBytes = 0;
-  for (let i = h + 1; i < lines.length; i++) {
-    const raw = lines[i]!;
+  for (const { text: raw, index: i, last: isTail } of lines) {
     const line = raw.replace(/\r$/, "");
     if (line.trim() === "") continue;
     const cells = splitCsvRow(line, delimiter);
-    const isTail = i === lines.length - 1;
     if (cells.length < header.length) {
       if (isTail) {
         ignoredTailBytes = Buffer.byteLength(raw);
@@ -277,6 +293,20 @@ export function parseCsvLog(text: string, file = "<memory>", options: { columns?
     b.add(step, fields, fields.loss !== undefined);
   }
   return { format: "csv", files: [file], points: b.points(), ignoredTailBytes, restarts: b.restarts, sources };
+}
+
+/** The lines of `text` (split at "\n"), numbered from 0; `last`: no newline follows. */
+function* linesOf(text: string): Generator<{ text: string; index: number; last: boolean }> {
+  let start = 0;
+  for (let index = 0; ; index++) {
+    const nl = text.indexOf("\n", start);
+    if (nl < 0) {
+      yield { text: text.slice(start), index, last: true };
+      return;
+    }
+    yield { text: text.slice(start, nl), index, last: false };
+    start = nl + 1;
+  }
 }
 
 // ---------------------------------------------------------------- TensorBoard
@@ -301,7 +331,7 @@ export async function readTensorboardLog(files: readonly string[], options: { ta
   const sources = pickNames(present, fieldNames(options.tags));
   const fieldOf = new Map<string, LogField>();
   for (const f of FIELDS) if (sources[f] !== undefined) fieldOf.set(sources[f]!, f);
-  const b = new LogBuilder();
+  const b = new LogBuilder(ordered[0] ?? "<no files>");
   for (const tb of decoded) {
     for (const ev of tb.events) {
       // A SessionLog START orphans whatever was logged at or after its step.

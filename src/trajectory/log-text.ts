@@ -4,6 +4,8 @@
  * and CSV/TSV rows.
  */
 
+import { checkJsonShape, LOG_JSON_LIMITS } from "../formats/json-shape.js";
+
 /** Sentinel strings stand in for the non-finite literals during parsing. */
 const SENTINEL = "\u0000pma-nonfinite:";
 const NONFINITE: Record<string, number> = {
@@ -64,8 +66,14 @@ function locate(text: string, message: string): JsonSyntaxError {
   return new JsonSyntaxError(short.replace(/ in JSON at position \d+.*/, ""), line, column);
 }
 
-/** JSON.parse that also accepts Python's NaN, Infinity and -Infinity literals. */
+/**
+ * JSON.parse that also accepts Python's NaN, Infinity and -Infinity literals. Text
+ * nested deeper than Python can write, or with an array too long for V8, is refused
+ * before parsing (see json-shape.ts).
+ */
 export function parseJsonLenient(text: string): unknown {
+  const shape = checkJsonShape(text, LOG_JSON_LIMITS);
+  if (shape) throw new JsonSyntaxError(`${shape.what} (at character ${shape.position})`, null, null);
   try {
     return JSON.parse(text);
   } catch (e) {

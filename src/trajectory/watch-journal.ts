@@ -87,6 +87,9 @@ export class WatchJournal {
         } catch (e) {
           throw new PmaError("LOG_INVALID", `${path}:${i + 1}: not a JSON line (${(e as Error).message}); move the file away to start afresh`, { file: path });
         }
+        if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+          throw new PmaError("LOG_INVALID", `${path}:${i + 1}: not a journal entry (a JSON object); move the file away to start afresh`, { file: path });
+        }
         state.entries.push(entry);
         if (entry.type === "merge" && typeof entry.step === "number") state.lastStep = Math.max(state.lastStep ?? entry.step, entry.step);
         if (entry.type === "spike" && typeof entry.start_step === "number") state.spikes.add(entry.start_step);
