@@ -2,39 +2,57 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { PmaError } from "./errors.js";
+import { acquireLock, type Lock } from "./lock.js";
 
 /**
  * An output directory that appears complete or not at all. Everything is written into
  * a hidden sibling (same filesystem, so the final rename is atomic), fsynced, and only
  * then renamed to the requested name. On failure or interruption the sibling is
  * removed; the requested path is never half-written.
+ *
+ * One process at a time writes a target: a lock file beside it (`.<name>.pma-lock`)
+ * is held from create to publish or discard. Holding it, create also clears what a
+ * process killed outright (SIGKILL, power loss) left behind: its staging directory is
+ * removed, and a previous output it had moved aside to replace, but not yet replaced,
+ * is moved back.
  */
 export class StagedDir {
   readonly target: string;
   readonly staging: string;
   private done = false;
 
-  private constructor(target: string, staging: string) {
+  private constructor(
+    target: string,
+    staging: string,
+    private readonly lock: Lock,
+  ) {
     this.target = target;
     this.staging = staging;
     LIVE.add(this);
   }
 
-  /** Refuses an existing target unless `force`; creates the staging directory. */
+  /** Refuses an existing target unless `force`, and a target another process is writing; creates the staging directory. */
   static async create(target: string, force: boolean): Promise<StagedDir> {
     const abs = resolve(target);
-    if (!force && (await exists(abs))) {
-      throw new PmaError("EXISTS", `${abs} already exists; choose another --out or pass --force to replace it`, { file: abs });
-    }
     const parent = dirname(abs);
     try {
       await fs.promises.mkdir(parent, { recursive: true });
     } catch (e) {
       throw new PmaError("IO", `cannot create ${parent}: ${(e as Error).message}`, { file: parent, cause: e });
     }
-    const staging = join(parent, `.${basename(abs)}.pma-tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
-    await fs.promises.mkdir(staging);
-    return new StagedDir(abs, staging);
+    const lock = await acquireLock(join(parent, `.${basename(abs)}.pma-lock`), `writing ${abs}`);
+    try {
+      await recoverAbandoned(abs);
+      if (!force && (await exists(abs))) {
+        throw new PmaError("EXISTS", `${abs} already exists; choose another --out or pass --force to replace it`, { file: abs });
+      }
+      const staging = join(parent, `.${basename(abs)}${TMP}${process.pid}-${randomBytes(4).toString("hex")}`);
+      await fs.promises.mkdir(staging);
+      return new StagedDir(abs, staging, lock);
+    } catch (e) {
+      await lock.release();
+      throw e;
+    }
   }
 
   /**
@@ -46,7 +64,7 @@ export class StagedDir {
     const parent = dirname(this.target);
     let old: string | null = null;
     if (await exists(this.target)) {
-      old = join(parent, `.${basename(this.target)}.pma-old-${process.pid}-${randomBytes(4).toString("hex")}`);
+      old = join(parent, `.${basename(this.target)}${OLD}${process.pid}-${randomBytes(4).toString("hex")}`);
       await fs.promises.rename(this.target, old);
     }
     try {
@@ -57,8 +75,12 @@ export class StagedDir {
     }
     this.done = true;
     LIVE.delete(this);
-    await fsyncPath(parent);
-    if (old !== null) await fs.promises.rm(old, { recursive: true, force: true });
+    try {
+      await fsyncPath(parent);
+      if (old !== null) await fs.promises.rm(old, { recursive: true, force: true });
+    } finally {
+      await this.lock.release();
+    }
   }
 
   /** Removes the staging directory; safe to call more than once. */
@@ -66,15 +88,51 @@ export class StagedDir {
     if (this.done) return;
     this.done = true;
     LIVE.delete(this);
-    await fs.promises.rm(this.staging, { recursive: true, force: true });
+    try {
+      await fs.promises.rm(this.staging, { recursive: true, force: true });
+    } finally {
+      await this.lock.release();
+    }
   }
 
   discardSync(): void {
     if (this.done) return;
     this.done = true;
     LIVE.delete(this);
-    fs.rmSync(this.staging, { recursive: true, force: true });
+    try {
+      fs.rmSync(this.staging, { recursive: true, force: true });
+    } finally {
+      this.lock.releaseSync();
+    }
   }
+}
+
+/** Infixes of the hidden siblings: a staging directory, and a previous output moved aside. */
+const TMP = ".pma-tmp-";
+const OLD = ".pma-old-";
+
+/**
+ * Cleans up after a writer of `target` that died without cleaning up (the caller holds
+ * the target's lock, so no live writer owns these). A previous output moved aside is
+ * complete (it was the published output): when the target is missing, the newest one
+ * goes back into place; staging directories, never published, are removed.
+ */
+export async function recoverAbandoned(target: string): Promise<void> {
+  const parent = dirname(target);
+  const prefix = `.${basename(target)}`;
+  const names = (await fs.promises.readdir(parent)).filter((n) => n.startsWith(prefix + TMP) || n.startsWith(prefix + OLD));
+  const olds: { path: string; mtime: number }[] = [];
+  for (const n of names) {
+    const p = join(parent, n);
+    if (n.startsWith(prefix + TMP)) await fs.promises.rm(p, { recursive: true, force: true });
+    else olds.push({ path: p, mtime: (await fs.promises.lstat(p)).mtimeMs });
+  }
+  olds.sort((a, b) => b.mtime - a.mtime);
+  if (olds.length > 0 && !(await exists(target))) {
+    await fs.promises.rename(olds.shift()!.path, target);
+    await fsyncPath(parent);
+  }
+  for (const o of olds) await fs.promises.rm(o.path, { recursive: true, force: true });
 }
 
 /** Staging directories of this process, removed if it exits before publishing them. */

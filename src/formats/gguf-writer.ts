@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { PmaError } from "../common/errors.js";
+import { acquireLock, type Lock } from "../common/lock.js";
 import { encodeGgufHeader, type EncodedGgufHeader, type GgufTensorSpec } from "./gguf-encode.js";
 import type { GgufMetadata } from "./gguf-values.js";
 import { ioError, writeFully, writeFullySync } from "./positional-io.js";
@@ -46,6 +47,9 @@ function existsError(path: string): PmaError {
  * positions in any order, from this thread or from workers that open `layout(name).file`
  * themselves. `finish` fsyncs and renames the file into place, so the path holds a
  * complete file or nothing. Output is always a single file (GGUF splits are not written).
+ * A lock file beside the target (`.<name>.pma-lock`) keeps a second process from
+ * writing the same path; holding it, `create` removes temporary files that a killed
+ * writer of that path left behind.
  */
 export class GgufWriter {
   /** Where the finished file will be. */
@@ -59,7 +63,14 @@ export class GgufWriter {
   private fd: number | null;
   private state: "open" | "finished" | "aborted" = "open";
 
-  private constructor(path: string, tempPath: string, fd: number, header: EncodedGgufHeader, force: boolean) {
+  private constructor(
+    path: string,
+    tempPath: string,
+    fd: number,
+    header: EncodedGgufHeader,
+    force: boolean,
+    private readonly lock: Lock,
+  ) {
     this.path = path;
     this.tempPath = tempPath;
     this.fd = fd;
@@ -87,12 +98,18 @@ export class GgufWriter {
     } catch (e) {
       throw ioError(dirname(target), "mkdir", e);
     }
-    const tempPath = join(dirname(target), `.${basename(target)}.pma-tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
+    const lock = await acquireLock(join(dirname(target), `.${basename(target)}.pma-lock`), `writing ${target}`);
+    const tempPrefix = `.${basename(target)}.pma-tmp-`;
+    const tempPath = join(dirname(target), `${tempPrefix}${process.pid}-${randomBytes(4).toString("hex")}`);
     let fd: number;
     try {
+      // Ours now: a temporary file of this name was left by a writer that died.
+      for (const n of await fs.promises.readdir(dirname(target))) if (n.startsWith(tempPrefix)) await fs.promises.rm(join(dirname(target), n), { force: true });
+      if (!force && (await exists(target))) throw existsError(target);
       fd = fs.openSync(tempPath, "wx");
     } catch (e) {
-      throw ioError(tempPath, "create", e);
+      await lock.release();
+      throw e instanceof PmaError ? e : ioError(tempPath, "create", e);
     }
     track(tempPath);
     try {
@@ -102,9 +119,10 @@ export class GgufWriter {
       fs.closeSync(fd);
       fs.rmSync(tempPath, { force: true });
       LIVE.delete(tempPath);
+      await lock.release();
       throw e instanceof PmaError ? e : ioError(tempPath, "resize", e);
     }
-    return new GgufWriter(target, tempPath, fd, header, force);
+    return new GgufWriter(target, tempPath, fd, header, force, lock);
   }
 
   /** Tensor names in data order. */
@@ -162,14 +180,19 @@ export class GgufWriter {
     } catch (e) {
       await fs.promises.rm(this.tempPath, { force: true });
       LIVE.delete(this.tempPath);
+      await this.lock.release();
       throw e instanceof PmaError ? e : ioError(this.path, "publish", e);
     }
     LIVE.delete(this.tempPath);
-    const dir = fs.openSync(dirname(this.path), "r");
     try {
-      fs.fsyncSync(dir);
+      const dir = fs.openSync(dirname(this.path), "r");
+      try {
+        fs.fsyncSync(dir);
+      } finally {
+        fs.closeSync(dir);
+      }
     } finally {
-      fs.closeSync(dir);
+      await this.lock.release();
     }
     return this.path;
   }
@@ -180,8 +203,12 @@ export class GgufWriter {
     this.state = "aborted";
     if (this.fd !== null) fs.closeSync(this.fd);
     this.fd = null;
-    await fs.promises.rm(this.tempPath, { force: true });
-    LIVE.delete(this.tempPath);
+    try {
+      await fs.promises.rm(this.tempPath, { force: true });
+      LIVE.delete(this.tempPath);
+    } finally {
+      await this.lock.release();
+    }
   }
 }
 

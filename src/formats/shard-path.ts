@@ -22,6 +22,26 @@ export function checkShardName(name: string, indexPath: string): string {
   return normalized;
 }
 
+function leaves(realRoot: string, real: string): boolean {
+  const rel = nodePath.relative(realRoot, real);
+  return rel === "" || rel === ".." || rel.startsWith(`..${nodePath.sep}`) || nodePath.isAbsolute(rel);
+}
+
+/**
+ * Whether `path` (below `root`), after following every link, still lies inside `root`.
+ * A path that does not exist counts as inside: whoever reads it reports it missing.
+ */
+export async function staysInside(root: string, path: string): Promise<boolean> {
+  let real: string;
+  try {
+    real = await fs.promises.realpath(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException | undefined)?.code === "ENOENT") return true;
+    throw new PmaError("IO", `${path}: cannot resolve path: ${e instanceof Error ? e.message : String(e)}`, { file: path, cause: e });
+  }
+  return !leaves(await fs.promises.realpath(root), real);
+}
+
 /** Resolves `name` under `root`; rejects it if its real path leaves the real root. */
 export async function resolveInside(root: string, name: string, indexPath: string, allowExternalSymlinks: boolean): Promise<string> {
   const joined = nodePath.join(root, name);
@@ -37,8 +57,7 @@ export async function resolveInside(root: string, name: string, indexPath: strin
     throw new PmaError("IO", `${joined}: cannot resolve path: ${e instanceof Error ? e.message : String(e)}`, { file: joined, cause: e });
   }
   if (allowExternalSymlinks) return joined;
-  const rel = nodePath.relative(realRoot, real);
-  if (rel === "" || rel === ".." || rel.startsWith(`..${nodePath.sep}`) || nodePath.isAbsolute(rel)) {
+  if (leaves(realRoot, real)) {
     throw new PmaError(
       "PATH_UNSAFE",
       `${indexPath}: shard "${name}" resolves to ${real}, outside the checkpoint directory ${realRoot} (through a symlink); refusing to read it.`,

@@ -12,9 +12,10 @@
  */
 import { existsSync, readdirSync, rmSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { writeFileAtomic } from "../common/atomic-dir.js";
 import { isPmaError, PmaError } from "../common/errors.js";
+import { acquireLock } from "../common/lock.js";
 import { AdamW } from "../nn/adamw.js";
 import type { ModelConfig } from "../nn/config.js";
 import { describeBackend, getBackend, type MatmulBackend } from "../nn/kernels/index.js";
@@ -122,7 +123,22 @@ function checkSameData(plan: StartPlan, data: RunData, modelConfig: ModelConfig)
   }
 }
 
+/**
+ * One trainer per run directory: two would interleave log.jsonl and replace each
+ * other's checkpoints. The lock sits beside the directory, which --force may delete.
+ */
 async function runPlan(plan: StartPlan, data: RunData, backend: MatmulBackend, opts: TrainOptions): Promise<TrainResult> {
+  const parent = dirname(plan.runDir);
+  await mkdir(parent, { recursive: true });
+  const lock = await acquireLock(join(parent, `.${basename(plan.runDir)}.pma-lock`), `training into ${plan.runDir}`);
+  try {
+    return await runLockedPlan(plan, data, backend, opts);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function runLockedPlan(plan: StartPlan, data: RunData, backend: MatmulBackend, opts: TrainOptions): Promise<TrainResult> {
   const config = plan.config;
   const emit = opts.onEvent ?? (() => undefined);
   const modelConfig = modelConfigFor(config.model, data.prepared.tokenizer.vocabSize, data.eosId);

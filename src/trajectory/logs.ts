@@ -7,7 +7,7 @@
  * both the abandoned and the resumed records for the overlapping steps; the resumed
  * ones win and the abandoned tail is dropped, as TensorBoard does with orphaned data.
  */
-import { open, readdir, readFile, stat } from "node:fs/promises";
+import { lstat, open, readdir, readFile, stat } from "node:fs/promises";
 import { basename, extname, join } from "node:path";
 import { PmaError } from "../common/errors.js";
 import { maskedCrc32c } from "../formats/crc32c.js";
@@ -113,9 +113,13 @@ async function sniff(path: string): Promise<LogFormat> {
   );
 }
 
-async function entries(dir: string): Promise<{ name: string; dir: boolean }[]> {
+/**
+ * Regular files and real directories only: a run directory is untrusted, and a symlink
+ * found in it could lead anywhere (a log file named on the command line is followed).
+ */
+async function entries(dir: string): Promise<{ name: string; dir: boolean; file: boolean }[]> {
   try {
-    return (await readdir(dir, { withFileTypes: true })).map((d) => ({ name: d.name, dir: d.isDirectory() }));
+    return (await readdir(dir, { withFileTypes: true })).map((d) => ({ name: d.name, dir: d.isDirectory(), file: d.isFile() }));
   } catch (e) {
     throw new PmaError("IO", `${dir}: cannot list (${(e as Error).message}).`, { file: dir, cause: e });
   }
@@ -130,7 +134,7 @@ async function findEventFiles(dir: string): Promise<string[]> {
     for (const d of level) {
       for (const e of await entries(d)) {
         if (e.dir) next.push(join(d, e.name));
-        else if (isEventFile(e.name)) found.push(join(d, e.name));
+        else if (e.file && isEventFile(e.name)) found.push(join(d, e.name));
       }
     }
     if (found.length > 0) return found;
@@ -146,7 +150,7 @@ async function findEventFiles(dir: string): Promise<string[]> {
  */
 async function findRunLog(dir: string): Promise<{ format: LogFormat; files: string[] }> {
   const top = await entries(dir);
-  const has = (n: string) => top.some((e) => !e.dir && e.name === n);
+  const has = (n: string) => top.some((e) => e.file && e.name === n);
   if (has("log.jsonl")) return { format: "pma-jsonl", files: [join(dir, "log.jsonl")] };
   const events = await findEventFiles(dir);
   if (events.length > 0) return { format: "tensorboard", files: events };
@@ -157,15 +161,15 @@ async function findRunLog(dir: string): Promise<{ format: LogFormat; files: stri
     .sort((a, b) => b.step - a.step);
   for (const c of ckpts) {
     const p = join(dir, c.name, "trainer_state.json");
-    if (await stat(p).then((s) => s.isFile(), () => false)) return { format: "trainer-state", files: [p] };
+    if (await lstat(p).then((s) => s.isFile(), () => false)) return { format: "trainer-state", files: [p] };
   }
-  const csvs = top.filter((e) => !e.dir && e.name.toLowerCase().endsWith(".csv")).map((e) => e.name);
+  const csvs = top.filter((e) => e.file && e.name.toLowerCase().endsWith(".csv")).map((e) => e.name);
   const csv = ["log.csv", "metrics.csv"].find((n) => csvs.includes(n)) ?? (csvs.length === 1 ? csvs[0] : undefined);
   if (csv !== undefined) return { format: "csv", files: [join(dir, csv)] };
   throw new PmaError(
     "LOG_INVALID",
     `${dir}: no training log found (looked for log.jsonl, events.out.tfevents.*, trainer_state.json, ` +
-      `checkpoint-*/trainer_state.json, a CSV file). Pass the log file itself.`,
+      `checkpoint-*/trainer_state.json, a CSV file; symbolic links are not followed). Pass the log file itself.`,
     { file: dir },
   );
 }

@@ -1,7 +1,8 @@
 import { readdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { isPmaError, PmaError } from "../common/errors.js";
-import { openCheckpointTensors } from "../formats/checkpoint-files.js";
+import { INDEX_FILE, openCheckpointTensors, SINGLE_FILE } from "../formats/checkpoint-files.js";
+import { staysInside } from "../formats/shard-path.js";
 import { readTrainerState, stepFromName, TRAINER_STATE_FILE } from "../formats/trainer-state.js";
 
 /** One complete checkpoint of a run, with how far training had gone. */
@@ -62,13 +63,21 @@ export async function discoverRun(dir: string, opts: DiscoverOptions = {}): Prom
   }
   candidates.sort((a, b) => a.step - b.step);
   const withState = await Promise.all(
-    candidates.map(async (c) => ({ ...c, state: await readTrainerState(c.path).catch((e: unknown): Error => (e instanceof Error ? e : new Error(String(e)))) })),
+    candidates.map(async (c) => {
+      const link = await linkLeavingCheckpoint(c.path);
+      if (link !== null) return { ...c, link, state: null };
+      return { ...c, link, state: await readTrainerState(c.path).catch((e: unknown): Error => (e instanceof Error ? e : new Error(String(e)))) };
+    }),
   );
   const anyState = withState.some((c) => c.state !== null && !(c.state instanceof Error));
   const checkpoints: RunCheckpoint[] = [];
   const skipped: SkippedCheckpoint[] = [];
   const sizesBefore = new Map<string, string>();
   for (const c of withState) {
+    if (c.link !== null) {
+      skipped.push({ path: c.path, reason: `${c.link} is a link leading outside the checkpoint; a run directory's files must be its own` });
+      continue;
+    }
     if (c.state instanceof Error) {
       skipped.push({ path: c.path, reason: `unreadable ${TRAINER_STATE_FILE}: ${c.state.message}` });
       continue;
@@ -111,6 +120,19 @@ export async function discoverRun(dir: string, opts: DiscoverOptions = {}): Prom
     }
   }
   return { dir: root, checkpoints, skipped };
+}
+
+/**
+ * The first of a checkpoint's files that is a symlink leading out of it, or null.
+ * Shards named by an index are confined by the index reader; these are the files found
+ * by name. A run directory is untrusted (copied from a cluster, downloaded), and a link
+ * would have pma read whatever it points to.
+ */
+async function linkLeavingCheckpoint(dir: string): Promise<string | null> {
+  for (const name of [TRAINER_STATE_FILE, SINGLE_FILE, INDEX_FILE]) {
+    if (!(await staysInside(dir, join(dir, name)))) return name;
+  }
+  return null;
 }
 
 function stepOf(name: string, pattern?: RegExp): number | undefined {

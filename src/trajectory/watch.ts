@@ -24,6 +24,7 @@ import { mkdir } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isPmaError, PmaError } from "../common/errors.js";
+import { acquireLock } from "../common/lock.js";
 import type { AccumulatePrecision } from "../merge/kernels.js";
 import { merge } from "../merge/merger.js";
 import type { MethodSpec } from "../merge/weights.js";
@@ -35,7 +36,6 @@ import type { OptimizerChoice } from "./resume-files.js";
 import { discoverRun, requireTokens, type DiscoverOptions, type RunScan } from "./run.js";
 import { detectSpikes, type SpikeOptions } from "./spikes.js";
 import { jsonLoss, WatchJournal, type JournalState, type MergeEntry, type SpikeEntry } from "./watch-journal.js";
-import { acquireLock } from "./watch-lock.js";
 
 /**
  * Held-out losses of the newest raw checkpoint and of the merge, scored the same way
@@ -127,7 +127,7 @@ export async function watchRun(opts: WatchOptions, signal: AbortSignal = new Abo
   } catch (e) {
     throw new PmaError("IO", `cannot create ${out}: ${(e as Error).message}`, { file: out, cause: e });
   }
-  const lock = await acquireLock(join(out, LOCK_FILE));
+  const lock = await acquireLock(join(out, LOCK_FILE), `watching into ${out}`);
   try {
     const { journal, state } = await WatchJournal.open(join(out, WATCH_JOURNAL_FILE));
     const w = new Watcher(opts, out, journal, state, signal);
