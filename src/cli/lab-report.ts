@@ -14,7 +14,7 @@ function spec(f: Figure): FigureSpec {
   switch (f.kind) {
     case "line":
       return lineChart(
-        f.series.filter((s) => s.points.length > 0).map((s) => ({ name: s.name, points: s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y)), dashed: /latest$|original/.test(s.name) })),
+        f.series.filter((s) => s.points.length > 0).map((s) => ({ name: s.name, points: s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y)), ...(s.dashed === true ? { dashed: true } : {}) })),
         { xTitle: f.x.label, yTitle: f.y.label, ...(f.x.log === true ? { xLog: true } : {}) },
       );
     case "bar": {

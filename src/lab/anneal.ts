@@ -45,6 +45,13 @@ export async function anneal(ctx: LabContext): Promise<Omit<ExperimentResult, "s
     });
   }
   const last = points.at(-1)!;
+  ctx.progress.stage("anneal", "zero-shot tasks");
+  const wEnd = await ctx.window(denseDir, p.denseSteps, count, intervalSteps);
+  const zs = {
+    annealed: await ctx.zeroShot(checkpointDir(annealDir, p.denseSteps)),
+    merged: await ctx.zeroShot(await ctx.merged(wEnd.inputs)),
+    constant: await ctx.zeroShot(checkpointDir(denseDir, p.denseSteps)),
+  };
   const early = points.filter((q) => q.progress <= 0.5);
   const gapEnd = last.mergedConstant - last.annealed;
   const earlyWins = early.filter((q) => q.mergedConstant < q.annealed - NOISE_NATS).length;
@@ -65,6 +72,7 @@ export async function anneal(ctx: LabContext): Promise<Omit<ExperimentResult, "s
         `at ${tokens(last.tokens)} (end of the decay): annealed ${last.annealed.toFixed(4)}, merged constant ${last.mergedConstant.toFixed(4)} ` +
         `(${delta(gapEnd)}), constant ${last.constant.toFixed(4)}.`,
       verdict: endVerdict,
+      note: `Zero-shot average accuracy at the end: annealed ${(zs.annealed.average * 100).toFixed(1)}% (margin ${zs.annealed.margin.toFixed(3)}), merged constant ${(zs.merged.average * 100).toFixed(1)}% (${zs.merged.margin.toFixed(3)}), constant ${(zs.constant.average * 100).toFixed(1)}% (${zs.constant.margin.toFixed(3)}).`,
     },
     {
       id: "anneal-merging-during-decay",
@@ -73,7 +81,7 @@ export async function anneal(ctx: LabContext): Promise<Omit<ExperimentResult, "s
       verdict: annealMergeGain[0]! > NOISE_NATS && annealMergeGain.at(-1)! < annealMergeGain[0]! ? "reproduced" : annealMergeGain.some((g) => g > NOISE_NATS) ? "partly" : "not at this scale",
     },
   ];
-  const line = (name: string, f: (q: AnnealPoint) => number) => ({ name, points: points.map((q) => ({ x: q.tokens, y: f(q) })) });
+  const line = (name: string, f: (q: AnnealPoint) => number, dashed = false) => ({ name, points: points.map((q) => ({ x: q.tokens, y: f(q) })), dashed });
   return {
     id: "anneal",
     title: "Merging predicts annealing",
@@ -90,7 +98,7 @@ export async function anneal(ctx: LabContext): Promise<Omit<ExperimentResult, "s
         caption: `Held-out loss after the fork at ${tokens(p.anneal.forkStep * ctx.tps)} tokens.`,
         x: { label: "tokens" },
         y: { label: "held-out loss (nats)" },
-        series: [line("constant LR", (q) => q.constant), line("constant LR, merged", (q) => q.mergedConstant), line("annealed", (q) => q.annealed), line("annealed, merged", (q) => q.mergedAnnealed)],
+        series: [line("constant LR", (q) => q.constant, true), line("constant LR, merged", (q) => q.mergedConstant), line("annealed", (q) => q.annealed), line("annealed, merged", (q) => q.mergedAnnealed)],
       },
     ],
     tables: [

@@ -9,12 +9,14 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { PmaError } from "../common/errors.js";
 import { Evaluator, type EvalSplit } from "../eval/evaluate.js";
+import { taskItemsFor } from "../eval/items-io.js";
+import { Suite } from "../eval/suite.js";
 import { MERGE_RECORD_FILE, merge } from "../merge/merger.js";
 import type { MethodSpec } from "../merge/weights.js";
 import { createBlasBackend, createWasmBackend, type MatmulBackend } from "../nn/kernels/index.js";
 import { planMerge, type MergePlan } from "../trajectory/plan.js";
 import { discoverRun, type RunCheckpoint } from "../trajectory/run.js";
-import type { Slots } from "./jobs.js";
+import { Slots } from "./jobs.js";
 import { tokensPerStep, type LabProfile } from "./profile.js";
 import type { LabProgress } from "./progress.js";
 import type { LabRuns } from "./runs.js";
@@ -31,6 +33,16 @@ export interface HeldoutOptions {
 export interface TrajectoryPart {
   dir: string;
   maxStep?: number;
+}
+
+/** The zero-shot suite's scores of one model (src/eval/suite.ts). */
+export interface ZeroShot {
+  /** Mean accuracy over the tasks, and the same for a model that guesses. */
+  average: number;
+  chance: number;
+  /** Mean log-likelihood margin over the tasks (nats): less noisy than accuracy on few items. */
+  margin: number;
+  tasks: Record<string, { accuracy: number; margin: number; n: number }>;
 }
 
 export interface WindowChoice {
@@ -56,10 +68,18 @@ export class LabContext {
   readonly tps: number;
   private readonly scans = new Map<string, Promise<(RunCheckpoint & { tokens: number })[]>>();
   private readonly merges = new Map<string, Promise<string>>();
+  private suite: Promise<Suite> | null = null;
+  /**
+   * The parent's own compute (scoring, merging, the Hessian analysis): one thing at a
+   * time, beside the workers rather than in their slots, so scoring never waits for a
+   * training run to end (the machine briefly runs three processes on two cores).
+   */
+  readonly parent = new Slots(1);
 
   constructor(
     readonly profile: LabProfile,
     readonly store: LabStore,
+    /** The two worker slots (training and fine-tuning children). */
     readonly slots: Slots,
     readonly runs: LabRuns,
     readonly progress: LabProgress,
@@ -136,9 +156,36 @@ export class LabContext {
     const hit = this.store.cachedEval<number>(key);
     if (hit !== undefined) return hit;
     this.checkAborted();
-    const loss = await this.slots.with(async () => (await this.evaluator.evaluate(path, { corpus, split, maxTokens, batch: 16 })).loss);
+    const loss = await this.parent.with(async () => (await this.evaluator.evaluate(path, { corpus, split, maxTokens, batch: 16 })).loss);
     await this.store.putEval(key, loss);
     return loss;
+  }
+
+  /**
+   * The zero-shot suite (next word, word swap, word drop on Brown's test split) on a
+   * Brown-tokenizer checkpoint; cached. Items are built once, from the first checkpoint's tokenizer.
+   */
+  async zeroShot(path: string): Promise<ZeroShot> {
+    const count = this.profile.zeroShotItems;
+    const key = `zeroshot|${this.store.rel(path)}|${count}`;
+    const hit = this.store.cachedEval<ZeroShot>(key);
+    if (hit !== undefined) return hit;
+    this.checkAborted();
+    this.suite ??= taskItemsFor({ corpus: "brown", tokenizer: join(path, "tokenizer.json"), options: { count, maxTokens: this.profile.data.seq_len }, ...(this.cacheDir !== undefined ? { dir: this.cacheDir } : {}) }).then(
+      (c) => new Suite(c.items, { backend: this.backend, heldout: false, ...(this.cacheDir !== undefined ? { cacheDir: this.cacheDir } : {}) }),
+    );
+    const suite = await this.suite;
+    const s = await this.parent.with(() => suite.scoreCheckpoint(path));
+    const tasks = Object.fromEntries(Object.entries(s.tasks).map(([k, t]) => [k, { accuracy: t.accuracy, margin: t.margin, n: t.n }]));
+    const margins = Object.values(tasks).map((t) => t.margin);
+    const value: ZeroShot = { average: s.average, chance: s.chanceAverage, margin: margins.reduce((a, b) => a + b, 0) / margins.length, tasks };
+    await this.store.putEval(key, value);
+    return value;
+  }
+
+  /** Releases the zero-shot suite's models. */
+  async close(): Promise<void> {
+    if (this.suite !== null) (await this.suite.catch(() => null))?.close();
   }
 
   /** Scores many checkpoints, reporting progress as `experiment`. */

@@ -31,6 +31,7 @@ export function ctSpec(ctx: LabContext, init: string, kind: InitKind, peak: numb
     },
     from: { resume: init, weightsOnly: true },
     endStep: p.ct.steps,
+    checkpointEvery: p.ct.checkpointEvery,
   };
 }
 
@@ -66,7 +67,7 @@ export async function continuedTraining(ctx: LabContext): Promise<Omit<Experimen
   // Tokenise WordNet once, here, into the shared cache: the runs, started side by side,
   // would otherwise each do it (seconds per run) before their first step.
   ctx.progress.stage("continued-training", "tokenising WordNet");
-  await ctx.slots.with(() => prepareRunData(parseTrainConfig(ctSpec(ctx, inits.latest, "latest", 1, 1).config, "lab").data, ctx.cacheDir));
+  await ctx.parent.with(() => prepareRunData(parseTrainConfig(ctSpec(ctx, inits.latest, "latest", 1, 1).config, "lab").data, ctx.cacheDir));
   const jobs: Promise<CtArm>[] = [];
   for (const s of p.ct.schedules) for (const kind of ["latest", "merged"] as const) jobs.push(arm(ctx, inits[kind], kind, s.peak, s.end));
   ctx.progress.stage("continued-training", `${jobs.length} runs`);

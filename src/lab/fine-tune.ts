@@ -8,7 +8,7 @@
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { LabContext } from "./context.js";
+import type { LabContext, ZeroShot } from "./context.js";
 import { delta, mean, median, tokens } from "./format.js";
 import { downstreamInits, INIT_NAMES } from "./inits.js";
 import { runInChild } from "./jobs.js";
@@ -27,7 +27,7 @@ export function gradNormRoughness(steps: SftStep[]): { meanAbsLogChange: number;
   return { meanAbsLogChange: mean(changes), spikes, max: Math.max(...g) };
 }
 
-async function sftArm(ctx: LabContext, init: string, kind: InitKind, lr: number): Promise<SftResult & { kind: InitKind; lr: number; brown: number }> {
+async function sftArm(ctx: LabContext, init: string, kind: InitKind, lr: number): Promise<SftResult & { kind: InitKind; lr: number; brown: number; zeroShot: ZeroShot }> {
   const p = ctx.profile;
   const base: Omit<SftJob, "out"> = {
     kind: "sft",
@@ -49,6 +49,7 @@ async function sftArm(ctx: LabContext, init: string, kind: InitKind, lr: number)
     result = { out, steps: saved.steps, before: saved.before, after: saved.after, seconds: saved.seconds ?? 0, cpuSeconds: saved.cpuSeconds ?? 0 };
   } else {
     result = (await ctx.slots.with(async () => {
+      ctx.checkAborted();
       const line = ctx.progress.line(`fine-tune ${INIT_NAMES[kind]} lr ${lr}`);
       try {
         const r = await runInChild({ ...base, out }, (e) => e.type === "step" && line.update(`step ${e.step}/${p.sft.steps}, loss ${e.loss.toFixed(3)}`), ctx.signal);
@@ -58,7 +59,7 @@ async function sftArm(ctx: LabContext, init: string, kind: InitKind, lr: number)
       }
     })) as SftResult;
   }
-  return { ...result, kind, lr, brown: await ctx.heldout(out) };
+  return { ...result, kind, lr, brown: await ctx.heldout(out), zeroShot: await ctx.zeroShot(out) };
 }
 
 export async function fineTune(ctx: LabContext): Promise<Omit<ExperimentResult, "seconds">> {
@@ -85,7 +86,10 @@ export async function fineTune(ctx: LabContext): Promise<Omit<ExperimentResult, 
         p.sft.lrs
           .map((lr) => {
             const { base, pma } = pair(lr);
-            return `lr ${lr}: accuracy ${(base.after.accuracy * 100).toFixed(1)}% -> ${(pma.after.accuracy * 100).toFixed(1)}%, answer loss ${delta(pma.after.answerLoss - base.after.answerLoss)}`;
+            return (
+              `lr ${lr}: accuracy ${(base.after.accuracy * 100).toFixed(1)}% -> ${(pma.after.accuracy * 100).toFixed(1)}%, answer loss ${delta(pma.after.answerLoss - base.after.answerLoss)}, ` +
+              `zero-shot average ${(base.zeroShot.average * 100).toFixed(1)}% -> ${(pma.zeroShot.average * 100).toFixed(1)}%`
+            );
           })
           .join("; ") + ` (baseline -> PMA-init, ${q} held-out 4-way questions; a difference of one question is ${(100 / q).toFixed(1)} points).`,
       verdict: ((): Verdict => (lossWins === p.sft.lrs.length && accWins >= p.sft.lrs.length / 2 ? "reproduced" : lossWins + accWins > 0 ? "partly" : "not at this scale"))(),
@@ -118,8 +122,8 @@ export async function fineTune(ctx: LabContext): Promise<Omit<ExperimentResult, 
       {
         id: "fine-tune",
         title: "Fine-tuning scores (Table 1 analogue)",
-        columns: ["init", "peak LR", "MC accuracy before", "MC accuracy after", "answer loss after", "Brown held-out after", "grad-norm roughness"],
-        rows: rough.map(({ a, r }) => [INIT_NAMES[a.kind], a.lr, a.before.accuracy, a.after.accuracy, a.after.answerLoss, a.brown, r.meanAbsLogChange]),
+        columns: ["init", "peak LR", "MC accuracy before", "MC accuracy after", "answer loss after", "Brown held-out after", "zero-shot average after", "grad-norm roughness"],
+        rows: rough.map(({ a, r }) => [INIT_NAMES[a.kind], a.lr, a.before.accuracy, a.after.accuracy, a.after.answerLoss, a.brown, a.zeroShot.average, r.meanAbsLogChange]),
       },
     ],
   };

@@ -82,7 +82,7 @@ export async function intervalCount(ctx: LabContext): Promise<Omit<ExperimentRes
     },
   ];
   const line = (s: Sweep, key: "byInterval" | "byCount", label: string) => ({ name: `${label} (${tokens(s.step * ctx.tps)})`, points: s[key].map((x) => ({ x: x.setting, y: x.loss })) });
-  const base = (s: Sweep, key: "byInterval" | "byCount", label: string) => ({ name: `${label} latest`, points: s[key].map((x) => ({ x: x.setting, y: s.latest })) });
+  const base = (s: Sweep, key: "byInterval" | "byCount", label: string) => ({ name: `${label} latest`, points: s[key].map((x) => ({ x: x.setting, y: s.latest })), dashed: true });
   return {
     id: "interval-count",
     title: "Interval V and number N of merged checkpoints",

@@ -172,6 +172,7 @@ export async function runLab(opts: LabOptions): Promise<LabResult> {
       loadAverage,
     };
   } finally {
+    await ctx.close();
     evaluator.close();
     backend.dispose();
   }

@@ -47,7 +47,7 @@ export async function mechanism(ctx: LabContext): Promise<Omit<ExperimentResult,
   const heldCk = await ctx.heldoutAll("mechanism", w.inputs);
   const heldMerged = await ctx.heldout(mergedPath);
 
-  const analysis = await ctx.slots.with(async () => {
+  const analysis = await ctx.parent.with(async () => {
     const config = await readModelConfig(w.inputs[0]!);
     const S = p.data.seq_len;
     const B = p.data.micro_batch;
@@ -90,8 +90,13 @@ export async function mechanism(ctx: LabContext): Promise<Omit<ExperimentResult,
     // The loss plane: PCA of the window about the merge.
     const plane = pcaPlane(thetas, avg);
     const star = project(plane, annealed);
-    const xs = gridAxis([...plane.coords.map((c) => c.x), 0], m.grid);
-    const ys = gridAxis([...plane.coords.map((c) => c.y), 0], m.grid);
+    // The annealed model is drawn (and the grid stretched to it) only when its projection
+    // is near the window; far away it would shrink the checkpoints to a dot.
+    const reach = Math.max(...plane.coords.map((c) => Math.hypot(c.x, c.y)));
+    const showStar = Math.hypot(star.x, star.y) <= 3 * reach;
+    const marks = [...plane.coords, { x: 0, y: 0 }, ...(showStar ? [star] : [])];
+    const xs = gridAxis(marks.map((c) => c.x), m.grid);
+    const ys = gridAxis(marks.map((c) => c.y), m.grid);
     const evalModel = createModel(config, ctx.backend, { batch: 16, seq: S });
     const evaluator = new HeldoutEvaluator(evalModel, stream, m.gridTokens);
     const z: number[][] = [];
@@ -115,10 +120,10 @@ export async function mechanism(ctx: LabContext): Promise<Omit<ExperimentResult,
     const planeCk = plane.coords.map((c) => onPlane(c.x, c.y));
     evalModel.params.data.set(avg);
     const planeMerged = evaluator.run().loss;
-    return { centers, batchLosses, batchMerged, plane, star, xs, ys, z, planeCk, planeMerged };
+    return { centers, batchLosses, batchMerged, plane, star, showStar, xs, ys, z, planeCk, planeMerged };
   });
 
-  const { centers, batchLosses, batchMerged, plane, star, xs, ys, z, planeCk, planeMerged } = analysis;
+  const { centers, batchLosses, batchMerged, plane, star, showStar, xs, ys, z, planeCk, planeMerged } = analysis;
   const measuredGain = batchMerged - mean(batchLosses);
   const [ann, avgC] = centers as [CenterResult, CenterResult];
   const predicted = ann.check.predictedGain;
@@ -180,7 +185,7 @@ export async function mechanism(ctx: LabContext): Promise<Omit<ExperimentResult,
         kind: "contour",
         id: "loss-plane",
         title: "Held-out loss on the plane of the window",
-        caption: `Axes: the window's first two principal directions (${(plane.explained[0] * 100).toFixed(0)}% and ${(plane.explained[1] * 100).toFixed(0)}% of its spread), origin at the merge; the annealed model projected (it is off the plane).`,
+        caption: `Axes: the window's first two principal directions (${(plane.explained[0] * 100).toFixed(0)}% and ${(plane.explained[1] * 100).toFixed(0)}% of its spread), origin at the merge; ${showStar ? "the annealed model projected (it is off the plane)" : "the annealed model projects far outside this window and is not drawn"}.`,
         x: { label: "PC 1 (parameter distance)", values: xs },
         y: { label: "PC 2 (parameter distance)", values: ys },
         z,
@@ -188,7 +193,7 @@ export async function mechanism(ctx: LabContext): Promise<Omit<ExperimentResult,
         points: [
           ...plane.coords.map((c, i) => ({ x: c.x, y: c.y, label: labels[i]!, kind: "checkpoint" as const })),
           { x: 0, y: 0, label: "merge (SMA)", kind: "merge" as const },
-          { x: star.x, y: star.y, label: "annealed (projected)", kind: "reference" as const },
+          ...(showStar ? [{ x: star.x, y: star.y, label: "annealed (projected)", kind: "reference" as const }] : []),
         ],
       },
     ],

@@ -37,6 +37,8 @@ export interface LabProfile {
   moeCheckpointEvery: number;
   /** Held-out tokens (evenly spaced validation windows) per evaluation. */
   evalTokens: number;
+  /** Items per zero-shot task (next word, word swap, word drop) of src/eval's suite. */
+  zeroShotItems: number;
   /** The default merge: N checkpoints V tokens apart (V in steps here). */
   window: { count: number; intervalSteps: number };
   /** Experiment 1: compare latest and merged every `everySteps` from `fromStep` on. */
@@ -68,8 +70,9 @@ const QUICK: LabProfile = {
   denseSteps: 360,
   denseCheckpointEvery: 10,
   moeSteps: 200,
-  moeCheckpointEvery: 20,
+  moeCheckpointEvery: 10,
   evalTokens: 32768,
+  zeroShotItems: 100,
   window: { count: 6, intervalSteps: 20 },
   stable: { fromStep: 120, everySteps: 40, moeFromStep: 80 },
   anneal: { forkStep: 200, lrMin: 3e-5, everySteps: 40 },
@@ -78,7 +81,7 @@ const QUICK: LabProfile = {
   counts: [3, 6, 10, 15],
   ct: { steps: 40, warmupSteps: 4, schedules: [{ peak: 3e-3, end: 3e-4 }, { peak: 1e-3, end: 1e-4 }], checkpointEvery: 8, evalTokens: 16384 },
   sft: { steps: 60, warmupSteps: 6, lrs: [1e-3, 3e-3], endFactor: 0.1, batch: 16, seq: 64, questions: 256 },
-  spike: { atStep: 120, factor: 10, steps: 40 },
+  spike: { atStep: 160, factor: 10, steps: 40 },
   mechanism: { k: 5, hvpBatches: 8, grid: 9, gridTokens: 8192 },
 };
 
@@ -94,6 +97,7 @@ const FULL: LabProfile = {
   moeSteps: 2000,
   moeCheckpointEvery: 50,
   evalTokens: 131072,
+  zeroShotItems: 300,
   window: { count: 10, intervalSteps: 50 },
   stable: { fromStep: 500, everySteps: 250, moeFromStep: 500 },
   anneal: { forkStep: 1500, lrMin: 2e-5, everySteps: 250 },
@@ -117,6 +121,7 @@ const MICRO: LabProfile = {
   moeSteps: 32,
   moeCheckpointEvery: 4,
   evalTokens: 2048,
+  zeroShotItems: 12,
   window: { count: 3, intervalSteps: 4 },
   stable: { fromStep: 16, everySteps: 16, moeFromStep: 16 },
   anneal: { forkStep: 24, lrMin: 1e-4, everySteps: 12 },

@@ -49,8 +49,8 @@ export interface Point {
 export interface Series {
   name: string;
   points: Point[];
-  /** Drawn as points only (e.g. merged models at a few steps). */
-  markers?: boolean;
+  /** Drawn dashed: a reference (the latest checkpoint, the original run). */
+  dashed?: boolean;
 }
 
 export interface LineFigure {

@@ -31,6 +31,8 @@ export interface RunSpec {
   after?: { spec: RunSpec; step: number };
   /** The step the run ends at (for progress and completeness checks). */
   endStep: number;
+  /** Steps between its checkpoints (those written when an interrupted run stopped are removed at the end). */
+  checkpointEvery: number;
   /**
    * A run meant to be pushed past stability (the spike experiment): a non-finite loss
    * ends it early as an outcome to report, not an error.
@@ -88,11 +90,11 @@ export function pretrainConfig(p: LabProfile, preset: "dense" | "moe", steps: nu
 }
 
 export function denseSpec(p: LabProfile): RunSpec {
-  return { name: "dense", label: "dense pre-training", config: pretrainConfig(p, "dense", p.denseSteps, p.denseCheckpointEvery), endStep: p.denseSteps };
+  return { name: "dense", label: "dense pre-training", config: pretrainConfig(p, "dense", p.denseSteps, p.denseCheckpointEvery), endStep: p.denseSteps, checkpointEvery: p.denseCheckpointEvery };
 }
 
 export function moeSpec(p: LabProfile): RunSpec {
-  return { name: "moe", label: "MoE pre-training", config: pretrainConfig(p, "moe", p.moeSteps, p.moeCheckpointEvery), endStep: p.moeSteps };
+  return { name: "moe", label: "MoE pre-training", config: pretrainConfig(p, "moe", p.moeSteps, p.moeCheckpointEvery), endStep: p.moeSteps, checkpointEvery: p.moeCheckpointEvery };
 }
 
 /** The WSD decay: a fork of the dense run at anneal.forkStep, cosine to lrMin by the dense run's end. */
@@ -106,6 +108,7 @@ export function annealSpec(p: LabProfile, store: LabStore): RunSpec {
     from: { resume: checkpointDir(dense, p.anneal.forkStep) },
     after: { spec: denseSpec(p), step: p.anneal.forkStep },
     endStep: p.denseSteps,
+    checkpointEvery: p.denseCheckpointEvery,
   };
 }
 
@@ -206,6 +209,8 @@ export class LabRuns {
     let lastStep = 0;
     let cpu = 0;
     await this.slots.with(async () => {
+      // Jobs queued behind a Ctrl-C do not start.
+      if (this.signal?.aborted === true) return;
       const line = this.progress.line(spec.label);
       try {
         const r = await runInChild(
@@ -229,6 +234,12 @@ export class LabRuns {
     if (this.signal?.aborted === true) throw new PmaError("INTERRUPTED", `stopped while training ${spec.label}; rerun pma lab to continue where it stopped`);
     const last = checkpointSteps(dir).at(-1);
     if (divergedAt === null && last !== spec.endStep) throw new PmaError("INTERNAL", `${spec.label} stopped at step ${last ?? "none"} instead of ${spec.endStep} (${dir})`);
+    // An interrupted run saved a checkpoint where it stopped; off the run's grid, it would
+    // make the checkpoint spacing uneven for the planner and PMA-init. The resumed run is
+    // bit-identical, so the grid's checkpoints are all there is to keep.
+    for (const step of checkpointSteps(dir)) {
+      if (step % spec.checkpointEvery !== 0 && step !== spec.endStep && step !== divergedAt) rmSync(checkpointDir(dir, step), { recursive: true, force: true });
+    }
     const seconds = (performance.now() - t0) / 1000;
     await writeFileAtomic(join(dir, RUN_MARKER), JSON.stringify({ complete: true, divergedAt, seconds, cpuSeconds: cpu, spec }, null, 1) + "\n");
     return { dir, divergedAt, seconds, cpuSeconds: cpu };
