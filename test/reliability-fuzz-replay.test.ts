@@ -1,6 +1,6 @@
 /**
- * The fuzz targets in the test suite: every seed (a valid file pma wrote) is read
- * without error by at least one... in fact by its reader; every input the fuzzer ever
+ * The fuzz targets in the test suite: no seed (a valid file pma wrote) crashes its
+ * reader and at least one per target reads without error; every input the fuzzer ever
  * found crashing (kept in test/fuzz-regressions/<target>/) now gives a result or a
  * PmaError within its allocation budget; and a one-second fuzz run per target finds
  * nothing, which keeps the harness itself working. The long runs are `npm run fuzz`.

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import { PmaError } from "./errors.js";
+import { fsError, PmaError } from "./errors.js";
 import { acquireLock, type Lock } from "./lock.js";
 
 /**
@@ -47,7 +47,9 @@ export class StagedDir {
         throw new PmaError("EXISTS", `${abs} already exists; choose another --out or pass --force to replace it`, { file: abs });
       }
       const staging = join(parent, `.${basename(abs)}${TMP}${process.pid}-${randomBytes(4).toString("hex")}`);
-      await fs.promises.mkdir(staging);
+      await fs.promises.mkdir(staging).catch((e: unknown) => {
+        throw fsError(staging, "mkdir", e);
+      });
       return new StagedDir(abs, staging, lock);
     } catch (e) {
       await lock.release();
@@ -60,7 +62,9 @@ export class StagedDir {
    * first moved aside and deleted only after the new one is in place.
    */
   async publish(): Promise<void> {
-    await fsyncPath(this.staging);
+    await fsyncPath(this.staging).catch((e: unknown) => {
+      throw e instanceof PmaError ? e : fsError(this.staging, "fsync", e);
+    });
     const parent = dirname(this.target);
     let old: string | null = null;
     if (await exists(this.target)) {
@@ -144,18 +148,18 @@ process.on("exit", () => {
 /** Writes a small file atomically: temporary sibling, fsync, rename. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
   const tmp = `${path}.pma-tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
-  const fh = await fs.promises.open(tmp, "w");
   try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
+    const fh = await fs.promises.open(tmp, "w");
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await fs.promises.rename(tmp, path);
   } catch (e) {
     await fs.promises.rm(tmp, { force: true });
-    throw e;
+    throw fsError(path, "write", e);
   }
 }
 

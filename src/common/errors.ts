@@ -52,3 +52,16 @@ export class PmaError extends Error {
 export function isPmaError(e: unknown, code?: PmaErrorCode): e is PmaError {
   return e instanceof PmaError && (code === undefined || e.code === code);
 }
+
+/**
+ * A failed file-system call as pma's IO error. A full disk or quota is said in words
+ * with what to do, since the raw "ENOSPC ... write" on a temporary file's name does not.
+ */
+export function fsError(path: string, what: string, e: unknown): PmaError {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  const detail = e instanceof Error ? e.message : String(e);
+  if (code === "ENOSPC" || code === "EDQUOT") {
+    return new PmaError("IO", `${path}: ${what} failed: no space left on the device${code === "EDQUOT" ? " (disk quota reached)" : ""}; free some space or write the output elsewhere.`, { file: path, cause: e });
+  }
+  return new PmaError("IO", `${path}: ${what} failed: ${detail}`, { file: path, cause: e });
+}

@@ -1,5 +1,5 @@
 import * as fs from "node:fs";
-import { PmaError } from "../common/errors.js";
+import { fsError, PmaError } from "../common/errors.js";
 
 /**
  * Positional reads and writes that loop over short transfers. A single fs.read/write
@@ -17,8 +17,7 @@ function shrunk(path: string, position: number): PmaError {
 }
 
 function ioError(path: string, what: string, e: unknown): PmaError {
-  const detail = e instanceof Error ? e.message : String(e);
-  return new PmaError("IO", `${path}: ${what} failed: ${detail}`, { file: path, cause: e });
+  return fsError(path, what, e);
 }
 
 export function readFullySync(fd: number, path: string, into: Uint8Array, position: number): void {

@@ -1,6 +1,6 @@
 import * as fs from "node:fs/promises";
 import { join } from "node:path";
-import { PmaError } from "../common/errors.js";
+import { fsError, PmaError } from "../common/errors.js";
 
 /**
  * Non-weight files a merged checkpoint needs to load like its inputs: model config,
@@ -20,12 +20,16 @@ export async function copyCompanions(fromDir: string, toDir: string, torchDtype?
     if (!entry.isFile() || !COMPANION.test(entry.name)) continue;
     const src = join(fromDir, entry.name);
     const dst = join(toDir, entry.name);
-    if (entry.name === "config.json" && torchDtype !== undefined) {
-      const config = await readConfig(src);
-      config["torch_dtype"] = torchDtype;
-      await fs.writeFile(dst, JSON.stringify(config, null, 2) + "\n");
-    } else {
-      await fs.copyFile(src, dst);
+    try {
+      if (entry.name === "config.json" && torchDtype !== undefined) {
+        const config = await readConfig(src);
+        config["torch_dtype"] = torchDtype;
+        await fs.writeFile(dst, JSON.stringify(config, null, 2) + "\n");
+      } else {
+        await fs.copyFile(src, dst);
+      }
+    } catch (e) {
+      throw e instanceof PmaError ? e : fsError(dst, `copying ${src}`, e);
     }
     copied.push(entry.name);
   }
