@@ -18,6 +18,7 @@ const { values } = parseArgs({
     big: { type: "boolean", default: false },
     "skip-baseline": { type: "boolean", default: false },
     runs: { type: "string", default: "3" },
+    "generate-only": { type: "boolean", default: false },
   },
 });
 const big = values.big ?? false;
@@ -41,6 +42,7 @@ if (!existsSync(join(runDir, ".complete"))) {
   await writeSyntheticRun({ dir: runDir, model, checkpoints: count, stepInterval: 1000, tokensPerStep: 4 << 20, dtype: "BF16" });
   writeFileSync(join(runDir, ".complete"), "");
 }
+if (values["generate-only"]) process.exit(0);
 const inputs = Array.from({ length: count }, (_, i) => join(runDir, `checkpoint-${(i + 1) * 1000}`));
 const files = inputs.map((d) => join(d, "model.safetensors"));
 const inputBytes = files.reduce((s, f) => s + statSync(f).size, 0);
