@@ -47,7 +47,7 @@ export interface LabProfile {
   anneal: { forkStep: number; lrMin: number; everySteps: number };
   /** Experiments 3 and 4: an early point; the late point is the end of the dense run. */
   earlyStep: number;
-  /** Experiment 4: V as multiples of window.intervalSteps (at N = window.count), and N at that V. */
+  /** Experiment 4: V as multiples of window.intervalSteps (at N = window.count; whole checkpoint spacings), and N at that V. */
   intervals: number[];
   counts: number[];
   /** Experiment 5: continued training on WordNet glosses. */
@@ -69,19 +69,21 @@ const QUICK: LabProfile = {
   warmupSteps: 50,
   denseSteps: 360,
   denseCheckpointEvery: 10,
-  moeSteps: 200,
+  moeSteps: 300,
   moeCheckpointEvery: 10,
   evalTokens: 32768,
   zeroShotItems: 100,
-  window: { count: 6, intervalSteps: 20 },
+  // At this scale the loss still falls fast: a window of ~200k tokens (the lab notes'
+  // "few hundred thousand") is where merging beats the latest checkpoint by the end.
+  window: { count: 6, intervalSteps: 10 },
   stable: { fromStep: 120, everySteps: 40, moeFromStep: 80 },
   anneal: { forkStep: 200, lrMin: 3e-5, everySteps: 40 },
   earlyStep: 160,
-  intervals: [0.5, 1, 2, 4],
+  intervals: [1, 2, 4, 8],
   counts: [3, 6, 10, 15],
   ct: { steps: 40, warmupSteps: 4, schedules: [{ peak: 3e-3, end: 3e-4 }, { peak: 1e-3, end: 1e-4 }], checkpointEvery: 8, evalTokens: 16384 },
   sft: { steps: 60, warmupSteps: 6, lrs: [1e-3, 3e-3], endFactor: 0.1, batch: 16, seq: 64, questions: 256 },
-  spike: { atStep: 160, factor: 10, steps: 40 },
+  spike: { atStep: 240, factor: 10, steps: 40 },
   mechanism: { k: 5, hvpBatches: 8, grid: 9, gridTokens: 8192 },
 };
 
