@@ -1,0 +1,212 @@
+/**
+ * Tokens/s of one full training step (forward, backward, AdamW with gradient clipping,
+ * the work `pma train` does per optimizer step) of the default dense and MoE models at
+ * batch 16 x seq 256 (4096 tokens per step), for each matmul backend, against the same
+ * models in plain PyTorch (bench/torch_step.py) measured in the same run.
+ *
+ * Engines run one after another, never concurrently. Each reports the median over the
+ * timed steps after warm-up, of wall time and of process CPU time (all threads, so a
+ * busy machine shows up as wall time above CPU time / threads). Targets, dense model:
+ * blas at least as fast as PyTorch CPU, wasm at least 40% of PyTorch.
+ *
+ * PyTorch is optional and never a test dependency: the comparison runs when
+ * `/usr/bin/python3 -c "import torch"` works (Debian: apt-get install python3-torch).
+ *
+ *   node dist/bench/train-vs-torch.js [--js] [--no-torch] [--steps N] [--warmup N] [--model dense|moe|both]
+ *   defaults: blas and wasm, 5 timed steps after 1 warm-up, both models
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { availableParallelism, cpus, loadavg } from "node:os";
+import { fileURLToPath } from "node:url";
+import { AdamW } from "../src/nn/adamw.js";
+import type { ModelConfig } from "../src/nn/config.js";
+import { DEFAULT_DENSE_CONFIG, DEFAULT_MOE_CONFIG } from "../src/nn/config.js";
+import type { BackendName, MatmulBackend } from "../src/nn/kernels/index.js";
+import { defaultThreads, describeBackend, getBackend } from "../src/nn/kernels/index.js";
+import { createModel } from "../src/nn/model.js";
+import { Rng } from "../src/nn/rng.js";
+
+const BATCH = 16;
+const SEQ = 256;
+const PYTHON = "/usr/bin/python3";
+
+interface Args {
+  js: boolean;
+  torch: boolean;
+  steps: number;
+  warmup: number;
+  models: ("dense" | "moe")[];
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { js: false, torch: true, steps: 5, warmup: 1, models: ["dense", "moe"] };
+  for (let i = 0; i < argv.length; i++) {
+    const v = argv[i]!;
+    const next = (): string => {
+      const n = argv[++i];
+      if (n === undefined) throw new Error(`${v} needs a value`);
+      return n;
+    };
+    if (v === "--js") a.js = true;
+    else if (v === "--no-torch") a.torch = false;
+    else if (v === "--steps") a.steps = Number(next());
+    else if (v === "--warmup") a.warmup = Number(next());
+    else if (v === "--model") {
+      const m = next();
+      if (m === "both") a.models = ["dense", "moe"];
+      else if (m === "dense" || m === "moe") a.models = [m];
+      else throw new Error(`--model ${m}: use dense, moe or both`);
+    } else throw new Error(`unknown argument ${v}`);
+  }
+  if (!Number.isInteger(a.steps) || a.steps < 1) throw new Error("--steps must be a positive integer");
+  if (!Number.isInteger(a.warmup) || a.warmup < 0) throw new Error("--warmup must be an integer >= 0");
+  return a;
+}
+
+interface Result {
+  engine: string;
+  threads: number;
+  stepMs: number;
+  cpuMs: number;
+  allMs: number[];
+  loss: number;
+  note?: string;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+function configOf(model: "dense" | "moe"): ModelConfig {
+  return { ...(model === "moe" ? DEFAULT_MOE_CONFIG : DEFAULT_DENSE_CONFIG), max_position_embeddings: Math.max(SEQ, DEFAULT_DENSE_CONFIG.max_position_embeddings) };
+}
+
+async function runPma(name: BackendName, config: ModelConfig, args: Args): Promise<Result | string> {
+  let be: MatmulBackend;
+  try {
+    be = await getBackend(name);
+  } catch (e) {
+    return `${name}: unavailable (${(e as Error).message.split("\n")[0]})`;
+  }
+  try {
+    const model = createModel(config, be, { batch: BATCH, seq: SEQ }, { seed: 1 });
+    const opt = new AdamW(model.params);
+    const r = new Rng(7);
+    const T = model.T;
+    const tokens = Int32Array.from({ length: T }, () => r.int(config.vocab_size));
+    const targets = Int32Array.from({ length: T }, () => r.int(config.vocab_size));
+    const step = (): number => {
+      model.zeroGrad();
+      const loss = model.forward(tokens, targets);
+      model.backward();
+      opt.step(1e-3);
+      return loss;
+    };
+    for (let s = 0; s < args.warmup; s++) step();
+    const wall: number[] = [];
+    const cpu: number[] = [];
+    let loss = NaN;
+    for (let s = 0; s < args.steps; s++) {
+      const c0 = process.cpuUsage();
+      const t0 = performance.now();
+      loss = step();
+      wall.push(performance.now() - t0);
+      const c = process.cpuUsage(c0);
+      cpu.push((c.user + c.system) / 1000);
+    }
+    return { engine: `pma ${name}`, threads: be.threads ?? 1, stepMs: median(wall), cpuMs: median(cpu), allMs: wall, loss, note: describeBackend(be).detail };
+  } finally {
+    be.dispose();
+  }
+}
+
+function torchAvailable(): string | null {
+  if (!existsSync(PYTHON)) return `${PYTHON} not found`;
+  const r = spawnSync(PYTHON, ["-c", "import torch"], { encoding: "utf8" });
+  if (r.status !== 0) return `${PYTHON} -c "import torch" failed (Debian: apt-get install python3-torch)`;
+  return null;
+}
+
+function runTorch(config: ModelConfig, args: Args, threads: number): Result | string {
+  const script = fileURLToPath(new URL("../../bench/torch_step.py", import.meta.url));
+  if (!existsSync(script)) return `torch: ${script} not found`;
+  const input = JSON.stringify({ ...config, batch: BATCH, seq: SEQ, steps: args.steps, warmup: args.warmup, threads });
+  const r = spawnSync(PYTHON, [script, input], { encoding: "utf8", maxBuffer: 1 << 24 });
+  if (r.status !== 0) return `torch: failed (exit ${String(r.status)}): ${r.stderr.trim().split("\n").slice(-3).join(" | ")}`;
+  const line = r.stdout.trim().split("\n").at(-1) ?? "";
+  const o = JSON.parse(line) as { torch: string; threads: number; attention: string; step_ms: number; cpu_ms: number; step_ms_all: number[]; loss: number };
+  return { engine: "torch", threads: o.threads, stepMs: o.step_ms, cpuMs: o.cpu_ms, allMs: o.step_ms_all, loss: o.loss, note: `torch ${o.torch}, attention: ${o.attention}` };
+}
+
+/** Dense-model targets: minimum ratio of tokens/s to PyTorch's. */
+const TARGETS: Partial<Record<string, number>> = { "pma blas": 1.0, "pma wasm": 0.4 };
+
+const args = parseArgs(process.argv.slice(2));
+const backends: BackendName[] = args.js ? ["blas", "wasm", "js"] : ["blas", "wasm"];
+const threads = defaultThreads();
+const fmtLoad = (l: number[]): string => l.map((x) => x.toFixed(2)).join(", ");
+const loadStart = loadavg();
+const tokensPerStep = BATCH * SEQ;
+console.log(`${cpus()[0]?.model ?? "cpu"}; ${availableParallelism()} CPUs usable; ${threads} compute threads per engine`);
+console.log(`load average at start (1, 5, 15 min): ${fmtLoad(loadStart)}`);
+console.log(`batch ${BATCH} x seq ${SEQ} = ${tokensPerStep} tokens per step; median of ${args.steps} steps after ${args.warmup} warm-up; engines run one after another`);
+const torchWhy = args.torch ? torchAvailable() : "--no-torch";
+if (torchWhy !== null) console.log(`PyTorch comparison skipped: ${torchWhy}`);
+
+interface Section { model: "dense" | "moe"; config: ModelConfig; rows: Result[] }
+const sections: Section[] = [];
+for (const model of args.models) {
+  const config = configOf(model);
+  const rows: Result[] = [];
+  console.log(`\n${model}: d${config.hidden_size} L${config.num_hidden_layers} H${config.num_attention_heads} I${config.intermediate_size} V${config.vocab_size}` +
+    `${config.num_local_experts > 0 ? ` E${config.num_local_experts} top-${config.num_experts_per_tok}` : ""}, tied embeddings ${String(config.tie_word_embeddings)}`);
+  for (const name of backends) {
+    const r = await runPma(name, config, args);
+    if (typeof r === "string") console.log(`  ${r}`);
+    else {
+      rows.push(r);
+      console.log(`  ${r.engine}: ${r.stepMs.toFixed(0)} ms/step (steps ${r.allMs.map((x) => x.toFixed(0)).join(", ")}), loss ${r.loss.toFixed(3)}; ${r.note ?? ""}`);
+    }
+  }
+  if (torchWhy === null) {
+    const r = runTorch(config, args, threads);
+    if (typeof r === "string") console.log(`  ${r}`);
+    else {
+      rows.push(r);
+      console.log(`  ${r.engine}: ${r.stepMs.toFixed(0)} ms/step (steps ${r.allMs.map((x) => x.toFixed(0)).join(", ")}), loss ${r.loss.toFixed(3)}; ${r.note ?? ""}`);
+    }
+  }
+  sections.push({ model, config, rows });
+}
+
+const pad = (s: string, n: number): string => s.padStart(n);
+console.log(`\n${"model".padEnd(7)}${"engine".padEnd(10)}${pad("thr", 4)}${pad("ms/step", 9)}${pad("tokens/s", 10)}${pad("vs torch", 10)}` +
+  `${pad("cpu ms", 9)}${pad("tok/cpu-s", 11)}${pad("vs torch", 10)}  target`);
+const verdicts: string[] = [];
+for (const s of sections) {
+  const torch = s.rows.find((r) => r.engine === "torch");
+  for (const r of s.rows) {
+    const tps = (tokensPerStep / r.stepMs) * 1000;
+    const tpc = (tokensPerStep / r.cpuMs) * 1000;
+    const ratio = torch === undefined ? undefined : torch.stepMs / r.stepMs;
+    const cpuRatio = torch === undefined ? undefined : torch.cpuMs / r.cpuMs;
+    const target = s.model === "dense" ? TARGETS[r.engine] : undefined;
+    let verdict = "";
+    if (target !== undefined && ratio !== undefined && cpuRatio !== undefined) {
+      verdict = `>= ${target.toFixed(2)}x: ${ratio >= target ? "met" : "NOT met"} (wall), ${cpuRatio >= target ? "met" : "NOT met"} (cpu)`;
+      verdicts.push(`${s.model} ${r.engine} ${verdict}`);
+    }
+    console.log(`${s.model.padEnd(7)}${r.engine.padEnd(10)}${pad(String(r.threads), 4)}${pad(r.stepMs.toFixed(0), 9)}${pad(tps.toFixed(0), 10)}` +
+      `${pad(ratio === undefined ? "-" : ratio.toFixed(2) + "x", 10)}${pad(r.cpuMs.toFixed(0), 9)}${pad(tpc.toFixed(0), 11)}` +
+      `${pad(cpuRatio === undefined ? "-" : cpuRatio.toFixed(2) + "x", 10)}  ${verdict}`);
+  }
+}
+const loadEnd = loadavg();
+console.log(`\nload average at end (1, 5, 15 min): ${fmtLoad(loadEnd)}`);
+const busy = Math.max(loadStart[0]!, loadEnd[0]!) > availableParallelism() * 0.5;
+if (busy) console.log(`the machine was busy (1-min load above half of ${availableParallelism()} CPUs): wall-time figures understate every engine; compare the per-CPU-second columns too`);
+console.log("cpu ms = process CPU time (all threads) per step; tok/cpu-s = tokens per CPU-second; ratios are torch time / engine time (above 1: faster than PyTorch)");
+if (verdicts.length === 0 && torchWhy === null) console.log("no dense-model target could be judged (a backend or PyTorch did not run)");
