@@ -4,7 +4,6 @@ import { join } from "node:path";
 import { Coverage } from "./coverage.js";
 import { mutate, Rng } from "./mutate.js";
 import { utf8, type FuzzTarget } from "./target.js";
-import { FIXED_ALLOWANCE } from "./meter.js";
 import { execute, type Verdict } from "./verdict.js";
 
 export interface FuzzOptions {
@@ -46,11 +45,10 @@ export interface FuzzStats {
   /** PmaError codes by count. */
   rejected: Record<string, number>;
   crashes: CrashRecord[];
-  /**
-   * Largest allocation per input byte over all executions, after the fixed allowance
-   * for scratch buffers (see meter.ts budgetFor): what would grow with a claimed size.
-   */
-  maxAllocationPerInputByte: number;
+  /** Most bytes one execution allocated (typed arrays and Buffers; see meter.ts). */
+  maxAllocatedBytes: number;
+  /** Size of the largest input run. */
+  maxInputBytes: number;
 }
 
 async function readDirInputs(dir: string): Promise<Uint8Array[]> {
@@ -80,7 +78,7 @@ export async function fuzzTarget(target: FuzzTarget, o: FuzzOptions): Promise<Fu
   const crashes = new Map<string, CrashRecord>();
   const stats: FuzzStats = {
     target: target.name, seconds: 0, executions: 0, execsPerSecond: 0, seeds: seeds.length, corpus: 0, features: 0,
-    ok: 0, rejected: {}, crashes: [], maxAllocationPerInputByte: 0,
+    ok: 0, rejected: {}, crashes: [], maxAllocatedBytes: 0, maxInputBytes: 0,
   };
   const findings = join(o.findings, target.name);
 
@@ -101,7 +99,8 @@ export async function fuzzTarget(target: FuzzTarget, o: FuzzOptions): Promise<Fu
     o.beforeExec?.(data);
     const { verdict, allocated } = await execute(run, data, slowMs);
     stats.executions++;
-    if (data.length > 0) stats.maxAllocationPerInputByte = Math.max(stats.maxAllocationPerInputByte, Math.max(0, allocated - FIXED_ALLOWANCE) / data.length);
+    stats.maxAllocatedBytes = Math.max(stats.maxAllocatedBytes, allocated);
+    stats.maxInputBytes = Math.max(stats.maxInputBytes, data.length);
     const features = coverage.take();
     if (verdict.kind === "crash") {
       await record(data, verdict);

@@ -95,7 +95,7 @@ function runChild(target: string, budget: number, seed: number, scratch: string)
 async function fuzzOne(target: string): Promise<FuzzStats> {
   const scratch = mkdtempSync(join(scratchRoot, `pma-fuzz-${target}-`));
   const total: FuzzStats = {
-    target, seconds: 0, executions: 0, execsPerSecond: 0, seeds: 0, corpus: 0, features: 0, ok: 0, rejected: {}, crashes: [], maxAllocationPerInputByte: 0,
+    target, seconds: 0, executions: 0, execsPerSecond: 0, seeds: 0, corpus: 0, features: 0, ok: 0, rejected: {}, crashes: [], maxAllocatedBytes: 0, maxInputBytes: 0,
   };
   let remaining = seconds;
   let seed = Number(values.seed);
@@ -113,7 +113,8 @@ async function fuzzOne(target: string): Promise<FuzzStats> {
         total.ok += s.ok;
         for (const [k, v] of Object.entries(s.rejected)) total.rejected[k] = (total.rejected[k] ?? 0) + v;
         for (const c of s.crashes) mergeCrash(total.crashes, c);
-        total.maxAllocationPerInputByte = Math.max(total.maxAllocationPerInputByte, s.maxAllocationPerInputByte);
+        total.maxAllocatedBytes = Math.max(total.maxAllocatedBytes, s.maxAllocatedBytes);
+        total.maxInputBytes = Math.max(total.maxInputBytes, s.maxInputBytes);
         break;
       }
       // The child died on the input it was running: keep that input, go on with a new child.
@@ -147,7 +148,7 @@ for (const name of names) {
   const rejected = Object.entries(s.rejected).sort((a, b) => b[1] - a[1]).slice(0, 4).map(([k, v]) => `${k} ${v}`).join(", ");
   process.stdout.write(
     `  ${s.executions} executions (${s.execsPerSecond}/s), corpus ${s.corpus} from ${s.seeds} seeds, ${s.features} coverage features, ` +
-      `${s.ok} ok, rejected: ${rejected || "none"}; max ${s.maxAllocationPerInputByte.toFixed(1)} bytes allocated per input byte; ${s.crashes.length} crash(es)\n`,
+      `${s.ok} ok, rejected: ${rejected || "none"}; inputs up to ${s.maxInputBytes} bytes, at most ${(s.maxAllocatedBytes / 2 ** 20).toFixed(1)} MiB allocated by one; ${s.crashes.length} crash(es)\n`,
   );
   for (const c of s.crashes) {
     process.stdout.write(`  CRASH x${c.count}: ${c.signature}\n    input: ${c.input}\n    base64: ${readFileSync(c.input).toString("base64").slice(0, 4000)}\n`);

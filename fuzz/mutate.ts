@@ -8,30 +8,40 @@
 
 import { mutateJsonOrLine } from "./mutate-json.js";
 
-/** A seeded PRNG (xorshift128+ folded to 32 bits): runs replay from their seed. */
+/** A seeded PRNG (xoshiro128**, seeded by splitmix32): runs replay from their seed. */
 export class Rng {
-  private s0: number;
-  private s1: number;
+  private readonly s: Uint32Array;
 
   constructor(seed: number) {
-    this.s0 = (seed ^ 0x9e3779b9) >>> 0 || 1;
-    this.s1 = Math.imul(seed ^ 0x85ebca6b, 0xc2b2ae35) >>> 0 || 2;
+    this.s = new Uint32Array(4);
+    let x = seed >>> 0;
+    for (let i = 0; i < 4; i++) {
+      x = (x + 0x9e3779b9) >>> 0;
+      let z = x;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+      this.s[i] = (z ^ (z >>> 16)) >>> 0;
+    }
   }
 
   u32(): number {
-    let x = this.s0;
-    const y = this.s1;
-    this.s0 = y;
-    x ^= x << 23;
-    x ^= x >>> 17;
-    x ^= y ^ (y >>> 26);
-    this.s1 = x >>> 0;
-    return (this.s0 + this.s1) >>> 0;
+    const s = this.s;
+    const rotl = (v: number, k: number) => (v << k) | (v >>> (32 - k));
+    const result = Math.imul(rotl(Math.imul(s[1]!, 5), 7), 9) >>> 0;
+    const t = s[1]! << 9;
+    s[2]! ^= s[0]!;
+    s[3]! ^= s[1]!;
+    s[1]! ^= s[2]!;
+    s[0]! ^= s[3]!;
+    s[2]! ^= t;
+    s[3] = rotl(s[3]!, 11);
+    return result;
   }
 
   /** Uniform integer in [0, n). */
   below(n: number): number {
-    return n <= 0 ? 0 : this.u32() % n;
+    // From the high bits: a modulus of the low bits of a generator is its weakest part.
+    return n <= 0 ? 0 : Math.floor((this.u32() / 4294967296) * n);
   }
 
   pick<T>(xs: readonly T[]): T {
@@ -190,10 +200,17 @@ const MUTATORS: readonly Mutator[] = [
   jsonMutator,
 ];
 
-/** A mutant of `data`: 1-5 stacked mutations, capped at `maxLength` bytes. */
+/**
+ * A mutant of `data`: a third of the time one structure-aware JSON mutation alone (a
+ * byte mutation stacked after it would mostly undo its validity), otherwise 1-5
+ * stacked mutations of any kind; capped at `maxLength` bytes.
+ */
 export function mutate(data: Uint8Array, other: Uint8Array, rng: Rng, o: MutatorOptions): Uint8Array {
   let d = data;
-  const rounds = 1 + rng.below(5);
-  for (let i = 0; i < rounds; i++) d = rng.pick(MUTATORS)(d, rng, o, other);
+  if (rng.below(3) === 0) d = jsonMutator(d, rng, o, other);
+  if (d === data) {
+    const rounds = 1 + rng.below(5);
+    for (let i = 0; i < rounds; i++) d = rng.pick(MUTATORS)(d, rng, o, other);
+  }
   return d.length > o.maxLength ? d.slice(0, o.maxLength) : d;
 }

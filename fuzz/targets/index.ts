@@ -2,6 +2,7 @@ import type { FuzzTarget } from "../target.js";
 import { ggufTarget } from "./gguf.js";
 import { csvTarget, jsonlTarget, trainerStateTarget } from "./logs.js";
 import { safetensorsFile, safetensorsHeader, safetensorsIndex } from "./safetensors.js";
+import { stateFilesTarget } from "./state.js";
 import { tensorboardEvents, tensorboardFile } from "./tensorboard.js";
 
 export const TARGETS: readonly FuzzTarget[] = [
@@ -14,6 +15,7 @@ export const TARGETS: readonly FuzzTarget[] = [
   trainerStateTarget,
   jsonlTarget,
   csvTarget,
+  stateFilesTarget,
 ];
 
 export function targetByName(name: string): FuzzTarget | undefined {
