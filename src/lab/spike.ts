@@ -124,8 +124,8 @@ export async function spike(ctx: LabContext): Promise<Omit<ExperimentResult, "se
         `${spk.divergedAt !== null ? `; the loss went non-finite at step ${spk.divergedAt}` : ""}. ` +
         (spikeFound
           ? `pma's detector: ${event.kind === "divergence" ? "a divergence" : "a spike still open at the end of the log"} from step ${event.startStep}.`
-          : `pma's detector calls it ${report.events.length === 0 ? "nothing" : `a transient (back within its band of the pre-spike level ${report.events.at(-1)!.level.toFixed(3)} at step ${report.events.at(-1)!.endStep})`}: ` +
-            "that level is the run's own trailing median, which in this early, fast-descending phase is above where the original run has since gone; PMA-init restarts from the checkpoints before the LR change."),
+          : `pma's detector ${report.events.length === 0 ? "finds no spike event" : `calls it a transient (back within its band of the pre-spike level ${report.events.at(-1)!.level.toFixed(3)} at step ${report.events.at(-1)!.endStep})`}: ` +
+            "its band follows the run's own trailing median, which while the loss still falls fast sits above where the original run has since gone; PMA-init then restarts from the checkpoints before the LR change."),
       verdict: spk.divergedAt !== null || tail(spk) - tail(orig) > 0.1 ? "reproduced" : tail(spk) - tail(orig) > 2 * NOISE_NATS ? "partly" : "not at this scale",
     },
     {
