@@ -88,12 +88,18 @@ function configOf(model: "dense" | "moe"): ModelConfig {
   return { ...(model === "moe" ? DEFAULT_MOE_CONFIG : DEFAULT_DENSE_CONFIG), max_position_embeddings: Math.max(SEQ, DEFAULT_DENSE_CONFIG.max_position_embeddings) };
 }
 
-async function runPma(name: BackendName, config: ModelConfig, args: Args): Promise<Result | string> {
+async function runPma(name: BackendName, config: ModelConfig, args: Args, oneThread = false): Promise<Result | string> {
   let be: MatmulBackend;
+  const saved = process.env.PMA_THREADS;
   try {
+    // Backends read PMA_THREADS when they are created.
+    if (oneThread) process.env.PMA_THREADS = "1";
     be = await getBackend(name);
   } catch (e) {
     return `${name}: unavailable (${(e as Error).message.split("\n")[0]})`;
+  } finally {
+    if (saved === undefined) delete process.env.PMA_THREADS;
+    else process.env.PMA_THREADS = saved;
   }
   try {
     const model = createModel(config, be, { batch: BATCH, seq: SEQ }, { seed: 1 });
@@ -121,7 +127,7 @@ async function runPma(name: BackendName, config: ModelConfig, args: Args): Promi
       const c = process.cpuUsage(c0);
       cpu.push((c.user + c.system) / 1000);
     }
-    return { engine: `pma ${name}`, threads: be.threads ?? 1, stepMs: median(wall), cpuMs: median(cpu), allMs: wall, loss, note: describeBackend(be).detail };
+    return { engine: `pma ${name}${oneThread ? " 1 thread" : ""}`, threads: be.threads ?? 1, stepMs: median(wall), cpuMs: median(cpu), allMs: wall, loss, note: describeBackend(be).detail };
   } finally {
     be.dispose();
   }
@@ -165,7 +171,7 @@ function runTorch(config: ModelConfig, args: Args, variant: TorchVariant): Resul
 }
 
 /** Dense-model targets: minimum ratio of tokens/s to PyTorch's. */
-const TARGETS: Partial<Record<string, number>> = { "pma blas": 1.0, "pma wasm": 0.4 };
+const TARGETS: Partial<Record<string, number>> = { "pma blas": 1.0, "pma blas 1 thread": 1.0, "pma wasm": 0.4 };
 
 const args = parseArgs(process.argv.slice(2));
 const backends: BackendName[] = args.js ? ["blas", "wasm", "js"] : ["blas", "wasm"];
@@ -186,8 +192,12 @@ for (const model of args.models) {
   const rows: Result[] = [];
   console.log(`\n${model}: d${config.hidden_size} L${config.num_hidden_layers} H${config.num_attention_heads} I${config.intermediate_size} V${config.vocab_size}` +
     `${config.num_local_experts > 0 ? ` E${config.num_local_experts} top-${config.num_experts_per_tok}` : ""}, tied embeddings ${String(config.tie_word_embeddings)}`);
-  for (const name of backends) {
-    const r = await runPma(name, config, args);
+  // blas again on one thread when it would use more: the per-CPU-second comparison with
+  // PyTorch's one-thread variant, without threading overhead on either side.
+  const runs: [BackendName, boolean][] = backends.map((b) => [b, false]);
+  if (threads > 1) runs.splice(1, 0, ["blas", true]);
+  for (const [name, one] of runs) {
+    const r = await runPma(name, config, args, one);
     if (typeof r === "string") console.log(`  ${r}`);
     else {
       rows.push(r);
