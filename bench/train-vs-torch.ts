@@ -216,7 +216,7 @@ for (const model of args.models) {
 }
 
 const pad = (s: string, n: number): string => s.padStart(n);
-const W = 16;
+const W = 19;
 console.log(`\n${"model".padEnd(7)}${"engine".padEnd(W)}${pad("thr", 4)}${pad("ms/step", 9)}${pad("tokens/s", 10)}${pad("vs torch", 10)}` +
   `${pad("cpu ms", 9)}${pad("tok/cpu-s", 11)}${pad("vs torch", 10)}  target`);
 const verdicts: string[] = [];
