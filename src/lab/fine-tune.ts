@@ -93,6 +93,9 @@ export async function fineTune(ctx: LabContext): Promise<Omit<ExperimentResult, 
           })
           .join("; ") + ` (baseline -> PMA-init, ${q} held-out 4-way questions; a difference of one question is ${(100 / q).toFixed(1)} points).`,
       verdict: ((): Verdict => (lossWins === p.sft.lrs.length && accWins >= p.sft.lrs.length / 2 ? "reproduced" : lossWins + accWins > 0 ? "partly" : "not at this scale"))(),
+      ...(arms.every((a) => Math.abs(a.after.accuracy - 0.25) < 0.05)
+        ? { note: "Multiple-choice accuracy stays at chance (25%) for every arm: a model this small does not learn the meanings of held-out words from a short fine-tuning, so the answer loss is the informative score here." }
+        : {}),
     },
     {
       id: "sft-gradnorm-smoother",

@@ -204,13 +204,15 @@ export class LabRuns {
       ? { kind: "train", resume: dir, ...cache }
       : { kind: "train", config: spec.config, out: dir, force: true, ...(spec.from ?? {}), ...cache };
     if (!resumable && existsSync(dir)) rmSync(dir, { recursive: true, force: true });
-    const t0 = performance.now();
+    let t0 = performance.now();
     let divergedAt: number | null = null;
     let lastStep = 0;
     let cpu = 0;
     await this.slots.with(async () => {
       // Jobs queued behind a Ctrl-C do not start.
       if (this.signal?.aborted === true) return;
+      // Timed from here: the wait for a slot is not the run's cost.
+      t0 = performance.now();
       const line = this.progress.line(spec.label);
       try {
         const r = await runInChild(
