@@ -9,6 +9,7 @@ import { existsSync } from "node:fs";
 import { readdir, readFile, utimes, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, test } from "node:test";
 import { isPmaError } from "../src/common/errors.js";
 import { acquireLock } from "../src/common/lock.js";
@@ -30,10 +31,19 @@ describe("output locks", () => {
   test("a second pma merge into the same --out is refused, naming the first; the first still completes", async () => {
     const out = join(tmp.dir, "merged");
     const lock = join(tmp.dir, ".merged.pma-lock");
-    const first = startPma(["merge", ...run, "--out", out, "--threads", "1"]);
-    // Frozen while it holds the lock, so the overlap is certain rather than a race.
-    await waitFor("the first merge to take its lock", fileExists(lock));
-    first.child.kill("SIGSTOP");
+    // Frozen while it holds the lock, so the overlap is certain rather than a race. On a
+    // busy machine the first may finish before it is frozen: then it is tried again.
+    let first = startPma(["merge", ...run, "--out", out, "--force", "--threads", "1"]);
+    for (let attempt = 1; ; attempt++) {
+      await waitFor("the first merge to take its lock", () => existsSync(lock) || first.child.exitCode !== null);
+      first.child.kill("SIGSTOP");
+      await sleep(20);
+      if (existsSync(lock)) break;
+      first.child.kill("SIGCONT");
+      await first.exited;
+      assert.ok(attempt < 5, "the first merge always finished before it could be frozen");
+      first = startPma(["merge", ...run, "--out", out, "--force", "--threads", "1"]);
+    }
     try {
       const second = await startPma(["merge", ...run, "--out", out, "--force", "--threads", "1"]).exited;
       assert.equal(second.code, 1, second.stderr);

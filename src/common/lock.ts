@@ -37,7 +37,7 @@ function procStat(pid: number): { start: string; zombie: boolean } | null | unde
   let text: string;
   try {
     text = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-  } catch (e) {
+  } catch {
     // No /proc (not Linux): unknown. /proc without this pid: gone.
     return fs.existsSync("/proc/self/stat") ? null : undefined;
   }
@@ -133,7 +133,7 @@ export async function acquireLock(path: string, what: string): Promise<Lock> {
     const owner = parseOwner(held);
     if (owner === null) {
       if (Date.now() - mtime < UNREADABLE_GRACE_MS) throw locked(path, what, null);
-    } else if (owner.host !== me.host || owner.token === me.token || alive(owner) || HELD.get(path) === owner.token) {
+    } else if (owner.host !== me.host || alive(owner)) {
       throw locked(path, what, owner);
     }
     breakStale(path, held);
