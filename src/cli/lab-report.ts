@@ -53,13 +53,15 @@ export function buildLabReport(r: LabResult): LabReport {
   for (const e of r.experiments) {
     const ids = e.figures.map((f) => f.id);
     for (const f of e.figures) figures.push({ id: f.id, title: f.title, caption: f.caption, spec: spec(f) });
-    for (const f of e.findings) {
+    for (const [i, f] of e.findings.entries()) {
+      // The experiment's setup once, under its first claim.
+      const note = [i === 0 ? `Setup: ${e.setup}` : undefined, f.note].filter((x) => x !== undefined).join(" ");
       claims.push({
         id: f.id,
         paper: `${f.claim} [${e.paper.split(":")[0]}]`,
         measurement: f.measured,
         verdict: f.verdict,
-        note: [`Setup: ${e.setup}`, f.note].filter((x) => x !== undefined).join(" "),
+        ...(note !== "" ? { note } : {}),
         figures: f.figures ?? ids,
       });
     }
