@@ -4,6 +4,7 @@ import { defaultInitOut, pmaInit } from "../trajectory/init.js";
 import { parseCommandArgs, type Command } from "./command.js";
 import { DISCOVER_OPTIONS, DISCOVER_USAGE, discoverFromFlags, intFlag } from "./discover-flags.js";
 import { interruptSignal } from "./interrupt.js";
+import { INIT_OPTIONS, initFromFlags, MERGE_RUN_OPTIONS, mergeRunFromFlags } from "./merge-flags.js";
 import { METHOD_OPTIONS, METHOD_USAGE, methodFromFlags } from "./method-flags.js";
 import { byteProgress } from "./progress.js";
 
@@ -59,12 +60,9 @@ export const command: Command = {
         ...DISCOVER_OPTIONS,
         before: { type: "string" },
         count: { type: "string" },
-        optimizer: { type: "string" },
+        ...INIT_OPTIONS,
+        ...MERGE_RUN_OPTIONS,
         out: { type: "string", short: "o" },
-        margin: { type: "string" },
-        log: { type: "string" },
-        accumulate: { type: "string" },
-        threads: { type: "string" },
         force: { type: "boolean" },
         json: { type: "boolean" },
       },
@@ -73,10 +71,8 @@ export const command: Command = {
     if (positionals.length !== 1) throw new PmaError("USAGE", `give exactly one run directory\n\n${usage}`);
     const run = positionals[0]!;
     const method = methodFromFlags(values);
-    const optimizer = values.optimizer ?? "latest";
-    if (optimizer !== "latest" && optimizer !== "reset") throw new PmaError("USAGE", `--optimizer must be latest or reset (got '${optimizer}')`);
-    const accumulate = values.accumulate ?? "f32";
-    if (accumulate !== "f32" && accumulate !== "f64") throw new PmaError("USAGE", `--accumulate must be f32 or f64 (got '${accumulate}')`);
+    const init = initFromFlags(values);
+    const mergeRun = mergeRunFromFlags(values);
     const before = values.before === undefined || values.before === "auto" ? undefined : intFlag(values.before, "--before", 1);
     const progress = byteProgress("merge");
     const interrupt = interruptSignal();
@@ -86,14 +82,11 @@ export const command: Command = {
         out: values.out ?? defaultInitOut(run),
         ...(before !== undefined ? { before } : {}),
         count: values.count === undefined ? 3 : intFlag(values.count, "--count", 1),
-        ...(values.margin !== undefined ? { margin: intFlag(values.margin, "--margin", 0) } : {}),
         method,
-        optimizer,
-        ...(values.log !== undefined ? { log: values.log } : {}),
+        ...init,
         force: values.force ?? false,
         discover: discoverFromFlags(values),
-        accumulate,
-        ...(values.threads !== undefined ? { threads: intFlag(values.threads, "--threads", 1) } : {}),
+        ...mergeRun,
         onProgress: (done, total) => progress.update(done, total),
         signal: interrupt.signal,
       });

@@ -3,6 +3,7 @@ import { parseBytes } from "../common/units.js";
 import { merge, type MergeRecord } from "../merge/merger.js";
 import type { FloatDType } from "../tensor/dtype.js";
 import { parseCommandArgs, type Command } from "./command.js";
+import { MERGE_RUN_OPTIONS, mergeRunFromFlags } from "./merge-flags.js";
 import { METHOD_OPTIONS, METHOD_USAGE, methodFromFlags } from "./method-flags.js";
 import { describePlan } from "./plan.js";
 import { planFromFlags, RUN_OPTIONS, RUN_USAGE } from "./run-flags.js";
@@ -52,13 +53,12 @@ export const command: Command = {
         out: { type: "string", short: "o" },
         ...METHOD_OPTIONS,
         ...RUN_OPTIONS,
+        ...MERGE_RUN_OPTIONS,
         run: { type: "string" },
         dtype: { type: "string" },
-        accumulate: { type: "string" },
         "shard-size": { type: "string" },
         "allow-nonfinite": { type: "boolean" },
         "keep-order": { type: "boolean" },
-        threads: { type: "string" },
         force: { type: "boolean" },
         json: { type: "boolean" },
       },
@@ -82,12 +82,7 @@ export const command: Command = {
     if (values.dtype !== undefined && dtype === undefined) {
       throw new PmaError("USAGE", `--dtype must be one of bf16, f16, f32, f64 (got '${values.dtype}')`);
     }
-    const accumulate = values.accumulate ?? "f32";
-    if (accumulate !== "f32" && accumulate !== "f64") throw new PmaError("USAGE", `--accumulate must be f32 or f64 (got '${accumulate}')`);
-    const threads = values.threads === undefined ? undefined : Number(values.threads);
-    if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) {
-      throw new PmaError("USAGE", `--threads must be a positive integer (got '${values.threads}')`);
-    }
+    const mergeRun = mergeRunFromFlags(values);
     const progress = byteProgress("merge");
     const interrupt = interruptSignal();
     let record: MergeRecord;
@@ -97,12 +92,11 @@ export const command: Command = {
         out: values.out,
         method,
         ...(dtype !== undefined ? { dtype } : {}),
-        accumulate,
+        ...mergeRun,
         ...(values["shard-size"] !== undefined ? { shardSize: parseBytes(values["shard-size"], "--shard-size") } : {}),
         allowNonfinite: values["allow-nonfinite"] ?? false,
         force: values.force ?? false,
         keepOrder,
-        ...(threads !== undefined ? { threads } : {}),
         onProgress: (done, total) => progress.update(done, total),
         onNote: (note) => process.stderr.write(`pma: note: ${note}\n`),
         signal: interrupt.signal,

@@ -5,6 +5,7 @@ import { defaultWatchOut, watchRun, type Evaluator, type WatchEvent } from "../t
 import { parseCommandArgs, type Command } from "./command.js";
 import { DISCOVER_OPTIONS, DISCOVER_USAGE, discoverFromFlags, intFlag } from "./discover-flags.js";
 import { interruptSignal } from "./interrupt.js";
+import { INIT_OPTIONS, initFromFlags, MERGE_RUN_OPTIONS, mergeRunFromFlags } from "./merge-flags.js";
 import { METHOD_OPTIONS, METHOD_USAGE, methodFromFlags } from "./method-flags.js";
 
 const usage = `usage: pma watch RUN --interval V --count N [--out DIR] [options]
@@ -113,11 +114,8 @@ export const command: Command = {
         settle: { type: "string" },
         "no-init": { type: "boolean" },
         "init-count": { type: "string" },
-        optimizer: { type: "string" },
-        margin: { type: "string" },
-        log: { type: "string" },
-        accumulate: { type: "string" },
-        threads: { type: "string" },
+        ...INIT_OPTIONS,
+        ...MERGE_RUN_OPTIONS,
         once: { type: "boolean" },
         eval: { type: "boolean" },
         "eval-tokens": { type: "string" },
@@ -128,10 +126,8 @@ export const command: Command = {
     if (positionals.length !== 1) throw new PmaError("USAGE", `give exactly one run directory\n\n${usage}`);
     const run = positionals[0]!;
     if (values.interval === undefined) throw new PmaError("USAGE", "--interval V is required (a token count such as 8B)");
-    const optimizer = values.optimizer ?? "latest";
-    if (optimizer !== "latest" && optimizer !== "reset") throw new PmaError("USAGE", `--optimizer must be latest or reset (got '${optimizer}')`);
-    const accumulate = values.accumulate ?? "f32";
-    if (accumulate !== "f32" && accumulate !== "f64") throw new PmaError("USAGE", `--accumulate must be f32 or f64 (got '${accumulate}')`);
+    const { log, ...init } = initFromFlags(values);
+    const mergeRun = mergeRunFromFlags(values);
     if (values["eval-tokens"] !== undefined && values.eval !== true) throw new PmaError("USAGE", "--eval-tokens needs --eval");
     const evaluator = values.eval === true ? await heldoutEvaluator(values["eval-tokens"] === undefined ? 0 : parseTokens(values["eval-tokens"], "--eval-tokens")) : null;
     const interrupt = interruptSignal();
@@ -151,12 +147,10 @@ export const command: Command = {
             ? false
             : {
                 count: values["init-count"] === undefined ? 3 : intFlag(values["init-count"], "--init-count", 1),
-                optimizer,
-                ...(values.margin !== undefined ? { margin: intFlag(values.margin, "--margin", 0) } : {}),
+                ...init,
               },
-          ...(values.log !== undefined ? { log: values.log } : {}),
-          accumulate,
-          ...(values.threads !== undefined ? { threads: intFlag(values.threads, "--threads", 1) } : {}),
+          ...(log !== undefined ? { log } : {}),
+          ...mergeRun,
           once: values.once ?? false,
           ...(evaluator !== null ? { evaluate: evaluator.evaluate } : {}),
           onEvent: (e) => process.stdout.write(values.json ? JSON.stringify(e) + "\n" : describe(e)),

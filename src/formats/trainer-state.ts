@@ -1,7 +1,5 @@
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { PmaError } from "../common/errors.js";
-import { checkJsonShape, LOG_JSON_LIMITS } from "./json-shape.js";
+import { readJsonObjectFile } from "./json-file.js";
 
 /**
  * The parts of a Hugging Face Trainer `trainer_state.json` pma relies on. Unknown keys
@@ -18,26 +16,8 @@ export const TRAINER_STATE_FILE = "trainer_state.json";
 
 /** Reads `dir/trainer_state.json`; null when the file does not exist. */
 export async function readTrainerState(dir: string): Promise<TrainerState | null> {
-  const path = join(dir, TRAINER_STATE_FILE);
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
-    throw new PmaError("IO", `${path}: cannot read (${(e as Error).message})`, { file: path, cause: e });
-  }
-  const shape = checkJsonShape(text, LOG_JSON_LIMITS);
-  if (shape) throw new PmaError("LOG_INVALID", `${path}: has ${shape.what} (at character ${shape.position}); not a trainer state`, { file: path });
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new PmaError("LOG_INVALID", `${path}: not valid JSON (${(e as Error).message})`, { file: path, cause: e });
-  }
-  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
-    throw new PmaError("LOG_INVALID", `${path}: expected a JSON object`, { file: path });
-  }
-  const obj = raw as Record<string, unknown>;
+  const obj = await readJsonObjectFile(join(dir, TRAINER_STATE_FILE), { code: "LOG_INVALID", what: "a trainer state" });
+  if (obj === null) return null;
   const state: TrainerState = { raw: obj };
   const step = obj["global_step"];
   if (typeof step === "number" && Number.isInteger(step) && step >= 0) state.globalStep = step;

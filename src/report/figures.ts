@@ -143,29 +143,27 @@ export function barChart(bars: Bar[], o: BarChartOptions): FigureSpec {
   const x = { field: "group", type: "nominal", title: o.xTitle, sort: groups, axis: { labelAngle: 0 } };
   const xOffset = { field: "series", type: "nominal", sort: series };
   const zero = o.yZero ?? true;
-  return lite(
+  const layers: Record<string, unknown>[] = [
     {
-      data: { values },
-      layer: [
-        {
-          mark: { type: "bar", clip: !zero },
-          encoding: {
-            x,
-            xOffset,
-            y: { field: "value", type: "quantitative", title: o.yTitle, scale: { zero } },
-            color: { field: "series", type: "nominal", title: o.seriesTitle ?? null, sort: series },
-            tooltip: [{ field: "group", title: o.xTitle }, { field: "series" }, { field: "value", format: ".4f" }],
-          },
-        },
-        {
-          transform: [{ filter: "datum.lo !== null" }],
-          mark: { type: "rule", color: "black", strokeWidth: 1.5 },
-          encoding: { x, xOffset, y: { field: "lo", type: "quantitative" }, y2: { field: "hi" } },
-        },
-      ],
+      mark: { type: "bar", clip: !zero },
+      encoding: {
+        x,
+        xOffset,
+        y: { field: "value", type: "quantitative", title: o.yTitle, scale: { zero } },
+        color: { field: "series", type: "nominal", title: o.seriesTitle ?? null, sort: series },
+        tooltip: [{ field: "group", title: o.xTitle }, { field: "series" }, { field: "value", format: ".4f" }],
+      },
     },
-    o,
-  );
+  ];
+  // Only with errors: a rule layer over all-null lo/hi makes Vega warn of an infinite extent.
+  if (values.some((v) => v.lo !== null)) {
+    layers.push({
+      transform: [{ filter: "datum.lo !== null" }],
+      mark: { type: "rule", color: "black", strokeWidth: 1.5 },
+      encoding: { x, xOffset, y: { field: "lo", type: "quantitative" }, y2: { field: "hi" } },
+    });
+  }
+  return lite({ data: { values }, layer: layers }, o);
 }
 
 export interface Matrix {

@@ -12,11 +12,11 @@
  * The folder is staged in a hidden sibling and renamed into place complete, so a reader
  * (run discovery, `pma watch`) never sees half of one.
  */
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { StagedDir, writeFileAtomic } from "../common/atomic-dir.js";
 import { PmaError } from "../common/errors.js";
 import { PMA_VERSION } from "../common/version.js";
+import { readJsonObjectFile } from "../formats/json-file.js";
 import { writeSafetensors } from "../formats/safetensors-writer.js";
 import type { AdamW } from "../nn/adamw.js";
 import type { ModelConfig } from "../nn/config.js";
@@ -132,22 +132,11 @@ function tokenizerConfig(tokenizerJson: string, cfg: ModelConfig, seq: number): 
 /** pma_state.json of a checkpoint folder; null when there is none (a merge, a foreign checkpoint). */
 export async function readPmaState(dir: string): Promise<PmaTrainState | null> {
   const path = join(dir, PMA_STATE_FILE);
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
-    throw new PmaError("IO", `${path}: cannot read (${(e as Error).message})`, { file: path, cause: e });
-  }
-  let s: PmaTrainState;
-  try {
-    s = JSON.parse(text) as PmaTrainState;
-  } catch (e) {
-    throw new PmaError("CHECKPOINT_MISMATCH", `${path}: not valid JSON (${(e as Error).message})`, { file: path, cause: e });
-  }
-  // JSON.parse("null") is valid JSON: without this, reading .format would be a TypeError.
-  if (typeof s !== "object" || s === null || s.format !== STATE_FORMAT || s.version !== STATE_VERSION) {
-    throw new PmaError("CHECKPOINT_MISMATCH", `${path}: not a pma training state of version ${STATE_VERSION} (format ${JSON.stringify(s?.format)}, version ${JSON.stringify(s?.version)})`, { file: path });
+  const raw = await readJsonObjectFile(path, { code: "CHECKPOINT_MISMATCH", what: "a pma training state" });
+  if (raw === null) return null;
+  const s = raw as unknown as PmaTrainState;
+  if (s.format !== STATE_FORMAT || s.version !== STATE_VERSION) {
+    throw new PmaError("CHECKPOINT_MISMATCH", `${path}: not a pma training state of version ${STATE_VERSION} (format ${JSON.stringify(s.format)}, version ${JSON.stringify(s.version)})`, { file: path });
   }
   // Re-validate the stored config: a hand-edited state must fail here, naming the field.
   s.config = parseTrainConfig(s.config, path);

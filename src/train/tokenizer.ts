@@ -11,6 +11,7 @@
  * TextEncoder does), so such a string comes back with U+FFFD in their place.
  */
 import { PmaError } from "../common/errors.js";
+import { MaxHeap } from "../common/max-heap.js";
 import { preTokenRegex } from "./tokenizer-bytes.js";
 
 export const END_OF_TEXT = "<|endoftext|>";
@@ -172,18 +173,19 @@ export class Tokenizer {
       next[i] = i + 1 < n ? i + 1 : -1;
       prev[i] = i - 1;
     }
-    // Queue entries: rank * 2^26 + position (positions of one pre-token stay far below 2^26).
-    const heap = new MinHeap();
+    // Queue entries: rank * 2^26 + position (positions of one pre-token stay far below 2^26),
+    // negated so the max-heap yields the lowest rank, then the leftmost position.
+    const heap = new MaxHeap();
     const offer = (pos: number): void => {
       const nx = next[pos]!;
       if (nx < 0) return;
       const r = this.ranks.get(sym[pos]! * SHIFT + sym[nx]!);
-      if (r !== undefined) heap.push(Math.floor(r / SHIFT) * POS + pos);
+      if (r !== undefined) heap.push(-(Math.floor(r / SHIFT) * POS + pos));
     };
     for (let i = 0; i + 1 < n; i++) offer(i);
     let alive = n;
     while (heap.size > 0) {
-      const top = heap.pop();
+      const top = -heap.pop();
       const pos = top % POS;
       const rank = (top - pos) / POS;
       if (sym[pos] === -1) continue;
@@ -235,45 +237,5 @@ class IdBuffer {
     const next = new Int32Array(Math.max(this.buf.length * 2, this.n + extra));
     next.set(this.buf.subarray(0, this.n));
     this.buf = next;
-  }
-}
-
-/** A binary min-heap of numbers. */
-class MinHeap {
-  private a: number[] = [];
-  get size(): number {
-    return this.a.length;
-  }
-  push(v: number): void {
-    const a = this.a;
-    a.push(v);
-    let i = a.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (a[p]! <= v) break;
-      a[i] = a[p]!;
-      i = p;
-    }
-    a[i] = v;
-  }
-  pop(): number {
-    const a = this.a;
-    const top = a[0]!;
-    const last = a.pop()!;
-    if (a.length > 0) {
-      let i = 0;
-      const n = a.length;
-      for (;;) {
-        const l = 2 * i + 1;
-        if (l >= n) break;
-        const r = l + 1;
-        const c = r < n && a[r]! < a[l]! ? r : l;
-        if (a[c]! >= last) break;
-        a[i] = a[c]!;
-        i = c;
-      }
-      a[i] = last;
-    }
-    return top;
   }
 }

@@ -7,7 +7,7 @@ import { basename } from "node:path";
 import { PmaError } from "../common/errors.js";
 import { readTensorboardFile, type TensorboardFile } from "../formats/tensorboard.js";
 import { JsonSyntaxError, parseJsonLenient, parseNumberCell, splitCsvRow } from "./log-text.js";
-import { MaxHeap } from "./max-heap.js";
+import { MaxHeap } from "../common/max-heap.js";
 import type { LogField, LogPoint, TrainingLog } from "./logs.js";
 
 /**

@@ -15,6 +15,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PmaError } from "../common/errors.js";
+import { readJsonObjectFile } from "../formats/json-file.js";
 import { SafetensorsFile } from "../formats/safetensors.js";
 import { writeSafetensors, type TensorData } from "../formats/safetensors-writer.js";
 import type { OptimizerChoice } from "./resume-files.js";
@@ -37,21 +38,8 @@ function invalid(path: string, what: string): PmaError {
 
 async function readState(dir: string): Promise<{ raw: Record<string, unknown>; summary: PmaStateSummary } | null> {
   const path = join(dir, PMA_STATE_FILE);
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
-    throw new PmaError("IO", `${path}: cannot read (${(e as Error).message})`, { file: path, cause: e });
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw invalid(path, `not valid JSON (${(e as Error).message})`);
-  }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw invalid(path, "not a JSON object");
-  const s = raw as Record<string, unknown>;
+  const s = await readJsonObjectFile(path, { code: "CHECKPOINT_MISMATCH", what: "a pma training state this version understands" });
+  if (s === null) return null;
   if (s["format"] !== STATE_FORMAT) throw invalid(path, `format is ${JSON.stringify(s["format"])}`);
   const opt = s["optimizer"] as Record<string, unknown> | undefined;
   const step = s["global_step"];
