@@ -21,7 +21,7 @@ const CONFIG = {
   padding: 8,
   view: { stroke: "#cccccc" },
   axis: { labelFontSize: 11, titleFontSize: 12, gridColor: "#eeeeee" },
-  legend: { labelFontSize: 11, titleFontSize: 12, labelLimit: 260 },
+  legend: { labelFontSize: 11, titleFontSize: 12, labelLimit: 400, titleLimit: 400 },
   title: { fontSize: 14, anchor: "start" as const, offset: 10 },
   range: { category: ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"] },
 };
@@ -256,7 +256,7 @@ export function contourPlot(g: Grid, points: MarkedPoint[], o: ContourOptions): 
   const edges = (a: number[]): number[] => a.map((v, i) => (i === 0 ? v - (a[1]! - v) / 2 : (a[i - 1]! + v) / 2)).concat([a[a.length - 1]! + (a[a.length - 1]! - a[a.length - 2]!) / 2]);
   const ex = edges(g.xs);
   const ey = edges(g.ys);
-  const cells = g.z.flatMap((row, j) => row.map((z, i) => ({ x: ex[i]!, x2: ex[i + 1]!, y: ey[j]!, y2: ey[j + 1]!, z: finite(z, `contour z[${j}][${i}]`) })));
+  const cells = g.z.flatMap((row, j) => row.map((z, i) => ({ x: ex[i]!, x2: ex[i + 1]!, y: ey[j]!, y2: ey[j + 1]!, z: finite(z, `contour z[${j}][${i}]`), zStroke: z })));
   const zs = cells.map((c) => c.z);
   const lo = Math.min(...zs);
   const hi = Math.min(Math.max(...zs), o.zMax ?? Infinity);
@@ -266,6 +266,7 @@ export function contourPlot(g: Grid, points: MarkedPoint[], o: ContourOptions): 
   const xs = { type: "quantitative", title: o.xTitle, scale: { domain: [ex[0]!, ex[nx]!], nice: false, zero: false } };
   const ys = { type: "quantitative", title: o.yTitle, scale: { domain: [ey[0]!, ey[ny]!], nice: false, zero: false } };
   const marked = points.map((p) => ({ label: p.label, x: finite(p.x, `${p.label}: x`), y: finite(p.y, `${p.label}: y`) }));
+  const labelFlipX = ex[0]! + ((ex[nx]! - ex[0]!) * 2) / 3;
   return lite(
     {
       layer: [
@@ -278,8 +279,9 @@ export function contourPlot(g: Grid, points: MarkedPoint[], o: ContourOptions): 
             y: { field: "y", ...ys },
             y2: { field: "y2" },
             color: { field: "z", type: "quantitative", title: o.zTitle, scale: { scheme: "viridis", domain: [lo, hi], clamp: true } },
-            // A stroke in the fill's colour closes the anti-aliasing seams between cells.
-            stroke: { field: "z", type: "quantitative", title: o.zTitle, scale: { scheme: "viridis", domain: [lo, hi], clamp: true } },
+            // A stroke in the fill's colour closes the anti-aliasing seams between cells; from
+            // a copy of the field, or Vega-Lite merges the two legends into symbols.
+            stroke: { field: "zStroke", type: "quantitative", scale: { scheme: "viridis", domain: [lo, hi], clamp: true }, legend: null },
           },
         },
         {
@@ -292,11 +294,13 @@ export function contourPlot(g: Grid, points: MarkedPoint[], o: ContourOptions): 
           mark: { type: "point", filled: true, size: 70, color: "#d62728", stroke: "white", strokeWidth: 1 },
           encoding: { x: { field: "x", ...xs }, y: { field: "y", ...ys }, tooltip: [{ field: "label" }, { field: "x" }, { field: "y" }] },
         },
-        {
-          data: { values: marked },
-          mark: { type: "text", align: "left", dx: 7, dy: -7, fontSize: 11, fontWeight: "bold", color: "white" },
+        // Labels to the right of their point, except in the right third of the plot,
+        // where they would run past the edge: there they end at the point.
+        ...(["left", "right"] as const).map((align) => ({
+          data: { values: marked.filter((p) => (p.x > labelFlipX) === (align === "right")) },
+          mark: { type: "text", align, dx: align === "left" ? 7 : -7, dy: -7, fontSize: 11, fontWeight: "bold", color: "white" },
           encoding: { x: { field: "x", ...xs }, y: { field: "y", ...ys }, text: { field: "label" } },
-        },
+        })),
       ],
     },
     { width: 420, height: 420, ...o },
