@@ -41,6 +41,15 @@ async function sweep(ctx: LabContext, dir: string, step: number, label: string):
   return { step, latest: await ctx.heldout(checkpointDir(dir, step)), byInterval, byCount };
 }
 
+/** "V=163.8k", with the N the planner could fit when fewer than asked. */
+function vName(x: SweepPoint, askedN: number): string {
+  return `V=${tokens(x.setting)}${x.count < askedN ? ` (N=${x.count})` : ""}`;
+}
+
+function nName(x: SweepPoint): string {
+  return `N=${x.setting}${x.count < x.setting ? ` (got ${x.count})` : ""}`;
+}
+
 function argmin(xs: SweepPoint[]): SweepPoint {
   return xs.reduce((a, b) => (b.loss < a.loss ? b : a));
 }
@@ -59,21 +68,21 @@ export async function intervalCount(ctx: LabContext): Promise<Omit<ExperimentRes
     {
       id: "interval-early-large-v-hurts",
       claim: "Early in training, a large V reaches back into fast-changing weights and the merge can fall below the latest checkpoint.",
-      measured: `early (${tokens(early.step * ctx.tps)}), merged minus latest: ${vs(early.byInterval, (x) => `V=${tokens(x.setting)}${x.count < p.window.count ? ` (N=${x.count})` : ""}`)}.`,
+      measured: `early (${tokens(early.step * ctx.tps)}), merged minus latest: ${vs(early.byInterval, (x) => vName(x, p.window.count))}.`,
       verdict: largestV.loss > early.latest + NOISE_NATS ? "reproduced" : largestV.loss > argmin(early.byInterval).loss + NOISE_NATS ? "partly" : "not at this scale",
     },
     {
       id: "interval-gap-narrows",
       claim: "As training goes on, the differences between intervals shrink.",
-      measured: `spread across V: ${range(early.byInterval).toFixed(4)} early, ${range(late.byInterval).toFixed(4)} late; late merged minus latest: ${vs(late.byInterval, (x) => `V=${tokens(x.setting)}${x.count < p.window.count ? ` (N=${x.count})` : ""}`)}.`,
+      measured: `spread across V: ${range(early.byInterval).toFixed(4)} early, ${range(late.byInterval).toFixed(4)} late; late merged minus latest: ${vs(late.byInterval, (x) => vName(x, p.window.count))}.`,
       verdict: range(late.byInterval) < range(early.byInterval) ? "reproduced" : "not at this scale",
     },
     {
       id: "count-more-is-better-late",
       claim: "Late in training, more checkpoints merge better (N=15 about 1 point above N=3); early, more checkpoints can hurt.",
       measured:
-        `late: ${vs(late.byCount, (x) => `N=${x.setting}${x.count < x.setting ? ` (got ${x.count})` : ""}`)} (best N=${bestNLate.setting}); ` +
-        `early: ${vs(early.byCount, (x) => `N=${x.setting}${x.count < x.setting ? ` (got ${x.count})` : ""}`)} (best N=${bestNEarly.setting}).`,
+        `late: ${vs(late.byCount, nName)} (best N=${bestNLate.setting}); ` +
+        `early: ${vs(early.byCount, nName)} (best N=${bestNEarly.setting}).`,
       verdict: ((): Verdict => {
         const lateMore = late.byCount.at(-1)!.loss < late.byCount[0]!.loss - NOISE_NATS;
         const earlyFewer = bestNEarly.setting < bestNLate.setting;
@@ -81,8 +90,13 @@ export async function intervalCount(ctx: LabContext): Promise<Omit<ExperimentRes
       })(),
     },
   ];
-  const line = (s: Sweep, key: "byInterval" | "byCount", label: string) => ({ name: `${label} (${tokens(s.step * ctx.tps)})`, points: s[key].map((x) => ({ x: x.setting, y: x.loss })) });
-  const base = (s: Sweep, key: "byInterval" | "byCount", label: string) => ({ name: `${label} latest`, points: s[key].map((x) => ({ x: x.setting, y: s.latest })), dashed: true });
+  // Bars of merged minus latest: the sign says at a glance whether a setting beats the
+  // latest checkpoint; one group per setting, early and late side by side.
+  const groups = (key: "byInterval" | "byCount", name: (x: SweepPoint) => string) =>
+    early[key].map((x, i) => ({
+      name: name(x),
+      bars: [early, late].map((s, j) => ({ name: `${j === 0 ? "early" : "late"} (${tokens(s.step * ctx.tps)})`, value: s[key][i]!.loss - s.latest })),
+    }));
   return {
     id: "interval-count",
     title: "Interval V and number N of merged checkpoints",
@@ -93,22 +107,20 @@ export async function intervalCount(ctx: LabContext): Promise<Omit<ExperimentRes
     findings,
     figures: [
       {
-        kind: "line",
+        kind: "bar",
         id: "interval",
         title: "Interval V at fixed N",
-        caption: `SMA of N=${p.window.count} checkpoints V tokens apart (fewer when the run is too short); flat lines: latest checkpoint.`,
-        x: { label: "V (tokens)", log: true },
-        y: { label: "held-out loss (nats)" },
-        series: [line(early, "byInterval", "early"), base(early, "byInterval", "early"), line(late, "byInterval", "late"), base(late, "byInterval", "late")],
+        caption: `SMA of N=${p.window.count} checkpoints V tokens apart (fewer when the run is too short: see the table); below zero is better than the latest checkpoint (${early.latest.toFixed(4)} early, ${late.latest.toFixed(4)} late).`,
+        y: { label: "held-out loss minus latest checkpoint (nats)" },
+        groups: groups("byInterval", (x) => `V=${tokens(x.setting)}`),
       },
       {
-        kind: "line",
+        kind: "bar",
         id: "count",
         title: "Number N at fixed V",
-        caption: `SMA of N checkpoints ${tokens(p.window.intervalSteps * ctx.tps)} tokens apart; flat lines: latest checkpoint.`,
-        x: { label: "N" },
-        y: { label: "held-out loss (nats)" },
-        series: [line(early, "byCount", "early"), base(early, "byCount", "early"), line(late, "byCount", "late"), base(late, "byCount", "late")],
+        caption: `SMA of N checkpoints ${tokens(p.window.intervalSteps * ctx.tps)} tokens apart; below zero is better than the latest checkpoint.`,
+        y: { label: "held-out loss minus latest checkpoint (nats)" },
+        groups: groups("byCount", (x) => `N=${x.setting}`),
       },
     ],
     tables: [
