@@ -18,6 +18,7 @@ export { writeSyntheticRun } from "./trajectory/synthetic.js";
 export { discoverRun, type RunCheckpoint, type RunScan } from "./trajectory/run.js";
 export { planMerge, type MergePlan } from "./trajectory/plan.js";
 export { recommendInterval } from "./trajectory/interval.js";
+export { autoInterval, isMoeCheckpoint } from "./trajectory/auto-interval.js";
 export { readTrainingLog, type TrainingLog } from "./trajectory/logs.js";
 export { detectSpikes } from "./trajectory/spikes.js";
 export { pmaInit, type InitRecord, type PmaInitOptions } from "./trajectory/init.js";

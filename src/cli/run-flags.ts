@@ -1,7 +1,7 @@
 import { PmaError } from "../common/errors.js";
 import { parseTokens } from "../common/units.js";
 import type { MethodSpec } from "../merge/weights.js";
-import { recommendInterval } from "../trajectory/interval.js";
+import { autoInterval } from "../trajectory/auto-interval.js";
 import { planMerge, type MergePlan } from "../trajectory/plan.js";
 import { discoverRun, requireTokens, type RunScan } from "../trajectory/run.js";
 
@@ -57,9 +57,7 @@ export async function planFromFlags(runDir: string, values: RunFlags, method: Me
   const basis: string[] = [];
   let interval: number;
   if (values.interval === "auto") {
-    const newest = checkpoints[checkpoints.length - 1]!;
-    const moe = await isMoeCheckpoint(newest.path);
-    const rec = recommendInterval(newest.parameters, moe);
+    const rec = await autoInterval(checkpoints[checkpoints.length - 1]!);
     interval = rec.interval;
     basis.push(rec.basis);
   } else {
@@ -75,14 +73,4 @@ export async function planFromFlags(runDir: string, values: RunFlags, method: Me
     method,
   });
   return { scan, plan, basis };
-}
-
-async function isMoeCheckpoint(path: string): Promise<boolean> {
-  const { openCheckpointTensors } = await import("../formats/checkpoint-files.js");
-  const ck = await openCheckpointTensors(path);
-  try {
-    return [...ck.tensors.keys()].some((n) => /\.experts\.\d+\./.test(n) || /block_sparse_moe/.test(n));
-  } finally {
-    await ck.close();
-  }
 }
