@@ -59,6 +59,19 @@ describe("pma init and pma watch from the command line", () => {
     assert.equal(pma("init", run, "--before", "soon").status, 2);
   });
 
+  test("pma watch --interval auto --backfill --once prints V's basis and merges at every checkpoint", async () => {
+    const out = join(tmp.dir, "watch-backfill");
+    const r = pma("watch", run, "--interval", "auto", "--count", "2", "--backfill", "--once", "--no-init", "--out", out, "--settle", "0", "--threads", "1");
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /note: --interval auto: V=1M tokens, from checkpoint-600 \(dense model with/);
+    assert.match(r.stdout, /note: backfilling the 6 checkpoints already in the run, oldest first/);
+    assert.match(r.stdout, /stopped \(once\): 6 merge\(s\), 0 spike\(s\), 0 error\(s\); last step 600/);
+    const lines = (await readFile(join(out, "watch.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l) as { type: string; step?: number });
+    assert.deepEqual(lines.map((l) => l.type), ["interval", ...Array(6).fill("merge")]);
+    assert.deepEqual(lines.slice(1).map((l) => l.step), [100, 200, 300, 400, 500, 600]);
+    assert.equal(pma("watch", run, "--interval", "soon").status, 2);
+  });
+
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     test(`pma watch runs until ${signal} and exits cleanly`, async () => {
       const out = join(tmp.dir, `watch-${signal}`);

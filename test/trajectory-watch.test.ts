@@ -1,23 +1,36 @@
 import assert from "node:assert/strict";
-import { appendFile, cp, readdir, readFile, rename, rm, truncate, writeFile } from "node:fs/promises";
+import { appendFile, cp, mkdir, readdir, readFile, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { isPmaError } from "../src/common/errors.js";
+import { writeSafetensors } from "../src/formats/safetensors-writer.js";
 import { bf16ToNumber, numberToBf16 } from "../src/tensor/bf16.js";
+import { autoInterval } from "../src/trajectory/auto-interval.js";
+import { recommendInterval } from "../src/trajectory/interval.js";
+import { planMerge } from "../src/trajectory/plan.js";
+import { discoverRun, requireTokens } from "../src/trajectory/run.js";
 import { optimumValue, tensorGenerator, writeSyntheticRun } from "../src/trajectory/synthetic.js";
-import type { MergeEntry, SpikeEntry } from "../src/trajectory/watch-journal.js";
+import type { IntervalEntry, MergeEntry, SpikeEntry } from "../src/trajectory/watch-journal.js";
 import { watchRun, WATCH_JOURNAL_FILE, WATCH_MERGED_DIR, type WatchEvent, type WatchOptions } from "../src/trajectory/watch.js";
 import { tempDir } from "./helpers/fixtures.js";
 import { addTrainerFiles, lossCurve, readTensors, TINY_MODEL, TOKENS_PER_STEP, writeRunLog, writeSpikyRun } from "./helpers/spiky-run.js";
 
 const V = 100 * TOKENS_PER_STEP; // one save interval
 
-async function journal(out: string): Promise<(MergeEntry | SpikeEntry)[]> {
+type Entry = MergeEntry | SpikeEntry | IntervalEntry;
+async function journal(out: string): Promise<Entry[]> {
   const text = await readFile(join(out, WATCH_JOURNAL_FILE), "utf8");
-  return text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as MergeEntry | SpikeEntry);
+  return text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Entry);
 }
-const merges = (j: (MergeEntry | SpikeEntry)[]) => j.filter((e): e is MergeEntry => e.type === "merge");
-const spikes = (j: (MergeEntry | SpikeEntry)[]) => j.filter((e): e is SpikeEntry => e.type === "spike");
+const merges = (j: Entry[]) => j.filter((e): e is MergeEntry => e.type === "merge");
+const spikes = (j: Entry[]) => j.filter((e): e is SpikeEntry => e.type === "spike");
+const intervals = (j: Entry[]) => j.filter((e): e is IntervalEntry => e.type === "interval");
+
+/** The window planMerge chooses at each of `run`'s checkpoints, computed apart from the watcher. */
+async function expectedWindows(run: string, interval: number, count: number): Promise<string[][]> {
+  const all = requireTokens(await discoverRun(run));
+  return all.map((c) => planMerge(all.filter((x) => x.tokens <= c.tokens), { interval, count }).selected.map((p) => p.name));
+}
 
 /** Mean squared distance of a checkpoint's weights to the synthetic run's optimum (seed 3). */
 async function distanceToOptimum(path: string): Promise<number> {
@@ -34,9 +47,9 @@ async function distanceToOptimum(path: string): Promise<number> {
 }
 
 /** Adds checkpoint-<step> to `run`, written elsewhere and moved in complete (as the Trainer does). */
-async function addCheckpoint(run: string, scratch: string, index: number, curve = lossCurve(600, {})): Promise<string> {
-  const step = (index + 1) * 100;
-  const paths = await writeSyntheticRun({ dir: scratch, model: TINY_MODEL, checkpoints: index + 1, stepInterval: 100, tokensPerStep: TOKENS_PER_STEP, dtype: "BF16", seed: 3 });
+async function addCheckpoint(run: string, scratch: string, index: number, curve = lossCurve(600, {}), stepInterval = 100): Promise<string> {
+  const step = (index + 1) * stepInterval;
+  const paths = await writeSyntheticRun({ dir: scratch, model: TINY_MODEL, checkpoints: index + 1, stepInterval, tokensPerStep: TOKENS_PER_STEP, dtype: "BF16", seed: 3 });
   await addTrainerFiles(paths[index]!, step, curve);
   await rename(paths[index]!, join(run, `checkpoint-${step}`));
   await rm(scratch, { recursive: true, force: true });
@@ -278,5 +291,95 @@ describe("pma watch", () => {
     await writeRunLog(run, "pma-jsonl", lossCurve(600, { divergeAt: 150 }));
     const s2 = await watchRun(base(run, out, { discover: { tokensPerStep: TOKENS_PER_STEP } }));
     assert.equal(s2.spikes, 1);
+  });
+
+  test("--interval auto: V from the model size at the first checkpoint, reported, journaled once and kept across restarts", async () => {
+    const run = fresh();
+    const out = fresh();
+    const notes: string[] = [];
+    const onEvent = (e: WatchEvent) => e.type === "note" && notes.push(e.message);
+    // No checkpoint yet: nothing to resolve V from, nothing journaled.
+    await mkdir(run);
+    assert.equal((await watchRun(base(run, out, { interval: "auto", init: false, onEvent }))).merged, 0);
+    assert.ok(!notes.some((m) => m.includes("--interval auto")));
+
+    // Saves 600K tokens apart: the tiny model's auto V (1M) picks every other checkpoint.
+    await writeSpikyRun({ dir: run, checkpoints: 4, stepInterval: 600, curve: lossCurve(600, {}), log: "pma-jsonl" });
+    const scan = requireTokens(await discoverRun(run));
+    const rec = recommendInterval(scan[0]!.parameters, false);
+    assert.ok(Math.abs(rec.interval - 1200 * TOKENS_PER_STEP) < 300 * TOKENS_PER_STEP && rec.interval !== 600 * TOKENS_PER_STEP, `V=${rec.interval}`);
+    assert.equal((await watchRun(base(run, out, { interval: "auto", init: false, onEvent }))).merged, 1);
+    let j = await journal(out);
+    assert.deepEqual(intervals(j).map((e) => [e.interval, e.checkpoint, e.parameters, e.moe, e.basis]), [[rec.interval, "checkpoint-2400", scan[0]!.parameters, false, rec.basis]]);
+    assert.equal(j[0]!.type, "interval", "journaled before the merge that uses it");
+    assert.deepEqual(merges(j).map((e) => [e.interval, e.inputs.map((i) => i.name)]), [[rec.interval, (await expectedWindows(run, rec.interval, 2))[3]]]);
+    assert.deepEqual(merges(j)[0]!.inputs.map((i) => i.name), ["checkpoint-1200", "checkpoint-2400"]);
+    assert.equal(notes.filter((m) => m.includes("--interval auto")).length, 1, notes.join("\n"));
+    assert.ok(notes.some((m) => m.includes(rec.basis)), "the basis is reported");
+
+    // The restart takes V from the journal, not from the model again: a journal whose
+    // stored V differs (as after a change to the paper table) keeps its own.
+    const kept = 600 * TOKENS_PER_STEP;
+    const text = await readFile(join(out, WATCH_JOURNAL_FILE), "utf8");
+    await writeFile(join(out, WATCH_JOURNAL_FILE), text.replace(`"interval":${rec.interval},"basis"`, `"interval":${kept},"basis"`));
+    await addCheckpoint(run, fresh(), 4, lossCurve(600, {}), 600);
+    notes.length = 0;
+    assert.equal((await watchRun(base(run, out, { interval: "auto", init: false, onEvent }))).merged, 1);
+    j = await journal(out);
+    assert.equal(intervals(j).length, 1, "resolved once");
+    assert.deepEqual(merges(j)[1]!.inputs.map((i) => i.name), ["checkpoint-2400", "checkpoint-3000"]);
+    assert.ok(notes.some((m) => /keeping V=600K/.test(m)), notes.join("\n"));
+    assert.ok(notes.some((m) => /V is now 600K tokens; the journal's earlier merges used/.test(m)), "the change from the first merge's V is reported");
+
+    // A numeric V against a journal of auto merges is reported too.
+    notes.length = 0;
+    await watchRun(base(run, out, { interval: 1200 * TOKENS_PER_STEP, init: false, onEvent }));
+    assert.ok(notes.some((m) => /V is now 1\.2M tokens; the journal's earlier merges used 600K/.test(m)), notes.join("\n"));
+  });
+
+  test("auto V reads MoE from the tensor names", async () => {
+    const dir = fresh();
+    await mkdir(dir);
+    const f32 = (n: number) => ({ dtype: "F32" as const, shape: [n], data: new Uint8Array(4 * n) });
+    await writeSafetensors(join(dir, "model.safetensors"), [
+      { name: "model.layers.0.block_sparse_moe.gate.weight", ...f32(4) },
+      { name: "model.layers.0.block_sparse_moe.experts.0.w1.weight", ...f32(4) },
+    ]);
+    const auto = await autoInterval({ path: dir, name: "moe", parameters: 13e9 });
+    assert.deepEqual([auto.moe, auto.interval], [true, recommendInterval(13e9, true).interval]);
+    assert.equal(auto.interval, 8e9, "the paper's MoE 1.3B/13B point");
+  });
+
+  test("--backfill merges and evaluates at every existing checkpoint, oldest first; an interrupted backfill resumes", async () => {
+    const run = fresh();
+    const out = fresh();
+    await writeSpikyRun({ dir: run, checkpoints: 5, stepInterval: 100, curve: lossCurve(600, {}), log: "pma-jsonl" });
+    const expected = await expectedWindows(run, V, 2);
+    const evaluated: string[] = [];
+    const ac = new AbortController();
+    // Stopped while evaluating the third checkpoint: two lines journaled, the third not.
+    const evaluate = async (raw: string, merged: string) => {
+      evaluated.push(raw.slice(run.length + 1));
+      if (evaluated.length === 3) {
+        ac.abort();
+        throw new Error("stopped");
+      }
+      return { raw: await distanceToOptimum(raw), merged: await distanceToOptimum(merged) };
+    };
+    const s1 = await watchRun(base(run, out, { backfill: true, init: false, evaluate }), ac.signal);
+    assert.deepEqual([s1.merged, s1.lastStep, s1.stopped], [2, 200, "signal"]);
+    assert.deepEqual(merges(await journal(out)).map((e) => e.step), [100, 200]);
+
+    const s2 = await watchRun(base(run, out, { backfill: true, init: false, evaluate }));
+    assert.equal(s2.merged, 3);
+    const j = merges(await journal(out));
+    assert.deepEqual(j.map((e) => e.step), [100, 200, 300, 400, 500], "each checkpoint once, in order");
+    assert.deepEqual(j.map((e) => e.inputs.map((i) => i.name)), expected);
+    assert.deepEqual(j.map((e) => e.tokens), [1, 2, 3, 4, 5].map((k) => k * V));
+    assert.deepEqual(evaluated, ["checkpoint-100", "checkpoint-200", "checkpoint-300", "checkpoint-300", "checkpoint-400", "checkpoint-500"]);
+    for (const e of j) assert.equal(e.raw_loss, await distanceToOptimum(join(run, e.checkpoint)));
+    assert.ok(j.every((e) => typeof e.merged_loss === "number"));
+    // OUT/merged is the newest window's merge.
+    assert.equal(j[4]!.merged_loss, await distanceToOptimum(join(out, WATCH_MERGED_DIR)));
   });
 });

@@ -8,7 +8,7 @@ import { interruptSignal } from "./interrupt.js";
 import { INIT_OPTIONS, initFromFlags, MERGE_RUN_OPTIONS, mergeRunFromFlags } from "./merge-flags.js";
 import { METHOD_OPTIONS, METHOD_USAGE, methodFromFlags } from "./method-flags.js";
 
-const usage = `usage: pma watch RUN --interval V --count N [--out DIR] [options]
+const usage = `usage: pma watch RUN --interval V|auto --count N [--out DIR] [options]
 
 Runs beside a training job. On each new complete checkpoint it merges the window of N
 checkpoints V tokens apart ending there into DIR/merged (replaced atomically) and appends
@@ -19,10 +19,16 @@ recovered from, writes a PMA-init restart checkpoint to DIR/pma-init-<spike step
 
 Stop it with Ctrl-C (SIGINT) or SIGTERM: a merge in progress is abandoned without
 leaving output. Started again with the same DIR, it continues after the last checkpoint
-in watch.jsonl; a first start begins at the run's newest checkpoint.
+in watch.jsonl; a first start begins at the run's newest checkpoint, or with --backfill
+at its oldest (one merge, and with --eval one pair of losses, per checkpoint already
+there, so watch.jsonl holds the whole curve).
+
+--interval auto takes V from the paper's intervals for the model's size (as pma plan
+does), read from the first complete checkpoint; the choice and its basis are printed
+and recorded in watch.jsonl, and a restart keeps that V.
 
 options:
-  --interval V          tokens between merged checkpoints (8B, 80M, 2e9)
+  --interval V          tokens between merged checkpoints (8B, 80M, 2e9), or auto
   --count N             checkpoints per merge (default 10; fewer while the run is short)
   --tolerance T         how far a checkpoint may be from its target (default half the save spacing)
 ${METHOD_USAGE}
@@ -40,11 +46,14 @@ ${DISCOVER_USAGE}
   --eval                score the newest checkpoint and the merge on the held-out split (pma eval),
                         with the same windows, and record both losses
   --eval-tokens N       score about N held-out tokens (default: the whole split)
+  --backfill            on a first start, merge (and --eval) at every checkpoint already in RUN
   --once                scan once, process what is there, and exit
   --json                print each event as one JSON line
 
-example:
-  pma watch runs/7b --interval 8B --count 10 --out runs/7b-merged`;
+examples:
+  pma watch runs/7b --interval 8B --count 10 --out runs/7b-merged
+  pma watch runs/7b --interval auto --count 10
+  pma watch runs/lab --interval auto --count 5 --backfill --eval --eval-tokens 64K --once`;
 
 /**
  * pma eval's evaluator, loaded only when asked for (it brings the training engine). The
@@ -116,6 +125,7 @@ export const command: Command = {
         "init-count": { type: "string" },
         ...INIT_OPTIONS,
         ...MERGE_RUN_OPTIONS,
+        backfill: { type: "boolean" },
         once: { type: "boolean" },
         eval: { type: "boolean" },
         "eval-tokens": { type: "string" },
@@ -125,7 +135,7 @@ export const command: Command = {
     );
     if (positionals.length !== 1) throw new PmaError("USAGE", `give exactly one run directory\n\n${usage}`);
     const run = positionals[0]!;
-    if (values.interval === undefined) throw new PmaError("USAGE", "--interval V is required (a token count such as 8B)");
+    if (values.interval === undefined) throw new PmaError("USAGE", "--interval V is required (a token count such as 8B, or auto)");
     const { log, ...init } = initFromFlags(values);
     const mergeRun = mergeRunFromFlags(values);
     if (values["eval-tokens"] !== undefined && values.eval !== true) throw new PmaError("USAGE", "--eval-tokens needs --eval");
@@ -136,7 +146,7 @@ export const command: Command = {
         {
           run,
           out: values.out ?? defaultWatchOut(run),
-          interval: parseTokens(values.interval, "--interval"),
+          interval: values.interval === "auto" ? "auto" : parseTokens(values.interval, "--interval"),
           count: values.count === undefined ? 10 : intFlag(values.count, "--count", 1),
           ...(values.tolerance !== undefined ? { tolerance: parseTokens(values.tolerance, "--tolerance") } : {}),
           method: methodFromFlags(values),
@@ -151,6 +161,7 @@ export const command: Command = {
               },
           ...(log !== undefined ? { log } : {}),
           ...mergeRun,
+          backfill: values.backfill ?? false,
           once: values.once ?? false,
           ...(evaluator !== null ? { evaluate: evaluator.evaluate } : {}),
           onEvent: (e) => process.stdout.write(values.json ? JSON.stringify(e) + "\n" : describe(e)),

@@ -1,8 +1,10 @@
 /**
  * pma watch's journal: one JSON line per processed checkpoint and per spike, appended
  * and fsynced as each finishes. It is both the results file (tokens, raw loss, merged
- * loss) and the state a restarted watcher resumes from: the newest step merged and the
- * spikes already handled. A line cut short by a crash is dropped on open.
+ * loss) and the state a restarted watcher resumes from: the newest step merged, the
+ * spikes already handled, and the V that `--interval auto` chose. A line cut short by a
+ * crash is dropped on open. Lines of a type this version does not know are kept and
+ * otherwise ignored, so journals stay readable both ways across versions.
  */
 import { open, readFile, truncate } from "node:fs/promises";
 import { PmaError } from "../common/errors.js";
@@ -21,6 +23,8 @@ export interface MergeEntry {
   checkpoint: string;
   step: number;
   tokens: number;
+  /** V the window was planned with (absent in journals written before it was recorded). */
+  interval?: number;
   /** Oldest first; empty when the merge failed. */
   inputs: JournalInput[];
   /** Held-out loss of the newest raw checkpoint and of the merge (null without --eval). */
@@ -47,7 +51,24 @@ export interface SpikeEntry {
   time: string;
 }
 
-export type JournalEntry = MergeEntry | SpikeEntry;
+/**
+ * The V `--interval auto` chose, written once before the first merge that uses it: a
+ * restart reuses it rather than recomputing it from a checkpoint that may have been
+ * rotated away since.
+ */
+export interface IntervalEntry {
+  type: "interval";
+  interval: number;
+  /** Why: the model size and the paper's intervals it was interpolated from. */
+  basis: string;
+  /** The checkpoint the model size was read from. */
+  checkpoint: string;
+  parameters: number;
+  moe: boolean;
+  time: string;
+}
+
+export type JournalEntry = MergeEntry | SpikeEntry | IntervalEntry;
 
 export interface JournalState {
   entries: JournalEntry[];
@@ -55,11 +76,19 @@ export interface JournalState {
   lastStep: number | null;
   /** Start steps of the spikes already handled. */
   spikes: Set<number>;
+  /** The V `--interval auto` chose, if it was ever resolved into this journal. */
+  autoInterval: IntervalEntry | null;
+  /** V of the newest merge that records one: a restart with another V says so. */
+  lastInterval: number | null;
 }
 
 /** JSON has no NaN/Infinity: a non-finite loss is written as its name. */
 export function jsonLoss(x: number): number | string {
   return Number.isFinite(x) ? x : String(x);
+}
+
+function validInterval(x: unknown): x is number {
+  return typeof x === "number" && Number.isFinite(x) && x > 0;
 }
 
 export class WatchJournal {
@@ -75,7 +104,7 @@ export class WatchJournal {
     }
     const end = text.lastIndexOf("\n") + 1;
     if (end < text.length) await truncate(path, Buffer.byteLength(text.slice(0, end)));
-    const state: JournalState = { entries: [], lastStep: null, spikes: new Set() };
+    const state: JournalState = { entries: [], lastStep: null, spikes: new Set(), autoInterval: null, lastInterval: null };
     text
       .slice(0, end)
       .split("\n")
@@ -92,6 +121,12 @@ export class WatchJournal {
         }
         state.entries.push(entry);
         if (entry.type === "merge" && typeof entry.step === "number") state.lastStep = Math.max(state.lastStep ?? entry.step, entry.step);
+        if (entry.type === "merge" && validInterval(entry.interval)) state.lastInterval = entry.interval;
+        if (entry.type === "interval") {
+          // A V that cannot be used must not be replaced silently by a fresh one.
+          if (!validInterval(entry.interval)) throw new PmaError("LOG_INVALID", `${path}:${i + 1}: an interval line without a positive interval; move the file away to start afresh`, { file: path });
+          state.autoInterval = entry;
+        }
         if (entry.type === "spike" && typeof entry.start_step === "number") state.spikes.add(entry.start_step);
       });
     return { journal: new WatchJournal(path), state };

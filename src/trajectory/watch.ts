@@ -10,9 +10,12 @@
  *      checkpoint and the merge, and appends a line to OUT/watch.jsonl.
  *
  * The journal is the watcher's state: a restart continues after the newest checkpoint
- * it records (a first start begins at the run's newest checkpoint, without backfilling)
- * and does not repeat spikes it records. An interrupted merge or PMA-init leaves no
- * output and no journal line, so a restart redoes it.
+ * it records and does not repeat spikes it records. A first start begins at the run's
+ * newest checkpoint, or with `backfill` at its oldest, so that the journal holds the
+ * whole loss curve; a backfill cut short continues like any restart. An interrupted
+ * merge or PMA-init leaves no output and no journal line, so a restart redoes it.
+ * `interval: "auto"` is resolved from the first complete checkpoint and journaled
+ * (see watch-interval.ts).
  *
  * OUT/merged is replaced by the merger's atomic publish: the new merge is written and
  * fsynced under a hidden name, then the old folder is renamed aside, the new one renamed
@@ -33,8 +36,9 @@ import { pmaInit, type InitRecord } from "./init.js";
 import { readTrainingLog, type TrainingLog } from "./logs.js";
 import { planMerge } from "./plan.js";
 import type { OptimizerChoice } from "./resume-files.js";
-import { discoverRun, requireTokens, type DiscoverOptions, type RunScan } from "./run.js";
+import { discoverRun, requireTokens, type DiscoverOptions, type RunCheckpoint, type RunScan } from "./run.js";
 import { detectSpikes, type SpikeOptions } from "./spikes.js";
+import { resolveAutoInterval, startInterval, type IntervalOption } from "./watch-interval.js";
 import { jsonLoss, WatchJournal, type JournalState, type MergeEntry, type SpikeEntry } from "./watch-journal.js";
 
 /**
@@ -55,8 +59,11 @@ export interface WatchOptions {
   run: string;
   /** Default `<run>-pma-watch` beside the run. */
   out?: string;
-  /** V: tokens between merged checkpoints. */
-  interval: number;
+  /**
+   * V: tokens between merged checkpoints, or "auto" for the paper's V for this model
+   * size, resolved from the first complete checkpoint and kept for the whole watch.
+   */
+  interval: IntervalOption;
   /** N: checkpoints per merge (fewer while the run is short). */
   count: number;
   tolerance?: number;
@@ -75,6 +82,11 @@ export interface WatchOptions {
   spikeOptions?: Partial<SpikeOptions>;
   accumulate?: AccumulatePrecision;
   threads?: number;
+  /**
+   * On a first start (empty journal), merge the window ending at every complete
+   * checkpoint already there, oldest first, not only the newest one.
+   */
+  backfill?: boolean;
   /** Poll once and return (for cron jobs and tests). */
   once?: boolean;
   onEvent?: (e: WatchEvent) => void;
@@ -111,7 +123,7 @@ export function initDirFor(out: string, startStep: number): string {
 }
 
 function validate(o: WatchOptions): void {
-  if (!(o.interval > 0)) throw new PmaError("USAGE", `--interval must be a positive token count (got ${o.interval})`);
+  if (o.interval !== "auto" && !(o.interval > 0)) throw new PmaError("USAGE", `--interval must be a positive token count or auto (got ${o.interval})`);
   if (!(Number.isInteger(o.count) && o.count >= 1)) throw new PmaError("USAGE", `--count must be a positive integer (got ${o.count})`);
   for (const [k, v] of [["pollMs", o.pollMs], ["settleMs", o.settleMs]] as const) {
     if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new PmaError("USAGE", `${k} must be >= 0 (got ${v})`);
@@ -130,8 +142,10 @@ export async function watchRun(opts: WatchOptions, signal: AbortSignal = new Abo
   const lock = await acquireLock(join(out, LOCK_FILE), `watching into ${out}`);
   try {
     const { journal, state } = await WatchJournal.open(join(out, WATCH_JOURNAL_FILE));
-    const w = new Watcher(opts, out, journal, state, signal);
+    const { interval, notes } = startInterval(opts.interval, state);
+    const w = new Watcher(opts, out, journal, state, interval, signal);
     opts.onEvent?.({ type: "started", out, resumeAfterStep: state.lastStep });
+    for (const message of notes) opts.onEvent?.({ type: "note", message });
     for (;;) {
       await w.poll();
       if (signal.aborted) return w.summary("signal");
@@ -156,6 +170,8 @@ class Watcher {
     private readonly out: string,
     private readonly journal: WatchJournal,
     private readonly state: JournalState,
+    /** V; null until "auto" has a checkpoint to be resolved from. */
+    private interval: number | null,
     private readonly signal: AbortSignal,
   ) {}
 
@@ -258,16 +274,19 @@ class Watcher {
   private async mergeNew(scan: RunScan): Promise<void> {
     if (scan.checkpoints.length === 0) return;
     const checkpoints = requireTokens(scan);
+    const interval = this.interval ?? (await this.resolveInterval(checkpoints[checkpoints.length - 1]!));
+    if (interval === null) return;
     const last = this.state.lastStep;
-    const pending = last === null ? checkpoints.slice(-1) : checkpoints.filter((c) => c.step > last);
+    const pending = last !== null ? checkpoints.filter((c) => c.step > last) : this.o.backfill ? checkpoints : checkpoints.slice(-1);
+    if (last === null && pending.length > 1) this.emit({ type: "note", message: `backfilling the ${pending.length} checkpoints already in the run, oldest first` });
     const mergedDir = join(this.out, WATCH_MERGED_DIR);
     for (const c of pending) {
       if (this.signal.aborted) return;
-      const entry: MergeEntry = { type: "merge", checkpoint: c.name, step: c.step, tokens: c.tokens, inputs: [], raw_loss: null, merged_loss: null, time: "" };
+      const entry: MergeEntry = { type: "merge", checkpoint: c.name, step: c.step, tokens: c.tokens, interval, inputs: [], raw_loss: null, merged_loss: null, time: "" };
       try {
         const plan = planMerge(
           checkpoints.filter((x) => x.tokens <= c.tokens),
-          { interval: this.o.interval, count: this.o.count, at: c.tokens, method: this.o.method ?? { method: "sma" }, ...(this.o.tolerance !== undefined ? { tolerance: this.o.tolerance } : {}) },
+          { interval, count: this.o.count, at: c.tokens, method: this.o.method ?? { method: "sma" }, ...(this.o.tolerance !== undefined ? { tolerance: this.o.tolerance } : {}) },
         );
         const record = await merge({
           inputs: plan.selected.map((p) => p.path),
@@ -295,8 +314,30 @@ class Watcher {
       entry.time = new Date().toISOString();
       await this.journal.append(entry);
       this.state.lastStep = c.step;
+      this.state.lastInterval = interval;
       if (entry.error === undefined) this.merged++;
       this.emit({ type: "merge", entry });
     }
+  }
+
+  /**
+   * Resolves `interval: "auto"` from a complete checkpoint and journals it before any
+   * merge uses it. Null (retried next poll) when the checkpoint cannot be read, e.g.
+   * because the trainer's rotation deleted it since the scan.
+   */
+  private async resolveInterval(checkpoint: RunCheckpoint): Promise<number | null> {
+    let resolved: Awaited<ReturnType<typeof resolveAutoInterval>>;
+    try {
+      resolved = await resolveAutoInterval(checkpoint, this.state);
+    } catch (e) {
+      if (!isPmaError(e)) throw e;
+      this.emit({ type: "note", message: `--interval auto: cannot read ${checkpoint.name} yet (${e.message})` });
+      return null;
+    }
+    await this.journal.append(resolved.entry);
+    this.state.autoInterval = resolved.entry;
+    this.interval = resolved.entry.interval;
+    for (const message of resolved.notes) this.emit({ type: "note", message });
+    return this.interval;
   }
 }
