@@ -7,20 +7,26 @@
 import { join } from "node:path";
 import type { LabResult } from "../lab/lab.js";
 import { tokens } from "../lab/format.js";
-import type { Figure } from "../lab/result.js";
+import type { Figure, Point } from "../lab/result.js";
+import { seedsSentence, seedsSetup } from "../lab/seeds.js";
 import { barChart, contourPlot, heatmap, lineChart, writeReport, type Claim, type FigureSpec, type Json, type LabReport, type ReportFigure, type WrittenReport } from "../report/index.js";
+
+/** A line point with its spread band across seeds, when it has a finite one. */
+function band(p: Point): Point {
+  return p.lo !== undefined && p.hi !== undefined && Number.isFinite(p.lo) && Number.isFinite(p.hi) ? { x: p.x, y: p.y, lo: p.lo, hi: p.hi } : { x: p.x, y: p.y };
+}
 
 function spec(f: Figure): FigureSpec {
   switch (f.kind) {
     case "line":
       return lineChart(
-        f.series.filter((s) => s.points.length > 0).map((s) => ({ name: s.name, points: s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y)), ...(s.dashed === true ? { dashed: true } : {}) })),
+        f.series.filter((s) => s.points.length > 0).map((s) => ({ name: s.name, points: s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y)).map(band), ...(s.dashed === true ? { dashed: true } : {}) })),
         { xTitle: f.x.label, yTitle: f.y.label, ...(f.x.log === true ? { xLog: true } : {}) },
       );
     case "bar": {
       const bars = f.groups.flatMap((g, i) => [
         ...(f.baseline !== undefined ? [{ group: g.name, series: f.baseline.name, value: f.baseline.values[i]! }] : []),
-        ...g.bars.map((b) => ({ group: g.name, series: b.name, value: b.value })),
+        ...g.bars.map((b) => ({ group: g.name, series: b.name, value: b.value, ...(b.error !== undefined && Number.isFinite(b.error) ? { error: b.error } : {}) })),
       ]);
       return barChart(bars, { xTitle: "", yTitle: f.y.label, yZero: false });
     }
@@ -39,6 +45,8 @@ function setupTable(r: LabResult): Record<string, string | number> {
   for (const [k, v] of Object.entries(r.tokenCounts)) t[`tokens: ${k}`] = tokens(v);
   t["held-out tokens per score"] = tokens(p.evalTokens);
   t["default merge"] = `SMA of N=${p.window.count}, V=${tokens(p.window.intervalSteps * r.tokensPerStep)} tokens`;
+  const seeds = seedsSetup(p, r.experiments.map((e) => e.id));
+  if (seeds !== null) t.seeds = seeds;
   t.backend = r.backend;
   t["wall time of this pma lab"] = `${r.seconds.toFixed(0)} s (load average ${r.loadAverage.map((x) => x.toFixed(1)).join(" / ")} at the start, 1/5/15 min)`;
   t["CPU time"] = `${r.cpuSeconds.toFixed(0)} s (parent ${r.parentCpuSeconds.toFixed(0)} s, training children ${(r.cpuSeconds - r.parentCpuSeconds).toFixed(0)} s)`;
@@ -74,7 +82,7 @@ export function buildLabReport(r: LabResult): LabReport {
       `pma lab, profile ${r.profile.name}: ${r.models.map((m) => `${m.name} ${m.description} (${(m.parameters / 1e6).toFixed(2)}M parameters)`).join("; ")}, ` +
       `trained on the Brown corpus with pma's trainer (${r.tokensPerStep} tokens per step; dense run ${tokens(r.tokenCounts["dense pre-training"] ?? 0)} tokens, ` +
       `MoE run ${tokens(r.tokenCounts["MoE pre-training"] ?? 0)}), merged with pma merge, checkpoints chosen by pma's planner, scored on fixed held-out windows. ` +
-      `One seed per setting: differences below ${"0.005"} nats are treated as noise. ` +
+      `${seedsSentence(r.profile, r.experiments.map((e) => e.id))} ` +
       `Verdicts: ${Object.entries(verdicts).map(([k, v]) => `${v} ${k}`).join(", ")}. ` +
       `Wall time ${r.seconds.toFixed(0)} s on ${r.backend}.` +
       (failed.length > 0 ? ` ${failed.join("; ")}.` : ""),

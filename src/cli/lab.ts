@@ -25,6 +25,8 @@ experiments (default: all):
 
 options:
   --profile NAME   quick (default, ~15 min on 2 cores), full (hours), micro (seconds, for tests)
+  --seeds N        seeds of stable-merge and methods (default: the profile's; quick and
+                   micro 1, full 3); the other experiments always use seed 0
   --dir DIR        lab folder: runs, merges, scores and the report (default ./pma-lab)
   --fresh          recompute everything instead of reusing what DIR holds
   --no-report      only compute (and cache) the results
@@ -37,6 +39,7 @@ export const command: Command = {
       argv,
       {
         profile: { type: "string", default: "quick" },
+        seeds: { type: "string" },
         dir: { type: "string", default: "pma-lab" },
         fresh: { type: "boolean", default: false },
         "no-report": { type: "boolean", default: false },
@@ -45,6 +48,9 @@ export const command: Command = {
       USAGE,
     );
     if (!(PROFILE_NAMES as readonly string[]).includes(values.profile)) throw new PmaError("USAGE", `--profile must be one of ${PROFILE_NAMES.join(", ")}\n\n${USAGE}`);
+    // Digits only: Number("") is 0 and Number("1e1") is 10, neither what was meant.
+    if (values.seeds !== undefined && (!/^\d+$/.test(values.seeds) || Number(values.seeds) < 1)) throw new PmaError("USAGE", `--seeds must be a whole number >= 1, got ${JSON.stringify(values.seeds)}\n\n${USAGE}`);
+    const seeds = values.seeds === undefined ? {} : { seeds: Number(values.seeds) };
     let experiments: ExperimentId[];
     if (positionals.length === 0 || positionals.includes("all")) experiments = [...EXPERIMENT_IDS];
     else {
@@ -57,7 +63,7 @@ export const command: Command = {
     const interrupt = interruptSignal();
     let result;
     try {
-      result = await runLab({ dir: values.dir, profile: values.profile as (typeof PROFILE_NAMES)[number], experiments, fresh: values.fresh, progress, signal: interrupt.signal });
+      result = await runLab({ dir: values.dir, profile: values.profile as (typeof PROFILE_NAMES)[number], experiments, fresh: values.fresh, progress, signal: interrupt.signal, ...seeds });
     } finally {
       progress.stop();
       interrupt.dispose();

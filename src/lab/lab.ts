@@ -26,6 +26,7 @@ import { labProfile, tokensPerStep, type LabProfile, type ProfileName } from "./
 import { SILENT_PROGRESS, type LabProgress } from "./progress.js";
 import { EXPERIMENT_IDS, type ExperimentId, type ExperimentResult } from "./result.js";
 import { LabRuns } from "./runs.js";
+import { profileForKey, withSeeds } from "./seeds.js";
 import { spike } from "./spike.js";
 import { stableMerge } from "./stable-merge.js";
 import { hashOf, LAB_VERSION, LabStore } from "./store.js";
@@ -53,6 +54,8 @@ export interface LabOptions {
   signal?: AbortSignal;
   /** Tokenizer / token cache (default $PMA_CACHE_DIR or ~/.cache/pma). */
   cacheDir?: string;
+  /** Seeds of the seeded experiments (seeds.ts), instead of the profile's count. */
+  seeds?: number;
 }
 
 export interface LabResult {
@@ -117,7 +120,7 @@ export function tokenCounts(p: LabProfile): Record<string, number> {
 }
 
 export function experimentKey(profile: LabProfile, id: ExperimentId): string {
-  return hashOf({ v: LAB_VERSION, id, profile });
+  return hashOf({ v: LAB_VERSION, id, ...profileForKey(profile, id) });
 }
 
 export async function runLab(opts: LabOptions): Promise<LabResult> {
@@ -125,7 +128,8 @@ export async function runLab(opts: LabOptions): Promise<LabResult> {
   const cpu0 = cpuSeconds();
   const child0 = childCpu.seconds;
   const loadAverage = loadavg();
-  const profile = typeof opts.profile === "object" ? opts.profile : labProfile(opts.profile ?? "quick");
+  const base = typeof opts.profile === "object" ? opts.profile : labProfile(opts.profile ?? "quick");
+  const profile = opts.seeds === undefined ? base : withSeeds(base, opts.seeds);
   const ids = opts.experiments ?? EXPERIMENT_IDS;
   for (const id of ids) if (!EXPERIMENT_IDS.includes(id)) throw new PmaError("USAGE", `unknown experiment "${id}" (experiments: ${EXPERIMENT_IDS.join(", ")})`);
   const store = new LabStore(opts.dir, opts.fresh ?? false);

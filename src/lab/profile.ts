@@ -8,6 +8,9 @@
  *   backend, at the lab notes' scale where the paper's effects are visible
  *   (d_model 128, 4 layers, 4096 tokens per step, constant 3e-3 after 50 warmup steps).
  * - full:  `pma lab --profile full`, wider models and ~10x the tokens (hours).
+ *
+ * `seeds` is how many seeds the seeded experiments (seeds.ts) train; the others use seed
+ * 0. quick keeps one: its 15 minutes have no room for more runs.
  */
 import { PmaError } from "../common/errors.js";
 
@@ -23,6 +26,8 @@ export interface ModelSize {
 
 export interface LabProfile {
   name: ProfileName;
+  /** Seeds 0..seeds-1 of the dense and MoE runs for the seeded experiments (seeds.ts); 1: seed 0 only. */
+  seeds: number;
   /** Shared by every pre-training run: tokens per step = micro_batch x seq_len x grad_accum. */
   data: { vocab_size: number; seq_len: number; micro_batch: number; grad_accum: number };
   dense: ModelSize;
@@ -62,6 +67,7 @@ export interface LabProfile {
 
 const QUICK: LabProfile = {
   name: "quick",
+  seeds: 1,
   data: { vocab_size: 4096, seq_len: 128, micro_batch: 8, grad_accum: 4 },
   dense: { hidden_size: 128, intermediate_size: 344, num_hidden_layers: 4, num_attention_heads: 4 },
   moe: { hidden_size: 128, intermediate_size: 172, num_hidden_layers: 4, num_attention_heads: 4, num_local_experts: 8 },
@@ -90,6 +96,7 @@ const QUICK: LabProfile = {
 const FULL: LabProfile = {
   ...QUICK,
   name: "full",
+  seeds: 3,
   dense: { hidden_size: 256, intermediate_size: 688, num_hidden_layers: 6, num_attention_heads: 8 },
   moe: { hidden_size: 256, intermediate_size: 344, num_hidden_layers: 6, num_attention_heads: 8, num_local_experts: 8 },
   lr: 2e-3,
@@ -113,6 +120,7 @@ const FULL: LabProfile = {
 /** Tiny and fast: for tests of the machinery, not of the paper's claims. */
 const MICRO: LabProfile = {
   name: "micro",
+  seeds: 1,
   data: { vocab_size: 512, seq_len: 32, micro_batch: 4, grad_accum: 2 },
   dense: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2 },
   moe: { hidden_size: 32, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 2, num_local_experts: 4 },

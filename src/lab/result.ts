@@ -44,6 +44,9 @@ export interface Finding {
 export interface Point {
   x: number;
   y: number;
+  /** Edges of the spread band across seeds (mean -/+ sample sd); absent for one seed. */
+  lo?: number;
+  hi?: number;
 }
 
 export interface Series {
@@ -70,7 +73,8 @@ export interface BarFigure {
   title: string;
   caption: string;
   y: { label: string };
-  groups: { name: string; bars: { name: string; value: number }[] }[];
+  /** `error`: half-width of the error bar (sample sd across seeds); absent for one seed. */
+  groups: { name: string; bars: { name: string; value: number; error?: number }[] }[];
   /** A horizontal reference line per group, e.g. the latest checkpoint's loss. */
   baseline?: { name: string; values: number[] };
 }

@@ -72,14 +72,18 @@ export function checkpointSteps(runDir: string): number[] {
     .sort((a, b) => a - b);
 }
 
-/** pma train config of a pre-training run of the profile's dense or MoE model. */
-export function pretrainConfig(p: LabProfile, preset: "dense" | "moe", steps: number, checkpointEvery: number): Record<string, unknown> {
+/**
+ * pma train config of a pre-training run of the profile's dense or MoE model. `seed`
+ * sets the initialization and the batch order; seed 0's config is the one the lab always
+ * had, so its runs keep their folders.
+ */
+export function pretrainConfig(p: LabProfile, preset: "dense" | "moe", steps: number, checkpointEvery: number, seed = 0): Record<string, unknown> {
   const tps = tokensPerStep(p);
   const model = preset === "dense" ? { preset, ...p.dense } : { preset, ...p.moe, num_experts_per_tok: 2 };
   return {
     model,
-    data: { corpus: "brown", ...p.data, seed: 0 },
-    training: { max_tokens: steps * tps, seed: 0 },
+    data: { corpus: "brown", ...p.data, seed },
+    training: { max_tokens: steps * tps, seed },
     // The stable phase of a WSD schedule; its decay is the annealed fork (runs.ts: annealSpec).
     schedule: { kind: "constant", lr: p.lr, warmup_tokens: p.warmupSteps * tps },
     // Checkpoints are scored by the lab on fixed windows; no in-run validation needed.
@@ -89,12 +93,17 @@ export function pretrainConfig(p: LabProfile, preset: "dense" | "moe", steps: nu
   };
 }
 
-export function denseSpec(p: LabProfile): RunSpec {
-  return { name: "dense", label: "dense pre-training", config: pretrainConfig(p, "dense", p.denseSteps, p.denseCheckpointEvery), endStep: p.denseSteps, checkpointEvery: p.denseCheckpointEvery };
+/** Seed 0 keeps the plain name and label; other seeds say theirs. */
+function seeded(name: string, label: string, seed: number): { name: string; label: string } {
+  return seed === 0 ? { name, label } : { name: `${name}-seed${seed}`, label: `${label}, seed ${seed}` };
 }
 
-export function moeSpec(p: LabProfile): RunSpec {
-  return { name: "moe", label: "MoE pre-training", config: pretrainConfig(p, "moe", p.moeSteps, p.moeCheckpointEvery), endStep: p.moeSteps, checkpointEvery: p.moeCheckpointEvery };
+export function denseSpec(p: LabProfile, seed = 0): RunSpec {
+  return { ...seeded("dense", "dense pre-training", seed), config: pretrainConfig(p, "dense", p.denseSteps, p.denseCheckpointEvery, seed), endStep: p.denseSteps, checkpointEvery: p.denseCheckpointEvery };
+}
+
+export function moeSpec(p: LabProfile, seed = 0): RunSpec {
+  return { ...seeded("moe", "MoE pre-training", seed), config: pretrainConfig(p, "moe", p.moeSteps, p.moeCheckpointEvery, seed), endStep: p.moeSteps, checkpointEvery: p.moeCheckpointEvery };
 }
 
 /** The WSD decay: a fork of the dense run at anneal.forkStep, cosine to lrMin by the dense run's end. */

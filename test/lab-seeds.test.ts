@@ -1,0 +1,151 @@
+// pma lab over seeds on the micro profile (seconds): stable-merge and methods report the
+// mean and sample sd of per-seed differences, and the spread is the one the per-seed
+// numbers in the results give; one seed is the single-seed lab, bit for bit, and its
+// runs keep the folders (config hashes) they had before seeds existed.
+import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { command as labCommand } from "../src/cli/lab.js";
+import { buildLabReport, writeLabReport } from "../src/cli/lab-report.js";
+import { isPmaError } from "../src/common/errors.js";
+import { experimentKey, runLab, type LabResult } from "../src/lab/lab.js";
+import { labProfile } from "../src/lab/profile.js";
+import type { BarFigure, ExperimentResult, LineFigure, Table } from "../src/lab/result.js";
+import { hashOf, LAB_VERSION } from "../src/lab/store.js";
+import { validateReport } from "../src/report/index.js";
+import { tempDir } from "./helpers/fixtures.js";
+
+/** Sample sd, written out independently of the lab's helper: sqrt(sum (x - mean)^2 / (n - 1)). */
+function sampleSd(xs: number[]): number {
+  let sum = 0;
+  for (const x of xs) sum += x;
+  const m = sum / xs.length;
+  let ss = 0;
+  for (const x of xs) ss += (x - m) ** 2;
+  return Math.sqrt(ss / (xs.length - 1));
+}
+
+function close(a: number, b: number, what: string): void {
+  assert.ok(Math.abs(a - b) <= 1e-12 * Math.max(1, Math.abs(b)), `${what}: ${a} vs ${b}`);
+}
+
+function table(e: ExperimentResult, id: string): Table {
+  const t = e.tables.find((x) => x.id === id);
+  assert.ok(t !== undefined, `${e.id}: no table ${id}`);
+  return t;
+}
+
+function col(t: Table, name: string): number {
+  const i = t.columns.indexOf(name);
+  assert.ok(i >= 0, `${t.id}: no column ${name}`);
+  return i;
+}
+
+describe("pma lab over seeds (micro profile)", () => {
+  let tmp: Awaited<ReturnType<typeof tempDir>>;
+  let two: LabResult;
+  const dir = () => join(tmp.dir, "lab");
+  const cacheDir = () => join(tmp.dir, "cache");
+  const exp = (r: LabResult, id: string) => r.experiments.find((e) => e.id === id)!;
+
+  before(async () => {
+    tmp = await tempDir("pma-lab-seeds-");
+    two = await runLab({ dir: dir(), profile: "micro", experiments: ["stable-merge", "methods"], seeds: 2, cacheDir: cacheDir() });
+  });
+  after(async () => tmp.cleanup());
+
+  test("stable-merge reports mean ± sample sd, the sd of the per-seed numbers in the results", () => {
+    assert.deepEqual(two.failed, []);
+    assert.equal(two.profile.seeds, 2);
+    const e = exp(two, "stable-merge");
+    for (const f of e.findings.slice(0, 2)) {
+      assert.match(f.measured, /[-+]\d\.\d{4} ± \d\.\d{4}/);
+      assert.match(f.measured, /mean ± sample sd over 2 seeds/);
+    }
+    const per = table(e, "stable-merge");
+    const spread = table(e, "stable-merge-seeds");
+    const [m, s, tok, lat, mer] = ["model", "seed", "tokens", "latest", "merged"].map((c) => col(per, c));
+    assert.ok(spread.rows.length > 0);
+    for (const row of spread.rows) {
+      const mine = per.rows.filter((r) => r[m!] === row[col(spread, "model")] && r[tok!] === row[col(spread, "tokens")]);
+      assert.deepEqual(mine.map((r) => r[s!]), [0, 1]);
+      const diffs = mine.map((r) => (r[mer!] as number) - (r[lat!] as number));
+      const what = `${String(row[0])} at ${String(row[1])}`;
+      close(row[col(spread, "merged - latest (mean)")] as number, (diffs[0]! + diffs[1]!) / 2, `${what} mean`);
+      close(row[col(spread, "merged - latest (sample sd)")] as number, sampleSd(diffs), `${what} sd`);
+      // Two seeds: the sample sd is |a - b| / sqrt(2).
+      close(row[col(spread, "merged - latest (sample sd)")] as number, Math.abs(diffs[0]! - diffs[1]!) / Math.SQRT2, `${what} sd of two`);
+    }
+    // The difference figure: mean with a band of mean -/+ sd.
+    const fig = e.figures.find((f) => f.id === "stable-merge-seeds") as LineFigure;
+    const dense = fig.series.find((x) => x.name === "dense")!;
+    const rows = spread.rows.filter((r) => r[0] === "dense");
+    assert.equal(dense.points.length, rows.length);
+    for (const [i, p] of dense.points.entries()) {
+      const mean = rows[i]![col(spread, "merged - latest (mean)")] as number;
+      const sd = rows[i]![col(spread, "merged - latest (sample sd)")] as number;
+      assert.equal(p.y, mean);
+      close(p.lo!, mean - sd, "band lo");
+      close(p.hi!, mean + sd, "band hi");
+    }
+  });
+
+  test("methods bars carry the sample sd of the per-seed differences as error bars", () => {
+    const e = exp(two, "methods");
+    const t = table(e, "methods");
+    const bars = (e.figures[0] as BarFigure).groups;
+    for (const [g, point] of ["early", "late"].entries()) {
+      const rows = t.rows.filter((r) => r[0] === point && typeof r[1] === "number");
+      assert.equal(rows.length, 2);
+      for (const b of bars[g]!.bars) {
+        const diffs = rows.map((r) => (r[col(t, b.name)] as number) - (r[col(t, "latest")] as number));
+        close(b.value, (diffs[0]! + diffs[1]!) / 2, `${point} ${b.name} mean`);
+        close(b.error!, sampleSd(diffs), `${point} ${b.name} sd`);
+      }
+    }
+  });
+
+  test("the report says which experiments use how many seeds and renders bands and error bars", async () => {
+    const report = buildLabReport(two);
+    validateReport(report);
+    const layers = (id: string) => JSON.stringify(report.figures.find((f) => f.id === id)!.spec);
+    assert.match(layers("stable-merge"), /"area"/);
+    assert.match(layers("stable-merge-seeds"), /"area"/);
+    assert.match(layers("methods"), /"rule"/);
+    const written = await writeLabReport(two);
+    assert.ok(readdirSync(join(written.dir, "figures")).includes("stable-merge-seeds.svg"));
+    assert.match(report.summary!, /stable-merge and methods use 2 seeds/);
+    assert.equal(report.setup!["seeds"], "2 (seeds 0-1) for stable-merge, methods; seed 0 only for the others");
+  });
+
+  test("one seed is the single-seed lab: same cache keys, same run folders, seed 0's numbers", async () => {
+    const runsBefore = readdirSync(join(dir(), "runs")).sort();
+    // Folders the lab named its micro runs before seeds existed: cached runs stay valid.
+    assert.ok(runsBefore.includes("dense-56b8c2d793a0") && runsBefore.includes("moe-2d67548549f2"), runsBefore.join(", "));
+    const micro = labProfile("micro");
+    const { seeds: _, ...unseeded } = micro;
+    for (const id of ["stable-merge", "methods", "anneal"] as const) assert.equal(experimentKey(micro, id), hashOf({ v: LAB_VERSION, id, profile: unseeded }), id);
+    assert.notEqual(experimentKey({ ...micro, seeds: 2 }, "stable-merge"), experimentKey(micro, "stable-merge"));
+    assert.equal(experimentKey({ ...micro, seeds: 2 }, "anneal"), experimentKey(micro, "anneal"), "unseeded experiments ignore --seeds");
+
+    const one = await runLab({ dir: dir(), profile: "micro", experiments: ["stable-merge"], seeds: 1, cacheDir: cacheDir() });
+    assert.deepEqual(readdirSync(join(dir(), "runs")).sort(), runsBefore, "no run trained");
+    const e = exp(one, "stable-merge");
+    assert.ok(e.findings.every((f) => !f.measured.includes("±") && !/seed/.test(f.measured)));
+    assert.deepEqual(e.figures.map((f) => f.id), ["stable-merge"]);
+    assert.ok((e.figures[0] as LineFigure).series.every((s) => s.points.every((p) => p.lo === undefined && p.hi === undefined)));
+    // Seed 0's rows of the two-seed run are the one-seed table, number for number.
+    const per = table(exp(two, "stable-merge"), "stable-merge");
+    const seed0 = per.rows.filter((r) => r[1] === 0).map((r) => [r[0], ...r.slice(2)]);
+    assert.deepEqual(table(e, "stable-merge").rows, seed0);
+    assert.match(buildLabReport(one).summary!, /One seed per setting: differences below 0.005 nats are treated as noise\./);
+  });
+
+  test("--seeds takes a whole number >= 1", async () => {
+    for (const bad of ["0", "-1", "1.5", "x", ""]) {
+      await assert.rejects(labCommand.run(["--profile", "micro", "--dir", join(tmp.dir, "never"), "--seeds", bad]), (e: unknown) => isPmaError(e, "USAGE") && /--seeds/.test(e.message), bad);
+    }
+    await assert.rejects(runLab({ dir: join(tmp.dir, "never"), profile: "micro", seeds: 0 }), (e: unknown) => isPmaError(e, "USAGE"));
+  });
+});
