@@ -18,6 +18,7 @@ import type { BackendName } from "../nn/kernels/index.js";
 import type { ScheduleSpec } from "../nn/schedule.js";
 import { parseSchedule } from "../nn/schedule.js";
 import { configError, SectionReader } from "./config-reader.js";
+import { checkRetention } from "./retention.js";
 
 export type ModelPreset = "dense" | "moe";
 export type CheckpointDtype = "f32" | "bf16";
@@ -96,6 +97,10 @@ export interface CheckpointSection {
   /** A checkpoint every this many tokens (rounded to whole steps); 0: only at the end. */
   every_tokens: number;
   dtype: CheckpointDtype;
+  /** Keep the N newest checkpoints, delete older ones (retention.ts); 0: keep all. */
+  keep_last: number;
+  /** Also keep checkpoints at multiples of this many tokens (a planned merge's V); 0: none. */
+  keep_every_tokens: number;
 }
 
 export interface LogSection {
@@ -200,7 +205,7 @@ export function parseTrainConfig(source: unknown, where: string, ctx: ParseConte
     data,
     training,
     eval: readEval(new SectionReader(where, "eval", o["eval"], ["every_tokens", "max_tokens", "batch"]), base?.eval, tps),
-    checkpointing: readCheckpointing(new SectionReader(where, "checkpointing", o["checkpointing"], ["every_tokens", "dtype"]), base?.checkpointing, tps),
+    checkpointing: readCheckpointing(where, new SectionReader(where, "checkpointing", o["checkpointing"], ["every_tokens", "dtype", "keep_last", "keep_every_tokens"]), base?.checkpointing, tps),
     log: { history_every_steps: new SectionReader(where, "log", o["log"], ["history_every_steps"]).integer("history_every_steps", base?.log.history_every_steps ?? 10, 1) },
   };
 }
@@ -356,11 +361,18 @@ function readEval(r: SectionReader, b: EvalSection | undefined, tps: number): Ev
   };
 }
 
-function readCheckpointing(r: SectionReader, b: CheckpointSection | undefined, tps: number): CheckpointSection {
-  return {
-    every_tokens: r.tokens("every_tokens", b?.every_tokens ?? 25 * tps),
+function readCheckpointing(where: string, r: SectionReader, b: CheckpointSection | undefined, tps: number): CheckpointSection {
+  const every = r.tokens("every_tokens", b?.every_tokens ?? 25 * tps);
+  const c: CheckpointSection = {
+    every_tokens: every,
     dtype: r.choice<CheckpointDtype>("dtype", b?.dtype ?? "f32", ["f32", "bf16"]),
+    // Absent from states saved before retention existed: those runs kept everything.
+    keep_last: r.integer("keep_last", b?.keep_last ?? 0, 0),
+    keep_every_tokens: r.tokens("keep_every_tokens", b?.keep_every_tokens ?? 0),
   };
+  // The spacing in tokens of the checkpoints stepsEvery schedules (every_tokens in whole steps).
+  checkRetention(where, c, every <= 0 ? 0 : Math.max(1, Math.round(every / tps)) * tps);
+  return c;
 }
 
 /** The defaults as a config (derived model fields resolved for seq_len 128). */

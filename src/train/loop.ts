@@ -29,6 +29,7 @@ import { prepareRunData, type RunData } from "./data.js";
 import { HeldoutEvaluator } from "./heldout.js";
 import { epochOf, trainerStateJson, type HistoryEntry } from "./hf-state.js";
 import { isInside, planStart, requireSameArchitecture, type StartPlan, type StartRequest } from "./resume.js";
+import { pruneCheckpoints, removeLeftoverDeletions } from "./prune.js";
 import { LOG_FILE, RunLog, type EvalRecord, type StepRecord } from "./run-log.js";
 import { readModelConfig, readWeights } from "./weights-io.js";
 
@@ -49,13 +50,14 @@ export type TrainEvent =
   | { type: "step"; record: StepRecord; maxTokens: number }
   | { type: "eval"; record: EvalRecord }
   | { type: "checkpoint"; path: string; step: number; tokens: number }
+  | { type: "prune"; path: string; step: number; tokens: number }
   | { type: "note"; message: string };
 
 export interface TrainResult {
   runDir: string;
   step: number;
   tokens: number;
-  /** Checkpoints written by this call, in order. */
+  /** Checkpoints written by this call, in order (checkpointing.keep_last may have deleted all but the last since). */
   checkpoints: string[];
   interrupted: boolean;
   /** Mean training loss of the last step (NaN when no step ran). */
@@ -148,6 +150,7 @@ async function runLockedPlan(plan: StartPlan, data: RunData, backend: MatmulBack
     emit({ type: "note", message: `the checkpoint was trained with the ${recorded} backend and this run uses ${backend.name}: the continuation will not be bit-identical` });
   }
   await prepareRunDir(plan, opts.force ?? false);
+  for (const path of await removeLeftoverDeletions(plan.runDir)) emit({ type: "note", message: `removed ${path}, a checkpoint whose deletion an earlier run did not finish` });
 
   const { seq_len: S, micro_batch: B, grad_accum: accum } = config.data;
   const model = createModel(modelConfig, backend, { batch: B, seq: S }, { seed: config.training.seed });
@@ -190,6 +193,24 @@ async function runLockedPlan(plan: StartPlan, data: RunData, backend: MatmulBack
   // A function, not a property read: the signal changes between reads.
   const aborted = (): boolean => opts.signal?.aborted === true;
 
+  // Called by save() only once the new checkpoint is in place: the newest one is what a resume needs.
+  const retention = { keepLast: config.checkpointing.keep_last, keepEveryTokens: config.checkpointing.keep_every_tokens, tokensPerStep: tps };
+  const protect = startCheckpointSteps(plan);
+  const prune = async (): Promise<void> => {
+    try {
+      await pruneCheckpoints(plan.runDir, step, retention, protect, (p) => {
+        const ckptTokens = p.step * tps;
+        log.write({ type: "prune", step, tokens, checkpoint: basename(p.path), checkpoint_step: p.step, checkpoint_tokens: ckptTokens });
+        emit({ type: "prune", path: p.path, step: p.step, tokens: ckptTokens });
+      });
+    } catch (e) {
+      // Deleting is housekeeping: the checkpoint is safe, so training goes on, and the
+      // next checkpoint's pass retries what is still there.
+      if (!isPmaError(e)) throw e;
+      emit({ type: "note", message: `could not delete an old checkpoint: ${e.message}` });
+    }
+  };
+
   const save = async (): Promise<void> => {
     const state: PmaTrainStateInput = {
       global_step: step,
@@ -211,6 +232,7 @@ async function runLockedPlan(plan: StartPlan, data: RunData, backend: MatmulBack
     checkpoints.push(path);
     savedStep = step;
     emit({ type: "checkpoint", path, step, tokens });
+    await prune();
   };
 
   try {
@@ -311,4 +333,18 @@ async function runLockedPlan(plan: StartPlan, data: RunData, backend: MatmulBack
     tokensPerSecond: trainSeconds > 0 ? ((step - plan.step) * tps) / trainSeconds : 0,
     config,
   };
+}
+
+/**
+ * Steps of the checkpoints of this run directory the run started from (a resume in
+ * place): a user who pointed --resume at one expects it to still be there afterwards,
+ * so this process never deletes it; a later start, no longer starting from it, may.
+ */
+function startCheckpointSteps(plan: StartPlan): Set<number> {
+  const steps = new Set<number>();
+  for (const dir of [plan.stateFrom?.dir, plan.weightsFrom]) {
+    const m = dir == null || dirname(dir) !== plan.runDir ? null : /^checkpoint-(\d+)$/.exec(basename(dir));
+    if (m != null) steps.add(Number(m[1]));
+  }
+  return steps;
 }

@@ -5,6 +5,9 @@
  * (src/trajectory/log-readers.ts reads them):
  *   {"type":"step","step","tokens","loss","lr","grad_norm","seconds"}   seconds: that step's wall time
  *   {"type":"eval","step","tokens","val_loss", ...}
+ *   {"type":"prune","step","tokens","checkpoint","checkpoint_step","checkpoint_tokens"}
+ *       a checkpoint deleted by checkpointing.keep_last once `step`'s was published;
+ *       readers skip types they do not know, so older ones read these logs too
  */
 import { closeSync, existsSync, openSync, readFileSync, writeSync } from "node:fs";
 import { PmaError } from "../common/errors.js";
@@ -33,7 +36,18 @@ export interface EvalRecord {
   seconds: number;
 }
 
-export type LogRecord = StepRecord | EvalRecord;
+/** `step` and `tokens` are the run's position, so a resume keeps the line only if it happened before. */
+export interface PruneRecord {
+  type: "prune";
+  step: number;
+  tokens: number;
+  /** The folder name, e.g. "checkpoint-12". */
+  checkpoint: string;
+  checkpoint_step: number;
+  checkpoint_tokens: number;
+}
+
+export type LogRecord = StepRecord | EvalRecord | PruneRecord;
 
 /**
  * Lines of an existing log up to and including `step`: what a run resumed (or forked)
