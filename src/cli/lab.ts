@@ -24,7 +24,7 @@ experiments (default: all):
   mechanism           Hessian cross terms and the loss plane (section 4.6, Fig. 8)
 
 options:
-  --profile NAME   quick (default, ~15 min on 2 cores), full (hours), micro (seconds, for tests)
+  --profile NAME   quick (default, 13 min on 2 idle cores), full (hours), micro (seconds, for tests)
   --seeds N        seeds of stable-merge and methods (default: the profile's; quick and
                    micro 1, full 3); the other experiments always use seed 0
   --dir DIR        lab folder: runs, merges, scores and the report (default ./pma-lab)
