@@ -30,14 +30,20 @@ export function ropeTables(maxPos: number, headDim: number, theta: number): Rope
   return { cos, sin, half, maxPos };
 }
 
-/** dst[dOff..+d] = rotate(src[sOff..+d], pos). dst and src may alias. */
-export function ropeForward(
+/**
+ * dst[dOff..+d] = rotate(src[sOff..+d]) by `sign` * the angle of `pos`; dst and src may
+ * alias. The rotation is orthogonal, so its backward is the rotation by the negative
+ * angle: one loop serves both. Negating sin is exact in floating point, so sign -1 gives
+ * bit-for-bit the results of a separately written transpose.
+ */
+export function ropeRotate(
   dst: Float32Array,
   dOff: number,
   src: Float32Array,
   sOff: number,
   tab: RopeTables,
   pos: number,
+  sign: 1 | -1,
 ): void {
   const half = tab.half;
   const c = tab.cos;
@@ -47,10 +53,22 @@ export function ropeForward(
     const a = src[sOff + i]!;
     const b = src[sOff + half + i]!;
     const ci = c[base + i]!;
-    const si = s[base + i]!;
+    const si = sign * s[base + i]!;
     dst[dOff + i] = a * ci - b * si;
     dst[dOff + half + i] = b * ci + a * si;
   }
+}
+
+/** dst[dOff..+d] = rotate(src[sOff..+d], pos). dst and src may alias. */
+export function ropeForward(
+  dst: Float32Array,
+  dOff: number,
+  src: Float32Array,
+  sOff: number,
+  tab: RopeTables,
+  pos: number,
+): void {
+  ropeRotate(dst, dOff, src, sOff, tab, pos, 1);
 }
 
 /** The transpose (= inverse) rotation, which is the backward of ropeForward. */
@@ -62,16 +80,5 @@ export function ropeBackward(
   tab: RopeTables,
   pos: number,
 ): void {
-  const half = tab.half;
-  const c = tab.cos;
-  const s = tab.sin;
-  const base = pos * half;
-  for (let i = 0; i < half; i++) {
-    const a = src[sOff + i]!;
-    const b = src[sOff + half + i]!;
-    const ci = c[base + i]!;
-    const si = s[base + i]!;
-    dst[dOff + i] = a * ci + b * si;
-    dst[dOff + half + i] = b * ci - a * si;
-  }
+  ropeRotate(dst, dOff, src, sOff, tab, pos, -1);
 }
