@@ -24,23 +24,15 @@ export type ModelPreset = "dense" | "moe";
 export type CheckpointDtype = "f32" | "bf16";
 export type ScheduleKind = ScheduleSpec["kind"];
 
-/** Architecture fields (Hugging Face names); vocab and special ids come from the tokenizer. */
-export interface ModelSection {
+/** ModelConfig fields the tokenizer decides (modelConfigFor fills them), so not in the YAML. */
+type TokenizerFields = "vocab_size" | "bos_token_id" | "eos_token_id";
+
+/**
+ * Architecture fields (Hugging Face names), taken from the engine's ModelConfig so each
+ * field is declared once; vocab and special ids come from the tokenizer.
+ */
+export interface ModelSection extends Omit<ModelConfig, TokenizerFields> {
   preset: ModelPreset;
-  hidden_size: number;
-  intermediate_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  num_key_value_heads: number;
-  head_dim: number;
-  max_position_embeddings: number;
-  rms_norm_eps: number;
-  rope_theta: number;
-  tie_word_embeddings: boolean;
-  initializer_range: number;
-  num_local_experts: number;
-  num_experts_per_tok: number;
-  router_aux_loss_coef: number;
 }
 
 export interface OptimizerSection {
