@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { PmaError } from "../../../common/errors.js";
 
-/** Written by `npm run build` (wasm/gemm/build.mjs) next to this file's compiled JS. */
+/** Written by `npm run build` (scripts/build-wasm.mjs) next to this file's compiled JS. */
 const WASM = fileURLToPath(new URL("./gemm.wasm", import.meta.url));
 /** The text source, four levels up from dist/src/nn/kernels/wasm. */
 const WAT = fileURLToPath(new URL("../../../../../wasm/gemm/gemm.wat", import.meta.url));
