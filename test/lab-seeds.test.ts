@@ -1,7 +1,7 @@
-// pma lab over seeds on the micro profile (seconds): stable-merge and methods report the
-// mean and sample sd of per-seed differences, and the spread is the one the per-seed
-// numbers in the results give; one seed is the single-seed lab, bit for bit, and its
-// runs keep the folders (config hashes) they had before seeds existed.
+// pma lab over seeds on the micro profile (seconds): stable-merge, methods and
+// interval-count report the mean and sample sd of per-seed differences, and the spread
+// is the one the per-seed numbers in the results give; one seed is the single-seed lab,
+// bit for bit, and its runs keep the folders (config hashes) they had before seeds existed.
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -51,7 +51,7 @@ describe("pma lab over seeds (micro profile)", () => {
 
   before(async () => {
     tmp = await tempDir("pma-lab-seeds-");
-    two = await runLab({ dir: dir(), profile: "micro", experiments: ["stable-merge", "methods"], seeds: 2, cacheDir: cacheDir() });
+    two = await runLab({ dir: dir(), profile: "micro", experiments: ["stable-merge", "methods", "interval-count"], seeds: 2, cacheDir: cacheDir() });
   });
   after(async () => tmp.cleanup());
 
@@ -106,6 +106,31 @@ describe("pma lab over seeds (micro profile)", () => {
     }
   });
 
+  test("interval-count bars carry the sample sd of the per-seed differences as error bars", () => {
+    const e = exp(two, "interval-count");
+    for (const f of e.findings) assert.match(f.measured, /mean ± sample sd over 2 seeds/);
+    assert.match(e.findings[0]!.measured, /[-+]\d\.\d{4} ± \d\.\d{4}/);
+    const t = table(e, "interval-count");
+    const [pt, sd, sw, mer, lat] = ["point", "seed", "sweep", "merged", "latest"].map((c) => col(t, c));
+    const rowsOf = (point: string, sweep: string, seed: number | string) => t.rows.filter((r) => r[pt!] === point && r[sw!] === sweep && r[sd!] === seed);
+    for (const [id, sweep] of [["interval", "V"], ["count", "N"]] as const) {
+      const groups = (e.figures.find((f) => f.id === id) as BarFigure).groups;
+      for (const [j, point] of ["early", "late"].entries()) {
+        const [a, b] = [rowsOf(point, sweep, 0), rowsOf(point, sweep, 1)];
+        assert.equal(a.length, groups.length);
+        assert.equal(b.length, groups.length);
+        for (const [i, g] of groups.entries()) {
+          const diffs = [a[i]!, b[i]!].map((r) => (r[mer!] as number) - (r[lat!] as number));
+          const what = `${point} ${g.name}`;
+          close(g.bars[j]!.value, (diffs[0]! + diffs[1]!) / 2, `${what} mean`);
+          close(g.bars[j]!.error!, sampleSd(diffs), `${what} sd`);
+          // The mean rows average the seeds' losses.
+          close(rowsOf(point, sweep, "mean")[i]![mer!] as number, ((a[i]![mer!] as number) + (b[i]![mer!] as number)) / 2, `${what} mean row`);
+        }
+      }
+    }
+  });
+
   test("the report says which experiments use how many seeds and renders bands and error bars", async () => {
     const report = buildLabReport(two);
     validateReport(report);
@@ -113,10 +138,12 @@ describe("pma lab over seeds (micro profile)", () => {
     assert.match(layers("stable-merge"), /"area"/);
     assert.match(layers("stable-merge-seeds"), /"area"/);
     assert.match(layers("methods"), /"rule"/);
+    assert.match(layers("interval"), /"rule"/);
+    assert.match(layers("count"), /"rule"/);
     const written = await writeLabReport(two);
     assert.ok(readdirSync(join(written.dir, "figures")).includes("stable-merge-seeds.svg"));
-    assert.match(report.summary!, /stable-merge and methods use 2 seeds/);
-    assert.equal(report.setup!["seeds"], "2 (seeds 0-1) for stable-merge, methods; seed 0 only for the others");
+    assert.match(report.summary!, /stable-merge, methods and interval-count use 2 seeds/);
+    assert.equal(report.setup!["seeds"], "2 (seeds 0-1) for stable-merge, methods, interval-count; seed 0 only for the others");
   });
 
   test("one seed is the single-seed lab: same cache keys, same run folders, seed 0's numbers", async () => {
@@ -125,11 +152,12 @@ describe("pma lab over seeds (micro profile)", () => {
     assert.ok(runsBefore.includes("dense-56b8c2d793a0") && runsBefore.includes("moe-2d67548549f2"), runsBefore.join(", "));
     const micro = labProfile("micro");
     const { seeds: _, ...unseeded } = micro;
-    for (const id of ["stable-merge", "methods", "anneal"] as const) assert.equal(experimentKey(micro, id), hashOf({ v: LAB_VERSION, id, profile: unseeded }), id);
-    assert.notEqual(experimentKey({ ...micro, seeds: 2 }, "stable-merge"), experimentKey(micro, "stable-merge"));
+    for (const id of ["stable-merge", "methods", "interval-count", "anneal"] as const) assert.equal(experimentKey(micro, id), hashOf({ v: LAB_VERSION, id, profile: unseeded }), id);
+    for (const id of ["stable-merge", "methods", "interval-count"] as const) assert.notEqual(experimentKey({ ...micro, seeds: 2 }, id), experimentKey(micro, id), id);
     assert.equal(experimentKey({ ...micro, seeds: 2 }, "anneal"), experimentKey(micro, "anneal"), "unseeded experiments ignore --seeds");
 
-    const one = await runLab({ dir: dir(), profile: "micro", experiments: ["stable-merge"], seeds: 1, cacheDir: cacheDir() });
+    // The merges and scores of seed 0 are cached from the two-seed run: this adds little time.
+    const one = await runLab({ dir: dir(), profile: "micro", experiments: ["stable-merge", "interval-count"], seeds: 1, cacheDir: cacheDir() });
     assert.deepEqual(readdirSync(join(dir(), "runs")).sort(), runsBefore, "no run trained");
     const e = exp(one, "stable-merge");
     assert.ok(e.findings.every((f) => !f.measured.includes("±") && !/seed/.test(f.measured)));
@@ -139,6 +167,12 @@ describe("pma lab over seeds (micro profile)", () => {
     const per = table(exp(two, "stable-merge"), "stable-merge");
     const seed0 = per.rows.filter((r) => r[1] === 0).map((r) => [r[0], ...r.slice(2)]);
     assert.deepEqual(table(e, "stable-merge").rows, seed0);
+    const ic = exp(one, "interval-count");
+    assert.ok(ic.findings.every((f) => !f.measured.includes("±") && !/seed/.test(f.measured)));
+    assert.ok(ic.figures.every((f) => (f as BarFigure).groups.every((g) => g.bars.every((b) => b.error === undefined))));
+    const icTwo = table(exp(two, "interval-count"), "interval-count");
+    assert.deepEqual(table(ic, "interval-count").columns, icTwo.columns.filter((c) => c !== "seed"));
+    assert.deepEqual(table(ic, "interval-count").rows, icTwo.rows.filter((r) => r[1] === 0).map((r) => [r[0], ...r.slice(2)]));
     assert.match(buildLabReport(one).summary!, /One seed per setting: differences below 0.005 nats are treated as noise\./);
   });
 

@@ -25,8 +25,8 @@ experiments (default: all):
 
 options:
   --profile NAME   quick (default, 13 min on 2 idle cores), full (hours), micro (seconds, for tests)
-  --seeds N        seeds of stable-merge and methods (default: the profile's; quick and
-                   micro 1, full 3); the other experiments always use seed 0
+  --seeds N        seeds of stable-merge, methods and interval-count (default: the
+                   profile's; quick and micro 1, full 3); the others always use seed 0
   --dir DIR        lab folder: runs, merges, scores and the report (default ./pma-lab)
   --fresh          recompute everything instead of reusing what DIR holds
   --no-report      only compute (and cache) the results

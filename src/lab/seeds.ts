@@ -4,8 +4,8 @@
  * A seed k sets both the parameter initialization and the batch order of the dense and
  * MoE pre-training runs (runs.ts: pretrainConfig). Only the experiments whose extra
  * cost is the runs themselves plus merges and scores are seeded: stable-merge trains
- * the runs, methods merges the same runs' checkpoints. The rest fork, continue or
- * fine-tune from seed 0, and repeating those is the expensive part.
+ * the runs, methods and interval-count merge the same runs' checkpoints. The rest fork,
+ * continue or fine-tune from seed 0, and repeating those is the expensive part.
  *
  * Seed 0 is exactly the single-seed lab: its runs keep their configs (so their folders,
  * named by the config's hash, are reused), and with one seed an experiment's cache key
@@ -17,7 +17,7 @@ import { NOISE_NATS } from "./format.js";
 import type { LabProfile } from "./profile.js";
 import type { ExperimentId } from "./result.js";
 
-export const SEEDED_EXPERIMENTS: readonly ExperimentId[] = ["stable-merge", "methods"];
+export const SEEDED_EXPERIMENTS: readonly ExperimentId[] = ["stable-merge", "methods", "interval-count"];
 
 /** 0, 1, ..., seeds - 1. */
 export function seedList(p: LabProfile): number[] {
@@ -56,6 +56,11 @@ export function seedsPhrase(n: number): string {
   return `mean ± sample sd over ${n} seeds`;
 }
 
+/** "a", "a and b", "a, b and c". */
+function listed(ids: readonly string[]): string {
+  return ids.length <= 2 ? ids.join(" and ") : `${ids.slice(0, -1).join(", ")} and ${ids.at(-1)!}`;
+}
+
 /** The seeded experiments among those that ran, when there is more than one seed. */
 function seededAmong(p: LabProfile, ran: readonly ExperimentId[]): ExperimentId[] {
   return p.seeds > 1 ? SEEDED_EXPERIMENTS.filter((id) => ran.includes(id)) : [];
@@ -67,7 +72,7 @@ export function seedsSentence(p: LabProfile, ran: readonly ExperimentId[]): stri
   if (used.length === 0) return `One seed per setting: differences below ${NOISE_NATS} nats are treated as noise.`;
   const others = ran.filter((id) => !used.includes(id));
   return (
-    `${used.join(" and ")} ${used.length === 1 ? "uses" : "use"} ${p.seeds} seeds (0-${p.seeds - 1}; a seed sets the initialization and the batch order) and ${used.length === 1 ? "reports" : "report"} the ${seedsPhrase(p.seeds)}` +
+    `${listed(used)} ${used.length === 1 ? "uses" : "use"} ${p.seeds} seeds (0-${p.seeds - 1}; a seed sets the initialization and the batch order) and ${used.length === 1 ? "reports" : "report"} the ${seedsPhrase(p.seeds)}` +
     (others.length > 0 ? `; ${others.length === 1 ? `${others[0]} uses` : `${others.join(", ")} use`} one seed (seed 0)` : "") +
     `. Differences below ${NOISE_NATS} nats, of one seed or of a mean, are treated as noise.`
   );
