@@ -1,12 +1,14 @@
 import { isInteractive } from "../common/log.js";
 import type { LabProgress, ProgressLine } from "../lab/progress.js";
+import { labProgressLog } from "./lab-progress-log.js";
 
 /**
  * pma lab's progress on a terminal: one line per running training job and one per
- * experiment still working, redrawn in place a few times a second. Nothing elsewhere.
+ * experiment still working, redrawn in place a few times a second. Elsewhere (a log
+ * file, CI), plain lines from lab-progress-log.ts.
  */
 export function labProgress(profile: string, enabled = isInteractive()): LabProgress & { stop(): void } {
-  if (!enabled) return { stage() {}, finished() {}, line: () => ({ update() {}, done() {} }), stop() {} };
+  if (!enabled) return labProgressLog(profile);
   const t0 = Date.now();
   const stages = new Map<string, string>();
   const jobs = new Map<number, { label: string; text: string }>();
