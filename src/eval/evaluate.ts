@@ -88,7 +88,7 @@ export class Evaluator {
       // One cached model is enough for the usual many-checkpoints-of-one-run case; a
       // different shape replaces it so memory stays bounded.
       this.models.clear();
-      this.models.set(key, (m = createModel(config, backend, { batch, seq })));
+      this.models.set(key, (m = createModel(config, backend, { batch, seq }, { forwardOnly: true })));
     }
     return m;
   }

@@ -97,7 +97,7 @@ export class SequenceScorer {
   private model(seq: number): Model {
     let m = this.models.get(seq);
     if (m === undefined) {
-      m = createModel(this.config, this.params.backend, { batch: this.batch, seq }, { params: this.params });
+      m = createModel(this.config, this.params.backend, { batch: this.batch, seq }, { params: this.params, forwardOnly: true });
       this.models.set(seq, m);
       this.tokens.set(seq, new Int32Array(this.batch * seq));
     }

@@ -120,7 +120,7 @@ async function scoreWithPma(path: string, opts: ScoreTokensOptions): Promise<Sco
   const config = p.config;
   const backend = opts.backend ?? (await getBackend());
   try {
-    const model = createModel(config, backend, { batch, seq: p.seq });
+    const model = createModel(config, backend, { batch, seq: p.seq }, { forwardOnly: true });
     const weights = await readWeights(dir);
     model.params.load(weights.tensors);
     const windows = heldoutWindows(stream.length, p.seq, opts.maxTokens ?? 0);

@@ -164,7 +164,7 @@ export class Suite {
         throw new PmaError("USAGE", `held-out window length ${seq} must be between 1 and the model's max_position_embeddings (${config.max_position_embeddings})`);
       }
       let model = shape.heldout.get(seq);
-      if (model === undefined) shape.heldout.set(seq, (model = createModel(config, shape.params.backend, { batch: this.batch, seq }, { params: shape.params })));
+      if (model === undefined) shape.heldout.set(seq, (model = createModel(config, shape.params.backend, { batch: this.batch, seq }, { params: shape.params, forwardOnly: true })));
       for (const split of this.heldoutOpts.splits ?? ["validation", "test"]) {
         const stream = this.splits.get(this.items.corpus, split, tokenizerFile, this.opts.corpus);
         const r = new HeldoutEvaluator(model, stream, this.heldoutOpts.maxTokens ?? 0).run();

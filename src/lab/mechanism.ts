@@ -97,7 +97,7 @@ export async function mechanism(ctx: LabContext): Promise<Omit<ExperimentResult,
     const marks = [...plane.coords, { x: 0, y: 0 }, ...(showStar ? [star] : [])];
     const xs = gridAxis(marks.map((c) => c.x), m.grid);
     const ys = gridAxis(marks.map((c) => c.y), m.grid);
-    const evalModel = createModel(config, ctx.backend, { batch: 16, seq: S });
+    const evalModel = createModel(config, ctx.backend, { batch: 16, seq: S }, { forwardOnly: true });
     const evaluator = new HeldoutEvaluator(evalModel, stream, m.gridTokens);
     const z: number[][] = [];
     const at = new Float32Array(avg.length);

@@ -5,6 +5,7 @@ export type { BlockTensors, ModelTensors, NamedTensor, ParamInfo } from "./param
 export { paramLayout, ParamSet } from "./params.js";
 export type { CreateModelOptions, LossParts, ModelShape } from "./model.js";
 export { createModel, Model } from "./model.js";
+export { activationBytes } from "./activation-bytes.js";
 export { IGNORE_INDEX } from "./layers/cross-entropy.js";
 export type { Batch, LossAndGradient } from "./grad.js";
 export { lossAndGradient } from "./grad.js";

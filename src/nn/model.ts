@@ -34,14 +34,24 @@ export interface CreateModelOptions {
   params?: ParamSet;
   /** Init seed for a fresh parameter set (default 0). */
   seed?: number;
+  /**
+   * Evaluation only: one set of block activations is reused by every layer and the
+   * residual stream is updated in place, so activation memory does not grow with
+   * depth; nothing is kept for a backward, which this model refuses. Same kernels in
+   * the same order on the same data as the training forward: identical losses.
+   */
+  forwardOnly?: boolean;
 }
 
-/** Activations one transformer block keeps from forward to backward. */
+/**
+ * Activations one transformer block keeps from forward to backward (one per layer),
+ * or the buffers every layer reuses in turn (forward-only).
+ */
 interface Block {
   xn1: Float32Array;
   rstd1: Float32Array;
   attn: CausalSelfAttention;
-  /** Residual stream after attention. */
+  /** Residual stream after attention (forward-only: the residual stream itself). */
   x2: Float32Array;
   xn2: Float32Array;
   rstd2: Float32Array;
@@ -52,6 +62,7 @@ interface Block {
 /**
  * A Llama / Mixtral causal LM for one fixed (batch, seq) shape with all activations
  * and activation gradients allocated once, so a training step allocates nothing.
+ * Built forwardOnly (evaluation), it holds one layer's activations and no gradients.
  * tokens[b*seq + t] predicts targets[b*seq + t] (the caller shifts; HF shifts inside).
  */
 export class Model {
@@ -66,8 +77,11 @@ export class Model {
    * logits' gradient in place (it is the largest activation), so read it before.
    */
   readonly logits: Float32Array;
+  /** Built with forwardOnly: backward() throws. */
+  readonly forwardOnly: boolean;
+  /** One per layer; forward-only: a single block that every layer reuses. */
   private readonly blocks: Block[];
-  /** Residual stream entering block l (x[L] enters the final norm). */
+  /** Residual stream entering block l (x[L] enters the final norm); forward-only: one buffer updated in place. */
   private readonly x: Float32Array[];
   private readonly xf: Float32Array;
   private readonly rstdf: Float32Array;
@@ -75,7 +89,13 @@ export class Model {
   private readonly dres: Float32Array;
   private readonly dxn: Float32Array;
   private readonly auxGrad: Float64Array;
+  /**
+   * Router statistics of every layer of the last forward, [layer, expert]: copied out
+   * of the MoE block after each layer, since a forward-only model's single block holds
+   * only the last layer's.
+   */
   private readonly expertCountsBuf: Int32Array;
+  private readonly probSumBuf: Float64Array;
   private readonly tokens: Int32Array;
   private readonly targets: Int32Array;
   private readonly mask: Uint8Array;
@@ -119,34 +139,40 @@ export class Model {
       batch, seq, hidden: H, heads: config.num_attention_heads, kvHeads: config.num_key_value_heads, headDim: config.head_dim,
     };
     const rope = ropeTables(seq, config.head_dim, config.rope_theta);
-    const attnScratch = new AttentionScratch(backend, dims);
+    const fwdOnly = opts.forwardOnly === true;
+    this.forwardOnly = fwdOnly;
+    const withGrad = !fwdOnly;
+    const attnScratch = new AttentionScratch(backend, dims, withGrad);
     const moe = isMoe(config);
     const moeDims = { tokens: T, hidden: H, intermediate: I, experts: config.num_local_experts, topK: config.num_experts_per_tok };
-    const mlpScratch = moe ? null : new MlpScratch(backend, T, I);
-    const moeScratch = moe ? new MoeScratch(backend, moeDims) : null;
+    const mlpScratch = moe ? null : new MlpScratch(backend, T, I, withGrad);
+    const moeScratch = moe ? new MoeScratch(backend, moeDims, withGrad) : null;
     this.blocks = [];
     this.x = [backend.alloc(T * H)];
-    for (let l = 0; l < config.num_hidden_layers; l++) {
+    const L = config.num_hidden_layers;
+    for (let l = 0; l < (fwdOnly ? 1 : L); l++) {
       this.blocks.push({
         xn1: backend.alloc(T * H),
         rstd1: new Float32Array(T),
         attn: new CausalSelfAttention(backend, dims, rope, attnScratch),
-        x2: backend.alloc(T * H),
+        // Forward-only: attention adds straight onto the residual stream, no copy.
+        x2: fwdOnly ? this.x[0]! : backend.alloc(T * H),
         xn2: backend.alloc(T * H),
         rstd2: new Float32Array(T),
         mlp: mlpScratch === null ? null : new SwiGluMlp(backend, T, H, I, mlpScratch),
         moe: moeScratch === null ? null : new MoeBlock(backend, moeDims, moeScratch),
       });
-      this.x.push(backend.alloc(T * H));
+      if (!fwdOnly) this.x.push(backend.alloc(T * H));
     }
     this.xf = backend.alloc(T * H);
     this.rstdf = new Float32Array(T);
     this.logits = backend.alloc(T * config.vocab_size);
     this.lse = new Float32Array(T);
-    this.dres = backend.alloc(T * H);
-    this.dxn = backend.alloc(T * H);
-    this.auxGrad = new Float64Array(Math.max(1, config.num_local_experts));
-    this.expertCountsBuf = new Int32Array(config.num_hidden_layers * config.num_local_experts);
+    this.dres = withGrad ? backend.alloc(T * H) : new Float32Array(0);
+    this.dxn = withGrad ? backend.alloc(T * H) : new Float32Array(0);
+    this.auxGrad = new Float64Array(withGrad ? Math.max(1, config.num_local_experts) : 0);
+    this.expertCountsBuf = new Int32Array(L * config.num_local_experts);
+    this.probSumBuf = new Float64Array(L * config.num_local_experts);
     this.tokens = new Int32Array(T);
     this.targets = new Int32Array(T);
     this.mask = new Uint8Array(T);
@@ -155,7 +181,7 @@ export class Model {
   /**
    * Runs the model and returns the mean loss (cross-entropy over counted targets plus
    * the MoE aux loss). Positions with target IGNORE_INDEX (-100), or mask 0, are not
-   * scored. Keeps what backward() needs.
+   * scored. Keeps what backward() needs (unless the model is forward-only).
    */
   forward(tokens: Int32Array, targets: Int32Array, mask?: Uint8Array): number {
     this.checkLength("targets", targets.length);
@@ -191,10 +217,6 @@ export class Model {
    * dense models. A copy: safe to keep.
    */
   expertCounts(): Int32Array {
-    const E = this.config.num_local_experts;
-    this.blocks.forEach((b, l) => {
-      if (b.moe !== null) this.expertCountsBuf.set(b.moe.counts, l * E);
-    });
     return this.expertCountsBuf.slice();
   }
 
@@ -204,6 +226,7 @@ export class Model {
 
   /** Adds d(last forward's loss)/d(params) into params.grad. */
   backward(): void {
+    if (this.forwardOnly) throw new PmaError("USAGE", "backward() on a forward-only (evaluation) model; build it without forwardOnly to train");
     if (this.state !== "loss") {
       throw new PmaError("USAGE", this.state === "none" ? "backward() before forward()" : "backward() needs forward(tokens, targets), not infer() or a second backward()");
     }
@@ -255,20 +278,28 @@ export class Model {
     const w = this.params.w;
     this.tokens.set(tokens);
     embeddingForward(this.x[0]!, this.tokens, w.embed, H, c.vocab_size);
+    const E = c.num_local_experts;
+    // Forward-only: block 0 and residual x[0] for every layer (the `next.set` and
+    // `x2.set` copies are then skipped: both alias x, which the layers add onto).
+    const one = this.forwardOnly;
     for (let l = 0; l < c.num_hidden_layers; l++) {
-      const b = this.blocks[l]!;
+      const b = this.blocks[one ? 0 : l]!;
       const wl = w.layers[l]!;
-      const x = this.x[l]!;
-      const next = this.x[l + 1]!;
+      const x = this.x[one ? 0 : l]!;
+      const next = this.x[one ? 0 : l + 1]!;
       rmsnormForward(b.xn1, b.rstd1, x, wl.inputNorm, T, H, eps);
-      b.x2.set(x);
+      if (b.x2 !== x) b.x2.set(x);
       b.attn.forward(b.x2, b.xn1, wl.qkv, wl.o, true);
       rmsnormForward(b.xn2, b.rstd2, b.x2, wl.postNorm, T, H, eps);
-      next.set(b.x2);
+      if (next !== b.x2) next.set(b.x2);
       if (b.mlp !== null) b.mlp.forward(next, b.xn2, wl.gateUp!, wl.down!, true);
-      else b.moe!.forward(next, b.xn2, wl.router!, wl.expertW13, wl.expertW2, true);
+      else {
+        b.moe!.forward(next, b.xn2, wl.router!, wl.expertW13, wl.expertW2, true);
+        this.expertCountsBuf.set(b.moe!.counts, l * E);
+        this.probSumBuf.set(b.moe!.probSum, l * E);
+      }
     }
-    rmsnormForward(this.xf, this.rstdf, this.x[c.num_hidden_layers]!, w.norm, T, H, eps);
+    rmsnormForward(this.xf, this.rstdf, this.x[one ? 0 : c.num_hidden_layers]!, w.norm, T, H, eps);
     linearForward(this.backend, this.logits, this.xf, w.lmHead, T, H, c.vocab_size);
   }
 
@@ -286,9 +317,9 @@ export class Model {
     for (let e = 0; e < E; e++) {
       let count = 0;
       let prob = 0;
-      for (const b of this.blocks) {
-        count += b.moe!.counts[e]!;
-        prob += b.moe!.probSum[e]!;
+      for (let l = 0; l < c.num_hidden_layers; l++) {
+        count += this.expertCountsBuf[l * E + e]!;
+        prob += this.probSumBuf[l * E + e]!;
       }
       s += (count / N) * (prob / N);
     }
@@ -303,7 +334,7 @@ export class Model {
     const N = c.num_hidden_layers * this.T;
     for (let e = 0; e < E; e++) {
       let count = 0;
-      for (const b of this.blocks) count += b.moe!.counts[e]!;
+      for (let l = 0; l < c.num_hidden_layers; l++) count += this.expertCountsBuf[l * E + e]!;
       this.auxGrad[e] = (c.router_aux_loss_coef * E * (count / N)) / N;
     }
     return this.auxGrad;

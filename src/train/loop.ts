@@ -159,7 +159,7 @@ async function runLockedPlan(plan: StartPlan, data: RunData, backend: MatmulBack
   const sampler = new WindowSampler(data.train, S, config.data.seed);
   const evaluator =
     config.eval.every_tokens > 0
-      ? new HeldoutEvaluator(createModel(modelConfig, backend, { batch: config.eval.batch, seq: S }, { params: model.params }), data.split("validation"), config.eval.max_tokens)
+      ? new HeldoutEvaluator(createModel(modelConfig, backend, { batch: config.eval.batch, seq: S }, { params: model.params, forwardOnly: true }), data.split("validation"), config.eval.max_tokens)
       : null;
 
   const schedule = scheduleSpec(config.schedule);

@@ -15,7 +15,8 @@ export interface AttentionDims {
 
 /**
  * Temporaries every attention layer needs only during its own forward or backward;
- * one set is shared by all layers of a model.
+ * one set is shared by all layers of a model. A forward-only model passes
+ * withGrad = false: the backward's temporaries (datt alone is [B, nh, S, S]) stay empty.
  */
 export class AttentionScratch {
   readonly qkv: Float32Array;
@@ -26,17 +27,18 @@ export class AttentionScratch {
   readonly dv: Float32Array;
   readonly dy: Float32Array;
 
-  constructor(backend: MatmulBackend, d: AttentionDims) {
+  constructor(backend: MatmulBackend, d: AttentionDims, withGrad = true) {
     const T = d.batch * d.seq;
     const q = d.heads * d.headDim;
     const kv = d.kvHeads * d.headDim;
+    const gradAlloc = (n: number): Float32Array => (withGrad ? backend.alloc(n) : new Float32Array(0));
     this.qkv = backend.alloc(T * (q + 2 * kv));
     this.yh = backend.alloc(T * q);
-    this.datt = backend.alloc(d.batch * d.heads * d.seq * d.seq);
-    this.dq = backend.alloc(T * q);
-    this.dk = backend.alloc(T * kv);
-    this.dv = backend.alloc(T * kv);
-    this.dy = backend.alloc(T * q);
+    this.datt = gradAlloc(d.batch * d.heads * d.seq * d.seq);
+    this.dq = gradAlloc(T * q);
+    this.dk = gradAlloc(T * kv);
+    this.dv = gradAlloc(T * kv);
+    this.dy = gradAlloc(T * q);
   }
 }
 

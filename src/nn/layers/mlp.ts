@@ -2,13 +2,13 @@ import type { MatmulBackend } from "../kernels/matmul.js";
 import { linearBackward, linearForward } from "./linear.js";
 import { swigluBackward, swigluForward } from "./swiglu.js";
 
-/** Backward temporaries shared by all MLP layers of a model. */
+/** Backward temporaries shared by all MLP layers of a model; empty for a forward-only model. */
 export class MlpScratch {
   readonly dgu: Float32Array;
   readonly dh: Float32Array;
-  constructor(backend: MatmulBackend, rows: number, I: number) {
-    this.dgu = backend.alloc(rows * 2 * I);
-    this.dh = backend.alloc(rows * I);
+  constructor(backend: MatmulBackend, rows: number, I: number, withGrad = true) {
+    this.dgu = withGrad ? backend.alloc(rows * 2 * I) : new Float32Array(0);
+    this.dh = withGrad ? backend.alloc(rows * I) : new Float32Array(0);
   }
 }
 

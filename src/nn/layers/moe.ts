@@ -10,7 +10,7 @@ export interface MoeDims {
   topK: number;
 }
 
-/** Backward temporaries shared by all MoE layers of a model. */
+/** Backward temporaries shared by all MoE layers of a model; empty for a forward-only model. */
 export class MoeScratch {
   readonly deo: Float32Array;
   readonly dh: Float32Array;
@@ -21,15 +21,16 @@ export class MoeScratch {
   /** d(loss)/d(routing weight) of one token's k slots. */
   readonly dw: Float64Array;
 
-  constructor(backend: MatmulBackend, d: MoeDims) {
+  constructor(backend: MatmulBackend, d: MoeDims, withGrad = true) {
     const rows = d.tokens * d.topK;
-    this.deo = backend.alloc(rows * d.hidden);
-    this.dh = backend.alloc(rows * d.intermediate);
-    this.dgu = backend.alloc(rows * 2 * d.intermediate);
-    this.dxe = backend.alloc(rows * d.hidden);
-    this.dlogits = backend.alloc(d.tokens * d.experts);
-    this.dp = new Float64Array(d.experts);
-    this.dw = new Float64Array(d.topK);
+    const gradAlloc = (n: number): Float32Array => (withGrad ? backend.alloc(n) : new Float32Array(0));
+    this.deo = gradAlloc(rows * d.hidden);
+    this.dh = gradAlloc(rows * d.intermediate);
+    this.dgu = gradAlloc(rows * 2 * d.intermediate);
+    this.dxe = gradAlloc(rows * d.hidden);
+    this.dlogits = gradAlloc(d.tokens * d.experts);
+    this.dp = new Float64Array(withGrad ? d.experts : 0);
+    this.dw = new Float64Array(withGrad ? d.topK : 0);
   }
 }
 
