@@ -104,7 +104,7 @@ try {
   mm0 = be.ms;
   const ev = await evaluator.evaluate(state);
   const evalMm = be.ms - mm0;
-  const evalModel = createModel(mc, be, { batch: 16, seq: cfg.data.seq_len }, { params: model.params });
+  const evalModel = createModel(mc, be, { batch: 16, seq: cfg.data.seq_len }, { params: model.params, forwardOnly: true });
   const et = Int32Array.from({ length: evalModel.T }, () => r.int(mc.vocab_size));
   const batches = Math.ceil(ev.windows / 16);
   evalModel.forward(et, et);
