@@ -110,6 +110,18 @@ describe("output locks", () => {
     assert.ok(existsSync(path));
   });
 
+  test("a dead owner's temporary lock name (killed between link and unlink) goes with its stale lock; a foreign name does not", async () => {
+    const path = join(tmp.dir, "leftover.lock");
+    const token = "0123456789abcdef";
+    const owner = { host: hostname(), pid: 4_194_305, start: "1", command: "pma x", since: "then", token };
+    await writeFile(path, JSON.stringify(owner));
+    await writeFile(`${path}.4194305-${token}.tmp`, JSON.stringify(owner));
+    const unrelated = `${path}.4194305-not-a-token.tmp`;
+    await writeFile(unrelated, "");
+    (await acquireLock(path, "testing")).releaseSync();
+    assert.deepEqual((await readdir(tmp.dir)).filter((n) => n.startsWith("leftover.lock")).sort(), ["leftover.lock.4194305-not-a-token.tmp"]);
+  });
+
   test("within one process, a second writer of the same target is refused too", async () => {
     const path = join(tmp.dir, "same.lock");
     const held = await acquireLock(path, "writing x");

@@ -102,7 +102,7 @@ export async function acquireLock(path: string, what: string): Promise<Lock> {
   };
   const text = JSON.stringify(me) + "\n";
   for (let attempt = 0; attempt < 5; attempt++) {
-    const tmp = `${path}.${me.pid}-${me.token}.tmp`;
+    const tmp = tmpName(path, me);
     try {
       fs.writeFileSync(tmp, text, { flag: "wx" });
       try {
@@ -137,8 +137,17 @@ export async function acquireLock(path: string, what: string): Promise<Lock> {
       throw locked(path, what, owner);
     }
     breakStale(path, held);
+    // A writer killed between linking its lock and removing the temporary name leaves
+    // that name behind; its owner is dead now, so its leftover goes with the lock.
+    // (The token comes from a file: only a name of our own making is removed.)
+    if (owner !== null && /^[0-9a-f]{16}$/.test(owner.token)) fs.rmSync(tmpName(path, owner), { force: true });
   }
   throw new PmaError("LOCKED", `${path}: could not take the lock for ${what}; other pma processes keep taking it`, { file: path });
+}
+
+/** Where `owner` writes its lock before linking it into place. */
+function tmpName(path: string, owner: Pick<Owner, "pid" | "token">): string {
+  return `${path}.${owner.pid}-${owner.token}.tmp`;
 }
 
 /** Moves a stale lock away, putting it back if what was moved turned out to be a fresh one. */
