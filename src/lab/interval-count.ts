@@ -10,8 +10,8 @@ import type { LabContext } from "./context.js";
 import { delta, NOISE_NATS, tokens } from "./format.js";
 import { diffAt, meanSweep, perSeedTable, sweepRows, type SweepKey } from "./interval-count-seeds.js";
 import type { ExperimentResult, Finding, Verdict } from "./result.js";
-import { checkpointDir, denseSpec } from "./runs.js";
-import { acrossSeeds, plusMinus, seedList, seedsPhrase } from "./seeds.js";
+import { checkpointDir } from "./runs.js";
+import { acrossSeeds, denseRunsBySeed, plusMinus, seedList, seedsPhrase } from "./seeds.js";
 
 export interface SweepPoint {
   /** V in tokens or N. */
@@ -62,10 +62,7 @@ export async function intervalCount(ctx: LabContext): Promise<Omit<ExperimentRes
   const p = ctx.profile;
   const seeds = seedList(p);
   const several = seeds.length > 1;
-  // The same run specs as stable-merge and methods: every seed's run is trained once and
-  // shared; all are asked for at once so they queue for training together.
-  const dirs = seeds.map((k) => ctx.runs.ensure(denseSpec(p, k)));
-  for (const d of dirs) void d.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+  const dirs = denseRunsBySeed(ctx.runs, p);
   const earlies: Sweep[] = [];
   const lates: Sweep[] = [];
   for (const [k, d] of dirs.entries()) {

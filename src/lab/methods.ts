@@ -9,8 +9,8 @@ import { coefficientsFor, type MethodSpec } from "../merge/weights.js";
 import type { LabContext } from "./context.js";
 import { delta, NOISE_NATS, tokens } from "./format.js";
 import type { ExperimentResult, Finding, Verdict } from "./result.js";
-import { checkpointDir, denseSpec } from "./runs.js";
-import { acrossSeeds, plusMinus, seedList, seedsPhrase } from "./seeds.js";
+import { checkpointDir } from "./runs.js";
+import { acrossSeeds, denseRunsBySeed, plusMinus, seedList, seedsPhrase } from "./seeds.js";
 
 export const METHODS: { name: string; spec: MethodSpec }[] = [
   { name: "SMA", spec: { method: "sma" } },
@@ -59,10 +59,7 @@ export async function methods(ctx: LabContext): Promise<Omit<ExperimentResult, "
   const p = ctx.profile;
   const seeds = seedList(p);
   const several = seeds.length > 1;
-  // Every seed's run is asked for at once, so they queue for training together; the
-  // merges of seed 0 start as soon as its run is there.
-  const dirs = seeds.map((k) => ctx.runs.ensure(denseSpec(p, k)));
-  for (const d of dirs) void d.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+  const dirs = denseRunsBySeed(ctx.runs, p);
   const earlies: MethodsAt[] = [];
   const lates: MethodsAt[] = [];
   for (const [k, d] of dirs.entries()) {

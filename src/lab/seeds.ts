@@ -16,6 +16,7 @@ import { meanSd, type MeanSd } from "../report/format.js";
 import { NOISE_NATS } from "./format.js";
 import type { LabProfile } from "./profile.js";
 import type { ExperimentId } from "./result.js";
+import { denseSpec, type LabRuns } from "./runs.js";
 
 export const SEEDED_EXPERIMENTS: readonly ExperimentId[] = ["stable-merge", "methods", "interval-count"];
 
@@ -82,4 +83,15 @@ export function seedsSentence(p: LabProfile, ran: readonly ExperimentId[]): stri
 export function seedsSetup(p: LabProfile, ran: readonly ExperimentId[]): string | null {
   const used = seededAmong(p, ran);
   return used.length === 0 ? null : `${p.seeds} (seeds 0-${p.seeds - 1}) for ${used.join(", ")}; seed 0 only for the others`;
+}
+
+/**
+ * Every seed's dense run (the same specs for every experiment, so each trains once),
+ * all requested at once so they queue for training together; the caller awaits them in
+ * seed order and can start on seed 0 while the others train.
+ */
+export function denseRunsBySeed(runs: LabRuns, p: LabProfile): Promise<string>[] {
+  const dirs = seedList(p).map((k) => runs.ensure(denseSpec(p, k)));
+  for (const d of dirs) void d.catch(() => undefined); // awaited by the caller; not an unhandled rejection meanwhile
+  return dirs;
 }
