@@ -25,6 +25,11 @@ export interface WorkerPlan {
   tensors: TensorJob[];
   chunkElements: number;
   allowNonfinite: boolean;
+  /**
+   * Set for a plain mean: coefficients are then all 1 and the sum is divided by this once,
+   * so the result is (x_1 + ... + x_n) / n computed exactly as a float64 reference does.
+   */
+  divisor?: number;
   chunks: SharedArrayBuffer;
   chunkCount: number;
   next: SharedArrayBuffer;

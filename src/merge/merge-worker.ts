@@ -59,6 +59,7 @@ function mergeChunk(
       readFullySync(inputFds[src.file]!, plan.inputFiles[src.file]!, kernels.srcBytes(n * inSize), src.offset + start * inSize);
       kernels.accumulate(t.inDtype, t.precision, n, plan.coefficients[i]!);
     });
+    if (plan.divisor !== undefined) kernels.divide(n, t.precision, plan.divisor);
   };
   accumulateAll();
   const reports: NonfiniteReport[] = [];

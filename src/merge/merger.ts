@@ -203,13 +203,13 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
 }
 
 
-type PlanCore = Pick<WorkerPlan, "inputFiles" | "outputFiles" | "coefficients" | "tensors" | "chunkElements" | "allowNonfinite">;
+export type PlanCore = Pick<WorkerPlan, "inputFiles" | "outputFiles" | "coefficients" | "tensors" | "chunkElements" | "allowNonfinite" | "divisor">;
 
-async function runWorkers(
+export async function runWorkers(
   core: PlanCore,
   threads: number,
   onProgress: (done: number) => void,
-  inputs: MergeInput[],
+  inputs: readonly { path: string }[],
   nonfinite: NonfiniteReport[],
   signal?: AbortSignal,
 ): Promise<void> {
@@ -259,7 +259,7 @@ async function runWorkers(
   onProgress(progress.reduce((a, b) => a + b, 0));
 }
 
-function nonfiniteError(r: NonfiniteReport, inputs: MergeInput[]): PmaError {
+function nonfiniteError(r: NonfiniteReport, inputs: readonly { path: string }[]): PmaError {
   if (r.input < 0) {
     return new PmaError("NONFINITE", `merged values of "${r.tensor}" overflow to Inf although every input is finite; check the weights (use normalised weights), or pass --allow-nonfinite`);
   }

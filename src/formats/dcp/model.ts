@@ -32,6 +32,9 @@ export interface DcpChunk extends ChunkBox {
 
 /** Where a stored zip record's CRC-32 is kept (central directory and data descriptor). */
 export interface ZipRecordRef {
+  /** Absolute position and length of the record's stored bytes (the whole storage, which may be more than the chunk). */
+  dataOffset: number;
+  length: number;
   /** Absolute positions of the 4-byte CRC-32 fields to rewrite. */
   crcFields: number[];
 }

@@ -133,7 +133,7 @@ export async function openDcp(dir: string): Promise<OpenedDcp> {
           checkInside(metaPath, `the chunk of "${t.name}" at [${c.offsets.join(", ")}]`, file, fs.fstatSync(fdOf(file)).size, s);
           const records = readSegmentRecords(fdOf(file), file, s.offset, s.length, t.name);
           const seg = segmentTensor(fdOf(file), file, records, t.name, t.dtype, c.sizes);
-          chunks.push({ ...c, file, dataOffset: seg.dataOffset, byteLength: seg.byteLength, record: { crcFields: seg.record.crcFields } });
+          chunks.push({ ...c, file, dataOffset: seg.dataOffset, byteLength: seg.byteLength, record: { dataOffset: seg.record.dataOffset, length: seg.record.length, crcFields: seg.record.crcFields } });
         } else {
           // The blob's own header locates the data; .metadata gives only the blob's start.
           const entry = blobOf(file, s.offset).get(t.name);
