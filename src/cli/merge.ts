@@ -32,6 +32,8 @@ ${METHOD_USAGE}
   --shard-size S        largest output shard, e.g. 500MB, 2GiB (default 5GB; not for GGUF)
   --allow-nonfinite     merge even when an input holds NaN/Inf (reported)
   --keep-order          merge in the order given (oldest first) instead of by progress
+  --optimizer P         distributed checkpoints: copy (default) the newest input's optimizer
+                        state, or merge its exp_avg / exp_avg_sq with the same coefficients
   --threads N           worker threads (default: all cores)
   --force               replace an existing output
   --json                print the merge record as JSON
@@ -59,6 +61,7 @@ export const command: Command = {
         "shard-size": { type: "string" },
         "allow-nonfinite": { type: "boolean" },
         "keep-order": { type: "boolean" },
+        optimizer: { type: "string" },
         force: { type: "boolean" },
         json: { type: "boolean" },
       },
@@ -82,6 +85,9 @@ export const command: Command = {
     if (values.dtype !== undefined && dtype === undefined) {
       throw new PmaError("USAGE", `--dtype must be one of bf16, f16, f32, f64 (got '${values.dtype}')`);
     }
+    if (values.optimizer !== undefined && values.optimizer !== "copy" && values.optimizer !== "merge") {
+      throw new PmaError("USAGE", `--optimizer must be copy or merge (got '${values.optimizer}')`);
+    }
     const mergeRun = mergeRunFromFlags(values);
     const progress = byteProgress("merge");
     const interrupt = interruptSignal();
@@ -97,6 +103,7 @@ export const command: Command = {
         allowNonfinite: values["allow-nonfinite"] ?? false,
         force: values.force ?? false,
         keepOrder,
+        ...(values.optimizer !== undefined ? { optimizer: values.optimizer as "copy" | "merge" } : {}),
         onProgress: (done, total) => progress.update(done, total),
         onNote: (note) => process.stderr.write(`pma: note: ${note}\n`),
         signal: interrupt.signal,

@@ -19,7 +19,7 @@ import { fsError, PmaError } from "../common/errors.js";
 import { PMA_VERSION } from "../common/version.js";
 import { sameChunking, volume } from "../formats/dcp/chunks.js";
 import type { DcpChunk, DcpTensor } from "../formats/dcp/model.js";
-import { openDcp, type OpenedDcp } from "../formats/dcp/open.js";
+import { isDcpFolder, openDcp, type OpenedDcp } from "../formats/dcp/open.js";
 import { dcpProgress } from "../formats/dcp/progress.js";
 import { DcpReader } from "../formats/dcp/reader.js";
 import { readFullySync, writeFullySync } from "../formats/positional-io.js";
@@ -28,7 +28,7 @@ import { isFloatDType, type FloatDType } from "../tensor/dtype.js";
 import { crc32OfRange } from "./dcp-crc.js";
 import type { TensorJob } from "./job.js";
 import type { AccumulatePrecision } from "./kernels.js";
-import { runWorkers, MERGE_RECORD_FILE, type MergeRecord } from "./merger.js";
+import { runWorkers, MERGE_RECORD_FILE, type MergeOptions, type MergeRecord } from "./merger.js";
 import { orderByProgress } from "./order.js";
 import { coefficientsFor, type MethodSpec } from "./weights.js";
 
@@ -104,6 +104,27 @@ function restage(reader: DcpReader, t: DcpTensor, layout: DcpChunk[], fd: number
     }
   }
   return offsets;
+}
+
+/** Whether the inputs are distributed checkpoints; a mix with other formats is refused. */
+export async function isDcpMerge(inputs: string[]): Promise<boolean> {
+  const isDcp = await Promise.all(inputs.map(async (p) => (await fs.promises.stat(p).catch(() => null))?.isDirectory() === true && (await isDcpFolder(p))));
+  if (!isDcp.some(Boolean)) return false;
+  const other = inputs.find((_, i) => !isDcp[i]);
+  if (other !== undefined) {
+    throw new PmaError("USAGE", `cannot merge distributed checkpoints with other checkpoints (${inputs[isDcp.indexOf(true)]} and ${other}); give inputs of one format, or convert first (pma convert --to safetensors)`);
+  }
+  return true;
+}
+
+/** `merge()`'s options for distributed checkpoints: the output is always the newest input's layout. */
+export function mergeDcpFromOptions(opts: MergeOptions): Promise<MergeRecord> {
+  if (opts.dtype !== undefined) throw new PmaError("USAGE", "--dtype does not apply to distributed checkpoints: the merge keeps the newest input's layout and dtypes so the trainer can resume from it");
+  if (opts.shardSize !== undefined) throw new PmaError("USAGE", "--shard-size does not apply to distributed checkpoints: the merge keeps the newest input's files");
+  const { dtype: _d, shardSize: _s, ...rest } = opts;
+  void _d;
+  void _s;
+  return mergeDcp(rest);
 }
 
 export async function mergeDcp(opts: DcpMergeOptions): Promise<MergeRecord> {

@@ -33,6 +33,8 @@ export interface MergeOptions {
   onProgress?: (bytesDone: number, bytesTotal: number) => void;
   onNote?: (message: string) => void;
   signal?: AbortSignal;
+  /** Distributed checkpoints only: optimizer moments copied from the newest input (default) or merged. */
+  optimizer?: "copy" | "merge";
 }
 
 export interface MergeInputRecord {
@@ -76,6 +78,9 @@ const DEFAULT_CHUNK_ELEMENTS = 1 << 20;
 export async function merge(opts: MergeOptions): Promise<MergeRecord> {
   const started = Date.now();
   if (opts.inputs.length === 0) throw new PmaError("USAGE", "pma merge needs at least one checkpoint");
+  // Distributed checkpoints are merged into the newest one's own layout (imported lazily: that module uses runWorkers).
+  const dcp = await import("./dcp-merge.js");
+  if (await dcp.isDcpMerge(opts.inputs)) return dcp.mergeDcpFromOptions(opts);
   // The inputs' format picks the output: a Hugging Face folder or one GGUF file.
   const format = outputFormatFor(opts.inputs, opts.out, opts.shardSize);
   const output = await createMergeOutput(format, opts.out, opts.force ?? false);

@@ -145,7 +145,7 @@ export function loadPickle(bytes: Uint8Array, where: string, budget: PickleBudge
   };
   const global = (name: string): PyGlobal => {
     if (!isAllowedGlobal(name)) {
-      fail(`the pickle names the global "${name}", which a checkpoint's metadata never needs; pma refuses it and runs nothing from the file. The checkpoint may be malicious.`);
+      fail(`the pickle names the global "${name}", which pma never allows in a checkpoint; pma refuses it and runs nothing from the file. The checkpoint may be malicious.`);
     }
     return { kind: "global", name };
   };
