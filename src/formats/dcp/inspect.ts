@@ -1,6 +1,6 @@
 import * as fs from "node:fs";
 import { join } from "node:path";
-import { decodeFloats, floatDTypeBytes } from "../../tensor/codec.js";
+import { decodeFloats } from "../../tensor/codec.js";
 import { dtypeBits, isFloatDType } from "../../tensor/dtype.js";
 import { StatsAccumulator } from "../../tensor/stats.js";
 import type { CheckpointSummary, TensorSummary } from "../inspect.js";
@@ -29,7 +29,10 @@ export async function inspectDcp(path: string, opts: { stats?: boolean } = {}): 
   try {
     const tensors: TensorSummary[] = [];
     const dtypes: Record<string, number> = {};
-    const scratch = new Float64Array(STATS_CHUNK);
+    // One window for every tensor, no larger than the largest one needs.
+    const window = Math.min(STATS_CHUNK, Math.max(1, ...[...ckpt.tensors.values()].map((t) => t.shape.reduce((a, b) => a * b, 1))));
+    const scratch = opts.stats ? new Float64Array(window) : new Float64Array(0);
+    const buf = opts.stats ? new Uint8Array(window * 8) : new Uint8Array(0);
     for (const t of ckpt.tensors.values()) {
       const parameters = t.shape.reduce((a, b) => a * b, 1);
       const files = [...new Set(t.chunks.map((c) => c.file.slice(ckpt.root.length + 1)))];
@@ -37,9 +40,8 @@ export async function inspectDcp(path: string, opts: { stats?: boolean } = {}): 
       dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + parameters;
       if (opts.stats && isFloatDType(t.dtype)) {
         const acc = new StatsAccumulator();
-        const buf = new Uint8Array(STATS_CHUNK * floatDTypeBytes(t.dtype));
-        for (let s = 0; s < parameters; s += STATS_CHUNK) {
-          const n = Math.min(STATS_CHUNK, parameters - s);
+        for (let s = 0; s < parameters; s += window) {
+          const n = Math.min(window, parameters - s);
           const out = scratch.subarray(0, n);
           decodeFloats(reader.readElements(t.name, s, n, buf), t.dtype, out);
           acc.add(out);

@@ -124,6 +124,7 @@ export async function openDcp(dir: string): Promise<OpenedDcp> {
       }
       return b;
     };
+    if (layout === "torch-save") checkNoSharedBytes(metaPath, meta, paths);
     for (const t of meta.tensors.values()) {
       const chunks = [];
       for (const c of t.chunks) {
@@ -158,6 +159,31 @@ export async function openDcp(dir: string): Promise<OpenedDcp> {
   // merges must not carry a payload that would run when the trainer loads it.
   for (const name of bytesItems.keys()) readBytesValue(ckpt, name);
   return ckpt;
+}
+
+/**
+ * In the torch.save layout every item is its own zip at its own byte range: two items
+ * sharing bytes would make one stored value two tensors (and a writer replacing one
+ * would change the other), so metadata that says so is refused.
+ */
+function checkNoSharedBytes(metaPath: string, meta: DcpMetadata, paths: Map<string, string>): void {
+  const byFile = new Map<string, { start: number; end: number; what: string }[]>();
+  for (const [key, s] of meta.storage) {
+    const list = byFile.get(s.relativePath) ?? byFile.set(s.relativePath, []).get(s.relativePath)!;
+    list.push({ start: s.offset, end: s.offset + s.length, what: key.replace("\u0000bytes", "").replace("\u0000", " at [") + (key.endsWith("\u0000bytes") ? "" : "]") });
+  }
+  for (const [rel, list] of byFile) {
+    list.sort((a, b) => a.start - b.start);
+    for (let i = 1; i < list.length; i++) {
+      if (list[i]!.start < list[i - 1]!.end) {
+        throw new PmaError(
+          "METADATA_INVALID",
+          `${metaPath}: items "${list[i - 1]!.what}" and "${list[i]!.what}" overlap in ${paths.get(rel) ?? rel} (bytes ${list[i]!.start} to ${list[i - 1]!.end}); each item of a torch.save-layout checkpoint has its own bytes, so the metadata is damaged or hostile.`,
+          { file: metaPath },
+        );
+      }
+    }
+  }
 }
 
 function checkInside(metaPath: string, what: string, file: string, size: number, s: StorageInfo): void {

@@ -165,7 +165,8 @@ export function loadPickle(bytes: Uint8Array, where: string, budget: PickleBudge
     if (Array.isArray(target)) target.push(...vals);
     else if (typeof target === "object" && target !== null && "kind" in target && target.kind === "object") {
       // list subclasses, and set/frozenset built empty then filled.
-      ((target.state as PyValue[] | undefined) ?? (target.state = [])) as PyValue[];
+      if (target.state === undefined) target.state = [];
+      if (!Array.isArray(target.state)) fail("APPEND to an object whose state is not a list.");
       (target.state as PyValue[]).push(...vals);
     } else fail("APPEND to something that is not a list.");
   };

@@ -47,15 +47,18 @@ export function readSegmentRecords(fd: number, file: string, offset: number, len
     return b;
   };
   if (length < 22) bad("it is shorter than a zip's end record");
-  // torch writes no archive comment, but allow one: search the last 64 KiB + 22 bytes.
-  const tailLen = Math.min(length, 65535 + 22);
-  const tail = read(length - tailLen, tailLen);
+  // torch writes no archive comment, so the end record is the last 22 bytes; allow a
+  // comment (up to 64 KiB) only when it is not.
   let eocd = -1;
-  for (let i = tailLen - 22; i >= 0; i--) {
-    if (tail.readUInt32LE(i) === SIG_EOCD && i + 22 + tail.readUInt16LE(i + 20) === tailLen) {
-      eocd = length - tailLen + i;
-      break;
+  for (const tailLen of [22, Math.min(length, 65535 + 22)]) {
+    const tail = read(length - tailLen, tailLen);
+    for (let i = tailLen - 22; i >= 0; i--) {
+      if (tail.readUInt32LE(i) === SIG_EOCD && i + 22 + tail.readUInt16LE(i + 20) === tailLen) {
+        eocd = length - tailLen + i;
+        break;
+      }
     }
+    if (eocd >= 0) break;
   }
   if (eocd < 0) bad("it has no end-of-central-directory record");
   const e = read(eocd, 22);
