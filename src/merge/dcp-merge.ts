@@ -299,7 +299,11 @@ export async function mergeDcp(opts: DcpMergeOptions): Promise<MergeRecord> {
 /** The zip CRC-32 of every record whose bytes the merge replaced, rewritten where the zip keeps it. */
 function fixCrcs(merged: DcpTensor[], staging: string): void {
   const fds = new Map<string, number>();
+  const scratch = new Uint8Array(COPY_BUFFER);
   try {
+    // All CRCs are computed first (reads only), then written together: a 4-byte write
+    // into a page the kernel is writing back would wait for that write to finish.
+    const fixes: { fd: number; file: string; crc: number; at: number[] }[] = [];
     const done = new Set<string>();
     for (const t of merged) {
       for (const c of t.chunks) {
@@ -310,11 +314,13 @@ function fixCrcs(merged: DcpTensor[], staging: string): void {
         done.add(key);
         let fd = fds.get(file);
         if (fd === undefined) fds.set(file, (fd = fs.openSync(file, "r+")));
-        const crc = crc32OfRange(fd, file, c.record.dataOffset, c.record.length);
-        const b = Buffer.alloc(4);
-        b.writeUInt32LE(crc >>> 0, 0);
-        for (const at of c.record.crcFields) writeFullySync(fd, file, b, at);
+        fixes.push({ fd, file, crc: crc32OfRange(fd, file, c.record.dataOffset, c.record.length, scratch), at: c.record.crcFields });
       }
+    }
+    const b = Buffer.alloc(4);
+    for (const f of fixes) {
+      b.writeUInt32LE(f.crc >>> 0, 0);
+      for (const at of f.at) writeFullySync(f.fd, f.file, b, at);
     }
   } finally {
     for (const fd of fds.values()) fs.closeSync(fd);
