@@ -5,6 +5,7 @@ import { findDuplicateKey } from "./json-duplicate-keys.js";
 import { checkJsonShape, SAFETENSORS_JSON_LIMITS } from "./json-shape.js";
 import { SafetensorsFile, type TensorEntry } from "./safetensors.js";
 import { checkShardName, resolveInside } from "./shard-path.js";
+import { quoted } from "../common/quote.js";
 
 export const SINGLE_FILE = "model.safetensors";
 export const INDEX_FILE = "model.safetensors.index.json";
@@ -153,7 +154,7 @@ async function readIndex(indexPath: string): Promise<ParsedIndex> {
   if (!isObject(wm)) return invalid(`"weight_map" must be an object of tensor name -> shard file name.`);
   const weightMap = new Map<string, string>();
   for (const [name, file] of Object.entries(wm)) {
-    if (typeof file !== "string" || file === "") invalid(`"weight_map" entry for tensor "${name}" must be a non-empty file name.`);
+    if (typeof file !== "string" || file === "") invalid(`"weight_map" entry for tensor ${quoted(name)} must be a non-empty file name.`);
     weightMap.set(name, file as string);
   }
   let totalSize: number | null = null;
@@ -179,7 +180,7 @@ async function openSharded(root: string, indexPath: string, opts: OpenCheckpoint
   for (const name of shardNames) {
     if (!name.endsWith(".safetensors")) {
       if (FOREIGN_EXTENSION.test(name)) throw unsupported(indexPath, name);
-      throw invalid(`names shard "${name}", which is not a .safetensors file.`);
+      throw invalid(`names shard ${quoted(name)}, which is not a .safetensors file.`);
     }
   }
   const paths: string[] = [];
@@ -196,10 +197,10 @@ async function openSharded(root: string, indexPath: string, opts: OpenCheckpoint
     files.forEach((f, i) => {
       for (const t of f.tensors.values()) {
         // Checked as the map is filled, so it never outgrows weight_map (a Map stops at 2^24 entries).
-        if (!shardOf.has(t.name)) throw invalid(`tensor "${t.name}" is stored in shard "${shardNames[i]!}" but missing from "weight_map".`);
+        if (!shardOf.has(t.name)) throw invalid(`tensor ${quoted(t.name)} is stored in shard ${quoted(shardNames[i]!)} but missing from "weight_map".`);
         const prior = tensors.get(t.name);
         if (prior) {
-          throw new PmaError("DUPLICATE_NAME", `${f.path}: tensor "${t.name}" is also stored in ${prior.file.path}; which copy is meant is ambiguous.`, {
+          throw new PmaError("DUPLICATE_NAME", `${f.path}: tensor ${quoted(t.name)} is also stored in ${prior.file.path}; which copy is meant is ambiguous.`, {
             file: f.path,
           });
         }
@@ -210,10 +211,10 @@ async function openSharded(root: string, indexPath: string, opts: OpenCheckpoint
     for (const [name, t] of tensors) {
       const listed = shardOf.get(name);
       const actual = nameOfFile.get(t.file)!;
-      if (listed !== actual) throw invalid(`maps tensor "${name}" to "${listed}" but it is stored in "${actual}".`);
+      if (listed !== actual) throw invalid(`maps tensor ${quoted(name)} to ${quoted(listed ?? "")} but it is stored in ${quoted(actual)}.`);
     }
     for (const [name, file] of shardOf) {
-      if (!tensors.has(name)) throw invalid(`maps tensor "${name}" to shard "${file}", which does not contain it.`);
+      if (!tensors.has(name)) throw invalid(`maps tensor ${quoted(name)} to shard ${quoted(file)}, which does not contain it.`);
     }
     let sum = 0;
     for (const t of tensors.values()) sum += t.byteLength;

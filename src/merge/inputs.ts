@@ -73,6 +73,10 @@ async function openGgufInput(path: string): Promise<MergeInput> {
         { file: path },
       );
     }
+    if (file.tensors.size === 0) {
+      // A vocabulary-only GGUF (llama.cpp's ggml-vocab-*.gguf) or a metadata stub: a "merge" would copy metadata and nothing else.
+      throw new PmaError("CHECKPOINT_MISMATCH", `${path}: holds no tensors (a vocabulary-only or metadata-only GGUF); there are no weights to merge. Pass the model's GGUF files.`, { file: path });
+    }
     const tensors = new Map<string, SourceTensor>();
     for (const t of file.tensors.values()) {
       if (t.dtype === null) {
