@@ -157,10 +157,10 @@ function checkLayout(cur: Cursor, infos: Omit<GgufTensorInfo, "fileOffset">[], a
       cur.fail(`${tensor} data offset ${t.offset} is not a multiple of the alignment ${alignment}${CORRUPT}`, dataStart + t.offset);
     }
     if (t.offset < expected) {
-      cur.fail(`${tensor} data offset ${t.offset} overlaps tensor "${previous}", whose data runs to ${expected} (padded)${CORRUPT}`, dataStart + t.offset);
+      cur.fail(`${tensor} data offset ${t.offset} overlaps tensor ${quoted(previous ?? "")}, whose data runs to ${expected} (padded)${CORRUPT}`, dataStart + t.offset);
     }
     if (t.offset > expected) {
-      const after = previous === null ? "the start of the data section" : `tensor "${previous}"`;
+      const after = previous === null ? "the start of the data section" : `tensor ${quoted(previous)}`;
       cur.fail(
         `${tensor} data offset ${t.offset} leaves a gap of ${t.offset - expected} bytes after ${after}; ggml requires offsets to follow each other in tensor-info order (expected ${expected})${CORRUPT}`,
         dataStart + t.offset,
