@@ -2,6 +2,7 @@ import * as fs from "node:fs";
 import * as nodePath from "node:path";
 import { PmaError } from "../common/errors.js";
 import { findDuplicateKey } from "./json-duplicate-keys.js";
+import { findAdapterWeights, isAdapterWeightsFile } from "./peft-adapter.js";
 import { checkJsonShape, SAFETENSORS_JSON_LIMITS } from "./json-shape.js";
 import { SafetensorsFile, type TensorEntry } from "./safetensors.js";
 import { checkShardName, resolveInside } from "./shard-path.js";
@@ -29,6 +30,8 @@ export interface CheckpointTensors {
   metadata: Record<string, string>;
   /** The parsed index, when sharded. */
   indexJson?: unknown;
+  /** A PEFT adapter (adapter_model.safetensors beside adapter_config.json), not a full model. */
+  adapter?: boolean;
   close(): Promise<void>;
 }
 
@@ -87,6 +90,7 @@ export async function openCheckpointTensors(path: string, opts: OpenCheckpointOp
       return openSharded(nodePath.dirname(abs), abs, opts);
     }
     if (FOREIGN_EXTENSION.test(abs)) throw unsupported(abs, nodePath.basename(abs));
+    if (isAdapterWeightsFile(abs) && (await findAdapterWeights(nodePath.dirname(abs))) !== null) return { ...(await openSingle(nodePath.dirname(abs), abs)), adapter: true };
     return openSingle(nodePath.dirname(abs), abs);
   }
   if (!st.isDirectory()) throw new PmaError("IO", `${abs}: neither a file nor a directory.`, { file: abs });
@@ -96,13 +100,15 @@ export async function openCheckpointTensors(path: string, opts: OpenCheckpointOp
   if ((await statOrNull(single))?.isFile()) return openSingle(abs, single);
   const index = nodePath.join(abs, INDEX_FILE);
   if ((await statOrNull(index))?.isFile()) return openSharded(abs, index, opts);
+  const adapter = await findAdapterWeights(abs);
+  if (adapter !== null) return { ...(await openSingle(abs, adapter)), adapter: true };
 
   const names = await fs.promises.readdir(abs);
   const foreign = names.find((n) => FOREIGN_WEIGHTS_FILE.test(n));
   if (foreign !== undefined) throw unsupported(abs, foreign);
   const others = names.filter((n) => n.endsWith(".safetensors"));
   const hint = others.length > 0 ? ` It holds ${others.slice(0, 3).join(", ")}${others.length > 3 ? ", ..." : ""}: pass one of them as a file path.` : "";
-  throw new PmaError("IO", `${abs}: expected ${SINGLE_FILE} or ${INDEX_FILE} with its shards in this directory.${hint}`, { file: abs });
+  throw new PmaError("IO", `${abs}: expected ${SINGLE_FILE}, ${INDEX_FILE} with its shards, or a PEFT adapter (adapter_model.safetensors with adapter_config.json) in this directory.${hint}`, { file: abs });
 }
 
 async function openSingle(root: string, file: string): Promise<CheckpointTensors> {

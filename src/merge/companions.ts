@@ -5,10 +5,10 @@ import { setTopLevelString, stringifyHfConfig } from "../formats/hf-config-json.
 
 /**
  * Non-weight files a merged checkpoint needs to load like its inputs: model config,
- * generation config and tokenizer. Trainer state, optimizer and RNG files describe one
+ * generation config and tokenizer (and a PEFT adapter's adapter_config.json). Trainer state, optimizer and RNG files describe one
  * training process and are deliberately not copied into a merge.
  */
-const COMPANION = /^(config\.json|generation_config\.json|tokenizer(_config)?\.json|tokenizer\.model|special_tokens_map\.json|added_tokens\.json|vocab\.(json|txt)|merges\.txt|chat_template\.(json|jinja)|preprocessor_config\.json)$/;
+const COMPANION = /^(config\.json|adapter_config\.json|generation_config\.json|tokenizer(_config)?\.json|tokenizer\.model|special_tokens_map\.json|added_tokens\.json|vocab\.(json|txt)|merges\.txt|chat_template\.(json|jinja)|preprocessor_config\.json)$/;
 
 /**
  * Copies companion files from `fromDir` into `toDir`. Only regular files are copied:

@@ -37,6 +37,8 @@ export interface MergeInput {
   sizeBytes: number;
   /** sha256 of each file's JSON header: cheap, and pins names, shapes, dtypes, offsets. */
   headerSha256: string[];
+  /** A PEFT adapter folder (see merge/adapter.ts). */
+  adapter?: boolean;
 }
 
 export async function openMergeInput(path: string): Promise<MergeInput> {
@@ -53,6 +55,7 @@ export async function openMergeInput(path: string): Promise<MergeInput> {
     progress,
     sizeBytes: checkpoint.files.reduce((s, f) => s + f.fileSize, 0),
     headerSha256: checkpoint.files.map((f) => createHash("sha256").update(f.headerBytes).digest("hex")),
+    ...(checkpoint.adapter === true ? { adapter: true } : {}),
   };
 }
 
