@@ -5,9 +5,8 @@
  * loads the merge as it loads each checkpoint.
  *
  * Note what that is for LoRA: each delta is B_i A_i scaled by alpha/r, and the merge
- * averages the A's and the B's, whose product is not the average of the products. Over
- * the late checkpoints of one run (what PMA merges) A and B move little, and the merge
- * is the weight average of the adapter parameters, as for full checkpoints.
+ * averages the A's and the B's (the weight average of the adapter's parameters, as for
+ * full checkpoints), whose product is not the average of the products.
  */
 import { PmaError } from "../common/errors.js";
 import { ADAPTER_CONFIG_FILE, readAdapterConfig } from "../formats/peft-adapter.js";
