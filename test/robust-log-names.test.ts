@@ -10,6 +10,7 @@ import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { isPmaError } from "../src/common/errors.js";
+import { readTrainerState } from "../src/formats/trainer-state.js";
 import { writeTensorboardScalars, type TensorboardScalar } from "../src/formats/tensorboard.js";
 import { readTrainingLog, type TrainingLog } from "../src/trajectory/logs.js";
 import { tempDir } from "./helpers/fixtures.js";
@@ -90,6 +91,10 @@ describe("training logs of other trainers, by their exact names", () => {
     const log = await readTrainingLog(d);
     assert.deepEqual(series(log, "tokens"), [[10, 40960], [20, 81920], [30, 122880]]);
     assert.equal(series(log, "loss").length, 3);
+    // Run discovery counts a TRL checkpoint's tokens from the entry at its step.
+    assert.equal((await readTrainerState(d))?.tokensSeen, 122880);
+    await writeFile(join(d, "trainer_state.json"), JSON.stringify({ global_step: 35, num_input_tokens_seen: 0, log_history: history }, null, 2));
+    assert.equal((await readTrainerState(d))?.tokensSeen, undefined, "no entry at the checkpoint's step: unknown, not a guess");
   });
 
   const tbCases: { name: string; tags: Record<string, (s: number) => number>; loss: string; evalLoss?: string; gradNorm?: string; tokens?: string }[] = [
