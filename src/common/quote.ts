@@ -24,7 +24,6 @@ export function quoted(text: string, max = MAX_ECHOED_CHARS): string {
  * and tab escaped, and the message cut to `max` characters.
  */
 export function safeMessage(message: string, max = 4000): string {
-  // eslint-disable-next-line no-control-regex
   const clean = message.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
   return clean.length > max ? `${clean.slice(0, max)}... (message cut at ${max} of ${clean.length} characters)` : clean;
 }
