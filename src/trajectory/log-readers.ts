@@ -304,7 +304,7 @@ export function parseTrainerState(text: string, file = "<memory>", options: { lo
   if (!points.some((p) => p.loss !== undefined)) {
     const keys = new Set<string>();
     for (const e of history.slice(0, 1000)) for (const k of Object.keys(asRecord(e) ?? {})) keys.add(k);
-    throw noLossSeries(file, `log_history entries have no "${lossKey}"`, "keys", [...keys]);
+    throw noLossSeries(file, history.length === 0 ? "log_history is empty" : `log_history entries have no "${lossKey}"`, "keys", [...keys]);
   }
   return { format: "trainer-state", files: [file], points, ignoredTailBytes: 0, restarts: b.restarts };
 }
