@@ -1,5 +1,6 @@
 import type { FuzzTarget } from "../target.js";
 import { dcpMetadata } from "./dcp.js";
+import { adapterTarget } from "./adapter.js";
 import { ggufTarget } from "./gguf.js";
 import { csvTarget, jsonlTarget, trainerStateTarget } from "./logs.js";
 import { safetensorsFile, safetensorsHeader, safetensorsIndex } from "./safetensors.js";
@@ -18,6 +19,7 @@ export const TARGETS: readonly FuzzTarget[] = [
   csvTarget,
   stateFilesTarget,
   dcpMetadata,
+  adapterTarget,
 ];
 
 export function targetByName(name: string): FuzzTarget | undefined {

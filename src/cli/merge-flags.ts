@@ -13,6 +13,7 @@ export const INIT_OPTIONS = {
   margin: { type: "string" },
   log: { type: "string" },
   activate: { type: "boolean" },
+  "loss-key": { type: "string" },
 } as const;
 
 export interface MergeRunFlags {
@@ -32,9 +33,10 @@ export interface InitFlags {
   activate?: boolean;
   margin?: number;
   log?: string;
+  lossKey?: string;
 }
 
-export function initFromFlags(values: { optimizer?: string; margin?: string; log?: string; activate?: boolean }): InitFlags {
+export function initFromFlags(values: { optimizer?: string; margin?: string; log?: string; activate?: boolean; "loss-key"?: string }): InitFlags {
   const optimizer = values.optimizer ?? "latest";
   if (optimizer !== "latest" && optimizer !== "reset") throw new PmaError("USAGE", `--optimizer must be latest or reset (got '${optimizer}')`);
   return {
@@ -42,5 +44,6 @@ export function initFromFlags(values: { optimizer?: string; margin?: string; log
     ...(values.margin !== undefined ? { margin: intFlag(values.margin, "--margin", 0) } : {}),
     ...(values.log !== undefined ? { log: values.log } : {}),
     ...(values.activate === true ? { activate: true } : {}),
+    ...(values["loss-key"] !== undefined ? { lossKey: values["loss-key"] } : {}),
   };
 }
