@@ -10,6 +10,7 @@ import { DcpReader } from "../src/formats/dcp/reader.js";
 import { readSegmentRecords } from "../src/formats/dcp/segment-zip.js";
 import { SafetensorsFile } from "../src/formats/safetensors.js";
 import { writeSafetensors } from "../src/formats/safetensors-writer.js";
+import { writeSyntheticDcp } from "../src/formats/dcp/synthetic-writer.js";
 import { dcpTensorRole, mergeDcp } from "../src/merge/dcp-merge.js";
 import { tempDir } from "./helpers/fixtures.js";
 import { TORCH_FIXTURES } from "./helpers/torch-fixtures.js";
@@ -179,6 +180,38 @@ describe("merging distributed checkpoints", () => {
       (e: unknown) => isPmaError(e, "CHECKPOINT_MISMATCH") && e.message.includes("aux.bf16_table"),
     );
     assert.equal(fs.existsSync(out), false);
+  });
+
+  it("a tensor whose dtype or global shape differs across checkpoints is refused, naming both", async () => {
+    const fill = (_box: unknown, _offset: number, into: Uint8Array) => into.fill(0x3c);
+    const a = join(tmp, "syn", "step-1");
+    const b = join(tmp, "syn", "step-2");
+    const c = join(tmp, "syn", "step-3");
+    writeSyntheticDcp(a, [{ name: "w", dtype: "F32", shape: [4, 4], fill }], { step: 1 }, 2);
+    writeSyntheticDcp(b, [{ name: "w", dtype: "BF16", shape: [4, 4], fill }], { step: 2 }, 2);
+    writeSyntheticDcp(c, [{ name: "w", dtype: "F32", shape: [4, 5], fill }], { step: 3 }, 1);
+    const out = join(tmp, "syn-out");
+    await assert.rejects(mergeDcp({ inputs: [a, b], out }), (e: unknown) => isPmaError(e, "CHECKPOINT_MISMATCH") && /"w" is F32, but BF16/.test(e.message));
+    await assert.rejects(mergeDcp({ inputs: [a, c], out }), (e: unknown) => isPmaError(e, "CHECKPOINT_MISMATCH") && /"w" has shape \[4, 4\], but \[4, 5\]/.test(e.message));
+    assert.equal(fs.existsSync(out), false);
+  });
+
+  it("the synthetic writer used by bench:merge writes checkpoints that merge exactly across different rank counts", async () => {
+    // Element i of checkpoint k holds k * 1000 + i, written over 2 ranks (older) and 3 ranks (newest).
+    const fill = (k: number) => (box: { offsets: number[] }, offset: number, into: Uint8Array) => {
+      const f = new Float32Array(into.buffer, into.byteOffset, into.length / 4);
+      for (let i = 0; i < f.length; i++) f[i] = k * 1000 + box.offsets[0]! * 8 + offset / 4 + i;
+    };
+    const a = join(tmp, "ranks", "step-1");
+    const b = join(tmp, "ranks", "step-2");
+    writeSyntheticDcp(a, [{ name: "w", dtype: "F32", shape: [9, 8], fill: fill(1) }], { step: 1 }, 2);
+    writeSyntheticDcp(b, [{ name: "w", dtype: "F32", shape: [9, 8], fill: fill(3) }], { step: 2 }, 3);
+    const out = join(tmp, "ranks-out");
+    await mergeDcp({ inputs: [a, b], out, accumulate: "f64" });
+    assert.deepEqual(fs.readdirSync(out).sort(), [".metadata", "__0_0.distcp", "__1_0.distcp", "__2_0.distcp", "pma_merge.json"]);
+    const got = await values(out, "w");
+    for (let i = 0; i < 72; i++) assert.equal(got[i], 2000 + i);
+    await assertCrcsValid(out);
   });
 
   it("optimizer state is told apart from weights; master weights count as weights", () => {
