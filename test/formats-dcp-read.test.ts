@@ -5,6 +5,7 @@ import { after, before, describe, it } from "node:test";
 import { isPmaError } from "../src/common/errors.js";
 import { openDcp, readBytesValue } from "../src/formats/dcp/open.js";
 import { toJson } from "../src/formats/dcp/pickle-values.js";
+import { dcpProgress } from "../src/formats/dcp/progress.js";
 import { DcpReader } from "../src/formats/dcp/reader.js";
 import { tempDir } from "./helpers/fixtures.js";
 import { expectedFixture, tensorSha256, TORCH_DTYPE, TORCH_FIXTURES } from "./helpers/torch-fixtures.js";
@@ -53,6 +54,21 @@ describe("DCP reading against the torch fixtures", () => {
   it("values above 2^31 and 2^53 in BYTE_IO items keep their exact value", async () => {
     const ckpt = await openDcp(`${TORCH_FIXTURES}dcp/single-rank`);
     assert.equal(readBytesValue(ckpt, "train_state.tokens_seen"), 41406169088);
+  });
+});
+
+describe("Megatron-LM common.pt", () => {
+  it("gives the iteration and derived tokens (consumed_train_samples x seq_length), reading argparse.Namespace as inert data", async () => {
+    const dir = path.join(scratch, "megatron-common");
+    await fs.cp(`${TORCH_FIXTURES}real/megatron-lm-tp2/ckpt`, dir, { recursive: true });
+    // The real checkpoint's common.pt is {}: no progress from it, the folder name gives none either.
+    assert.deepEqual(dcpProgress(await openDcp(dir)), {});
+    // A common.pt with Megatron's args (the legacy fixture holds the same structure: args Namespace, iteration).
+    await fs.copyFile(`${TORCH_FIXTURES}torch-save/megatron-legacy/iter_0000100/mp_rank_00/model_optim_rng.pt`, path.join(dir, "common.pt"));
+    const p = dcpProgress(await openDcp(dir));
+    assert.equal(p.step, 100);
+    assert.equal(p.tokens, 1600 * 64);
+    assert.match(p.tokensFrom!, /consumed_train_samples x args\.seq_length \(derived\)/);
   });
 });
 

@@ -1,6 +1,7 @@
 import { basename, dirname } from "node:path";
 import { stepFromName } from "../trainer-state.js";
 import type { DcpCheckpoint } from "./model.js";
+import { readMegatronCommon } from "./megatron-common.js";
 import { readBytesValue } from "./open.js";
 
 /** Names of BYTE_IO items (last path component) that trainers use for tokens seen and for the step. */
@@ -38,8 +39,16 @@ export function dcpProgress(ckpt: DcpCheckpoint): DcpProgress {
     p.tokens = tokens.value;
     p.tokensFrom = `item "${tokens.item}"`;
   }
+  const common = p.tokens === undefined ? readMegatronCommon(ckpt.root) : null;
+  if (common?.tokens !== undefined) {
+    p.tokens = common.tokens;
+    p.tokensFrom = "common.pt: args.consumed_train_samples x args.seq_length (derived)";
+  }
   const step = countItem(ckpt, STEP_ITEMS);
-  if (step !== null) {
+  if (common?.iteration !== undefined && step === null) {
+    p.step = common.iteration;
+    p.stepFrom = "common.pt: iteration";
+  } else if (step !== null) {
     p.step = step.value;
     p.stepFrom = `item "${step.item}"`;
   } else {
