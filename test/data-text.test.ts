@@ -63,7 +63,7 @@ describe("held-out text files", () => {
   });
 
   test("bad input: empty data, JSONL without the field, unreadable tokenizer.json", () => {
-    assertPmaError(() => readTextDocuments(file("empty.txt", " \n\n\t\n")), "USAGE", /empty\.txt: no text in the held-out data/);
+    assertPmaError(() => readTextDocuments(file("empty.txt", " \n\n\t\n")), "DATA_INVALID", /empty\.txt: no text in the held-out data/);
     assertPmaError(() => readTextDocuments(file("c.jsonl", '{"body":"x"}\n'), { textField: "text" }), "FORMAT_UNSUPPORTED", /c\.jsonl:1: no string field "text" \(absent; fields: body\); name the text field with --text-field/);
     assertPmaError(() => readTextDocuments(file("d.jsonl", "{oops\n")), "FORMAT_UNSUPPORTED", /d\.jsonl:1: not valid JSON/);
     assertPmaError(() => readTextDocuments(file("e.csv", "a,b\n")), "USAGE", /must be a \.txt file .* or a \.jsonl file/);
@@ -133,7 +133,7 @@ describe("pma eval --data on a pma checkpoint", () => {
   test("text shorter than one window, and a tokenizer that does not fit the model, are clear errors", async () => {
     const short = join(tmp.dir, "short.txt");
     writeFileSync(short, "Too short.\n");
-    await assert.rejects(evaluateOnData(ckpt, { data: short, cacheDir: cache }), (e: unknown) => isPmaError(e) && e.code === "USAGE" && /short\.txt: the held-out text is \d+ tokens with this tokenizer, shorter than one window of 16 \+ 1/.test(e.message));
+    await assert.rejects(evaluateOnData(ckpt, { data: short, cacheDir: cache }), (e: unknown) => isPmaError(e) && e.code === "DATA_INVALID" && /short\.txt: the held-out text is \d+ tokens with this tokenizer, shorter than one window of 16 \+ 1/.test(e.message));
     await assert.rejects(evaluateOnData(ckpt, { data: dataFile, cacheDir: cache, tokenizer: ROBERTA }), (e: unknown) => isPmaError(e) && /roberta\.json: the tokenizer produces id \d+, outside the model's vocabulary of 384/.test(e.message));
   });
 

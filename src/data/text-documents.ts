@@ -50,7 +50,7 @@ export function readTextDocuments(path: string, opts: ReadTextOptions = {}): Tex
   }
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   const documents = format === "txt" ? txtDocuments(text) : jsonlDocuments(text, file, opts.textField ?? "text");
-  if (documents.length === 0) throw new PmaError("USAGE", `${file}: no text in the held-out data (the file is empty or only whitespace); give a file with at least one document`, { file });
+  if (documents.length === 0) throw new PmaError("DATA_INVALID", `${file}: no text in the held-out data (the file is empty or only whitespace); give a file with at least one document`, { file });
   const enc = new TextEncoder();
   let bytes = 0;
   for (const d of documents) bytes += enc.encode(d).length;

@@ -81,7 +81,7 @@ export function dataWindows(t: TextTokens, seq: number, maxTokens: number): Uint
   const windows = heldoutWindows(t.tokens.length, seq, maxTokens);
   if (windows.length === 0) {
     throw new PmaError(
-      "USAGE",
+      "DATA_INVALID",
       `${t.dataFile}: the held-out text is ${t.tokens.length} tokens with this tokenizer, shorter than one window of ${seq} + 1; give more text or a smaller --seq`,
       { file: t.dataFile },
     );

@@ -10,7 +10,8 @@
  */
 import { PmaError } from "../common/errors.js";
 
-const LENGTH_SCALES = [0.05, 0.1, 0.2, 0.35, 0.6, 1.0];
+/** Length scales tried, in units of the [0,1] box; a search over a smooth 1-D parameter may start higher. */
+export const LENGTH_SCALES: readonly number[] = [0.05, 0.1, 0.2, 0.35, 0.6, 1.0];
 /** Observation noise (relative to the standardised variance): held-out loss is deterministic, but windows are finite. */
 const NOISE = 1e-4;
 
@@ -75,7 +76,7 @@ export class GaussianProcess {
   ) {}
 
   /** Fits to points in [0,1]^d and their values, choosing the length scale by marginal likelihood. */
-  static fit(xs: readonly (readonly number[])[], ys: readonly number[]): GaussianProcess {
+  static fit(xs: readonly (readonly number[])[], ys: readonly number[], lengthScales: readonly number[] = LENGTH_SCALES): GaussianProcess {
     const n = xs.length;
     if (n === 0 || n !== ys.length) throw new PmaError("INTERNAL", `Gaussian process: ${n} points and ${ys.length} values`);
     const yMean = ys.reduce((a, b) => a + b, 0) / n;
@@ -83,7 +84,7 @@ export class GaussianProcess {
     const yScale = sd > 0 ? sd : 1;
     const y = Float64Array.from(ys, (v) => (v - yMean) / yScale);
     let best: { lml: number; ell: number; l: Float64Array; alpha: Float64Array } | null = null;
-    for (const ell of LENGTH_SCALES) {
+    for (const ell of lengthScales) {
       const k = new Float64Array(n * n);
       for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) k[i * n + j] = matern52(xs[i]!, xs[j]!, ell) + (i === j ? NOISE : 0);
       let l: Float64Array;
@@ -170,6 +171,7 @@ export async function minimizeOverSet(
   f: (index: number) => Promise<number>,
   budget: number,
   initial: readonly number[],
+  lengthScales: readonly number[] = LENGTH_SCALES,
 ): Promise<{ index: number; value: number }[]> {
   const out: { index: number; value: number }[] = [];
   const done = new Set<number>();
@@ -190,6 +192,7 @@ export async function minimizeOverSet(
       const gp = GaussianProcess.fit(
         finite.map((o) => points[o.index]!),
         finite.map((o) => o.value),
+        lengthScales,
       );
       next = proposeNext(gp, points, done, Math.min(...finite.map((o) => o.value)));
     }

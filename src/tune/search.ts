@@ -7,7 +7,7 @@
  *    from a space-filling design) — WSM finds the window's length matters most;
  * 3. the other methods (WMA, WSM 1-sqrt and cosine) on the best window;
  * 4. EMA's alpha, a continuous parameter, by one-dimensional Bayesian optimisation over
- *    [0.02, 0.98] on the best window's stride, over as many checkpoints as fit (EMA
+ *    [0.05, 0.95] on the best window's stride, over as many checkpoints as fit (EMA
  *    weights the old ones down itself).
  *
  * Deterministic: the same scores give the same proposals, so a rerun (or a larger
@@ -107,13 +107,16 @@ export async function searchMerges(space: SearchSpace, objective: Objective, bud
 
   if (methods.includes("ema") && eBudget > 0) {
     const count = Math.min(space.maxCount ?? Infinity, Math.floor(w.end / w.stride) + 1);
-    const alphas = Array.from({ length: 97 }, (_, i) => roundAlpha(0.02 + i * 0.01));
-    const initial = [alphas.indexOf(0.2), alphas.indexOf(0.6)];
+    const alphas = Array.from({ length: 91 }, (_, i) => roundAlpha(0.05 + i * 0.01));
+    // The paper's default (0.2) and two more across the range; EMA's loss is smooth in
+    // alpha, so short length scales (which send EI to the edges) are not tried.
+    const initial = [0.2, 0.5, 0.8].map((a) => alphas.indexOf(a));
     await minimizeOverSet(
       alphas.map((a) => [a]),
       (i) => run("ema", { method: "ema", alpha: alphas[i]!, stride: w.stride, count, end: w.end }),
       eBudget,
       initial,
+      [0.2, 0.35, 0.6, 1.0],
     );
   }
   return steps;
