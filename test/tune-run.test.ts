@@ -135,4 +135,29 @@ describe("pma tune on a tiny pma run", () => {
     assert.match(e2.stderr, /needs a run with at least 2 complete checkpoints \(found 1\)/);
     assert.equal(pma(run, "--data", data, "--methods", "sma,foo").status, 2);
   });
+
+  test("pma watch --tune re-tunes every K merges on the run so far and journals the tuned and fixed-recipe losses", () => {
+    const out = join(tmp.dir, "watched");
+    const env = { ...process.env, PMA_CACHE_DIR: cache };
+    const w = spawnSync(
+      process.execPath,
+      [PMA_CLI, "watch", run, "--interval", "2048", "--count", "3", "--out", out, "--backfill", "--once", "--no-init", "--tune", "--tune-data", data, "--tune-every", "6", "--tune-budget", "6", "--tune-tokens", "512", "--json"],
+      { encoding: "utf8", env },
+    );
+    assert.equal(w.status, 0, w.stderr);
+    const lines = readFileSync(join(out, "watch.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { type: string; step: number; tuned_loss: number; fixed_loss: number | null; command: string; error?: string });
+    const tunes = lines.filter((l) => l.type === "tune");
+    assert.deepEqual(tunes.map((t) => t.step), [96, 192]);
+    for (const t of tunes) {
+      assert.equal(t.error, undefined);
+      assert.ok(t.fixed_loss !== null && t.tuned_loss <= t.fixed_loss, `step ${t.step}: tuned ${t.tuned_loss}, fixed ${t.fixed_loss}`);
+    }
+    // The first tune saw only the checkpoints up to step 96.
+    assert.match(tunes[0]!.command, /checkpoint-96 /);
+    assert.doesNotMatch(tunes[0]!.command, /checkpoint-1\d\d /);
+    assert.equal(lines.filter((l) => l.type === "merge").length, 12);
+    assert.ok(existsSync(join(out, "tuned", "best", "pma_merge.json")));
+    assert.ok(existsSync(join(out, "merged")));
+    assert.equal(spawnSync(process.execPath, [PMA_CLI, "watch", run, "--interval", "2048", "--tune-data", data], { encoding: "utf8", env }).status, 2);
+  });
 });

@@ -40,16 +40,42 @@ export interface TuneOptions {
   seq?: number;
   maxTokens?: number;
   batch?: number;
+  /** Only checkpoints up to this step (pma watch --tune on a backfilled run); default all. */
+  untilStep?: number;
   /** How many of the newest checkpoints may end a window (default 1: the newest). */
   ends?: number;
   maxCount?: number;
   methods?: TuneMethod[];
   cacheDir?: string;
-  /** Extra candidates scored beside the search (not counted in the budget), e.g. a fixed recipe to compare with. */
-  compare?: { label: string; candidate: Candidate }[];
+  /**
+   * Merges scored beside the search (not counted in the budget), e.g. a fixed recipe to
+   * compare with: checkpoint names of the run, oldest first, evenly spaced on its grid.
+   */
+  compare?: CompareRecipe[];
+  /** Let a compared recipe be the winner when it beats every searched candidate. */
+  comparedCompete?: boolean;
   /** Renders the HTML page (the report layer's renderTunePage); absent: no page. */
   renderPage?: (r: TuneResult) => Promise<string>;
   onEvaluation?: (e: TuneEvaluation, done: number, budget: number) => void;
+}
+
+export interface CompareRecipe {
+  label: string;
+  checkpoints: string[];
+  method: TuneMethod;
+  alpha?: number;
+}
+
+/** The candidate a recipe given by checkpoint names is, on the run's grid. */
+export function recipeCandidate(names: readonly string[], r: CompareRecipe): Candidate {
+  const idx = r.checkpoints.map((n) => names.indexOf(n));
+  const missing = r.checkpoints.filter((_, i) => idx[i]! < 0);
+  if (idx.length === 0 || missing.length > 0) throw new PmaError("USAGE", `${r.label}: ${idx.length === 0 ? "no checkpoints" : `not checkpoints of the run: ${missing.join(", ")}`}`);
+  const stride = idx.length > 1 ? idx[1]! - idx[0]! : 1;
+  if (stride < 1 || idx.some((x, i) => x !== idx[0]! + i * stride)) {
+    throw new PmaError("USAGE", `${r.label}: checkpoints ${r.checkpoints.join(", ")} are not evenly spaced on the run's checkpoint grid, oldest first`);
+  }
+  return { method: r.method, ...(r.method === "ema" ? { alpha: r.alpha ?? 0.2 } : {}), stride, count: idx.length, end: idx[idx.length - 1]! };
 }
 
 export interface TuneEvaluation {
@@ -122,9 +148,10 @@ export function mergeCommandFor(paths: readonly string[], c: Candidate, out: str
 export async function tuneRun(opts: TuneOptions): Promise<TuneResult> {
   const t0 = performance.now();
   const scan = await discoverRun(opts.run);
-  const cks = scan.checkpoints;
+  const cks = scan.checkpoints.filter((c) => opts.untilStep === undefined || c.step <= opts.untilStep);
   if (cks.length < 2) throw new PmaError("USAGE", `${scan.dir}: pma tune needs a run with at least 2 complete checkpoints (found ${cks.length})`, { file: scan.dir });
   const newest = cks[cks.length - 1]!;
+  const compareCandidates = (opts.compare ?? []).map((c) => ({ label: c.label, candidate: recipeCandidate(cks.map((k) => k.name), c) }));
   const config = await readModelConfig(newest.path);
   const pmaState = await readPmaState(newest.path).catch(() => null);
   const seq = opts.seq ?? pmaState?.config.data.seq_len ?? config.max_position_embeddings;
@@ -211,11 +238,14 @@ export async function tuneRun(opts: TuneOptions): Promise<TuneResult> {
     );
     // The search knows each step's phase; the objective above could only guess.
     steps.forEach((s, i) => (evaluations[i]!.phase = s.phase));
-    for (const c of opts.compare ?? []) compared.push(await score("compare", c.candidate, c.label));
-    const b = best(steps)!;
-    const bestEval = evaluations[steps.indexOf(b)]!;
-    const bestAt = 1 + evaluations.findIndex((e) => e.loss === bestEval.loss);
+    for (const c of compareCandidates) compared.push(await score("compare", c.candidate, c.label));
+    const searched = evaluations[steps.indexOf(best(steps)!)]!;
+    const bestAt = 1 + evaluations.findIndex((e) => e.loss === searched.loss);
+    // With comparedCompete a compared recipe that beats the search is the winner (pma watch
+    // publishes the better of the two); otherwise compared recipes are only reported.
+    const bestEval = opts.comparedCompete === true ? [searched, ...compared].reduce((a, x) => (x.loss < a.loss ? x : a)) : searched;
     const out = resolve(opts.out);
+    const b = { candidate: bestEval.candidate };
     const winnerPaths = windowIndices(b.candidate).map((i) => cks[i]!.path);
     const result: TuneResult = {
       run: scan.dir,
