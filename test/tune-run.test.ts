@@ -56,8 +56,8 @@ describe("pma tune on a tiny pma run", () => {
         { method: "wma", stride: 1, count: 5, end: 11 },
         { method: "wma", stride: 2, count: 6, end: 11 },
       ] as Candidate[]) {
-        const prefix = await PrefixSums.build(set, join(tmp.dir, "prefix"), c.stride);
-        const got = prefix.window(c.end, c.count, c.method === "sma" ? "uniform" : "linear");
+        const prefix = await PrefixSums.open(set, join(tmp.dir, "prefix"), c.stride, c.end % c.stride);
+        const got = await prefix.window(c.end, c.count, c.method === "sma" ? "uniform" : "linear");
         const out = join(tmp.dir, `exact-${c.method}-${c.stride}-${c.count}`);
         const idx = windowIndices(c);
         await merge({ inputs: idx.map((i) => paths[i]!), out, method: { method: c.method as "sma" | "wma" }, accumulate: "f64", keepOrder: true });

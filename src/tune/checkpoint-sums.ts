@@ -4,7 +4,8 @@
  * or from prefix sums kept on disk so that a uniform or linearly weighted window costs
  * two or four row reads per tensor whatever N is.
  *
- * Prefix sums, per stride s and per tensor, one float64 file each, row k (0-based):
+ * Prefix sums, per stride s, residue class and tensor, one float64 file each, for
+ * checkpoint k (0-based):
  *   P_s[k] = M_k + P_s[k - s],   Q_s[k] = (k + 1) M_k + Q_s[k - s]   (rows below 0 are zero)
  * so a window of N checkpoints s apart ending at e, with lower = e - N s, is
  *   sum_i M_i        = P_s[e] - P_s[lower]
@@ -15,7 +16,7 @@
  * under the float32 rounding (2^-24) the scored weights get. The tests measure it; the
  * winner is always written by the exact merger.
  */
-import { mkdirSync, openSync, closeSync, readSync, writeSync, existsSync, writeFileSync, renameSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { PmaError } from "../common/errors.js";
 import { openCheckpointTensors, type CheckpointTensors } from "../formats/checkpoint-files.js";
@@ -89,88 +90,93 @@ export class CheckpointSet {
   }
 }
 
-/** Prefix sums for one stride, in `dir/s<stride>/`; built once, reused by every later search. */
+/**
+ * Prefix sums for one stride and one residue class (the checkpoints k = residue mod
+ * stride, the only ones a window ending at such a k touches), in
+ * `dir/s<stride>r<residue>/`: P built on first use, Q (for linear windows) on first
+ * linear window. Built once, reused by every later search of the run.
+ */
 export class PrefixSums {
   private constructor(
     private readonly set: CheckpointSet,
     private readonly dir: string,
     readonly stride: number,
+    readonly residue: number,
   ) {}
 
-  static async build(set: CheckpointSet, root: string, stride: number): Promise<PrefixSums> {
-    const dir = join(root, `s${stride}`);
-    const done = join(dir, "complete.json");
-    const p = new PrefixSums(set, dir, stride);
-    if (existsSync(done)) return p;
-    mkdirSync(dir, { recursive: true });
-    const n = set.paths.length;
-    for (let ti = 0; ti < set.tensors.length; ti++) {
-      const t = set.tensors[ti]!;
-      const rowBytes = t.numel * 8;
-      const fp = openSync(join(dir, `P-${ti}.f64`), "w+");
-      const fq = openSync(join(dir, `Q-${ti}.f64`), "w+");
-      try {
-        const m = new Float32Array(t.numel);
-        const pRow = new Float64Array(t.numel);
-        const qRow = new Float64Array(t.numel);
-        for (let k = 0; k < n; k++) {
-          await set.read(k, t, m);
-          if (k - stride >= 0) {
-            readRow(fp, pRow, (k - stride) * rowBytes);
-            readRow(fq, qRow, (k - stride) * rowBytes);
-          } else {
-            pRow.fill(0);
-            qRow.fill(0);
-          }
-          for (let x = 0; x < t.numel; x++) {
-            pRow[x]! += m[x]!;
-            qRow[x]! += (k + 1) * m[x]!;
-          }
-          writeRow(fp, pRow, k * rowBytes);
-          writeRow(fq, qRow, k * rowBytes);
-        }
-      } finally {
-        closeSync(fp);
-        closeSync(fq);
-      }
+  static async open(set: CheckpointSet, root: string, stride: number, residue: number): Promise<PrefixSums> {
+    if (!Number.isInteger(stride) || stride < 1 || !Number.isInteger(residue) || residue < 0 || residue >= stride) {
+      throw new PmaError("INTERNAL", `prefix sums: residue ${residue} of stride ${stride}`);
     }
-    // Written last: a folder without it is rebuilt.
-    writeFileSync(`${done}.tmp`, JSON.stringify({ stride, checkpoints: n, tensors: set.tensors.length }) + "\n");
-    renameSync(`${done}.tmp`, done);
+    const p = new PrefixSums(set, join(root, `s${stride}r${residue}`), stride, residue);
+    await p.ensure("P");
     return p;
   }
 
+  /** Rows j = 0, 1, ... for checkpoints k = residue + j * stride. */
+  private get rows(): number {
+    return Math.floor((this.set.paths.length - 1 - this.residue) / this.stride) + 1;
+  }
+
+  private async ensure(kind: "P" | "Q"): Promise<void> {
+    const done = join(this.dir, `${kind}.complete.json`);
+    if (existsSync(done)) return;
+    mkdirSync(this.dir, { recursive: true });
+    const set = this.set;
+    for (let ti = 0; ti < set.tensors.length; ti++) {
+      const t = set.tensors[ti]!;
+      const rowBytes = t.numel * 8;
+      const fd = openSync(join(this.dir, `${kind}-${ti}.f64`), "w");
+      try {
+        const m = new Float32Array(t.numel);
+        const row = new Float64Array(t.numel);
+        for (let j = 0; j < this.rows; j++) {
+          const k = this.residue + j * this.stride;
+          await set.read(k, t, m);
+          const w = kind === "P" ? 1 : k + 1;
+          for (let x = 0; x < t.numel; x++) row[x]! += w * m[x]!;
+          writeRow(fd, row, j * rowBytes);
+        }
+      } finally {
+        closeSync(fd);
+      }
+    }
+    // Written last: a folder without it is rebuilt.
+    writeFileSync(`${done}.tmp`, JSON.stringify({ stride: this.stride, residue: this.residue, rows: this.rows, tensors: set.tensors.length }) + "\n");
+    renameSync(`${done}.tmp`, done);
+  }
+
+  private readPair(kind: "P" | "Q", ti: number, numel: number, end: number, lower: number): [Float64Array, Float64Array] {
+    const rowBytes = numel * 8;
+    const e = new Float64Array(numel);
+    const l = new Float64Array(numel);
+    const fd = openSync(join(this.dir, `${kind}-${ti}.f64`), "r");
+    try {
+      readRow(fd, e, ((end - this.residue) / this.stride) * rowBytes);
+      if (lower >= 0) readRow(fd, l, ((lower - this.residue) / this.stride) * rowBytes);
+    } finally {
+      closeSync(fd);
+    }
+    return [e, l];
+  }
+
   /** The window's merged weights: uniform (SMA) or linear (WMA) coefficients, rounded once to float32. */
-  window(end: number, count: number, kind: "uniform" | "linear"): Map<string, Float32Array> {
+  async window(end: number, count: number, kind: "uniform" | "linear"): Promise<Map<string, Float32Array>> {
     const s = this.stride;
     const lower = end - count * s;
-    if (end - (count - 1) * s < 0) throw new PmaError("INTERNAL", `window of ${count} at stride ${s} ending at ${end} does not fit`);
+    if (end - (count - 1) * s < 0 || end >= this.set.paths.length || (end - this.residue) % s !== 0) {
+      throw new PmaError("INTERNAL", `window of ${count} at stride ${s} ending at ${end} does not fit prefix sums of residue ${this.residue}`);
+    }
+    if (kind === "linear") await this.ensure("Q");
     const out = new Map<string, Float32Array>();
     for (let ti = 0; ti < this.set.tensors.length; ti++) {
       const t = this.set.tensors[ti]!;
-      const rowBytes = t.numel * 8;
-      const pe = new Float64Array(t.numel);
-      const pl = new Float64Array(t.numel);
-      const fp = openSync(join(this.dir, `P-${ti}.f64`), "r");
-      try {
-        readRow(fp, pe, end * rowBytes);
-        if (lower >= 0) readRow(fp, pl, lower * rowBytes);
-      } finally {
-        closeSync(fp);
-      }
+      const [pe, pl] = this.readPair("P", ti, t.numel, end, lower);
       const res = new Float32Array(t.numel);
       if (kind === "uniform") {
         for (let x = 0; x < t.numel; x++) res[x] = (pe[x]! - pl[x]!) / count;
       } else {
-        const qe = new Float64Array(t.numel);
-        const ql = new Float64Array(t.numel);
-        const fq = openSync(join(this.dir, `Q-${ti}.f64`), "r");
-        try {
-          readRow(fq, qe, end * rowBytes);
-          if (lower >= 0) readRow(fq, ql, lower * rowBytes);
-        } finally {
-          closeSync(fq);
-        }
+        const [qe, ql] = this.readPair("Q", ti, t.numel, end, lower);
         const norm = (count * (count + 1)) / 2;
         for (let x = 0; x < t.numel; x++) res[x] = (qe[x]! - ql[x]! - (lower + 1) * (pe[x]! - pl[x]!)) / s / norm;
       }

@@ -179,7 +179,7 @@ export async function tuneRun(opts: TuneOptions): Promise<TuneResult> {
 
   const backend = await getBackend();
   const set = await CheckpointSet.open(cks.map((c) => c.path));
-  const sums = new Map<number, PrefixSums>();
+  const sums = new Map<string, PrefixSums>();
   const evaluations: TuneEvaluation[] = [];
   const compared: TuneEvaluation[] = [];
   let computed = 0;
@@ -197,9 +197,10 @@ export async function tuneRun(opts: TuneOptions): Promise<TuneResult> {
       if (loss === undefined) {
         let weights: Map<string, Float32Array>;
         if (kind !== null) {
-          let p = sums.get(c.stride);
-          if (p === undefined) sums.set(c.stride, (p = await PrefixSums.build(set, join(root, "prefix"), c.stride)));
-          weights = p.window(c.end, c.count, kind);
+          const at = `${c.stride}/${c.end % c.stride}`;
+          let p = sums.get(at);
+          if (p === undefined) sums.set(at, (p = await PrefixSums.open(set, join(root, "prefix"), c.stride, c.end % c.stride)));
+          weights = await p.window(c.end, c.count, kind);
         } else {
           weights = await set.weightedSum(indices, coefficients);
         }
