@@ -13,13 +13,13 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { labProfile, tokensPerStep } from "../src/lab/profile.js";
 import { renderTunePage } from "../src/report/tune-page.js";
-import { corpusByName } from "../src/train/data.js";
-import { tuneRun, type CompareRecipe } from "../src/tune/tune.js";
+import { labRecipes, writeLabHeldout } from "../src/lab/tune-check.js";
+import { tuneRun } from "../src/tune/tune.js";
 
 const profileName = process.argv[2] ?? "micro";
 const budget = Number(process.argv[3] ?? 30);
@@ -35,24 +35,12 @@ const runs = readdirSync(join(dir, "runs")).filter((n) => n.startsWith("dense-")
 assert.equal(runs.length, 1, `expected one dense run in ${dir}/runs, found ${runs.join(", ")}`);
 const run = join(dir, "runs", runs[0]!);
 
-// The lab's held-out split, one document per line, so packing gives the lab's own stream.
 mkdirSync(join(dir, "tune"), { recursive: true });
 const data = join(dir, "tune", "brown-validation.jsonl");
-writeFileSync(data, [...corpusByName("brown").documents("validation")].map((d) => JSON.stringify({ text: d.text })).join("\n") + "\n");
-
-const end = p.denseSteps;
+writeLabHeldout(data);
 const every = p.denseCheckpointEvery;
-const window = (n: number, vSteps: number): string[] => {
-  const fit = Math.min(n, Math.floor((end - every) / vSteps) + 1);
-  return Array.from({ length: fit }, (_, i) => `checkpoint-${end - (fit - 1 - i) * vSteps}`);
-};
 const tps = tokensPerStep(p);
-const recipes: CompareRecipe[] = [{ label: `guideline N=${p.window.count} V=${p.window.intervalSteps * tps}`, checkpoints: window(p.window.count, p.window.intervalSteps), method: "sma" }];
-for (const m of p.intervals) {
-  const v = Math.max(1, Math.round(m * p.window.intervalSteps));
-  recipes.push({ label: `lab V=${v * tps} N=${window(p.window.count, v).length}`, checkpoints: window(p.window.count, v), method: "sma" });
-}
-for (const n of p.counts) recipes.push({ label: `lab N=${window(n, p.window.intervalSteps).length} V=${p.window.intervalSteps * tps}`, checkpoints: window(n, p.window.intervalSteps), method: "sma" });
+const recipes = labRecipes(p);
 
 const r = await tuneRun({ run, data, budget, out: join(dir, "tune", "out"), force: true, seq: p.data.seq_len, maxTokens: p.evalTokens, compare: recipes, renderPage: renderTunePage });
 const guideline = r.compared[0]!;
