@@ -12,8 +12,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { StagedDir, writeFileAtomic } from "../common/atomic-dir.js";
 import { PmaError } from "../common/errors.js";
 import { PMA_VERSION } from "../common/version.js";
-import type { AccumulatePrecision } from "../merge/kernels.js";
-import { merge, type MergeRecord } from "../merge/merger.js";
+import { merge, type MergeOptions, type MergeRecord } from "../merge/merger.js";
 import type { MethodSpec } from "../merge/weights.js";
 import { DEFAULT_INIT_COUNT, DEFAULT_INIT_MARGIN, selectInitCheckpoints, type InitReason } from "./init-select.js";
 import { readTrainingLog, type TrainingLog } from "./logs.js";
@@ -46,7 +45,7 @@ export interface PmaInitOptions {
   force?: boolean;
   discover?: Omit<DiscoverOptions, "settleMs">;
   spikeOptions?: Partial<SpikeOptions>;
-  accumulate?: AccumulatePrecision;
+  accumulate?: MergeOptions["accumulate"];
   threads?: number;
   /** Reuse an existing scan / log (pma watch has both already). */
   scan?: RunScan;

@@ -28,8 +28,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isPmaError, PmaError } from "../common/errors.js";
 import { acquireLock } from "../common/lock.js";
-import type { AccumulatePrecision } from "../merge/kernels.js";
-import { merge } from "../merge/merger.js";
+import { merge, type MergeOptions } from "../merge/merger.js";
 import type { MethodSpec } from "../merge/weights.js";
 import { DEFAULT_INIT_COUNT } from "./init-select.js";
 import { pmaInit, type InitRecord } from "./init.js";
@@ -80,7 +79,7 @@ export interface WatchOptions {
   /** The training log, when it is not found in the run directory. */
   log?: string;
   spikeOptions?: Partial<SpikeOptions>;
-  accumulate?: AccumulatePrecision;
+  accumulate?: MergeOptions["accumulate"];
   threads?: number;
   /**
    * On a first start (empty journal), merge the window ending at every complete
