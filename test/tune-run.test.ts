@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { evaluateOnData } from "../src/eval/data-eval.js";
 import { merge } from "../src/merge/merger.js";
-import { brownCorpus } from "../src/train/brown.js";
+import { brownCorpus } from "../src/data/brown.js";
 import { readWeights } from "../src/train/weights-io.js";
 import { discoverRun } from "../src/trajectory/run.js";
 import { candidateCoefficients, windowIndices, type Candidate } from "../src/tune/candidates.js";

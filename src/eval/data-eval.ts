@@ -20,8 +20,9 @@ import { describeBackend, getBackend, type MatmulBackend } from "../nn/kernels/i
 import { createModel, type Model } from "../nn/model.js";
 import type { NamedTensor } from "../nn/params.js";
 import { readPmaState } from "../train/checkpoint.js";
-import { heldoutWindows, HeldoutEvaluator } from "../train/heldout.js";
-import { cacheDirectory } from "../train/tokenizer-cache.js";
+import { heldoutWindows } from "../data/heldout-windows.js";
+import { HeldoutEvaluator } from "../train/heldout.js";
+import { cacheDirectory } from "../data/tokenizer-cache.js";
 import { readModelConfig, readWeights } from "../train/weights-io.js";
 import type { EvalEngine, ScoreTokensOptions } from "./score-tokens.js";
 import { summarizeLogprobs } from "./token-logprobs.js";

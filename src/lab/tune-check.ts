@@ -8,7 +8,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { corpusByName } from "../train/data.js";
+import { corpusByName } from "../data/run-data.js";
 import { tuneRun, type CompareRecipe, type TuneResult } from "../tune/tune.js";
 import type { LabContext } from "./context.js";
 import type { LabProfile } from "./profile.js";

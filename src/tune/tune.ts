@@ -21,7 +21,7 @@ import { bitsPerByte, DataScorer } from "../eval/data-eval.js";
 import { merge } from "../merge/merger.js";
 import { getBackend, describeBackend } from "../nn/kernels/index.js";
 import { readPmaState } from "../train/checkpoint.js";
-import { cacheDirectory } from "../train/tokenizer-cache.js";
+import { cacheDirectory } from "../data/tokenizer-cache.js";
 import { readModelConfig } from "../train/weights-io.js";
 import { discoverRun, type RunCheckpoint } from "../trajectory/run.js";
 import { candidateCoefficients, candidateKey, methodSpec, prefixKind, windowIndices, type Candidate, type TuneMethod } from "./candidates.js";
