@@ -15,6 +15,8 @@ import { loadHfTokenizer } from "../src/data/hf-tokenizer.js";
 import { readTextDocuments } from "../src/data/text-documents.js";
 import { tokenizeTextFile } from "../src/data/text-tokens.js";
 import { evaluateOnData } from "../src/eval/data-eval.js";
+import { closeLlamaCpp } from "../src/eval/llama-cpp.js";
+import { loadNodeLlamaCpp } from "../src/eval/node-llama-cpp.js";
 import { brownCorpus } from "../src/data/brown.js";
 import { loadTokenizer } from "../src/data/tokenizer-json.js";
 import { readModelConfig, readWeights } from "../src/train/weights-io.js";
@@ -23,6 +25,10 @@ import { tempDir } from "./helpers/fixtures.js";
 import { PMA_CLI } from "./helpers/processes.js";
 import { trainTinyRun } from "./helpers/tiny-run.js";
 
+const llamaCppMissing = await loadNodeLlamaCpp().then(
+  () => null,
+  (e: Error) => e.message,
+);
 const ROBERTA = fileURLToPath(new URL("../../test/fixtures/tokenizers/roberta.json", import.meta.url));
 
 test("the RoBERTa tokenizer.json gives the ids its project's own tests publish", () => {
@@ -128,6 +134,16 @@ describe("pma eval --data on a pma checkpoint", () => {
     const want = sum / 48;
     assert.ok(Math.abs(r.loss - want) < 1e-4, `loss ${r.loss} vs float64 ${want}`);
     assert.ok(Math.abs(r.bitsPerByte - ((want / Math.LN2) * t.tokens.length) / r.dataBytes) < 1e-4);
+  });
+
+  test("llama.cpp scores the same packed windows as pma's engine (folder converted on the fly)", { skip: llamaCppMissing ?? false }, async (t) => {
+    const pma = await evaluateOnData(ckpt, { data: dataFile, cacheDir: cache, maxTokens: 256 });
+    const cpp = await evaluateOnData(ckpt, { data: dataFile, cacheDir: cache, maxTokens: 256, engine: "llama.cpp", llamaCpp: { threads: 1 } });
+    await closeLlamaCpp();
+    t.diagnostic(`pma ${pma.loss}, llama.cpp ${cpp.loss}`);
+    assert.equal(cpp.engine, "llama.cpp");
+    assert.deepEqual([cpp.tokens, cpp.windows, cpp.dataTokens, cpp.dataBytes], [pma.tokens, pma.windows, pma.dataTokens, pma.dataBytes]);
+    assert.ok(Math.abs(cpp.loss - pma.loss) < 1e-4, `pma ${pma.loss} vs llama.cpp ${cpp.loss}`);
   });
 
   test("text shorter than one window, and a tokenizer that does not fit the model, are clear errors", async () => {
