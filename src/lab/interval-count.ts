@@ -117,7 +117,7 @@ export async function intervalCount(ctx: LabContext): Promise<Omit<ExperimentRes
   ];
   // pma tune against the same recipes, on seed 0's run and the same held-out windows.
   ctx.progress.stage("interval-count", "pma tune");
-  findings.push(tuneFinding(await ctx.parent.with(async () => tuneCheck(ctx, await dirs[0]!, ctx.store.path("tune")))));
+  findings.push(tuneFinding(await ctx.parent.with(async () => tuneCheck(ctx, await dirs[0]!, ctx.store.path("tune"))), several ? "on seed 0's run" : undefined));
   // Bars of merged minus latest: the sign says at a glance whether a setting beats the
   // latest checkpoint; one group per setting, early and late side by side; over seeds,
   // the mean difference with an error bar of one sample sd.

@@ -67,7 +67,8 @@ export async function tuneCheck(ctx: LabContext, run: string, outDir: string, bu
   return { result, guideline: { label: g!.label ?? "guideline", loss: g!.loss }, labBest: { label: best.label ?? "", loss: best.loss } };
 }
 
-export function tuneFinding(t: TuneCheck): Finding {
+/** `where`: said before the numbers when the lab has several seeds (the search ran on seed 0's run). */
+export function tuneFinding(t: TuneCheck, where?: string): Finding {
   const r = t.result;
   const b = r.best;
   const mg = t.guideline.loss - b.loss;
@@ -79,7 +80,7 @@ export function tuneFinding(t: TuneCheck): Finding {
     id: "tune-beats-fixed-recipes",
     claim: "Searching the run's merges on held-out data (pma tune, 30 evaluations) finds a merge at least as good as the guideline merge and as the best interval-count setting.",
     measured:
-      `pma tune best: ${b.key}, loss ${b.loss.toFixed(4)} (newest checkpoint ${r.baseline.loss.toFixed(4)}); ` +
+      `${where !== undefined ? `${where}: ` : ""}pma tune best: ${b.key}, loss ${b.loss.toFixed(4)} (newest checkpoint ${r.baseline.loss.toFixed(4)}); ` +
       `guideline (${t.guideline.label}) ${t.guideline.loss.toFixed(4)}, ${margin(mg)}; best interval-count setting (${t.labBest.label}) ${t.labBest.loss.toFixed(4)}, ${margin(ml)}; ` +
       `${r.evaluations.length} evaluations, at least as good as the guideline from evaluation ${first(t.guideline.loss)} and as the best setting from ${first(t.labBest.loss)}; best found at evaluation ${r.bestAt}.`,
     verdict,
