@@ -11,7 +11,7 @@ import type { AccumulatePrecision } from "./kernels.js";
 import { copyIdenticalTensor } from "./nonfloat.js";
 import { orderByProgress } from "./order.js";
 import { createMergeOutput, outputFormatFor } from "./outputs.js";
-import { coefficientsFor, type MethodSpec } from "./weights.js";
+import { coefficientsFor, DEFAULT_METHOD, recordedParams, type MethodSpec, type RecordedParams } from "./methods.js";
 
 export interface MergeOptions {
   /** Checkpoint paths (folders or .safetensors files, or .gguf files), in any order. */
@@ -44,11 +44,9 @@ export interface MergeInputRecord {
   header_sha256: string[];
 }
 
-export interface MergeRecord {
+export interface MergeRecord extends RecordedParams {
   pma_version: string;
   method: string;
-  alpha?: number;
-  decay?: string;
   order_basis: "tokens" | "step" | "arguments";
   inputs: MergeInputRecord[];
   coefficients: number[];
@@ -85,7 +83,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
     const ordered = opts.keepOrder ? { items: opened, basis: "arguments" as const } : orderByProgress(opened);
     if ("note" in ordered && ordered.note !== undefined) opts.onNote?.(ordered.note);
     const inputs = ordered.items;
-    const method = opts.method ?? { method: "sma" };
+    const method = opts.method ?? DEFAULT_METHOD;
     const coefficients = coefficientsFor(method, inputs.length);
     checkSameTensors(inputs);
 
@@ -167,8 +165,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
     const record: MergeRecord = {
       pma_version: PMA_VERSION,
       method: method.method,
-      ...(method.method === "ema" ? { alpha: method.alpha ?? 0.2 } : {}),
-      ...(method.method === "wsm" ? { decay: method.decay ?? "1-sqrt" } : {}),
+      ...recordedParams(method),
       order_basis: ordered.basis,
       inputs: inputs.map((inp, i) => ({
         path: inp.path,
