@@ -145,9 +145,14 @@ process.on("exit", () => {
   for (const s of [...LIVE]) s.discardSync();
 });
 
+/** A unique temporary name beside `path`, on the same filesystem so the rename is atomic. */
+function tempSibling(path: string): string {
+  return `${path}.pma-tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+}
+
 /** Writes a small file atomically: temporary sibling, fsync, rename. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${path}.pma-tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+  const tmp = tempSibling(path);
   try {
     const fh = await fs.promises.open(tmp, "w");
     try {
@@ -159,6 +164,29 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
     await fs.promises.rename(tmp, path);
   } catch (e) {
     await fs.promises.rm(tmp, { force: true });
+    throw fsError(path, "write", e);
+  }
+}
+
+/**
+ * writeFileAtomic for callers that cannot await (the trainer's log and the tokenizer
+ * cache): a crash or a concurrent reader never sees a half-written file under the name.
+ */
+export function writeFileAtomicSync(path: string, data: string | Uint8Array): void {
+  const tmp = tempSibling(path);
+  try {
+    const fd = fs.openSync(tmp, "w");
+    try {
+      const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+      let off = 0;
+      while (off < bytes.length) off += fs.writeSync(fd, bytes, off, bytes.length - off);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, path);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
     throw fsError(path, "write", e);
   }
 }
