@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { fsError, PmaError } from "./errors.js";
+import { exists } from "./exists.js";
 import { acquireLock, type Lock } from "./lock.js";
 
 /**
@@ -145,9 +146,12 @@ process.on("exit", () => {
   for (const s of [...LIVE]) s.discardSync();
 });
 
-/** A unique temporary name beside `path`, on the same filesystem so the rename is atomic. */
+/**
+ * A unique temporary name beside `path`, on the same filesystem so the rename is atomic,
+ * and hidden, so that a reader listing the folder (events.out.tfevents.*) never takes it.
+ */
 function tempSibling(path: string): string {
-  return `${path}.pma-tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+  return join(dirname(path), `.${basename(path)}.pma-tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
 }
 
 /** Writes a small file atomically: temporary sibling, fsync, rename. */
@@ -188,15 +192,6 @@ export function writeFileAtomicSync(path: string, data: string | Uint8Array): vo
   } catch (e) {
     fs.rmSync(tmp, { force: true });
     throw fsError(path, "write", e);
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fs.promises.lstat(p);
-    return true;
-  } catch {
-    return false;
   }
 }
 
