@@ -12,6 +12,7 @@ import { copyIdenticalTensor } from "./nonfloat.js";
 import { orderByProgress } from "./order.js";
 import { createMergeOutput, outputFormatFor } from "./outputs.js";
 import { coefficientsFor, DEFAULT_METHOD, recordedParams, type MethodSpec, type RecordedParams } from "./methods.js";
+import { numel } from "../tensor/shape.js";
 
 export interface MergeOptions {
   /** Checkpoint paths (folders or .safetensors files, or .gguf files), in any order. */
@@ -122,7 +123,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
       const t = reference.tensors.get(name)!;
       const layout = writer.layout(name);
       bytesWritten += layout.byteLength;
-      parameters += t.shape.reduce((a, b) => a * b, 1);
+      parameters += numel(t.shape);
       if (!isFloatDType(t.dtype)) {
         // A PmaError, as the workers report it: throwIfAborted() would surface a bare AbortError.
         if (opts.signal?.aborted) throw new PmaError("INTERRUPTED", "merge interrupted; no output was written");
@@ -130,7 +131,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
         nonfloatBytes += t.byteLength * inputs.length;
         continue;
       }
-      const elements = t.shape.reduce((a, b) => a * b, 1);
+      const elements = numel(t.shape);
       if (elements === 0) continue;
       jobs.push({
         name: t.name,
