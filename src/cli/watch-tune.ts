@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { isPmaError } from "../common/errors.js";
-import type { MethodSpec } from "../merge/weights.js";
+import type { MethodSpec } from "../merge/methods.js";
 import type { TuneMethod } from "../tune/candidates.js";
 import type { TuneOptions } from "../tune/tune.js";
 import type { MergeEntry } from "../trajectory/watch-journal.js";

@@ -4,7 +4,7 @@
  * the paper's terms, is `stride` times the run's save spacing, N is `count`.
  */
 import { PmaError } from "../common/errors.js";
-import { coefficientsFor, type MethodSpec } from "../merge/weights.js";
+import { coefficientsFor, type MethodSpec } from "../merge/methods.js";
 
 export const TUNE_METHODS = ["sma", "wma", "ema", "wsm-1-sqrt", "wsm-cosine"] as const;
 export type TuneMethod = (typeof TUNE_METHODS)[number];
