@@ -36,7 +36,7 @@ export interface SearchStep {
   loss: number;
 }
 
-export type Objective = (c: Candidate) => Promise<number>;
+export type Objective = (c: Candidate, phase: SearchPhase) => Promise<number>;
 
 /** All windows of at least 2 checkpoints on the grid, by end, then stride, then count. */
 export function enumerateWindows(space: SearchSpace): Candidate[] {
@@ -70,7 +70,7 @@ export async function searchMerges(space: SearchSpace, objective: Objective, bud
   if (space.checkpoints < 2) throw new PmaError("USAGE", `a run needs at least 2 checkpoints to merge (found ${space.checkpoints})`);
   const steps: SearchStep[] = [];
   const run = async (phase: SearchPhase, candidate: Candidate) => {
-    const loss = await objective(candidate);
+    const loss = await objective(candidate, phase);
     steps.push({ phase, candidate, loss });
     return loss;
   };

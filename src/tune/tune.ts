@@ -228,8 +228,7 @@ export async function tuneRun(opts: TuneOptions): Promise<TuneResult> {
     const ends = Array.from({ length: Math.min(opts.ends ?? 1, cks.length) }, (_, i) => cks.length - 1 - i).reverse();
     const steps = await searchMerges(
       { checkpoints: cks.length, ends, ...(opts.maxCount !== undefined ? { maxCount: opts.maxCount } : {}), ...(opts.methods !== undefined ? { methods: opts.methods } : {}) },
-      async (c) => {
-        const phase: SearchPhase = c.count === 1 ? "baseline" : evaluations.length === 0 ? "baseline" : "window";
+      async (c, phase) => {
         const e = await score(phase, c);
         evaluations.push(e);
         opts.onEvaluation?.(e, evaluations.length, opts.budget);
@@ -237,8 +236,6 @@ export async function tuneRun(opts: TuneOptions): Promise<TuneResult> {
       },
       opts.budget,
     );
-    // The search knows each step's phase; the objective above could only guess.
-    steps.forEach((s, i) => (evaluations[i]!.phase = s.phase));
     for (const c of compareCandidates) compared.push(await score("compare", c.candidate, c.label));
     const searched = evaluations[steps.indexOf(best(steps)!)]!;
     const bestAt = 1 + evaluations.findIndex((e) => e.loss === searched.loss);
