@@ -1,6 +1,6 @@
 import { PmaError } from "../common/errors.js";
-import { isInteractive } from "../common/log.js";
 import { convertDcpToSafetensors, type DcpToSafetensorsResult } from "../convert/dcp-to-safetensors.js";
+import { isInteractive } from "./terminal.js";
 import { convertToGguf, type ConvertToGgufResult, type GgufWeightDtype } from "../convert/to-gguf.js";
 import { parseCommandArgs, type Command } from "./command.js";
 import { byteProgress } from "./progress.js";

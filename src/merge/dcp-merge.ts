@@ -30,7 +30,7 @@ import type { TensorJob } from "./job.js";
 import type { AccumulatePrecision } from "./kernels.js";
 import { runWorkers, MERGE_RECORD_FILE, type MergeOptions, type MergeRecord } from "./merger.js";
 import { orderByProgress } from "./order.js";
-import { coefficientsFor, type MethodSpec } from "./weights.js";
+import { coefficientsFor, DEFAULT_METHOD, recordedParams, type MethodSpec } from "./methods.js";
 
 export type OptimizerPolicy = "copy" | "merge";
 
@@ -142,7 +142,7 @@ export async function mergeDcp(opts: DcpMergeOptions): Promise<MergeRecord> {
   if (newest.metadata === null) {
     throw new PmaError("FORMAT_UNSUPPORTED", `${newest.path}: the newest input is a Hugging Face storage folder without .metadata; pma writes merged distributed checkpoints in a .metadata layout only. Put a torch.distributed.checkpoint folder last, or convert the inputs first.`, { file: newest.path });
   }
-  const method = opts.method ?? { method: "sma" };
+  const method = opts.method ?? DEFAULT_METHOD;
   const coefficients = coefficientsFor(method, inputs.length);
   const optimizer = opts.optimizer ?? "copy";
   checkSameDcpTensors(inputs, optimizer);
@@ -258,8 +258,7 @@ export async function mergeDcp(opts: DcpMergeOptions): Promise<MergeRecord> {
       format: "torch.distributed.checkpoint",
       layout: newest.layout,
       method: method.method,
-      ...(method.method === "ema" ? { alpha: method.alpha ?? 0.2 } : {}),
-      ...(method.method === "wsm" ? { decay: method.decay ?? "1-sqrt" } : {}),
+      ...recordedParams(method),
       order_basis: ordered.basis,
       inputs: inputs.map((inp, i) => ({
         path: inp.path,

@@ -17,7 +17,7 @@ import { PmaError } from "../common/errors.js";
 import { mergeDcp, type OptimizerPolicy } from "../merge/dcp-merge.js";
 import type { MergeRecord } from "../merge/merger.js";
 import type { AccumulatePrecision } from "../merge/kernels.js";
-import type { MethodSpec } from "../merge/weights.js";
+import type { MethodSpec } from "../merge/methods.js";
 import { OLMO_CORE_SUBFOLDER } from "./dcp-run.js";
 
 export const MEGATRON_TRACKER = "latest_checkpointed_iteration.txt";

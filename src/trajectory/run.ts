@@ -5,6 +5,7 @@ import { INDEX_FILE, openCheckpointTensors, SINGLE_FILE } from "../formats/check
 import { staysInside } from "../formats/shard-path.js";
 import { readTrainerState, stepFromName, TRAINER_STATE_FILE } from "../formats/trainer-state.js";
 import { openRunDcp, type DcpRunCheckpoint } from "./dcp-run.js";
+import { numel } from "../tensor/shape.js";
 
 /** One complete checkpoint of a run, with how far training had gone. */
 export interface RunCheckpoint {
@@ -112,7 +113,7 @@ export async function discoverRun(dir: string, opts: DiscoverOptions = {}): Prom
     }
     try {
       const ck = await openCheckpointTensors(c.path);
-      for (const t of ck.tensors.values()) parameters += t.shape.reduce((a, b) => a * b, 1);
+      for (const t of ck.tensors.values()) parameters += numel(t.shape);
       sizesBefore.set(c.path, ck.files.map((f) => `${f.path}:${f.fileSize}`).join("|"));
       await ck.close();
     } catch (e) {
