@@ -24,6 +24,10 @@ export function s3Client(): S3Client {
   const key = endpoint ?? "";
   let client = clients.get(key);
   if (client === undefined) {
+    // The SDK warns on every Node 20 start that its future releases will need Node 22;
+    // pma supports Node 20 with the SDK version it pins, so the warning only adds noise
+    // to every command's output. An explicit setting by the user still wins.
+    process.env["AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED"] ??= "true";
     const region = process.env["AWS_REGION"] ?? process.env["AWS_DEFAULT_REGION"];
     const config: S3ClientConfig = { maxAttempts: 1 };
     if (endpoint !== undefined) {
