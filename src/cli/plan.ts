@@ -37,7 +37,7 @@ export const command: Command = {
 };
 
 function quote(s: string): string {
-  return /^[\w./:=,+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+  return /^[\w./:=,+@-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 export function mergeCommand(p: PlannedRun, out = "merged"): string {
