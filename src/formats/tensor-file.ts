@@ -5,8 +5,10 @@
  * any size costs only its header in memory), and a close that waits for reads in flight.
  */
 import { PmaError } from "../common/errors.js";
+import { quoted } from "../common/quote.js";
 import { LocalFileSource } from "../sources/local.js";
 import type { PositionalSource } from "../sources/source.js";
+import { checkNotLfsPointer } from "./lfs-pointer.js";
 
 /** Where a tensor's bytes lie in its file. */
 export interface TensorSpan {
@@ -21,6 +23,9 @@ export interface TensorSpan {
 export async function openTensorFile<F>(where: string | PositionalSource, kind: string, parse: (source: PositionalSource) => Promise<F> | F): Promise<F> {
   const source = typeof where === "string" ? await LocalFileSource.open(where, kind) : where;
   try {
+    // A local clone made without Git LFS holds pointers; remote stores serve the real file.
+    const readSync = source.readSync?.bind(source);
+    if (readSync !== undefined) checkNotLfsPointer(source.uri, source.size, (into) => readSync(into, 0));
     return await parse(source);
   } catch (e) {
     await source.close().catch(() => undefined);
@@ -56,7 +61,7 @@ export abstract class PositionalTensorFile<T extends TensorSpan> {
   private locate(name: string, byteOffset: number, byteLength: number | undefined, into: Uint8Array | undefined) {
     const source = this.source(`read of "${name}"`);
     const t = this.tensors.get(name);
-    if (!t) throw new PmaError("TENSOR_NOT_FOUND", `${this.path}: no tensor named "${name}".`, { file: this.path });
+    if (!t) throw new PmaError("TENSOR_NOT_FOUND", `${this.path}: no tensor named ${quoted(name)}.`, { file: this.path });
     const length = byteLength ?? t.byteLength - byteOffset;
     const valid = Number.isSafeInteger(byteOffset) && Number.isSafeInteger(length) && byteOffset >= 0 && length >= 0 && byteOffset + length <= t.byteLength;
     if (!valid) {

@@ -6,6 +6,7 @@ import type { TensorSpec } from "../formats/safetensors-writer.js";
 import { floatDTypeBytes } from "../tensor/codec.js";
 import { isFloatDType, type DType, type FloatDType } from "../tensor/dtype.js";
 import type { SourceRef } from "../sources/source.js";
+import { checkAdapterInputs } from "./adapter.js";
 import { checkSameTensors, openMergeInput, type MergeInput, type SourceTensor } from "./inputs.js";
 import { makeChunks, type NonfiniteReport, type TensorJob, type WorkerMessage, type WorkerPlan } from "./job.js";
 import type { AccumulatePrecision } from "./kernels.js";
@@ -60,6 +61,8 @@ export interface MergeRecord {
   bytes_read: number;
   bytes_written: number;
   files: string[];
+  /** True for a merge of PEFT adapters (adapter_model.safetensors + adapter_config.json). */
+  adapter?: boolean;
   companions_from: string | null;
   nonfinite: { tensor: string; checkpoint: string | null; count: number }[];
   started_at: string;
@@ -91,6 +94,10 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
     const method = opts.method ?? { method: "sma" };
     const coefficients = coefficientsFor(method, inputs.length);
     checkSameTensors(inputs);
+    const adapter = await checkAdapterInputs(inputs);
+    if (adapter && opts.shardSize !== undefined) {
+      throw new PmaError("USAGE", "--shard-size does not apply to PEFT adapters: PEFT loads one adapter_model.safetensors");
+    }
 
     const reference = inputs[0]!.checkpoint;
     const specs: TensorSpec[] = [];
@@ -104,6 +111,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
       coefficients,
       ...(opts.dtype !== undefined ? { dtype: opts.dtype } : {}),
       ...(opts.shardSize !== undefined ? { shardSize: opts.shardSize } : {}),
+      ...(adapter ? { adapter } : {}),
     });
     let bytesWritten = 0;
     let parameters = 0;
@@ -192,6 +200,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
       bytes_read: nonfloatBytes + floatBytes,
       bytes_written: bytesWritten,
       files,
+      ...(adapter ? { adapter } : {}),
       companions_from: companionsFrom,
       nonfinite: nonfinite.map((r) => ({ tensor: r.tensor, checkpoint: r.input >= 0 ? inputs[r.input]!.path : null, count: r.count })),
       started_at: new Date(started).toISOString(),
