@@ -12,7 +12,8 @@ export { openCheckpointTensors, type CheckpointTensors } from "./formats/checkpo
 export { SafetensorsWriter, planShards, writeSafetensors, type TensorSpec } from "./formats/safetensors-writer.js";
 export { inspectCheckpoint, type CheckpointSummary } from "./formats/inspect.js";
 export { merge, type MergeOptions, type MergeRecord } from "./merge/merger.js";
-export { coefficientsFor, smaCoefficients, wmaCoefficients, emaCoefficients, customCoefficients, type MethodSpec, type MergeMethod } from "./merge/weights.js";
+export { smaCoefficients, wmaCoefficients, emaCoefficients, customCoefficients } from "./merge/weights.js";
+export { coefficientsFor, MERGE_METHODS, type MethodSpec, type MergeMethod } from "./merge/methods.js";
 export { orderByProgress, readProgress } from "./merge/order.js";
 export { writeSyntheticRun } from "./trajectory/synthetic.js";
 export { discoverRun, type RunCheckpoint, type RunScan } from "./trajectory/run.js";

@@ -13,7 +13,8 @@ import type { AccumulatePrecision } from "./kernels.js";
 import { copyIdenticalTensor } from "./nonfloat.js";
 import { orderByProgress } from "./order.js";
 import { createMergeOutput, outputFormatFor } from "./outputs.js";
-import { coefficientsFor, type MethodSpec } from "./weights.js";
+import { coefficientsFor, DEFAULT_METHOD, recordedParams, type MethodSpec, type RecordedParams } from "./methods.js";
+import { numel } from "../tensor/shape.js";
 
 export interface MergeOptions {
   /** Checkpoint paths (folders or .safetensors files, or .gguf files) or hf://, s3://, https:// locations, in any order. */
@@ -46,11 +47,9 @@ export interface MergeInputRecord {
   header_sha256: string[];
 }
 
-export interface MergeRecord {
+export interface MergeRecord extends RecordedParams {
   pma_version: string;
   method: string;
-  alpha?: number;
-  decay?: string;
   order_basis: "tokens" | "step" | "arguments";
   inputs: MergeInputRecord[];
   coefficients: number[];
@@ -91,7 +90,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
     const ordered = opts.keepOrder ? { items: opened, basis: "arguments" as const } : orderByProgress(opened);
     if ("note" in ordered && ordered.note !== undefined) opts.onNote?.(ordered.note);
     const inputs = ordered.items;
-    const method = opts.method ?? { method: "sma" };
+    const method = opts.method ?? DEFAULT_METHOD;
     const coefficients = coefficientsFor(method, inputs.length);
     checkSameTensors(inputs);
     const adapter = await checkAdapterInputs(inputs);
@@ -137,7 +136,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
       const t = reference.tensors.get(name)!;
       const layout = writer.layout(name);
       bytesWritten += layout.byteLength;
-      parameters += t.shape.reduce((a, b) => a * b, 1);
+      parameters += numel(t.shape);
       if (!isFloatDType(t.dtype)) {
         // A PmaError, as the workers report it: throwIfAborted() would surface a bare AbortError.
         if (opts.signal?.aborted) throw new PmaError("INTERRUPTED", "merge interrupted; no output was written");
@@ -145,7 +144,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
         nonfloatBytes += t.byteLength * inputs.length;
         continue;
       }
-      const elements = t.shape.reduce((a, b) => a * b, 1);
+      const elements = numel(t.shape);
       if (elements === 0) continue;
       jobs.push({
         name: t.name,
@@ -181,8 +180,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
     const record: MergeRecord = {
       pma_version: PMA_VERSION,
       method: method.method,
-      ...(method.method === "ema" ? { alpha: method.alpha ?? 0.2 } : {}),
-      ...(method.method === "wsm" ? { decay: method.decay ?? "1-sqrt" } : {}),
+      ...recordedParams(method),
       order_basis: ordered.basis,
       inputs: inputs.map((inp, i) => ({
         path: inp.path,

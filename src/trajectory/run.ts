@@ -6,6 +6,7 @@ import { staysInside } from "../formats/shard-path.js";
 import { readTrainerState, stepFromName, TRAINER_STATE_FILE } from "../formats/trainer-state.js";
 import { isRemoteUri } from "../sources/location.js";
 import { discoverRemoteRun } from "./remote-run.js";
+import { numel } from "../tensor/shape.js";
 
 /** One complete checkpoint of a run, with how far training had gone. */
 export interface RunCheckpoint {
@@ -93,7 +94,7 @@ export async function discoverRun(dir: string, opts: DiscoverOptions = {}): Prom
     let parameters = 0;
     try {
       const ck = await openCheckpointTensors(c.path);
-      for (const t of ck.tensors.values()) parameters += t.shape.reduce((a, b) => a * b, 1);
+      for (const t of ck.tensors.values()) parameters += numel(t.shape);
       sizesBefore.set(c.path, ck.files.map((f) => `${f.path}:${f.fileSize}`).join("|"));
       await ck.close();
     } catch (e) {
