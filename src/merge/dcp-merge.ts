@@ -235,6 +235,7 @@ export async function mergeDcp(opts: DcpMergeOptions): Promise<MergeRecord> {
     await runWorkers(
       {
         inputFiles,
+        inputRefs: inputFiles.map((path) => ({ kind: "file" as const, path })),
         outputFiles,
         coefficients: plainMean ? coefficients.map(() => 1) : coefficients,
         ...(plainMean ? { divisor: inputs.length } : {}),

@@ -5,6 +5,8 @@ import { INDEX_FILE, openCheckpointTensors, SINGLE_FILE } from "../formats/check
 import { staysInside } from "../formats/shard-path.js";
 import { readTrainerState, stepFromName, TRAINER_STATE_FILE } from "../formats/trainer-state.js";
 import { openRunDcp, type DcpRunCheckpoint } from "./dcp-run.js";
+import { isRemoteUri } from "../sources/location.js";
+import { discoverRemoteRun } from "./remote-run.js";
 import { numel } from "../tensor/shape.js";
 
 /** One complete checkpoint of a run, with how far training had gone. */
@@ -14,7 +16,8 @@ export interface RunCheckpoint {
   step: number;
   /** Tokens seen; null when neither trainer_state.json nor --tokens-per-step tells. */
   tokens: number | null;
-  tokensFrom: "trainer_state" | "checkpoint" | "tokens-per-step" | null;
+  /** "name": a remote revision's or prefix's name said it (`tokens3892B`); "checkpoint": a distributed checkpoint's own items. */
+  tokensFrom: "trainer_state" | "checkpoint" | "name" | "tokens-per-step" | null;
   /** Parameters, counted from the tensor headers. */
   parameters: number;
 }
@@ -49,6 +52,7 @@ export interface DiscoverOptions {
  * and with `settleMs` its file sizes must not change.
  */
 export async function discoverRun(dir: string, opts: DiscoverOptions = {}): Promise<RunScan> {
+  if (isRemoteUri(dir)) return discoverRemoteRun(dir, opts);
   const root = resolve(dir);
   let entries;
   try {
