@@ -10,7 +10,7 @@ import { MergeKernels } from "./kernels.js";
  * A merge worker: takes chunks from the shared queue until it is empty. For each chunk
  * it reads the chunk of every input straight into WebAssembly memory, accumulates
  * c_i * x_i in order i = 1..N (so the result does not depend on which worker ran it),
- * checks for NaN/Inf, rounds to the output dtype and writes the bytes in place.
+ * rounds to the output dtype while counting NaN/Inf, and writes the bytes in place.
  */
 export function runMergeWorker(plan: WorkerPlan, slot: number): WorkerMessage {
   const kernels = new MergeKernels();
@@ -61,10 +61,11 @@ function mergeChunk(
     });
   };
   accumulateAll();
+  let out = kernels.emit(t.precision, t.outDtype, n);
   const reports: NonfiniteReport[] = [];
-  if (kernels.countNonfinite(t.precision, n) > 0) {
+  if (out.nonfinite > 0) {
     // Rare path: find which inputs hold the NaN/Inf (an input read with coefficient 1
-    // into a zeroed accumulator is exact), then redo the merge for the output.
+    // into an empty accumulator is exact), then redo the merge for the output.
     t.sources.forEach((src, i) => {
       kernels.zero(n, t.precision);
       readFullySync(inputFds[src.file]!, plan.inputFiles[src.file]!, kernels.srcBytes(n * inSize), src.offset + start * inSize);
@@ -72,12 +73,12 @@ function mergeChunk(
       const count = kernels.countNonfinite(t.precision, n);
       if (count > 0) reports.push({ tensor: t.name, input: i, count });
     });
-    if (reports.length === 0) reports.push({ tensor: t.name, input: -1, count: 1 });
+    if (reports.length === 0) reports.push({ tensor: t.name, input: -1, count: out.nonfinite });
     if (!plan.allowNonfinite) return reports;
     accumulateAll();
+    out = kernels.emit(t.precision, t.outDtype, n);
   }
-  const out = kernels.emit(t.precision, t.outDtype, n);
-  writeFullySync(outputFds[t.target.file]!, plan.outputFiles[t.target.file]!, out, t.target.offset + start * floatDTypeBytes(t.outDtype));
+  writeFullySync(outputFds[t.target.file]!, plan.outputFiles[t.target.file]!, out.bytes, t.target.offset + start * floatDTypeBytes(t.outDtype));
   return reports;
 }
 

@@ -261,7 +261,7 @@ async function runWorkers(
 
 function nonfiniteError(r: NonfiniteReport, inputs: MergeInput[]): PmaError {
   if (r.input < 0) {
-    return new PmaError("NONFINITE", `merged values of "${r.tensor}" overflow to Inf although every input is finite; check the weights (use normalised weights), or pass --allow-nonfinite`);
+    return new PmaError("NONFINITE", `merged values of "${r.tensor}" overflow to Inf in the output dtype although every input is finite; check the weights (use normalised weights) and --dtype, or pass --allow-nonfinite`);
   }
   const path = inputs[r.input]!.path;
   return new PmaError(
