@@ -32,7 +32,7 @@ ${METHOD_USAGE}
                         a loss logged at step s measures the weights of step s-1)
   --log PATH            the training log, when it is not in RUN
 ${DISCOVER_USAGE}
-  --accumulate P        f32 (default) | f64
+  --accumulate P        f64 (default; exact: identical inputs merge to themselves) | f32
   --threads N           merge worker threads (default: all cores)
   --force               replace an existing DIR/checkpoint-<S>
   --json                print the record (also written as pma_init.json) as JSON

@@ -41,7 +41,7 @@ ${METHOD_USAGE}
   --margin STEPS        PMA-init: steps kept clear of the last healthy loss (default 1)
   --log PATH            the training log, when it is not in RUN
 ${DISCOVER_USAGE}
-  --accumulate P        f32 (default) | f64
+  --accumulate P        f64 (default; exact: identical inputs merge to themselves) | f32
   --threads N           merge worker threads (default: all cores)
   --eval                score the newest checkpoint and the merge on the held-out split (pma eval),
                         with the same windows, and record both losses

@@ -21,6 +21,7 @@ export function runMergeWorker(plan: WorkerPlan, slot: number): WorkerMessage {
   const next = new Int32Array(plan.next);
   const stop = new Int32Array(plan.stop);
   const progress = new Float64Array(plan.progress);
+  const written = new Float64Array(plan.written);
   const nonfinite: NonfiniteReport[] = [];
   try {
     for (;;) {
@@ -36,6 +37,7 @@ export function runMergeWorker(plan: WorkerPlan, slot: number): WorkerMessage {
         nonfinite.push(...found);
       }
       progress[slot] = progress[slot]! + n * floatDTypeBytes(tensor.inDtype) * plan.inputFiles.length;
+      written[slot] = written[slot]! + n * floatDTypeBytes(tensor.outDtype);
     }
   } finally {
     for (const fd of [...inputFds, ...outputFds]) closeSync(fd);

@@ -12,6 +12,7 @@ import { copyIdenticalTensor } from "./nonfloat.js";
 import { orderByProgress } from "./order.js";
 import { createMergeOutput, outputFormatFor } from "./outputs.js";
 import { coefficientsFor, type MethodSpec } from "./weights.js";
+import { WriteBehind } from "./write-behind.js";
 
 export interface MergeOptions {
   /** Checkpoint paths (folders or .safetensors files, or .gguf files), in any order. */
@@ -67,6 +68,8 @@ export interface MergeRecord {
 
 export const MERGE_RECORD_FILE = "pma_merge.json";
 const DEFAULT_CHUNK_ELEMENTS = 1 << 20;
+/** Output bytes between write-behind syncs: small enough to keep the disk busy, large enough to batch. */
+const WRITE_BEHIND_BYTES = 64 * 2 ** 20;
 
 /**
  * Merges N checkpoints of one run into one: out = sum_i c_i * M_i, tensor by tensor and
@@ -105,7 +108,9 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
     let bytesWritten = 0;
     let parameters = 0;
     const nonfinite: NonfiniteReport[] = [];
-    const precision = opts.accumulate ?? "f32";
+    // f64 by default: exact enough that merging identical checkpoints returns them bit for
+    // bit, for about the cost of f32 (docs/benchmarks.md).
+    const precision = opts.accumulate ?? "f64";
     const jobs: TensorJob[] = [];
     const outputFiles = writer.files;
     const inputFiles: string[] = [];
@@ -222,9 +227,13 @@ async function runWorkers(
     chunkCount: chunks.count,
     next: new SharedArrayBuffer(4),
     progress: new SharedArrayBuffer(8 * count),
+    written: new SharedArrayBuffer(8 * count),
     stop: new SharedArrayBuffer(4),
   };
   const progress = new Float64Array(plan.progress);
+  const written = new Float64Array(plan.written);
+  const writeBehind = new WriteBehind(core.outputFiles, WRITE_BEHIND_BYTES);
+  const syncTimer = setInterval(() => writeBehind.poll(written.reduce((a, b) => a + b, 0)), 10);
   const stop = new Int32Array(plan.stop);
   const workers = Array.from({ length: count }, (_, slot) => new Worker(new URL("./merge-worker.js", import.meta.url), { workerData: { plan, slot } }));
   const timer = setInterval(() => onProgress(progress.reduce((a, b) => a + b, 0)), 200);
@@ -253,7 +262,13 @@ async function runWorkers(
     );
   } finally {
     clearInterval(timer);
+    clearInterval(syncTimer);
     signal?.removeEventListener("abort", onAbort);
+  }
+  try {
+    await writeBehind.close();
+  } catch (e) {
+    failure ??= e as PmaError;
   }
   if (failure !== null) throw failure;
   onProgress(progress.reduce((a, b) => a + b, 0));
