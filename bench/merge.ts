@@ -1,16 +1,21 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { writeSyntheticDcp, type SyntheticTensor } from "../src/formats/dcp/synthetic-writer.js";
 import { writeSyntheticRun, type SyntheticModel } from "../src/trajectory/synthetic.js";
 
 /**
- * `npm run bench:merge`: times pma merge against the read limit (`cat` of the same files,
- * in page cache) and against a load-everything baseline, in the same run, and prints
- * input GiB/s, the ratio to cat and peak RSS. `--big` instead merges 3 checkpoints whose
- * total exceeds RAM, to show memory stays bounded when inputs cannot all be cached.
- * `--source s3` compares the same merge read from a loopback S3 server with local disk.
+ * `npm run bench:merge`: times `pma merge` against the I/O limit of the same merge,
+ * measured in the same run: reading every input (`cat` to /dev/null) plus writing and
+ * fsyncing one output-sized file (`cat` of the newest input into a file, then `sync`). Each
+ * round runs, in turn, cat, write + sync, pma merge with default settings (float64
+ * accumulation) and pma merge --accumulate f32, so load drift on the machine hits all
+ * of them alike; ratios are taken round by round and their medians printed, with the
+ * load average before and after every round. The load-everything baseline runs once.
+ * `--big` instead merges 3 checkpoints whose total exceeds RAM, to show memory stays
+ * bounded when inputs cannot all be cached.
  */
 const { values } = parseArgs({
   options: {
@@ -19,7 +24,8 @@ const { values } = parseArgs({
     "gib-per-checkpoint": { type: "string", default: "1" },
     big: { type: "boolean", default: false },
     "skip-baseline": { type: "boolean", default: false },
-    runs: { type: "string", default: "3" },
+    "skip-f32": { type: "boolean", default: false },
+    runs: { type: "string", default: "5" },
     "generate-only": { type: "boolean", default: false },
     source: { type: "string", default: "local" },
     format: { type: "string", default: "safetensors" },
@@ -39,7 +45,8 @@ const perLayer = 4 * 2048 * 2048 + 3 * 2048 * 5632 + 2 * 2048;
 const fixed = 2 * 32000 * 2048 + 2048;
 const layers = Math.max(1, Math.round((gib * 2 ** 30) / 2 / perLayer - fixed / perLayer));
 const model: SyntheticModel = { hiddenSize: 2048, intermediateSize: 5632, layers, vocabSize: 32000, heads: 16 };
-const runDir = resolve(values.dir!, `run-${dcp ? "dcp-" : ""}${count}x${layers}L-bf16`);
+const dataDir = resolve(values.dir!);
+const runDir = join(dataDir, `run-${dcp ? "dcp-" : ""}${count}x${layers}L-bf16`);
 const root = resolve(new URL("../..", import.meta.url).pathname);
 const pma = join(root, "dist/src/cli/main.js");
 
@@ -55,6 +62,8 @@ if (values["generate-only"]) process.exit(0);
 const inputs = Array.from({ length: count }, (_, i) => join(runDir, dcp ? `step-${(i + 1) * 1000}` : `checkpoint-${(i + 1) * 1000}`));
 const files = dcp ? inputs.flatMap((d) => readdirSync(d).filter((f) => f.endsWith(".distcp")).map((f) => join(d, f))) : inputs.map((d) => join(d, "model.safetensors"));
 const inputBytes = files.reduce((s, f) => s + statSync(f).size, 0);
+// The merged bf16 model is as large as one input: the limit writes that many bytes.
+const outputBytes = files.filter((f) => f.startsWith(inputs[inputs.length - 1]! + "/")).reduce((s, f) => s + statSync(f).size, 0);
 
 interface Timing {
   seconds: number;
@@ -76,46 +85,77 @@ function timed(cmd: string, args: string[]): Timing {
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-const out = join(resolve(values.dir!), "merged");
+const quote = (p: string) => `'${p.replaceAll("'", "'\\''")}'`;
+const out = join(dataDir, "merged");
 if (values.source === "s3") {
   await benchS3();
   process.exit(0);
 }
-const results: Record<string, Timing[]> = { cat: [], "pma merge": [], baseline: [] };
-// A DCP merge writes a whole checkpoint in the newest input's layout, so its limit is
-// reading every input plus writing and fsyncing one checkpoint's files.
+const copyOut = join(dataDir, "limit-copy");
+// The limit writes one checkpoint: the newest input's files (one file, or a DCP folder's .distcp files).
 const newestFiles = files.filter((f) => f.startsWith(inputs[inputs.length - 1]! + "/"));
-const limitCmd = dcp
-  ? `cat ${files.map((f) => `'${f}'`).join(" ")} > /dev/null && cat ${newestFiles.map((f) => `'${f}'`).join(" ")} > '${out}.limit' && sync '${out}.limit'`
-  : `cat ${files.map((f) => `'${f}'`).join(" ")} > /dev/null`;
-for (let r = 0; r < runs; r++) {
-  results["cat"]!.push(timed("sh", ["-c", limitCmd]));
-  rmSync(`${out}.limit`, { force: true });
+const rows = ["cat", "write + sync", "pma merge", "pma merge --accumulate f32", "load-everything baseline"] as const;
+type Row = (typeof rows)[number];
+const results = new Map<Row, Timing[]>(rows.map((r) => [r, []]));
+const loads: string[] = [];
+const load = () => loadavg().map((x) => x.toFixed(2)).join(" ");
+const mergeRun = (extra: string[]) => {
   rmSync(out, { recursive: true, force: true });
-  results["pma merge"]!.push(timed(process.execPath, [pma, "merge", ...inputs, "--out", out, "--force"]));
-  if (!big && !dcp && !values["skip-baseline"]) {
-    results["baseline"]!.push(timed(process.execPath, [join(root, "dist/bench/merge-baseline.js"), join(resolve(values.dir!), "baseline.safetensors"), ...inputs]));
+  const t = timed(process.execPath, [pma, "merge", ...inputs, "--out", out, "--force", ...extra]);
+  rmSync(out, { recursive: true, force: true });
+  return t;
+};
+for (let r = 0; r < runs; r++) {
+  const before = load();
+  results.get("cat")!.push(timed("sh", ["-c", `cat ${files.map(quote).join(" ")} > /dev/null`]));
+  rmSync(copyOut, { force: true });
+  results.get("write + sync")!.push(timed("sh", ["-c", `cat ${newestFiles.map(quote).join(" ")} > ${quote(copyOut)} && sync ${quote(copyOut)}`]));
+  rmSync(copyOut, { force: true });
+  results.get("pma merge")!.push(mergeRun([]));
+  if (!values["skip-f32"]) results.get("pma merge --accumulate f32")!.push(mergeRun(["--accumulate", "f32"]));
+  // Once: it takes 10-100x longer and is here for contrast, not for a ratio.
+  if (r === 0 && !big && !dcp && !values["skip-baseline"]) {
+    const baselineOut = join(dataDir, "baseline.safetensors");
+    results.get("load-everything baseline")!.push(timed(process.execPath, [join(root, "dist/bench/merge-baseline.js"), baselineOut, ...inputs]));
+    rmSync(baselineOut, { force: true });
   }
+  loads.push(`round ${r + 1}: load average ${before} -> ${load()}`);
 }
-rmSync(out, { recursive: true, force: true });
-rmSync(join(resolve(values.dir!), "baseline.safetensors"), { force: true });
 
-const catSeconds = median(results["cat"]!.map((t) => t.seconds));
 const GiB = 2 ** 30;
+const seconds = (row: Row) => results.get(row)!.map((t) => t.seconds);
+const cat = seconds("cat");
+const limit = cat.map((c, i) => c + seconds("write + sync")[i]!);
+/** Median over rounds of this row's time divided by the yardstick's time in the same round. */
+const pairedRatio = (row: Row, yardstick: number[]) => median(seconds(row).map((s, i) => s / yardstick[i]!));
 const mem = execFileSync("sh", ["-c", "free -g | awk '/Mem:/ {print $2}'"], { encoding: "utf8" }).trim();
-if (dcp) console.log("format: torch.distributed.checkpoint (2 ranks); the cat row is the limit: read every input, write and fsync one checkpoint");
-console.log(`inputs: ${count} x bf16 checkpoints, ${(inputBytes / GiB).toFixed(2)} GiB in total; machine RAM ${mem} GiB; ${runs} run(s), medians`);
-console.log("| command | seconds | input GiB/s | time / cat | peak RSS MiB |");
-console.log("|---|---|---|---|---|");
-for (const [name, ts] of Object.entries(results)) {
+if (dcp) console.log("format: torch.distributed.checkpoint (2 ranks); the limit writes and fsyncs the newest checkpoint's .distcp files");
+console.log(
+  `inputs: ${count} x bf16 checkpoints, ${(inputBytes / GiB).toFixed(2)} GiB in total, output ${(outputBytes / GiB).toFixed(2)} GiB; machine RAM ${mem} GiB; ${runs} round(s), medians`,
+);
+console.log("| command | seconds | input GiB/s | time / cat | time / limit | peak RSS MiB |");
+console.log("|---|---|---|---|---|---|");
+console.log(`| limit: cat + write + sync | ${median(limit).toFixed(2)} | ${(inputBytes / GiB / median(limit)).toFixed(2)} | ${median(limit.map((l, i) => l / cat[i]!)).toFixed(2)} | 1.00 | |`);
+for (const row of rows) {
+  const ts = results.get(row)!;
   if (ts.length === 0) continue;
   const s = median(ts.map((t) => t.seconds));
   const rss = ts.map((t) => t.maxRssKiB).filter((x): x is number => x !== null);
-  console.log(`| ${name} | ${s.toFixed(2)} | ${(inputBytes / GiB / s).toFixed(2)} | ${(s / catSeconds).toFixed(2)} | ${rss.length ? (Math.max(...rss) / 1024).toFixed(0) : "n/a"} |`);
+  const vsLimit = ts.length === runs ? pairedRatio(row, limit).toFixed(2) : (s / median(limit)).toFixed(2);
+  const vsCat = ts.length === runs ? pairedRatio(row, cat).toFixed(2) : (s / median(cat)).toFixed(2);
+  console.log(`| ${row} | ${s.toFixed(2)} | ${(inputBytes / GiB / s).toFixed(2)} | ${vsCat} | ${vsLimit} | ${rss.length ? (Math.max(...rss) / 1024).toFixed(0) : "n/a"} |`);
 }
+if (!values["skip-f32"]) {
+  const f64 = seconds("pma merge");
+  const f32 = seconds("pma merge --accumulate f32");
+  console.log(`float64 accumulation (the default) / float32, paired by round: ${median(f64.map((s, i) => s / f32[i]!)).toFixed(3)} (rounds: ${f64.map((s, i) => (s / f32[i]!).toFixed(2)).join(" ")})`);
+}
+console.log(`merge / limit by round: ${seconds("pma merge").map((s, i) => (s / limit[i]!).toFixed(2)).join(" ")}`);
+for (const l of loads) console.log(l);
 const cpu = readFileSync("/proc/cpuinfo", "utf8").match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown CPU";
 console.log(`machine: ${cpu}, ${execFileSync("nproc", { encoding: "utf8" }).trim()} cores`);
 

@@ -123,7 +123,7 @@ describe("merge against a float64 reference", () => {
   for (const dtype of ["BF16", "F16", "F32"] as FloatDType[]) {
     test(`f32 accumulation into ${dtype} stays within the stated bound of float64`, async () => {
       const out = join(tmp.dir, `f32-${dtype}`);
-      await merge({ inputs: paths, out, method: { method: "wma" }, dtype, chunkElements: 64, threads: 2 });
+      await merge({ inputs: paths, out, method: { method: "wma" }, dtype, accumulate: "f32", chunkElements: 64, threads: 2 });
       const c = coefficientsFor({ method: "wma" }, N);
       const merged = await readMerged(out);
       let exact = 0;

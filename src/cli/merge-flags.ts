@@ -22,7 +22,7 @@ export interface MergeRunFlags {
 }
 
 export function mergeRunFromFlags(values: { accumulate?: string; threads?: string }): MergeRunFlags {
-  const accumulate = values.accumulate ?? "f32";
+  const accumulate = values.accumulate ?? "f64";
   if (accumulate !== "f32" && accumulate !== "f64") throw new PmaError("USAGE", `--accumulate must be f32 or f64 (got '${accumulate}')`);
   return { accumulate, ...(values.threads !== undefined ? { threads: intFlag(values.threads, "--threads", 1) } : {}) };
 }

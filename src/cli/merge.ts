@@ -33,7 +33,7 @@ options:
                         must not exist unless --force
 ${METHOD_USAGE}
   --dtype D             output dtype for float tensors: bf16 | f16 | f32 | f64 (default: as input)
-  --accumulate P        f32 (default) | f64
+  --accumulate P        f64 (default; exact: identical inputs merge to themselves) | f32
   --shard-size S        largest output shard, e.g. 500MB, 2GiB (default 5GB; not for GGUF)
   --allow-nonfinite     merge even when an input holds NaN/Inf (reported)
   --keep-order          merge in the order given (oldest first) instead of by progress

@@ -43,7 +43,7 @@ ${METHOD_USAGE}
   --loss-key NAME       the training loss's TensorBoard tag, CSV column or log_history key,
                         when pma does not recognise its name (docs/logs.md lists those it does)
 ${DISCOVER_USAGE}
-  --accumulate P        f32 (default) | f64
+  --accumulate P        f64 (default; exact: identical inputs merge to themselves) | f32
   --threads N           merge worker threads (default: all cores)
   --eval                score the newest checkpoint and the merge on the held-out split (pma eval),
                         with the same windows, and record both losses

@@ -39,6 +39,8 @@ export interface WorkerPlan {
   next: SharedArrayBuffer;
   /** Float64 per worker: input bytes processed so far, for the progress bar. */
   progress: SharedArrayBuffer;
+  /** Float64 per worker: output bytes written so far, for the write-behind. */
+  written: SharedArrayBuffer;
   /** Int32 flag: set to 1 to ask workers to stop after their current chunk. */
   stop: SharedArrayBuffer;
 }

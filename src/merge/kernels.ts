@@ -14,8 +14,11 @@ interface KernelExports {
   acc_f16_f64(acc: number, src: number, n: number, c: number): void;
   acc_f32_f64(acc: number, src: number, n: number, c: number): void;
   acc_f64_f64(acc: number, src: number, n: number, c: number): void;
-  f32_to_bf16(dst: number, src: number, n: number): void;
-  f64_to_f32(dst: number, src: number, n: number): void;
+  f32_to_bf16(dst: number, src: number, n: number): number;
+  f32_to_f16(dst: number, src: number, n: number): number;
+  f64_to_f32(dst: number, src: number, n: number): number;
+  f64_to_bf16(dst: number, src: number, n: number): number;
+  f64_to_f16(dst: number, src: number, n: number): number;
   count_nonfinite_f32(p: number, n: number): number;
   count_nonfinite_f64(p: number, n: number): number;
 }
@@ -64,8 +67,15 @@ export class MergeKernels {
     return new Uint8Array(this.k.memory.buffer, this.srcPtr, byteLength);
   }
 
+  /**
+   * Starts a sum: fills the accumulator with -0, the identity of IEEE addition
+   * (-0 + x = x for every x, -0 included, where +0 + -0 = +0), so a merge of
+   * identical checkpoints keeps their negative zeros.
+   */
   zero(n: number, precision: AccumulatePrecision): void {
-    new Uint8Array(this.k.memory.buffer, this.accPtr, n * (precision === "f32" ? 4 : 8)).fill(0);
+    const buf = this.k.memory.buffer;
+    if (precision === "f32") new Float32Array(buf, this.accPtr, n).fill(-0);
+    else new Float64Array(buf, this.accPtr, n).fill(-0);
   }
 
   /** acc[i] /= d: a plain mean as (x_1 + ... + x_n) / n, the float64 reference's own formula. */
@@ -97,28 +107,28 @@ export class MergeKernels {
     return precision === "f32" ? this.k.count_nonfinite_f32(this.accPtr, n) : this.k.count_nonfinite_f64(this.accPtr, n);
   }
 
-  /** Rounds the accumulator to `dtype` (nearest, ties to even) and returns its bytes. */
-  emit(precision: AccumulatePrecision, dtype: FloatDType, n: number): Uint8Array {
-    const buf = this.k.memory.buffer;
-    const outBytes = n * floatDTypeBytes(dtype);
+  /**
+   * Rounds the accumulator to `dtype` (nearest, ties to even, once from the accumulator's
+   * value) and returns the bytes with the number of output values that are NaN or +-Inf,
+   * counted in the same pass: a nonfinite sum, or a finite one the dtype cannot hold.
+   */
+  emit(precision: AccumulatePrecision, dtype: FloatDType, n: number): { bytes: Uint8Array; nonfinite: number } {
+    const k = this.k;
+    const buf = k.memory.buffer;
+    const bytes = (ptr: number) => new Uint8Array(buf, ptr, n * floatDTypeBytes(dtype));
     if (precision === "f32") {
-      if (dtype === "F32") return new Uint8Array(buf, this.accPtr, outBytes);
-      if (dtype === "BF16") {
-        this.k.f32_to_bf16(this.outPtr, this.accPtr, n);
-        return new Uint8Array(buf, this.outPtr, outBytes);
-      }
-      const out = new Uint8Array(buf, this.outPtr, outBytes);
+      if (dtype === "F32") return { bytes: bytes(this.accPtr), nonfinite: k.count_nonfinite_f32(this.accPtr, n) };
+      if (dtype === "BF16") return { nonfinite: k.f32_to_bf16(this.outPtr, this.accPtr, n), bytes: bytes(this.outPtr) };
+      if (dtype === "F16") return { nonfinite: k.f32_to_f16(this.outPtr, this.accPtr, n), bytes: bytes(this.outPtr) };
+      // Widening to f64 is exact: the sum's own count is the output's.
+      const out = bytes(this.outPtr);
       encodeFloats(new Float32Array(buf, this.accPtr, n), dtype, out);
-      return out;
+      return { bytes: out, nonfinite: k.count_nonfinite_f32(this.accPtr, n) };
     }
-    if (dtype === "F64") return new Uint8Array(buf, this.accPtr, outBytes);
-    if (dtype === "F32") {
-      this.k.f64_to_f32(this.outPtr, this.accPtr, n);
-      return new Uint8Array(buf, this.outPtr, outBytes);
-    }
-    // f64 -> bf16/f16 must round once from the f64 value (never via f32).
-    const out = new Uint8Array(buf, this.outPtr, outBytes);
-    encodeFloats(new Float64Array(buf, this.accPtr, n), dtype, out);
-    return out;
+    if (dtype === "F64") return { bytes: bytes(this.accPtr), nonfinite: k.count_nonfinite_f64(this.accPtr, n) };
+    // f64 -> bf16/f16 rounds once from the f64 value (through f32 rounded to odd).
+    if (dtype === "F32") return { nonfinite: k.f64_to_f32(this.outPtr, this.accPtr, n), bytes: bytes(this.outPtr) };
+    if (dtype === "BF16") return { nonfinite: k.f64_to_bf16(this.outPtr, this.accPtr, n), bytes: bytes(this.outPtr) };
+    return { nonfinite: k.f64_to_f16(this.outPtr, this.accPtr, n), bytes: bytes(this.outPtr) };
   }
 }

@@ -15,7 +15,7 @@ type LoadInput = (i: number, into: Uint8Array, position: number) => void;
  * A merge worker: takes chunks from the shared queue until it is empty. For each chunk
  * it reads the chunk of every input straight into WebAssembly memory, accumulates
  * c_i * x_i in order i = 1..N (so the result does not depend on which worker ran it),
- * checks for NaN/Inf, rounds to the output dtype and writes the bytes in place.
+ * rounds to the output dtype while counting NaN/Inf, and writes the bytes in place.
  *
  * Local inputs are read synchronously, straight into WebAssembly memory. When any input
  * is remote, the chunk of every input is fetched at once (N requests in flight per
@@ -34,6 +34,7 @@ export async function runMergeWorker(plan: WorkerPlan, slot: number): Promise<Wo
   const next = new Int32Array(plan.next);
   const stop = new Int32Array(plan.stop);
   const progress = new Float64Array(plan.progress);
+  const written = new Float64Array(plan.written);
   const nonfinite: NonfiniteReport[] = [];
   try {
     if (remote) for (let i = 0; i < plan.inputRefs.length; i++) sources.push(await openSource(plan.inputRefs[i]!, plan.inputFiles[i]));
@@ -83,6 +84,7 @@ export async function runMergeWorker(plan: WorkerPlan, slot: number): Promise<Wo
         nonfinite.push(...found);
       }
       progress[slot] = progress[slot]! + n * inSize * plan.inputFiles.length;
+      written[slot] = written[slot]! + n * floatDTypeBytes(tensor.outDtype);
       if (remote) {
         k = following;
         set = 1 - set;
@@ -116,10 +118,11 @@ function mergeChunk(
     if (plan.divisor !== undefined) kernels.divide(n, t.precision, plan.divisor);
   };
   accumulateAll();
+  let out = kernels.emit(t.precision, t.outDtype, n);
   const reports: NonfiniteReport[] = [];
-  if (kernels.countNonfinite(t.precision, n) > 0) {
+  if (out.nonfinite > 0) {
     // Rare path: find which inputs hold the NaN/Inf (an input read with coefficient 1
-    // into a zeroed accumulator is exact), then redo the merge for the output.
+    // into an empty accumulator is exact), then redo the merge for the output.
     t.sources.forEach((src, i) => {
       kernels.zero(n, t.precision);
       load(i, kernels.srcBytes(n * inSize), src.offset + start * inSize);
@@ -127,12 +130,12 @@ function mergeChunk(
       const count = kernels.countNonfinite(t.precision, n);
       if (count > 0) reports.push({ tensor: t.name, input: i, count });
     });
-    if (reports.length === 0) reports.push({ tensor: t.name, input: -1, count: 1 });
+    if (reports.length === 0) reports.push({ tensor: t.name, input: -1, count: out.nonfinite });
     if (!plan.allowNonfinite) return reports;
     accumulateAll();
+    out = kernels.emit(t.precision, t.outDtype, n);
   }
-  const out = kernels.emit(t.precision, t.outDtype, n);
-  writeFullySync(outputFds[t.target.file]!, plan.outputFiles[t.target.file]!, out, t.target.offset + start * floatDTypeBytes(t.outDtype));
+  writeFullySync(outputFds[t.target.file]!, plan.outputFiles[t.target.file]!, out.bytes, t.target.offset + start * floatDTypeBytes(t.outDtype));
   return reports;
 }
 

@@ -15,6 +15,7 @@ import { orderByProgress } from "./order.js";
 import { createMergeOutput, outputFormatFor } from "./outputs.js";
 import { coefficientsFor, DEFAULT_METHOD, recordedParams, type MethodSpec, type RecordedParams } from "./methods.js";
 import { numel } from "../tensor/shape.js";
+import { WriteBehind } from "./write-behind.js";
 
 export interface MergeOptions {
   /** Checkpoint paths (folders or .safetensors files, or .gguf files) or hf://, s3://, https:// locations, in any order. */
@@ -74,6 +75,8 @@ export const MERGE_RECORD_FILE = "pma_merge.json";
 const DEFAULT_CHUNK_ELEMENTS = 1 << 20;
 /** Remote inputs: 4M elements (8 MiB of bf16) per request, so per-request costs (signing, headers, a round trip) stay small. */
 const REMOTE_CHUNK_ELEMENTS = 1 << 22;
+/** Output bytes between write-behind syncs: small enough to keep the disk busy, large enough to batch. */
+const WRITE_BEHIND_BYTES = 64 * 2 ** 20;
 
 /**
  * Merges N checkpoints of one run into one: out = sum_i c_i * M_i, tensor by tensor and
@@ -120,7 +123,9 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
     let bytesWritten = 0;
     let parameters = 0;
     const nonfinite: NonfiniteReport[] = [];
-    const precision = opts.accumulate ?? "f32";
+    // f64 by default: exact enough that merging identical checkpoints returns them bit for
+    // bit, for about the cost of f32 (docs/benchmarks.md).
+    const precision = opts.accumulate ?? "f64";
     const jobs: TensorJob[] = [];
     const outputFiles = writer.files;
     const inputFiles: string[] = [];
@@ -240,9 +245,13 @@ export async function runWorkers(
     chunkCount: chunks.count,
     next: new SharedArrayBuffer(4),
     progress: new SharedArrayBuffer(8 * count),
+    written: new SharedArrayBuffer(8 * count),
     stop: new SharedArrayBuffer(4),
   };
   const progress = new Float64Array(plan.progress);
+  const written = new Float64Array(plan.written);
+  const writeBehind = new WriteBehind(core.outputFiles, WRITE_BEHIND_BYTES);
+  const syncTimer = setInterval(() => writeBehind.poll(written.reduce((a, b) => a + b, 0)), 10);
   const stop = new Int32Array(plan.stop);
   const workers = Array.from({ length: count }, (_, slot) => new Worker(new URL("./merge-worker.js", import.meta.url), { workerData: { plan, slot } }));
   const timer = setInterval(() => onProgress(progress.reduce((a, b) => a + b, 0)), 200);
@@ -271,7 +280,13 @@ export async function runWorkers(
     );
   } finally {
     clearInterval(timer);
+    clearInterval(syncTimer);
     signal?.removeEventListener("abort", onAbort);
+  }
+  try {
+    await writeBehind.close();
+  } catch (e) {
+    failure ??= e as PmaError;
   }
   if (failure !== null) throw failure;
   onProgress(progress.reduce((a, b) => a + b, 0));
@@ -279,7 +294,7 @@ export async function runWorkers(
 
 function nonfiniteError(r: NonfiniteReport, inputs: readonly { path: string }[]): PmaError {
   if (r.input < 0) {
-    return new PmaError("NONFINITE", `merged values of "${r.tensor}" overflow to Inf although every input is finite; check the weights (use normalised weights), or pass --allow-nonfinite`);
+    return new PmaError("NONFINITE", `merged values of "${r.tensor}" overflow to Inf in the output dtype although every input is finite; check the weights (use normalised weights) and --dtype, or pass --allow-nonfinite`);
   }
   const path = inputs[r.input]!.path;
   return new PmaError(
