@@ -193,7 +193,7 @@ export async function mergeDcp(opts: DcpMergeOptions): Promise<MergeRecord> {
     const fileIndex = new Map<string, number>();
     const indexOf = (p: string) => fileIndex.get(p) ?? (fileIndex.set(p, inputFiles.push(p) - 1), inputFiles.length - 1);
     const jobs: TensorJob[] = [];
-    const precision = opts.accumulate ?? "f32";
+    const precision = opts.accumulate ?? "f64";
     let restaged = 0;
     for (const t of merged) {
       // Per input, the (file, offset) of each of the newest layout's chunks.
