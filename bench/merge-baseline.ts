@@ -1,5 +1,6 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { SafetensorsFile } from "../src/formats/safetensors.js";
 import { openCheckpointTensors } from "../src/formats/checkpoint-files.js";
 
 /**
@@ -36,7 +37,9 @@ for (const [k, ck] of headers.entries()) {
 // Truncating f32 -> bf16 is what a naive script does; it is not what we time against for
 // accuracy, only for speed and memory.
 const outBytes = Buffer.alloc(files[0]!.length);
-files[0]!.copy(outBytes, 0, 0, first.files[0]!.dataStart);
+const firstFile = first.files[0]!;
+if (!(firstFile instanceof SafetensorsFile)) throw new Error("the baseline reads safetensors checkpoints only");
+files[0]!.copy(outBytes, 0, 0, firstFile.dataStart);
 for (const t of first.tensors.values()) {
   const acc = sums.get(t.name)!;
   const dst = new Uint16Array(outBytes.buffer, outBytes.byteOffset + t.fileOffset, acc.length);

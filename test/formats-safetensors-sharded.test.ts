@@ -264,19 +264,25 @@ describe("checkpoint directory detection", () => {
     await rejectsWith(() => openCheckpointTensors(path.join(d, "nothing")), "IO", path.join(d, "nothing"));
   });
 
-  it("explains that PyTorch pickles are not supported", async () => {
+  it("explains that other frameworks' weights are not supported", async () => {
     const d = await freshDir();
-    await fs.writeFile(path.join(d, "pytorch_model.bin"), "");
-    await rejectsWith(() => openCheckpointTensors(d), "FORMAT_UNSUPPORTED", d, ["pytorch_model.bin", "safetensors"]);
-    await rejectsWith(() => openCheckpointTensors(path.join(d, "pytorch_model.bin")), "FORMAT_UNSUPPORTED", d);
+    await fs.writeFile(path.join(d, "tf_model.h5"), "");
+    await rejectsWith(() => openCheckpointTensors(d), "FORMAT_UNSUPPORTED", d, ["tf_model.h5", "safetensors"]);
+    await rejectsWith(() => openCheckpointTensors(path.join(d, "tf_model.h5")), "FORMAT_UNSUPPORTED", d);
   });
 
-  it("explains an index that names pytorch shards", async () => {
+  it("reads pytorch_model.bin as a torch.save archive and says when it is not one", async () => {
+    const d = await freshDir();
+    await fs.writeFile(path.join(d, "pytorch_model.bin"), "");
+    await rejectsWith(() => openCheckpointTensors(d), "METADATA_INVALID", path.join(d, "pytorch_model.bin"), ["torch.save"]);
+  });
+
+  it("explains an index whose shards are not its format's files", async () => {
     const d = await handMade({}, { weight_map: { a: "pytorch_model-00001-of-00002.bin" } });
-    await rejectsWith(() => openCheckpointTensors(d), "FORMAT_UNSUPPORTED", indexPathOf(d), ["pytorch_model-00001-of-00002.bin"]);
+    await rejectsWith(() => openCheckpointTensors(d), "INDEX_INVALID", indexPathOf(d), ["pytorch_model-00001-of-00002.bin", ".safetensors"]);
     const d2 = await freshDir();
-    await fs.writeFile(path.join(d2, "pytorch_model.bin.index.json"), JSON.stringify({ weight_map: {} }));
-    await rejectsWith(() => openCheckpointTensors(d2), "FORMAT_UNSUPPORTED", d2, ["pytorch_model.bin.index.json"]);
+    await fs.writeFile(path.join(d2, "tf_model.h5.index.json"), JSON.stringify({ weight_map: {} }));
+    await rejectsWith(() => openCheckpointTensors(d2), "FORMAT_UNSUPPORTED", d2, ["tf_model.h5.index.json"]);
   });
 
   function indexPathOf(d: string): string {

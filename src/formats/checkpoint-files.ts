@@ -6,25 +6,32 @@ import { findAdapterWeights, isAdapterWeightsFile } from "./peft-adapter.js";
 import { checkJsonShape, SAFETENSORS_JSON_LIMITS } from "./json-shape.js";
 import { SafetensorsFile, type TensorEntry } from "./safetensors.js";
 import { checkShardName, resolveInside } from "./shard-path.js";
+import { TorchSaveFile } from "./torch-save.js";
 import { quoted } from "../common/quote.js";
 import { readSmall, type RemoteLocation } from "../sources/location.js";
 
 export const SINGLE_FILE = "model.safetensors";
 export const INDEX_FILE = "model.safetensors.index.json";
+/** Hugging Face's torch.save layout (`save_pretrained(..., safe_serialization=False)`). */
+export const TORCH_SINGLE_FILE = "pytorch_model.bin";
+export const TORCH_INDEX_FILE = "pytorch_model.bin.index.json";
+
+/** A file of a checkpoint's weights: safetensors, or a torch.save archive read the same way. */
+export type WeightsFile = SafetensorsFile | TorchSaveFile;
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** An index is a name -> file table; anything near this size is not one. */
 const MAX_INDEX_SIZE = 256 * 1024 * 1024;
 
-export type CheckpointTensor = TensorEntry & { file: SafetensorsFile };
+export type CheckpointTensor = TensorEntry & { file: WeightsFile };
 
 export interface CheckpointTensors {
   /** Absolute path of the checkpoint directory. */
   root: string;
   kind: "single" | "sharded";
   /** Shards in file-name order (one entry for a single file). */
-  files: SafetensorsFile[];
+  files: WeightsFile[];
   /** Every tensor of every file: files in order, tensors in file order. */
   tensors: Map<string, CheckpointTensor>;
   /** `__metadata__` of the first file. */
@@ -47,16 +54,16 @@ export interface OpenCheckpointOptions {
 
 // Extensions of other frameworks' weight files; seeing one means the user has a real
 // checkpoint that we cannot read, which deserves a better message than "not found".
-const FOREIGN_EXTENSION = /\.(bin|pt|pth|ckpt|pkl|distcp|h5|msgpack)$/;
+const FOREIGN_EXTENSION = /\.(pt|pth|ckpt|pkl|distcp|h5|msgpack)$/;
 // In a directory only weight files count: a Trainer checkpoint also holds
 // optimizer.pt, training_args.bin, rng_state.pth, which say nothing about the weights.
 const FOREIGN_WEIGHTS_FILE =
-  /^(pytorch_model.*\.bin(\.index\.json)?|tf_model.*\.h5(\.index\.json)?|flax_model.*\.msgpack(\.index\.json)?|consolidated\..*\.pth|model.*\.(pt|pth|ckpt)|.*\.distcp)$/;
+  /^(tf_model.*\.h5(\.index\.json)?|flax_model.*\.msgpack(\.index\.json)?|consolidated\..*\.pth|model.*\.(pt|pth|ckpt)|.*\.distcp)$/;
 
 function unsupported(path: string, found: string): PmaError {
   return new PmaError(
     "FORMAT_UNSUPPORTED",
-    `${path}: weights are stored as "${found}", but pma reads only safetensors; convert the checkpoint first ` +
+    `${path}: weights are stored as "${found}", but pma reads safetensors, torch.save (pytorch_model.bin), GGUF and PyTorch distributed checkpoints; convert the checkpoint first ` +
       `(e.g. load it in transformers and save_pretrained(..., safe_serialization=True)).`,
     { file: path },
   );
@@ -87,9 +94,11 @@ export async function openCheckpointTensors(path: string, opts: OpenCheckpointOp
   if (!st) throw new PmaError("IO", `${abs}: no such file or directory.`, { file: abs });
   if (st.isFile()) {
     if (abs.endsWith(".index.json")) {
+      if (abs.endsWith(".bin.index.json")) return openSharded(nodePath.dirname(abs), abs, opts, ".bin");
       if (!abs.endsWith(".safetensors.index.json")) throw unsupported(abs, nodePath.basename(abs));
       return openSharded(nodePath.dirname(abs), abs, opts);
     }
+    if (abs.endsWith(".bin")) return openSingleTorch(nodePath.dirname(abs), abs);
     if (FOREIGN_EXTENSION.test(abs)) throw unsupported(abs, nodePath.basename(abs));
     if (isAdapterWeightsFile(abs) && (await findAdapterWeights(nodePath.dirname(abs))) !== null) return { ...(await openSingle(nodePath.dirname(abs), abs)), adapter: true };
     return openSingle(nodePath.dirname(abs), abs);
@@ -103,6 +112,11 @@ export async function openCheckpointTensors(path: string, opts: OpenCheckpointOp
   if ((await statOrNull(index))?.isFile()) return openSharded(abs, index, opts);
   const adapter = await findAdapterWeights(abs);
   if (adapter !== null) return { ...(await openSingle(abs, adapter)), adapter: true };
+  // The same preference for torch.save weights, which transformers reads after safetensors.
+  const torchSingle = nodePath.join(abs, TORCH_SINGLE_FILE);
+  if ((await statOrNull(torchSingle))?.isFile()) return openSingleTorch(abs, torchSingle);
+  const torchIndex = nodePath.join(abs, TORCH_INDEX_FILE);
+  if ((await statOrNull(torchIndex))?.isFile()) return openSharded(abs, torchIndex, opts, ".bin");
 
   const names = await fs.promises.readdir(abs);
   const foreign = names.find((n) => FOREIGN_WEIGHTS_FILE.test(n));
@@ -110,6 +124,13 @@ export async function openCheckpointTensors(path: string, opts: OpenCheckpointOp
   const others = names.filter((n) => n.endsWith(".safetensors"));
   const hint = others.length > 0 ? ` It holds ${others.slice(0, 3).join(", ")}${others.length > 3 ? ", ..." : ""}: pass one of them as a file path.` : "";
   throw new PmaError("IO", `${abs}: expected ${SINGLE_FILE}, ${INDEX_FILE} with its shards, or a PEFT adapter (adapter_model.safetensors with adapter_config.json) in this directory.${hint}`, { file: abs });
+}
+
+async function openSingleTorch(root: string, file: string): Promise<CheckpointTensors> {
+  const f = await TorchSaveFile.open(file);
+  const tensors = new Map<string, CheckpointTensor>();
+  for (const t of f.tensors.values()) tensors.set(t.name, { ...t, file: f });
+  return { root, kind: "single", files: [f], tensors, metadata: f.metadata, close: () => f.close() };
 }
 
 async function openSingle(root: string, file: string): Promise<CheckpointTensors> {
@@ -184,21 +205,24 @@ function parseIndex(bytes: Uint8Array, indexPath: string): ParsedIndex {
   return { json, weightMap, totalSize };
 }
 
-async function openSharded(root: string, indexPath: string, opts: OpenCheckpointOptions): Promise<CheckpointTensors> {
+async function openSharded(root: string, indexPath: string, opts: OpenCheckpointOptions, extension: ShardExtension = ".safetensors"): Promise<CheckpointTensors> {
   const index = await readIndex(indexPath);
-  const shardNames = shardNamesOf(index, indexPath);
+  const shardNames = shardNamesOf(index, indexPath, extension);
   const paths: string[] = [];
   for (const name of shardNames) paths.push(await resolveInside(root, name, indexPath, opts.allowExternalSymlinks ?? false));
-  return assembleSharded(root, indexPath, index, shardNames, (i) => SafetensorsFile.open(paths[i]!));
+  const open = extension === ".bin" ? TorchSaveFile.open : SafetensorsFile.open;
+  return assembleSharded(root, indexPath, index, shardNames, (i) => open(paths[i]!));
 }
 
+type ShardExtension = ".safetensors" | ".bin";
+
 /** The index's shard names, normalised ("a.safetensors" and "./a.safetensors" are one) and sorted. */
-function shardNamesOf(index: ParsedIndex, indexPath: string): string[] {
+function shardNamesOf(index: ParsedIndex, indexPath: string, extension: ShardExtension = ".safetensors"): string[] {
   const names = [...new Set([...index.weightMap.values()].map((file) => checkShardName(file, indexPath)))].sort();
   for (const name of names) {
-    if (!name.endsWith(".safetensors")) {
+    if (!name.endsWith(extension)) {
       if (FOREIGN_EXTENSION.test(name)) throw unsupported(indexPath, name);
-      throw new PmaError("INDEX_INVALID", `${indexPath}: names shard ${quoted(name)}, which is not a .safetensors file.`, { file: indexPath });
+      throw new PmaError("INDEX_INVALID", `${indexPath}: names shard ${quoted(name)}, which is not a ${extension} file.`, { file: indexPath });
     }
   }
   return names;
@@ -213,12 +237,12 @@ async function assembleSharded(
   indexPath: string,
   index: ParsedIndex,
   shardNames: string[],
-  openShard: (i: number) => Promise<SafetensorsFile>,
+  openShard: (i: number) => Promise<WeightsFile>,
 ): Promise<CheckpointTensors> {
   const invalid = (what: string): PmaError => new PmaError("INDEX_INVALID", `${indexPath}: ${what}`, { file: indexPath });
   const shardOf = new Map<string, string>();
   for (const [tensor, file] of index.weightMap) shardOf.set(tensor, checkShardName(file, indexPath));
-  const files: SafetensorsFile[] = [];
+  const files: WeightsFile[] = [];
   const closeAll = async () => {
     await Promise.allSettled(files.map((f) => f.close()));
   };

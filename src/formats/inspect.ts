@@ -9,6 +9,7 @@ import { isDcpFolder } from "./dcp/open.js";
 import { isGgufPath } from "./gguf.js";
 import { inspectGguf, type GgufSummary } from "./gguf-inspect.js";
 import { numel } from "../tensor/shape.js";
+import { TorchSaveFile } from "./torch-save.js";
 
 export interface TensorSummary {
   name: string;
@@ -24,7 +25,7 @@ export interface TensorSummary {
 
 export interface CheckpointSummary {
   path: string;
-  format: "safetensors" | "gguf" | "dcp";
+  format: "safetensors" | "torch.save" | "gguf" | "dcp";
   files: { path: string; bytes: number }[];
   tensors: TensorSummary[];
   parameters: number;
@@ -73,7 +74,7 @@ export async function inspectCheckpoint(path: string, opts: { stats?: boolean } 
     const given = resolve(path);
     return {
       path: ckpt.files.length === 1 && ckpt.files[0]!.path === given ? given : ckpt.root,
-      format: "safetensors",
+      format: ckpt.files[0] instanceof TorchSaveFile ? "torch.save" : "safetensors",
       files: ckpt.files.map((f) => ({ path: f.path, bytes: f.fileSize })),
       tensors,
       parameters: tensors.reduce((s, t) => s + t.parameters, 0),

@@ -18,6 +18,8 @@ export interface PyObject {
   cls: string;
   args: PyValue[];
   state?: PyValue;
+  /** BUILD's state when the object already held items (SETITEMS / APPENDS) before it. */
+  attributes?: PyValue;
 }
 export interface PyDict {
   kind: "dict";
@@ -388,7 +390,13 @@ export function loadPickle(bytes: Uint8Array, where: string, budget: PickleBudge
         const state = pop();
         const obj = top();
         if (typeof obj !== "object" || obj === null || !("kind" in obj) || (obj.kind !== "object" && obj.kind !== "dict")) fail("BUILD on something that is not an object.");
-        if ((obj as PyObject | PyDict).kind === "object") (obj as PyObject).state = state;
+        if ((obj as PyObject | PyDict).kind === "object") {
+          // An OrderedDict filled by SETITEMS keeps its items; BUILD then only sets attributes
+          // (an nn.Module state dict's `_metadata`), as Python's BUILD does.
+          const o = obj as PyObject;
+          if (o.state === undefined) o.state = state;
+          else o.attributes = state;
+        }
         break;
       }
       case 0x51: // BINPERSID

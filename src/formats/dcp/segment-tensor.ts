@@ -11,7 +11,7 @@ import { rowMajorStrides } from "./chunks.js";
 import { isObject, loadPickle, type PyValue } from "./pickle-values.js";
 import { readRecord, segmentRoot, type SegmentRecord } from "./segment-zip.js";
 
-const STORAGE_DTYPE: Record<string, DType> = {
+export const STORAGE_DTYPE: Readonly<Record<string, DType>> = {
   FloatStorage: "F32",
   HalfStorage: "F16",
   BFloat16Storage: "BF16",
