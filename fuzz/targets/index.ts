@@ -5,6 +5,7 @@ import { ggufTarget } from "./gguf.js";
 import { csvTarget, jsonlTarget, trainerStateTarget } from "./logs.js";
 import { safetensorsFile, safetensorsHeader, safetensorsIndex } from "./safetensors.js";
 import { stateFilesTarget } from "./state.js";
+import { torchSaveTarget } from "./torch-save.js";
 import { tensorboardEvents, tensorboardFile } from "./tensorboard.js";
 
 export const TARGETS: readonly FuzzTarget[] = [
@@ -20,6 +21,7 @@ export const TARGETS: readonly FuzzTarget[] = [
   stateFilesTarget,
   dcpMetadata,
   adapterTarget,
+  torchSaveTarget,
 ];
 
 export function targetByName(name: string): FuzzTarget | undefined {
