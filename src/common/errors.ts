@@ -34,6 +34,8 @@ export type PmaErrorCode =
   | "LOG_INVALID"
   | "BACKEND_UNAVAILABLE"
   | "PLATFORM_UNSUPPORTED"
+  | "PARTS_INCOMPLETE"
+  | "PARTS_MISMATCH"
   | "INTERNAL";
 
 export class PmaError extends Error {

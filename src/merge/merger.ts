@@ -11,6 +11,7 @@ import type { AccumulatePrecision } from "./kernels.js";
 import { copyIdenticalTensor } from "./nonfloat.js";
 import { orderByProgress } from "./order.js";
 import { createMergeOutput, outputFormatFor } from "./outputs.js";
+import type { PartSpec } from "./part-output.js";
 import { coefficientsFor, type MethodSpec } from "./weights.js";
 
 export interface MergeOptions {
@@ -33,6 +34,8 @@ export interface MergeOptions {
   onProgress?: (bytesDone: number, bytesTotal: number) => void;
   onNote?: (message: string) => void;
   signal?: AbortSignal;
+  /** Merge only this share of the work, beside the other parts (see part-output.ts). */
+  part?: PartSpec;
 }
 
 export interface MergeInputRecord {
@@ -63,6 +66,18 @@ export interface MergeRecord {
   nonfinite: { tensor: string; checkpoint: string | null; count: number }[];
   started_at: string;
   seconds: number;
+  /** Set in the record of one part of a partitioned merge. */
+  part?: PartSpec;
+  /** Set by --finalize: each part's host, start, seconds and bytes read. */
+  parts?: PartSummary[];
+}
+
+export interface PartSummary {
+  index: number;
+  host: string;
+  started_at: string;
+  seconds: number;
+  bytes_read: number;
 }
 
 export const MERGE_RECORD_FILE = "pma_merge.json";
@@ -77,8 +92,8 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
   const started = Date.now();
   if (opts.inputs.length === 0) throw new PmaError("USAGE", "pma merge needs at least one checkpoint");
   // The inputs' format picks the output: a Hugging Face folder or one GGUF file.
-  const format = outputFormatFor(opts.inputs, opts.out, opts.shardSize);
-  const output = await createMergeOutput(format, opts.out, opts.force ?? false);
+  const format = outputFormatFor(opts.inputs, opts.out, opts.shardSize, opts.part);
+  const output = await createMergeOutput(format, opts.out, opts.force ?? false, opts.part);
   const opened: MergeInput[] = [];
   try {
     for (const path of opts.inputs) opened.push(await openMergeInput(path));
@@ -101,7 +116,13 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
       coefficients,
       ...(opts.dtype !== undefined ? { dtype: opts.dtype } : {}),
       ...(opts.shardSize !== undefined ? { shardSize: opts.shardSize } : {}),
+      accumulate: opts.accumulate ?? "f32",
+      allowNonfinite: opts.allowNonfinite ?? false,
     });
+    if (writer.completed !== undefined) {
+      opts.onNote?.(`part ${opts.part!.index}/${opts.part!.count} of ${opts.out} was already merged (same inputs and recipe); nothing to do`);
+      return writer.completed;
+    }
     let bytesWritten = 0;
     let parameters = 0;
     const nonfinite: NonfiniteReport[] = [];
@@ -123,29 +144,38 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
     for (const name of writer.order) {
       const t = reference.tensors.get(name)!;
       const layout = writer.layout(name);
-      bytesWritten += layout.byteLength;
       parameters += t.shape.reduce((a, b) => a * b, 1);
+      const elements = t.shape.reduce((a, b) => a * b, 1);
+      // One part of a partitioned merge writes some element ranges; a whole merge, everything.
+      const ranges = writer.owned?.(name) ?? [{ start: 0, end: elements }];
+      if (ranges.length === 0) continue;
       if (!isFloatDType(t.dtype)) {
+        bytesWritten += layout.byteLength;
         // A PmaError, as the workers report it: throwIfAborted() would surface a bare AbortError.
         if (opts.signal?.aborted) throw new PmaError("INTERRUPTED", "merge interrupted; no output was written");
         await copyIdenticalTensor(inputs, name, writer);
         nonfloatBytes += t.byteLength * inputs.length;
         continue;
       }
-      const elements = t.shape.reduce((a, b) => a * b, 1);
       if (elements === 0) continue;
-      jobs.push({
-        name: t.name,
-        inDtype: t.dtype,
-        outDtype: outputDtype.get(name) as FloatDType,
-        precision: t.dtype === "F64" ? "f64" : precision,
-        elements,
-        sources: inputs.map((inp) => {
-          const src = inp.checkpoint.tensors.get(t.name)!;
-          return { file: indexOf(src.file.path), offset: src.fileOffset };
-        }),
-        target: { file: outputFiles.indexOf(layout.file), offset: layout.fileOffset },
-      });
+      const outDtype = outputDtype.get(name) as FloatDType;
+      const inSize = floatDTypeBytes(t.dtype);
+      const outSize = floatDTypeBytes(outDtype);
+      for (const { start, end } of ranges) {
+        bytesWritten += (end - start) * outSize;
+        jobs.push({
+          name: t.name,
+          inDtype: t.dtype,
+          outDtype,
+          precision: t.dtype === "F64" ? "f64" : precision,
+          elements: end - start,
+          sources: inputs.map((inp) => {
+            const src = inp.checkpoint.tensors.get(t.name)!;
+            return { file: indexOf(src.file.path), offset: src.fileOffset + start * inSize };
+          }),
+          target: { file: outputFiles.indexOf(layout.file), offset: layout.fileOffset + start * outSize },
+        });
+      }
     }
     const floatBytes = jobs.reduce((s, j) => s + j.elements * floatDTypeBytes(j.inDtype) * inputs.length, 0);
     await runWorkers(
@@ -190,6 +220,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
       nonfinite: nonfinite.map((r) => ({ tensor: r.tensor, checkpoint: r.input >= 0 ? inputs[r.input]!.path : null, count: r.count })),
       started_at: new Date(started).toISOString(),
       seconds: (Date.now() - started) / 1000,
+      ...(opts.part !== undefined ? { part: opts.part } : {}),
     };
     // A GGUF output keeps its provenance in its metadata; a folder also gets the record.
     await output.publish({ [MERGE_RECORD_FILE]: JSON.stringify(record, null, 2) + "\n" });

@@ -11,6 +11,11 @@ import { SafetensorsWriter, type TensorLayout, type TensorSpec } from "../format
 import { torchDtypeName, type FloatDType } from "../tensor/dtype.js";
 import { copyCompanions } from "./companions.js";
 import type { MergeInput } from "./inputs.js";
+import type { AccumulatePrecision } from "./kernels.js";
+import type { MergeRecord } from "./merger.js";
+import { PartOutput, type PartSpec } from "./part-output.js";
+import type { ElementRange } from "./partition.js";
+import { shardMetadata } from "./shard-metadata.js";
 
 /**
  * Where a merge goes. Inputs decide the format: safetensors checkpoints merge into a
@@ -28,6 +33,9 @@ export interface OutputContext {
   /** Set when --dtype changed float tensors' dtype. */
   dtype?: FloatDType;
   shardSize?: number;
+  /** What else decides the output's bytes; the parts of a partitioned merge must agree on it. */
+  accumulate?: AccumulatePrecision;
+  allowNonfinite?: boolean;
 }
 
 export interface OutputWriter {
@@ -37,6 +45,10 @@ export interface OutputWriter {
   order: string[];
   layout(name: string): TensorLayout;
   write(name: string, byteOffset: number, data: Uint8Array): Promise<void>;
+  /** The elements of a tensor this process writes; absent: all of every tensor. */
+  owned?(name: string): ElementRange[];
+  /** Set when this share of a partitioned merge was already written (a rerun): its record. */
+  completed?: MergeRecord;
 }
 
 export interface MergeOutput {
@@ -49,7 +61,7 @@ export interface MergeOutput {
 }
 
 /** The output format for these inputs, refusing combinations that would surprise. */
-export function outputFormatFor(inputs: string[], out: string, shardSize?: number): OutputFormat {
+export function outputFormatFor(inputs: string[], out: string, shardSize?: number, part?: PartSpec): OutputFormat {
   const ggufInputs = inputs.filter(isGgufPath);
   if (ggufInputs.length === 0) {
     if (isGgufPath(out)) {
@@ -63,10 +75,12 @@ export function outputFormatFor(inputs: string[], out: string, shardSize?: numbe
   }
   if (!isGgufPath(out)) throw new PmaError("USAGE", `the inputs are GGUF files, so the merge is one GGUF file: give --out a path ending in .gguf (got ${out})`);
   if (shardSize !== undefined) throw new PmaError("USAGE", "--shard-size applies to safetensors output; a GGUF merge is written as one file");
+  if (part !== undefined) throw new PmaError("USAGE", "--part applies to safetensors output; a GGUF merge is written as one file by one process");
   return "gguf";
 }
 
-export async function createMergeOutput(format: OutputFormat, out: string, force: boolean): Promise<MergeOutput> {
+export async function createMergeOutput(format: OutputFormat, out: string, force: boolean, part?: PartSpec): Promise<MergeOutput> {
+  if (part !== undefined) return PartOutput.create(out, force, part);
   return format === "gguf" ? GgufOutput.create(out, force) : SafetensorsOutput.create(out, force);
 }
 
@@ -84,12 +98,7 @@ class SafetensorsOutput implements MergeOutput {
   async open(specs: TensorSpec[], ctx: OutputContext): Promise<OutputWriter> {
     const writer = await SafetensorsWriter.create(this.staged.staging, specs, {
       ...(ctx.shardSize !== undefined ? { shardSize: ctx.shardSize } : {}),
-      metadata: {
-        pma_version: PMA_VERSION,
-        pma_method: ctx.method,
-        pma_coefficients: JSON.stringify(ctx.coefficients),
-        pma_inputs: String(ctx.inputs.length),
-      },
+      metadata: shardMetadata(ctx),
     });
     this.writer = writer;
     this.newest = ctx.inputs[ctx.inputs.length - 1]!;

@@ -1,0 +1,247 @@
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import { hostname } from "node:os";
+import { join, resolve } from "node:path";
+import { writeFileAtomic } from "../common/atomic-dir.js";
+import { fsError, PmaError } from "../common/errors.js";
+import { encodeHeader, fileMetadata } from "../formats/safetensors-layout.js";
+import { DEFAULT_SHARD_SIZE, planShards, SafetensorsWriter, type TensorSpec } from "../formats/safetensors-writer.js";
+import { floatDTypeBytes } from "../tensor/codec.js";
+import { isFloatDType, torchDtypeName } from "../tensor/dtype.js";
+import type { MergeRecord } from "./merger.js";
+import type { MergeOutput, OutputContext, OutputWriter } from "./outputs.js";
+import {
+  MARKER_VERSION,
+  PLAN_VERSION,
+  partMarkerName,
+  partsDataDir,
+  partsDir,
+  partsPlanPath,
+  readMarker,
+  readPartsPlan,
+  recipeDifferences,
+  type PartMarker,
+  type PartsPlan,
+  type PartsRecipe,
+} from "./parts-layout.js";
+import { alignedCuts, partitionWork, type ElementRange, type WorkItem } from "./partition.js";
+import { shardMetadata } from "./shard-metadata.js";
+
+/** Part `index` (0-based) of a merge split into `count` parts. */
+export interface PartSpec {
+  index: number;
+  count: number;
+}
+
+/**
+ * Cuts inside a tensor fall on multiples of this many output bytes: two processes then
+ * never write into the same page of a shared file, which network filesystems need
+ * (a client writes back whole pages it has dirtied).
+ */
+const CUT_ALIGN_BYTES = 4096;
+
+/**
+ * One part of a partitioned merge. Every part computes the same plan from the same
+ * inputs: the output's shard files (the very files a single-process merge writes) and
+ * which byte ranges of them each part fills. The parts meet in a hidden sibling of the
+ * output, `.<name>.pma-parts/`: `plan.json` (written by whichever part comes first,
+ * checked by every other), `out/` (the shard files, which every part opens, sizes and
+ * gives the same header, then fills its ranges of), and one `part-I-of-N.json` per
+ * finished part, written atomically after its data is durable. `pma merge --finalize`
+ * checks them and publishes `out/` as the output.
+ */
+export class PartOutput implements MergeOutput {
+  private writer: SafetensorsWriter | null = null;
+  private plan: PartsPlan | null = null;
+  private touched = new Set<string>();
+
+  private constructor(
+    private readonly out: string,
+    private readonly part: PartSpec,
+  ) {}
+
+  static async create(out: string, force: boolean, part: PartSpec): Promise<PartOutput> {
+    const abs = resolve(out);
+    if (!(Number.isSafeInteger(part.count) && part.count >= 1 && Number.isSafeInteger(part.index) && part.index >= 0 && part.index < part.count)) {
+      throw new PmaError("USAGE", `--part must be I/N with 0 <= I < N (got ${part.index}/${part.count})`);
+    }
+    if (!force && (await exists(abs))) {
+      throw new PmaError(
+        "EXISTS",
+        `${abs} already exists (finalized already?); choose another --out, or pass --force to every part and to --finalize to replace it`,
+        { file: abs },
+      );
+    }
+    return new PartOutput(abs, part);
+  }
+
+  async open(specs: TensorSpec[], ctx: OutputContext): Promise<OutputWriter> {
+    const shardSize = ctx.shardSize ?? DEFAULT_SHARD_SIZE;
+    const dir = partsDir(this.out);
+    const data = partsDataDir(this.out);
+    const metadata = shardMetadata(ctx);
+    const shards = planShards(specs, shardSize);
+    // The same headers SafetensorsWriter writes, computed before any file is touched so
+    // that a part of another merge is refused before it writes anything.
+    const headers = shards.shards.map((s) => encodeHeader(s.tensors, fileMetadata(metadata), join(data, s.file)));
+    const recipe: PartsRecipe = {
+      count: this.part.count,
+      method: ctx.method,
+      coefficients: ctx.coefficients,
+      dtype: ctx.dtype ?? null,
+      accumulate: ctx.accumulate ?? "f32",
+      allow_nonfinite: ctx.allowNonfinite ?? false,
+      inputs: ctx.inputs.map((i) => ({ size_bytes: i.sizeBytes, header_sha256: i.headerSha256 })),
+      files: shards.shards.map((s, k) => ({
+        name: s.file,
+        bytes: headers[k]!.dataStart + headers[k]!.dataLength,
+        header_sha256: sha256(headers[k]!.bytes),
+      })),
+    };
+    const newest = ctx.inputs[ctx.inputs.length - 1]!;
+    const plan: PartsPlan = {
+      pma_parts: PLAN_VERSION,
+      digest: sha256(JSON.stringify(recipe)),
+      recipe,
+      shard_size: shardSize,
+      index_file: shards.indexFile,
+      specs: specs.map((s) => ({ name: s.name, dtype: s.dtype, shape: s.shape })),
+      companions: {
+        from: (await fs.promises.stat(newest.path)).isDirectory() ? newest.checkpoint.root : null,
+        torch_dtype: ctx.dtype !== undefined ? torchDtypeName(ctx.dtype) : null,
+      },
+      inputs: ctx.inputs.map((i) => resolve(i.path)),
+    };
+    await fs.promises.mkdir(dir, { recursive: true }).catch((e: unknown) => {
+      throw fsError(dir, "mkdir", e);
+    });
+    await agreeOnPlan(dir, plan);
+    this.plan = plan;
+
+    const markerPath = join(dir, partMarkerName(this.part.index, this.part.count));
+    const marker = await readMarker(markerPath).catch(() => null); // an unreadable one is redone
+    if (marker !== null && marker.digest === plan.digest && marker.index === this.part.index) {
+      return { files: [], order: [], layout: () => ({ file: "", fileOffset: 0, byteLength: 0 }), write: async () => undefined, completed: marker.record };
+    }
+
+    const writer = await SafetensorsWriter.create(data, specs, { shardSize, metadata, shared: true });
+    this.writer = writer;
+    const order = writer.plan.shards.flatMap((s) => s.tensors.map((t) => t.name));
+    const outDtype = new Map(specs.map((s) => [s.name, s.dtype]));
+    const n = ctx.inputs.length;
+    const reference = ctx.inputs[0]!.checkpoint.tensors;
+    const items: WorkItem[] = order.map((name) => {
+      const t = reference.get(name)!;
+      const out = outDtype.get(name)!;
+      if (!isFloatDType(t.dtype) || !isFloatDType(out)) {
+        // Copied whole; one "element" that costs the bytes read and written.
+        return { name, elements: t.byteLength === 0 ? 0 : 1, bytesPerElement: t.byteLength * (n + 1), cut: null };
+      }
+      const elements = t.shape.reduce((a, b) => a * b, 1);
+      const outBytes = floatDTypeBytes(out);
+      return {
+        name,
+        elements,
+        bytesPerElement: n * floatDTypeBytes(t.dtype) + outBytes,
+        cut: alignedCuts(writer.layout(name).fileOffset, outBytes, CUT_ALIGN_BYTES),
+      };
+    });
+    const mine = new Map<string, ElementRange[]>();
+    for (const r of partitionWork(items, this.part.count)[this.part.index]!) {
+      mine.set(r.name, [...(mine.get(r.name) ?? []), r]);
+      this.touched.add(writer.layout(r.name).file);
+    }
+    return {
+      files: writer.plan.shards.map((s) => `${writer.dir}/${s.file}`),
+      order,
+      layout: (name) => writer.layout(name),
+      write: (name, byteOffset, bytes) => writer.write(name, byteOffset, bytes),
+      owned: (name) => mine.get(name) ?? [],
+    };
+  }
+
+  async finish(): Promise<{ files: string[]; companionsFrom: string | null }> {
+    // Every shard file is synced, not only this part's: cheap for the others, and the
+    // headers this part wrote are durable too.
+    await this.writer!.finish();
+    const files = this.writer!.plan.shards.map((s) => s.file).filter((f) => this.touched.has(`${this.writer!.dir}/${f}`));
+    return { files, companionsFrom: null };
+  }
+
+  /** Records this part as done, atomically, once its bytes are durable (after `finish`). */
+  async publish(extraFiles: Record<string, string>): Promise<void> {
+    const plan = this.plan!;
+    const record = JSON.parse(extraFiles["pma_merge.json"] ?? "null") as MergeRecord;
+    const marker: PartMarker = {
+      pma_part: MARKER_VERSION,
+      digest: plan.digest,
+      index: this.part.index,
+      count: this.part.count,
+      host: hostname(),
+      finished_at: new Date().toISOString(),
+      record,
+    };
+    const dir = partsDir(this.out);
+    await writeFileAtomic(join(dir, partMarkerName(this.part.index, this.part.count)), JSON.stringify(marker, null, 2) + "\n");
+    await fsyncDir(dir);
+  }
+
+  /** Leaves the shared files alone (other parts' work); without its marker this part counts as not done. */
+  async discard(): Promise<void> {
+    await this.writer?.abort();
+  }
+}
+
+/**
+ * The first part to arrive writes plan.json (under a temporary name, then hard-linked
+ * into place, which fails if another part got there first); every other part reads it
+ * and refuses to go on when it describes a different merge.
+ */
+async function agreeOnPlan(dir: string, plan: PartsPlan): Promise<void> {
+  const path = partsPlanPath(dir);
+  const tmp = `${path}.pma-tmp-${process.pid}-${Math.random().toString(16).slice(2, 10)}`;
+  let created = false;
+  if (!(await exists(path))) {
+    await writeFileAtomic(tmp, JSON.stringify(plan, null, 2) + "\n");
+    try {
+      await fs.promises.link(tmp, path);
+      created = true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw fsError(path, "link", e);
+    } finally {
+      await fs.promises.rm(tmp, { force: true });
+    }
+  }
+  if (created) {
+    await fsyncDir(dir);
+    return;
+  }
+  const theirs = await readPartsPlan(path);
+  if (theirs.digest === plan.digest) return;
+  const diffs = recipeDifferences(theirs.recipe, plan.recipe);
+  throw new PmaError(
+    "PARTS_MISMATCH",
+    `${dir} holds the parts of a different merge (${diffs.join("; ")}). Every part must be given the same checkpoints, method, --dtype, --accumulate, --shard-size and part count N, and the same pma version; if that merge was abandoned, remove ${dir}.`,
+    { file: path },
+  );
+}
+
+function sha256(data: string | Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+async function exists(p: string): Promise<boolean> {
+  return fs.promises.lstat(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fs.promises.open(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
