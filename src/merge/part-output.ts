@@ -34,9 +34,10 @@ export interface PartSpec {
 }
 
 /**
- * Cuts inside a tensor fall on multiples of this many output bytes: two processes then
- * never write into the same page of a shared file, which network filesystems need
- * (a client writes back whole pages it has dirtied).
+ * Cuts inside a tensor fall on multiples of this many output bytes (a page), so parts
+ * that share a large tensor write whole pages each. Where two parts meet at a tensor
+ * boundary they write different bytes of one page; POSIX filesystems (Lustre, GPFS,
+ * BeeGFS, CephFS) keep those apart, and so does NFS, whose writes are byte ranges.
  */
 const CUT_ALIGN_BYTES = 4096;
 
