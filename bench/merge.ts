@@ -141,6 +141,14 @@ async function benchParts(counts: number[], threads: number): Promise<void> {
   const rows: string[] = [];
   let first = 0;
   const load = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+  // The reference: one process with a thread per core, as `pma merge` runs by default.
+  const whole: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    execFileSync("sh", ["-c", `cat ${files.map((f) => `'${f}'`).join(" ")} > /dev/null`]);
+    rmSync(out, { recursive: true, force: true });
+    whole.push(timed(process.execPath, [pma, "merge", ...inputs, "--out", out]).seconds);
+  }
+  rows.push(`| one process, ${execFileSync("nproc", { encoding: "utf8" }).trim()} threads (no --part) | ${median(whole).toFixed(2)} | | ${(inputBytes / GiB / median(whole)).toFixed(2)} | | | | ${load()} |`);
   for (const n of counts) {
     const walls: number[] = [];
     const finals: number[] = [];

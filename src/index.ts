@@ -12,6 +12,8 @@ export { openCheckpointTensors, type CheckpointTensors } from "./formats/checkpo
 export { SafetensorsWriter, planShards, writeSafetensors, type TensorSpec } from "./formats/safetensors-writer.js";
 export { inspectCheckpoint, type CheckpointSummary } from "./formats/inspect.js";
 export { merge, type MergeOptions, type MergeRecord } from "./merge/merger.js";
+export { finalizeMerge, type FinalizeOptions } from "./merge/finalize.js";
+export type { PartSpec } from "./merge/part-output.js";
 export { coefficientsFor, smaCoefficients, wmaCoefficients, emaCoefficients, customCoefficients, type MethodSpec, type MergeMethod } from "./merge/weights.js";
 export { orderByProgress, readProgress } from "./merge/order.js";
 export { writeSyntheticRun } from "./trajectory/synthetic.js";
