@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
@@ -200,7 +200,7 @@ export class PartOutput implements MergeOutput {
  */
 async function agreeOnPlan(dir: string, plan: PartsPlan): Promise<void> {
   const path = partsPlanPath(dir);
-  const tmp = `${path}.pma-tmp-${process.pid}-${Math.random().toString(16).slice(2, 10)}`;
+  const tmp = `${path}.pma-tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
   let created = false;
   if (!(await exists(path))) {
     await writeFileAtomic(tmp, JSON.stringify(plan, null, 2) + "\n");
