@@ -10,10 +10,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
-import { brownCorpus } from "../src/train/brown.js";
-import { SPLITS } from "../src/train/corpus.js";
-import { prepareTokenizer, tokenizeSplit } from "../src/train/tokenizer-cache.js";
-import { loadTokenizer, tokenizerToJson } from "../src/train/tokenizer-json.js";
+import { brownCorpus } from "../src/data/brown.js";
+import { SPLITS } from "../src/data/corpus.js";
+import { prepareTokenizer, tokenizeSplit } from "../src/data/tokenizer-cache.js";
+import { loadTokenizer, tokenizerToJson } from "../src/data/tokenizer-json.js";
 
 const vocabSize = Number(process.argv[2] ?? 4096);
 const cacheDir = mkdtempSync(join(tmpdir(), "pma-bench-tok-"));

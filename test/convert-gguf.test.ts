@@ -21,8 +21,8 @@ import { createJsBackend } from "../src/nn/kernels/index.js";
 import { paramLayout, ParamSet } from "../src/nn/params.js";
 import { decodeFloats } from "../src/tensor/codec.js";
 import type { FloatDType } from "../src/tensor/dtype.js";
-import { saveTokenizer, tokenizerToJson } from "../src/train/tokenizer-json.js";
-import { Tokenizer } from "../src/train/tokenizer.js";
+import { saveTokenizer, tokenizerToJson } from "../src/data/tokenizer-json.js";
+import { Tokenizer } from "../src/data/tokenizer.js";
 import { encodeTensors, readWeights } from "../src/train/weights-io.js";
 import { rng, tempDir } from "./helpers/fixtures.js";
 

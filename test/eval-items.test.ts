@@ -8,10 +8,10 @@ import { after, before, test } from "node:test";
 import { loadTaskItems, taskItemsFor } from "../src/eval/items-io.js";
 import { chunks, lastWord, splitSentences } from "../src/eval/sentences.js";
 import { buildTaskItems, type TaskItems } from "../src/eval/task-items.js";
-import { brownCorpus } from "../src/train/brown.js";
-import { textCorpus, type Corpus, type CorpusDocument } from "../src/train/corpus.js";
-import { prepareTokenizer } from "../src/train/tokenizer-cache.js";
-import type { Tokenizer } from "../src/train/tokenizer.js";
+import { brownCorpus } from "../src/data/brown.js";
+import { textCorpus, type Corpus, type CorpusDocument } from "../src/data/corpus.js";
+import { prepareTokenizer } from "../src/data/tokenizer-cache.js";
+import type { Tokenizer } from "../src/data/tokenizer.js";
 import { tempDir } from "./helpers/fixtures.js";
 
 test("sentences: stops end them, abbreviations and initials do not; paragraphs are kept apart", () => {

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { buildLabReport, writeLabReport } from "../src/cli/lab-report.js";
+import { buildLabReport, writeLabReport } from "../src/report/lab-report.js";
 import { runLab, type LabResult } from "../src/lab/lab.js";
 import { labProfile } from "../src/lab/profile.js";
 import { EXPERIMENT_IDS, type Figure } from "../src/lab/result.js";

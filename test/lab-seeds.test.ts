@@ -7,7 +7,7 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { command as labCommand } from "../src/cli/lab.js";
-import { buildLabReport, writeLabReport } from "../src/cli/lab-report.js";
+import { buildLabReport, writeLabReport } from "../src/report/lab-report.js";
 import { isPmaError } from "../src/common/errors.js";
 import { experimentKey, runLab, type LabResult } from "../src/lab/lab.js";
 import { labProfile } from "../src/lab/profile.js";

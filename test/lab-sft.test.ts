@@ -9,7 +9,7 @@ import { resolveConfig } from "../src/nn/config.js";
 import { IGNORE_INDEX } from "../src/nn/layers/cross-entropy.js";
 import { createWasmBackend, type MatmulBackend } from "../src/nn/kernels/index.js";
 import { createModel } from "../src/nn/model.js";
-import { Tokenizer } from "../src/train/tokenizer.js";
+import { Tokenizer } from "../src/data/tokenizer.js";
 
 // A byte-level tokenizer with no merges: every byte is one token; <eos> is 256.
 const tok = new Tokenizer({ tokens: Array.from({ length: 256 }, (_, i) => Uint8Array.of(i)), merges: [], specials: new Map([["<|endoftext|>", 256]]) });

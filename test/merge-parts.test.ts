@@ -15,7 +15,9 @@ import { bf16ToNumber, numberToBf16 } from "../src/tensor/bf16.js";
 import { f16ToNumber, numberToF16 } from "../src/tensor/f16.js";
 import type { FloatDType } from "../src/tensor/dtype.js";
 import { fromBytes, representable, rng, tempDir, toBytes, treeHash } from "./helpers/fixtures.js";
+import { writePeftRun } from "./helpers/peft-run.js";
 import { PMA_CLI } from "./helpers/processes.js";
+import { lossCurve } from "./helpers/spiky-run.js";
 
 interface Spec {
   name: string;
@@ -144,6 +146,18 @@ describe("partitioned merge (--part I/N, --finalize)", () => {
     await finalizeMerge({ out });
     assert.deepEqual(await outputFiles(out), await outputFiles(ref));
     assert.equal(JSON.parse(await readFile(join(out, "config.json"), "utf8")).torch_dtype, "float32");
+  });
+
+  test("PEFT adapters in 3 parts: one adapter_model.safetensors, byte-identical, with adapter_config.json", async () => {
+    const adapters = await writePeftRun(join(tmp.dir, "lora-run"), 3, 100, lossCurve(300, {}));
+    const ref = join(tmp.dir, "reference-lora");
+    const out = join(tmp.dir, "parts-lora");
+    await merge({ inputs: adapters, out: ref });
+    await runParts({ inputs: adapters, out }, 3);
+    const record = await finalizeMerge({ out });
+    assert.equal(record.adapter, true);
+    assert.ok(Object.keys(await outputFiles(out)).includes("adapter_model.safetensors"));
+    assert.deepEqual(await outputFiles(out), await outputFiles(ref));
   });
 
   test("finalize refuses, listing them, while parts are missing; finishes once they are run", async () => {

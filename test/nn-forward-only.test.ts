@@ -18,7 +18,8 @@ import { createJsBackend } from "../src/nn/kernels/js.js";
 import { getBackend, type BackendName, type MatmulBackend } from "../src/nn/kernels/index.js";
 import { IGNORE_INDEX } from "../src/nn/layers/cross-entropy.js";
 import { createModel } from "../src/nn/model.js";
-import { heldoutWindows, HeldoutEvaluator } from "../src/train/heldout.js";
+import { heldoutWindows } from "../src/data/heldout-windows.js";
+import { HeldoutEvaluator } from "../src/train/heldout.js";
 import { encodeTensors, readWeights } from "../src/train/weights-io.js";
 import { rng } from "./helpers/fixtures.js";
 

@@ -19,7 +19,7 @@ import { scheduleSpec } from "../src/train/config.js";
 import { HeldoutEvaluator } from "../src/train/heldout.js";
 import { train, type TrainOptions, type TrainResult } from "../src/train/loop.js";
 import { SplitTokens } from "../src/eval/split-tokens.js";
-import { loadTokenizer } from "../src/train/tokenizer-json.js";
+import { loadTokenizer } from "../src/data/tokenizer-json.js";
 import { readWeights } from "../src/train/weights-io.js";
 import { parsePmaJsonl } from "../src/trajectory/logs.js";
 import { discoverRun } from "../src/trajectory/run.js";

@@ -3,7 +3,8 @@ import { test } from "node:test";
 import { resolveConfig } from "../src/nn/config.js";
 import { createJsBackend } from "../src/nn/kernels/js.js";
 import { createModel } from "../src/nn/model.js";
-import { heldoutWindows, HeldoutEvaluator } from "../src/train/heldout.js";
+import { heldoutWindows } from "../src/data/heldout-windows.js";
+import { HeldoutEvaluator } from "../src/train/heldout.js";
 import { rng } from "./helpers/fixtures.js";
 
 test("windows tile the stream without overlap; a budget takes evenly spaced ones", () => {

@@ -3,7 +3,7 @@ import { PmaError } from "../common/errors.js";
 import { runLab } from "../lab/lab.js";
 import { PROFILE_NAMES } from "../lab/profile.js";
 import { EXPERIMENT_IDS, type ExperimentId } from "../lab/result.js";
-import { writeLabReport } from "./lab-report.js";
+import { writeLabReport } from "../report/lab-report.js";
 import { parseCommandArgs, type Command } from "./command.js";
 import { interruptSignal } from "./interrupt.js";
 import { labProgress } from "./lab-progress.js";

@@ -151,6 +151,14 @@ export function parsePart(text: string): PartSpec {
   return { index, count };
 }
 
+/** "1 file", "15 shards and the index": the index is not a shard. */
+function filesText(files: readonly string[]): string {
+  const index = files.filter((f) => f.endsWith(".index.json")).length;
+  const weights = files.length - index;
+  if (index === 0) return `${weights} file${weights === 1 ? "" : "s"}`;
+  return `${weights} shard${weights === 1 ? "" : "s"} and the index`;
+}
+
 export function describeMerge(r: MergeRecord, out: string): string {
   const lines = [
     `merged ${r.inputs.length} checkpoint(s) with ${r.method.toUpperCase()}${r.alpha !== undefined ? ` (alpha ${r.alpha})` : ""}${r.decay !== undefined ? ` (${r.decay} decay)` : ""}, ordered by ${r.order_basis}:`,
@@ -160,7 +168,7 @@ export function describeMerge(r: MergeRecord, out: string): string {
     }),
     r.part !== undefined
       ? `wrote part ${r.part.index}/${r.part.count} of ${out}: ${(r.bytes_written / 2 ** 20).toFixed(1)} MiB into ${r.files.length} shard file(s); finish with pma merge --finalize ${out} once all ${r.part.count} parts are done`
-      : `wrote ${out}: ${r.tensors} tensors, ${r.parameters.toLocaleString("en-US")} parameters, ${(r.bytes_written / 2 ** 20).toFixed(1)} MiB in ${r.files.length} file(s), dtype ${r.dtype}, accumulated in ${r.accumulate}`,
+      : `wrote ${out}: ${r.tensors} tensors, ${r.parameters.toLocaleString("en-US")} parameters, ${(r.bytes_written / 2 ** 20).toFixed(1)} MiB in ${filesText(r.files)}, dtype ${r.dtype}, accumulated in ${r.accumulate}${r.adapter === true ? "; a PEFT adapter (adapter_model.safetensors with adapter_config.json)" : ""}`,
     `read ${(r.bytes_read / 2 ** 30).toFixed(2)} GiB in ${r.seconds.toFixed(2)} s (${(r.bytes_read / 2 ** 30 / Math.max(r.seconds, 1e-9)).toFixed(2)} GiB/s)`,
   ];
   if (r.parts !== undefined) {

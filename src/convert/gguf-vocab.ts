@@ -12,8 +12,8 @@
  */
 import { PmaError } from "../common/errors.js";
 import { gguf, type GgufMetadata, type GgufValue } from "../formats/gguf-values.js";
-import { bytesToTokenString, tokenStringToBytes } from "../train/tokenizer-bytes.js";
-import { Tokenizer } from "../train/tokenizer.js";
+import { bytesToTokenString, tokenStringToBytes } from "../data/tokenizer-bytes.js";
+import { Tokenizer } from "../data/tokenizer.js";
 
 /** llama.cpp's `llama_token_type` values (tokenizer.ggml.token_type). */
 export const GGUF_TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;

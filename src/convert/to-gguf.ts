@@ -17,7 +17,7 @@ import type { GgufMetadata } from "../formats/gguf-values.js";
 import { fromHfConfig, isMoe, type ModelConfig } from "../nn/config.js";
 import { decodeFloats, encodeFloats, floatDTypeBytes } from "../tensor/codec.js";
 import { isFloatDType, type FloatDType } from "../tensor/dtype.js";
-import { loadTokenizer } from "../train/tokenizer-json.js";
+import { loadTokenizer } from "../data/tokenizer-json.js";
 import { GGUF_FILE_TYPE, IGNORED_CHECKPOINT_TENSORS, llamaGgufHyperparameters, llamaGgufTensors, permuteRotaryRows, type GgufTensorSource } from "./gguf-llama.js";
 import { ggufVocabMetadata } from "./gguf-vocab.js";
 

@@ -4,7 +4,7 @@
  * number of tokens (a sum of log-probs over more tokens is lower by itself) and the
  * closest training frequency (a model that only knows frequencies is then near chance).
  */
-import { hash32 } from "../train/batches.js";
+import { hash32 } from "../data/batches.js";
 
 /** Lower-case words of three or more letters: content-like, and comparable in form to each other. */
 export const CANDIDATE_WORD = /^[a-z]{3,}$/;

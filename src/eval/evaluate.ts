@@ -2,7 +2,7 @@
  * Held-out loss of a checkpoint folder: a pma training checkpoint, a `pma merge`
  * output, or any Llama/Mixtral safetensors folder with config.json and tokenizer.json,
  * f32 or bf16 (weights are scored as stored: a bf16 checkpoint is evaluated as bf16
- * weights). Forward passes only, batched, over the fixed windows of train/heldout.ts,
+ * weights). Forward passes only, batched, over the fixed windows of data/heldout-windows.ts,
  * so the result is deterministic for a given backend and comparable across checkpoints.
  *
  * An Evaluator keeps the backend, the tokenised splits and one model per shape, so the
@@ -16,7 +16,7 @@ import type { ModelConfig } from "../nn/config.js";
 import { describeBackend, getBackend, type MatmulBackend } from "../nn/kernels/index.js";
 import { createModel, type Model } from "../nn/model.js";
 import { readPmaState } from "../train/checkpoint.js";
-import type { Split } from "../train/corpus.js";
+import type { Split } from "../data/corpus.js";
 import { HeldoutEvaluator } from "../train/heldout.js";
 import { readModelConfig, readWeights } from "../train/weights-io.js";
 import { SplitTokens } from "./split-tokens.js";

@@ -11,11 +11,11 @@ import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../common/atomic-dir.js";
 import { PmaError } from "../common/errors.js";
-import { corpusContentHash, sha256Hex, type Corpus } from "../train/corpus.js";
-import { corpusByName } from "../train/data.js";
-import { cacheDirectory } from "../train/tokenizer-cache.js";
-import { loadTokenizer } from "../train/tokenizer-json.js";
-import type { Tokenizer } from "../train/tokenizer.js";
+import { corpusContentHash, sha256Hex, type Corpus } from "../data/corpus.js";
+import { corpusByName } from "../data/run-data.js";
+import { cacheDirectory } from "../data/tokenizer-cache.js";
+import { loadTokenizer } from "../data/tokenizer-json.js";
+import type { Tokenizer } from "../data/tokenizer.js";
 import {
   buildTaskItems,
   resolveTaskItemOptions,

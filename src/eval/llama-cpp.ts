@@ -14,7 +14,7 @@
 import { availableParallelism } from "node:os";
 import { PmaError } from "../common/errors.js";
 import { loadNodeLlamaCpp, type NlcContext, type NlcGpu, type NlcLlama, type NlcLogLevel, type NlcModel, type NlcSequence } from "./node-llama-cpp.js";
-import type { TokenStream } from "../train/batches.js";
+import type { TokenStream } from "../data/batches.js";
 import type { WindowLogprobs } from "./token-logprobs.js";
 
 export type LlamaCppGpu = "off" | "auto" | "cuda" | "vulkan" | "metal";

@@ -8,11 +8,11 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PmaError } from "../common/errors.js";
-import type { TokenStream } from "../train/batches.js";
-import { corpusContentHash, type Corpus, type Split } from "../train/corpus.js";
-import { corpusByName } from "../train/data.js";
-import { cacheDirectory, tokenizeSplit, type PreparedTokenizer } from "../train/tokenizer-cache.js";
-import { tokenizerFromJson } from "../train/tokenizer-json.js";
+import type { TokenStream } from "../data/batches.js";
+import { corpusContentHash, type Corpus, type Split } from "../data/corpus.js";
+import { corpusByName } from "../data/run-data.js";
+import { cacheDirectory, tokenizeSplit, type PreparedTokenizer } from "../data/tokenizer-cache.js";
+import { tokenizerFromJson } from "../data/tokenizer-json.js";
 
 export class SplitTokens {
   private readonly corpora = new Map<string, Corpus>();

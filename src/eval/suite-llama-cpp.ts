@@ -5,10 +5,10 @@
  */
 import { readFile } from "node:fs/promises";
 import { PmaError } from "../common/errors.js";
-import type { Corpus } from "../train/corpus.js";
-import { heldoutWindows } from "../train/heldout.js";
-import { cacheDirectory } from "../train/tokenizer-cache.js";
-import { tokenizerFromJson } from "../train/tokenizer-json.js";
+import type { Corpus } from "../data/corpus.js";
+import { heldoutWindows } from "../data/heldout-windows.js";
+import { cacheDirectory } from "../data/tokenizer-cache.js";
+import { tokenizerFromJson } from "../data/tokenizer-json.js";
 import type { EvalSplit } from "./evaluate.js";
 import { openLlamaCppScorer, withLlamaCppInput, type ScoreTokensOptions } from "./score-tokens.js";
 import { SplitTokens } from "./split-tokens.js";

@@ -14,10 +14,10 @@
  */
 import { createHash } from "node:crypto";
 import { PmaError } from "../common/errors.js";
-import { hash32 } from "../train/batches.js";
-import { corpusContentHash, type Corpus } from "../train/corpus.js";
-import type { Tokenizer } from "../train/tokenizer.js";
-import { tokenizerToJson } from "../train/tokenizer-json.js";
+import { hash32 } from "../data/batches.js";
+import { corpusContentHash, type Corpus } from "../data/corpus.js";
+import type { Tokenizer } from "../data/tokenizer.js";
+import { tokenizerToJson } from "../data/tokenizer-json.js";
 import { CANDIDATE_WORD, DistractorPool } from "./distractors.js";
 import { dropItem, swapItem, type PairItem } from "./perturb.js";
 import { chunks, lastWord, splitSentences } from "./sentences.js";

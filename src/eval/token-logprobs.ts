@@ -1,12 +1,12 @@
 /**
- * Per-token log-probabilities over the fixed held-out windows (train/heldout.ts), the
+ * Per-token log-probabilities over the fixed held-out windows (data/heldout-windows.ts), the
  * common currency of pma's engine and llama.cpp: window i feeds stream[o .. o+S-1] and
  * scores log p(stream[o+t+1] | stream[o .. o+t]) for t < S, so both engines score the
  * same token ids at the same positions, with no BOS added by either.
  */
 import { PmaError } from "../common/errors.js";
 import type { Model } from "../nn/model.js";
-import type { TokenStream } from "../train/batches.js";
+import type { TokenStream } from "../data/batches.js";
 
 /** Log-probabilities of the targets of each window, [windows x seq] row-major, in nats. */
 export interface WindowLogprobs {

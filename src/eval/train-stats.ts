@@ -5,8 +5,8 @@
  * from a sentence the models were trained on (Brown repeats some passages across
  * documents: quotations, boilerplate).
  */
-import type { Corpus } from "../train/corpus.js";
-import type { Tokenizer } from "../train/tokenizer.js";
+import type { Corpus } from "../data/corpus.js";
+import type { Tokenizer } from "../data/tokenizer.js";
 import { bareWords } from "./sentences.js";
 
 export interface TrainStatistics {

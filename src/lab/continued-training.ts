@@ -6,7 +6,7 @@
  * checkpoint, training loss per step) and grad-norm curves.
  */
 import { parseTrainConfig } from "../train/config.js";
-import { prepareRunData } from "../train/data.js";
+import { prepareRunData } from "../data/run-data.js";
 import { readTrainingLog } from "../trajectory/logs.js";
 import type { LabContext } from "./context.js";
 import { delta, mean, NOISE_NATS, tokens } from "./format.js";

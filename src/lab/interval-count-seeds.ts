@@ -5,7 +5,7 @@
  * says whether a setting helps), and the table of every seed's numbers, from which the
  * means and spreads in the results can be recomputed.
  */
-import type { MeanSd } from "../report/format.js";
+import type { MeanSd } from "./mean-sd.js";
 import type { Sweep, SweepPoint } from "./interval-count.js";
 import type { Table } from "./result.js";
 import { acrossSeeds } from "./seeds.js";

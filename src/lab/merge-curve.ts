@@ -7,7 +7,7 @@
  * the difference is what says whether merging helps, not the spread of the losses.
  */
 import type { LabContext } from "./context.js";
-import type { MeanSd } from "../report/format.js";
+import type { MeanSd } from "./mean-sd.js";
 import type { Point } from "./result.js";
 import { checkpointDir, type RunSpec } from "./runs.js";
 import { acrossSeeds } from "./seeds.js";

@@ -12,7 +12,7 @@
  * and its text are those of the lab before seeds existed.
  */
 import { PmaError } from "../common/errors.js";
-import { meanSd, type MeanSd } from "../report/format.js";
+import { meanSd, type MeanSd } from "./mean-sd.js";
 import { NOISE_NATS } from "./format.js";
 import type { LabProfile } from "./profile.js";
 import type { ExperimentId } from "./result.js";

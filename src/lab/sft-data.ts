@@ -11,9 +11,9 @@
  */
 import { createHash } from "node:crypto";
 import { IGNORE_INDEX } from "../nn/layers/cross-entropy.js";
-import type { Split } from "../train/corpus.js";
-import type { Tokenizer } from "../train/tokenizer.js";
-import { readSynsets, wordnetCorpus, type Synset } from "../train/wordnet.js";
+import type { Split } from "../data/corpus.js";
+import type { Tokenizer } from "../data/tokenizer.js";
+import { readSynsets, wordnetCorpus, type Synset } from "../data/wordnet.js";
 
 export interface QaPair {
   id: string;

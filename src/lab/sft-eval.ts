@@ -5,7 +5,7 @@
  */
 import type { Model } from "../nn/model.js";
 import { IGNORE_INDEX } from "../nn/layers/cross-entropy.js";
-import type { Tokenizer } from "../train/tokenizer.js";
+import type { Tokenizer } from "../data/tokenizer.js";
 import { encodeQa, type McQuestion } from "./sft-data.js";
 
 export interface QaScore {

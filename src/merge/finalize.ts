@@ -132,7 +132,7 @@ async function checkShards(data: string, plan: PartsPlan): Promise<void> {
 
 /** The shard index and companion files; a rerun after an interrupted finalize rewrites them. */
 async function writeWholeMergeFiles(data: string, plan: PartsPlan): Promise<void> {
-  const shards = planShards(plan.specs, plan.shard_size);
+  const shards = planShards(plan.specs, plan.shard_size, plan.file_base_name);
   if (shards.indexFile !== null) {
     const indexPath = join(data, shards.indexFile);
     await fs.promises.rm(indexPath, { force: true });
@@ -151,7 +151,7 @@ function finalRecord(plan: PartsPlan, markers: PartMarker[], finalizing: number)
   const first = markers[0]!.record;
   const starts = markers.map((m) => Date.parse(m.record.started_at));
   const started = Math.min(...starts, finalizing);
-  const shards = planShards(plan.specs, plan.shard_size);
+  const shards = planShards(plan.specs, plan.shard_size, plan.file_base_name);
   const parts: PartSummary[] = markers.map((m) => ({
     index: m.index,
     host: m.host,

@@ -15,7 +15,7 @@ import type { AccumulatePrecision } from "./kernels.js";
 import type { MergeRecord } from "./merger.js";
 import { PartOutput, type PartSpec } from "./part-output.js";
 import type { ElementRange } from "./partition.js";
-import { shardMetadata } from "./shard-metadata.js";
+import { outputWriterOptions } from "./shard-metadata.js";
 
 /**
  * Where a merge goes. Inputs decide the format: safetensors checkpoints merge into a
@@ -33,6 +33,8 @@ export interface OutputContext {
   /** Set when --dtype changed float tensors' dtype. */
   dtype?: FloatDType;
   shardSize?: number;
+  /** PEFT adapters: written as one adapter_model.safetensors. */
+  adapter?: boolean;
   /** What else decides the output's bytes; the parts of a partitioned merge must agree on it. */
   accumulate?: AccumulatePrecision;
   allowNonfinite?: boolean;
@@ -96,10 +98,7 @@ class SafetensorsOutput implements MergeOutput {
   }
 
   async open(specs: TensorSpec[], ctx: OutputContext): Promise<OutputWriter> {
-    const writer = await SafetensorsWriter.create(this.staged.staging, specs, {
-      ...(ctx.shardSize !== undefined ? { shardSize: ctx.shardSize } : {}),
-      metadata: shardMetadata(ctx),
-    });
+    const writer = await SafetensorsWriter.create(this.staged.staging, specs, outputWriterOptions(ctx));
     this.writer = writer;
     this.newest = ctx.inputs[ctx.inputs.length - 1]!;
     this.dtype = ctx.dtype;

@@ -25,7 +25,7 @@ import {
   type PartsRecipe,
 } from "./parts-layout.js";
 import { alignedCuts, partitionWork, type ElementRange, type WorkItem } from "./partition.js";
-import { shardMetadata } from "./shard-metadata.js";
+import { outputWriterOptions } from "./shard-metadata.js";
 
 /** Part `index` (0-based) of a merge split into `count` parts. */
 export interface PartSpec {
@@ -77,11 +77,13 @@ export class PartOutput implements MergeOutput {
   }
 
   async open(specs: TensorSpec[], ctx: OutputContext): Promise<OutputWriter> {
-    const shardSize = ctx.shardSize ?? DEFAULT_SHARD_SIZE;
+    const options = outputWriterOptions(ctx);
+    const shardSize = options.shardSize ?? DEFAULT_SHARD_SIZE;
+    const fileBaseName = options.fileBaseName ?? "model";
     const dir = partsDir(this.out);
     const data = partsDataDir(this.out);
-    const metadata = shardMetadata(ctx);
-    const shards = planShards(specs, shardSize);
+    const metadata = options.metadata;
+    const shards = planShards(specs, shardSize, fileBaseName);
     // The same headers SafetensorsWriter writes, computed before any file is touched so
     // that a part of another merge is refused before it writes anything.
     const headers = shards.shards.map((s) => encodeHeader(s.tensors, fileMetadata(metadata), join(data, s.file)));
@@ -105,6 +107,7 @@ export class PartOutput implements MergeOutput {
       digest: sha256(JSON.stringify(recipe)),
       recipe,
       shard_size: shardSize,
+      file_base_name: fileBaseName,
       index_file: shards.indexFile,
       specs: specs.map((s) => ({ name: s.name, dtype: s.dtype, shape: s.shape })),
       companions: {
@@ -125,7 +128,7 @@ export class PartOutput implements MergeOutput {
       return { files: [], order: [], layout: () => ({ file: "", fileOffset: 0, byteLength: 0 }), write: async () => undefined, completed: marker.record };
     }
 
-    const writer = await SafetensorsWriter.create(data, specs, { shardSize, metadata, shared: true });
+    const writer = await SafetensorsWriter.create(data, specs, { ...options, shared: true });
     this.writer = writer;
     const order = writer.plan.shards.flatMap((s) => s.tensors.map((t) => t.name));
     const outDtype = new Map(specs.map((s) => [s.name, s.dtype]));

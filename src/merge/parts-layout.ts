@@ -55,6 +55,7 @@ export interface PartsPlan {
   digest: string;
   recipe: PartsRecipe;
   shard_size: number;
+  file_base_name: string;
   index_file: string | null;
   specs: TensorSpec[];
   /** Where the finalizer copies config and tokenizer files from, and the dtype to write into config.json. */
@@ -99,6 +100,7 @@ export async function readPartsPlan(path: string): Promise<PartsPlan> {
     !Array.isArray(recipe["inputs"]) ||
     !Array.isArray(v["specs"]) ||
     typeof v["shard_size"] !== "number" ||
+    typeof v["file_base_name"] !== "string" ||
     !isObject(v["companions"]) ||
     !Array.isArray(v["inputs"])
   ) {

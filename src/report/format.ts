@@ -1,25 +1,8 @@
 /**
- * Numbers with their spread across seeds, written the same way in the page, in
- * summary.md and by the lab: "4.123 ± 0.004 nats (n=3)".
+ * Numbers with their spread across seeds (lab/mean-sd.ts), written the same way in the
+ * page, in summary.md and by the lab: "4.123 ± 0.004 nats (n=3)".
  */
 import type { Measured } from "./types.js";
-
-export interface MeanSd {
-  mean: number;
-  /** Sample standard deviation (n - 1); undefined for a single value. */
-  sd?: number;
-  n: number;
-}
-
-/** Mean and sample standard deviation of per-seed values. */
-export function meanSd(values: readonly number[]): MeanSd {
-  const n = values.length;
-  if (n === 0) return { mean: NaN, n: 0 };
-  const mean = values.reduce((a, v) => a + v, 0) / n;
-  if (n === 1) return { mean, n };
-  const ss = values.reduce((a, v) => a + (v - mean) * (v - mean), 0);
-  return { mean, sd: Math.sqrt(ss / (n - 1)), n };
-}
 
 /** A number at `digits` significant digits, without exponent notation for ordinary magnitudes. */
 export function formatNumber(v: number, digits = 4): string {

@@ -147,7 +147,7 @@ const PRESETS: Record<ModelPreset, ModelDraft> = { dense: DENSE, moe: MOE };
 
 const TOKENS_PER_STEP = 4096;
 
-/** Corpora a run can train on (src/train/data.ts builds them). */
+/** Corpora a run can train on (src/data/run-data.ts builds them). */
 const CORPUS_NAMES = ["brown", "wordnet"] as const;
 
 export function tokensPerStep(c: TrainConfig): number {

@@ -12,8 +12,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { StagedDir, writeFileAtomic } from "../common/atomic-dir.js";
 import { PmaError } from "../common/errors.js";
 import { PMA_VERSION } from "../common/version.js";
-import type { AccumulatePrecision } from "../merge/kernels.js";
-import { merge, type MergeRecord } from "../merge/merger.js";
+import { merge, type MergeOptions, type MergeRecord } from "../merge/merger.js";
 import type { MethodSpec } from "../merge/weights.js";
 import { DEFAULT_INIT_COUNT, DEFAULT_INIT_MARGIN, selectInitCheckpoints, type InitReason } from "./init-select.js";
 import { readTrainingLog, type TrainingLog } from "./logs.js";
@@ -43,10 +42,12 @@ export interface PmaInitOptions {
   optimizer?: OptimizerChoice;
   /** A log file or folder other than the run directory. */
   log?: string;
+  /** The training loss's tag, column or key in the log (see ReadLogOptions.lossKey). */
+  lossKey?: string;
   force?: boolean;
   discover?: Omit<DiscoverOptions, "settleMs">;
   spikeOptions?: Partial<SpikeOptions>;
-  accumulate?: AccumulatePrecision;
+  accumulate?: MergeOptions["accumulate"];
   threads?: number;
   /** Reuse an existing scan / log (pma watch has both already). */
   scan?: RunScan;
@@ -104,7 +105,7 @@ export function defaultInitOut(run: string): string {
 async function readLogFor(opts: PmaInitOptions, required: boolean): Promise<TrainingLog | null> {
   if (opts.trainingLog !== undefined) return opts.trainingLog;
   try {
-    return await readTrainingLog(opts.log ?? opts.run);
+    return await readTrainingLog(opts.log ?? opts.run, opts.lossKey === undefined ? {} : { lossKey: opts.lossKey });
   } catch (e) {
     // With --before the log only adds the loss at that step to the explanation.
     if (!required) return null;

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { SafetensorsWriter, type TensorSpec } from "../formats/safetensors-writer.js";
 import { encodeFloats, floatDTypeBytes } from "../tensor/codec.js";
 import { torchDtypeName, type FloatDType } from "../tensor/dtype.js";
+import { stringifyHfConfig } from "../formats/hf-config-json.js";
 
 /**
  * A synthetic pre-training run: checkpoints of a Llama-shaped model whose weights
@@ -128,7 +129,7 @@ export async function writeSyntheticRun(opts: SyntheticRunOptions): Promise<stri
       }
     }
     await writer.finish();
-    await writeFile(join(dir, "config.json"), JSON.stringify(llamaConfig(opts.model, opts.dtype), null, 2) + "\n");
+    await writeFile(join(dir, "config.json"), stringifyHfConfig(llamaConfig(opts.model, opts.dtype)));
     await writeFile(
       join(dir, "trainer_state.json"),
       JSON.stringify({ global_step: step, num_input_tokens_seen: step * opts.tokensPerStep, log_history: [] }, null, 2) + "\n",

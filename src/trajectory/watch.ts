@@ -28,8 +28,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isPmaError, PmaError } from "../common/errors.js";
 import { acquireLock } from "../common/lock.js";
-import type { AccumulatePrecision } from "../merge/kernels.js";
-import { merge } from "../merge/merger.js";
+import { merge, type MergeOptions } from "../merge/merger.js";
 import type { MethodSpec } from "../merge/weights.js";
 import { DEFAULT_INIT_COUNT } from "./init-select.js";
 import { pmaInit, type InitRecord } from "./init.js";
@@ -79,8 +78,10 @@ export interface WatchOptions {
   init?: WatchInitOptions | false;
   /** The training log, when it is not found in the run directory. */
   log?: string;
+  /** The training loss's tag, column or key in the log (see ReadLogOptions.lossKey). */
+  lossKey?: string;
   spikeOptions?: Partial<SpikeOptions>;
-  accumulate?: AccumulatePrecision;
+  accumulate?: MergeOptions["accumulate"];
   threads?: number;
   /**
    * On a first start (empty journal), merge the window ending at every complete
@@ -211,7 +212,7 @@ class Watcher {
 
   private async readLog(): Promise<TrainingLog | null> {
     try {
-      return await readTrainingLog(this.o.log ?? this.o.run);
+      return await readTrainingLog(this.o.log ?? this.o.run, this.o.lossKey === undefined ? {} : { lossKey: this.o.lossKey });
     } catch (e) {
       if (!isPmaError(e)) throw e;
       // No log yet, or one being rewritten: spikes are looked for again next poll.

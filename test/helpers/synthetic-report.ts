@@ -3,7 +3,7 @@
  * draws, claims of every verdict, and text that needs escaping in HTML and Markdown.
  */
 import { barChart, contourPlot, heatmap, lineChart } from "../../src/report/figures.js";
-import { meanSd } from "../../src/report/format.js";
+import { meanSd } from "../../src/lab/mean-sd.js";
 import type { LabReport } from "../../src/report/types.js";
 
 export function syntheticReport(): LabReport {

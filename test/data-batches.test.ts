@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { hash32, uniform53, WindowSampler } from "../src/train/batches.js";
+import { hash32, uniform53, WindowSampler } from "../src/data/batches.js";
 
 /** A stream whose value at i is i mod 65521, so a window's position can be read off its tokens. */
 function stream(n: number): Uint16Array {

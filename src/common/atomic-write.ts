@@ -4,7 +4,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
-import { PmaError } from "../common/errors.js";
+import { PmaError } from "./errors.js";
 
 /** Temporary sibling, fsync, rename: readers see the old file or the whole new one. */
 export function writeFileAtomicSync(path: string, data: string | Uint8Array): void {

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseTrainConfig, trainConfigToYaml, parseTrainConfigYaml } from "../src/train/config.js";
-import { parseSynsetLine, readSynsets, synsetText, wordnetCorpus } from "../src/train/wordnet.js";
+import { parseSynsetLine, readSynsets, synsetText, wordnetCorpus } from "../src/data/wordnet.js";
 
 test("a data.noun line: hex word count, adjective markers, definition before the first example", () => {
   const line = '00002137 03 n 02 abstraction 0 abstract_entity 0 001 @ 00001740 n 0000 | a general concept; "an example here"; "another one"  ';

@@ -2,9 +2,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { BROWN_GENRES, brownCorpus, brownDirectory } from "../src/train/brown.js";
-import { brownToText, detokenize } from "../src/train/brown-text.js";
-import { assignSplits, corpusContentHash, SPLITS, textCorpus, type CorpusDocument, type Split } from "../src/train/corpus.js";
+import { BROWN_GENRES, brownCorpus, brownDirectory } from "../src/data/brown.js";
+import { brownToText, detokenize } from "../src/data/brown-text.js";
+import { assignSplits, corpusContentHash, SPLITS, textCorpus, type CorpusDocument, type Split } from "../src/data/corpus.js";
 import { isPmaError } from "../src/common/errors.js";
 
 const dir = brownDirectory();

@@ -10,11 +10,18 @@ import { join } from "node:path";
 import { PmaError } from "../common/errors.js";
 import { brownCorpus } from "./brown.js";
 import { wordnetCorpus } from "./wordnet.js";
-import type { DataSection } from "./config.js";
 import type { Corpus, Split } from "./corpus.js";
 import type { TokenStream } from "./batches.js";
 import { prepareTokenizer, tokenizeSplit, type PreparedTokenizer } from "./tokenizer-cache.js";
 import { END_OF_TEXT } from "./tokenizer.js";
+
+/** The part of a run's `data:` section that decides its tokens (train's DataSection has it). */
+export interface DataSpec {
+  corpus: string;
+  /** The corpus whose train split the BPE is trained on; null: `corpus` itself. */
+  tokenizer: string | null;
+  vocab_size: number;
+}
 
 export interface RunData {
   corpus: Corpus;
@@ -41,7 +48,7 @@ export function sha256OfStream(s: TokenStream): string {
   return createHash("sha256").update(new Uint8Array(s.buffer, s.byteOffset, s.byteLength)).digest("hex");
 }
 
-export function prepareRunData(data: DataSection, cacheDir?: string): RunData {
+export function prepareRunData(data: DataSpec, cacheDir?: string): RunData {
   const corpus = corpusByName(data.corpus);
   // A second-domain run (continued training) keeps the tokenizer of the corpus its
   // starting weights were trained on.

@@ -2,14 +2,14 @@
  * The lab's results as the report module's LabReport: each experiment's findings
  * become claims (the paper's claim, our measurement, the verdict, the figures behind
  * it) and its figure data becomes Vega-Lite specs through the report's chart helpers.
- * This joins two layers (lab computes, report draws), so it lives with the command.
+ * The report sits below the lab in the layer order, so it may read the lab's results.
  */
 import { join } from "node:path";
 import type { LabResult } from "../lab/lab.js";
 import { tokens } from "../lab/format.js";
 import type { Figure, Point } from "../lab/result.js";
 import { seedsSentence, seedsSetup } from "../lab/seeds.js";
-import { barChart, contourPlot, heatmap, lineChart, writeReport, type Claim, type FigureSpec, type Json, type LabReport, type ReportFigure, type WrittenReport } from "../report/index.js";
+import { barChart, contourPlot, heatmap, lineChart, writeReport, type Claim, type FigureSpec, type Json, type LabReport, type ReportFigure, type WrittenReport } from "./index.js";
 
 /** A line point with its spread band across seeds, when it has a finite one. */
 function band(p: Point): Point {

@@ -4,13 +4,13 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
-import { brownCorpus } from "../src/train/brown.js";
-import { SPLITS, textCorpus } from "../src/train/corpus.js";
-import { BYTE_TO_CHAR, preTokenize } from "../src/train/tokenizer-bytes.js";
-import { prepareTokenizer, tokenizeSplit } from "../src/train/tokenizer-cache.js";
-import { loadTokenizer, saveTokenizer, tokenizerToJson } from "../src/train/tokenizer-json.js";
-import { countWords, trainBpe } from "../src/train/tokenizer-train.js";
-import { END_OF_TEXT } from "../src/train/tokenizer.js";
+import { brownCorpus } from "../src/data/brown.js";
+import { SPLITS, textCorpus } from "../src/data/corpus.js";
+import { BYTE_TO_CHAR, preTokenize } from "../src/data/tokenizer-bytes.js";
+import { prepareTokenizer, tokenizeSplit } from "../src/data/tokenizer-cache.js";
+import { loadTokenizer, saveTokenizer, tokenizerToJson } from "../src/data/tokenizer-json.js";
+import { countWords, trainBpe } from "../src/data/tokenizer-train.js";
+import { END_OF_TEXT } from "../src/data/tokenizer.js";
 
 const cacheDir = mkdtempSync(join(tmpdir(), "pma-tok-test-"));
 process.on("exit", () => rmSync(cacheDir, { recursive: true, force: true }));
