@@ -1,13 +1,29 @@
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { StagedDir, writeFileAtomic } from "../common/atomic-dir.js";
 import { fsError, PmaError } from "../common/errors.js";
 import { readFullySync } from "../formats/positional-io.js";
 import { planShards, writeShardIndex } from "../formats/safetensors-writer.js";
-import { copyCompanions } from "./companions.js";
+import { isRemoteUri, resolveRemote } from "../sources/location.js";
+import { S3Staging } from "../sources/s3-output.js";
+import { copyCompanions, copyRemoteCompanions } from "./companions.js";
 import { MERGE_RECORD_FILE, type MergeRecord, type PartSummary } from "./merger.js";
-import { PART_MARKER, partMarkerName, partsDataDir, partsDir, partsPlanPath, readMarker, readPartsPlan, type PartMarker, type PartsPlan } from "./parts-layout.js";
+import {
+  PART_MARKER,
+  parseMarker,
+  parsePartsPlan,
+  partMarkerName,
+  partsDataDir,
+  partsDir,
+  partsPlanPath,
+  readMarker,
+  readPartsPlan,
+  type PartMarker,
+  type PartsPlan,
+} from "./parts-layout.js";
+import { getStagedText, listStaged, S3_PARTS_STAGING_ID } from "./parts-s3.js";
 
 export interface FinalizeOptions {
   /** The --out every part was given. */
@@ -26,6 +42,7 @@ export interface FinalizeOptions {
  */
 export async function finalizeMerge(opts: FinalizeOptions): Promise<MergeRecord> {
   const finalizing = Date.now();
+  if (opts.out.startsWith("s3://")) return finalizeS3(opts, finalizing);
   const out = resolve(opts.out);
   const dir = partsDir(out);
   if (!(await exists(dir))) {
@@ -53,7 +70,7 @@ export async function finalizeMerge(opts: FinalizeOptions): Promise<MergeRecord>
   const staged = await StagedDir.adopt(out, data, opts.force ?? false);
   try {
     const plan = await readPartsPlan(partsPlanPath(dir));
-    const markers = await checkParts(dir, plan);
+    const markers = await checkParts(dir, plan, (name) => readMarker(join(dir, name)), await fs.promises.readdir(dir));
     await checkShards(data, plan);
     await writeWholeMergeFiles(data, plan);
     const record = finalRecord(plan, markers, finalizing);
@@ -68,8 +85,50 @@ export async function finalizeMerge(opts: FinalizeOptions): Promise<MergeRecord>
   }
 }
 
+/**
+ * An S3 output: the plan and markers are in the staging prefix, the shards are staged
+ * multipart uploads. Publishing completes them and writes the index, the companion
+ * files and the record last; until then nothing is visible under the output prefix.
+ */
+async function finalizeS3(opts: FinalizeOptions, finalizing: number): Promise<MergeRecord> {
+  const staging = await S3Staging.create(opts.out, { force: opts.force ?? false, id: S3_PARTS_STAGING_ID });
+  const where = `s3://${staging.out.bucket}/${staging.stagingPrefix}`;
+  const planText = await getStagedText(staging, "plan.json");
+  if (planText === null) {
+    throw new PmaError(
+      "PARTS_INCOMPLETE",
+      `no parts of a merge into ${opts.out} were found (no ${where}plan.json); run \`pma merge CKPT... --out ${opts.out} --part I/N\` for I = 0..N-1 first`,
+      { file: where },
+    );
+  }
+  const plan = parsePartsPlan(planText, `${where}plan.json`);
+  const read = async (name: string) => {
+    const text = await getStagedText(staging, name);
+    return text === null ? null : parseMarker(text, `${where}${name}`);
+  };
+  const markers = await checkParts(where, plan, read, await listStaged(staging));
+  const spool = await fs.promises.mkdtemp(join(tmpdir(), "pma-finalize-"));
+  try {
+    await writeWholeMergeFiles(spool, plan);
+    const record = finalRecord(plan, markers, finalizing);
+    const last: [string, Uint8Array][] = [];
+    const index = planShards(plan.specs, plan.shard_size, plan.file_base_name).indexFile;
+    // The index first, then config and tokenizer files, the record last.
+    const names = (await fs.promises.readdir(spool)).filter((n) => n !== index).sort();
+    for (const name of [...(index !== null ? [index] : []), ...names]) last.push([name, await fs.promises.readFile(join(spool, name))]);
+    last.push([MERGE_RECORD_FILE, Buffer.from(JSON.stringify(record, null, 2) + "\n")]);
+    await staging.publish(
+      plan.recipe.files.map((f) => f.name),
+      last,
+    );
+    return record;
+  } finally {
+    await fs.promises.rm(spool, { recursive: true, force: true });
+  }
+}
+
 /** Every part's marker, in order; refuses with the list of missing and inconsistent parts. */
-async function checkParts(dir: string, plan: PartsPlan): Promise<PartMarker[]> {
+async function checkParts(dir: string, plan: PartsPlan, read: (name: string) => Promise<PartMarker | null>, present: string[]): Promise<PartMarker[]> {
   const count = plan.recipe.count;
   const missing: number[] = [];
   const inconsistent: string[] = [];
@@ -78,7 +137,7 @@ async function checkParts(dir: string, plan: PartsPlan): Promise<PartMarker[]> {
     const name = partMarkerName(i, count);
     let m: PartMarker | null;
     try {
-      m = await readMarker(join(dir, name));
+      m = await read(name);
     } catch (e) {
       inconsistent.push(e instanceof Error ? e.message : String(e));
       continue;
@@ -88,7 +147,7 @@ async function checkParts(dir: string, plan: PartsPlan): Promise<PartMarker[]> {
       inconsistent.push(`${name}: written for a different merge (other checkpoints, recipe, part count or pma version) on ${m.host}; rerun part ${i}/${count}`);
     } else markers.push(m);
   }
-  for (const name of await fs.promises.readdir(dir)) {
+  for (const name of present) {
     const match = PART_MARKER.exec(name);
     if (match !== null && Number(match[2]) !== count) {
       inconsistent.push(`${name}: from a split into ${Number(match[2])} parts, but this merge is split into ${count}; remove it`);
@@ -139,7 +198,9 @@ async function writeWholeMergeFiles(data: string, plan: PartsPlan): Promise<void
     await writeShardIndex(indexPath, shards);
   }
   const from = plan.companions.from;
-  if (from !== null) await copyCompanions(from, data, plan.companions.torch_dtype ?? undefined);
+  const dtype = plan.companions.torch_dtype ?? undefined;
+  if (from !== null && isRemoteUri(from)) await copyRemoteCompanions(await resolveRemote(from), data, dtype);
+  else if (from !== null) await copyCompanions(from, data, dtype);
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { SourceRef } from "../sources/source.js";
 import type { FloatDType } from "../tensor/dtype.js";
 import type { AccumulatePrecision } from "./kernels.js";
 
@@ -19,7 +20,10 @@ export interface TensorJob {
  * counter `next`, so the faster worker does more and the split needs no tuning.
  */
 export interface WorkerPlan {
+  /** Names for messages: paths, or URIs of remote files. */
   inputFiles: string[];
+  /** How each worker opens the inputs: a local file, or a remote source (HTTP, S3, Hub). */
+  inputRefs: SourceRef[];
   outputFiles: string[];
   coefficients: number[];
   tensors: TensorJob[];

@@ -6,7 +6,8 @@ import type { TensorSpec } from "../formats/safetensors-writer.js";
 import { floatDTypeBytes } from "../tensor/codec.js";
 import { isFloatDType, type DType, type FloatDType } from "../tensor/dtype.js";
 import { checkAdapterInputs } from "./adapter.js";
-import { checkSameTensors, openMergeInput, type MergeInput } from "./inputs.js";
+import type { SourceRef } from "../sources/source.js";
+import { checkSameTensors, openMergeInput, type MergeInput, type SourceTensor } from "./inputs.js";
 import { makeChunks, type NonfiniteReport, type TensorJob, type WorkerMessage, type WorkerPlan } from "./job.js";
 import type { AccumulatePrecision } from "./kernels.js";
 import { copyIdenticalTensor } from "./nonfloat.js";
@@ -16,9 +17,9 @@ import type { PartSpec } from "./part-output.js";
 import { coefficientsFor, type MethodSpec } from "./weights.js";
 
 export interface MergeOptions {
-  /** Checkpoint paths (folders or .safetensors files, or .gguf files), in any order. */
+  /** Checkpoint paths (folders or .safetensors files, or .gguf files) or hf://, s3://, https:// locations, in any order. */
   inputs: string[];
-  /** A folder for safetensors inputs; a .gguf file for GGUF inputs. */
+  /** A folder for safetensors inputs (or s3://bucket/prefix); a .gguf file for GGUF inputs. */
   out: string;
   method?: MethodSpec;
   /** Output dtype of float tensors; default: each tensor's input dtype. */
@@ -96,7 +97,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
   if (opts.inputs.length === 0) throw new PmaError("USAGE", "pma merge needs at least one checkpoint");
   // The inputs' format picks the output: a Hugging Face folder or one GGUF file.
   const format = outputFormatFor(opts.inputs, opts.out, opts.shardSize, opts.part);
-  const output = await createMergeOutput(format, opts.out, opts.force ?? false, opts.part);
+  const output = await createMergeOutput(format, opts.out, opts.force ?? false, opts.signal, opts.part);
   const opened: MergeInput[] = [];
   try {
     for (const path of opts.inputs) opened.push(await openMergeInput(path));
@@ -138,12 +139,14 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
     const jobs: TensorJob[] = [];
     const outputFiles = writer.files;
     const inputFiles: string[] = [];
+    const inputRefs: SourceRef[] = [];
     const fileIndex = new Map<string, number>();
-    const indexOf = (path: string) => {
-      let i = fileIndex.get(path);
+    const indexOf = (file: SourceTensor["file"]) => {
+      let i = fileIndex.get(file.path);
       if (i === undefined) {
-        i = inputFiles.push(path) - 1;
-        fileIndex.set(path, i);
+        i = inputFiles.push(file.path) - 1;
+        inputRefs.push(file.sourceRef ?? { kind: "file", path: file.path });
+        fileIndex.set(file.path, i);
       }
       return i;
     };
@@ -179,7 +182,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
           elements: end - start,
           sources: inputs.map((inp) => {
             const src = inp.checkpoint.tensors.get(t.name)!;
-            return { file: indexOf(src.file.path), offset: src.fileOffset + start * inSize };
+            return { file: indexOf(src.file), offset: src.fileOffset + start * inSize };
           }),
           target: { file: outputFiles.indexOf(layout.file), offset: layout.fileOffset + start * outSize },
         });
@@ -189,6 +192,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
     await runWorkers(
       {
         inputFiles,
+        inputRefs,
         outputFiles,
         coefficients,
         tensors: jobs,
@@ -243,7 +247,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
 }
 
 
-type PlanCore = Pick<WorkerPlan, "inputFiles" | "outputFiles" | "coefficients" | "tensors" | "chunkElements" | "allowNonfinite">;
+type PlanCore = Pick<WorkerPlan, "inputFiles" | "inputRefs" | "outputFiles" | "coefficients" | "tensors" | "chunkElements" | "allowNonfinite">;
 
 async function runWorkers(
   core: PlanCore,

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import * as fs from "node:fs";
-import { hostname } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { writeFileAtomic } from "../common/atomic-dir.js";
 import { fsError, PmaError } from "../common/errors.js";
@@ -8,7 +8,11 @@ import { encodeHeader, fileMetadata } from "../formats/safetensors-layout.js";
 import { DEFAULT_SHARD_SIZE, planShards, SafetensorsWriter, type TensorSpec } from "../formats/safetensors-writer.js";
 import { floatDTypeBytes } from "../tensor/codec.js";
 import { isFloatDType, torchDtypeName } from "../tensor/dtype.js";
+import { LocalFileSource } from "../sources/local.js";
+import { isRemoteUri } from "../sources/location.js";
+import { S3Staging } from "../sources/s3-output.js";
 import type { MergeRecord } from "./merger.js";
+import { getStagedText, putStagedText, S3_PARTS_STAGING_ID } from "./parts-s3.js";
 import type { MergeOutput, OutputContext, OutputWriter } from "./outputs.js";
 import {
   MARKER_VERSION,
@@ -17,6 +21,8 @@ import {
   partsDataDir,
   partsDir,
   partsPlanPath,
+  parseMarker,
+  parsePartsPlan,
   readMarker,
   readPartsPlan,
   recipeDifferences,
@@ -50,22 +56,37 @@ const CUT_ALIGN_BYTES = 4096;
  * gives the same header, then fills its ranges of), and one `part-I-of-N.json` per
  * finished part, written atomically after its data is durable. `pma merge --finalize`
  * checks them and publishes `out/` as the output.
+ *
+ * An S3 output (`s3://bucket/prefix`) cannot take writes at offsets from several
+ * processes, so there the unit of work is a whole shard file: each part merges its
+ * shards into a local spool, uploads each as a staged multipart upload (invisible until
+ * published) under the output's staging prefix `.<name>.pma-staging-parts/`, where the
+ * plan and the markers live too; finalize completes the uploads and writes the index,
+ * companions and record last. Balance then needs several shards per part (--shard-size).
  */
 export class PartOutput implements MergeOutput {
   private writer: SafetensorsWriter | null = null;
   private plan: PartsPlan | null = null;
   private touched = new Set<string>();
+  /** S3 outputs only: the local folder the shards are merged into before upload. */
+  private spool: string | null = null;
 
   private constructor(
     private readonly out: string,
     private readonly part: PartSpec,
+    private readonly s3: S3Staging | null,
+    private readonly signal?: AbortSignal,
   ) {}
 
-  static async create(out: string, force: boolean, part: PartSpec): Promise<PartOutput> {
-    const abs = resolve(out);
+  static async create(out: string, force: boolean, part: PartSpec, signal?: AbortSignal): Promise<PartOutput> {
     if (!(Number.isSafeInteger(part.count) && part.count >= 1 && Number.isSafeInteger(part.index) && part.index >= 0 && part.index < part.count)) {
       throw new PmaError("USAGE", `--part must be I/N with 0 <= I < N (got ${part.index}/${part.count})`);
     }
+    if (out.startsWith("s3://")) {
+      // Refuses an output prefix that holds objects, unless --force, as a whole merge does.
+      return new PartOutput(out, part, await S3Staging.create(out, { force, id: S3_PARTS_STAGING_ID }), signal);
+    }
+    const abs = resolve(out);
     if (!force && (await exists(abs))) {
       throw new PmaError(
         "EXISTS",
@@ -73,20 +94,18 @@ export class PartOutput implements MergeOutput {
         { file: abs },
       );
     }
-    return new PartOutput(abs, part);
+    return new PartOutput(abs, part, null, signal);
   }
 
   async open(specs: TensorSpec[], ctx: OutputContext): Promise<OutputWriter> {
     const options = outputWriterOptions(ctx);
     const shardSize = options.shardSize ?? DEFAULT_SHARD_SIZE;
     const fileBaseName = options.fileBaseName ?? "model";
-    const dir = partsDir(this.out);
-    const data = partsDataDir(this.out);
     const metadata = options.metadata;
     const shards = planShards(specs, shardSize, fileBaseName);
     // The same headers SafetensorsWriter writes, computed before any file is touched so
     // that a part of another merge is refused before it writes anything.
-    const headers = shards.shards.map((s) => encodeHeader(s.tensors, fileMetadata(metadata), join(data, s.file)));
+    const headers = shards.shards.map((s) => encodeHeader(s.tensors, fileMetadata(metadata), s.file));
     const recipe: PartsRecipe = {
       count: this.part.count,
       method: ctx.method,
@@ -111,24 +130,24 @@ export class PartOutput implements MergeOutput {
       index_file: shards.indexFile,
       specs: specs.map((s) => ({ name: s.name, dtype: s.dtype, shape: s.shape })),
       companions: {
-        from: (await fs.promises.stat(newest.path)).isDirectory() ? newest.checkpoint.root : null,
+        from: newest.remote !== undefined ? (newest.remote.isFolder ? newest.remote.uri : null) : (await fs.promises.stat(newest.path)).isDirectory() ? newest.checkpoint.root : null,
         torch_dtype: ctx.dtype !== undefined ? torchDtypeName(ctx.dtype) : null,
       },
-      inputs: ctx.inputs.map((i) => resolve(i.path)),
+      inputs: ctx.inputs.map((i) => (isRemoteUri(i.path) ? i.path : resolve(i.path))),
     };
-    await fs.promises.mkdir(dir, { recursive: true }).catch((e: unknown) => {
-      throw fsError(dir, "mkdir", e);
-    });
-    await agreeOnPlan(dir, plan);
+    const marker = this.s3 !== null ? await agreeOnS3Plan(this.s3, plan, this.part) : await agreeOnLocalPlan(this.out, plan, this.part);
     this.plan = plan;
-
-    const markerPath = join(dir, partMarkerName(this.part.index, this.part.count));
-    const marker = await readMarker(markerPath).catch(() => null); // an unreadable one is redone
-    if (marker !== null && marker.digest === plan.digest && marker.index === this.part.index) {
+    if (marker !== null) {
       return { files: [], order: [], layout: () => ({ file: "", fileOffset: 0, byteLength: 0 }), write: async () => undefined, completed: marker.record };
     }
 
-    const writer = await SafetensorsWriter.create(data, specs, { ...options, shared: true });
+    let data = partsDataDir(this.out);
+    if (this.s3 !== null) {
+      this.spool = await fs.promises.mkdtemp(join(tmpdir(), "pma-part-"));
+      data = join(this.spool, "out");
+    }
+    // Local: every part opens the same files. S3: each part's own spool, its shards uploaded whole.
+    const writer = await SafetensorsWriter.create(data, specs, { ...options, shared: this.s3 === null });
     this.writer = writer;
     const order = writer.plan.shards.flatMap((s) => s.tensors.map((t) => t.name));
     const outDtype = new Map(specs.map((s) => [s.name, s.dtype]));
@@ -151,9 +170,27 @@ export class PartOutput implements MergeOutput {
       };
     });
     const mine = new Map<string, ElementRange[]>();
-    for (const r of partitionWork(items, this.part.count)[this.part.index]!) {
-      mine.set(r.name, [...(mine.get(r.name) ?? []), r]);
-      this.touched.add(writer.layout(r.name).file);
+    if (this.s3 === null) {
+      for (const r of partitionWork(items, this.part.count)[this.part.index]!) {
+        mine.set(r.name, [...(mine.get(r.name) ?? []), r]);
+        this.touched.add(writer.layout(r.name).file);
+      }
+    } else {
+      // Whole shards, weighed by the tensors' costs; every shard goes to some part, even one of no cost.
+      const cost = new Map(items.map((t) => [t.name, t.elements * t.bytesPerElement]));
+      const elements = new Map(items.map((t) => [t.name, t.elements]));
+      const shardItems: WorkItem[] = writer.plan.shards.map((s) => ({
+        name: s.file,
+        elements: 1,
+        bytesPerElement: s.tensors.reduce((a, t) => a + cost.get(t.name)!, 0),
+        cut: null,
+      }));
+      const myShards = new Set(partitionWork(shardItems, this.part.count)[this.part.index]!.map((r) => r.name));
+      for (const s of writer.plan.shards) {
+        if (!myShards.has(s.file)) continue;
+        this.touched.add(`${writer.dir}/${s.file}`);
+        for (const t of s.tensors) mine.set(t.name, [{ name: t.name, start: 0, end: elements.get(t.name)! }]);
+      }
     }
     return {
       files: writer.plan.shards.map((s) => `${writer.dir}/${s.file}`),
@@ -185,15 +222,82 @@ export class PartOutput implements MergeOutput {
       finished_at: new Date().toISOString(),
       record,
     };
+    const text = JSON.stringify(marker, null, 2) + "\n";
+    const name = partMarkerName(this.part.index, this.part.count);
+    if (this.s3 !== null) {
+      for (const file of [...this.touched].sort()) {
+        const source = await LocalFileSource.open(file);
+        try {
+          await this.s3.uploadStaged(file.slice(file.lastIndexOf("/") + 1), source, this.signal);
+        } finally {
+          await source.close();
+        }
+      }
+      await putStagedText(this.s3, name, text);
+      await this.removeSpool();
+      return;
+    }
     const dir = partsDir(this.out);
-    await writeFileAtomic(join(dir, partMarkerName(this.part.index, this.part.count)), JSON.stringify(marker, null, 2) + "\n");
+    await writeFileAtomic(join(dir, name), text);
     await fsyncDir(dir);
   }
 
-  /** Leaves the shared files alone (other parts' work); without its marker this part counts as not done. */
+  /**
+   * Leaves the shared files alone (other parts' work); without its marker this part
+   * counts as not done. An S3 upload that failed was aborted by the staging.
+   */
   async discard(): Promise<void> {
     await this.writer?.abort();
+    await this.removeSpool();
   }
+
+  private async removeSpool(): Promise<void> {
+    if (this.spool !== null) await fs.promises.rm(this.spool, { recursive: true, force: true });
+  }
+}
+
+/** Agrees on the plan in the local meeting place; returns this part's marker when it is already done. */
+async function agreeOnLocalPlan(out: string, plan: PartsPlan, part: PartSpec): Promise<PartMarker | null> {
+  const dir = partsDir(out);
+  await fs.promises.mkdir(dir, { recursive: true }).catch((e: unknown) => {
+    throw fsError(dir, "mkdir", e);
+  });
+  await agreeOnPlan(dir, plan);
+  const marker = await readMarker(join(dir, partMarkerName(part.index, part.count))).catch(() => null); // an unreadable one is redone
+  return marker !== null && marker.digest === plan.digest && marker.index === part.index ? marker : null;
+}
+
+/**
+ * The same in an S3 staging prefix. S3 has no create-if-absent that every store
+ * supports, so a part that finds no plan writes its own: two parts of different merges
+ * starting at the same moment are then caught by finalize (their markers' digests).
+ */
+async function agreeOnS3Plan(staging: S3Staging, plan: PartsPlan, part: PartSpec): Promise<PartMarker | null> {
+  const where = `s3://${staging.out.bucket}/${staging.stagingPrefix}`;
+  const text = await getStagedText(staging, "plan.json");
+  if (text === null) await putStagedText(staging, "plan.json", JSON.stringify(plan, null, 2) + "\n");
+  else {
+    const theirs = parsePartsPlan(text, `${where}plan.json`);
+    if (theirs.digest !== plan.digest) throw mismatch(where, theirs, plan);
+  }
+  const name = partMarkerName(part.index, part.count);
+  const markerText = await getStagedText(staging, name);
+  if (markerText === null) return null;
+  try {
+    const marker = parseMarker(markerText, `${where}${name}`);
+    return marker.digest === plan.digest && marker.index === part.index ? marker : null;
+  } catch {
+    return null; // an unreadable marker: the part is redone
+  }
+}
+
+function mismatch(where: string, theirs: PartsPlan, mine: PartsPlan): PmaError {
+  const diffs = recipeDifferences(theirs.recipe, mine.recipe);
+  return new PmaError(
+    "PARTS_MISMATCH",
+    `${where} holds the parts of a different merge (${diffs.join("; ")}). Every part must be given the same checkpoints, method, --dtype, --accumulate, --shard-size and part count N, and the same pma version; if that merge was abandoned, remove ${where}.`,
+    { file: where },
+  );
 }
 
 /**
@@ -222,12 +326,7 @@ async function agreeOnPlan(dir: string, plan: PartsPlan): Promise<void> {
   }
   const theirs = await readPartsPlan(path);
   if (theirs.digest === plan.digest) return;
-  const diffs = recipeDifferences(theirs.recipe, plan.recipe);
-  throw new PmaError(
-    "PARTS_MISMATCH",
-    `${dir} holds the parts of a different merge (${diffs.join("; ")}). Every part must be given the same checkpoints, method, --dtype, --accumulate, --shard-size and part count N, and the same pma version; if that merge was abandoned, remove ${dir}.`,
-    { file: path },
-  );
+  throw mismatch(dir, theirs, plan);
 }
 
 function sha256(data: string | Uint8Array): string {

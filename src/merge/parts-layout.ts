@@ -82,6 +82,11 @@ export async function readPartsPlan(path: string): Promise<PartsPlan> {
   } catch (e) {
     throw fsError(path, "read", e);
   }
+  return parsePartsPlan(text, path);
+}
+
+/** A plan's text, checked; `path` (a file or an S3 URI) names it in errors. */
+export function parsePartsPlan(text: string, path: string): PartsPlan {
   const bad = (why: string) =>
     new PmaError("PARTS_MISMATCH", `${path}: ${why}; it was not written by this pma version's --part. Remove ${dirname(path)} and run every part again.`, { file: path });
   let v: unknown;
@@ -118,6 +123,11 @@ export async function readMarker(path: string): Promise<PartMarker | null> {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
     throw fsError(path, "read", e);
   }
+  return parseMarker(text, path);
+}
+
+/** A marker's text, checked; `path` (a file or an S3 URI) names it in errors. */
+export function parseMarker(text: string, path: string): PartMarker {
   let v: unknown;
   try {
     v = JSON.parse(text);
