@@ -42,6 +42,7 @@ ${METHOD_USAGE}
   --part I/N            merge only share I (0-based) of N, beside the other parts (other
                         machines, a Slurm array or a Kubernetes Indexed Job); every part
                         takes the same checkpoints and options; shares are balanced by bytes
+                        (with --out s3://..., whole shards: use a --shard-size for 4+ per part)
   --finalize DIR        once every part finished: check them, write the index, config and
                         pma_merge.json, and publish DIR (bit-identical to a one-process merge)
   --run RUN             choose the checkpoints from a run directory (see pma plan):
