@@ -155,8 +155,8 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
     for (const name of writer.order) {
       const t = reference.tensors.get(name)!;
       const layout = writer.layout(name);
-      parameters += t.shape.reduce((a, b) => a * b, 1);
       const elements = t.shape.reduce((a, b) => a * b, 1);
+      parameters += elements;
       // One part of a partitioned merge writes some element ranges; a whole merge, everything.
       const ranges = writer.owned?.(name) ?? [{ start: 0, end: elements }];
       if (ranges.length === 0) continue;
