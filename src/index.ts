@@ -14,7 +14,8 @@ export { inspectCheckpoint, type CheckpointSummary } from "./formats/inspect.js"
 export { merge, type MergeOptions, type MergeRecord } from "./merge/merger.js";
 export { finalizeMerge, type FinalizeOptions } from "./merge/finalize.js";
 export type { PartSpec } from "./merge/part-output.js";
-export { coefficientsFor, smaCoefficients, wmaCoefficients, emaCoefficients, customCoefficients, type MethodSpec, type MergeMethod } from "./merge/weights.js";
+export { smaCoefficients, wmaCoefficients, emaCoefficients, customCoefficients } from "./merge/weights.js";
+export { coefficientsFor, MERGE_METHODS, type MethodSpec, type MergeMethod } from "./merge/methods.js";
 export { orderByProgress, readProgress } from "./merge/order.js";
 export { writeSyntheticRun } from "./trajectory/synthetic.js";
 export { discoverRun, type RunCheckpoint, type RunScan } from "./trajectory/run.js";

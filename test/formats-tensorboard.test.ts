@@ -4,13 +4,8 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isPmaError } from "../src/common/errors.js";
-import {
-  parseTensorboardEvents,
-  readTensorboardFile,
-  tensorboardScalars,
-  writeTensorboardScalars,
-  type TensorboardScalar,
-} from "../src/formats/tensorboard.js";
+import { parseTensorboardEvents, readTensorboardFile, tensorboardScalars, type TensorboardScalar } from "../src/formats/tensorboard.js";
+import { writeTensorboardScalars } from "../src/formats/tensorboard-writer.js";
 
 // ---- An independent encoder, written from the protobuf wire-format spec and the TFRecord
 // ---- framing, sharing no code with the library.

@@ -11,7 +11,7 @@ import { gguf, type GgufMetadata } from "../src/formats/gguf-values.js";
 import { writeGguf, type GgufTensorData } from "../src/formats/gguf-writer.js";
 import { writeSafetensors } from "../src/formats/safetensors-writer.js";
 import { merge } from "../src/merge/merger.js";
-import { coefficientsFor, type MethodSpec } from "../src/merge/weights.js";
+import { coefficientsFor, type MethodSpec } from "../src/merge/methods.js";
 import { bf16ToNumber, numberToBf16 } from "../src/tensor/bf16.js";
 import type { FloatDType } from "../src/tensor/dtype.js";
 import { f16ToNumber, numberToF16 } from "../src/tensor/f16.js";

@@ -6,7 +6,7 @@ import { isPmaError } from "../src/common/errors.js";
 import { openCheckpointTensors } from "../src/formats/checkpoint-files.js";
 import { SafetensorsWriter, writeSafetensors, type TensorData } from "../src/formats/safetensors-writer.js";
 import { merge } from "../src/merge/merger.js";
-import { coefficientsFor, type MethodSpec } from "../src/merge/weights.js";
+import { coefficientsFor, type MethodSpec } from "../src/merge/methods.js";
 import { numberToBf16, bf16ToNumber } from "../src/tensor/bf16.js";
 import { numberToF16, f16ToNumber } from "../src/tensor/f16.js";
 import type { FloatDType } from "../src/tensor/dtype.js";

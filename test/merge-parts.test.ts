@@ -10,7 +10,7 @@ import { writeSafetensors, type TensorData } from "../src/formats/safetensors-wr
 import { finalizeMerge } from "../src/merge/finalize.js";
 import { merge, type MergeOptions, type MergeRecord } from "../src/merge/merger.js";
 import { partsDir } from "../src/merge/parts-layout.js";
-import { coefficientsFor } from "../src/merge/weights.js";
+import { coefficientsFor } from "../src/merge/methods.js";
 import { bf16ToNumber, numberToBf16 } from "../src/tensor/bf16.js";
 import { f16ToNumber, numberToF16 } from "../src/tensor/f16.js";
 import type { FloatDType } from "../src/tensor/dtype.js";

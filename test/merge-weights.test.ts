@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { isPmaError } from "../src/common/errors.js";
-import { coefficientsFor, customCoefficients, emaCoefficients, smaCoefficients, wmaCoefficients } from "../src/merge/weights.js";
+import { coefficientsFor } from "../src/merge/methods.js";
+import { customCoefficients, emaCoefficients, smaCoefficients, wmaCoefficients } from "../src/merge/weights.js";
 
 const close = (a: number[], b: number[], tol = 1e-15) => {
   assert.equal(a.length, b.length);

@@ -10,6 +10,8 @@ import { statfsSync } from "node:fs";
 import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { writeFileAtomic, writeFileAtomicSync } from "../src/common/atomic-dir.js";
+import { isPmaError } from "../src/common/errors.js";
 import { gguf } from "../src/formats/gguf-values.js";
 import { writeGguf } from "../src/formats/gguf-writer.js";
 import { writeSyntheticRun } from "../src/trajectory/synthetic.js";
@@ -95,5 +97,15 @@ describe("a full disk", () => {
     assert.equal(freeBytes(disk), free);
     assert.equal((await checksums(disk))["merged.gguf"], previous);
     assert.deepEqual(await checksums(dir), before);
+  });
+
+  test("a small file written atomically (sync or async) on a full disk: the same message, no temporary file", async (t) => {
+    if (skip !== null) return t.skip(skip);
+    const names = await readdir(disk);
+    const big = new Uint8Array(3 << 20).fill(7);
+    const full = (e: unknown) => isPmaError(e) && e.code === "IO" && /no space left on the device/.test(e.message) && e.message.includes("state.json");
+    assert.throws(() => writeFileAtomicSync(join(disk, "state.json"), big), full);
+    await assert.rejects(writeFileAtomic(join(disk, "state.json"), big), full);
+    assert.deepEqual(await readdir(disk), names);
   });
 });

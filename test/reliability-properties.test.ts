@@ -17,7 +17,8 @@ import { isPmaError } from "../src/common/errors.js";
 import { checkJsonShape } from "../src/formats/json-shape.js";
 import { parseSafetensorsHeader } from "../src/formats/safetensors-header.js";
 import { dtypeBits, type DType } from "../src/tensor/dtype.js";
-import { encodeTensorboardScalars, parseTensorboardEvents } from "../src/formats/tensorboard.js";
+import { parseTensorboardEvents } from "../src/formats/tensorboard.js";
+import { encodeTensorboardScalars } from "../src/formats/tensorboard-writer.js";
 import { parsePmaJsonl, type LogPoint } from "../src/trajectory/logs.js";
 
 const RUNS = { numRuns: 400, seed: 20240601 };

@@ -4,7 +4,8 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isPmaError } from "../src/common/errors.js";
-import { writeTensorboardScalars, type TensorboardScalar } from "../src/formats/tensorboard.js";
+import { type TensorboardScalar } from "../src/formats/tensorboard.js";
+import { writeTensorboardScalars } from "../src/formats/tensorboard-writer.js";
 import { parseCsvLog, parsePmaJsonl, parseTrainerState, readTrainingLog, type LogPoint } from "../src/trajectory/logs.js";
 
 async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {

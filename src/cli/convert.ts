@@ -1,5 +1,5 @@
 import { PmaError } from "../common/errors.js";
-import { isInteractive } from "../common/log.js";
+import { isInteractive } from "./terminal.js";
 import { convertToGguf, type ConvertToGgufResult, type GgufWeightDtype } from "../convert/to-gguf.js";
 import { parseCommandArgs, type Command } from "./command.js";
 import { byteProgress } from "./progress.js";

@@ -1,4 +1,4 @@
-import { isInteractive } from "../common/log.js";
+import { isInteractive } from "./terminal.js";
 import type { LabProgress, ProgressLine } from "../lab/progress.js";
 import { labProgressLog } from "./lab-progress-log.js";
 

@@ -16,6 +16,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   watch: () => import("./watch.js"),
   train: () => import("./train.js"),
   eval: () => import("./eval.js"),
+  tune: () => import("./tune.js"),
   lab: () => import("./lab.js"),
   convert: () => import("./convert.js"),
 };

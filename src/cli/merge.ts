@@ -3,10 +3,11 @@ import { parseBytes } from "../common/units.js";
 import { finalizeMerge } from "../merge/finalize.js";
 import { merge, type MergeRecord } from "../merge/merger.js";
 import type { PartSpec } from "../merge/part-output.js";
+import { describeParams } from "../merge/methods.js";
 import type { FloatDType } from "../tensor/dtype.js";
 import { parseCommandArgs, type Command } from "./command.js";
 import { MERGE_RUN_OPTIONS, mergeRunFromFlags } from "./merge-flags.js";
-import { METHOD_OPTIONS, METHOD_USAGE, methodFromFlags } from "./method-flags.js";
+import { METHOD_OPTIONS, METHOD_USAGE, METHODS_HELP, methodFromFlags } from "./method-flags.js";
 import { describePlan } from "./plan.js";
 import { planFromFlags, RUN_OPTIONS, RUN_USAGE } from "./run-flags.js";
 import { interruptSignal } from "./interrupt.js";
@@ -47,6 +48,9 @@ ${METHOD_USAGE}
                         pma_merge.json, and publish DIR (bit-identical to a one-process merge)
   --run RUN             choose the checkpoints from a run directory (see pma plan):
 ${RUN_USAGE}
+
+methods:
+${METHODS_HELP}
 
 example:
   pma merge run/checkpoint-1000 run/checkpoint-2000 run/checkpoint-3000 --out merged --method ema --alpha 0.2
@@ -162,7 +166,7 @@ function filesText(files: readonly string[]): string {
 
 export function describeMerge(r: MergeRecord, out: string): string {
   const lines = [
-    `merged ${r.inputs.length} checkpoint(s) with ${r.method.toUpperCase()}${r.alpha !== undefined ? ` (alpha ${r.alpha})` : ""}${r.decay !== undefined ? ` (${r.decay} decay)` : ""}, ordered by ${r.order_basis}:`,
+    `merged ${r.inputs.length} checkpoint(s) with ${r.method.toUpperCase()}${describeParams(r.method, r)}, ordered by ${r.order_basis}:`,
     ...r.inputs.map((i) => {
       const where = [i.step !== null ? `step ${i.step}` : null, i.tokens !== null ? `${i.tokens} tokens` : null].filter(Boolean).join(", ");
       return `  ${i.coefficient.toFixed(6)}  ${i.path}${where ? `  (${where})` : ""}`;

@@ -1,5 +1,5 @@
 import cliProgress from "cli-progress";
-import { isInteractive } from "../common/log.js";
+import { isInteractive } from "./terminal.js";
 
 /**
  * A byte-progress bar with rate and ETA on a terminal; nothing at all otherwise, so

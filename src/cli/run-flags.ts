@@ -1,6 +1,6 @@
 import { PmaError } from "../common/errors.js";
 import { parseTokens } from "../common/units.js";
-import type { MethodSpec } from "../merge/weights.js";
+import type { MethodSpec } from "../merge/methods.js";
 import { autoInterval } from "../trajectory/auto-interval.js";
 import { planMerge, type MergePlan } from "../trajectory/plan.js";
 import { discoverRun, requireTokens, type RunScan } from "../trajectory/run.js";

@@ -1,5 +1,5 @@
 import cliProgress from "cli-progress";
-import { isInteractive } from "../common/log.js";
+import { isInteractive } from "./terminal.js";
 import type { TrainEvent } from "../train/loop.js";
 
 /**

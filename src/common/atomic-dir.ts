@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { fsError, PmaError } from "./errors.js";
+import { exists } from "./exists.js";
 import { acquireLock, type Lock } from "./lock.js";
 
 /**
@@ -167,9 +168,17 @@ process.on("exit", () => {
   for (const s of [...LIVE]) s.discardSync();
 });
 
+/**
+ * A unique temporary name beside `path`, on the same filesystem so the rename is atomic,
+ * and hidden, so that a reader listing the folder (events.out.tfevents.*) never takes it.
+ */
+function tempSibling(path: string): string {
+  return join(dirname(path), `.${basename(path)}.pma-tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
+}
+
 /** Writes a small file atomically: temporary sibling, fsync, rename. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${path}.pma-tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+  const tmp = tempSibling(path);
   try {
     const fh = await fs.promises.open(tmp, "w");
     try {
@@ -185,12 +194,26 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
   }
 }
 
-async function exists(p: string): Promise<boolean> {
+/**
+ * writeFileAtomic for callers that cannot await (the trainer's log and the tokenizer
+ * cache): a crash or a concurrent reader never sees a half-written file under the name.
+ */
+export function writeFileAtomicSync(path: string, data: string | Uint8Array): void {
+  const tmp = tempSibling(path);
   try {
-    await fs.promises.lstat(p);
-    return true;
-  } catch {
-    return false;
+    const fd = fs.openSync(tmp, "w");
+    try {
+      const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+      let off = 0;
+      while (off < bytes.length) off += fs.writeSync(fd, bytes, off, bytes.length - off);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, path);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw fsError(path, "write", e);
   }
 }
 

@@ -20,6 +20,7 @@ import { isFloatDType, type FloatDType } from "../tensor/dtype.js";
 import { loadTokenizer } from "../data/tokenizer-json.js";
 import { GGUF_FILE_TYPE, IGNORED_CHECKPOINT_TENSORS, llamaGgufHyperparameters, llamaGgufTensors, permuteRotaryRows, type GgufTensorSource } from "./gguf-llama.js";
 import { ggufVocabMetadata } from "./gguf-vocab.js";
+import { numel } from "../tensor/shape.js";
 
 export type GgufWeightDtype = keyof typeof GGUF_FILE_TYPE;
 
@@ -119,7 +120,7 @@ function storedWeightType(dir: string, t: GgufTensorSource, stored: Set<FloatDTy
 /** Reads, transforms and encodes one GGUF tensor part; returns its bytes. */
 async function encodePart(t: PlannedTensor, s: CheckpointTensor): Promise<Uint8Array> {
   const raw = await s.file.read(s.name);
-  const n = s.shape.reduce((a, b) => a * b, 1);
+  const n = numel(s.shape);
   if (t.transform.kind === "none" && s.dtype === t.type) return raw;
   let values = new Float32Array(n);
   decodeFloats(raw, s.dtype as FloatDType, values);
@@ -180,7 +181,7 @@ export async function convertToGguf(checkpoint: string, opts: ConvertToGgufOptio
       architecture: isMoe(config) ? "MixtralForCausalLM" : "LlamaForCausalLM",
       dtype: fileType,
       tensors: tensors.length,
-      parameters: tensors.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0),
+      parameters: tensors.reduce((a, t) => a + numel(t.shape), 0),
       bytes: writer.fileSize,
       vocabSize: config.vocab_size,
       seconds: (performance.now() - t0) / 1000,

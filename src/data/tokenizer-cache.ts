@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { PmaError } from "../common/errors.js";
-import { writeFileAtomicSync } from "../common/atomic-write.js";
+import { writeFileAtomicSync } from "../common/atomic-dir.js";
 import { corpusContentHash, sha256Hex, type Corpus, type Split } from "./corpus.js";
 import { loadTokenizer, saveTokenizer } from "./tokenizer-json.js";
 import { BPE_TRAIN_VERSION, countWords, trainBpe } from "./tokenizer-train.js";

@@ -10,7 +10,7 @@
  */
 import { readFileSync } from "node:fs";
 import { PmaError } from "../common/errors.js";
-import { writeFileAtomicSync } from "../common/atomic-write.js";
+import { writeFileAtomicSync } from "../common/atomic-dir.js";
 import { bytesToTokenString, GPT2_PATTERN, tokenStringToBytes } from "./tokenizer-bytes.js";
 import { Tokenizer } from "./tokenizer.js";
 

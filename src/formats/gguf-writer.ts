@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { PmaError } from "../common/errors.js";
+import { exists } from "../common/exists.js";
 import { acquireLock, type Lock } from "../common/lock.js";
 import { encodeGgufHeader, type EncodedGgufHeader, type GgufTensorSpec } from "./gguf-encode.js";
 import type { GgufMetadata } from "./gguf-values.js";
@@ -26,15 +27,6 @@ function track(path: string): void {
     });
   }
   LIVE.add(path);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await fs.promises.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function existsError(path: string): PmaError {

@@ -5,6 +5,7 @@ import { StatsAccumulator, type TensorStats } from "../tensor/stats.js";
 import { openCheckpointTensors } from "./checkpoint-files.js";
 import { isGgufPath } from "./gguf.js";
 import { inspectGguf, type GgufSummary } from "./gguf-inspect.js";
+import { numel } from "../tensor/shape.js";
 
 export interface TensorSummary {
   name: string;
@@ -45,7 +46,7 @@ export async function inspectCheckpoint(path: string, opts: { stats?: boolean } 
     const dtypes: Record<string, number> = {};
     const scratch = new Float64Array(STATS_CHUNK);
     for (const t of ckpt.tensors.values()) {
-      const parameters = t.shape.reduce((a, b) => a * b, 1);
+      const parameters = numel(t.shape);
       const summary: TensorSummary = { name: t.name, dtype: t.dtype, shape: t.shape, parameters, bytes: t.byteLength, file: t.file.path };
       dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + parameters;
       if (opts.stats && isFloatDType(t.dtype)) {

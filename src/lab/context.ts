@@ -12,7 +12,7 @@ import { Evaluator, type EvalSplit } from "../eval/evaluate.js";
 import { taskItemsFor } from "../eval/items-io.js";
 import { Suite } from "../eval/suite.js";
 import { MERGE_RECORD_FILE, merge } from "../merge/merger.js";
-import type { MethodSpec } from "../merge/weights.js";
+import { DEFAULT_METHOD, type MethodSpec } from "../merge/methods.js";
 import { createBlasBackend, createWasmBackend, type MatmulBackend } from "../nn/kernels/index.js";
 import { planMerge, type MergePlan } from "../trajectory/plan.js";
 import { discoverRun, type RunCheckpoint } from "../trajectory/run.js";
@@ -114,7 +114,7 @@ export class LabContext {
    * pma's planner: N checkpoints V tokens apart ending at `step`, from one run or from a
    * fork's trajectory (the fork's folder, then its parent's up to the fork step).
    */
-  async window(source: string | TrajectoryPart[], step: number, count: number, intervalSteps: number, method: MethodSpec = { method: "sma" }): Promise<WindowChoice> {
+  async window(source: string | TrajectoryPart[], step: number, count: number, intervalSteps: number, method: MethodSpec = DEFAULT_METHOD): Promise<WindowChoice> {
     const pool: (RunCheckpoint & { tokens: number })[] = [];
     for (const part of typeof source === "string" ? [{ dir: source }] : source) {
       pool.push(...(await this.checkpoints(part.dir)).filter((c) => part.maxStep === undefined || c.step <= part.maxStep));
@@ -132,7 +132,7 @@ export class LabContext {
   }
 
   /** pma merge of `inputs` (oldest first) into a content-addressed folder. */
-  merged(inputs: string[], method: MethodSpec = { method: "sma" }): Promise<string> {
+  merged(inputs: string[], method: MethodSpec = DEFAULT_METHOD): Promise<string> {
     const key = hashOf({ inputs: inputs.map((i) => this.store.rel(i)), method });
     const out = this.store.path("merges", key);
     let p = this.merges.get(out);

@@ -19,8 +19,10 @@ import { crossTerms, lossAt, quadraticCheck, type CrossTerms } from "../analysis
 import { gridAxis, pcaPlane, project } from "../analysis/plane.js";
 import { combine, loadVector } from "../analysis/vectors.js";
 import { SplitTokens } from "../eval/split-tokens.js";
+import type { ModelConfig } from "../nn/config.js";
 import type { Batch } from "../nn/grad.js";
-import { createModel } from "../nn/model.js";
+import { createModel, type Model } from "../nn/model.js";
+import type { TokenStream } from "../data/batches.js";
 import { heldoutWindows } from "../data/heldout-windows.js";
 import { HeldoutEvaluator } from "../train/heldout.js";
 import { readModelConfig } from "../train/weights-io.js";
@@ -37,99 +39,89 @@ interface CenterResult {
   check: ReturnType<typeof quadraticCheck>;
 }
 
-export async function mechanism(ctx: LabContext): Promise<Omit<ExperimentResult, "seconds">> {
+/** Batches of `count * B` validation windows for the Hessian-vector products (the last window repeats to fill a batch). */
+function hvpBatches(stream: TokenStream, S: number, B: number, count: number): Batch[] {
+  const starts = heldoutWindows(stream.length, S, count * B * S);
+  const batches: Batch[] = [];
+  for (let b = 0; b * B < starts.length; b++) {
+    const tokensBuf = new Int32Array(B * S);
+    const targets = new Int32Array(B * S);
+    for (let r = 0; r < B; r++) {
+      const o = starts[Math.min(starts.length - 1, b * B + r)]!;
+      for (let t = 0; t < S; t++) {
+        tokensBuf[r * S + t] = stream[o + t]!;
+        targets[r * S + t] = stream[o + t + 1]!;
+      }
+    }
+    batches.push({ tokens: tokensBuf, targets });
+  }
+  return batches;
+}
+
+/** delta_i' H delta_j about each choice of theta*, and what the quadratic model predicts from it. */
+async function crossTermsAbout(ctx: LabContext, model: Model, batches: Batch[], thetas: Float32Array[], centers: readonly (readonly [string, Float32Array])[]): Promise<CenterResult[]> {
+  const out: CenterResult[] = [];
+  for (const [name, center] of centers) {
+    const terms = await crossTerms(model, batches, center, thetas, {
+      onUnit: async (done, total) => {
+        ctx.progress.stage("mechanism", `H delta, theta* = ${name}: ${done}/${total}`);
+        await yieldNow();
+      },
+    });
+    out.push({ name, terms, check: quadraticCheck(terms.matrix) });
+  }
+  return out;
+}
+
+/**
+ * Held-out loss on the plane of the window's first two principal directions about the
+ * merge: a grid for the contour plot, and the loss at each checkpoint's projection and
+ * at the merge.
+ */
+async function lossPlane(ctx: LabContext, config: ModelConfig, stream: TokenStream, thetas: Float32Array[], avg: Float32Array, annealed: Float32Array) {
+  const m = ctx.profile.mechanism;
+  const plane = pcaPlane(thetas, avg);
+  const star = project(plane, annealed);
+  // The annealed model is drawn (and the grid stretched to it) only when its projection
+  // is near the window; far away it would shrink the checkpoints to a dot.
+  const reach = Math.max(...plane.coords.map((c) => Math.hypot(c.x, c.y)));
+  const showStar = Math.hypot(star.x, star.y) <= 3 * reach;
+  const marks = [...plane.coords, { x: 0, y: 0 }, ...(showStar ? [star] : [])];
+  const xs = gridAxis(marks.map((c) => c.x), m.grid);
+  const ys = gridAxis(marks.map((c) => c.y), m.grid);
+  const evalModel = createModel(config, ctx.backend, { batch: 16, seq: ctx.profile.data.seq_len }, { forwardOnly: true });
+  const evaluator = new HeldoutEvaluator(evalModel, stream, m.gridTokens);
+  const at = new Float32Array(avg.length);
+  const onPlane = (x: number, y: number): number => {
+    for (let e = 0; e < at.length; e++) at[e] = avg[e]! + x * plane.u[e]! + y * plane.v[e]!;
+    evalModel.params.data.set(at);
+    return evaluator.run().loss;
+  };
+  const z: number[][] = [];
+  for (const [j, y] of ys.entries()) {
+    const row: number[] = [];
+    for (const x of xs) {
+      row.push(onPlane(x, y));
+      await yieldNow();
+    }
+    z.push(row);
+    ctx.progress.stage("mechanism", `loss plane: row ${j + 1}/${ys.length}`);
+  }
+  const planeCk = plane.coords.map((c) => onPlane(c.x, c.y));
+  evalModel.params.data.set(avg);
+  const planeMerged = evaluator.run().loss;
+  return { plane, star, showStar, xs, ys, z, planeCk, planeMerged };
+}
+
+/** The three claims of section 4.6, each with what this run measured and a verdict. */
+function mechanismFindings(ctx: LabContext, k: number, a: MechanismAnalysis, heldCk: number[], heldMerged: number): Finding[] {
   const p = ctx.profile;
   const m = p.mechanism;
-  const [denseDir, annealDir] = await Promise.all([ctx.runs.ensure(denseSpec(p)), ctx.runs.ensure(annealSpec(p, ctx.store))]);
-  const w = await ctx.window(denseDir, p.denseSteps, m.k, p.window.intervalSteps);
-  const k = w.inputs.length;
-  const mergedPath = await ctx.merged(w.inputs);
-  const annealedPath = checkpointDir(annealDir, p.denseSteps);
-  const heldCk = await ctx.heldoutAll("mechanism", w.inputs);
-  const heldMerged = await ctx.heldout(mergedPath);
-
-  const analysis = await ctx.parent.with(async () => {
-    const config = await readModelConfig(w.inputs[0]!);
-    const S = p.data.seq_len;
-    const B = p.data.micro_batch;
-    const model = createModel(config, ctx.backend, { batch: B, seq: S });
-    const thetas: Float32Array[] = [];
-    for (const path of w.inputs) thetas.push(await loadVector(model, path));
-    const annealed = await loadVector(model, annealedPath);
-    const avg = combine(thetas, w.coefficients);
-    const stream = new SplitTokens(ctx.cacheDir).get("brown", "validation", join(w.inputs[0]!, "tokenizer.json"));
-    const starts = heldoutWindows(stream.length, S, m.hvpBatches * B * S);
-    const batches: Batch[] = [];
-    for (let b = 0; b * B < starts.length; b++) {
-      const tokensBuf = new Int32Array(B * S);
-      const targets = new Int32Array(B * S);
-      for (let r = 0; r < B; r++) {
-        const o = starts[Math.min(starts.length - 1, b * B + r)]!;
-        for (let t = 0; t < S; t++) {
-          tokensBuf[r * S + t] = stream[o + t]!;
-          targets[r * S + t] = stream[o + t + 1]!;
-        }
-      }
-      batches.push({ tokens: tokensBuf, targets });
-    }
-    const centers: CenterResult[] = [];
-    for (const [name, center] of [
-      ["annealed model", annealed],
-      ["merge (theta_avg)", avg],
-    ] as const) {
-      const terms = await crossTerms(model, batches, center, thetas, {
-        onUnit: async (done, total) => {
-          ctx.progress.stage("mechanism", `H delta, theta* = ${name}: ${done}/${total}`);
-          await yieldNow();
-        },
-      });
-      centers.push({ name, terms, check: quadraticCheck(terms.matrix) });
-    }
-    const batchLosses = thetas.map((t) => lossAt(model, t, batches));
-    const batchMerged = lossAt(model, avg, batches);
-
-    // The loss plane: PCA of the window about the merge.
-    const plane = pcaPlane(thetas, avg);
-    const star = project(plane, annealed);
-    // The annealed model is drawn (and the grid stretched to it) only when its projection
-    // is near the window; far away it would shrink the checkpoints to a dot.
-    const reach = Math.max(...plane.coords.map((c) => Math.hypot(c.x, c.y)));
-    const showStar = Math.hypot(star.x, star.y) <= 3 * reach;
-    const marks = [...plane.coords, { x: 0, y: 0 }, ...(showStar ? [star] : [])];
-    const xs = gridAxis(marks.map((c) => c.x), m.grid);
-    const ys = gridAxis(marks.map((c) => c.y), m.grid);
-    const evalModel = createModel(config, ctx.backend, { batch: 16, seq: S }, { forwardOnly: true });
-    const evaluator = new HeldoutEvaluator(evalModel, stream, m.gridTokens);
-    const z: number[][] = [];
-    const at = new Float32Array(avg.length);
-    for (const [j, y] of ys.entries()) {
-      const row: number[] = [];
-      for (const x of xs) {
-        for (let e = 0; e < at.length; e++) at[e] = avg[e]! + x * plane.u[e]! + y * plane.v[e]!;
-        evalModel.params.data.set(at);
-        row.push(evaluator.run().loss);
-        await yieldNow();
-      }
-      z.push(row);
-      ctx.progress.stage("mechanism", `loss plane: row ${j + 1}/${ys.length}`);
-    }
-    const onPlane = (x: number, y: number): number => {
-      for (let e = 0; e < at.length; e++) at[e] = avg[e]! + x * plane.u[e]! + y * plane.v[e]!;
-      evalModel.params.data.set(at);
-      return evaluator.run().loss;
-    };
-    const planeCk = plane.coords.map((c) => onPlane(c.x, c.y));
-    evalModel.params.data.set(avg);
-    const planeMerged = evaluator.run().loss;
-    return { centers, batchLosses, batchMerged, plane, star, showStar, xs, ys, z, planeCk, planeMerged };
-  });
-
-  const { centers, batchLosses, batchMerged, plane, star, showStar, xs, ys, z, planeCk, planeMerged } = analysis;
+  const { centers, batchLosses, batchMerged, plane, star, planeCk, planeMerged } = a;
   const measuredGain = batchMerged - mean(batchLosses);
   const [ann, avgC] = centers as [CenterResult, CenterResult];
   const predicted = ann.check.predictedGain;
   const agree = Math.sign(predicted) === Math.sign(measuredGain) && Math.abs(predicted - measuredGain) <= 0.5 * Math.abs(measuredGain);
-  const labels = w.steps.map((s) => `${tokens(s * ctx.tps)}`);
   const fmtM = (x: number) => x.toExponential(2);
   const findings: Finding[] = [
     {
@@ -161,6 +153,44 @@ export async function mechanism(ctx: LabContext): Promise<Omit<ExperimentResult,
       verdict: planeCk.every((x) => planeMerged < x) ? "reproduced" : planeCk.some((x) => planeMerged < x) ? "partly" : "not at this scale",
     },
   ];
+  return findings;
+}
+
+type MechanismAnalysis = { centers: CenterResult[]; batchLosses: number[]; batchMerged: number } & Awaited<ReturnType<typeof lossPlane>>;
+
+export async function mechanism(ctx: LabContext): Promise<Omit<ExperimentResult, "seconds">> {
+  const p = ctx.profile;
+  const m = p.mechanism;
+  const [denseDir, annealDir] = await Promise.all([ctx.runs.ensure(denseSpec(p)), ctx.runs.ensure(annealSpec(p, ctx.store))]);
+  const w = await ctx.window(denseDir, p.denseSteps, m.k, p.window.intervalSteps);
+  const k = w.inputs.length;
+  const mergedPath = await ctx.merged(w.inputs);
+  const annealedPath = checkpointDir(annealDir, p.denseSteps);
+  const heldCk = await ctx.heldoutAll("mechanism", w.inputs);
+  const heldMerged = await ctx.heldout(mergedPath);
+
+  const analysis = await ctx.parent.with(async () => {
+    const config = await readModelConfig(w.inputs[0]!);
+    const model = createModel(config, ctx.backend, { batch: p.data.micro_batch, seq: p.data.seq_len });
+    const thetas: Float32Array[] = [];
+    for (const path of w.inputs) thetas.push(await loadVector(model, path));
+    const annealed = await loadVector(model, annealedPath);
+    const avg = combine(thetas, w.coefficients);
+    const stream = new SplitTokens(ctx.cacheDir).get("brown", "validation", join(w.inputs[0]!, "tokenizer.json"));
+    const batches = hvpBatches(stream, p.data.seq_len, p.data.micro_batch, m.hvpBatches);
+    const centers = await crossTermsAbout(ctx, model, batches, thetas, [
+      ["annealed model", annealed],
+      ["merge (theta_avg)", avg],
+    ]);
+    const batchLosses = thetas.map((t) => lossAt(model, t, batches));
+    const batchMerged = lossAt(model, avg, batches);
+    return { centers, batchLosses, batchMerged, ...(await lossPlane(ctx, config, stream, thetas, avg, annealed)) };
+  });
+
+  const { centers, batchLosses, plane, star, showStar, xs, ys, z } = analysis;
+  const [ann, avgC] = centers as [CenterResult, CenterResult];
+  const labels = w.steps.map((s) => `${tokens(s * ctx.tps)}`);
+  const findings = mechanismFindings(ctx, k, analysis, heldCk, heldMerged);
   const heat = (c: CenterResult) => ({
     kind: "heatmap" as const,
     id: c === ann ? "hessian-annealed" : "hessian-merge",

@@ -5,7 +5,7 @@
  * (already trained for stable-merge: only merges and scores are added), reported as
  * means with the sample sd across seeds.
  */
-import { coefficientsFor, type MethodSpec } from "../merge/weights.js";
+import { coefficientsFor, type MethodSpec } from "../merge/methods.js";
 import type { LabContext } from "./context.js";
 import { delta, NOISE_NATS, tokens } from "./format.js";
 import type { ExperimentResult, Finding, Verdict } from "./result.js";

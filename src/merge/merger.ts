@@ -14,7 +14,8 @@ import { copyIdenticalTensor } from "./nonfloat.js";
 import { orderByProgress } from "./order.js";
 import { createMergeOutput, outputFormatFor } from "./outputs.js";
 import type { PartSpec } from "./part-output.js";
-import { coefficientsFor, type MethodSpec } from "./weights.js";
+import { coefficientsFor, DEFAULT_METHOD, recordedParams, type MethodSpec, type RecordedParams } from "./methods.js";
+import { numel } from "../tensor/shape.js";
 
 export interface MergeOptions {
   /** Checkpoint paths (folders or .safetensors files, or .gguf files) or hf://, s3://, https:// locations, in any order. */
@@ -49,11 +50,9 @@ export interface MergeInputRecord {
   header_sha256: string[];
 }
 
-export interface MergeRecord {
+export interface MergeRecord extends RecordedParams {
   pma_version: string;
   method: string;
-  alpha?: number;
-  decay?: string;
   order_basis: "tokens" | "step" | "arguments";
   inputs: MergeInputRecord[];
   coefficients: number[];
@@ -104,7 +103,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
     const ordered = opts.keepOrder ? { items: opened, basis: "arguments" as const } : orderByProgress(opened);
     if ("note" in ordered && ordered.note !== undefined) opts.onNote?.(ordered.note);
     const inputs = ordered.items;
-    const method = opts.method ?? { method: "sma" };
+    const method = opts.method ?? DEFAULT_METHOD;
     const coefficients = coefficientsFor(method, inputs.length);
     checkSameTensors(inputs);
     const adapter = await checkAdapterInputs(inputs);
@@ -155,7 +154,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
     for (const name of writer.order) {
       const t = reference.tensors.get(name)!;
       const layout = writer.layout(name);
-      const elements = t.shape.reduce((a, b) => a * b, 1);
+      const elements = numel(t.shape);
       parameters += elements;
       // One part of a partitioned merge writes some element ranges; a whole merge, everything.
       const ranges = writer.owned?.(name) ?? [{ start: 0, end: elements }];
@@ -209,8 +208,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
     const record: MergeRecord = {
       pma_version: PMA_VERSION,
       method: method.method,
-      ...(method.method === "ema" ? { alpha: method.alpha ?? 0.2 } : {}),
-      ...(method.method === "wsm" ? { decay: method.decay ?? "1-sqrt" } : {}),
+      ...recordedParams(method),
       order_basis: ordered.basis,
       inputs: inputs.map((inp, i) => ({
         path: inp.path,

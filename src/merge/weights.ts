@@ -1,25 +1,34 @@
 import { PmaError } from "../common/errors.js";
 
 /**
- * Merge methods turn N checkpoints, oldest first, into N coefficients that sum to 1
- * (unless the user asks for raw custom weights). The merged model is sum_i c_i * M_i.
+ * The coefficients of each merge method: N checkpoints, oldest first, become N
+ * coefficients that sum to 1 (unless the user asks for raw custom weights). The merged
+ * model is sum_i c_i * M_i. methods.ts names the methods and their parameters.
  */
-export type MergeMethod = "sma" | "wma" | "ema" | "wsm" | "custom";
 
 /** Decay shapes for schedule-derived (WSM-style) coefficients. */
-export type DecayShape = "linear" | "1-sqrt" | "cosine";
+export const DECAY_SHAPES = ["1-sqrt", "linear", "cosine"] as const;
+export type DecayShape = (typeof DECAY_SHAPES)[number];
 
-export interface MethodSpec {
-  method: MergeMethod;
-  /** EMA smoothing factor in (0, 1]. */
-  alpha?: number;
-  /** Custom weights, oldest checkpoint first. */
-  weights?: number[];
-  /** Custom weights are normalised to sum to 1 unless this is false. */
-  normalize?: boolean;
-  /** WSM: the learning-rate decay the merge stands in for. */
-  decay?: DecayShape;
+/** An interval of numbers, each end open or closed. */
+export interface NumberRange {
+  min: number;
+  max: number;
+  minOpen: boolean;
+  maxOpen: boolean;
 }
+
+export function inRange(x: number, r: NumberRange): boolean {
+  return (r.minOpen ? x > r.min : x >= r.min) && (r.maxOpen ? x < r.max : x <= r.max);
+}
+
+/** "(0, 1]" */
+export function formatRange(r: NumberRange): string {
+  return `${r.minOpen ? "(" : "["}${r.min}, ${r.max}${r.maxOpen ? ")" : "]"}`;
+}
+
+/** EMA's smoothing factor a: a = 1 keeps only the newest checkpoint; a = 0 would ignore it. */
+export const EMA_ALPHA_RANGE: NumberRange = { min: 0, max: 1, minOpen: true, maxOpen: false };
 
 /** Simple Moving Average: every checkpoint counts the same (paper Eq. 3). */
 export function smaCoefficients(n: number): number[] {
@@ -46,8 +55,8 @@ export function wmaCoefficients(n: number): number[] {
  */
 export function emaCoefficients(n: number, alpha: number): number[] {
   requireCount(n);
-  if (!(alpha > 0 && alpha <= 1)) {
-    throw new PmaError("WEIGHTS_INVALID", `EMA alpha must be in (0, 1], got ${alpha}`);
+  if (!inRange(alpha, EMA_ALPHA_RANGE)) {
+    throw new PmaError("WEIGHTS_INVALID", `EMA alpha must be in ${formatRange(EMA_ALPHA_RANGE)}, got ${alpha}`);
   }
   return Array.from({ length: n }, (_, idx) => {
     const i = idx + 1;
@@ -85,27 +94,6 @@ export function customCoefficients(weights: number[], normalize = true): number[
     throw new PmaError("WEIGHTS_INVALID", "custom weights sum to 0 and cannot be normalised; pass --no-normalize to use them as given");
   }
   return weights.map((w) => w / sum);
-}
-
-export function coefficientsFor(spec: MethodSpec, n: number): number[] {
-  switch (spec.method) {
-    case "sma":
-      return smaCoefficients(n);
-    case "wma":
-      return wmaCoefficients(n);
-    case "ema":
-      return emaCoefficients(n, spec.alpha ?? 0.2);
-    case "wsm":
-      return wsmCoefficients(n, spec.decay ?? "1-sqrt");
-    case "custom": {
-      const w = spec.weights;
-      if (w === undefined) throw new PmaError("WEIGHTS_INVALID", "method custom needs weights");
-      if (w.length !== n) {
-        throw new PmaError("WEIGHTS_INVALID", `got ${w.length} weights for ${n} checkpoints; give one weight per checkpoint, oldest first`);
-      }
-      return customCoefficients(w, spec.normalize ?? true);
-    }
-  }
 }
 
 function requireCount(n: number): void {

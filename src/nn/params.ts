@@ -3,6 +3,7 @@ import type { ModelConfig } from "./config.js";
 import { isMoe } from "./config.js";
 import type { MatmulBackend } from "./kernels/matmul.js";
 import { hashString, Rng } from "./rng.js";
+import { numel } from "../tensor/shape.js";
 
 /** One named tensor of a state dict: Hugging Face name, torch shape, f32 data. */
 export interface NamedTensor {
@@ -67,7 +68,7 @@ export function paramLayout(c: ModelConfig): ParamInfo[] {
   const out: ParamInfo[] = [];
   let offset = 0;
   const add = (name: string, shape: number[], initStd: number | null): void => {
-    const size = shape.reduce((a, b) => a * b, 1);
+    const size = numel(shape);
     out.push({ name, shape, offset, size, decay: shape.length >= 2, initStd });
     offset += size;
   };

@@ -14,23 +14,22 @@ import { existsSync, readdirSync, rmSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { writeFileAtomic } from "../common/atomic-dir.js";
-import { isPmaError, PmaError } from "../common/errors.js";
+import { PmaError } from "../common/errors.js";
 import { acquireLock } from "../common/lock.js";
 import { AdamW } from "../nn/adamw.js";
 import type { ModelConfig } from "../nn/config.js";
 import { describeBackend, getBackend, type MatmulBackend } from "../nn/kernels/index.js";
 import { createModel, type Model } from "../nn/model.js";
-import { lrAt } from "../nn/schedule.js";
 import { WindowSampler, SAMPLER_VERSION } from "../data/batches.js";
-import { loadTrainingState, writeCheckpoint, type PmaTrainStateInput } from "./checkpoint.js";
+import { loadTrainingState } from "./checkpoint.js";
 import type { TrainConfig } from "./config.js";
-import { adamwOptions, maxSteps, modelConfigFor, scheduleSpec, stepsEvery, tokensPerStep, trainConfigToYaml } from "./config.js";
+import { adamwOptions, maxSteps, modelConfigFor, trainConfigToYaml } from "./config.js";
 import { prepareRunData, type RunData } from "../data/run-data.js";
 import { HeldoutEvaluator } from "./heldout.js";
-import { epochOf, trainerStateJson, type HistoryEntry } from "./hf-state.js";
 import { isInside, planStart, requireSameArchitecture, type StartPlan, type StartRequest } from "./resume.js";
-import { pruneCheckpoints, removeLeftoverDeletions } from "./prune.js";
+import { removeLeftoverDeletions } from "./prune.js";
 import { LOG_FILE, RunLog, type EvalRecord, type StepRecord } from "./run-log.js";
+import { TrainingSession } from "./session.js";
 import { readModelConfig, readWeights } from "./weights-io.js";
 
 export interface TrainOptions extends StartRequest {
@@ -141,18 +140,29 @@ async function runPlan(plan: StartPlan, data: RunData, backend: MatmulBackend, o
 }
 
 async function runLockedPlan(plan: StartPlan, data: RunData, backend: MatmulBackend, opts: TrainOptions): Promise<TrainResult> {
-  const config = plan.config;
   const emit = opts.onEvent ?? (() => undefined);
-  const modelConfig = modelConfigFor(config.model, data.prepared.tokenizer.vocabSize, data.eosId);
+  const modelConfig = modelConfigFor(plan.config.model, data.prepared.tokenizer.vocabSize, data.eosId);
+  await checkStart(plan, data, backend, modelConfig, opts.force ?? false, emit);
+  const parts = await buildModel(plan, data, backend, modelConfig);
+  const log = await openRunLog(plan, modelConfig, parts.model, backend, emit);
+  return new TrainingSession({ plan, data, backend, modelConfig, ...parts, log, emit, signal: opts.signal }).run();
+}
+
+/** Refuses a start on other data, warns about another backend, and readies the run directory. */
+async function checkStart(plan: StartPlan, data: RunData, backend: MatmulBackend, modelConfig: ModelConfig, force: boolean, emit: (e: TrainEvent) => void): Promise<void> {
   checkSameData(plan, data, modelConfig);
   const recorded = plan.stateFrom?.state.backend;
   if (recorded !== undefined && recorded !== backend.name) {
     emit({ type: "note", message: `the checkpoint was trained with the ${recorded} backend and this run uses ${backend.name}: the continuation will not be bit-identical` });
   }
-  await prepareRunDir(plan, opts.force ?? false);
+  await prepareRunDir(plan, force);
   for (const path of await removeLeftoverDeletions(plan.runDir)) emit({ type: "note", message: `removed ${path}, a checkpoint whose deletion an earlier run did not finish` });
+}
 
-  const { seq_len: S, micro_batch: B, grad_accum: accum } = config.data;
+/** The model and optimizer at the start's weights and state, the batch sampler, and the evaluator. */
+async function buildModel(plan: StartPlan, data: RunData, backend: MatmulBackend, modelConfig: ModelConfig) {
+  const config = plan.config;
+  const { seq_len: S, micro_batch: B } = config.data;
   const model = createModel(modelConfig, backend, { batch: B, seq: S }, { seed: config.training.seed });
   const optimizer = new AdamW(model.params, adamwOptions(config.optimizer));
   await loadStart(plan, model, optimizer, modelConfig);
@@ -161,190 +171,19 @@ async function runLockedPlan(plan: StartPlan, data: RunData, backend: MatmulBack
     config.eval.every_tokens > 0
       ? new HeldoutEvaluator(createModel(modelConfig, backend, { batch: config.eval.batch, seq: S }, { params: model.params, forwardOnly: true }), data.split("validation"), config.eval.max_tokens)
       : null;
+  return { model, optimizer, sampler, evaluator };
+}
 
-  const schedule = scheduleSpec(config.schedule);
-  const tps = tokensPerStep(config);
+/** Writes the run's config.yaml, opens its log and announces the start. */
+async function openRunLog(plan: StartPlan, modelConfig: ModelConfig, model: Model, backend: MatmulBackend, emit: (e: TrainEvent) => void): Promise<RunLog> {
+  const config = plan.config;
   const lastStep = maxSteps(config);
-  const evalEvery = stepsEvery(config, config.eval.every_tokens);
-  const saveEvery = stepsEvery(config, config.checkpointing.every_tokens);
-  const historyEvery = config.log.history_every_steps;
-  const history: HistoryEntry[] = [...plan.history];
-  const pending = { ...plan.historyPending };
-  let step = plan.step;
-  let tokens = plan.tokens;
-
   await writeFileAtomic(join(plan.runDir, "config.yaml"), trainConfigToYaml(config));
   const log = RunLog.create(join(plan.runDir, LOG_FILE), plan.logPrefix);
   emit({
-    type: "start", runDir: plan.runDir, config, model: modelConfig, parameters: model.params.numel, step, tokens, maxSteps: lastStep,
+    type: "start", runDir: plan.runDir, config, model: modelConfig, parameters: model.params.numel, step: plan.step, tokens: plan.tokens, maxSteps: lastStep,
     maxTokens: config.training.max_tokens, backend: describeBackend(backend).summary, plan,
   });
-  if (step >= lastStep) emit({ type: "note", message: `step ${step} already reaches training.max_tokens (${config.training.max_tokens} tokens = ${lastStep} steps): nothing to train` });
-
-  const toks = new Int32Array(B * S);
-  const tgts = new Int32Array(B * S);
-  const grad = model.params.grad;
-  const checkpoints: string[] = [];
-  let lastLoss = NaN;
-  let lastValLoss: number | null = null;
-  let trainSeconds = 0;
-  let savedStep = -1;
-  let interrupted = false;
-  // A function, not a property read: the signal changes between reads.
-  const aborted = (): boolean => opts.signal?.aborted === true;
-
-  // Called by save() only once the new checkpoint is in place: the newest one is what a resume needs.
-  const retention = { keepLast: config.checkpointing.keep_last, keepEveryTokens: config.checkpointing.keep_every_tokens, tokensPerStep: tps };
-  const protect = startCheckpointSteps(plan);
-  const prune = async (): Promise<void> => {
-    try {
-      await pruneCheckpoints(plan.runDir, step, retention, protect, (p) => {
-        const ckptTokens = p.step * tps;
-        log.write({ type: "prune", step, tokens, checkpoint: basename(p.path), checkpoint_step: p.step, checkpoint_tokens: ckptTokens });
-        emit({ type: "prune", path: p.path, step: p.step, tokens: ckptTokens });
-      });
-    } catch (e) {
-      // Deleting is housekeeping: the checkpoint is safe, so training goes on, and the
-      // next checkpoint's pass retries what is still there.
-      if (!isPmaError(e)) throw e;
-      emit({ type: "note", message: `could not delete an old checkpoint: ${e.message}` });
-    }
-  };
-
-  const save = async (): Promise<void> => {
-    const state: PmaTrainStateInput = {
-      global_step: step,
-      tokens,
-      optimizerStep: optimizer.steps,
-      data: { corpus: config.data.corpus, sampler: SAMPLER_VERSION, seed: config.data.seed, next_step: step, train_tokens: data.train.length, train_sha256: data.trainSha256 },
-      history_pending: { ...pending },
-      config,
-      model_config: modelConfig,
-      tokenizer_sha256: data.tokenizerSha256,
-      backend: backend.name,
-      lineage: plan.lineage,
-    };
-    const trainerState = trainerStateJson({
-      step, tokens, maxSteps: lastStep, epochTokens: data.train.length, maxTokens: config.training.max_tokens, history,
-      loggingSteps: historyEvery, evalSteps: evalEvery, saveSteps: saveEvery, trainBatchSize: B, totalFlos: 6 * model.params.numel * tokens,
-    });
-    const path = await writeCheckpoint({ runDir: plan.runDir, params: model.params, optimizer, state, trainerState, tokenizerJson: data.tokenizerJson });
-    checkpoints.push(path);
-    savedStep = step;
-    emit({ type: "checkpoint", path, step, tokens });
-    await prune();
-  };
-
-  try {
-    while (step < lastStep) {
-      // Yield to the event loop once per step: signal handlers (Ctrl-C) and the progress
-      // bar's timers only run between tasks, never inside this synchronous loop.
-      await new Promise<void>((r) => setImmediate(r));
-      if (aborted()) {
-        interrupted = true;
-        break;
-      }
-      const t0 = performance.now();
-      model.zeroGrad();
-      let lossSum = 0;
-      let ceSum = 0;
-      for (let a = 0; a < accum; a++) {
-        sampler.fill(step, a, toks, tgts);
-        lossSum += model.forward(toks, tgts);
-        ceSum += model.lastLoss.ce;
-        model.backward();
-      }
-      // backward() adds each micro-batch's mean-loss gradient: average them, as one big batch would.
-      if (accum > 1) {
-        const inv = 1 / accum;
-        for (let i = 0; i < grad.length; i++) grad[i] = grad[i]! * inv;
-      }
-      const loss = lossSum / accum;
-      const nextTokens = tokens + tps;
-      // The LR of a step is the schedule at the token count the step reaches (schedule.ts).
-      const lr = lrAt(schedule, nextTokens);
-      // A non-finite loss or gradient stops the run before the parameters change (AdamW
-      // refuses the update); the step is logged with nulls so the log shows where.
-      let gradNorm = NaN;
-      try {
-        if (Number.isFinite(loss)) gradNorm = optimizer.step(lr);
-      } catch (e) {
-        if (!isPmaError(e, "NONFINITE")) throw e;
-      }
-      if (!Number.isFinite(gradNorm)) {
-        const norm = Number.isFinite(loss) ? optimizer.gradNorm() : NaN;
-        log.write({ type: "step", step: step + 1, tokens: nextTokens, loss, lr, grad_norm: norm, seconds: (performance.now() - t0) / 1000 });
-        const last = checkpoints.at(-1) ?? plan.stateFrom?.dir ?? null;
-        throw new PmaError(
-          "NONFINITE",
-          `training diverged at step ${step + 1} (${Number.isFinite(loss) ? `gradient norm is ${norm}` : `loss is ${loss}`}); parameters were not updated` +
-            (last !== null ? `. Restart from ${last} with a lower learning rate, or from a merge of earlier checkpoints (PMA-init)` : ""),
-        );
-      }
-      step++;
-      tokens = nextTokens;
-      const seconds = (performance.now() - t0) / 1000;
-      trainSeconds += seconds;
-      lastLoss = loss;
-      const record: StepRecord = { type: "step", step, tokens, loss, lr, grad_norm: gradNorm, seconds };
-      if (model.lastLoss.aux !== 0) record.ce = ceSum / accum;
-      log.write(record);
-      pending.steps++;
-      pending.loss_sum += loss;
-      if (step % historyEvery === 0 || step === lastStep) {
-        history.push({ epoch: epochOf(tokens, data.train.length), grad_norm: gradNorm, learning_rate: lr, loss: pending.loss_sum / pending.steps, num_input_tokens_seen: tokens, step });
-        pending.steps = 0;
-        pending.loss_sum = 0;
-        pending.first_step = step + 1;
-      }
-      emit({ type: "step", record, maxTokens: config.training.max_tokens });
-
-      // A scheduled evaluation runs even when stopping: a resumed run starts after this
-      // step and would never make it up, leaving a hole in the log.
-      const stopping = aborted();
-      if (evaluator !== null && (step % evalEvery === 0 || step === lastStep)) {
-        const e0 = performance.now();
-        const r = evaluator.run();
-        const evalRecord: EvalRecord = { type: "eval", step, tokens, val_loss: r.loss, val_tokens: r.tokens, seconds: (performance.now() - e0) / 1000 };
-        log.write(evalRecord);
-        history.push({ epoch: epochOf(tokens, data.train.length), eval_loss: r.loss, eval_runtime: evalRecord.seconds, num_input_tokens_seen: tokens, step });
-        lastValLoss = r.loss;
-        emit({ type: "eval", record: evalRecord });
-      }
-      if ((saveEvery > 0 && step % saveEvery === 0) || step === lastStep || stopping) await save();
-      if (stopping) {
-        interrupted = true;
-        break;
-      }
-    }
-    if (interrupted && savedStep !== step && step > plan.step) await save();
-  } finally {
-    log.close();
-  }
-  return {
-    runDir: plan.runDir,
-    step,
-    tokens,
-    checkpoints,
-    interrupted,
-    lastLoss,
-    lastValLoss,
-    trainSeconds,
-    tokensPerSecond: trainSeconds > 0 ? ((step - plan.step) * tps) / trainSeconds : 0,
-    config,
-  };
-}
-
-/**
- * Steps of the checkpoints of this run directory the run started from (a resume in
- * place): a user who pointed --resume at one expects it to still be there afterwards,
- * so this process never deletes it; a later start, no longer starting from it, may.
- */
-function startCheckpointSteps(plan: StartPlan): Set<number> {
-  const steps = new Set<number>();
-  for (const dir of [plan.stateFrom?.dir, plan.weightsFrom]) {
-    const m = dir == null || dirname(dir) !== plan.runDir ? null : /^checkpoint-(\d+)$/.exec(basename(dir));
-    if (m != null) steps.add(Number(m[1]));
-  }
-  return steps;
+  if (plan.step >= lastStep) emit({ type: "note", message: `step ${plan.step} already reaches training.max_tokens (${config.training.max_tokens} tokens = ${lastStep} steps): nothing to train` });
+  return log;
 }

@@ -11,7 +11,7 @@
  */
 import { closeSync, existsSync, openSync, readFileSync, writeSync } from "node:fs";
 import { PmaError } from "../common/errors.js";
-import { writeFileAtomicSync } from "../common/atomic-write.js";
+import { writeFileAtomicSync } from "../common/atomic-dir.js";
 import { parseJsonLenient } from "../formats/json-python.js";
 
 export const LOG_FILE = "log.jsonl";

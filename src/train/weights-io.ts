@@ -14,6 +14,7 @@ import type { ModelConfig } from "../nn/config.js";
 import { fromHfConfig } from "../nn/config.js";
 import type { NamedTensor } from "../nn/params.js";
 import type { CheckpointDtype } from "./config.js";
+import { numel } from "../tensor/shape.js";
 
 export const SAFETENSORS_DTYPE: Record<CheckpointDtype, FloatDType> = { f32: "F32", bf16: "BF16" };
 export const TORCH_DTYPE: Record<CheckpointDtype, "float32" | "bfloat16"> = { f32: "float32", bf16: "bfloat16" };
@@ -61,7 +62,7 @@ export async function readWeights(path: string, opts: { only?: (name: string) =>
         throw new PmaError("DTYPE_UNSUPPORTED", `${t.file.path}: tensor "${t.name}" is ${t.dtype}; model weights must be F32, BF16, F16 or F64`, { file: t.file.path });
       }
       const bytes = await t.file.read(t.name);
-      const data = new Float32Array(t.shape.reduce((a, b) => a * b, 1));
+      const data = new Float32Array(numel(t.shape));
       decodeFloats(bytes, t.dtype, data);
       tensors.set(t.name, { name: t.name, shape: [...t.shape], data });
       dtypes.add(t.dtype);

@@ -13,7 +13,7 @@ import { StagedDir, writeFileAtomic } from "../common/atomic-dir.js";
 import { PmaError } from "../common/errors.js";
 import { PMA_VERSION } from "../common/version.js";
 import { merge, type MergeOptions, type MergeRecord } from "../merge/merger.js";
-import type { MethodSpec } from "../merge/weights.js";
+import { DEFAULT_METHOD, type MethodSpec } from "../merge/methods.js";
 import { DEFAULT_INIT_COUNT, DEFAULT_INIT_MARGIN, selectInitCheckpoints, type InitReason } from "./init-select.js";
 import { readTrainingLog, type TrainingLog } from "./logs.js";
 import { logPrefix, pmaStateFiles, writePmaResumeState } from "./pma-train-state.js";
@@ -169,7 +169,7 @@ export async function pmaInit(opts: PmaInitOptions): Promise<InitRecord> {
     const merged = await merge({
       inputs: inputs.map((c) => c.path),
       out: weightsDir,
-      method: opts.method ?? { method: "sma" },
+      method: opts.method ?? DEFAULT_METHOD,
       keepOrder: true,
       ...(opts.accumulate !== undefined ? { accumulate: opts.accumulate } : {}),
       ...(opts.threads !== undefined ? { threads: opts.threads } : {}),

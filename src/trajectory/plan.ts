@@ -1,6 +1,6 @@
 import { PmaError } from "../common/errors.js";
 import { formatTokens } from "../common/units.js";
-import { coefficientsFor, type MethodSpec } from "../merge/weights.js";
+import { coefficientsFor, DEFAULT_METHOD, type MethodSpec } from "../merge/methods.js";
 import type { RunCheckpoint } from "./run.js";
 
 export interface PlanOptions {
@@ -80,7 +80,7 @@ export function planMerge(checkpoints: (RunCheckpoint & { tokens: number })[], o
   }
   if (picked.length === 0) throw new PmaError("USAGE", `no checkpoint is near any target; check --interval, --at and --tolerance (${notes.join("; ")})`);
   picked.sort((a, b) => a.tokens - b.tokens);
-  const method = opts.method ?? { method: "sma" };
+  const method = opts.method ?? DEFAULT_METHOD;
   const c = coefficientsFor(method, picked.length);
   picked.forEach((p, i) => (p.coefficient = c[i]!));
   return { interval: opts.interval, requestedCount: opts.count, count: picked.length, at, tolerance, method, selected: picked, missingTargets, notes };

@@ -4,6 +4,7 @@ import { isPmaError, PmaError } from "../common/errors.js";
 import { INDEX_FILE, openCheckpointTensors, SINGLE_FILE } from "../formats/checkpoint-files.js";
 import { staysInside } from "../formats/shard-path.js";
 import { readTrainerState, stepFromName, TRAINER_STATE_FILE } from "../formats/trainer-state.js";
+import { numel } from "../tensor/shape.js";
 
 /** One complete checkpoint of a run, with how far training had gone. */
 export interface RunCheckpoint {
@@ -89,7 +90,7 @@ export async function discoverRun(dir: string, opts: DiscoverOptions = {}): Prom
     let parameters = 0;
     try {
       const ck = await openCheckpointTensors(c.path);
-      for (const t of ck.tensors.values()) parameters += t.shape.reduce((a, b) => a * b, 1);
+      for (const t of ck.tensors.values()) parameters += numel(t.shape);
       sizesBefore.set(c.path, ck.files.map((f) => `${f.path}:${f.fileSize}`).join("|"));
       await ck.close();
     } catch (e) {

@@ -4,6 +4,7 @@ import { SafetensorsWriter, type TensorSpec } from "../formats/safetensors-write
 import { encodeFloats, floatDTypeBytes } from "../tensor/codec.js";
 import { torchDtypeName, type FloatDType } from "../tensor/dtype.js";
 import { stringifyHfConfig } from "../formats/hf-config-json.js";
+import { numel } from "../tensor/shape.js";
 
 /**
  * A synthetic pre-training run: checkpoints of a Llama-shaped model whose weights
@@ -117,7 +118,7 @@ export async function writeSyntheticRun(opts: SyntheticRunOptions): Promise<stri
     await mkdir(dir, { recursive: true });
     const writer = await SafetensorsWriter.create(dir, specs, { shardSize: Number.MAX_SAFE_INTEGER });
     for (const spec of specs) {
-      const n = spec.shape.reduce((a, b) => a * b, 1);
+      const n = numel(spec.shape);
       const gen = tensorGenerator(o.seed, spec.name);
       for (let start = 0; start < n; start += CHUNK) {
         const len = Math.min(CHUNK, n - start);

@@ -29,7 +29,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { isPmaError, PmaError } from "../common/errors.js";
 import { acquireLock } from "../common/lock.js";
 import { merge, type MergeOptions } from "../merge/merger.js";
-import type { MethodSpec } from "../merge/weights.js";
+import { DEFAULT_METHOD, type MethodSpec } from "../merge/methods.js";
 import { DEFAULT_INIT_COUNT } from "./init-select.js";
 import { pmaInit, type InitRecord } from "./init.js";
 import { readTrainingLog, type TrainingLog } from "./logs.js";
@@ -243,7 +243,7 @@ class Watcher {
             count: init.count ?? DEFAULT_INIT_COUNT,
             ...(init.margin !== undefined ? { margin: init.margin } : {}),
             optimizer: init.optimizer ?? "latest",
-            method: this.o.method ?? { method: "sma" },
+            method: this.o.method ?? DEFAULT_METHOD,
             // A crash after the publish but before the journal line redoes the same output.
             force: true,
             ...(this.o.spikeOptions !== undefined ? { spikeOptions: this.o.spikeOptions } : {}),
@@ -287,7 +287,7 @@ class Watcher {
       try {
         const plan = planMerge(
           checkpoints.filter((x) => x.tokens <= c.tokens),
-          { interval, count: this.o.count, at: c.tokens, method: this.o.method ?? { method: "sma" }, ...(this.o.tolerance !== undefined ? { tolerance: this.o.tolerance } : {}) },
+          { interval, count: this.o.count, at: c.tokens, method: this.o.method ?? DEFAULT_METHOD, ...(this.o.tolerance !== undefined ? { tolerance: this.o.tolerance } : {}) },
         );
         const record = await merge({
           inputs: plan.selected.map((p) => p.path),

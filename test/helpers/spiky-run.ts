@@ -7,7 +7,8 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { openCheckpointTensors } from "../../src/formats/checkpoint-files.js";
-import { writeTensorboardScalars, type TensorboardScalar } from "../../src/formats/tensorboard.js";
+import { type TensorboardScalar } from "../../src/formats/tensorboard.js";
+import { writeTensorboardScalars } from "../../src/formats/tensorboard-writer.js";
 import { decodeFloats } from "../../src/tensor/codec.js";
 import { isFloatDType, type FloatDType } from "../../src/tensor/dtype.js";
 import { writeSyntheticRun, type SyntheticModel } from "../../src/trajectory/synthetic.js";
