@@ -12,6 +12,7 @@ import { writeSyntheticRun, type SyntheticModel } from "../src/trajectory/synthe
  * `--part 1,2,4` instead runs the merge as N concurrent `--part I/N` processes of
  * `--part-threads` threads each (default 1, one process per node of a cluster) plus
  * `--finalize`, and prints wall time, aggregate and per-process input rates.
+ * `--source s3` compares the same merge read from a loopback S3 server with local disk.
  */
 const { values } = parseArgs({
   options: {
@@ -24,8 +25,10 @@ const { values } = parseArgs({
     "generate-only": { type: "boolean", default: false },
     part: { type: "string" },
     "part-threads": { type: "string", default: "1" },
+    source: { type: "string", default: "local" },
   },
 });
+if (values.source !== "local" && values.source !== "s3") throw new Error(`--source is local or s3, not ${values.source}`);
 const big = values.big ?? false;
 const count = big ? 3 : Number(values.checkpoints);
 const gib = big ? 9 : Number(values["gib-per-checkpoint"]);
@@ -81,6 +84,10 @@ if (values.part !== undefined) {
 }
 
 const out = join(resolve(values.dir!), "merged");
+if (values.source === "s3") {
+  await benchS3();
+  process.exit(0);
+}
 const results: Record<string, Timing[]> = { cat: [], "pma merge": [], baseline: [] };
 for (let r = 0; r < runs; r++) {
   results["cat"]!.push(timed("sh", ["-c", `cat ${files.map((f) => `'${f}'`).join(" ")} > /dev/null`]));
@@ -177,4 +184,70 @@ async function benchParts(counts: number[], threads: number): Promise<void> {
   for (const row of rows) console.log(row);
   const cpu = readFileSync("/proc/cpuinfo", "utf8").match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown CPU";
   console.log(`machine: ${cpu}, ${execFileSync("nproc", { encoding: "utf8" }).trim()} cores`);
+}
+
+/**
+ * `--source s3`: the same merge read from a loopback S3 server (s3rver, a separate
+ * process) through the AWS SDK, against the same files on local disk, in one run.
+ * Peak RSS of the merge is printed: remote reads hold threads x N x chunk bytes.
+ */
+async function benchS3(): Promise<void> {
+  const { spawn } = await import("node:child_process");
+  const { createInterface } = await import("node:readline");
+  const { PutObjectCommand, S3Client } = await import("@aws-sdk/client-s3");
+  const { createReadStream } = await import("node:fs");
+  const storeDir = join(resolve(values.dir!), "s3rver");
+  rmSync(storeDir, { recursive: true, force: true });
+  mkdirSync(storeDir, { recursive: true });
+  const server = spawn(process.execPath, [join(root, "dist/bench/local-s3.js"), storeDir, "bench"], { stdio: ["ignore", "pipe", "inherit"] });
+  try {
+    const line = await new Promise<string>((resolveLine) => createInterface({ input: server.stdout! }).once("line", resolveLine));
+    const { endpoint } = JSON.parse(line) as { endpoint: string };
+    const env = { ...process.env, AWS_ENDPOINT_URL_S3: endpoint, AWS_ACCESS_KEY_ID: "S3RVER", AWS_SECRET_ACCESS_KEY: "S3RVER", AWS_REGION: "us-east-1", AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true" };
+    const client = new S3Client({ endpoint, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" }, requestChecksumCalculation: "WHEN_REQUIRED" });
+    process.stderr.write(`uploading ${count} checkpoints to ${endpoint} ...\n`);
+    for (const dir of inputs) {
+      for (const name of ["model.safetensors", "trainer_state.json", "config.json"]) {
+        const path = join(dir, name);
+        if (!existsSync(path)) continue;
+        const key = `run/${dir.slice(runDir.length + 1)}/${name}`;
+        await client.send(new PutObjectCommand({ Bucket: "bench", Key: key, Body: createReadStream(path), ContentLength: statSync(path).size }));
+      }
+    }
+    const remote = inputs.map((d) => `s3://bench/run/${d.slice(runDir.length + 1)}/`);
+    const rows: Record<string, Timing[]> = { "local disk": [], "loopback S3": [] };
+    const timedEnv = (args: string[]): Timing => {
+      const hasTime = existsSync("/usr/bin/time");
+      const t0 = process.hrtime.bigint();
+      const r = hasTime
+        ? spawnSync("/usr/bin/time", ["-f", "%M", process.execPath, ...args], { encoding: "utf8", env, maxBuffer: 1 << 26 })
+        : spawnSync(process.execPath, args, { encoding: "utf8", env, maxBuffer: 1 << 26 });
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      if (r.status !== 0) throw new Error(`pma ${args.join(" ")} failed: ${r.stderr}`);
+      const rss = hasTime ? Number(r.stderr.trim().split("\n").pop()) : NaN;
+      return { seconds, maxRssKiB: Number.isFinite(rss) ? rss : null };
+    };
+    for (let r = 0; r < runs; r++) {
+      rmSync(out, { recursive: true, force: true });
+      rows["local disk"]!.push(timedEnv([pma, "merge", ...inputs, "--out", out, "--force"]));
+      rmSync(out, { recursive: true, force: true });
+      rows["loopback S3"]!.push(timedEnv([pma, "merge", ...remote, "--out", out, "--force"]));
+    }
+    rmSync(out, { recursive: true, force: true });
+    const GiB = 2 ** 30;
+    const localSeconds = median(rows["local disk"]!.map((t) => t.seconds));
+    console.log(`inputs: ${count} x bf16 checkpoints, ${(inputBytes / GiB).toFixed(2)} GiB in total; ${runs} run(s), medians; S3 = s3rver on 127.0.0.1 sharing the machine's cores`);
+    console.log("| source | seconds | input GiB/s | throughput / local | peak RSS MiB |");
+    console.log("|---|---|---|---|---|");
+    for (const [name, ts] of Object.entries(rows)) {
+      const s = median(ts.map((t) => t.seconds));
+      const rss = ts.map((t) => t.maxRssKiB).filter((x): x is number => x !== null);
+      console.log(`| ${name} | ${s.toFixed(2)} | ${(inputBytes / GiB / s).toFixed(2)} | ${(localSeconds / s).toFixed(2)} | ${rss.length ? (Math.max(...rss) / 1024).toFixed(0) : "n/a"} |`);
+    }
+    const cpu = readFileSync("/proc/cpuinfo", "utf8").match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown CPU";
+    console.log(`machine: ${cpu}, ${execFileSync("nproc", { encoding: "utf8" }).trim()} cores`);
+  } finally {
+    server.kill();
+    rmSync(storeDir, { recursive: true, force: true });
+  }
 }

@@ -4,6 +4,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { writeSafetensors, type TensorData } from "../src/formats/safetensors-writer.js";
+import { gguf } from "../src/formats/gguf-values.js";
+import { writeGguf } from "../src/formats/gguf-writer.js";
 import { merge, type MergeRecord } from "../src/merge/merger.js";
 import { HttpSource } from "../src/sources/http.js";
 import { listS3, S3Source } from "../src/sources/s3.js";
@@ -156,6 +158,24 @@ describe("merging remote checkpoints", () => {
     await s3Client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: Buffer.concat([bytes, Buffer.from("x")]) }));
     await assert.rejects(obj.read(part, 8), (e: Error & { code?: string }) => e.code === "SOURCE_CHANGED");
     await s3Client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: bytes }));
+  });
+
+  it("GGUF files read through the Hub source (a header past the first 4 MiB fetch) merge to the local merge's bytes", async () => {
+    const r = rng(11);
+    for (const [i, dir] of local.entries()) {
+      const metadata = new Map([
+        ["general.architecture", gguf.string("llama")],
+        // A 5 MB tokenizer-sized value: the remote header reader must fetch past its first 4 MiB.
+        ["tokenizer.chat_template", gguf.string("x".repeat(5_000_000 + i))],
+      ]);
+      const values = Array.from({ length: 3 * 257 }, () => r() * 2 - 1);
+      await writeGguf(join(dir, "model.gguf"), metadata, [{ name: "w", type: 0, dims: [257, 3], data: toBytes(values, "F32") }]);
+    }
+    const localOut = join(tmp.dir, "local.gguf");
+    const remoteOut = join(tmp.dir, "remote.gguf");
+    await merge({ inputs: local.map((d) => join(d, "model.gguf")), out: localOut, keepOrder: true, chunkElements: CHUNK });
+    await merge({ inputs: STEPS.map((s) => `hf://org/run@stage1-step${s}-tokens${s / 100}B/model.gguf`), out: remoteOut, keepOrder: true, chunkElements: CHUNK });
+    assert.ok((await readFile(remoteOut)).equals(await readFile(localOut)));
   });
 
   it("kill -9 during an S3 upload leaves nothing under the output prefix, and a rerun succeeds", async () => {

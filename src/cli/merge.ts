@@ -28,8 +28,12 @@ GGUF files (F32/F16/BF16 tensors, not quantized) merge into one GGUF file: give
 --out a .gguf path. Its metadata comes from the newest input, plus pma.* provenance;
 GGUF files are ordered by the step in their name (checkpoint-1200.gguf), else as given.
 
+A checkpoint may be remote: hf://owner/repo@revision, s3://bucket/prefix, or an
+https:// file; --out may be s3://bucket/prefix (published atomically). Credentials come
+from HF_TOKEN and the AWS SDK's own configuration (see README, Remote checkpoints).
+
 options:
-  --out DIR             output folder (Hugging Face layout), or FILE.gguf for GGUF inputs;
+  --out DIR             output folder (Hugging Face layout) or s3://bucket/prefix, or FILE.gguf for GGUF inputs;
                         must not exist unless --force
 ${METHOD_USAGE}
   --dtype D             output dtype for float tensors: bf16 | f16 | f32 | f64 (default: as input)
@@ -56,7 +60,8 @@ example:
   pma merge run/checkpoint-1000 run/checkpoint-2000 run/checkpoint-3000 --out merged --method ema --alpha 0.2
   pma merge gguf/checkpoint-1000.gguf gguf/checkpoint-2000.gguf --out merged.gguf --dtype f16
   pma merge run/checkpoint-* --out merged --part 0/4   # ... and 1/4, 2/4, 3/4 elsewhere
-  pma merge --finalize merged`;
+  pma merge --finalize merged
+  pma merge hf://EleutherAI/pythia-160m@step142000 hf://EleutherAI/pythia-160m@step143000 --out s3://bucket/merged`;
 
 const DTYPES: Record<string, FloatDType> = { bf16: "BF16", f16: "F16", f32: "F32", f64: "F64" };
 

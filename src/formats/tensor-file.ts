@@ -5,10 +5,10 @@
  * any size costs only its header in memory), and a close that waits for reads in flight.
  */
 import { PmaError } from "../common/errors.js";
-import { lfsPointerError } from "./lfs-pointer.js";
 import { quoted } from "../common/quote.js";
 import { LocalFileSource } from "../sources/local.js";
 import type { PositionalSource } from "../sources/source.js";
+import { checkNotLfsPointer } from "./lfs-pointer.js";
 
 /** Where a tensor's bytes lie in its file. */
 export interface TensorSpan {
@@ -23,21 +23,14 @@ export interface TensorSpan {
 export async function openTensorFile<F>(where: string | PositionalSource, kind: string, parse: (source: PositionalSource) => Promise<F> | F): Promise<F> {
   const source = typeof where === "string" ? await LocalFileSource.open(where, kind) : where;
   try {
-    await checkNotLfsPointer(source);
+    // A local clone made without Git LFS holds pointers; remote stores serve the real file.
+    const readSync = source.readSync?.bind(source);
+    if (readSync !== undefined) checkNotLfsPointer(source.uri, source.size, (into) => readSync(into, 0));
     return await parse(source);
   } catch (e) {
     await source.close().catch(() => undefined);
     throw e;
   }
-}
-
-/** A Git LFS pointer left under a model file's name is said to be one (see lfs-pointer.ts). */
-async function checkNotLfsPointer(source: PositionalSource): Promise<void> {
-  if (source.size > 1024) return;
-  const head = new Uint8Array(source.size);
-  await source.read(head, 0);
-  const e = lfsPointerError(source.uri, head, source.size);
-  if (e !== null) throw e;
 }
 
 export abstract class PositionalTensorFile<T extends TensorSpan> {

@@ -48,9 +48,9 @@ export async function copyRemoteCompanions(loc: RemoteLocation, toDir: string, t
     const dst = join(toDir, name);
     try {
       if (name === "config.json" && torchDtype !== undefined) {
-        const config = parseConfig(Buffer.from(bytes).toString("utf8"), `${loc.uri}/${name}`);
-        config["torch_dtype"] = torchDtype;
-        await fs.writeFile(dst, JSON.stringify(config, null, 2) + "\n");
+        const text = Buffer.from(bytes).toString("utf8");
+        const config = parseConfig(text, `${loc.uri}/${name}`);
+        await fs.writeFile(dst, setTopLevelString(text, "torch_dtype", torchDtype) ?? stringifyHfConfig({ ...config, torch_dtype: torchDtype }));
       } else {
         await fs.writeFile(dst, bytes);
       }

@@ -41,10 +41,10 @@ export interface MergeInput {
   sizeBytes: number;
   /** sha256 of each file's JSON header: cheap, and pins names, shapes, dtypes, offsets. */
   headerSha256: string[];
-  /** A PEFT adapter folder (see merge/adapter.ts). */
-  adapter?: boolean;
   /** Set when the checkpoint is remote (hf://, s3://, https://): where its other files are. */
   remote?: RemoteLocation;
+  /** A PEFT adapter folder (see merge/adapter.ts). */
+  adapter?: boolean;
 }
 
 export async function openMergeInput(path: string): Promise<MergeInput> {

@@ -20,7 +20,8 @@ type LoadInput = (i: number, into: Uint8Array, position: number) => void;
  * Local inputs are read synchronously, straight into WebAssembly memory. When any input
  * is remote, the chunk of every input is fetched at once (N requests in flight per
  * worker, so latency is paid once per chunk, not N times) into per-input buffers and
- * copied in; memory is then N x chunk bytes per worker.
+ * copied in, the next chunk's reads running while this one is merged; memory is then
+ * 2 x N x chunk bytes per worker.
  */
 export async function runMergeWorker(plan: WorkerPlan, slot: number): Promise<WorkerMessage> {
   const kernels = new MergeKernels();
@@ -39,19 +40,36 @@ export async function runMergeWorker(plan: WorkerPlan, slot: number): Promise<Wo
     else for (const f of plan.inputFiles) inputFds.push(openSync(f, "r"));
     for (const f of plan.outputFiles) outputFds.push(openSync(f, "r+"));
     const maxInBytes = Math.max(1, ...plan.tensors.map((t) => floatDTypeBytes(t.inDtype)));
-    const buffers = remote ? Array.from({ length: plan.coefficients.length }, () => new Uint8Array(plan.chunkElements * maxInBytes)) : [];
-    for (;;) {
-      if (Atomics.load(stop, 0) !== 0) break;
+    // Remote reads are double-buffered: chunk k+1 is in flight while chunk k is merged.
+    const sets = remote ? [0, 1].map(() => Array.from({ length: plan.coefficients.length }, () => new Uint8Array(plan.chunkElements * maxInBytes))) : [];
+    const claim = (): number => {
+      if (Atomics.load(stop, 0) !== 0) return -1;
       const k = Atomics.add(next, 0, 1);
-      if (k >= plan.chunkCount) break;
+      return k < plan.chunkCount ? k : -1;
+    };
+    const fetchChunk = (k: number, set: Uint8Array[]): Promise<unknown> => {
+      const tensor = plan.tensors[chunks[3 * k]!]!;
+      const inSize = floatDTypeBytes(tensor.inDtype);
+      const length = chunks[3 * k + 2]! * inSize;
+      const pending = Promise.all(tensor.sources.map((src, i) => sources[src.file]!.read(set[i]!.subarray(0, length), src.offset + chunks[3 * k + 1]! * inSize)));
+      pending.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
+      return pending;
+    };
+    let k = claim();
+    let set = 0;
+    let inFlight = remote && k >= 0 ? fetchChunk(k, sets[0]!) : null;
+    while (k >= 0) {
       const tensor = plan.tensors[chunks[3 * k]!]!;
       const start = chunks[3 * k + 1]!;
       const n = chunks[3 * k + 2]!;
       const inSize = floatDTypeBytes(tensor.inDtype);
       let load: LoadInput;
+      let following = -1;
       if (remote) {
-        const length = n * inSize;
-        await Promise.all(tensor.sources.map((src, i) => sources[src.file]!.read(buffers[i]!.subarray(0, length), src.offset + start * inSize)));
+        await inFlight;
+        following = claim();
+        inFlight = following >= 0 ? fetchChunk(following, sets[1 - set]!) : null;
+        const buffers = sets[set]!;
         load = (i, into) => into.set(buffers[i]!.subarray(0, into.length));
       } else {
         load = (i, into, position) => {
@@ -65,6 +83,12 @@ export async function runMergeWorker(plan: WorkerPlan, slot: number): Promise<Wo
         nonfinite.push(...found);
       }
       progress[slot] = progress[slot]! + n * inSize * plan.inputFiles.length;
+      if (remote) {
+        k = following;
+        set = 1 - set;
+      } else {
+        k = claim();
+      }
     }
   } finally {
     for (const fd of [...inputFds, ...outputFds]) closeSync(fd);

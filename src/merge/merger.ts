@@ -85,6 +85,8 @@ export interface PartSummary {
 
 export const MERGE_RECORD_FILE = "pma_merge.json";
 const DEFAULT_CHUNK_ELEMENTS = 1 << 20;
+/** Remote inputs: 4M elements (8 MiB of bf16) per request, so per-request costs (signing, headers, a round trip) stay small. */
+const REMOTE_CHUNK_ELEMENTS = 1 << 22;
 
 /**
  * Merges N checkpoints of one run into one: out = sum_i c_i * M_i, tensor by tensor and
@@ -195,7 +197,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
         outputFiles,
         coefficients,
         tensors: jobs,
-        chunkElements: opts.chunkElements ?? DEFAULT_CHUNK_ELEMENTS,
+        chunkElements: opts.chunkElements ?? (inputRefs.some((r) => r.kind !== "file") ? REMOTE_CHUNK_ELEMENTS : DEFAULT_CHUNK_ELEMENTS),
         allowNonfinite: opts.allowNonfinite ?? false,
       },
       opts.threads ?? Math.min(availableParallelism(), 8),

@@ -105,7 +105,11 @@ export async function listHubFolder(repo: string, commit: string, path: string):
 }
 
 /** A positional source for one file of a commit; `display` is its hf:// name for messages. */
-export function openHubFile(repo: string, commit: string, file: HubFile, display: string): Promise<HttpSource> {
+export async function openHubFile(repo: string, commit: string, file: HubFile, display: string): Promise<HttpSource> {
   const url = `${hubEndpoint()}/${repo}/resolve/${commit}/${file.path.split("/").map(encodeURIComponent).join("/")}`;
-  return HttpSource.open(url, { auth: "hf", display });
+  const source = await HttpSource.open(url, { auth: "hf", display });
+  if (source.size !== file.size) {
+    throw new PmaError("SOURCE_CHANGED", `${display}: the Hub lists ${file.size} bytes but serves ${source.size}; try again, and report it if it persists.`, { file: display });
+  }
+  return source;
 }

@@ -4,6 +4,8 @@ import { isPmaError, PmaError } from "../common/errors.js";
 import { INDEX_FILE, openCheckpointTensors, SINGLE_FILE } from "../formats/checkpoint-files.js";
 import { staysInside } from "../formats/shard-path.js";
 import { readTrainerState, stepFromName, TRAINER_STATE_FILE } from "../formats/trainer-state.js";
+import { isRemoteUri } from "../sources/location.js";
+import { discoverRemoteRun } from "./remote-run.js";
 import { numel } from "../tensor/shape.js";
 
 /** One complete checkpoint of a run, with how far training had gone. */
@@ -13,7 +15,8 @@ export interface RunCheckpoint {
   step: number;
   /** Tokens seen; null when neither trainer_state.json nor --tokens-per-step tells. */
   tokens: number | null;
-  tokensFrom: "trainer_state" | "tokens-per-step" | null;
+  /** "name": a remote revision's or prefix's name said it (`tokens3892B`). */
+  tokensFrom: "trainer_state" | "name" | "tokens-per-step" | null;
   /** Parameters, counted from the tensor headers. */
   parameters: number;
 }
@@ -48,6 +51,7 @@ export interface DiscoverOptions {
  * and with `settleMs` its file sizes must not change.
  */
 export async function discoverRun(dir: string, opts: DiscoverOptions = {}): Promise<RunScan> {
+  if (isRemoteUri(dir)) return discoverRemoteRun(dir, opts);
   const root = resolve(dir);
   let entries;
   try {
