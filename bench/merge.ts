@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join, resolve } from "node:path";
@@ -15,7 +15,12 @@ import { writeSyntheticRun, type SyntheticModel } from "../src/trajectory/synthe
  * of them alike; ratios are taken round by round and their medians printed, with the
  * load average before and after every round. The load-everything baseline runs once.
  * `--big` instead merges 3 checkpoints whose total exceeds RAM, to show memory stays
- * bounded when inputs cannot all be cached.
+ * bounded when inputs cannot all be cached. `--format dcp` measures the same on
+ * torchtitan-style DCP checkpoints (the limit writes the newest input's .distcp files).
+ * `--source s3` compares the same merge read from a loopback S3 server with local disk.
+ * `--part 1,2,4` runs the merge as N concurrent `--part I/N` processes of
+ * `--part-threads` threads each (default 1, one process per node of a cluster) plus
+ * `--finalize`, and prints wall time, aggregate and per-process input rates.
  */
 const { values } = parseArgs({
   options: {
@@ -27,6 +32,8 @@ const { values } = parseArgs({
     "skip-f32": { type: "boolean", default: false },
     runs: { type: "string", default: "5" },
     "generate-only": { type: "boolean", default: false },
+    part: { type: "string" },
+    "part-threads": { type: "string", default: "1" },
     source: { type: "string", default: "local" },
     format: { type: "string", default: "safetensors" },
   },
@@ -87,6 +94,11 @@ function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+if (values.part !== undefined) {
+  await benchParts(values.part.split(",").map(Number), Number(values["part-threads"]));
+  process.exit(0);
 }
 
 const quote = (p: string) => `'${p.replaceAll("'", "'\\''")}'`;
@@ -158,6 +170,77 @@ console.log(`merge / limit by round: ${seconds("pma merge").map((s, i) => (s / l
 for (const l of loads) console.log(l);
 const cpu = readFileSync("/proc/cpuinfo", "utf8").match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown CPU";
 console.log(`machine: ${cpu}, ${execFileSync("nproc", { encoding: "utf8" }).trim()} cores`);
+
+/**
+ * One `pma merge --part I/N --json` process, under GNU time for its CPU seconds (user +
+ * system): input bytes per CPU-second is the rate a part has on a core of its own,
+ * which a shared machine's wall clock does not show.
+ */
+function runPart(args: string[]): Promise<{ bytesRead: number; seconds: number; cpuSeconds: number }> {
+  return new Promise((resolvePart, reject) => {
+    const child = spawn("/usr/bin/time", ["-f", "%U %S", process.execPath, pma, "merge", ...args, "--json"], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
+    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+    child.on("close", (code) => {
+      if (code !== 0) return reject(new Error(`pma merge ${args.join(" ")} failed: ${stderr}`));
+      const record = JSON.parse(stdout) as { bytes_read: number; seconds: number };
+      const [user, sys] = stderr.trim().split("\n").pop()!.split(" ").map(Number);
+      resolvePart({ bytesRead: record.bytes_read, seconds: record.seconds, cpuSeconds: user! + sys! });
+    });
+  });
+}
+
+/**
+ * Partitioned merges: for each N, all N parts start at once and the wall time runs until
+ * the last one ends; finalize (index, config, record, one rename) is timed on its own.
+ * Per-process rate is each part's input bytes over its own seconds, the number that
+ * carries over to a cluster where every part has a node to itself.
+ */
+async function benchParts(counts: number[], threads: number): Promise<void> {
+  const out = join(resolve(values.dir!), "merged-parts");
+  const GiB = 2 ** 30;
+  const rows: string[] = [];
+  let first = 0;
+  const load = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+  // The reference: one process with a thread per core, as `pma merge` runs by default.
+  const whole: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    execFileSync("sh", ["-c", `cat ${files.map((f) => `'${f}'`).join(" ")} > /dev/null`]);
+    rmSync(out, { recursive: true, force: true });
+    whole.push(timed(process.execPath, [pma, "merge", ...inputs, "--out", out]).seconds);
+  }
+  rows.push(`| one process, ${execFileSync("nproc", { encoding: "utf8" }).trim()} threads (no --part) | ${median(whole).toFixed(2)} | | ${(inputBytes / GiB / median(whole)).toFixed(2)} | | | | ${load()} |`);
+  for (const n of counts) {
+    const walls: number[] = [];
+    const finals: number[] = [];
+    const perProcess: number[] = [];
+    const perCpu: number[] = [];
+    for (let r = 0; r < runs; r++) {
+      execFileSync("sh", ["-c", `cat ${files.map((f) => `'${f}'`).join(" ")} > /dev/null`]);
+      rmSync(out, { recursive: true, force: true });
+      const t0 = process.hrtime.bigint();
+      const parts = await Promise.all(Array.from({ length: n }, (_, i) => runPart([...inputs, "--out", out, "--part", `${i}/${n}`, "--threads", String(threads)])));
+      walls.push(Number(process.hrtime.bigint() - t0) / 1e9);
+      finals.push(timed(process.execPath, [pma, "merge", "--finalize", out]).seconds);
+      perProcess.push(...parts.map((p) => p.bytesRead / GiB / p.seconds));
+      perCpu.push(parts.reduce((a, p) => a + p.bytesRead, 0) / GiB / parts.reduce((a, p) => a + p.cpuSeconds, 0));
+    }
+    const wall = median(walls);
+    if (first === 0) first = wall;
+    rows.push(
+      `| ${n} | ${wall.toFixed(2)} | ${median(finals).toFixed(2)} | ${(inputBytes / GiB / wall).toFixed(2)} | ${median(perProcess).toFixed(2)} | ${median(perCpu).toFixed(2)} | ${(first / wall).toFixed(2)} | ${load()} |`,
+    );
+  }
+  rmSync(out, { recursive: true, force: true });
+  console.log(`inputs: ${count} x bf16 checkpoints, ${(inputBytes / GiB).toFixed(2)} GiB in total, in page cache; ${threads} thread(s) per part; ${runs} run(s), medians`);
+  console.log("| parts | wall s (all parts) | finalize s | input GiB/s (all parts) | per-process GiB/s | GiB per CPU-second | speedup vs first row | load avg after |");
+  console.log("|---|---|---|---|---|---|---|---|");
+  for (const row of rows) console.log(row);
+  const cpu = readFileSync("/proc/cpuinfo", "utf8").match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown CPU";
+  console.log(`machine: ${cpu}, ${execFileSync("nproc", { encoding: "utf8" }).trim()} cores`);
+}
 
 /**
  * `--source s3`: the same merge read from a loopback S3 server (s3rver, a separate

@@ -19,6 +19,8 @@ export { S3Staging } from "./sources/s3-output.js";
 export { SafetensorsWriter, planShards, writeSafetensors, type TensorSpec } from "./formats/safetensors-writer.js";
 export { inspectCheckpoint, type CheckpointSummary } from "./formats/inspect.js";
 export { merge, type MergeOptions, type MergeRecord } from "./merge/merger.js";
+export { finalizeMerge, type FinalizeOptions } from "./merge/finalize.js";
+export type { PartSpec } from "./merge/part-output.js";
 export { smaCoefficients, wmaCoefficients, emaCoefficients, customCoefficients } from "./merge/weights.js";
 export { coefficientsFor, MERGE_METHODS, type MethodSpec, type MergeMethod } from "./merge/methods.js";
 export { orderByProgress, readProgress } from "./merge/order.js";

@@ -1,6 +1,8 @@
 import { PmaError } from "../common/errors.js";
 import { parseBytes } from "../common/units.js";
+import { finalizeMerge } from "../merge/finalize.js";
 import { merge, type MergeRecord } from "../merge/merger.js";
+import type { PartSpec } from "../merge/part-output.js";
 import { describeParams } from "../merge/methods.js";
 import type { FloatDType } from "../tensor/dtype.js";
 import { parseCommandArgs, type Command } from "./command.js";
@@ -13,6 +15,8 @@ import { byteProgress } from "./progress.js";
 
 const usage = `usage: pma merge CKPT... --out DIR [options]
        pma merge --run RUN --interval V [--count N] --out DIR [options]
+       pma merge CKPT... --out DIR --part I/N [options]     (one of N processes)
+       pma merge --finalize DIR [--force]                   (after all N parts)
 
 Merges checkpoints of one training run into one: out = sum_i c_i * M_i, streamed
 chunk by chunk (memory does not grow with model size). Checkpoints are ordered by
@@ -42,6 +46,12 @@ ${METHOD_USAGE}
   --threads N           worker threads (default: all cores)
   --force               replace an existing output
   --json                print the merge record as JSON
+  --part I/N            merge only share I (0-based) of N, beside the other parts (other
+                        machines, a Slurm array or a Kubernetes Indexed Job); every part
+                        takes the same checkpoints and options; shares are balanced by bytes
+                        (with --out s3://..., whole shards: use a --shard-size for 4+ per part)
+  --finalize DIR        once every part finished: check them, write the index, config and
+                        pma_merge.json, and publish DIR (bit-identical to a one-process merge)
   --run RUN             choose the checkpoints from a run directory (see pma plan):
 ${RUN_USAGE}
 
@@ -51,6 +61,8 @@ ${METHODS_HELP}
 example:
   pma merge run/checkpoint-1000 run/checkpoint-2000 run/checkpoint-3000 --out merged --method ema --alpha 0.2
   pma merge gguf/checkpoint-1000.gguf gguf/checkpoint-2000.gguf --out merged.gguf --dtype f16
+  pma merge run/checkpoint-* --out merged --part 0/4   # ... and 1/4, 2/4, 3/4 elsewhere
+  pma merge --finalize merged
   pma merge hf://EleutherAI/pythia-160m@step142000 hf://EleutherAI/pythia-160m@step143000 --out s3://bucket/merged`;
 
 const DTYPES: Record<string, FloatDType> = { bf16: "BF16", f16: "F16", f32: "F32", f64: "F64" };
@@ -73,9 +85,23 @@ export const command: Command = {
         optimizer: { type: "string" },
         force: { type: "boolean" },
         json: { type: "boolean" },
+        part: { type: "string" },
+        finalize: { type: "string" },
       },
       usage,
     );
+    if (values.finalize !== undefined) {
+      if (positionals.length > 0 || values.out !== undefined || values.part !== undefined || values.run !== undefined) {
+        throw new PmaError("USAGE", "--finalize DIR takes no checkpoints, --out, --part or --run: the parts recorded them");
+      }
+      const record = await finalizeMerge({
+        out: values.finalize,
+        force: values.force ?? false,
+        onNote: (note) => process.stderr.write(`pma: note: ${note}\n`),
+      });
+      process.stdout.write(values.json ? JSON.stringify(record, null, 2) + "\n" : describeMerge(record, values.finalize));
+      return 0;
+    }
     if (values.out === undefined) throw new PmaError("USAGE", `--out DIR is required\n\n${usage}`);
     const method = methodFromFlags(values);
     let inputs = positionals;
@@ -116,6 +142,7 @@ export const command: Command = {
         onProgress: (done, total) => progress.update(done, total),
         onNote: (note) => process.stderr.write(`pma: note: ${note}\n`),
         signal: interrupt.signal,
+        ...(values.part !== undefined ? { part: parsePart(values.part) } : {}),
       });
     } finally {
       progress.stop();
@@ -129,6 +156,17 @@ export const command: Command = {
     return 0;
   },
 };
+
+/** `I/N` with 0 <= I < N. */
+export function parsePart(text: string): PartSpec {
+  const m = /^(\d+)\/(\d+)$/.exec(text.trim());
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!(Number.isSafeInteger(index) && Number.isSafeInteger(count) && count >= 1 && index < count)) {
+    throw new PmaError("USAGE", `--part must be I/N with 0 <= I < N, e.g. --part 0/4 (got '${text}')`);
+  }
+  return { index, count };
+}
 
 /** "1 file", "15 shards and the index": the index is not a shard. */
 function filesText(files: readonly string[]): string {
@@ -145,9 +183,14 @@ export function describeMerge(r: MergeRecord, out: string): string {
       const where = [i.step !== null ? `step ${i.step}` : null, i.tokens !== null ? `${i.tokens} tokens` : null].filter(Boolean).join(", ");
       return `  ${i.coefficient.toFixed(6)}  ${i.path}${where ? `  (${where})` : ""}`;
     }),
-    `wrote ${out}: ${r.tensors} tensors, ${r.parameters.toLocaleString("en-US")} parameters, ${(r.bytes_written / 2 ** 20).toFixed(1)} MiB in ${filesText(r.files)}, dtype ${r.dtype}, accumulated in ${r.accumulate}${r.adapter === true ? "; a PEFT adapter (adapter_model.safetensors with adapter_config.json)" : ""}`,
+    r.part !== undefined
+      ? `wrote part ${r.part.index}/${r.part.count} of ${out}: ${(r.bytes_written / 2 ** 20).toFixed(1)} MiB into ${r.files.length} shard file(s); finish with pma merge --finalize ${out} once all ${r.part.count} parts are done`
+      : `wrote ${out}: ${r.tensors} tensors, ${r.parameters.toLocaleString("en-US")} parameters, ${(r.bytes_written / 2 ** 20).toFixed(1)} MiB in ${filesText(r.files)}, dtype ${r.dtype}, accumulated in ${r.accumulate}${r.adapter === true ? "; a PEFT adapter (adapter_model.safetensors with adapter_config.json)" : ""}`,
     `read ${(r.bytes_read / 2 ** 30).toFixed(2)} GiB in ${r.seconds.toFixed(2)} s (${(r.bytes_read / 2 ** 30 / Math.max(r.seconds, 1e-9)).toFixed(2)} GiB/s)`,
   ];
+  if (r.parts !== undefined) {
+    lines.push(`assembled from ${r.parts.length} part(s); the slowest took ${Math.max(...r.parts.map((p) => p.seconds)).toFixed(2)} s`);
+  }
   for (const n of r.nonfinite) lines.push(`warning: ${n.count} NaN/Inf value(s) in "${n.tensor}" of ${n.checkpoint ?? "the merged result"}`);
   return lines.join("\n") + "\n";
 }

@@ -26,6 +26,8 @@ export class StagedDir {
     target: string,
     staging: string,
     private readonly lock: Lock,
+    /** False for an adopted directory: others' work, kept when this process gives up. */
+    private readonly removeOnDiscard = true,
   ) {
     this.target = target;
     this.staging = staging;
@@ -52,6 +54,26 @@ export class StagedDir {
         throw fsError(staging, "mkdir", e);
       });
       return new StagedDir(abs, staging, lock);
+    } catch (e) {
+      await lock.release();
+      throw e;
+    }
+  }
+
+  /**
+   * Takes a directory staged by other means (the parts of a partitioned merge write it
+   * together) as the staging of `target`: the same lock, recovery and refusal as
+   * `create`, but a discard leaves the directory in place, since it holds others' work.
+   */
+  static async adopt(target: string, staging: string, force: boolean): Promise<StagedDir> {
+    const abs = resolve(target);
+    const lock = await acquireLock(join(dirname(abs), `.${basename(abs)}.pma-lock`), `writing ${abs}`);
+    try {
+      await recoverAbandoned(abs);
+      if (!force && (await exists(abs))) {
+        throw new PmaError("EXISTS", `${abs} already exists; choose another --out or pass --force to replace it`, { file: abs });
+      }
+      return new StagedDir(abs, resolve(staging), lock, false);
     } catch (e) {
       await lock.release();
       throw e;
@@ -94,7 +116,7 @@ export class StagedDir {
     this.done = true;
     LIVE.delete(this);
     try {
-      await fs.promises.rm(this.staging, { recursive: true, force: true });
+      if (this.removeOnDiscard) await fs.promises.rm(this.staging, { recursive: true, force: true });
     } finally {
       await this.lock.release();
     }
@@ -105,7 +127,7 @@ export class StagedDir {
     this.done = true;
     LIVE.delete(this);
     try {
-      fs.rmSync(this.staging, { recursive: true, force: true });
+      if (this.removeOnDiscard) fs.rmSync(this.staging, { recursive: true, force: true });
     } finally {
       this.lock.releaseSync();
     }

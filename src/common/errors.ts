@@ -36,6 +36,8 @@ export type PmaErrorCode =
   | "DATA_INVALID"
   | "BACKEND_UNAVAILABLE"
   | "PLATFORM_UNSUPPORTED"
+  | "PARTS_INCOMPLETE"
+  | "PARTS_MISMATCH"
   | "INTERNAL";
 
 export class PmaError extends Error {

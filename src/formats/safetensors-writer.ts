@@ -39,6 +39,12 @@ export interface WriterOptions {
   shardSize?: number;
   metadata?: Record<string, string>;
   fileBaseName?: string;
+  /**
+   * Several processes write disjoint parts of the same files (a partitioned merge):
+   * each one creates the files if absent, writes the same header and size, and never
+   * writes the index; the process that assembles the parts does (`writeShardIndex`).
+   */
+  shared?: boolean;
 }
 
 const openAsync = promisify(fs.open);
@@ -115,7 +121,13 @@ export class SafetensorsWriter {
   private readonly layouts: Map<string, TensorLayout & { shard: OpenShard }>;
   private state: "open" | "finished" | "aborted" = "open";
 
-  private constructor(dir: string, plan: ShardPlan, shards: OpenShard[], layouts: Map<string, TensorLayout & { shard: OpenShard }>) {
+  private constructor(
+    dir: string,
+    plan: ShardPlan,
+    shards: OpenShard[],
+    layouts: Map<string, TensorLayout & { shard: OpenShard }>,
+    private readonly shared: boolean,
+  ) {
     this.dir = dir;
     this.plan = plan;
     this.shards = shards;
@@ -139,7 +151,7 @@ export class SafetensorsWriter {
         const header = encodeHeader(shard.tensors, metadata, path);
         let fd: number;
         try {
-          fd = await openAsync(path, "wx");
+          fd = await openAsync(path, opts.shared ? fs.constants.O_RDWR | fs.constants.O_CREAT : "wx");
         } catch (e) {
           throw createError(path, e);
         }
@@ -159,7 +171,7 @@ export class SafetensorsWriter {
       await Promise.allSettled(opened.map((s) => (s.fd === null ? undefined : closeAsync(s.fd))));
       throw e;
     }
-    return new SafetensorsWriter(absDir, plan, opened, layouts);
+    return new SafetensorsWriter(absDir, plan, opened, layouts, opts.shared ?? false);
   }
 
   layout(name: string): TensorLayout {
@@ -217,9 +229,9 @@ export class SafetensorsWriter {
       await closeAsync(fd);
     }
     const files = this.shards.map((s) => s.path);
-    if (this.plan.indexFile !== null) {
+    if (this.plan.indexFile !== null && !this.shared) {
       const indexPath = nodePath.join(this.dir, this.plan.indexFile);
-      await writeIndex(indexPath, this.plan);
+      await writeShardIndex(indexPath, this.plan);
       files.push(indexPath);
     }
     try {
@@ -240,7 +252,8 @@ export class SafetensorsWriter {
   }
 }
 
-async function writeIndex(indexPath: string, plan: ShardPlan): Promise<void> {
+/** Writes `<base>.safetensors.index.json` for a sharded plan; refuses to replace a file. */
+export async function writeShardIndex(indexPath: string, plan: ShardPlan): Promise<void> {
   const entries: [string, string][] = [];
   for (const shard of plan.shards) for (const t of shard.tensors) entries.push([t.name, shard.file]);
   entries.sort((a, b) => Buffer.compare(Buffer.from(a[0], "utf8"), Buffer.from(b[0], "utf8")));

@@ -5,14 +5,15 @@ import { PMA_VERSION } from "../common/version.js";
 import type { TensorSpec } from "../formats/safetensors-writer.js";
 import { floatDTypeBytes } from "../tensor/codec.js";
 import { isFloatDType, type DType, type FloatDType } from "../tensor/dtype.js";
-import type { SourceRef } from "../sources/source.js";
 import { checkAdapterInputs } from "./adapter.js";
+import type { SourceRef } from "../sources/source.js";
 import { checkSameTensors, openMergeInput, type MergeInput, type SourceTensor } from "./inputs.js";
 import { makeChunks, type NonfiniteReport, type TensorJob, type WorkerMessage, type WorkerPlan } from "./job.js";
 import type { AccumulatePrecision } from "./kernels.js";
 import { copyIdenticalTensor } from "./nonfloat.js";
 import { orderByProgress } from "./order.js";
 import { createMergeOutput, outputFormatFor } from "./outputs.js";
+import type { PartSpec } from "./part-output.js";
 import { coefficientsFor, DEFAULT_METHOD, recordedParams, type MethodSpec, type RecordedParams } from "./methods.js";
 import { numel } from "../tensor/shape.js";
 import { WriteBehind } from "./write-behind.js";
@@ -39,6 +40,8 @@ export interface MergeOptions {
   signal?: AbortSignal;
   /** Distributed checkpoints only: optimizer moments copied from the newest input (default) or merged. */
   optimizer?: "copy" | "merge";
+  /** Merge only this share of the work, beside the other parts (see part-output.ts). */
+  part?: PartSpec;
 }
 
 export interface MergeInputRecord {
@@ -69,6 +72,18 @@ export interface MergeRecord extends RecordedParams {
   nonfinite: { tensor: string; checkpoint: string | null; count: number }[];
   started_at: string;
   seconds: number;
+  /** Set in the record of one part of a partitioned merge. */
+  part?: PartSpec;
+  /** Set by --finalize: each part's host, start, seconds and bytes read. */
+  parts?: PartSummary[];
+}
+
+export interface PartSummary {
+  index: number;
+  host: string;
+  started_at: string;
+  seconds: number;
+  bytes_read: number;
 }
 
 export const MERGE_RECORD_FILE = "pma_merge.json";
@@ -88,10 +103,13 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
   if (opts.inputs.length === 0) throw new PmaError("USAGE", "pma merge needs at least one checkpoint");
   // Distributed checkpoints are merged into the newest one's own layout (imported lazily: that module uses runWorkers).
   const dcp = await import("./dcp-merge.js");
-  if (await dcp.isDcpMerge(opts.inputs)) return dcp.mergeDcpFromOptions(opts);
+  if (await dcp.isDcpMerge(opts.inputs)) {
+    if (opts.part !== undefined) throw new PmaError("USAGE", "--part splits safetensors merges; a distributed checkpoint is merged by one process (its workers already share the chunks)");
+    return dcp.mergeDcpFromOptions(opts);
+  }
   // The inputs' format picks the output: a Hugging Face folder or one GGUF file.
-  const format = outputFormatFor(opts.inputs, opts.out, opts.shardSize);
-  const output = await createMergeOutput(format, opts.out, opts.force ?? false, opts.signal);
+  const format = outputFormatFor(opts.inputs, opts.out, opts.shardSize, opts.part);
+  const output = await createMergeOutput(format, opts.out, opts.force ?? false, opts.signal, opts.part);
   const opened: MergeInput[] = [];
   try {
     for (const path of opts.inputs) opened.push(await openMergeInput(path));
@@ -119,7 +137,13 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
       ...(opts.dtype !== undefined ? { dtype: opts.dtype } : {}),
       ...(opts.shardSize !== undefined ? { shardSize: opts.shardSize } : {}),
       ...(adapter ? { adapter } : {}),
+      accumulate: opts.accumulate ?? "f32",
+      allowNonfinite: opts.allowNonfinite ?? false,
     });
+    if (writer.completed !== undefined) {
+      opts.onNote?.(`part ${opts.part!.index}/${opts.part!.count} of ${opts.out} was already merged (same inputs and recipe); nothing to do`);
+      return writer.completed;
+    }
     let bytesWritten = 0;
     let parameters = 0;
     const nonfinite: NonfiniteReport[] = [];
@@ -145,29 +169,38 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
     for (const name of writer.order) {
       const t = reference.tensors.get(name)!;
       const layout = writer.layout(name);
-      bytesWritten += layout.byteLength;
-      parameters += numel(t.shape);
+      const elements = numel(t.shape);
+      parameters += elements;
+      // One part of a partitioned merge writes some element ranges; a whole merge, everything.
+      const ranges = writer.owned?.(name) ?? [{ start: 0, end: elements }];
+      if (ranges.length === 0) continue;
       if (!isFloatDType(t.dtype)) {
+        bytesWritten += layout.byteLength;
         // A PmaError, as the workers report it: throwIfAborted() would surface a bare AbortError.
         if (opts.signal?.aborted) throw new PmaError("INTERRUPTED", "merge interrupted; no output was written");
         await copyIdenticalTensor(inputs, name, writer);
         nonfloatBytes += t.byteLength * inputs.length;
         continue;
       }
-      const elements = numel(t.shape);
       if (elements === 0) continue;
-      jobs.push({
-        name: t.name,
-        inDtype: t.dtype,
-        outDtype: outputDtype.get(name) as FloatDType,
-        precision: t.dtype === "F64" ? "f64" : precision,
-        elements,
-        sources: inputs.map((inp) => {
-          const src = inp.checkpoint.tensors.get(t.name)!;
-          return { file: indexOf(src.file), offset: src.fileOffset };
-        }),
-        target: { file: outputFiles.indexOf(layout.file), offset: layout.fileOffset },
-      });
+      const outDtype = outputDtype.get(name) as FloatDType;
+      const inSize = floatDTypeBytes(t.dtype);
+      const outSize = floatDTypeBytes(outDtype);
+      for (const { start, end } of ranges) {
+        bytesWritten += (end - start) * outSize;
+        jobs.push({
+          name: t.name,
+          inDtype: t.dtype,
+          outDtype,
+          precision: t.dtype === "F64" ? "f64" : precision,
+          elements: end - start,
+          sources: inputs.map((inp) => {
+            const src = inp.checkpoint.tensors.get(t.name)!;
+            return { file: indexOf(src.file), offset: src.fileOffset + start * inSize };
+          }),
+          target: { file: outputFiles.indexOf(layout.file), offset: layout.fileOffset + start * outSize },
+        });
+      }
     }
     const floatBytes = jobs.reduce((s, j) => s + j.elements * floatDTypeBytes(j.inDtype) * inputs.length, 0);
     await runWorkers(
@@ -213,6 +246,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
       nonfinite: nonfinite.map((r) => ({ tensor: r.tensor, checkpoint: r.input >= 0 ? inputs[r.input]!.path : null, count: r.count })),
       started_at: new Date(started).toISOString(),
       seconds: (Date.now() - started) / 1000,
+      ...(opts.part !== undefined ? { part: opts.part } : {}),
     };
     // A GGUF output keeps its provenance in its metadata; a folder also gets the record.
     await output.publish({ [MERGE_RECORD_FILE]: JSON.stringify(record, null, 2) + "\n" });

@@ -12,6 +12,11 @@ import { torchDtypeName, type FloatDType } from "../tensor/dtype.js";
 import { copyCompanions, copyRemoteCompanions } from "./companions.js";
 import { S3Output } from "./s3-output.js";
 import type { MergeInput } from "./inputs.js";
+import type { AccumulatePrecision } from "./kernels.js";
+import type { MergeRecord } from "./merger.js";
+import { PartOutput, type PartSpec } from "./part-output.js";
+import type { ElementRange } from "./partition.js";
+import { outputWriterOptions } from "./shard-metadata.js";
 
 /**
  * Where a merge goes. Inputs decide the format: safetensors checkpoints merge into a
@@ -31,6 +36,9 @@ export interface OutputContext {
   shardSize?: number;
   /** PEFT adapters: written as one adapter_model.safetensors. */
   adapter?: boolean;
+  /** What else decides the output's bytes; the parts of a partitioned merge must agree on it. */
+  accumulate?: AccumulatePrecision;
+  allowNonfinite?: boolean;
 }
 
 export interface OutputWriter {
@@ -40,6 +48,10 @@ export interface OutputWriter {
   order: string[];
   layout(name: string): TensorLayout;
   write(name: string, byteOffset: number, data: Uint8Array): Promise<void>;
+  /** The elements of a tensor this process writes; absent: all of every tensor. */
+  owned?(name: string): ElementRange[];
+  /** Set when this share of a partitioned merge was already written (a rerun): its record. */
+  completed?: MergeRecord;
 }
 
 export interface MergeOutput {
@@ -52,7 +64,7 @@ export interface MergeOutput {
 }
 
 /** The output format for these inputs, refusing combinations that would surprise. */
-export function outputFormatFor(inputs: string[], out: string, shardSize?: number): OutputFormat {
+export function outputFormatFor(inputs: string[], out: string, shardSize?: number, part?: PartSpec): OutputFormat {
   const ggufInputs = inputs.filter(isGgufPath);
   if (ggufInputs.length === 0) {
     if (isGgufPath(out)) {
@@ -66,10 +78,12 @@ export function outputFormatFor(inputs: string[], out: string, shardSize?: numbe
   }
   if (!isGgufPath(out)) throw new PmaError("USAGE", `the inputs are GGUF files, so the merge is one GGUF file: give --out a path ending in .gguf (got ${out})`);
   if (shardSize !== undefined) throw new PmaError("USAGE", "--shard-size applies to safetensors output; a GGUF merge is written as one file");
+  if (part !== undefined) throw new PmaError("USAGE", "--part applies to safetensors output; a GGUF merge is written as one file by one process");
   return "gguf";
 }
 
-export async function createMergeOutput(format: OutputFormat, out: string, force: boolean, signal?: AbortSignal): Promise<MergeOutput> {
+export async function createMergeOutput(format: OutputFormat, out: string, force: boolean, signal?: AbortSignal, part?: PartSpec): Promise<MergeOutput> {
+  if (part !== undefined) return PartOutput.create(out, force, part, signal);
   if (out.startsWith("s3://")) return S3Output.create(out, force, (local) => createMergeOutput(format, local, true), signal);
   return format === "gguf" ? GgufOutput.create(out, force) : SafetensorsOutput.create(out, force);
 }
@@ -86,16 +100,7 @@ class SafetensorsOutput implements MergeOutput {
   }
 
   async open(specs: TensorSpec[], ctx: OutputContext): Promise<OutputWriter> {
-    const writer = await SafetensorsWriter.create(this.staged.staging, specs, {
-      ...(ctx.shardSize !== undefined ? { shardSize: ctx.shardSize } : {}),
-      ...(ctx.adapter === true ? { fileBaseName: "adapter_model", shardSize: Number.MAX_SAFE_INTEGER } : {}),
-      metadata: {
-        pma_version: PMA_VERSION,
-        pma_method: ctx.method,
-        pma_coefficients: JSON.stringify(ctx.coefficients),
-        pma_inputs: String(ctx.inputs.length),
-      },
-    });
+    const writer = await SafetensorsWriter.create(this.staged.staging, specs, outputWriterOptions(ctx));
     this.writer = writer;
     this.newest = ctx.inputs[ctx.inputs.length - 1]!;
     this.dtype = ctx.dtype;
