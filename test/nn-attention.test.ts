@@ -41,9 +41,9 @@ function check(name: string, d: AttnDims): void {
     assertClose(out, y.map((v) => v + 1), "forward (accumulated onto the residual)", 2e-6);
     // Causality: changing the last token of batch 0 leaves earlier outputs unchanged.
     const before = y.slice();
-    x64[(S - 1) * H] += 1;
+    x64[(S - 1) * H]! += 1;
     const after = ref();
-    x64[(S - 1) * H] -= 1;
+    x64[(S - 1) * H]! -= 1;
     assertClose(after.subarray(0, (S - 1) * H), before.subarray(0, (S - 1) * H), "causal mask", 0, 1e-12);
     assert.ok(Math.abs(after[(S - 1) * H]! - before[(S - 1) * H]!) > 1e-6);
 
