@@ -1,4 +1,4 @@
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { inspectCheckpoint } from "../../src/formats/inspect.js";
@@ -21,6 +21,7 @@ export const torchSaveTarget: FuzzTarget = {
     return Promise.all(SEEDS.map((d) => readFile(join(FIXTURES, d, "pytorch_model.bin"))));
   },
   async setup(work) {
+    await mkdir(work, { recursive: true });
     const file = join(work, "pytorch_model.bin");
     return async (data) => {
       await writeFile(file, data);
