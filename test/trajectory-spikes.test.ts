@@ -226,17 +226,18 @@ test("after a divergence the level is relearned, and a later spike on the new le
 test("grad-norm spikes are flagged on their own, without a loss event", () => {
   const { points } = curve({ seed: 6, steps: 2000 });
   addGradSpike(points, 1500, 1500, 20);
-  points[1700]!.gradNorm = Number.POSITIVE_INFINITY; // fp16 overflow
+  points[1700]!.gradNorm = Number.POSITIVE_INFINITY; // fp16 overflow: a skipped step, listed on its own
   const rep = detectSpikes(points);
   assert.equal(rep.events.length, 0);
-  assert.deepEqual(rep.gradNormSpikes.map((g) => g.step), [1500, 1701]);
+  assert.deepEqual(rep.gradNormSpikes.map((g) => g.step), [1500]);
+  assert.deepEqual(rep.gradNormOverflows, [1701]);
   assert.ok(rep.gradNormSpikes[0]!.gradNorm > 10 * rep.gradNormSpikes[0]!.level);
 });
 
 // ---- Edge cases
 
 test("edge cases: empty and short logs, NaN and Inf, eval-only points, unsorted input", () => {
-  assert.deepEqual(detectSpikes([]), { events: [], gradNormSpikes: [], lossPoints: 0 });
+  assert.deepEqual(detectSpikes([]), { events: [], gradNormSpikes: [], gradNormOverflows: [], gradNormsIgnored: 0, lossPoints: 0 });
   const short = [3, 2.9, 2.95, 2.85, 2.9].map((loss, i) => ({ step: i + 1, loss }));
   assert.equal(detectSpikes(short).events.length, 0);
 
@@ -302,4 +303,48 @@ test("lastHealthyBefore picks the newest checkpoint at or before the last health
   const [ev3] = detectSpikes(nanFirst).events;
   assert.ok(ev3);
   assert.equal(lastHealthyBefore(ev3, [{ step: 0, tokens: 0 }]), null);
+});
+
+// ---- Grad norms that are not a positive finite number (docs/pma-init.md)
+
+/**
+ * A healthy run as RL fine-tuning or fp16 training logs it: 40% of the grad norms are
+ * exactly 0 (no gradient / skipped step), 1% are Infinity or NaN (loss-scale overflow),
+ * a few are the sentinel -1. Zeros used to become the window's median, after which
+ * more than half of all points were flagged.
+ */
+function zeroHeavyRun(seed: number): LogPoint[] {
+  const { points } = curve({ seed, steps: 1000 });
+  const r = rng(seed + 100);
+  for (const p of points) {
+    const u = r.u();
+    if (u < 0.4) p.gradNorm = 0;
+    else if (u < 0.405) p.gradNorm = Number.POSITIVE_INFINITY;
+    else if (u < 0.41) p.gradNorm = Number.NaN;
+    else if (u < 0.415) p.gradNorm = -1;
+  }
+  return points;
+}
+
+test("grad norms: a healthy run with many exact zeros and some Inf/NaN flags nearly nothing", () => {
+  for (const seed of [21, 22, 23]) {
+    const points = zeroHeavyRun(seed);
+    const rep = detectSpikes(points);
+    assert.equal(rep.events.length, 0, `seed ${seed}: ${describe(rep.events)}`);
+    assert.ok(rep.gradNormSpikes.length <= 5, `seed ${seed}: ${rep.gradNormSpikes.length} of 1000 grad norms flagged`);
+    const zeros = points.filter((p) => p.gradNorm === 0 || p.gradNorm === -1).length;
+    const overflows = points.filter((p) => !Number.isFinite(p.gradNorm!)).map((p) => p.step);
+    assert.equal(rep.gradNormsIgnored, zeros);
+    assert.deepEqual(rep.gradNormOverflows, overflows);
+    assert.ok(zeros > 350 && overflows.length > 0, "the fixture has the pattern it is meant to have");
+  }
+});
+
+test("grad norms: among zeros and overflows, a real 20x grad-norm spike is still found", () => {
+  const points = zeroHeavyRun(24);
+  const at = points.findIndex((p, i) => i > 600 && p.gradNorm! > 0 && Number.isFinite(p.gradNorm!));
+  points[at]!.gradNorm! *= 20;
+  const rep = detectSpikes(points);
+  assert.ok(rep.gradNormSpikes.some((g) => g.step === points[at]!.step), JSON.stringify(rep.gradNormSpikes));
+  assert.ok(rep.gradNormSpikes.length <= 5);
 });

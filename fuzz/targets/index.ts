@@ -1,4 +1,5 @@
 import type { FuzzTarget } from "../target.js";
+import { adapterTarget } from "./adapter.js";
 import { ggufTarget } from "./gguf.js";
 import { csvTarget, jsonlTarget, trainerStateTarget } from "./logs.js";
 import { safetensorsFile, safetensorsHeader, safetensorsIndex } from "./safetensors.js";
@@ -16,6 +17,7 @@ export const TARGETS: readonly FuzzTarget[] = [
   jsonlTarget,
   csvTarget,
   stateFilesTarget,
+  adapterTarget,
 ];
 
 export function targetByName(name: string): FuzzTarget | undefined {

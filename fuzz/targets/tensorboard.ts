@@ -10,6 +10,8 @@ import { detectSpikes } from "../../src/trajectory/spikes.js";
 import type { FuzzTarget } from "../target.js";
 
 const TAGS = ["train/loss", "train/grad_norm", "train/learning_rate", "eval/loss", "train/num_input_tokens_seen"];
+/** Loss tags of Keras, Megatron-LM, NeMo, torchtitan and OLMo (docs/logs.md). */
+const OTHER_LOGGER_TAGS = ["batch_loss", "epoch_loss", "evaluation_loss_vs_iterations", "lm loss", "lm loss validation", "reduced_train_loss", "loss_metrics/global_avg_loss", "train/CE loss"];
 
 function scalars(n: number, restartAt: number | null): TensorboardScalar[] {
   const out: TensorboardScalar[] = [];
@@ -82,7 +84,7 @@ async function reader(work: string, name: string): Promise<(bytes: Uint8Array) =
 export const tensorboardFile: FuzzTarget = {
   name: "tensorboard",
   description: "an events.out.tfevents file as bytes: record framing and CRCs, Event protobufs, scalars -> training log -> spike detection",
-  dictionary: [...TAGS, "brain.Event:2"],
+  dictionary: [...TAGS, ...OTHER_LOGGER_TAGS, "brain.Event:2"],
   async seeds() {
     return seedFiles();
   },
@@ -97,7 +99,7 @@ export const tensorboardFile: FuzzTarget = {
 export const tensorboardEvents: FuzzTarget = {
   name: "tensorboard-events",
   description: "Event protobufs with valid framing and CRCs: wire types, varints, nested summaries, tensor scalars, session logs",
-  dictionary: [...TAGS, "brain.Event:2"],
+  dictionary: [...TAGS, ...OTHER_LOGGER_TAGS, "brain.Event:2"],
   async seeds() {
     return seedFiles().map((f) => {
       const parts = unframe(f).flatMap((p) => {

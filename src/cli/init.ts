@@ -31,6 +31,8 @@ ${METHOD_USAGE}
   --margin STEPS        keep this many steps clear of the last healthy logged loss (default 1:
                         a loss logged at step s measures the weights of step s-1)
   --log PATH            the training log, when it is not in RUN
+  --loss-key NAME       the training loss's TensorBoard tag, CSV column or log_history key,
+                        when pma does not recognise its name (docs/logs.md lists those it does)
 ${DISCOVER_USAGE}
   --accumulate P        f32 (default) | f64
   --threads N           merge worker threads (default: all cores)

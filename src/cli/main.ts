@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { PmaError } from "../common/errors.js";
 import type { Command } from "./command.js";
+import { safeMessage } from "../common/quote.js";
 
 /** A command as `pma --help` lists it; its module loads only when it runs. */
 interface CommandEntry {
@@ -93,7 +94,7 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     if (err instanceof PmaError) {
-      process.stderr.write(`pma: ${err.message}\n`);
+      process.stderr.write(`pma: ${safeMessage(err.message, 16_000)}\n`);
       process.exitCode = err.code === "USAGE" ? 2 : 1;
     } else {
       process.stderr.write(`pma: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

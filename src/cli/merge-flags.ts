@@ -12,6 +12,7 @@ export const INIT_OPTIONS = {
   optimizer: { type: "string" },
   margin: { type: "string" },
   log: { type: "string" },
+  "loss-key": { type: "string" },
 } as const;
 
 export interface MergeRunFlags {
@@ -29,14 +30,16 @@ export interface InitFlags {
   optimizer: "latest" | "reset";
   margin?: number;
   log?: string;
+  lossKey?: string;
 }
 
-export function initFromFlags(values: { optimizer?: string; margin?: string; log?: string }): InitFlags {
+export function initFromFlags(values: { optimizer?: string; margin?: string; log?: string; "loss-key"?: string }): InitFlags {
   const optimizer = values.optimizer ?? "latest";
   if (optimizer !== "latest" && optimizer !== "reset") throw new PmaError("USAGE", `--optimizer must be latest or reset (got '${optimizer}')`);
   return {
     optimizer,
     ...(values.margin !== undefined ? { margin: intFlag(values.margin, "--margin", 0) } : {}),
     ...(values.log !== undefined ? { log: values.log } : {}),
+    ...(values["loss-key"] !== undefined ? { lossKey: values["loss-key"] } : {}),
   };
 }

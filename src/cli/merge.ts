@@ -118,6 +118,14 @@ export const command: Command = {
   },
 };
 
+/** "1 file", "15 shards and the index": the index is not a shard. */
+function filesText(files: readonly string[]): string {
+  const index = files.filter((f) => f.endsWith(".index.json")).length;
+  const weights = files.length - index;
+  if (index === 0) return `${weights} file${weights === 1 ? "" : "s"}`;
+  return `${weights} shard${weights === 1 ? "" : "s"} and the index`;
+}
+
 export function describeMerge(r: MergeRecord, out: string): string {
   const lines = [
     `merged ${r.inputs.length} checkpoint(s) with ${r.method.toUpperCase()}${describeParams(r.method, r)}, ordered by ${r.order_basis}:`,
@@ -125,7 +133,7 @@ export function describeMerge(r: MergeRecord, out: string): string {
       const where = [i.step !== null ? `step ${i.step}` : null, i.tokens !== null ? `${i.tokens} tokens` : null].filter(Boolean).join(", ");
       return `  ${i.coefficient.toFixed(6)}  ${i.path}${where ? `  (${where})` : ""}`;
     }),
-    `wrote ${out}: ${r.tensors} tensors, ${r.parameters.toLocaleString("en-US")} parameters, ${(r.bytes_written / 2 ** 20).toFixed(1)} MiB in ${r.files.length} file(s), dtype ${r.dtype}, accumulated in ${r.accumulate}`,
+    `wrote ${out}: ${r.tensors} tensors, ${r.parameters.toLocaleString("en-US")} parameters, ${(r.bytes_written / 2 ** 20).toFixed(1)} MiB in ${filesText(r.files)}, dtype ${r.dtype}, accumulated in ${r.accumulate}${r.adapter === true ? "; a PEFT adapter (adapter_model.safetensors with adapter_config.json)" : ""}`,
     `read ${(r.bytes_read / 2 ** 30).toFixed(2)} GiB in ${r.seconds.toFixed(2)} s (${(r.bytes_read / 2 ** 30 / Math.max(r.seconds, 1e-9)).toFixed(2)} GiB/s)`,
   ];
   for (const n of r.nonfinite) lines.push(`warning: ${n.count} NaN/Inf value(s) in "${n.tensor}" of ${n.checkpoint ?? "the merged result"}`);

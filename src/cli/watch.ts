@@ -40,6 +40,8 @@ ${METHOD_USAGE}
   --optimizer O         PMA-init optimizer state: latest (default) | reset (see pma init)
   --margin STEPS        PMA-init: steps kept clear of the last healthy loss (default 1)
   --log PATH            the training log, when it is not in RUN
+  --loss-key NAME       the training loss's TensorBoard tag, CSV column or log_history key,
+                        when pma does not recognise its name (docs/logs.md lists those it does)
 ${DISCOVER_USAGE}
   --accumulate P        f32 (default) | f64
   --threads N           merge worker threads (default: all cores)
@@ -136,7 +138,7 @@ export const command: Command = {
     if (positionals.length !== 1) throw new PmaError("USAGE", `give exactly one run directory\n\n${usage}`);
     const run = positionals[0]!;
     if (values.interval === undefined) throw new PmaError("USAGE", "--interval V is required (a token count such as 8B, or auto)");
-    const { log, ...init } = initFromFlags(values);
+    const { log, lossKey, ...init } = initFromFlags(values);
     const mergeRun = mergeRunFromFlags(values);
     if (values["eval-tokens"] !== undefined && values.eval !== true) throw new PmaError("USAGE", "--eval-tokens needs --eval");
     const evaluator = values.eval === true ? await heldoutEvaluator(values["eval-tokens"] === undefined ? 0 : parseTokens(values["eval-tokens"], "--eval-tokens")) : null;
@@ -160,6 +162,7 @@ export const command: Command = {
                 ...init,
               },
           ...(log !== undefined ? { log } : {}),
+          ...(lossKey !== undefined ? { lossKey } : {}),
           ...mergeRun,
           backfill: values.backfill ?? false,
           once: values.once ?? false,

@@ -2,9 +2,11 @@ import * as fs from "node:fs";
 import * as nodePath from "node:path";
 import { PmaError } from "../common/errors.js";
 import { findDuplicateKey } from "./json-duplicate-keys.js";
+import { findAdapterWeights, isAdapterWeightsFile } from "./peft-adapter.js";
 import { checkJsonShape, SAFETENSORS_JSON_LIMITS } from "./json-shape.js";
 import { SafetensorsFile, type TensorEntry } from "./safetensors.js";
 import { checkShardName, resolveInside } from "./shard-path.js";
+import { quoted } from "../common/quote.js";
 
 export const SINGLE_FILE = "model.safetensors";
 export const INDEX_FILE = "model.safetensors.index.json";
@@ -28,6 +30,8 @@ export interface CheckpointTensors {
   metadata: Record<string, string>;
   /** The parsed index, when sharded. */
   indexJson?: unknown;
+  /** A PEFT adapter (adapter_model.safetensors beside adapter_config.json), not a full model. */
+  adapter?: boolean;
   close(): Promise<void>;
 }
 
@@ -86,6 +90,7 @@ export async function openCheckpointTensors(path: string, opts: OpenCheckpointOp
       return openSharded(nodePath.dirname(abs), abs, opts);
     }
     if (FOREIGN_EXTENSION.test(abs)) throw unsupported(abs, nodePath.basename(abs));
+    if (isAdapterWeightsFile(abs) && (await findAdapterWeights(nodePath.dirname(abs))) !== null) return { ...(await openSingle(nodePath.dirname(abs), abs)), adapter: true };
     return openSingle(nodePath.dirname(abs), abs);
   }
   if (!st.isDirectory()) throw new PmaError("IO", `${abs}: neither a file nor a directory.`, { file: abs });
@@ -95,13 +100,15 @@ export async function openCheckpointTensors(path: string, opts: OpenCheckpointOp
   if ((await statOrNull(single))?.isFile()) return openSingle(abs, single);
   const index = nodePath.join(abs, INDEX_FILE);
   if ((await statOrNull(index))?.isFile()) return openSharded(abs, index, opts);
+  const adapter = await findAdapterWeights(abs);
+  if (adapter !== null) return { ...(await openSingle(abs, adapter)), adapter: true };
 
   const names = await fs.promises.readdir(abs);
   const foreign = names.find((n) => FOREIGN_WEIGHTS_FILE.test(n));
   if (foreign !== undefined) throw unsupported(abs, foreign);
   const others = names.filter((n) => n.endsWith(".safetensors"));
   const hint = others.length > 0 ? ` It holds ${others.slice(0, 3).join(", ")}${others.length > 3 ? ", ..." : ""}: pass one of them as a file path.` : "";
-  throw new PmaError("IO", `${abs}: expected ${SINGLE_FILE} or ${INDEX_FILE} with its shards in this directory.${hint}`, { file: abs });
+  throw new PmaError("IO", `${abs}: expected ${SINGLE_FILE}, ${INDEX_FILE} with its shards, or a PEFT adapter (adapter_model.safetensors with adapter_config.json) in this directory.${hint}`, { file: abs });
 }
 
 async function openSingle(root: string, file: string): Promise<CheckpointTensors> {
@@ -153,7 +160,7 @@ async function readIndex(indexPath: string): Promise<ParsedIndex> {
   if (!isObject(wm)) return invalid(`"weight_map" must be an object of tensor name -> shard file name.`);
   const weightMap = new Map<string, string>();
   for (const [name, file] of Object.entries(wm)) {
-    if (typeof file !== "string" || file === "") invalid(`"weight_map" entry for tensor "${name}" must be a non-empty file name.`);
+    if (typeof file !== "string" || file === "") invalid(`"weight_map" entry for tensor ${quoted(name)} must be a non-empty file name.`);
     weightMap.set(name, file as string);
   }
   let totalSize: number | null = null;
@@ -179,7 +186,7 @@ async function openSharded(root: string, indexPath: string, opts: OpenCheckpoint
   for (const name of shardNames) {
     if (!name.endsWith(".safetensors")) {
       if (FOREIGN_EXTENSION.test(name)) throw unsupported(indexPath, name);
-      throw invalid(`names shard "${name}", which is not a .safetensors file.`);
+      throw invalid(`names shard ${quoted(name)}, which is not a .safetensors file.`);
     }
   }
   const paths: string[] = [];
@@ -196,10 +203,10 @@ async function openSharded(root: string, indexPath: string, opts: OpenCheckpoint
     files.forEach((f, i) => {
       for (const t of f.tensors.values()) {
         // Checked as the map is filled, so it never outgrows weight_map (a Map stops at 2^24 entries).
-        if (!shardOf.has(t.name)) throw invalid(`tensor "${t.name}" is stored in shard "${shardNames[i]!}" but missing from "weight_map".`);
+        if (!shardOf.has(t.name)) throw invalid(`tensor ${quoted(t.name)} is stored in shard ${quoted(shardNames[i]!)} but missing from "weight_map".`);
         const prior = tensors.get(t.name);
         if (prior) {
-          throw new PmaError("DUPLICATE_NAME", `${f.path}: tensor "${t.name}" is also stored in ${prior.file.path}; which copy is meant is ambiguous.`, {
+          throw new PmaError("DUPLICATE_NAME", `${f.path}: tensor ${quoted(t.name)} is also stored in ${prior.file.path}; which copy is meant is ambiguous.`, {
             file: f.path,
           });
         }
@@ -210,10 +217,10 @@ async function openSharded(root: string, indexPath: string, opts: OpenCheckpoint
     for (const [name, t] of tensors) {
       const listed = shardOf.get(name);
       const actual = nameOfFile.get(t.file)!;
-      if (listed !== actual) throw invalid(`maps tensor "${name}" to "${listed}" but it is stored in "${actual}".`);
+      if (listed !== actual) throw invalid(`maps tensor ${quoted(name)} to ${quoted(listed ?? "")} but it is stored in ${quoted(actual)}.`);
     }
     for (const [name, file] of shardOf) {
-      if (!tensors.has(name)) throw invalid(`maps tensor "${name}" to shard "${file}", which does not contain it.`);
+      if (!tensors.has(name)) throw invalid(`maps tensor ${quoted(name)} to shard ${quoted(file)}, which does not contain it.`);
     }
     let sum = 0;
     for (const t of tensors.values()) sum += t.byteLength;

@@ -3,6 +3,7 @@ import { Cursor, type ByteSource } from "./gguf-cursor.js";
 import { ggmlTypeById, ggufTensorSize } from "./gguf-types.js";
 import { readKeyValues, type KeyValues } from "./gguf-kv.js";
 import type { GgufMetadata } from "./gguf-values.js";
+import { quoted } from "../common/quote.js";
 
 export const GGUF_MAGIC = "GGUF";
 export const GGUF_DEFAULT_ALIGNMENT = 32;
@@ -103,7 +104,7 @@ function readTensorInfo(cur: Cursor, index: number, seen: Set<string>): Omit<Ggu
     cur.fail(`${where}: name of ${nameLength} bytes is longer than ggml's limit of ${GGUF_MAX_NAME_BYTES} bytes`, at);
   }
   const name = cur.utf8(Number(nameLength), `${where} name`);
-  const tensor = `tensor "${name}"`;
+  const tensor = `tensor ${quoted(name)}`;
   if (seen.has(name)) cur.fail(`${tensor} appears twice; which one is meant is ambiguous`, at);
   seen.add(name);
   const nDimsAt = cur.pos;
@@ -151,15 +152,15 @@ function checkLayout(cur: Cursor, infos: Omit<GgufTensorInfo, "fileOffset">[], a
   const last = infos[infos.length - 1];
   const lastEnd = last === undefined ? 0 : last.offset + last.byteLength;
   return infos.map((t) => {
-    const tensor = `tensor "${t.name}"`;
+    const tensor = `tensor ${quoted(t.name)}`;
     if (t.offset % alignment !== 0) {
       cur.fail(`${tensor} data offset ${t.offset} is not a multiple of the alignment ${alignment}${CORRUPT}`, dataStart + t.offset);
     }
     if (t.offset < expected) {
-      cur.fail(`${tensor} data offset ${t.offset} overlaps tensor "${previous}", whose data runs to ${expected} (padded)${CORRUPT}`, dataStart + t.offset);
+      cur.fail(`${tensor} data offset ${t.offset} overlaps tensor ${quoted(previous ?? "")}, whose data runs to ${expected} (padded)${CORRUPT}`, dataStart + t.offset);
     }
     if (t.offset > expected) {
-      const after = previous === null ? "the start of the data section" : `tensor "${previous}"`;
+      const after = previous === null ? "the start of the data section" : `tensor ${quoted(previous)}`;
       cur.fail(
         `${tensor} data offset ${t.offset} leaves a gap of ${t.offset - expected} bytes after ${after}; ggml requires offsets to follow each other in tensor-info order (expected ${expected})${CORRUPT}`,
         dataStart + t.offset,

@@ -1,5 +1,6 @@
 import type { Cursor } from "./gguf-cursor.js";
 import { GGUF_FIXED_SIZE, ggufValueTypeById, minElementBytes, type GgufArrayValue, type GgufMetadata, type GgufValue, type GgufValueType } from "./gguf-values.js";
+import { quoted } from "../common/quote.js";
 
 /** ggml's own limits (GGUF_MAX_STRING_LENGTH, GGUF_MAX_ARRAY_ELEMENTS). */
 export const GGUF_MAX_STRING_BYTES = 1 << 30;
@@ -167,7 +168,7 @@ export function readKeyValues(cur: Cursor, count: number): KeyValues {
     const at = cur.pos;
     const key = readString(cur, `key ${i}`);
     if (key === "") cur.fail(`key ${i} is empty${CORRUPT}`, at);
-    const what = `key "${key}"`;
+    const what = `key ${quoted(key)}`;
     if (metadata.has(key)) cur.fail(`${what} appears twice (first at byte ${positions.get(key)}); which value is meant is ambiguous`, at);
     const type = readType(cur, `${what} value type`);
     const value = type === "array" ? readArray(cur, what, 0, budget) : readScalar(cur, type, what);

@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { decodeFloats, floatDTypeBytes } from "../tensor/codec.js";
 import { isFloatDType } from "../tensor/dtype.js";
 import { StatsAccumulator, type TensorStats } from "../tensor/stats.js";
@@ -62,8 +63,10 @@ export async function inspectCheckpoint(path: string, opts: { stats?: boolean } 
       }
       tensors.push(summary);
     }
+    // A file given by name is what the output names (as for GGUF), not its folder.
+    const given = resolve(path);
     return {
-      path: ckpt.root,
+      path: ckpt.files.length === 1 && ckpt.files[0]!.path === given ? given : ckpt.root,
       format: "safetensors",
       files: ckpt.files.map((f) => ({ path: f.path, bytes: f.fileSize })),
       tensors,

@@ -1,11 +1,13 @@
 /**
  * Reading a small JSON state file that may be absent (trainer_state.json, pma_state.json):
  * missing means null, anything else that is not one JSON object is an error naming the
- * file. The shape is measured before parsing (json-shape.ts), so a hostile file fails
+ * file. Python's NaN / Infinity / -Infinity are accepted (json-python.ts): the Trainer
+ * writes them for a run whose loss overflowed. The shape is measured before parsing (json-shape.ts), so a hostile file fails
  * fast instead of costing minutes or ending the process.
  */
 import { readFile } from "node:fs/promises";
 import { PmaError, type PmaErrorCode } from "../common/errors.js";
+import { parseJsonLenient } from "./json-python.js";
 import { checkJsonShape, LOG_JSON_LIMITS, type JsonShapeLimits } from "./json-shape.js";
 
 export interface JsonFileOptions {
@@ -29,7 +31,7 @@ export async function readJsonObjectFile(path: string, o: JsonFileOptions): Prom
   if (shape) throw new PmaError(o.code, `${path}: has ${shape.what} (at character ${shape.position}); not ${o.what}`, { file: path });
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    raw = parseJsonLenient(text, o.limits ?? LOG_JSON_LIMITS);
   } catch (e) {
     throw new PmaError(o.code, `${path}: not valid JSON (${(e as Error).message}); not ${o.what}`, { file: path, cause: e });
   }

@@ -3,6 +3,7 @@ import { isDType, type DType } from "../tensor/dtype.js";
 import { findDuplicateKey } from "./json-duplicate-keys.js";
 import { checkJsonShape, SAFETENSORS_JSON_LIMITS } from "./json-shape.js";
 import { tensorByteLength } from "./tensor-bytes.js";
+import { quoted } from "../common/quote.js";
 
 /** The reference implementation refuses larger headers; so do we, before reading one. */
 export const MAX_HEADER_SIZE = 100_000_000;
@@ -93,10 +94,10 @@ function parseMetadata(value: unknown, path: string): Record<string, string> {
   }
   for (const [k, v] of Object.entries(value)) {
     if (typeof v !== "string") {
-      fail("METADATA_INVALID", path, `"${METADATA_KEY}" key "${k}" is ${describe(v)}; metadata values must be strings.` + CORRUPT);
+      fail("METADATA_INVALID", path, `"${METADATA_KEY}" key ${quoted(k)} is ${describe(v)}; metadata values must be strings.` + CORRUPT);
     }
     if (LONE_SURROGATE.test(k) || LONE_SURROGATE.test(v)) {
-      fail("METADATA_INVALID", path, `"${METADATA_KEY}" key "${k}" contains an unpaired UTF-16 surrogate escape.`);
+      fail("METADATA_INVALID", path, `"${METADATA_KEY}" key ${quoted(k)} contains an unpaired UTF-16 surrogate escape.`);
     }
   }
   // fromEntries defines own properties, so a "__proto__" key stays a plain key.
@@ -104,7 +105,7 @@ function parseMetadata(value: unknown, path: string): Record<string, string> {
 }
 
 function parseEntry(name: string, value: unknown, path: string): RawEntry {
-  const where = `tensor "${name}"`;
+  const where = `tensor ${quoted(name)}`;
   if (LONE_SURROGATE.test(name)) {
     fail("HEADER_INVALID", path, `${where}: name contains an unpaired UTF-16 surrogate escape.` + CORRUPT);
   }

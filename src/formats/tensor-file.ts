@@ -7,7 +7,9 @@
 import * as fs from "node:fs";
 import { promisify } from "node:util";
 import { PmaError } from "../common/errors.js";
+import { checkNotLfsPointer } from "./lfs-pointer.js";
 import { ioError, readFully, readFullySync } from "./positional-io.js";
+import { quoted } from "../common/quote.js";
 
 const openAsync = promisify(fs.open);
 const fstatAsync = promisify(fs.fstat);
@@ -36,6 +38,7 @@ export async function openTensorFile<F>(path: string, kind: string, parse: (fd: 
   try {
     const st = await fstatAsync(fd);
     if (!st.isFile()) throw new PmaError("IO", `${path}: not a regular file; expected a ${kind} file.`, { file: path });
+    checkNotLfsPointer(path, st.size, (into) => readFullySync(fd, path, into, 0));
     return await parse(fd, st.size);
   } catch (e) {
     await closeAsync(fd).catch(() => undefined);
@@ -65,7 +68,7 @@ export abstract class PositionalTensorFile<T extends TensorSpan> {
   private locate(name: string, byteOffset: number, byteLength: number | undefined, into: Uint8Array | undefined) {
     const fd = this.fd(`read of "${name}"`);
     const t = this.tensors.get(name);
-    if (!t) throw new PmaError("TENSOR_NOT_FOUND", `${this.path}: no tensor named "${name}".`, { file: this.path });
+    if (!t) throw new PmaError("TENSOR_NOT_FOUND", `${this.path}: no tensor named ${quoted(name)}.`, { file: this.path });
     const length = byteLength ?? t.byteLength - byteOffset;
     const valid = Number.isSafeInteger(byteOffset) && Number.isSafeInteger(length) && byteOffset >= 0 && length >= 0 && byteOffset + length <= t.byteLength;
     if (!valid) {

@@ -12,6 +12,7 @@
 import { open } from "node:fs/promises";
 import { PmaError } from "../common/errors.js";
 import { maskedCrc32c } from "./crc32c.js";
+import { lfsPointerError } from "./lfs-pointer.js";
 import { ProtoError, ProtoReader, WIRE_FIXED32, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT } from "./protowire.js";
 
 /** One scalar data point. */
@@ -273,6 +274,12 @@ export async function scanFile(path: string, onRecord: OnRecord): Promise<{ reco
   }
   try {
     const size = (await fh.stat()).size;
+    if (size <= 1024) {
+      const head = new Uint8Array(size);
+      await fh.read(head, 0, size, 0);
+      const lfs = lfsPointerError(path, head, size);
+      if (lfs !== null) throw lfs;
+    }
     let records = 0;
     let base = 0;
     let buf: Uint8Array = new Uint8Array(0);

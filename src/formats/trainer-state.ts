@@ -23,7 +23,27 @@ export async function readTrainerState(dir: string): Promise<TrainerState | null
   if (typeof step === "number" && Number.isInteger(step) && step >= 0) state.globalStep = step;
   const tokens = obj["num_input_tokens_seen"];
   if (typeof tokens === "number" && Number.isFinite(tokens) && tokens > 0) state.tokensSeen = tokens;
+  else if (state.globalStep !== undefined) {
+    const trl = tokensLoggedAt(obj["log_history"], state.globalStep);
+    if (trl !== undefined) state.tokensSeen = trl;
+  }
   return state;
+}
+
+/**
+ * TRL's trainers count tokens in log_history as `num_tokens` and leave the Trainer's
+ * num_input_tokens_seen at 0: the count logged at exactly the checkpoint's step is its
+ * token count (an entry at another step would be off by the steps between).
+ */
+function tokensLoggedAt(history: unknown, step: number): number | undefined {
+  if (!Array.isArray(history)) return undefined;
+  for (let i = history.length - 1; i >= 0; i--) {
+    const e = history[i] as Record<string, unknown> | null;
+    if (typeof e !== "object" || e === null || e["step"] !== step) continue;
+    const n = e["num_tokens"];
+    if (typeof n === "number" && Number.isFinite(n) && n > 0) return n;
+  }
+  return undefined;
 }
 
 /** The step number in a checkpoint's name: `checkpoint-1200`, `iter_0001200`, `step_300`. */

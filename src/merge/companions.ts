@@ -1,13 +1,14 @@
 import * as fs from "node:fs/promises";
 import { join } from "node:path";
 import { fsError, PmaError } from "../common/errors.js";
+import { setTopLevelString, stringifyHfConfig } from "../formats/hf-config-json.js";
 
 /**
  * Non-weight files a merged checkpoint needs to load like its inputs: model config,
- * generation config and tokenizer. Trainer state, optimizer and RNG files describe one
+ * generation config and tokenizer (and a PEFT adapter's adapter_config.json). Trainer state, optimizer and RNG files describe one
  * training process and are deliberately not copied into a merge.
  */
-const COMPANION = /^(config\.json|generation_config\.json|tokenizer(_config)?\.json|tokenizer\.model|special_tokens_map\.json|added_tokens\.json|vocab\.(json|txt)|merges\.txt|chat_template\.(json|jinja)|preprocessor_config\.json)$/;
+const COMPANION = /^(config\.json|adapter_config\.json|generation_config\.json|tokenizer(_config)?\.json|tokenizer\.model|special_tokens_map\.json|added_tokens\.json|vocab\.(json|txt)|merges\.txt|chat_template\.(json|jinja)|preprocessor_config\.json)$/;
 
 /**
  * Copies companion files from `fromDir` into `toDir`. Only regular files are copied:
@@ -23,8 +24,9 @@ export async function copyCompanions(fromDir: string, toDir: string, torchDtype?
     try {
       if (entry.name === "config.json" && torchDtype !== undefined) {
         const config = await readConfig(src);
-        config["torch_dtype"] = torchDtype;
-        await fs.writeFile(dst, JSON.stringify(config, null, 2) + "\n");
+        // Edited in place: a parse and stringify would write every float field (0.0) as an int (0).
+        const text = await fs.readFile(src, "utf8");
+        await fs.writeFile(dst, setTopLevelString(text, "torch_dtype", torchDtype) ?? stringifyHfConfig({ ...config, torch_dtype: torchDtype }));
       } else {
         await fs.copyFile(src, dst);
       }

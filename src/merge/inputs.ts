@@ -37,6 +37,8 @@ export interface MergeInput {
   sizeBytes: number;
   /** sha256 of each file's JSON header: cheap, and pins names, shapes, dtypes, offsets. */
   headerSha256: string[];
+  /** A PEFT adapter folder (see merge/adapter.ts). */
+  adapter?: boolean;
 }
 
 export async function openMergeInput(path: string): Promise<MergeInput> {
@@ -53,6 +55,7 @@ export async function openMergeInput(path: string): Promise<MergeInput> {
     progress,
     sizeBytes: checkpoint.files.reduce((s, f) => s + f.fileSize, 0),
     headerSha256: checkpoint.files.map((f) => createHash("sha256").update(f.headerBytes).digest("hex")),
+    ...(checkpoint.adapter === true ? { adapter: true } : {}),
   };
 }
 
@@ -72,6 +75,10 @@ async function openGgufInput(path: string): Promise<MergeInput> {
         `${path}: is one part of a split GGUF (split.count ${String(split.value)}); pma merges single-file GGUFs only: join the parts first (llama-gguf-split --merge).`,
         { file: path },
       );
+    }
+    if (file.tensors.size === 0) {
+      // A vocabulary-only GGUF (llama.cpp's ggml-vocab-*.gguf) or a metadata stub: a "merge" would copy metadata and nothing else.
+      throw new PmaError("CHECKPOINT_MISMATCH", `${path}: holds no tensors (a vocabulary-only or metadata-only GGUF); there are no weights to merge. Pass the model's GGUF files.`, { file: path });
     }
     const tensors = new Map<string, SourceTensor>();
     for (const t of file.tensors.values()) {

@@ -5,6 +5,7 @@ import { PMA_VERSION } from "../common/version.js";
 import type { TensorSpec } from "../formats/safetensors-writer.js";
 import { floatDTypeBytes } from "../tensor/codec.js";
 import { isFloatDType, type DType, type FloatDType } from "../tensor/dtype.js";
+import { checkAdapterInputs } from "./adapter.js";
 import { checkSameTensors, openMergeInput, type MergeInput } from "./inputs.js";
 import { makeChunks, type NonfiniteReport, type TensorJob, type WorkerMessage, type WorkerPlan } from "./job.js";
 import type { AccumulatePrecision } from "./kernels.js";
@@ -58,6 +59,8 @@ export interface MergeRecord extends RecordedParams {
   bytes_read: number;
   bytes_written: number;
   files: string[];
+  /** True for a merge of PEFT adapters (adapter_model.safetensors + adapter_config.json). */
+  adapter?: boolean;
   companions_from: string | null;
   nonfinite: { tensor: string; checkpoint: string | null; count: number }[];
   started_at: string;
@@ -87,6 +90,10 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
     const method = opts.method ?? DEFAULT_METHOD;
     const coefficients = coefficientsFor(method, inputs.length);
     checkSameTensors(inputs);
+    const adapter = await checkAdapterInputs(inputs);
+    if (adapter && opts.shardSize !== undefined) {
+      throw new PmaError("USAGE", "--shard-size does not apply to PEFT adapters: PEFT loads one adapter_model.safetensors");
+    }
 
     const reference = inputs[0]!.checkpoint;
     const specs: TensorSpec[] = [];
@@ -100,6 +107,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
       coefficients,
       ...(opts.dtype !== undefined ? { dtype: opts.dtype } : {}),
       ...(opts.shardSize !== undefined ? { shardSize: opts.shardSize } : {}),
+      ...(adapter ? { adapter } : {}),
     });
     let bytesWritten = 0;
     let parameters = 0;
@@ -184,6 +192,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
       bytes_read: nonfloatBytes + floatBytes,
       bytes_written: bytesWritten,
       files,
+      ...(adapter ? { adapter } : {}),
       companions_from: companionsFrom,
       nonfinite: nonfinite.map((r) => ({ tensor: r.tensor, checkpoint: r.input >= 0 ? inputs[r.input]!.path : null, count: r.count })),
       started_at: new Date(started).toISOString(),

@@ -28,6 +28,8 @@ export interface OutputContext {
   /** Set when --dtype changed float tensors' dtype. */
   dtype?: FloatDType;
   shardSize?: number;
+  /** PEFT adapters: written as one adapter_model.safetensors. */
+  adapter?: boolean;
 }
 
 export interface OutputWriter {
@@ -84,6 +86,7 @@ class SafetensorsOutput implements MergeOutput {
   async open(specs: TensorSpec[], ctx: OutputContext): Promise<OutputWriter> {
     const writer = await SafetensorsWriter.create(this.staged.staging, specs, {
       ...(ctx.shardSize !== undefined ? { shardSize: ctx.shardSize } : {}),
+      ...(ctx.adapter === true ? { fileBaseName: "adapter_model", shardSize: Number.MAX_SAFE_INTEGER } : {}),
       metadata: {
         pma_version: PMA_VERSION,
         pma_method: ctx.method,

@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { StagedDir, writeFileAtomic } from "../common/atomic-dir.js";
 import { PmaError } from "../common/errors.js";
 import { PMA_VERSION } from "../common/version.js";
+import { stringifyHfConfig } from "../formats/hf-config-json.js";
 import { readJsonObjectFile } from "../formats/json-file.js";
 import { writeSafetensors } from "../formats/safetensors-writer.js";
 import type { AdamW } from "../nn/adamw.js";
@@ -94,7 +95,7 @@ export async function writeCheckpoint(c: CheckpointContents): Promise<string> {
     });
     const cfg = state.model_config;
     const json = (o: unknown): string => JSON.stringify(o, null, 2) + "\n";
-    await writeFileAtomic(join(dir, "config.json"), json(toHfConfig(cfg, TORCH_DTYPE[dtype])));
+    await writeFileAtomic(join(dir, "config.json"), stringifyHfConfig(toHfConfig(cfg, TORCH_DTYPE[dtype])));
     await writeFileAtomic(join(dir, "generation_config.json"), json({ _from_model_config: true, bos_token_id: cfg.bos_token_id, eos_token_id: cfg.eos_token_id }));
     await writeFileAtomic(join(dir, "tokenizer.json"), c.tokenizerJson);
     await writeFileAtomic(join(dir, "tokenizer_config.json"), json(tokenizerConfig(c.tokenizerJson, cfg, state.config.data.seq_len)));

@@ -12,6 +12,7 @@
 import { closeSync, existsSync, openSync, readFileSync, writeSync } from "node:fs";
 import { PmaError } from "../common/errors.js";
 import { writeFileAtomicSync } from "../common/atomic-dir.js";
+import { parseJsonLenient } from "../formats/json-python.js";
 
 export const LOG_FILE = "log.jsonl";
 
@@ -64,7 +65,7 @@ export function logPrefix(path: string, step: number): string {
     if (line.trim() === "") continue;
     let rec: unknown;
     try {
-      rec = JSON.parse(line);
+      rec = parseJsonLenient(line);
     } catch {
       continue;
     }

@@ -91,10 +91,13 @@ export function selectInitCheckpoints(scan: RunScan, log: TrainingLog | null, op
     if (log === null) throw new PmaError("USAGE", "finding the spike needs the run's training log; pass --before STEP to choose the restart point yourself");
     const event = opts.event ?? spikeToUndo(events);
     if (event === null) {
+      // Eval-only entries are not training steps: count the steps that have a loss.
+      const lossSteps = log.points.filter((p) => p.loss !== undefined).length;
+      const evalOnly = log.points.length - lossSteps;
       const recovered = events.length > 0 ? ` The log has ${events.length} spike(s) the run recovered from: ${events.map(describeEvent).join("; ")}.` : "";
       throw new PmaError(
         "USAGE",
-        `${log.files[0] ?? scan.dir}: no unrecovered loss spike or divergence found in ${log.points.length} logged step(s).${recovered} ` +
+        `${log.files[0] ?? scan.dir}: no unrecovered loss spike or divergence found in ${lossSteps} logged training step(s)${evalOnly > 0 ? ` (and ${evalOnly} evaluation-only entries)` : ""}.${recovered} ` +
           `Pass --before STEP to restart from the checkpoints before a step of your choice.`,
         { file: log.files[0] ?? scan.dir },
       );

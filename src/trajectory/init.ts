@@ -42,6 +42,8 @@ export interface PmaInitOptions {
   optimizer?: OptimizerChoice;
   /** A log file or folder other than the run directory. */
   log?: string;
+  /** The training loss's tag, column or key in the log (see ReadLogOptions.lossKey). */
+  lossKey?: string;
   force?: boolean;
   discover?: Omit<DiscoverOptions, "settleMs">;
   spikeOptions?: Partial<SpikeOptions>;
@@ -103,7 +105,7 @@ export function defaultInitOut(run: string): string {
 async function readLogFor(opts: PmaInitOptions, required: boolean): Promise<TrainingLog | null> {
   if (opts.trainingLog !== undefined) return opts.trainingLog;
   try {
-    return await readTrainingLog(opts.log ?? opts.run);
+    return await readTrainingLog(opts.log ?? opts.run, opts.lossKey === undefined ? {} : { lossKey: opts.lossKey });
   } catch (e) {
     // With --before the log only adds the loss at that step to the explanation.
     if (!required) return null;

@@ -3,7 +3,7 @@
  * Face trainer_state.json, CSV, and TensorBoard scalars. Records are applied in file
  * order through one builder, which keeps one point per step and handles restarts.
  */
-import { basename } from "node:path";
+import { basename, dirname } from "node:path";
 import { PmaError } from "../common/errors.js";
 import { readTensorboardFile, type TensorboardFile } from "../formats/tensorboard.js";
 import { JsonSyntaxError, parseJsonLenient, parseNumberCell, splitCsvRow } from "./log-text.js";
@@ -16,11 +16,52 @@ import type { LogField, LogPoint, TrainingLog } from "./logs.js";
  * "lm loss vs tokens" is a different series, plotted against tokens, not steps).
  */
 export const LOG_FIELD_NAMES: Readonly<Record<LogField, readonly string[]>> = {
-  loss: ["train/loss", "loss", "lm loss", "lm_loss", "train/lm_loss", "train_loss", "training_loss", "loss/train", "train/loss_step"],
-  gradNorm: ["train/grad_norm", "grad_norm", "grad-norm", "grad norm", "gradnorm", "gradient_norm", "train/gradient_norm", "optim/grad_norm"],
-  lr: ["train/learning_rate", "learning_rate", "learning-rate", "lr", "train/lr", "optim/lr"],
-  evalLoss: ["eval/loss", "eval_loss", "val_loss", "val/loss", "valid/loss", "validation/loss", "lm loss validation", "loss/val", "eval/lm_loss"],
-  tokens: ["train/num_input_tokens_seen", "num_input_tokens_seen", "tokens", "train/tokens", "tokens_seen", "consumed_tokens", "consumed-tokens"],
+  loss: [
+    "train/loss",
+    "loss",
+    "lm loss", // Megatron-LM
+    "lm_loss",
+    "train/lm_loss",
+    "train_loss_step", // Lightning: self.log("train_loss", on_step=True, on_epoch=True)
+    "train_loss",
+    "training_loss",
+    "loss/train",
+    "train/loss_step",
+    "reduced_train_loss", // NeMo
+    "loss_metrics/global_avg_loss", // torchtitan
+    "train/ce loss", // OLMo
+    "batch_loss", // Keras TensorBoard callback, update_freq="batch"
+    // Once per epoch: only when nothing finer was logged.
+    "train_loss_epoch", // Lightning
+    "epoch_loss", // Keras
+  ],
+  gradNorm: ["train/grad_norm", "grad_norm", "grad-norm", "grad norm", "gradnorm", "gradient_norm", "train/gradient_norm", "optim/grad_norm", "grad_norm/total"],
+  lr: ["train/learning_rate", "learning_rate", "learning-rate", "lr", "train/lr", "optim/lr", "lr-adamw", "lr_scheduler/lr"],
+  evalLoss: [
+    "eval/loss",
+    "eval_loss",
+    "val_loss",
+    "val/loss",
+    "valid/loss",
+    "validation/loss",
+    "lm loss validation",
+    "loss/val",
+    "eval/lm_loss",
+    "evaluation_loss_vs_iterations", // Keras, validation folder
+    "validation/evaluation_loss_vs_iterations",
+    "validation/epoch_loss", // Keras: epoch_loss in the validation folder
+  ],
+  tokens: [
+    "train/num_input_tokens_seen",
+    "num_input_tokens_seen",
+    "num_tokens", // TRL
+    "train/num_tokens",
+    "tokens",
+    "train/tokens",
+    "tokens_seen",
+    "consumed_tokens",
+    "consumed-tokens",
+  ],
 };
 
 /** Per-field replacement of the names to look for (a string or a best-first list). */
@@ -114,6 +155,25 @@ function invalid(file: string, where: string, what: string): PmaError {
   return new PmaError("LOG_INVALID", `${file}${where}: ${what}`, { file });
 }
 
+/** Names echoed in a message: at most this many, each cut to a readable length. */
+const MAX_LISTED_NAMES = 40;
+const MAX_NAME_CHARS = 80;
+
+/**
+ * A log without a training-loss series is an error, never an empty log: it lists what the
+ * file has, so the user can pick the series with --loss-key.
+ */
+export function noLossSeries(file: string, what: string, kind: "tags" | "columns" | "keys", present: readonly string[]): PmaError {
+  const shown = present.slice(0, MAX_LISTED_NAMES).map((n) => JSON.stringify(n.length > MAX_NAME_CHARS ? `${n.slice(0, MAX_NAME_CHARS)}...` : n));
+  const more = present.length > MAX_LISTED_NAMES ? `, ... (${present.length} in all)` : "";
+  return new PmaError(
+    "LOG_INVALID",
+    `${file}: no training-loss series found (${what}). The ${kind} present: ${shown.length > 0 ? shown.join(", ") + more : "none"}. ` +
+      `Pick the loss with --loss-key NAME (the names pma recognises are listed in docs/logs.md).`,
+    { file },
+  );
+}
+
 function checkStep(v: unknown, file: string, where: string): number {
   if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
     throw invalid(file, where, `"step" must be a non-negative integer, got ${JSON.stringify(v)}.`);
@@ -205,7 +265,8 @@ export function parsePmaJsonl(text: string, file = "<memory>"): TrainingLog {
  * entries (`eval_loss`) and a final summary (`train_loss` is a run average, not a step
  * loss, so it is not read). Unknown keys are ignored.
  */
-export function parseTrainerState(text: string, file = "<memory>"): TrainingLog {
+export function parseTrainerState(text: string, file = "<memory>", options: { lossKey?: string } = {}): TrainingLog {
+  const lossKey = options.lossKey ?? "loss";
   let doc: unknown;
   try {
     doc = parseJsonLenient(text);
@@ -222,8 +283,9 @@ export function parseTrainerState(text: string, file = "<memory>"): TrainingLog 
     if (r === null) throw invalid(file, where, "not an object.");
     if (r.step === undefined) return;
     const step = checkStep(r.step, file, where);
-    const tokens = numberField(r.num_input_tokens_seen, "num_input_tokens_seen", false, file, where);
-    const loss = numberField(r.loss, "loss", true, file, where);
+    // TRL's trainers count tokens as num_tokens.
+    const tokens = numberField(r.num_input_tokens_seen ?? r.num_tokens, r.num_input_tokens_seen !== undefined ? "num_input_tokens_seen" : "num_tokens", false, file, where);
+    const loss = numberField(r[lossKey], lossKey, true, file, where);
     const evalLoss = numberField(r.eval_loss, "eval_loss", true, file, where);
     b.add(
       step,
@@ -238,12 +300,22 @@ export function parseTrainerState(text: string, file = "<memory>"): TrainingLog 
       loss !== undefined,
     );
   });
-  return { format: "trainer-state", files: [file], points: b.points(), ignoredTailBytes: 0, restarts: b.restarts };
+  const points = b.points();
+  if (!points.some((p) => p.loss !== undefined)) {
+    const keys = new Set<string>();
+    for (const e of history.slice(0, 1000)) for (const k of Object.keys(asRecord(e) ?? {})) keys.add(k);
+    throw noLossSeries(file, history.length === 0 ? "log_history is empty" : `log_history entries have no "${lossKey}"`, "keys", [...keys]);
+  }
+  return { format: "trainer-state", files: [file], points, ignoredTailBytes: 0, restarts: b.restarts };
 }
 
 // ---------------------------------------------------------------- CSV
 
-export const STEP_NAMES = ["step", "steps", "global_step", "train/global_step", "iteration", "iter", "_step"];
+/**
+ * Step columns, best first: W&B exports have both the trainer's step and W&B's own
+ * `_step` counter; Megatron's `consumed_samples` is a last resort (samples, not steps).
+ */
+export const STEP_NAMES = ["step", "steps", "global_step", "train/global_step", "trainer/global_step", "iteration", "iter", "_step", "consumed_samples"];
 
 /**
  * CSV (or TSV) with a header row naming the columns: a step column and any of the
@@ -267,6 +339,7 @@ export function parseCsvLog(text: string, file = "<memory>", options: { columns?
   }
   const stepCol = header.findIndex((c) => c.toLowerCase() === stepName);
   const sources = pickNames(header, fieldNames(options.columns));
+  if (sources.loss === undefined) throw noLossSeries(file, "no column has a recognised loss name", "columns", header);
   const cols = FIELDS.flatMap((f) => (sources[f] === undefined ? [] : [[f, header.indexOf(sources[f]!)] as const]));
   const b = new LogBuilder(file);
   let ignoredTailBytes = 0;
@@ -318,6 +391,15 @@ function eventFileOrder(a: string, b: string): number {
 }
 
 /**
+ * Keras writes training and validation scalars under the same tags (`epoch_loss`) in
+ * sibling folders `train/` and `validation/`: a validation folder's tags are read as
+ * `validation/<tag>`, so they cannot pass for the training loss.
+ */
+function tagName(file: string, tag: string): string {
+  return /^(validation|val|eval|evaluation)$/i.test(basename(dirname(file))) && !tag.includes("/") ? `validation/${tag}` : tag;
+}
+
+/**
  * Scalars from TensorBoard event files, applied in the order the files were created.
  * Tags map to fields through LOG_FIELD_NAMES (override per field with `tags`); when a
  * run logged several names for one field, the best-ranked present one is used.
@@ -327,18 +409,21 @@ export async function readTensorboardLog(files: readonly string[], options: { ta
   const decoded: TensorboardFile[] = [];
   for (const f of ordered) decoded.push(await readTensorboardFile(f));
   const present = new Set<string>();
-  for (const tb of decoded) for (const ev of tb.events) for (const v of ev.values) present.add(v.tag);
+  decoded.forEach((tb, i) => {
+    for (const ev of tb.events) for (const v of ev.values) present.add(tagName(ordered[i]!, v.tag));
+  });
   const sources = pickNames(present, fieldNames(options.tags));
+  if (sources.loss === undefined) throw noLossSeries(ordered[0] ?? "<no files>", "no scalar tag has a recognised loss name", "tags", [...present].sort());
   const fieldOf = new Map<string, LogField>();
   for (const f of FIELDS) if (sources[f] !== undefined) fieldOf.set(sources[f]!, f);
   const b = new LogBuilder(ordered[0] ?? "<no files>");
-  for (const tb of decoded) {
+  for (const [i, tb] of decoded.entries()) {
     for (const ev of tb.events) {
       // A SessionLog START orphans whatever was logged at or after its step.
       if (ev.sessionLog === "start") b.purgeFrom(ev.step);
       const fields: Fields = {};
       for (const v of ev.values) {
-        const f = fieldOf.get(v.tag);
+        const f = fieldOf.get(tagName(ordered[i]!, v.tag));
         if (f !== undefined) fields[f] = v.value;
       }
       if (ev.step < 0) continue;

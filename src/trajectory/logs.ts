@@ -62,6 +62,11 @@ export interface ReadLogOptions {
   tags?: FieldNameOverrides;
   /** CSV column overrides per field. */
   columns?: FieldNameOverrides;
+  /**
+   * The training loss's name, whatever the format: a TensorBoard tag, a CSV column, a
+   * key of trainer_state.json's log_history entries (`--loss-key`). Not for pma's JSONL.
+   */
+  lossKey?: string;
 }
 
 const isEventFile = (name: string) => name.startsWith("events.out.tfevents.");
@@ -195,14 +200,15 @@ export async function readTrainingLog(path: string, options: ReadLogOptions = {}
     found = { format: options.format ?? (await sniff(path)), files: [path] };
   }
   const file = found.files[0]!;
+  const loss = options.lossKey;
   switch (found.format) {
     case "tensorboard":
-      return readTensorboardLog(found.files, { tags: options.tags });
+      return readTensorboardLog(found.files, { tags: loss === undefined ? options.tags : { ...options.tags, loss } });
     case "pma-jsonl":
       return parsePmaJsonl(await readText(file), file);
     case "trainer-state":
-      return parseTrainerState(await readText(file), file);
+      return parseTrainerState(await readText(file), file, loss === undefined ? {} : { lossKey: loss });
     case "csv":
-      return parseCsvLog(await readText(file), file, { columns: options.columns });
+      return parseCsvLog(await readText(file), file, { columns: loss === undefined ? options.columns : { ...options.columns, loss } });
   }
 }

@@ -19,6 +19,7 @@ import { readJsonObjectFile } from "../formats/json-file.js";
 import { SafetensorsFile } from "../formats/safetensors.js";
 import { writeSafetensors, type TensorData } from "../formats/safetensors-writer.js";
 import type { OptimizerChoice } from "./resume-files.js";
+import { parseJsonLenient } from "../formats/json-python.js";
 
 export const PMA_STATE_FILE = "pma_state.json";
 export const PMA_OPTIMIZER_FILE = "pma_optimizer.safetensors";
@@ -117,7 +118,7 @@ export async function logPrefix(runDir: string, step: number): Promise<string | 
   if (!text.endsWith("\n")) lines.pop();
   const kept = lines.filter((line) => {
     try {
-      const s = (JSON.parse(line) as { step?: unknown } | null)?.step;
+      const s = (parseJsonLenient(line) as { step?: unknown } | null)?.step;
       return typeof s === "number" && s <= step;
     } catch {
       return false;

@@ -19,10 +19,10 @@ export interface ResumeFilePlan {
 }
 
 /** Written by the merge itself: the weights, and the config/tokenizer copied from the newest input. */
-const WEIGHTS = /^(model(-\d{5}-of-\d{5})?\.safetensors|model\.safetensors\.index\.json)$/;
-const MERGE_OWNED = /^(config\.json|generation_config\.json|tokenizer(_config)?\.json|tokenizer\.model|special_tokens_map\.json|added_tokens\.json|vocab\.(json|txt)|merges\.txt|chat_template\.(json|jinja)|preprocessor_config\.json|pma_merge\.json)$/;
+const WEIGHTS = /^(model(-\d{5}-of-\d{5})?\.safetensors|model\.safetensors\.index\.json|adapter_model\.safetensors)$/;
+const MERGE_OWNED = /^(config\.json|adapter_config\.json|generation_config\.json|tokenizer(_config)?\.json|tokenizer\.model|special_tokens_map\.json|added_tokens\.json|vocab\.(json|txt)|merges\.txt|chat_template\.(json|jinja)|preprocessor_config\.json|pma_merge\.json)$/;
 /** Weights in formats a resume would load instead of (or on top of) the merged safetensors. */
-const OTHER_WEIGHTS = /^(pytorch_model.*\.bin(\.index\.json)?|adapter_model\.(bin|safetensors)|model.*\.(pt|pth|ckpt))$/;
+const OTHER_WEIGHTS = /^(pytorch_model.*\.bin(\.index\.json)?|adapter_model\.bin|model.*\.(pt|pth|ckpt))$/;
 
 /**
  * Optimizer-state files. The Hugging Face Trainer restores optimizer.pt and scheduler.pt

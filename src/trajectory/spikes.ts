@@ -16,6 +16,16 @@
  * is a divergence, after which the level is relearned from the points that follow.
  * A point or two that are anomalous but not far out are outlier batches, not an event.
  * Windows count logged points, so they scale with the log's granularity.
+ *
+ * Grad norms that are not a positive finite number do not describe the gradient's size
+ * and are neither spikes nor part of the trailing level (see docs/pma-init.md):
+ * 0 is a step without a gradient (an RL batch with no reward signal, a step skipped
+ * after an fp16 overflow that some trainers log as 0); a negative value is a sentinel
+ * ("not computed"); Inf and NaN are what fp16 dynamic loss scaling logs on a step it
+ * skips, which happens by design every time the scale grows. Taking log(0) as the
+ * smallest double made zeros the window's median once they were common, after which
+ * every real grad norm was a "spike". Non-finite grad norms are listed on their own
+ * (`gradNormOverflows`); a divergence shows in the loss, which is always judged.
  */
 import { PmaError } from "../common/errors.js";
 import type { LogPoint, TrainingLog } from "./logs.js";
@@ -110,6 +120,10 @@ export interface GradNormSpike {
 export interface SpikeReport {
   events: SpikeEvent[];
   gradNormSpikes: GradNormSpike[];
+  /** Steps whose grad norm was Inf or NaN (fp16 loss-scale overflows: skipped steps). */
+  gradNormOverflows: number[];
+  /** Grad norms of 0 or below (no gradient, or a sentinel), ignored. */
+  gradNormsIgnored: number;
   /** Points with a loss that were examined. */
   lossPoints: number;
 }
@@ -130,33 +144,37 @@ function resolveOptions(options: Partial<SpikeOptions>): SpikeOptions {
 }
 
 /** Per point: whether its grad norm is a spike against the trailing healthy grad norms. */
-function gradNormFlags(points: readonly LogPoint[], o: SpikeOptions): { flags: boolean[]; spikes: GradNormSpike[] } {
+function gradNormFlags(points: readonly LogPoint[], o: SpikeOptions): { flags: boolean[]; spikes: GradNormSpike[]; overflows: number[]; ignored: number } {
   const win = new RollingWindow(o.gradWindow);
   const flags = points.map(() => false);
   const spikes: GradNormSpike[] = [];
+  const overflows: number[] = [];
+  let ignored = 0;
   points.forEach((p, i) => {
     const g = p.gradNorm;
     if (g === undefined) return;
-    const level = win.size > 0 ? Math.exp(win.median()) : Number.NaN;
     if (!Number.isFinite(g)) {
-      flags[i] = true;
-      spikes.push({ step: p.step, gradNorm: g, level });
+      overflows.push(p.step);
+      return;
+    }
+    if (!(g > 0)) {
+      ignored++;
       return;
     }
     // Grad norms are positive and skewed: multiplicative deviations are what matter.
-    const lg = Math.log(Math.max(g, Number.MIN_VALUE));
+    const lg = Math.log(g);
     if (win.size >= o.minHealthy) {
       const m = win.median();
       const band = o.gradK * MAD_TO_SIGMA * win.mad();
       if (lg > m + band && g >= o.gradMinRatio * Math.exp(m)) {
         flags[i] = true;
-        spikes.push({ step: p.step, gradNorm: g, level });
+        spikes.push({ step: p.step, gradNorm: g, level: Math.exp(m) });
         return;
       }
     }
     win.push(lg);
   });
-  return { flags, spikes };
+  return { flags, spikes, overflows, ignored };
 }
 
 interface OpenEvent {
@@ -185,7 +203,7 @@ export function detectSpikes(log: TrainingLog | readonly LogPoint[], options: Pa
   const grad = gradNormFlags(points, o);
   const scan = new SpikeScan(points, grad.flags, o);
   for (let i = 0; i < points.length; i++) scan.observe(i);
-  return { events: scan.end(), gradNormSpikes: grad.spikes, lossPoints: scan.lossPoints };
+  return { events: scan.end(), gradNormSpikes: grad.spikes, gradNormOverflows: grad.overflows, gradNormsIgnored: grad.ignored, lossPoints: scan.lossPoints };
 }
 
 /** One pass over the loss points: the healthy band, the event open now, the events found. */

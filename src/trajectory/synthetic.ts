@@ -4,6 +4,7 @@ import { SafetensorsWriter, type TensorSpec } from "../formats/safetensors-write
 import { encodeFloats, floatDTypeBytes } from "../tensor/codec.js";
 import { torchDtypeName, type FloatDType } from "../tensor/dtype.js";
 import { numel } from "../tensor/shape.js";
+import { stringifyHfConfig } from "../formats/hf-config-json.js";
 
 /**
  * A synthetic pre-training run: checkpoints of a Llama-shaped model whose weights
@@ -129,7 +130,7 @@ export async function writeSyntheticRun(opts: SyntheticRunOptions): Promise<stri
       }
     }
     await writer.finish();
-    await writeFile(join(dir, "config.json"), JSON.stringify(llamaConfig(opts.model, opts.dtype), null, 2) + "\n");
+    await writeFile(join(dir, "config.json"), stringifyHfConfig(llamaConfig(opts.model, opts.dtype)));
     await writeFile(
       join(dir, "trainer_state.json"),
       JSON.stringify({ global_step: step, num_input_tokens_seen: step * opts.tokensPerStep, log_history: [] }, null, 2) + "\n",

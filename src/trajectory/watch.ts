@@ -78,6 +78,8 @@ export interface WatchOptions {
   init?: WatchInitOptions | false;
   /** The training log, when it is not found in the run directory. */
   log?: string;
+  /** The training loss's tag, column or key in the log (see ReadLogOptions.lossKey). */
+  lossKey?: string;
   spikeOptions?: Partial<SpikeOptions>;
   accumulate?: MergeOptions["accumulate"];
   threads?: number;
@@ -210,7 +212,7 @@ class Watcher {
 
   private async readLog(): Promise<TrainingLog | null> {
     try {
-      return await readTrainingLog(this.o.log ?? this.o.run);
+      return await readTrainingLog(this.o.log ?? this.o.run, this.o.lossKey === undefined ? {} : { lossKey: this.o.lossKey });
     } catch (e) {
       if (!isPmaError(e)) throw e;
       // No log yet, or one being rewritten: spikes are looked for again next poll.
