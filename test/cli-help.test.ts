@@ -33,7 +33,7 @@ describe("pma --help and pma help <command>", () => {
     const commands = listed(top.stdout);
     assert.deepEqual(
       commands.map((c) => c.name).sort(),
-      ["convert", "demo", "eval", "init", "inspect", "lab", "merge", "plan", "train", "watch"],
+      ["convert", "demo", "eval", "init", "inspect", "lab", "merge", "plan", "train", "tune", "watch"],
     );
     for (const c of commands) {
       assert.ok(c.summary.length > 15, `${c.name}: ${c.summary}`);

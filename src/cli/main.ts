@@ -29,6 +29,11 @@ const COMMANDS: Record<string, CommandEntry> = {
   watch: { load: () => import("./watch.js"), summary: "merge beside a live run as its checkpoints appear", example: "pma watch runs/7b --interval 8B --count 10 --out runs/7b-merged" },
   train: { load: () => import("./train.js"), summary: "train a tiny Llama or Mixtral-style MoE on the Brown corpus", example: "pma train --config moe.yaml --out run-moe --max-tokens 2M" },
   eval: { load: () => import("./eval.js"), summary: "held-out loss of checkpoints, by pma or by llama.cpp", example: "pma eval run/checkpoint-1000 merged --split test" },
+  tune: {
+    load: () => import("./tune.js"),
+    summary: "search merges of a run for the lowest loss on your held-out text, within a budget",
+    example: "pma tune runs/7b --data heldout.jsonl --text-field text --budget 30 --seq 1024 --max-tokens 200k",
+  },
   lab: { load: () => import("./lab.js"), summary: "reproduce the paper's experiments at small scale and write a report", example: "pma lab" },
   convert: { load: () => import("./convert.js"), summary: "convert a checkpoint to GGUF for llama.cpp", example: "pma convert run/checkpoint-1000 --to gguf --dtype bf16 --out model.gguf" },
 };

@@ -49,6 +49,13 @@ ${DISCOVER_USAGE}
                         with the same windows, and record both losses
   --eval-tokens N       score about N held-out tokens (default: the whole split)
   --backfill            on a first start, merge (and --eval) at every checkpoint already in RUN
+  --tune                every --tune-every new merges, run pma tune on the run so far (on
+                        --tune-data) and publish its winner in DIR/tuned/ beside DIR/merged/;
+                        a "tune" line in watch.jsonl records its loss and the fixed recipe's
+  --tune-data FILE      held-out text for --tune (.txt or .jsonl; --tune-text-field F)
+  --tune-every K        re-tune every K new merges (default 5)
+  --tune-budget B       evaluations per tune (default 30; earlier ones are reused)
+  --tune-tokens N       score about N tokens of the tune data (default: all)
   --once                scan once, process what is there, and exit
   --json                print each event as one JSON line
 
@@ -73,6 +80,37 @@ async function heldoutEvaluator(maxTokens: number): Promise<{ evaluate: Evaluato
     },
     close: () => ev.close(),
   };
+}
+
+async function tunerFromFlags(values: Record<string, string | boolean | undefined>, run: string, out: string, method: ReturnType<typeof methodFromFlags>) {
+  const str = (k: string) => (typeof values[k] === "string" ? (values[k] as string) : undefined);
+  if (values.tune !== true) {
+    for (const f of ["tune-data", "tune-text-field", "tune-every", "tune-budget", "tune-tokens"]) if (str(f) !== undefined) throw new PmaError("USAGE", `--${f} needs --tune`);
+    return null;
+  }
+  const data = str("tune-data");
+  if (data === undefined) throw new PmaError("USAGE", "--tune needs --tune-data FILE: the held-out text to tune on");
+  const { watchTuner } = await import("./watch-tune.js");
+  const tokens = str("tune-tokens");
+  const field = str("tune-text-field");
+  return watchTuner({
+    run,
+    out,
+    data,
+    method,
+    every: str("tune-every") === undefined ? 5 : intFlag(str("tune-every")!, "--tune-every", 1),
+    budget: str("tune-budget") === undefined ? 30 : intFlag(str("tune-budget")!, "--tune-budget", 1),
+    ...(tokens !== undefined ? { maxTokens: parseTokens(tokens, "--tune-tokens") } : {}),
+    ...(field !== undefined ? { textField: field } : {}),
+    onLine: (l) =>
+      process.stdout.write(
+        values.json === true
+          ? JSON.stringify(l) + "\n"
+          : l.error !== undefined
+            ? `step ${l.step}: tune failed: ${l.error}\n`
+            : `step ${l.step}: tuned ${l.best} loss ${l.tuned_loss?.toFixed(4)}${l.fixed_loss !== null ? ` (fixed recipe ${l.fixed_loss.toFixed(4)})` : ""}; ${l.evaluations} evaluations, ${l.computed} new; published in ${out}/tuned/best\n`,
+      ),
+  });
 }
 
 function seconds(text: string, flag: string): number {
@@ -131,6 +169,12 @@ export const command: Command = {
         once: { type: "boolean" },
         eval: { type: "boolean" },
         "eval-tokens": { type: "string" },
+        tune: { type: "boolean" },
+        "tune-data": { type: "string" },
+        "tune-text-field": { type: "string" },
+        "tune-every": { type: "string" },
+        "tune-budget": { type: "string" },
+        "tune-tokens": { type: "string" },
         json: { type: "boolean" },
       },
       usage,
@@ -142,12 +186,14 @@ export const command: Command = {
     const mergeRun = mergeRunFromFlags(values);
     if (values["eval-tokens"] !== undefined && values.eval !== true) throw new PmaError("USAGE", "--eval-tokens needs --eval");
     const evaluator = values.eval === true ? await heldoutEvaluator(values["eval-tokens"] === undefined ? 0 : parseTokens(values["eval-tokens"], "--eval-tokens")) : null;
+    const out = values.out ?? defaultWatchOut(run);
+    const tuner = await tunerFromFlags(values, run, out, methodFromFlags(values));
     const interrupt = interruptSignal();
     try {
       const summary = await watchRun(
         {
           run,
-          out: values.out ?? defaultWatchOut(run),
+          out,
           interval: values.interval === "auto" ? "auto" : parseTokens(values.interval, "--interval"),
           count: values.count === undefined ? 10 : intFlag(values.count, "--count", 1),
           ...(values.tolerance !== undefined ? { tolerance: parseTokens(values.tolerance, "--tolerance") } : {}),
@@ -167,10 +213,14 @@ export const command: Command = {
           backfill: values.backfill ?? false,
           once: values.once ?? false,
           ...(evaluator !== null ? { evaluate: evaluator.evaluate } : {}),
-          onEvent: (e) => process.stdout.write(values.json ? JSON.stringify(e) + "\n" : describe(e)),
+          onEvent: (e) => {
+            process.stdout.write(values.json ? JSON.stringify(e) + "\n" : describe(e));
+            if (e.type === "merge") tuner?.onMerge(e.entry);
+          },
         },
         interrupt.signal,
       );
+      await tuner?.finish();
       const done = `${summary.merged} merge(s), ${summary.spikes} spike(s), ${summary.errors} error(s); last step ${summary.lastStep ?? "none"}`;
       process.stdout.write(values.json ? JSON.stringify({ type: "stopped", ...summary }) + "\n" : `stopped (${summary.stopped}): ${done}\n`);
     } finally {

@@ -32,6 +32,7 @@ export type PmaErrorCode =
   | "CONFIG_INVALID"
   | "GGUF_INVALID"
   | "LOG_INVALID"
+  | "DATA_INVALID"
   | "BACKEND_UNAVAILABLE"
   | "PLATFORM_UNSUPPORTED"
   | "INTERNAL";

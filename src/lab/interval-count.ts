@@ -12,6 +12,7 @@ import { diffAt, meanSweep, perSeedTable, sweepRows, type SweepKey } from "./int
 import type { ExperimentResult, Finding, Verdict } from "./result.js";
 import { checkpointDir } from "./runs.js";
 import { acrossSeeds, denseRunsBySeed, plusMinus, seedList, seedsPhrase } from "./seeds.js";
+import { tuneCheck, tuneFinding } from "./tune-check.js";
 
 export interface SweepPoint {
   /** V in tokens or N. */
@@ -114,6 +115,9 @@ export async function intervalCount(ctx: LabContext): Promise<Omit<ExperimentRes
       })(),
     },
   ];
+  // pma tune against the same recipes, on seed 0's run and the same held-out windows.
+  ctx.progress.stage("interval-count", "pma tune");
+  findings.push(tuneFinding(await ctx.parent.with(async () => tuneCheck(ctx, await dirs[0]!, ctx.store.path("tune"))), several ? "on seed 0's run" : undefined));
   // Bars of merged minus latest: the sign says at a glance whether a setting beats the
   // latest checkpoint; one group per setting, early and late side by side; over seeds,
   // the mean difference with an error bar of one sample sd.

@@ -40,7 +40,7 @@ export function scopeSvgIds(svg: string, prefix: string): string {
 
 const VERDICT_CLASS: Record<Verdict, string> = { reproduced: "yes", partly: "partly", "not at this scale": "no" };
 
-const STYLE = `
+export const STYLE = `
 body { font-family: "DejaVu Sans", "Liberation Sans", Arial, Helvetica, sans-serif; margin: 0 auto; max-width: 1100px; padding: 24px; color: #222; line-height: 1.45; }
 h1 { font-size: 1.7em; margin-bottom: 0.2em; }
 h2 { margin-top: 2em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
