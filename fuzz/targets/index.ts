@@ -1,4 +1,5 @@
 import type { FuzzTarget } from "../target.js";
+import { dcpMetadata } from "./dcp.js";
 import { adapterTarget } from "./adapter.js";
 import { ggufTarget } from "./gguf.js";
 import { csvTarget, jsonlTarget, trainerStateTarget } from "./logs.js";
@@ -17,6 +18,7 @@ export const TARGETS: readonly FuzzTarget[] = [
   jsonlTarget,
   csvTarget,
   stateFilesTarget,
+  dcpMetadata,
   adapterTarget,
 ];
 

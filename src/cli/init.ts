@@ -21,6 +21,8 @@ options:
                         the newest spike the run did not recover from in its log
   --count N             checkpoints to merge (default 3, as in the paper)
 ${METHOD_USAGE}
+  --activate            Megatron-LM runs: also point DIR/latest_checkpointed_iteration.txt at
+                        the new iter_XXXXXXX (without it the tracker file is left alone)
   --optimizer O         latest (default): keep the latest healthy checkpoint's optimizer
                         moments and scheduler (an approximation: they were accumulated on
                         its own weights); reset: leave out optimizer and scheduler state

@@ -48,15 +48,29 @@ export function formatSummary(s: CheckpointSummary): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => (i === 0 || i === 1 || i === 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
   const dtypes = Object.entries(s.dtypes).map(([d, n]) => `${d} ${n.toLocaleString("en-US")}`).join(", ");
-  const format = s.gguf === undefined ? s.format : `GGUF v${s.gguf.version} (alignment ${s.gguf.alignment})`;
+  const format =
+    s.gguf !== undefined
+      ? `GGUF v${s.gguf.version} (alignment ${s.gguf.alignment})`
+      : s.dcp !== undefined
+        ? `distributed checkpoint (${s.dcp.layout} layout${s.dcp.version !== null ? `, version ${s.dcp.version}` : ""}, ${s.dcp.chunks} chunks)`
+        : s.format;
   const out = [
     `${s.path}: ${format}, ${s.files.length} file(s), ${s.tensors.length} tensors`,
     line(header),
     ...rows.map(line),
     `total: ${s.parameters.toLocaleString("en-US")} parameters, ${s.bytes.toLocaleString("en-US")} bytes (${(s.bytes / 2 ** 20).toFixed(2)} MiB); by dtype: ${dtypes}`,
-    ...(s.gguf === undefined ? [`metadata: ${JSON.stringify(s.metadata)}`] : ggufMetadataLines(s)),
+    ...(s.gguf !== undefined ? ggufMetadataLines(s) : s.dcp !== undefined ? dcpLines(s.dcp) : [`metadata: ${JSON.stringify(s.metadata)}`]),
   ];
   return out.join("\n") + "\n";
+}
+
+function dcpLines(d: NonNullable<CheckpointSummary["dcp"]>): string[] {
+  const progress = d.tokens !== null || d.step !== null ? [`progress: ${d.step !== null ? `step ${d.step}` : ""}${d.tokens !== null ? `, ${d.tokens.toLocaleString("en-US")} tokens` : ""} (from ${d.progressFrom})`] : [];
+  const items = Object.entries(d.items).map(([k, v]) => {
+    const shown = JSON.stringify(v);
+    return `  ${k}  ${shown.length > 80 ? `${shown.slice(0, 77)}...` : shown}`;
+  });
+  return [...progress, `non-tensor items: ${items.length}`, ...items];
 }
 
 /** One line per key: `key  type  value`, arrays as `array<type>[length]` and a preview. */

@@ -12,6 +12,7 @@ export const INIT_OPTIONS = {
   optimizer: { type: "string" },
   margin: { type: "string" },
   log: { type: "string" },
+  activate: { type: "boolean" },
   "loss-key": { type: "string" },
 } as const;
 
@@ -28,18 +29,21 @@ export function mergeRunFromFlags(values: { accumulate?: string; threads?: strin
 
 export interface InitFlags {
   optimizer: "latest" | "reset";
+  /** Megatron runs: point latest_checkpointed_iteration.txt at the new checkpoint. */
+  activate?: boolean;
   margin?: number;
   log?: string;
   lossKey?: string;
 }
 
-export function initFromFlags(values: { optimizer?: string; margin?: string; log?: string; "loss-key"?: string }): InitFlags {
+export function initFromFlags(values: { optimizer?: string; margin?: string; log?: string; activate?: boolean; "loss-key"?: string }): InitFlags {
   const optimizer = values.optimizer ?? "latest";
   if (optimizer !== "latest" && optimizer !== "reset") throw new PmaError("USAGE", `--optimizer must be latest or reset (got '${optimizer}')`);
   return {
     optimizer,
     ...(values.margin !== undefined ? { margin: intFlag(values.margin, "--margin", 0) } : {}),
     ...(values.log !== undefined ? { log: values.log } : {}),
+    ...(values.activate === true ? { activate: true } : {}),
     ...(values["loss-key"] !== undefined ? { lossKey: values["loss-key"] } : {}),
   };
 }

@@ -24,8 +24,12 @@ GGUF files (F32/F16/BF16 tensors, not quantized) merge into one GGUF file: give
 --out a .gguf path. Its metadata comes from the newest input, plus pma.* provenance;
 GGUF files are ordered by the step in their name (checkpoint-1200.gguf), else as given.
 
+A checkpoint may be remote: hf://owner/repo@revision, s3://bucket/prefix, or an
+https:// file; --out may be s3://bucket/prefix (published atomically). Credentials come
+from HF_TOKEN and the AWS SDK's own configuration (see README, Remote checkpoints).
+
 options:
-  --out DIR             output folder (Hugging Face layout), or FILE.gguf for GGUF inputs;
+  --out DIR             output folder (Hugging Face layout) or s3://bucket/prefix, or FILE.gguf for GGUF inputs;
                         must not exist unless --force
 ${METHOD_USAGE}
   --dtype D             output dtype for float tensors: bf16 | f16 | f32 | f64 (default: as input)
@@ -33,6 +37,8 @@ ${METHOD_USAGE}
   --shard-size S        largest output shard, e.g. 500MB, 2GiB (default 5GB; not for GGUF)
   --allow-nonfinite     merge even when an input holds NaN/Inf (reported)
   --keep-order          merge in the order given (oldest first) instead of by progress
+  --optimizer P         distributed checkpoints: copy (default) the newest input's optimizer
+                        state, or merge its exp_avg / exp_avg_sq with the same coefficients
   --threads N           worker threads (default: all cores)
   --force               replace an existing output
   --json                print the merge record as JSON
@@ -44,7 +50,8 @@ ${METHODS_HELP}
 
 example:
   pma merge run/checkpoint-1000 run/checkpoint-2000 run/checkpoint-3000 --out merged --method ema --alpha 0.2
-  pma merge gguf/checkpoint-1000.gguf gguf/checkpoint-2000.gguf --out merged.gguf --dtype f16`;
+  pma merge gguf/checkpoint-1000.gguf gguf/checkpoint-2000.gguf --out merged.gguf --dtype f16
+  pma merge hf://EleutherAI/pythia-160m@step142000 hf://EleutherAI/pythia-160m@step143000 --out s3://bucket/merged`;
 
 const DTYPES: Record<string, FloatDType> = { bf16: "BF16", f16: "F16", f32: "F32", f64: "F64" };
 
@@ -63,6 +70,7 @@ export const command: Command = {
         "shard-size": { type: "string" },
         "allow-nonfinite": { type: "boolean" },
         "keep-order": { type: "boolean" },
+        optimizer: { type: "string" },
         force: { type: "boolean" },
         json: { type: "boolean" },
       },
@@ -86,6 +94,9 @@ export const command: Command = {
     if (values.dtype !== undefined && dtype === undefined) {
       throw new PmaError("USAGE", `--dtype must be one of bf16, f16, f32, f64 (got '${values.dtype}')`);
     }
+    if (values.optimizer !== undefined && values.optimizer !== "copy" && values.optimizer !== "merge") {
+      throw new PmaError("USAGE", `--optimizer must be copy or merge (got '${values.optimizer}')`);
+    }
     const mergeRun = mergeRunFromFlags(values);
     const progress = byteProgress("merge");
     const interrupt = interruptSignal();
@@ -101,6 +112,7 @@ export const command: Command = {
         allowNonfinite: values["allow-nonfinite"] ?? false,
         force: values.force ?? false,
         keepOrder,
+        ...(values.optimizer !== undefined ? { optimizer: values.optimizer as "copy" | "merge" } : {}),
         onProgress: (done, total) => progress.update(done, total),
         onNote: (note) => process.stderr.write(`pma: note: ${note}\n`),
         signal: interrupt.signal,

@@ -18,13 +18,15 @@ ${METHOD_USAGE}
 examples:
   pma plan runs/7b --interval 8B --count 10
   pma plan runs/7b --interval auto --method ema --alpha 0.2
+  pma plan hf://allenai/OLMo-2-0425-1B --interval 50B --count 5     (Hub branches are the checkpoints)
+  pma plan s3://bucket/runs/7b/ --interval 8B --tokens-per-step 4M
   pma merge --run runs/7b --interval 8B --count 10 --out merged     (runs the plan)`;
 
 export const command: Command = {
   usage,
   async run(argv) {
     const { values, positionals } = parseCommandArgs(argv, { ...RUN_OPTIONS, ...METHOD_OPTIONS, json: { type: "boolean" } }, usage);
-    if (positionals.length !== 1) throw new PmaError("USAGE", `give exactly one run directory\n\n${usage}`);
+    if (positionals.length !== 1) throw new PmaError("USAGE", `give exactly one run (a directory, hf://owner/repo or s3://bucket/prefix/)\n\n${usage}`);
     const method = methodFromFlags(values);
     const planned = await planFromFlags(positionals[0]!, values, method);
     if (values.json) {
@@ -37,7 +39,7 @@ export const command: Command = {
 };
 
 function quote(s: string): string {
-  return /^[\w./:=,+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+  return /^[\w./:=,+@-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 export function mergeCommand(p: PlannedRun, out = "merged"): string {

@@ -1,4 +1,5 @@
 import { PmaError } from "../common/errors.js";
+import { isRemoteUri } from "../sources/location.js";
 import { parseTokens } from "../common/units.js";
 import type { MethodSpec } from "../merge/methods.js";
 import { autoInterval } from "../trajectory/auto-interval.js";
@@ -55,6 +56,12 @@ export async function planFromFlags(runDir: string, values: RunFlags, method: Me
     throw new PmaError("USAGE", `${scan.dir}: no complete checkpoints found${scan.skipped.length ? ` (${scan.skipped.length} skipped: ${scan.skipped[0]!.reason})` : ""}`, { file: scan.dir });
   }
   const basis: string[] = [];
+  if (isRemoteUri(runDir)) {
+    const from = { trainer_state: "trainer_state.json", checkpoint: "the checkpoint's own items", name: "the revision name", "tokens-per-step": "step x --tokens-per-step" } as const;
+    const counts = new Map<string, number>();
+    for (const c of checkpoints) if (c.tokensFrom !== null) counts.set(from[c.tokensFrom], (counts.get(from[c.tokensFrom]) ?? 0) + 1);
+    basis.push(`tokens from ${[...counts].map(([k, n]) => `${k} (${n})`).join(", ")}`);
+  }
   let interval: number;
   if (values.interval === "auto") {
     const rec = await autoInterval(checkpoints[checkpoints.length - 1]!);

@@ -7,6 +7,7 @@ import { checkJsonShape, SAFETENSORS_JSON_LIMITS } from "./json-shape.js";
 import { SafetensorsFile, type TensorEntry } from "./safetensors.js";
 import { checkShardName, resolveInside } from "./shard-path.js";
 import { quoted } from "../common/quote.js";
+import { readSmall, type RemoteLocation } from "../sources/location.js";
 
 export const SINGLE_FILE = "model.safetensors";
 export const INDEX_FILE = "model.safetensors.index.json";
@@ -137,6 +138,14 @@ async function readIndex(indexPath: string): Promise<ParsedIndex> {
     if (e instanceof PmaError) throw e;
     throw new PmaError("IO", `${indexPath}: cannot read: ${e instanceof Error ? e.message : String(e)}`, { file: indexPath, cause: e });
   }
+  return parseIndex(bytes, indexPath);
+}
+
+/** A shard index from its bytes (read from disk or a remote store). */
+function parseIndex(bytes: Uint8Array, indexPath: string): ParsedIndex {
+  const invalid = (what: string): never => {
+    throw new PmaError("INDEX_INVALID", `${indexPath}: ${what}`, { file: indexPath });
+  };
   let json: unknown;
   let text = "";
   try {
@@ -177,27 +186,44 @@ async function readIndex(indexPath: string): Promise<ParsedIndex> {
 
 async function openSharded(root: string, indexPath: string, opts: OpenCheckpointOptions): Promise<CheckpointTensors> {
   const index = await readIndex(indexPath);
-  const invalid = (what: string): PmaError => new PmaError("INDEX_INVALID", `${indexPath}: ${what}`, { file: indexPath });
-
-  // Normalized names, so "a.safetensors" and "./a.safetensors" are one shard.
-  const shardOf = new Map<string, string>();
-  for (const [tensor, file] of index.weightMap) shardOf.set(tensor, checkShardName(file, indexPath));
-  const shardNames = [...new Set(shardOf.values())].sort();
-  for (const name of shardNames) {
-    if (!name.endsWith(".safetensors")) {
-      if (FOREIGN_EXTENSION.test(name)) throw unsupported(indexPath, name);
-      throw invalid(`names shard ${quoted(name)}, which is not a .safetensors file.`);
-    }
-  }
+  const shardNames = shardNamesOf(index, indexPath);
   const paths: string[] = [];
   for (const name of shardNames) paths.push(await resolveInside(root, name, indexPath, opts.allowExternalSymlinks ?? false));
+  return assembleSharded(root, indexPath, index, shardNames, (i) => SafetensorsFile.open(paths[i]!));
+}
 
+/** The index's shard names, normalised ("a.safetensors" and "./a.safetensors" are one) and sorted. */
+function shardNamesOf(index: ParsedIndex, indexPath: string): string[] {
+  const names = [...new Set([...index.weightMap.values()].map((file) => checkShardName(file, indexPath)))].sort();
+  for (const name of names) {
+    if (!name.endsWith(".safetensors")) {
+      if (FOREIGN_EXTENSION.test(name)) throw unsupported(indexPath, name);
+      throw new PmaError("INDEX_INVALID", `${indexPath}: names shard ${quoted(name)}, which is not a .safetensors file.`, { file: indexPath });
+    }
+  }
+  return names;
+}
+
+/**
+ * Opens the shards (through `openShard`, local or remote) and cross-checks them against
+ * the index so that no tensor is missing, unlisted, or present twice.
+ */
+async function assembleSharded(
+  root: string,
+  indexPath: string,
+  index: ParsedIndex,
+  shardNames: string[],
+  openShard: (i: number) => Promise<SafetensorsFile>,
+): Promise<CheckpointTensors> {
+  const invalid = (what: string): PmaError => new PmaError("INDEX_INVALID", `${indexPath}: ${what}`, { file: indexPath });
+  const shardOf = new Map<string, string>();
+  for (const [tensor, file] of index.weightMap) shardOf.set(tensor, checkShardName(file, indexPath));
   const files: SafetensorsFile[] = [];
   const closeAll = async () => {
     await Promise.allSettled(files.map((f) => f.close()));
   };
   try {
-    for (const p of paths) files.push(await SafetensorsFile.open(p));
+    for (let i = 0; i < shardNames.length; i++) files.push(await openShard(i));
 
     const tensors = new Map<string, CheckpointTensor>();
     files.forEach((f, i) => {
@@ -240,4 +266,43 @@ async function openSharded(root: string, indexPath: string, opts: OpenCheckpoint
     await closeAll();
     throw e;
   }
+}
+
+/**
+ * Opens a remote checkpoint's tensors (an S3 prefix, a Hub revision, one remote file),
+ * with the same rules as a local folder: model.safetensors first, else the index and
+ * its shards, cross-checked.
+ */
+export async function openRemoteCheckpointTensors(loc: RemoteLocation): Promise<CheckpointTensors> {
+  const openFile = async (name: string) => SafetensorsFile.open(await loc.files.get(name)!.open());
+  if (!loc.isFolder) {
+    const [entry] = loc.files.values();
+    const name = entry!.name;
+    if (name.endsWith(".safetensors.index.json")) throw new PmaError("USAGE", `${loc.uri}: give the folder (prefix or revision) rather than the index file.`, { file: loc.uri });
+    if (FOREIGN_EXTENSION.test(name) || !name.endsWith(".safetensors")) throw unsupported(loc.uri, name);
+    const f = await openFile(name);
+    const tensors = new Map<string, CheckpointTensor>();
+    for (const t of f.tensors.values()) tensors.set(t.name, { ...t, file: f });
+    return { root: loc.uri, kind: "single", files: [f], tensors, metadata: f.metadata, close: () => f.close() };
+  }
+  if (loc.files.has(SINGLE_FILE)) {
+    const f = await openFile(SINGLE_FILE);
+    const tensors = new Map<string, CheckpointTensor>();
+    for (const t of f.tensors.values()) tensors.set(t.name, { ...t, file: f });
+    return { root: loc.uri, kind: "single", files: [f], tensors, metadata: f.metadata, close: () => f.close() };
+  }
+  const indexPath = `${loc.uri}/${INDEX_FILE}`;
+  const bytes = await readSmall(loc, INDEX_FILE);
+  if (bytes === null) {
+    const names = [...loc.files.keys()];
+    const foreign = names.find((n) => FOREIGN_WEIGHTS_FILE.test(n));
+    if (foreign !== undefined) throw unsupported(loc.uri, foreign);
+    throw new PmaError("IO", `${loc.uri}: expected ${SINGLE_FILE} or ${INDEX_FILE} with its shards there.`, { file: loc.uri });
+  }
+  const index = parseIndex(bytes, indexPath);
+  const shardNames = shardNamesOf(index, indexPath);
+  for (const name of shardNames) {
+    if (!loc.files.has(name)) throw new PmaError("INDEX_INVALID", `${indexPath}: names shard "${name}", which is not in ${loc.uri}.`, { file: indexPath });
+  }
+  return assembleSharded(loc.uri, indexPath, index, shardNames, (i) => openFile(shardNames[i]!));
 }

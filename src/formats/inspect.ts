@@ -2,7 +2,10 @@ import { resolve } from "node:path";
 import { decodeFloats, floatDTypeBytes } from "../tensor/codec.js";
 import { isFloatDType } from "../tensor/dtype.js";
 import { StatsAccumulator, type TensorStats } from "../tensor/stats.js";
+import { stat } from "node:fs/promises";
 import { openCheckpointTensors } from "./checkpoint-files.js";
+import { inspectDcp, type DcpSummary } from "./dcp/inspect.js";
+import { isDcpFolder } from "./dcp/open.js";
 import { isGgufPath } from "./gguf.js";
 import { inspectGguf, type GgufSummary } from "./gguf-inspect.js";
 import { numel } from "../tensor/shape.js";
@@ -21,7 +24,7 @@ export interface TensorSummary {
 
 export interface CheckpointSummary {
   path: string;
-  format: "safetensors" | "gguf";
+  format: "safetensors" | "gguf" | "dcp";
   files: { path: string; bytes: number }[];
   tensors: TensorSummary[];
   parameters: number;
@@ -30,6 +33,8 @@ export interface CheckpointSummary {
   metadata: Record<string, string>;
   /** GGUF only: version, alignment and every key with its type. */
   gguf?: GgufSummary;
+  /** Distributed checkpoints only: layout, chunk count, non-tensor items, progress. */
+  dcp?: DcpSummary;
 }
 
 const STATS_CHUNK = 1 << 20;
@@ -40,6 +45,7 @@ const STATS_CHUNK = 1 << 20;
  */
 export async function inspectCheckpoint(path: string, opts: { stats?: boolean } = {}): Promise<CheckpointSummary> {
   if (isGgufPath(path)) return inspectGguf(path, opts);
+  if ((await stat(path).catch(() => null))?.isDirectory() && (await isDcpFolder(path))) return inspectDcp(path, opts);
   const ckpt = await openCheckpointTensors(path);
   try {
     const tensors: TensorSummary[] = [];

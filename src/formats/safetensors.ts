@@ -6,7 +6,7 @@ import {
   type SafetensorsHeader,
   type TensorEntry,
 } from "./safetensors-header.js";
-import { readFully } from "./positional-io.js";
+import type { PositionalSource } from "../sources/source.js";
 import { openTensorFile, PositionalTensorFile } from "./tensor-file.js";
 
 export { MAX_HEADER_SIZE, parseSafetensorsHeader } from "./safetensors-header.js";
@@ -14,8 +14,8 @@ export type { SafetensorsHeader, TensorEntry } from "./safetensors-header.js";
 
 /**
  * One safetensors file, validated on open from its 8-byte prefix and header alone.
- * Holds a single fd; tensor bytes are read on demand by position, so a file of any
- * size costs only its header in memory.
+ * Reads through one positional source (local or remote); tensor bytes are read on
+ * demand by position, so a file of any size costs only its header in memory.
  */
 export class SafetensorsFile extends PositionalTensorFile<TensorEntry> {
   readonly fileSize: number;
@@ -27,8 +27,8 @@ export class SafetensorsFile extends PositionalTensorFile<TensorEntry> {
   readonly headerBytes: Uint8Array;
   readonly metadata: Record<string, string>;
 
-  private constructor(path: string, fd: number, fileSize: number, headerBytes: Uint8Array, header: SafetensorsHeader) {
-    super(path, fd, new Map(header.tensors.map((t) => [t.name, t])));
+  private constructor(source: PositionalSource, fileSize: number, headerBytes: Uint8Array, header: SafetensorsHeader) {
+    super(source, new Map(header.tensors.map((t) => [t.name, t])));
     this.fileSize = fileSize;
     this.headerSize = header.headerSize;
     this.dataStart = header.dataStart;
@@ -36,8 +36,11 @@ export class SafetensorsFile extends PositionalTensorFile<TensorEntry> {
     this.metadata = header.metadata;
   }
 
-  static async open(path: string): Promise<SafetensorsFile> {
-    return openTensorFile(path, ".safetensors", async (fd, fileSize) => {
+  /** Opens a local path, or a source already opened (a remote file). */
+  static async open(where: string | PositionalSource): Promise<SafetensorsFile> {
+    return openTensorFile(where, ".safetensors", async (source) => {
+      const path = source.uri;
+      const fileSize = source.size;
       if (fileSize < LENGTH_PREFIX) {
         throw new PmaError(
           "FILE_TOO_SHORT",
@@ -46,12 +49,12 @@ export class SafetensorsFile extends PositionalTensorFile<TensorEntry> {
         );
       }
       const prefix = new Uint8Array(LENGTH_PREFIX);
-      await readFully(fd, path, prefix, 0);
+      await source.read(prefix, 0);
       const n = Buffer.from(prefix.buffer, prefix.byteOffset, LENGTH_PREFIX).readBigUInt64LE(0);
       const headerBytes = new Uint8Array(checkHeaderLength(n, fileSize, path));
-      await readFully(fd, path, headerBytes, LENGTH_PREFIX);
+      await source.read(headerBytes, LENGTH_PREFIX);
       const header = parseSafetensorsHeader(headerBytes, fileSize, path);
-      return new SafetensorsFile(path, fd, fileSize, headerBytes, header);
+      return new SafetensorsFile(source, fileSize, headerBytes, header);
     });
   }
 }

@@ -1,19 +1,14 @@
 /**
- * What safetensors and GGUF files share once their header is parsed: one fd, tensors
- * located by absolute file offset, bytes read by position on demand (so a file of any
- * size costs only its header in memory), and a close that waits for reads in flight so
- * the fd number is never reused under them.
+ * What safetensors and GGUF files share once their header is parsed: one positional
+ * source (a local file, an HTTP URL, an S3 object, a Hub file; see sources/source.ts),
+ * tensors located by absolute offset, bytes read by position on demand (so a file of
+ * any size costs only its header in memory), and a close that waits for reads in flight.
  */
-import * as fs from "node:fs";
-import { promisify } from "node:util";
 import { PmaError } from "../common/errors.js";
-import { checkNotLfsPointer } from "./lfs-pointer.js";
-import { ioError, readFully, readFullySync } from "./positional-io.js";
 import { quoted } from "../common/quote.js";
-
-const openAsync = promisify(fs.open);
-const fstatAsync = promisify(fs.fstat);
-const closeAsync = promisify(fs.close);
+import { LocalFileSource } from "../sources/local.js";
+import type { PositionalSource } from "../sources/source.js";
+import { checkNotLfsPointer } from "./lfs-pointer.js";
 
 /** Where a tensor's bytes lie in its file. */
 export interface TensorSpan {
@@ -22,51 +17,49 @@ export interface TensorSpan {
 }
 
 /**
- * Opens `path` read-only, checks it is a regular file and hands the fd to `parse`; the
- * fd is closed if parsing fails, and owned by the returned object otherwise.
+ * Opens `where` (a local path, or an already opened source) and hands the source to
+ * `parse`; the source is closed if parsing fails, and owned by the returned object otherwise.
  */
-export async function openTensorFile<F>(path: string, kind: string, parse: (fd: number, size: number) => Promise<F> | F): Promise<F> {
-  let fd: number;
+export async function openTensorFile<F>(where: string | PositionalSource, kind: string, parse: (source: PositionalSource) => Promise<F> | F): Promise<F> {
+  const source = typeof where === "string" ? await LocalFileSource.open(where, kind) : where;
   try {
-    fd = await openAsync(path, "r");
+    // A local clone made without Git LFS holds pointers; remote stores serve the real file.
+    const readSync = source.readSync?.bind(source);
+    if (readSync !== undefined) checkNotLfsPointer(source.uri, source.size, (into) => readSync(into, 0));
+    return await parse(source);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException | undefined)?.code;
-    if (code === "ENOENT") throw new PmaError("IO", `${path}: no such file.`, { file: path, cause: e });
-    if (code === "EACCES") throw new PmaError("IO", `${path}: permission denied; check the file's permissions.`, { file: path, cause: e });
-    throw ioError(path, "open", e);
-  }
-  try {
-    const st = await fstatAsync(fd);
-    if (!st.isFile()) throw new PmaError("IO", `${path}: not a regular file; expected a ${kind} file.`, { file: path });
-    checkNotLfsPointer(path, st.size, (into) => readFullySync(fd, path, into, 0));
-    return await parse(fd, st.size);
-  } catch (e) {
-    await closeAsync(fd).catch(() => undefined);
+    await source.close().catch(() => undefined);
     throw e;
   }
 }
 
 export abstract class PositionalTensorFile<T extends TensorSpan> {
-  private fdOrNull: number | null;
-  private readonly inflight = new Set<Promise<unknown>>();
+  private sourceOrNull: PositionalSource | null;
+  /** The file's name for messages: a path, or a URI for a remote file. */
+  readonly path: string;
 
   protected constructor(
-    readonly path: string,
-    fd: number,
+    source: PositionalSource,
     /** In file order. */
     readonly tensors: Map<string, T>,
   ) {
-    this.fdOrNull = fd;
+    this.sourceOrNull = source;
+    this.path = source.uri;
   }
 
-  /** The open fd; `doing` names the operation for the error after close(). */
-  protected fd(doing: string): number {
-    if (this.fdOrNull === null) throw new PmaError("IO", `${this.path}: ${doing} after close().`, { file: this.path });
-    return this.fdOrNull;
+  /** The open source; `doing` names the operation for the error after close(). */
+  protected source(doing: string): PositionalSource {
+    if (this.sourceOrNull === null) throw new PmaError("IO", `${this.path}: ${doing} after close().`, { file: this.path });
+    return this.sourceOrNull;
+  }
+
+  /** How to reopen these bytes elsewhere (a worker thread); null after close(). */
+  get sourceRef() {
+    return this.sourceOrNull?.ref ?? null;
   }
 
   private locate(name: string, byteOffset: number, byteLength: number | undefined, into: Uint8Array | undefined) {
-    const fd = this.fd(`read of "${name}"`);
+    const source = this.source(`read of "${name}"`);
     const t = this.tensors.get(name);
     if (!t) throw new PmaError("TENSOR_NOT_FOUND", `${this.path}: no tensor named ${quoted(name)}.`, { file: this.path });
     const length = byteLength ?? t.byteLength - byteOffset;
@@ -77,34 +70,29 @@ export abstract class PositionalTensorFile<T extends TensorSpan> {
     if (into && into.length < length) {
       throw new PmaError("RANGE_INVALID", `${this.path}: destination of ${into.length} bytes is too small for ${length} bytes of tensor "${name}".`, { file: this.path });
     }
-    return { fd, position: t.fileOffset + byteOffset, target: into ? into.subarray(0, length) : new Uint8Array(length) };
+    return { source, position: t.fileOffset + byteOffset, target: into ? into.subarray(0, length) : new Uint8Array(length) };
   }
 
   /** Reads bytes [byteOffset, byteOffset + byteLength) of one tensor (to its end by default). */
   async read(name: string, byteOffset = 0, byteLength?: number, into?: Uint8Array): Promise<Uint8Array> {
-    const { fd, position, target } = this.locate(name, byteOffset, byteLength, into);
-    const pending = readFully(fd, this.path, target, position);
-    this.inflight.add(pending);
-    try {
-      await pending;
-    } finally {
-      this.inflight.delete(pending);
-    }
+    const { source, position, target } = this.locate(name, byteOffset, byteLength, into);
+    await source.read(target, position);
     return target;
   }
 
+  /** Synchronous read; local files only (a remote source has no synchronous read). */
   readSync(name: string, byteOffset = 0, byteLength?: number, into?: Uint8Array): Uint8Array {
-    const { fd, position, target } = this.locate(name, byteOffset, byteLength, into);
-    readFullySync(fd, this.path, target, position);
+    const { source, position, target } = this.locate(name, byteOffset, byteLength, into);
+    if (source.readSync === undefined) throw new PmaError("IO", `${this.path}: a remote file cannot be read synchronously; use read().`, { file: this.path });
+    source.readSync(target, position);
     return target;
   }
 
-  /** Closes the fd once reads already started have finished, so it is never reused under them. */
+  /** Closes the source once reads already started have finished. */
   async close(): Promise<void> {
-    const fd = this.fdOrNull;
-    if (fd === null) return;
-    this.fdOrNull = null;
-    await Promise.allSettled([...this.inflight]);
-    await closeAsync(fd);
+    const source = this.sourceOrNull;
+    if (source === null) return;
+    this.sourceOrNull = null;
+    await source.close();
   }
 }

@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { PmaError } from "../common/errors.js";
 import { readJsonObjectFile } from "./json-file.js";
 
 /**
@@ -17,7 +18,22 @@ export const TRAINER_STATE_FILE = "trainer_state.json";
 /** Reads `dir/trainer_state.json`; null when the file does not exist. */
 export async function readTrainerState(dir: string): Promise<TrainerState | null> {
   const obj = await readJsonObjectFile(join(dir, TRAINER_STATE_FILE), { code: "LOG_INVALID", what: "a trainer state" });
-  if (obj === null) return null;
+  return obj === null ? null : trainerStateOf(obj);
+}
+
+/** A trainer state from bytes read elsewhere (a remote checkpoint). */
+export function parseTrainerState(bytes: Uint8Array, where: string): TrainerState {
+  let obj: unknown;
+  try {
+    obj = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch (e) {
+    throw new PmaError("LOG_INVALID", `${where}: is not valid JSON (${(e as Error).message}); a trainer state is a JSON object.`, { file: where });
+  }
+  if (typeof obj !== "object" || obj === null || Array.isArray(obj)) throw new PmaError("LOG_INVALID", `${where}: a trainer state must be a JSON object.`, { file: where });
+  return trainerStateOf(obj as Record<string, unknown>);
+}
+
+function trainerStateOf(obj: Record<string, unknown>): TrainerState {
   const state: TrainerState = { raw: obj };
   const step = obj["global_step"];
   if (typeof step === "number" && Number.isInteger(step) && step >= 0) state.globalStep = step;

@@ -2,6 +2,7 @@ import * as fs from "node:fs/promises";
 import { join } from "node:path";
 import { fsError, PmaError } from "../common/errors.js";
 import { setTopLevelString, stringifyHfConfig } from "../formats/hf-config-json.js";
+import { readSmall, type RemoteLocation } from "../sources/location.js";
 
 /**
  * Non-weight files a merged checkpoint needs to load like its inputs: model config,
@@ -38,12 +39,44 @@ export async function copyCompanions(fromDir: string, toDir: string, torchDtype?
   return copied.sort();
 }
 
+/** The same for a remote checkpoint folder (an S3 prefix, a Hub revision). */
+export async function copyRemoteCompanions(loc: RemoteLocation, toDir: string, torchDtype?: string): Promise<string[]> {
+  const copied: string[] = [];
+  for (const name of loc.files.keys()) {
+    if (!COMPANION.test(name)) continue;
+    const bytes = (await readSmall(loc, name))!;
+    const dst = join(toDir, name);
+    try {
+      if (name === "config.json" && torchDtype !== undefined) {
+        const text = Buffer.from(bytes).toString("utf8");
+        const config = parseConfig(text, `${loc.uri}/${name}`);
+        await fs.writeFile(dst, setTopLevelString(text, "torch_dtype", torchDtype) ?? stringifyHfConfig({ ...config, torch_dtype: torchDtype }));
+      } else {
+        await fs.writeFile(dst, bytes);
+      }
+    } catch (e) {
+      throw e instanceof PmaError ? e : fsError(dst, `writing ${loc.uri}/${name}`, e);
+    }
+    copied.push(name);
+  }
+  return copied.sort();
+}
 
 /** A config.json that is not a JSON object cannot get its dtype rewritten; say which file. */
 async function readConfig(path: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await fs.readFile(path, "utf8");
+  } catch (e) {
+    throw new PmaError("CONFIG_INVALID", `${path}: cannot read it (${(e as Error).message}); fix or remove it to merge with --dtype`, { file: path, cause: e });
+  }
+  return parseConfig(text, path);
+}
+
+function parseConfig(text: string, path: string): Record<string, unknown> {
   let config: unknown;
   try {
-    config = JSON.parse(await fs.readFile(path, "utf8"));
+    config = JSON.parse(text);
   } catch (e) {
     throw new PmaError("CONFIG_INVALID", `${path}: cannot read it as JSON (${(e as Error).message}); fix or remove it to merge with --dtype`, { file: path, cause: e });
   }

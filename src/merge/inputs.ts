@@ -2,7 +2,11 @@ import { createHash } from "node:crypto";
 import { stat } from "node:fs/promises";
 import { basename, dirname, resolve } from "node:path";
 import { PmaError } from "../common/errors.js";
-import { openCheckpointTensors } from "../formats/checkpoint-files.js";
+import { openCheckpointTensors, openRemoteCheckpointTensors } from "../formats/checkpoint-files.js";
+import { progressFromName } from "../formats/revision-name.js";
+import { parseTrainerState, TRAINER_STATE_FILE } from "../formats/trainer-state.js";
+import { isRemoteUri, readSmall, resolveRemote, type RemoteLocation } from "../sources/location.js";
+import type { SourceRef } from "../sources/source.js";
 import { GgufFile, isGgufPath } from "../formats/gguf.js";
 import { stepFromName } from "../formats/trainer-state.js";
 import type { DType } from "../tensor/dtype.js";
@@ -16,7 +20,7 @@ export interface SourceTensor {
   byteLength: number;
   /** Absolute position of the first byte in `file`. */
   fileOffset: number;
-  file: { path: string; read(name: string, byteOffset?: number, byteLength?: number): Promise<Uint8Array> };
+  file: { path: string; sourceRef: SourceRef | null; read(name: string, byteOffset?: number, byteLength?: number): Promise<Uint8Array> };
 }
 
 /** An opened checkpoint as the merge sees it: a safetensors checkpoint or one GGUF file. */
@@ -37,11 +41,14 @@ export interface MergeInput {
   sizeBytes: number;
   /** sha256 of each file's JSON header: cheap, and pins names, shapes, dtypes, offsets. */
   headerSha256: string[];
+  /** Set when the checkpoint is remote (hf://, s3://, https://): where its other files are. */
+  remote?: RemoteLocation;
   /** A PEFT adapter folder (see merge/adapter.ts). */
   adapter?: boolean;
 }
 
 export async function openMergeInput(path: string): Promise<MergeInput> {
+  if (isRemoteUri(path)) return openRemoteInput(path);
   await stat(path).catch((e: unknown) => {
     throw new PmaError("IO", `${path}: no such checkpoint (${(e as Error).message})`, { file: path, cause: e });
   });
@@ -65,8 +72,8 @@ export async function openMergeInput(path: string): Promise<MergeInput> {
  * which is lossy and not a merge. There is no trainer state beside a GGUF, so progress
  * is the step in the file name (`checkpoint-1200.gguf`) or its folder's name.
  */
-async function openGgufInput(path: string): Promise<MergeInput> {
-  const file = await GgufFile.open(path);
+async function openGgufInput(path: string, remote?: RemoteLocation): Promise<MergeInput> {
+  const file = await GgufFile.open(remote !== undefined ? await [...remote.files.values()][0]!.open() : path);
   try {
     const split = file.metadata.get("split.count");
     if (split !== undefined && split.type !== "array" && Number(split.value) > 1) {
@@ -91,10 +98,11 @@ async function openGgufInput(path: string): Promise<MergeInput> {
       }
       tensors.set(t.name, { name: t.name, dtype: t.dtype, shape: t.shape, byteLength: t.byteLength, fileOffset: t.fileOffset, file });
     }
-    const abs = resolve(path);
+    const abs = remote !== undefined ? path : resolve(path);
     const step = stepFromName(basename(abs).replace(/\.gguf$/i, "")) ?? stepFromName(basename(dirname(abs)));
     return {
       path,
+      ...(remote !== undefined ? { remote } : {}),
       checkpoint: { root: dirname(abs), tensors, close: () => file.close() },
       gguf: file,
       progress: step === undefined ? {} : { step },
@@ -103,6 +111,39 @@ async function openGgufInput(path: string): Promise<MergeInput> {
     };
   } catch (e) {
     await file.close();
+    throw e;
+  }
+}
+
+/**
+ * A checkpoint in an S3 prefix, a Hub revision or behind a URL. Its progress comes from
+ * its trainer_state.json when there is one, else from its name (the revision or the
+ * folder): `tokens3892B`, `step143000`.
+ */
+async function openRemoteInput(uri: string): Promise<MergeInput> {
+  const loc = await resolveRemote(uri);
+  if (!loc.isFolder && isGgufPath(loc.name)) return openGgufInput(loc.uri, loc);
+  const checkpoint = await openRemoteCheckpointTensors(loc);
+  try {
+    const progress: CheckpointProgress = {};
+    const stateBytes = loc.isFolder ? await readSmall(loc, TRAINER_STATE_FILE) : null;
+    const state = stateBytes === null ? null : parseTrainerState(stateBytes, `${loc.uri}/${TRAINER_STATE_FILE}`);
+    const fromName = progressFromName(loc.name);
+    const tokens = state?.tokensSeen ?? fromName.tokens;
+    const step = state?.globalStep ?? fromName.step;
+    if (tokens !== undefined) progress.tokens = tokens;
+    if (step !== undefined) progress.step = step;
+    return {
+      path: loc.uri,
+      remote: loc,
+      checkpoint,
+      gguf: null,
+      progress,
+      sizeBytes: checkpoint.files.reduce((s, f) => s + f.fileSize, 0),
+      headerSha256: checkpoint.files.map((f) => createHash("sha256").update(f.headerBytes).digest("hex")),
+    };
+  } catch (e) {
+    await checkpoint.close();
     throw e;
   }
 }

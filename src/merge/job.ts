@@ -1,3 +1,4 @@
+import type { SourceRef } from "../sources/source.js";
 import type { FloatDType } from "../tensor/dtype.js";
 import type { AccumulatePrecision } from "./kernels.js";
 
@@ -19,12 +20,20 @@ export interface TensorJob {
  * counter `next`, so the faster worker does more and the split needs no tuning.
  */
 export interface WorkerPlan {
+  /** Names for messages: paths, or URIs of remote files. */
   inputFiles: string[];
+  /** How each worker opens the inputs: a local file, or a remote source (HTTP, S3, Hub). */
+  inputRefs: SourceRef[];
   outputFiles: string[];
   coefficients: number[];
   tensors: TensorJob[];
   chunkElements: number;
   allowNonfinite: boolean;
+  /**
+   * Set for a plain mean: coefficients are then all 1 and the sum is divided by this once,
+   * so the result is (x_1 + ... + x_n) / n computed exactly as a float64 reference does.
+   */
+  divisor?: number;
   chunks: SharedArrayBuffer;
   chunkCount: number;
   next: SharedArrayBuffer;

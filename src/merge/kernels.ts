@@ -68,6 +68,12 @@ export class MergeKernels {
     new Uint8Array(this.k.memory.buffer, this.accPtr, n * (precision === "f32" ? 4 : 8)).fill(0);
   }
 
+  /** acc[i] /= d: a plain mean as (x_1 + ... + x_n) / n, the float64 reference's own formula. */
+  divide(n: number, precision: AccumulatePrecision, d: number): void {
+    const acc = precision === "f32" ? new Float32Array(this.k.memory.buffer, this.accPtr, n) : new Float64Array(this.k.memory.buffer, this.accPtr, n);
+    for (let i = 0; i < n; i++) acc[i] = acc[i]! / d;
+  }
+
   /** acc[i] += c * src[i] for the chunk just read into `srcBytes`. */
   accumulate(dtype: FloatDType, precision: AccumulatePrecision, n: number, c: number): void {
     const k = this.k;

@@ -1,44 +1,98 @@
 import { closeSync, openSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
 import { readFullySync, writeFullySync } from "../formats/positional-io.js";
+import { openSource } from "../sources/open.js";
+import type { PositionalSource } from "../sources/source.js";
 import { floatDTypeBytes } from "../tensor/codec.js";
 import { PmaError } from "../common/errors.js";
 import type { NonfiniteReport, TensorJob, WorkerMessage, WorkerPlan } from "./job.js";
 import { MergeKernels } from "./kernels.js";
+
+/** Fills `into` with input `i`'s bytes of the chunk at `position`. */
+type LoadInput = (i: number, into: Uint8Array, position: number) => void;
 
 /**
  * A merge worker: takes chunks from the shared queue until it is empty. For each chunk
  * it reads the chunk of every input straight into WebAssembly memory, accumulates
  * c_i * x_i in order i = 1..N (so the result does not depend on which worker ran it),
  * checks for NaN/Inf, rounds to the output dtype and writes the bytes in place.
+ *
+ * Local inputs are read synchronously, straight into WebAssembly memory. When any input
+ * is remote, the chunk of every input is fetched at once (N requests in flight per
+ * worker, so latency is paid once per chunk, not N times) into per-input buffers and
+ * copied in, the next chunk's reads running while this one is merged; memory is then
+ * 2 x N x chunk bytes per worker.
  */
-export function runMergeWorker(plan: WorkerPlan, slot: number): WorkerMessage {
+export async function runMergeWorker(plan: WorkerPlan, slot: number): Promise<WorkerMessage> {
   const kernels = new MergeKernels();
   kernels.reserve(plan.chunkElements);
-  const inputFds = plan.inputFiles.map((f) => openSync(f, "r"));
-  const outputFds = plan.outputFiles.map((f) => openSync(f, "r+"));
+  const remote = plan.inputRefs.some((r) => r.kind !== "file");
+  const sources: PositionalSource[] = [];
+  const inputFds: number[] = [];
+  const outputFds: number[] = [];
   const chunks = new Float64Array(plan.chunks);
   const next = new Int32Array(plan.next);
   const stop = new Int32Array(plan.stop);
   const progress = new Float64Array(plan.progress);
   const nonfinite: NonfiniteReport[] = [];
   try {
-    for (;;) {
-      if (Atomics.load(stop, 0) !== 0) break;
+    if (remote) for (let i = 0; i < plan.inputRefs.length; i++) sources.push(await openSource(plan.inputRefs[i]!, plan.inputFiles[i]));
+    else for (const f of plan.inputFiles) inputFds.push(openSync(f, "r"));
+    for (const f of plan.outputFiles) outputFds.push(openSync(f, "r+"));
+    const maxInBytes = Math.max(1, ...plan.tensors.map((t) => floatDTypeBytes(t.inDtype)));
+    // Remote reads are double-buffered: chunk k+1 is in flight while chunk k is merged.
+    const sets = remote ? [0, 1].map(() => Array.from({ length: plan.coefficients.length }, () => new Uint8Array(plan.chunkElements * maxInBytes))) : [];
+    const claim = (): number => {
+      if (Atomics.load(stop, 0) !== 0) return -1;
       const k = Atomics.add(next, 0, 1);
-      if (k >= plan.chunkCount) break;
+      return k < plan.chunkCount ? k : -1;
+    };
+    const fetchChunk = (k: number, set: Uint8Array[]): Promise<unknown> => {
+      const tensor = plan.tensors[chunks[3 * k]!]!;
+      const inSize = floatDTypeBytes(tensor.inDtype);
+      const length = chunks[3 * k + 2]! * inSize;
+      const pending = Promise.all(tensor.sources.map((src, i) => sources[src.file]!.read(set[i]!.subarray(0, length), src.offset + chunks[3 * k + 1]! * inSize)));
+      pending.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
+      return pending;
+    };
+    let k = claim();
+    let set = 0;
+    let inFlight = remote && k >= 0 ? fetchChunk(k, sets[0]!) : null;
+    while (k >= 0) {
       const tensor = plan.tensors[chunks[3 * k]!]!;
       const start = chunks[3 * k + 1]!;
       const n = chunks[3 * k + 2]!;
-      const found = mergeChunk(plan, kernels, inputFds, outputFds, tensor, start, n);
+      const inSize = floatDTypeBytes(tensor.inDtype);
+      let load: LoadInput;
+      let following = -1;
+      if (remote) {
+        await inFlight;
+        following = claim();
+        inFlight = following >= 0 ? fetchChunk(following, sets[1 - set]!) : null;
+        const buffers = sets[set]!;
+        load = (i, into) => into.set(buffers[i]!.subarray(0, into.length));
+      } else {
+        load = (i, into, position) => {
+          const file = tensor.sources[i]!.file;
+          readFullySync(inputFds[file]!, plan.inputFiles[file]!, into, position);
+        };
+      }
+      const found = mergeChunk(plan, kernels, load, outputFds, tensor, start, n);
       if (found.length > 0) {
         if (!plan.allowNonfinite) return { type: "nonfinite", report: found[0]! };
         nonfinite.push(...found);
       }
-      progress[slot] = progress[slot]! + n * floatDTypeBytes(tensor.inDtype) * plan.inputFiles.length;
+      progress[slot] = progress[slot]! + n * inSize * plan.inputFiles.length;
+      if (remote) {
+        k = following;
+        set = 1 - set;
+      } else {
+        k = claim();
+      }
     }
   } finally {
     for (const fd of [...inputFds, ...outputFds]) closeSync(fd);
+    await Promise.allSettled(sources.map((s) => s.close()));
   }
   return { type: "done", nonfinite };
 }
@@ -46,7 +100,7 @@ export function runMergeWorker(plan: WorkerPlan, slot: number): WorkerMessage {
 function mergeChunk(
   plan: WorkerPlan,
   kernels: MergeKernels,
-  inputFds: number[],
+  load: LoadInput,
   outputFds: number[],
   t: TensorJob,
   start: number,
@@ -56,9 +110,10 @@ function mergeChunk(
   const accumulateAll = () => {
     kernels.zero(n, t.precision);
     t.sources.forEach((src, i) => {
-      readFullySync(inputFds[src.file]!, plan.inputFiles[src.file]!, kernels.srcBytes(n * inSize), src.offset + start * inSize);
+      load(i, kernels.srcBytes(n * inSize), src.offset + start * inSize);
       kernels.accumulate(t.inDtype, t.precision, n, plan.coefficients[i]!);
     });
+    if (plan.divisor !== undefined) kernels.divide(n, t.precision, plan.divisor);
   };
   accumulateAll();
   const reports: NonfiniteReport[] = [];
@@ -67,7 +122,7 @@ function mergeChunk(
     // into a zeroed accumulator is exact), then redo the merge for the output.
     t.sources.forEach((src, i) => {
       kernels.zero(n, t.precision);
-      readFullySync(inputFds[src.file]!, plan.inputFiles[src.file]!, kernels.srcBytes(n * inSize), src.offset + start * inSize);
+      load(i, kernels.srcBytes(n * inSize), src.offset + start * inSize);
       kernels.accumulate(t.inDtype, t.precision, n, 1);
       const count = kernels.countNonfinite(t.precision, n);
       if (count > 0) reports.push({ tensor: t.name, input: i, count });
@@ -83,14 +138,14 @@ function mergeChunk(
 
 if (parentPort !== null && workerData !== null && typeof workerData === "object" && "plan" in workerData) {
   const { plan, slot } = workerData as { plan: WorkerPlan; slot: number };
-  let message: WorkerMessage;
-  try {
-    message = runMergeWorker(plan, slot);
-  } catch (e) {
-    message =
-      e instanceof PmaError
-        ? { type: "error", message: e.message, code: e.code, ...(e.file !== undefined ? { file: e.file } : {}) }
-        : { type: "error", message: e instanceof Error ? (e.stack ?? e.message) : String(e) };
-  }
-  parentPort.postMessage(message);
+  const port = parentPort;
+  runMergeWorker(plan, slot).then(
+    (message) => port.postMessage(message),
+    (e: unknown) =>
+      port.postMessage(
+        e instanceof PmaError
+          ? { type: "error", message: e.message, code: e.code, ...(e.file !== undefined ? { file: e.file } : {}) }
+          : { type: "error", message: e instanceof Error ? (e.stack ?? e.message) : String(e) },
+      ),
+  );
 }

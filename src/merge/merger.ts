@@ -5,8 +5,9 @@ import { PMA_VERSION } from "../common/version.js";
 import type { TensorSpec } from "../formats/safetensors-writer.js";
 import { floatDTypeBytes } from "../tensor/codec.js";
 import { isFloatDType, type DType, type FloatDType } from "../tensor/dtype.js";
+import type { SourceRef } from "../sources/source.js";
 import { checkAdapterInputs } from "./adapter.js";
-import { checkSameTensors, openMergeInput, type MergeInput } from "./inputs.js";
+import { checkSameTensors, openMergeInput, type MergeInput, type SourceTensor } from "./inputs.js";
 import { makeChunks, type NonfiniteReport, type TensorJob, type WorkerMessage, type WorkerPlan } from "./job.js";
 import type { AccumulatePrecision } from "./kernels.js";
 import { copyIdenticalTensor } from "./nonfloat.js";
@@ -16,9 +17,9 @@ import { coefficientsFor, DEFAULT_METHOD, recordedParams, type MethodSpec, type 
 import { numel } from "../tensor/shape.js";
 
 export interface MergeOptions {
-  /** Checkpoint paths (folders or .safetensors files, or .gguf files), in any order. */
+  /** Checkpoint paths (folders or .safetensors files, or .gguf files) or hf://, s3://, https:// locations, in any order. */
   inputs: string[];
-  /** A folder for safetensors inputs; a .gguf file for GGUF inputs. */
+  /** A folder for safetensors inputs (or s3://bucket/prefix); a .gguf file for GGUF inputs. */
   out: string;
   method?: MethodSpec;
   /** Output dtype of float tensors; default: each tensor's input dtype. */
@@ -35,6 +36,8 @@ export interface MergeOptions {
   onProgress?: (bytesDone: number, bytesTotal: number) => void;
   onNote?: (message: string) => void;
   signal?: AbortSignal;
+  /** Distributed checkpoints only: optimizer moments copied from the newest input (default) or merged. */
+  optimizer?: "copy" | "merge";
 }
 
 export interface MergeInputRecord {
@@ -69,6 +72,8 @@ export interface MergeRecord extends RecordedParams {
 
 export const MERGE_RECORD_FILE = "pma_merge.json";
 const DEFAULT_CHUNK_ELEMENTS = 1 << 20;
+/** Remote inputs: 4M elements (8 MiB of bf16) per request, so per-request costs (signing, headers, a round trip) stay small. */
+const REMOTE_CHUNK_ELEMENTS = 1 << 22;
 
 /**
  * Merges N checkpoints of one run into one: out = sum_i c_i * M_i, tensor by tensor and
@@ -78,9 +83,12 @@ const DEFAULT_CHUNK_ELEMENTS = 1 << 20;
 export async function merge(opts: MergeOptions): Promise<MergeRecord> {
   const started = Date.now();
   if (opts.inputs.length === 0) throw new PmaError("USAGE", "pma merge needs at least one checkpoint");
+  // Distributed checkpoints are merged into the newest one's own layout (imported lazily: that module uses runWorkers).
+  const dcp = await import("./dcp-merge.js");
+  if (await dcp.isDcpMerge(opts.inputs)) return dcp.mergeDcpFromOptions(opts);
   // The inputs' format picks the output: a Hugging Face folder or one GGUF file.
   const format = outputFormatFor(opts.inputs, opts.out, opts.shardSize);
-  const output = await createMergeOutput(format, opts.out, opts.force ?? false);
+  const output = await createMergeOutput(format, opts.out, opts.force ?? false, opts.signal);
   const opened: MergeInput[] = [];
   try {
     for (const path of opts.inputs) opened.push(await openMergeInput(path));
@@ -116,12 +124,14 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
     const jobs: TensorJob[] = [];
     const outputFiles = writer.files;
     const inputFiles: string[] = [];
+    const inputRefs: SourceRef[] = [];
     const fileIndex = new Map<string, number>();
-    const indexOf = (path: string) => {
-      let i = fileIndex.get(path);
+    const indexOf = (file: SourceTensor["file"]) => {
+      let i = fileIndex.get(file.path);
       if (i === undefined) {
-        i = inputFiles.push(path) - 1;
-        fileIndex.set(path, i);
+        i = inputFiles.push(file.path) - 1;
+        inputRefs.push(file.sourceRef ?? { kind: "file", path: file.path });
+        fileIndex.set(file.path, i);
       }
       return i;
     };
@@ -149,7 +159,7 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
         elements,
         sources: inputs.map((inp) => {
           const src = inp.checkpoint.tensors.get(t.name)!;
-          return { file: indexOf(src.file.path), offset: src.fileOffset };
+          return { file: indexOf(src.file), offset: src.fileOffset };
         }),
         target: { file: outputFiles.indexOf(layout.file), offset: layout.fileOffset },
       });
@@ -158,10 +168,11 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
     await runWorkers(
       {
         inputFiles,
+        inputRefs,
         outputFiles,
         coefficients,
         tensors: jobs,
-        chunkElements: opts.chunkElements ?? DEFAULT_CHUNK_ELEMENTS,
+        chunkElements: opts.chunkElements ?? (inputRefs.some((r) => r.kind !== "file") ? REMOTE_CHUNK_ELEMENTS : DEFAULT_CHUNK_ELEMENTS),
         allowNonfinite: opts.allowNonfinite ?? false,
       },
       opts.threads ?? Math.min(availableParallelism(), 8),
@@ -210,13 +221,13 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
 }
 
 
-type PlanCore = Pick<WorkerPlan, "inputFiles" | "outputFiles" | "coefficients" | "tensors" | "chunkElements" | "allowNonfinite">;
+export type PlanCore = Pick<WorkerPlan, "inputFiles" | "inputRefs" | "outputFiles" | "coefficients" | "tensors" | "chunkElements" | "allowNonfinite" | "divisor">;
 
-async function runWorkers(
+export async function runWorkers(
   core: PlanCore,
   threads: number,
   onProgress: (done: number) => void,
-  inputs: MergeInput[],
+  inputs: readonly { path: string }[],
   nonfinite: NonfiniteReport[],
   signal?: AbortSignal,
 ): Promise<void> {
@@ -266,7 +277,7 @@ async function runWorkers(
   onProgress(progress.reduce((a, b) => a + b, 0));
 }
 
-function nonfiniteError(r: NonfiniteReport, inputs: MergeInput[]): PmaError {
+function nonfiniteError(r: NonfiniteReport, inputs: readonly { path: string }[]): PmaError {
   if (r.input < 0) {
     return new PmaError("NONFINITE", `merged values of "${r.tensor}" overflow to Inf although every input is finite; check the weights (use normalised weights), or pass --allow-nonfinite`);
   }

@@ -9,7 +9,8 @@ import { gguf, type GgufMetadata } from "../formats/gguf-values.js";
 import { GgufWriter, ggufDims } from "../formats/gguf-writer.js";
 import { SafetensorsWriter, type TensorLayout, type TensorSpec } from "../formats/safetensors-writer.js";
 import { torchDtypeName, type FloatDType } from "../tensor/dtype.js";
-import { copyCompanions } from "./companions.js";
+import { copyCompanions, copyRemoteCompanions } from "./companions.js";
+import { S3Output } from "./s3-output.js";
 import type { MergeInput } from "./inputs.js";
 
 /**
@@ -68,7 +69,8 @@ export function outputFormatFor(inputs: string[], out: string, shardSize?: numbe
   return "gguf";
 }
 
-export async function createMergeOutput(format: OutputFormat, out: string, force: boolean): Promise<MergeOutput> {
+export async function createMergeOutput(format: OutputFormat, out: string, force: boolean, signal?: AbortSignal): Promise<MergeOutput> {
+  if (out.startsWith("s3://")) return S3Output.create(out, force, (local) => createMergeOutput(format, local, true), signal);
   return format === "gguf" ? GgufOutput.create(out, force) : SafetensorsOutput.create(out, force);
 }
 
@@ -108,9 +110,14 @@ class SafetensorsOutput implements MergeOutput {
   async finish(): Promise<{ files: string[]; companionsFrom: string | null }> {
     const { files } = await this.writer!.finish();
     const newest = this.newest!;
-    const companionsFrom = (await stat(newest.path)).isDirectory() ? newest.checkpoint.root : null;
-    if (companionsFrom !== null) {
-      await copyCompanions(companionsFrom, this.staged.staging, this.dtype !== undefined ? torchDtypeName(this.dtype) : undefined);
+    const torchDtype = this.dtype !== undefined ? torchDtypeName(this.dtype) : undefined;
+    let companionsFrom: string | null;
+    if (newest.remote !== undefined) {
+      companionsFrom = newest.remote.isFolder ? newest.remote.uri : null;
+      if (companionsFrom !== null) await copyRemoteCompanions(newest.remote, this.staged.staging, torchDtype);
+    } else {
+      companionsFrom = (await stat(newest.path)).isDirectory() ? newest.checkpoint.root : null;
+      if (companionsFrom !== null) await copyCompanions(companionsFrom, this.staged.staging, torchDtype);
     }
     return { files: files.map((f) => f.slice(dirname(f).length + 1)), companionsFrom };
   }

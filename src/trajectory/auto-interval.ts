@@ -16,8 +16,9 @@ export interface AutoInterval extends IntervalRecommendation {
 /** MoE checkpoints name their experts (Mixtral's block_sparse_moe, or `.experts.<i>.`). */
 export async function isMoeCheckpoint(path: string): Promise<boolean> {
   // Loaded lazily: the format readers are not needed when V is given as a number.
-  const { openCheckpointTensors } = await import("../formats/checkpoint-files.js");
-  const ck = await openCheckpointTensors(path);
+  const { openCheckpointTensors, openRemoteCheckpointTensors } = await import("../formats/checkpoint-files.js");
+  const { isRemoteUri, resolveRemote } = await import("../sources/location.js");
+  const ck = isRemoteUri(path) ? await openRemoteCheckpointTensors(await resolveRemote(path)) : await openCheckpointTensors(path);
   try {
     return [...ck.tensors.keys()].some((n) => /\.experts\.\d+\./.test(n) || /block_sparse_moe/.test(n));
   } finally {

@@ -19,6 +19,8 @@ import { readTrainingLog, type TrainingLog } from "./logs.js";
 import { logPrefix, pmaStateFiles, writePmaResumeState } from "./pma-train-state.js";
 import { copyResumeFiles, planResumeFiles, type OptimizerChoice } from "./resume-files.js";
 import { discoverRun, type DiscoverOptions, type RunScan } from "./run.js";
+import { dcpInitFolder, dcpRunLayout, MEGATRON_TRACKER, pmaInitDcp, type DcpRunLayout } from "./init-dcp.js";
+import { isDcpFolder } from "../formats/dcp/open.js";
 import type { SpikeEvent, SpikeOptions } from "./spikes.js";
 
 export interface PmaInitOptions {
@@ -54,6 +56,8 @@ export interface PmaInitOptions {
   trainingLog?: TrainingLog | null;
   onProgress?: (bytesDone: number, bytesTotal: number) => void;
   signal?: AbortSignal;
+  /** Megatron runs: update latest_checkpointed_iteration.txt in `out` to the new checkpoint. */
+  activate?: boolean;
 }
 
 export interface InitCheckpointRecord {
@@ -78,8 +82,11 @@ export interface InitRecord {
   checkpoints: InitCheckpointRecord[];
   /** Where trainer state, scheduler, RNG (and optimizer) files came from. */
   state_from: string;
-  /** "pma": pma's trainer (resume with pma train --resume); "trainer": a Hugging Face Trainer-style run. */
-  layout: "pma" | "trainer";
+  /**
+   * "pma": pma's trainer (resume with pma train --resume); "trainer": a Hugging Face
+   * Trainer-style run; the others: distributed checkpoints in that trainer's layout.
+   */
+  layout: "pma" | "trainer" | DcpRunLayout;
   optimizer: OptimizerChoice;
   /** Copied unchanged from state_from. */
   copied: string[];
@@ -146,6 +153,7 @@ export async function pmaInit(opts: PmaInitOptions): Promise<InitRecord> {
   const inputs = selection.checkpoints;
   const latest = inputs[inputs.length - 1]!;
   const outDir = resolve(opts.out ?? defaultInitOut(opts.run));
+  if (await isDcpFolder(latest.path)) return initDcpRun(opts, scan, selection, outDir, log);
   const target = join(outDir, `checkpoint-${latest.step}`);
   if (scan.checkpoints.some((c) => resolve(c.path) === target)) {
     throw new PmaError("USAGE", `${target} is a checkpoint of the run itself; write the restart checkpoint into another directory (--out)`, { file: target });
@@ -233,6 +241,59 @@ export async function pmaInit(opts: PmaInitOptions): Promise<InitRecord> {
     await staged.discard();
     throw e;
   }
+}
+
+/** PMA-init of a run of distributed checkpoints, written in its trainer's own layout (init-dcp.ts). */
+async function initDcpRun(opts: PmaInitOptions, scan: RunScan, selection: ReturnType<typeof selectInitCheckpoints>, outDir: string, log: TrainingLog | null): Promise<InitRecord> {
+  const inputs = selection.checkpoints;
+  const latest = inputs[inputs.length - 1]!;
+  if (opts.optimizer === "reset") {
+    throw new PmaError("USAGE", "--optimizer reset is not available for distributed checkpoints: the merged checkpoint keeps the trainer's exact layout, optimizer state included; use --optimizer latest");
+  }
+  const folder = join(outDir, dcpInitFolder(dcpRunLayout(latest.path), latest.step));
+  if (scan.checkpoints.some((c) => resolve(c.path) === folder || dirname(resolve(c.path)) === folder)) {
+    throw new PmaError("USAGE", `${folder} is a checkpoint of the run itself; write the restart checkpoint into another directory (--out)`, { file: folder });
+  }
+  const r = await pmaInitDcp({
+    inputs: inputs.map((c) => c.path),
+    step: latest.step,
+    outDir,
+    method: opts.method ?? { method: "sma" },
+    optimizer: "copy",
+    force: opts.force ?? false,
+    activate: opts.activate ?? false,
+    ...(opts.accumulate !== undefined ? { accumulate: opts.accumulate } : {}),
+    ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+    ...(opts.onProgress !== undefined ? { onProgress: opts.onProgress } : {}),
+    ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
+  });
+  const notes = [...selection.notes];
+  if (r.activated !== null) notes.push(`${r.activated} now names iteration ${latest.step}: Megatron-LM started with --load ${outDir} resumes from the merged checkpoint`);
+  else if (r.layout === "megatron") notes.push(`${MEGATRON_TRACKER} was not changed; pass --activate (or start Megatron-LM with --ckpt-step ${latest.step}) to resume from the merged checkpoint`);
+  const m = r.merged;
+  const record: InitRecord = {
+    pma_version: PMA_VERSION,
+    run: scan.dir,
+    checkpoint: r.checkpoint,
+    step: latest.step,
+    tokens: latest.tokens,
+    reason: selection.reason,
+    method: m.method,
+    checkpoints: inputs.map((c, i) => ({ path: c.path, name: c.name, step: c.step, tokens: c.tokens, coefficient: m.coefficients[i]! })),
+    state_from: latest.path,
+    layout: r.layout,
+    optimizer: "latest",
+    copied: ["non-tensor items and optimizer state of the newest checkpoint", ...r.copied],
+    adapted: [],
+    log_prefix: null,
+    omitted: [],
+    notes,
+    log: log === null ? null : { format: log.format, files: log.files },
+    merge: { coefficients: m.coefficients, dtype: m.dtype, accumulate: m.accumulate, tensors: m.tensors, parameters: m.parameters, bytes_read: m.bytes_read, seconds: m.seconds },
+    created_at: new Date().toISOString(),
+  };
+  await writeFileAtomic(join(r.checkpoint, INIT_RECORD_FILE), JSON.stringify(record, null, 2) + "\n");
+  return record;
 }
 
 /**

@@ -4,6 +4,9 @@ import { isPmaError, PmaError } from "../common/errors.js";
 import { INDEX_FILE, openCheckpointTensors, SINGLE_FILE } from "../formats/checkpoint-files.js";
 import { staysInside } from "../formats/shard-path.js";
 import { readTrainerState, stepFromName, TRAINER_STATE_FILE } from "../formats/trainer-state.js";
+import { openRunDcp, type DcpRunCheckpoint } from "./dcp-run.js";
+import { isRemoteUri } from "../sources/location.js";
+import { discoverRemoteRun } from "./remote-run.js";
 import { numel } from "../tensor/shape.js";
 
 /** One complete checkpoint of a run, with how far training had gone. */
@@ -13,7 +16,8 @@ export interface RunCheckpoint {
   step: number;
   /** Tokens seen; null when neither trainer_state.json nor --tokens-per-step tells. */
   tokens: number | null;
-  tokensFrom: "trainer_state" | "tokens-per-step" | null;
+  /** "name": a remote revision's or prefix's name said it (`tokens3892B`); "checkpoint": a distributed checkpoint's own items. */
+  tokensFrom: "trainer_state" | "checkpoint" | "name" | "tokens-per-step" | null;
   /** Parameters, counted from the tensor headers. */
   parameters: number;
 }
@@ -48,6 +52,7 @@ export interface DiscoverOptions {
  * and with `settleMs` its file sizes must not change.
  */
 export async function discoverRun(dir: string, opts: DiscoverOptions = {}): Promise<RunScan> {
+  if (isRemoteUri(dir)) return discoverRemoteRun(dir, opts);
   const root = resolve(dir);
   let entries;
   try {
@@ -88,6 +93,28 @@ export async function discoverRun(dir: string, opts: DiscoverOptions = {}): Prom
       continue;
     }
     let parameters = 0;
+    // A distributed checkpoint (Megatron torch_dist, torchtitan, OLMo-core) carries its own progress.
+    let dcp: DcpRunCheckpoint | null = null;
+    try {
+      dcp = await openRunDcp(c.path);
+    } catch (e) {
+      if (!isPmaError(e)) throw e;
+      skipped.push({ path: c.path, reason: `incomplete or invalid distributed checkpoint: ${e.message}` });
+      continue;
+    }
+    if (dcp !== null) {
+      sizesBefore.set(dcp.path, dcp.sizes);
+      const tokens = dcp.tokens ?? (opts.tokensPerStep !== undefined ? (dcp.step ?? c.step) * opts.tokensPerStep : null);
+      checkpoints.push({
+        path: dcp.path,
+        name: c.name,
+        step: dcp.step ?? c.step,
+        tokens,
+        tokensFrom: dcp.tokens !== undefined ? "checkpoint" : tokens !== null ? "tokens-per-step" : null,
+        parameters: dcp.parameters,
+      });
+      continue;
+    }
     try {
       const ck = await openCheckpointTensors(c.path);
       for (const t of ck.tensors.values()) parameters += numel(t.shape);
