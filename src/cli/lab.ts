@@ -30,7 +30,11 @@ options:
   --dir DIR        lab folder: runs, merges, scores and the report (default ./pma-lab)
   --fresh          recompute everything instead of reusing what DIR holds
   --no-report      only compute (and cache) the results
-  --json           print the results as JSON instead of a summary`;
+  --json           print the results as JSON instead of a summary
+
+examples:
+  pma lab
+  pma lab methods spike --profile micro --dir /tmp/pma-lab`;
 
 export const command: Command = {
   usage: USAGE,

@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { isPmaError } from "../common/errors.js";
-import type { MethodSpec } from "../merge/methods.js";
+import { PARAM_DEFAULTS, type MethodSpec } from "../merge/methods.js";
 import type { TuneMethod } from "../tune/candidates.js";
 import type { TuneOptions } from "../tune/tune.js";
 import type { MergeEntry } from "../trajectory/watch-journal.js";
@@ -43,7 +43,7 @@ export interface TuneJournalEntry {
 
 function tuneMethod(m: MethodSpec): { method: TuneMethod; alpha?: number } | null {
   if (m.method === "sma" || m.method === "wma") return { method: m.method };
-  if (m.method === "ema") return { method: "ema", alpha: m.alpha ?? 0.2 };
+  if (m.method === "ema") return { method: "ema", alpha: m.alpha ?? PARAM_DEFAULTS.alpha };
   if (m.method === "wsm") return m.decay === "linear" ? { method: "sma" } : { method: m.decay === "cosine" ? "wsm-cosine" : "wsm-1-sqrt" };
   return null;
 }

@@ -53,139 +53,186 @@ export function trainBpe(words: ReadonlyMap<string, number>, options: BpeTrainOp
   if (!Number.isInteger(target) || target < 256 || target >= SHIFT) {
     throw new PmaError("USAGE", `a byte-level BPE needs between 256 and ${SHIFT - 1} tokens, not ${target}`);
   }
-  const tokens: Uint8Array[] = [];
-  for (let b = 0; b < 256; b++) tokens.push(Uint8Array.of(b));
-  const merges: [number, number, number][] = [];
-  // Identical byte strings reached by different merges share one id (vocabularies map
-  // strings to ids), keyed by the latin1 spelling of the bytes.
-  const idOf = new Map<string, number>();
-  for (let b = 0; b < 256; b++) idOf.set(String.fromCharCode(b), b);
-
-  // All word symbols in one buffer; merging only shortens a word, so it compacts in place.
-  const encoder = new TextEncoder();
-  const nWords = words.size;
-  const start = new Int32Array(nWords);
-  const len = new Int32Array(nWords);
-  const freq = new Float64Array(nWords);
-  const encoded: Uint8Array[] = [];
-  let total = 0;
-  for (const [w, c] of words) {
-    const bytes = encoder.encode(w);
-    encoded.push(bytes);
-    total += bytes.length;
+  const t = new BpeTrainer(words);
+  while (t.tokens.length < target) {
+    const best = t.bestPair();
+    if (best === null || best.count < minFrequency) break;
+    t.merge(best.key, t.tokenFor(best.key));
   }
-  const syms = new Int32Array(total);
-  {
+  return { tokens: t.tokens, merges: t.merges };
+}
+
+/** The state of one BPE training: the words as symbol ids, pair counts, the pair index and heap. */
+class BpeTrainer {
+  readonly tokens: Uint8Array[] = [];
+  readonly merges: [number, number, number][] = [];
+  /**
+   * Identical byte strings reached by different merges share one id (vocabularies map
+   * strings to ids), keyed by the latin1 spelling of the bytes.
+   */
+  private readonly idOf = new Map<string, number>();
+  // All word symbols in one buffer; merging only shortens a word, so it compacts in place.
+  private readonly start: Int32Array;
+  private readonly len: Int32Array;
+  private readonly freq: Float64Array;
+  private readonly syms: Int32Array;
+  private readonly pairCount = new Map<number, number>();
+  /** The words each pair occurs in (maybe no longer: merges only add entries). */
+  private readonly where = new Map<number, number[]>();
+  private readonly heap = new PairHeap();
+  /** Per word, the last merge step that rewrote it: a word listed twice is rewritten once. */
+  private readonly seen: Int32Array;
+  private readonly merged = new Set<number>();
+  private readonly touched = new Set<number>();
+  private step = 0;
+
+  constructor(words: ReadonlyMap<string, number>) {
+    for (let b = 0; b < 256; b++) this.tokens.push(Uint8Array.of(b));
+    for (let b = 0; b < 256; b++) this.idOf.set(String.fromCharCode(b), b);
+    const encoder = new TextEncoder();
+    const nWords = words.size;
+    this.start = new Int32Array(nWords);
+    this.len = new Int32Array(nWords);
+    this.freq = new Float64Array(nWords);
+    this.seen = new Int32Array(nWords).fill(-1);
+    const encoded: Uint8Array[] = [];
+    let total = 0;
+    for (const w of words.keys()) {
+      const bytes = encoder.encode(w);
+      encoded.push(bytes);
+      total += bytes.length;
+    }
+    this.syms = new Int32Array(total);
     let i = 0;
     let off = 0;
     for (const c of words.values()) {
       const bytes = encoded[i]!;
-      start[i] = off;
-      len[i] = bytes.length;
-      freq[i] = c;
-      syms.set(bytes, off);
+      this.start[i] = off;
+      this.len[i] = bytes.length;
+      this.freq[i] = c;
+      this.syms.set(bytes, off);
       off += bytes.length;
       i++;
     }
+    this.countPairs();
   }
 
-  const pairCount = new Map<number, number>();
-  const where = new Map<number, number[]>();
-  const addWhere = (key: number, w: number): void => {
-    let list = where.get(key);
-    if (list === undefined) where.set(key, (list = []));
+  /** Every adjacent pair of every word, weighted by the word's count, into the index and the heap. */
+  private countPairs(): void {
+    const { start, len, syms, freq, pairCount } = this;
+    for (let w = 0; w < start.length; w++) {
+      const s = start[w]!;
+      for (let i = s; i < s + len[w]! - 1; i++) {
+        const key = syms[i]! * SHIFT + syms[i + 1]!;
+        pairCount.set(key, (pairCount.get(key) ?? 0) + freq[w]!);
+        this.addWhere(key, w);
+      }
+    }
+    for (const [key, c] of pairCount) this.heap.push(c, key);
+  }
+
+  private addWhere(key: number, w: number): void {
+    let list = this.where.get(key);
+    if (list === undefined) this.where.set(key, (list = []));
     // Words are scanned one at a time, so a repeat within a word is always the last entry.
     if (list[list.length - 1] !== w) list.push(w);
-  };
-  for (let w = 0; w < nWords; w++) {
-    const s = start[w]!;
-    for (let i = s; i < s + len[w]! - 1; i++) {
-      const key = syms[i]! * SHIFT + syms[i + 1]!;
-      pairCount.set(key, (pairCount.get(key) ?? 0) + freq[w]!);
-      addWhere(key, w);
-    }
   }
-  const heap = new PairHeap();
-  for (const [key, c] of pairCount) heap.push(c, key);
 
-  const seen = new Int32Array(nWords).fill(-1);
-  const merged = new Set<number>();
-  const touched = new Set<number>();
-  let step = 0;
-  while (tokens.length < target && heap.size > 0) {
-    const count = heap.topCount();
-    const key = heap.topKey();
-    heap.pop();
-    const current = pairCount.get(key) ?? 0;
-    if (current !== count) {
+  private bump(key: number, d: number): void {
+    this.pairCount.set(key, (this.pairCount.get(key) ?? 0) + d);
+  }
+
+  /** The most frequent pair and its count, or null when no pair is left. */
+  bestPair(): { key: number; count: number } | null {
+    const heap = this.heap;
+    while (heap.size > 0) {
+      const count = heap.topCount();
+      const key = heap.topKey();
+      heap.pop();
+      const current = this.pairCount.get(key) ?? 0;
+      if (current === count) return { key, count };
       // Stale: counts of existing pairs only fall, so re-queue at the true count.
       if (current > 0) heap.push(current, key);
-      continue;
     }
-    if (count < minFrequency) break;
+    return null;
+  }
+
+  /** The id of the token the pair joins into: a new one, or an existing one with the same bytes. */
+  tokenFor(key: number): number {
     const a = Math.floor(key / SHIFT);
     const b = key - a * SHIFT;
-    const joined = latin1(tokens[a]!) + latin1(tokens[b]!);
-    let id = idOf.get(joined);
+    const joined = latin1(this.tokens[a]!) + latin1(this.tokens[b]!);
+    let id = this.idOf.get(joined);
     if (id === undefined) {
-      id = tokens.length;
-      const bytes = new Uint8Array(tokens[a]!.length + tokens[b]!.length);
-      bytes.set(tokens[a]!, 0);
-      bytes.set(tokens[b]!, tokens[a]!.length);
-      tokens.push(bytes);
-      idOf.set(joined, id);
+      id = this.tokens.length;
+      const bytes = new Uint8Array(this.tokens[a]!.length + this.tokens[b]!.length);
+      bytes.set(this.tokens[a]!, 0);
+      bytes.set(this.tokens[b]!, this.tokens[a]!.length);
+      this.tokens.push(bytes);
+      this.idOf.set(joined, id);
     }
-    // A pair can come back only through a reused id; its merge is already in the list.
-    if (!merged.has(key)) merges.push([a, b, id]);
-    merged.add(key);
-
-    touched.clear();
-    const bump = (k: number, d: number): void => {
-      pairCount.set(k, (pairCount.get(k) ?? 0) + d);
-    };
-    for (const w of where.get(key) ?? []) {
-      if (seen[w] === step) continue;
-      seen[w] = step;
-      const s = start[w]!;
-      const n = len[w]!;
-      const c = freq[w]!;
-      let out = s;
-      let i = s;
-      while (i < s + n) {
-        if (i < s + n - 1 && syms[i] === a && syms[i + 1] === b) {
-          if (out > s) {
-            const prev = syms[out - 1]!;
-            bump(prev * SHIFT + a, -c);
-            const k = prev * SHIFT + id;
-            bump(k, c);
-            touched.add(k);
-            addWhere(k, w);
-          }
-          bump(key, -c);
-          if (i + 2 < s + n) {
-            const next = syms[i + 2]!;
-            bump(b * SHIFT + next, -c);
-            const k = id * SHIFT + next;
-            bump(k, c);
-            touched.add(k);
-            addWhere(k, w);
-          }
-          syms[out++] = id;
-          i += 2;
-        } else {
-          syms[out++] = syms[i++]!;
-        }
-      }
-      len[w] = out - s;
-    }
-    where.delete(key);
-    for (const k of touched) {
-      const c = pairCount.get(k)!;
-      if (c > 0) heap.push(c, k);
-    }
-    step++;
+    return id;
   }
-  return { tokens, merges };
+
+  /** Records the merge of pair `key` into `id` and rewrites every word holding the pair. */
+  merge(key: number, id: number): void {
+    const a = Math.floor(key / SHIFT);
+    const b = key - a * SHIFT;
+    // A pair can come back only through a reused id; its merge is already in the list.
+    if (!this.merged.has(key)) this.merges.push([a, b, id]);
+    this.merged.add(key);
+    this.touched.clear();
+    for (const w of this.where.get(key) ?? []) {
+      if (this.seen[w] === this.step) continue;
+      this.seen[w] = this.step;
+      this.rewriteWord(w, key, a, b, id);
+    }
+    this.where.delete(key);
+    for (const k of this.touched) {
+      const c = this.pairCount.get(k)!;
+      if (c > 0) this.heap.push(c, k);
+    }
+    this.step++;
+  }
+
+  /**
+   * Replaces the occurrences of (a, b) in word w by id, left to right without overlap,
+   * moving the counts of the neighbouring pairs to the pairs with the new token.
+   */
+  private rewriteWord(w: number, key: number, a: number, b: number, id: number): void {
+    const { syms } = this;
+    const s = this.start[w]!;
+    const n = this.len[w]!;
+    const c = this.freq[w]!;
+    let out = s;
+    let i = s;
+    while (i < s + n) {
+      if (i < s + n - 1 && syms[i] === a && syms[i + 1] === b) {
+        if (out > s) {
+          const prev = syms[out - 1]!;
+          this.bump(prev * SHIFT + a, -c);
+          const k = prev * SHIFT + id;
+          this.bump(k, c);
+          this.touched.add(k);
+          this.addWhere(k, w);
+        }
+        this.bump(key, -c);
+        if (i + 2 < s + n) {
+          const next = syms[i + 2]!;
+          this.bump(b * SHIFT + next, -c);
+          const k = id * SHIFT + next;
+          this.bump(k, c);
+          this.touched.add(k);
+          this.addWhere(k, w);
+        }
+        syms[out++] = id;
+        i += 2;
+      } else {
+        syms[out++] = syms[i++]!;
+      }
+    }
+    this.len[w] = out - s;
+  }
 }
 
 function latin1(bytes: Uint8Array): string {

@@ -163,6 +163,9 @@ export const MERGE_METHODS = [
 
 export type MergeMethod = (typeof MERGE_METHODS)[number]["name"];
 
+/** The parameters' defaults, for code that builds specs itself: PARAM_DEFAULTS.alpha is EMA's. */
+export const PARAM_DEFAULTS = { alpha: ALPHA.default, decay: DECAY.default, normalize: NORMALIZE.default } as const;
+
 /** What a merge does when no method is given. */
 export const DEFAULT_METHOD: Readonly<MethodSpec> = Object.freeze({ method: "sma" });
 

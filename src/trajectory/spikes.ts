@@ -201,39 +201,147 @@ export function detectSpikes(log: TrainingLog | readonly LogPoint[], options: Pa
   const raw = "points" in log ? log.points : log;
   const points = raw.every((p, i) => i === 0 || raw[i - 1]!.step <= p.step) ? raw : [...raw].sort((a, b) => a.step - b.step);
   const grad = gradNormFlags(points, o);
-  const healthy = new RollingWindow(o.window);
+  const scan = new SpikeScan(points, grad.flags, o);
+  for (let i = 0; i < points.length; i++) scan.observe(i);
+  return { events: scan.end(), gradNormSpikes: grad.spikes, gradNormOverflows: grad.overflows, gradNormsIgnored: grad.ignored, lossPoints: scan.lossPoints };
+}
+
+/** One pass over the loss points: the healthy band, the event open now, the events found. */
+class SpikeScan {
+  private readonly healthy: RollingWindow;
   /** Steps judged healthy, ascending, to find the last one before an onset. */
-  const healthySteps: number[] = [];
-  const events: SpikeEvent[] = [];
-  let open: OpenEvent | null = null;
+  private readonly healthySteps: number[] = [];
+  private readonly events: SpikeEvent[] = [];
+  private open: OpenEvent | null = null;
   // After a divergence the level is relearned; a run that stays NaN is one event, not many.
-  let relearning = false;
-  let lossPoints = 0;
+  private relearning = false;
+  lossPoints = 0;
 
-  const band = (level: number) => Math.max(o.k * MAD_TO_SIGMA * healthy.mad(), o.minAbsJump, o.minRelJump * Math.abs(level));
+  constructor(
+    private readonly points: readonly LogPoint[],
+    private readonly gradFlags: readonly boolean[],
+    private readonly o: SpikeOptions,
+  ) {
+    this.healthy = new RollingWindow(o.window);
+  }
 
-  const finish = (ev: OpenEvent, endIdx: number | null, lastIdx: number, ongoing: boolean): void => {
+  /** Judges point i: healthy, the start of an event, or part of the open one. */
+  observe(i: number): void {
+    const x = this.points[i]!.loss;
+    if (x === undefined) return;
+    this.lossPoints++;
+    if (this.open === null) {
+      this.open = this.startEvent(i, x);
+      if (this.open === null) return;
+    }
+    this.continueEvent(this.open, i, x);
+  }
+
+  /** Closes the event still open at the end of the log (ongoing), and returns every event. */
+  end(): SpikeEvent[] {
+    if (this.open !== null) {
+      const ev = this.open;
+      const recovering = ev.okIdx.length > 0 ? ev.okIdx[0]! : null;
+      this.finish(ev, recovering, this.points.length - 1, true);
+    }
+    return this.events;
+  }
+
+  private band(level: number): number {
+    const o = this.o;
+    return Math.max(o.k * MAD_TO_SIGMA * this.healthy.mad(), o.minAbsJump, o.minRelJump * Math.abs(level));
+  }
+
+  /** With no event open: a healthy point joins the band (null), an anomalous one opens an event. */
+  private startEvent(i: number, x: number): OpenEvent | null {
+    const finite = Number.isFinite(x);
+    const ready = this.healthy.size >= this.o.minHealthy;
+    if (finite && !ready) {
+      this.markHealthy(i);
+      return null;
+    }
+    if (!finite && this.relearning) return null;
+    const level = this.healthy.median();
+    const threshold = ready ? level + this.band(level) : Number.NaN;
+    if (finite && x <= threshold) {
+      this.markHealthy(i);
+      return null;
+    }
+    const recoverAt = level + this.o.recoverFraction * (threshold - level);
+    return { startIdx: i, age: 0, peakIdx: i, peakLoss: x, nonFinite: false, anomalous: 0, level, threshold, recoverAt, okIdx: [] };
+  }
+
+  /** Point i within the open event: a confirmed return closes it, too long a stay makes it a divergence. */
+  private continueEvent(ev: OpenEvent, i: number, x: number): void {
+    const o = this.o;
+    const finite = Number.isFinite(x);
+    ev.age++;
+    // Without a level yet (a non-finite loss during warm-up), any finite loss is a return.
+    const inBand = finite && i !== ev.startIdx && (Number.isNaN(ev.threshold) || x <= ev.recoverAt);
+    if (inBand) {
+      ev.okIdx.push(i);
+      if (ev.okIdx.length >= o.recoverPoints) {
+        this.finish(ev, ev.okIdx[0]!, ev.okIdx[0]!, false);
+        // The confirming points are healthy: they were checked against the frozen band.
+        for (const j of ev.okIdx) this.markHealthy(j);
+        this.open = null;
+      }
+      return;
+    }
+    ev.okIdx = [];
+    // Between the recovery band and the threshold: not back yet, but not anomalous either.
+    if (finite && x <= ev.threshold) {
+      if (ev.age >= o.recoveryWindow) this.closeDiverged(ev, i);
+      return;
+    }
+    ev.anomalous++;
+    if (!finite) ev.nonFinite = true;
+    // The first non-finite loss is the peak; before any, the highest loss.
+    if ((!finite && Number.isFinite(ev.peakLoss)) || (Number.isFinite(ev.peakLoss) && x > ev.peakLoss)) {
+      ev.peakIdx = i;
+      ev.peakLoss = x;
+    }
+    if (ev.age >= o.recoveryWindow) this.closeDiverged(ev, i);
+  }
+
+  private markHealthy(i: number): void {
+    this.healthy.push(this.points[i]!.loss!);
+    this.healthySteps.push(this.points[i]!.step);
+    if (this.relearning && this.healthy.size >= this.o.minHealthy) this.relearning = false;
+  }
+
+  /** No recovery within the window: a divergence; relearn the level from what follows. */
+  private closeDiverged(ev: OpenEvent, i: number): void {
+    this.finish(ev, null, i, false);
+    this.healthy.clear();
+    this.relearning = true;
+    this.open = null;
+  }
+
+  /** The last healthy step before `step`, or null. */
+  private lastHealthyStepBefore(step: number): number | null {
+    for (let j = this.healthySteps.length - 1; j >= 0; j--) if (this.healthySteps[j]! < step) return this.healthySteps[j]!;
+    return null;
+  }
+
+  /** Records a closed event if it is severe enough to be one (not an outlier batch or two). */
+  private finish(ev: OpenEvent, endIdx: number | null, lastIdx: number, ongoing: boolean): void {
+    const { o, points, gradFlags } = this;
     const severe = ev.nonFinite || ev.anomalous >= o.minPoints || ev.peakLoss - ev.level >= o.shortEventFactor * (ev.threshold - ev.level);
     if (!severe) return;
+    // A grad-norm spike shortly before the loss moves is where the event began.
     let onsetIdx = ev.startIdx;
-    for (let j = ev.startIdx - 1; j >= 0 && j >= ev.startIdx - o.gradLead; j--) if (grad.flags[j]) onsetIdx = j;
+    for (let j = ev.startIdx - 1; j >= 0 && j >= ev.startIdx - o.gradLead; j--) if (gradFlags[j]) onsetIdx = j;
     let gradNormSpike = false;
     let gradNormPeak: number | null = null;
     for (let j = onsetIdx; j <= lastIdx; j++) {
-      if (grad.flags[j]) gradNormSpike = true;
+      if (gradFlags[j]) gradNormSpike = true;
       const g = points[j]!.gradNorm;
       if (g !== undefined && (gradNormPeak === null || rank(g) > rank(gradNormPeak))) gradNormPeak = g;
     }
     const onsetStep = points[onsetIdx]!.step;
-    let lastHealthyStep: number | null = null;
-    for (let j = healthySteps.length - 1; j >= 0; j--) {
-      if (healthySteps[j]! < onsetStep) {
-        lastHealthyStep = healthySteps[j]!;
-        break;
-      }
-    }
     const recovered = endIdx !== null;
-    events.push({
+    this.events.push({
       kind: recovered && !ev.nonFinite ? "transient" : "divergence",
       startStep: points[ev.startIdx]!.step,
       onsetStep,
@@ -243,87 +351,12 @@ export function detectSpikes(log: TrainingLog | readonly LogPoint[], options: Pa
       ongoing,
       level: ev.level,
       threshold: ev.threshold,
-      lastHealthyStep,
+      lastHealthyStep: this.lastHealthyStepBefore(onsetStep),
       anomalousPoints: ev.anomalous,
       gradNormSpike,
       gradNormPeak,
     });
-  };
-
-  const markHealthy = (i: number): void => {
-    healthy.push(points[i]!.loss!);
-    healthySteps.push(points[i]!.step);
-    if (relearning && healthy.size >= o.minHealthy) relearning = false;
-  };
-
-  /** No recovery within the window: a divergence; relearn the level from what follows. */
-  const closeDiverged = (ev: OpenEvent, i: number): void => {
-    finish(ev, null, i, false);
-    healthy.clear();
-    relearning = true;
-    open = null;
-  };
-
-  for (let i = 0; i < points.length; i++) {
-    const p = points[i]!;
-    const x = p.loss;
-    if (x === undefined) continue;
-    lossPoints++;
-    const finite = Number.isFinite(x);
-
-    if (open === null) {
-      const ready = healthy.size >= o.minHealthy;
-      if (finite && !ready) {
-        markHealthy(i);
-        continue;
-      }
-      if (!finite && relearning) continue;
-      const level = healthy.median();
-      const threshold = ready ? level + band(level) : Number.NaN;
-      if (finite && x <= threshold) {
-        markHealthy(i);
-        continue;
-      }
-      const recoverAt = level + o.recoverFraction * (threshold - level);
-      open = { startIdx: i, age: 0, peakIdx: i, peakLoss: x, nonFinite: false, anomalous: 0, level, threshold, recoverAt, okIdx: [] };
-    }
-
-    const ev: OpenEvent = open;
-    ev.age++;
-    // Without a level yet (a non-finite loss during warm-up), any finite loss is a return.
-    const inBand = finite && i !== ev.startIdx && (Number.isNaN(ev.threshold) || x <= ev.recoverAt);
-    if (inBand) {
-      ev.okIdx.push(i);
-      if (ev.okIdx.length >= o.recoverPoints) {
-        finish(ev, ev.okIdx[0]!, ev.okIdx[0]!, false);
-        // The confirming points are healthy: they were checked against the frozen band.
-        for (const j of ev.okIdx) markHealthy(j);
-        open = null;
-      }
-      continue;
-    }
-    ev.okIdx = [];
-    // Between the recovery band and the threshold: not back yet, but not anomalous either.
-    if (finite && x <= ev.threshold) {
-      if (ev.age >= o.recoveryWindow) closeDiverged(ev, i);
-      continue;
-    }
-    ev.anomalous++;
-    if (!finite) ev.nonFinite = true;
-    // The first non-finite loss is the peak; before any, the highest loss.
-    if ((!finite && Number.isFinite(ev.peakLoss)) || (Number.isFinite(ev.peakLoss) && x > ev.peakLoss)) {
-      ev.peakIdx = i;
-      ev.peakLoss = x;
-    }
-    if (ev.age >= o.recoveryWindow) closeDiverged(ev, i);
   }
-
-  if (open !== null) {
-    const ev: OpenEvent = open;
-    const recovering = ev.okIdx.length > 0 ? ev.okIdx[0]! : null;
-    finish(ev, recovering, points.length - 1, true);
-  }
-  return { events, gradNormSpikes: grad.spikes, gradNormOverflows: grad.overflows, gradNormsIgnored: grad.ignored, lossPoints };
 }
 
 /**

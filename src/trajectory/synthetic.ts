@@ -3,8 +3,8 @@ import { join } from "node:path";
 import { SafetensorsWriter, type TensorSpec } from "../formats/safetensors-writer.js";
 import { encodeFloats, floatDTypeBytes } from "../tensor/codec.js";
 import { torchDtypeName, type FloatDType } from "../tensor/dtype.js";
-import { stringifyHfConfig } from "../formats/hf-config-json.js";
 import { numel } from "../tensor/shape.js";
+import { stringifyHfConfig } from "../formats/hf-config-json.js";
 
 /**
  * A synthetic pre-training run: checkpoints of a Llama-shaped model whose weights

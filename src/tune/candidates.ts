@@ -4,7 +4,7 @@
  * the paper's terms, is `stride` times the run's save spacing, N is `count`.
  */
 import { PmaError } from "../common/errors.js";
-import { coefficientsFor, type MethodSpec } from "../merge/methods.js";
+import { coefficientsFor, PARAM_DEFAULTS, type MethodSpec } from "../merge/methods.js";
 
 export const TUNE_METHODS = ["sma", "wma", "ema", "wsm-1-sqrt", "wsm-cosine"] as const;
 export type TuneMethod = (typeof TUNE_METHODS)[number];
@@ -33,7 +33,7 @@ export function methodSpec(c: Candidate): MethodSpec {
     case "wma":
       return { method: c.method };
     case "ema":
-      return { method: "ema", alpha: c.alpha ?? 0.2 };
+      return { method: "ema", alpha: c.alpha ?? PARAM_DEFAULTS.alpha };
     case "wsm-1-sqrt":
       return { method: "wsm", decay: "1-sqrt" };
     case "wsm-cosine":
@@ -53,7 +53,7 @@ export function roundAlpha(a: number): number {
 
 /** A stable name for the cache and the table. */
 export function candidateKey(c: Candidate): string {
-  const m = c.method === "ema" ? `ema(${roundAlpha(c.alpha ?? 0.2)})` : c.method;
+  const m = c.method === "ema" ? `ema(${roundAlpha(c.alpha ?? PARAM_DEFAULTS.alpha)})` : c.method;
   return `${m} stride=${c.stride} count=${c.count} end=${c.end}`;
 }
 

@@ -22,6 +22,7 @@ import { PmaError } from "../common/errors.js";
 import { openCheckpointTensors, type CheckpointTensors } from "../formats/checkpoint-files.js";
 import { decodeFloats } from "../tensor/codec.js";
 import { isFloatDType } from "../tensor/dtype.js";
+import { numel } from "../tensor/shape.js";
 
 export interface TensorShape {
   name: string;
@@ -45,7 +46,7 @@ export class CheckpointSet {
       const tensors: TensorShape[] = [];
       for (const t of first.tensors.values()) {
         if (!isFloatDType(t.dtype)) throw new PmaError("DTYPE_UNSUPPORTED", `${t.file.path}: tensor "${t.name}" is ${t.dtype}; pma tune merges float weights`, { file: t.file.path });
-        tensors.push({ name: t.name, shape: [...t.shape], numel: t.shape.reduce((a, b) => a * b, 1) });
+        tensors.push({ name: t.name, shape: [...t.shape], numel: numel(t.shape) });
       }
       for (let i = 1; i < opened.length; i++) {
         const ck = opened[i]!;

@@ -27,6 +27,7 @@ import { discoverRun, type RunCheckpoint } from "../trajectory/run.js";
 import { candidateCoefficients, candidateKey, methodSpec, prefixKind, windowIndices, type Candidate, type TuneMethod } from "./candidates.js";
 import { CheckpointSet, PrefixSums } from "./checkpoint-sums.js";
 import { best, searchMerges, type SearchPhase } from "./search.js";
+import { PARAM_DEFAULTS } from "../merge/methods.js";
 
 export interface TuneOptions {
   run: string;
@@ -75,7 +76,7 @@ export function recipeCandidate(names: readonly string[], r: CompareRecipe): Can
   if (stride < 1 || idx.some((x, i) => x !== idx[0]! + i * stride)) {
     throw new PmaError("USAGE", `${r.label}: checkpoints ${r.checkpoints.join(", ")} are not evenly spaced on the run's checkpoint grid, oldest first`);
   }
-  return { method: r.method, ...(r.method === "ema" ? { alpha: r.alpha ?? 0.2 } : {}), stride, count: idx.length, end: idx[idx.length - 1]! };
+  return { method: r.method, ...(r.method === "ema" ? { alpha: r.alpha ?? PARAM_DEFAULTS.alpha } : {}), stride, count: idx.length, end: idx[idx.length - 1]! };
 }
 
 export interface TuneEvaluation {
