@@ -35,7 +35,7 @@ const COMMANDS: Record<string, CommandEntry> = {
     example: "pma tune runs/7b --data heldout.jsonl --text-field text --budget 30 --seq 1024 --max-tokens 200k",
   },
   lab: { load: () => import("./lab.js"), summary: "reproduce the paper's experiments at small scale and write a report", example: "pma lab" },
-  convert: { load: () => import("./convert.js"), summary: "convert a checkpoint to GGUF for llama.cpp", example: "pma convert run/checkpoint-1000 --to gguf --dtype bf16 --out model.gguf" },
+  convert: { load: () => import("./convert.js"), summary: "convert a checkpoint to GGUF for llama.cpp, or a distributed checkpoint to safetensors", example: "pma convert run/checkpoint-1000 --to gguf --dtype bf16 --out model.gguf" },
 };
 
 function mainUsage(): string {
