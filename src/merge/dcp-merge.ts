@@ -17,7 +17,8 @@ import { basename, join } from "node:path";
 import { StagedDir } from "../common/atomic-dir.js";
 import { fsError, PmaError } from "../common/errors.js";
 import { PMA_VERSION } from "../common/version.js";
-import { sameChunking, volume } from "../formats/dcp/chunks.js";
+import { sameChunking } from "../formats/dcp/chunks.js";
+import { numel } from "../tensor/shape.js";
 import type { DcpChunk, DcpTensor } from "../formats/dcp/model.js";
 import { isDcpFolder, openDcp, type OpenedDcp } from "../formats/dcp/open.js";
 import { dcpProgress } from "../formats/dcp/progress.js";
@@ -84,7 +85,7 @@ function restage(reader: DcpReader, t: DcpTensor, layout: DcpChunk[], fd: number
     offsets.push(pos);
     const rank = c.sizes.length;
     const row = rank === 0 ? 1 : c.sizes[rank - 1]!;
-    const rows = volume(c.sizes) / Math.max(row, 1);
+    const rows = numel(c.sizes) / Math.max(row, 1);
     const strides = t.shape.map((_, d) => t.shape.slice(d + 1).reduce((a, b) => a * b, 1));
     for (let r = 0; r < rows; r++) {
       // The r-th row of the box, as a global element index.
@@ -213,7 +214,7 @@ export async function mergeDcp(opts: DcpMergeOptions): Promise<MergeRecord> {
         }
       });
       t.chunks.forEach((c, k) => {
-        const elements = volume(c.sizes);
+        const elements = numel(c.sizes);
         if (elements === 0) return;
         jobs.push({
           name: t.chunks.length === 1 ? t.name : `${t.name} [${c.offsets.join(", ")}]`,
@@ -253,7 +254,7 @@ export async function mergeDcp(opts: DcpMergeOptions): Promise<MergeRecord> {
     fixCrcs(merged, out.staging);
 
     let parameters = 0;
-    for (const t of merged) if (!OPTIMIZER_PREFIX.test(t.name)) parameters += volume(t.shape);
+    for (const t of merged) if (!OPTIMIZER_PREFIX.test(t.name)) parameters += numel(t.shape);
     const record: MergeRecord & { format: string; layout: string; optimizer: OptimizerPolicy; merged_tensors: number; copied_tensors: number } = {
       pma_version: PMA_VERSION,
       format: "torch.distributed.checkpoint",

@@ -8,6 +8,7 @@ import { encodeHeader, fileMetadata } from "../formats/safetensors-layout.js";
 import { DEFAULT_SHARD_SIZE, planShards, SafetensorsWriter, type TensorSpec } from "../formats/safetensors-writer.js";
 import { floatDTypeBytes } from "../tensor/codec.js";
 import { isFloatDType, torchDtypeName } from "../tensor/dtype.js";
+import { numel } from "../tensor/shape.js";
 import { LocalFileSource } from "../sources/local.js";
 import { isRemoteUri } from "../sources/location.js";
 import { S3Staging } from "../sources/s3-output.js";
@@ -160,7 +161,7 @@ export class PartOutput implements MergeOutput {
         // Copied whole; one "element" that costs the bytes read and written.
         return { name, elements: t.byteLength === 0 ? 0 : 1, bytesPerElement: t.byteLength * (n + 1), cut: null };
       }
-      const elements = t.shape.reduce((a, b) => a * b, 1);
+      const elements = numel(t.shape);
       const outBytes = floatDTypeBytes(out);
       return {
         name,

@@ -5,15 +5,13 @@
  * safetensors inside DCP, Hugging Face files with DCP_SHARDING_INFO).
  */
 import { PmaError } from "../../common/errors.js";
+import { numel } from "../../tensor/shape.js";
 
 export interface ChunkBox {
   offsets: number[];
   sizes: number[];
 }
 
-export function volume(sizes: readonly number[]): number {
-  return sizes.reduce((a, b) => a * b, 1);
-}
 
 function overlaps(a: ChunkBox, b: ChunkBox): boolean {
   for (let d = 0; d < a.offsets.length; d++) {
@@ -35,7 +33,7 @@ export function checkTiling(name: string, shape: readonly number[], chunks: read
       file: where,
     });
   };
-  if (chunks.length === 0 && volume(shape) > 0) bad("has no chunks");
+  if (chunks.length === 0 && numel(shape) > 0) bad("has no chunks");
   for (const c of chunks) {
     if (c.offsets.length !== shape.length || c.sizes.length !== shape.length) {
       bad(`has a chunk (${describe(c)}) whose rank differs from the tensor's shape [${shape.join(", ")}]`);
@@ -50,7 +48,7 @@ export function checkTiling(name: string, shape: readonly number[], chunks: read
   }
   // Sorting by the first coordinate lets the overlap scan stop early: boxes sharded
   // along one axis, the common case, are then checked in near-linear time.
-  const order = [...chunks].filter((c) => volume(c.sizes) > 0).sort((a, b) => (a.offsets[0] ?? 0) - (b.offsets[0] ?? 0));
+  const order = [...chunks].filter((c) => numel(c.sizes) > 0).sort((a, b) => (a.offsets[0] ?? 0) - (b.offsets[0] ?? 0));
   for (let i = 0; i < order.length; i++) {
     const a = order[i]!;
     const end0 = shape.length === 0 ? Infinity : a.offsets[0]! + a.sizes[0]!;
@@ -61,8 +59,8 @@ export function checkTiling(name: string, shape: readonly number[], chunks: read
     }
   }
   let covered = 0;
-  for (const c of order) covered += volume(c.sizes);
-  const total = volume(shape);
+  for (const c of order) covered += numel(c.sizes);
+  const total = numel(shape);
   if (covered !== total) bad(`has chunks covering ${covered} of its ${total} elements (a hole)`);
 }
 
@@ -116,7 +114,7 @@ export function* globalRuns(shape: readonly number[], chunks: readonly ChunkBox[
     for (let t = 0; t < chunks.length; t++) {
       const i = (hint + t) % chunks.length;
       const c = chunks[i]!;
-      let inside = volume(c.sizes) > 0;
+      let inside = numel(c.sizes) > 0;
       for (let d = 0; d < rank && inside; d++) inside = p[d]! >= c.offsets[d]! && p[d]! < c.offsets[d]! + c.sizes[d]!;
       if (inside) {
         ci = i;

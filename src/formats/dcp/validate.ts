@@ -1,7 +1,8 @@
 import * as fs from "node:fs";
 import { PmaError } from "../../common/errors.js";
 import { tensorByteLength } from "../tensor-bytes.js";
-import { checkTiling, volume } from "./chunks.js";
+import { checkTiling } from "./chunks.js";
+import { numel } from "../../tensor/shape.js";
 import type { DcpCheckpoint } from "./model.js";
 
 /**
@@ -44,7 +45,7 @@ export async function validateCheckpoint(ckpt: DcpCheckpoint, where: string): Pr
       if (!expect.ok || expect.byteLength !== c.byteLength) {
         throw new PmaError(
           "METADATA_INVALID",
-          `${where}: a chunk of tensor "${t.name}" (${volume(c.sizes)} elements of ${t.dtype}) is stored as ${c.byteLength} bytes; its dtype or size disagrees with the data.`,
+          `${where}: a chunk of tensor "${t.name}" (${numel(c.sizes)} elements of ${t.dtype}) is stored as ${c.byteLength} bytes; its dtype or size disagrees with the data.`,
           { file: where },
         );
       }
