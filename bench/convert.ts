@@ -50,12 +50,20 @@ const m = Math.min(n, 1 << 18);
 const dv = new DataView(half.buffer);
 encodeFloats(f32, "F16", half);
 const baselines: [string, string, () => void][] = [
-  ["decode F16 -> f32", "getFloat16 loop", () => {
-    for (let i = 0; i < m; i++) out32[i] = getFloat16(dv, 2 * i, true);
-  }],
-  ["encode f32 -> F16", "setFloat16 loop", () => {
-    for (let i = 0; i < m; i++) setFloat16(dv, 2 * i, f32[i]!, true);
-  }],
+  [
+    "decode F16 -> f32",
+    "getFloat16 loop",
+    () => {
+      for (let i = 0; i < m; i++) out32[i] = getFloat16(dv, 2 * i, true);
+    },
+  ],
+  [
+    "encode f32 -> F16",
+    "setFloat16 loop",
+    () => {
+      for (let i = 0; i < m; i++) setFloat16(dv, 2 * i, f32[i]!, true);
+    },
+  ],
 ];
 for (const [op, name, fn] of baselines) {
   const row = rows.find((r) => r.op === op)!;
@@ -65,8 +73,13 @@ for (const [op, name, fn] of baselines) {
 
 const fmt = (x: number, d = 1) => x.toFixed(d).padStart(8);
 console.log(`elements: ${n}, best of ${REPEATS}, node ${process.version}`);
-console.log(`${"operation".padEnd(34)} ${"ms".padStart(8)} ${"Melem/s".padStart(8)} ${"x memcpy".padStart(8)}  vs baseline`);
+console.log(
+  `${"operation".padEnd(34)} ${"ms".padStart(8)} ${"Melem/s".padStart(8)} ${"x memcpy".padStart(8)}  vs baseline`,
+);
 for (const r of rows) {
-  const vs = r.baseMs === undefined ? "" : `${r.baseline} ${fmt(n / r.baseMs / 1e3, 0).trim()} Melem/s: ${(r.baseMs / r.ms).toFixed(1)}x faster`;
+  const vs =
+    r.baseMs === undefined
+      ? ""
+      : `${r.baseline} ${fmt(n / r.baseMs / 1e3, 0).trim()} Melem/s: ${(r.baseMs / r.ms).toFixed(1)}x faster`;
   console.log(`${r.op.padEnd(34)} ${fmt(r.ms)} ${fmt(n / r.ms / 1e3, 0)} ${fmt(r.ms / copyMs, 2)}  ${vs}`);
 }

@@ -22,18 +22,33 @@ import { HeldoutEvaluator, type HeldoutLoss } from "../src/train/heldout.js";
 
 const repeats = Number(process.argv[2] ?? 5);
 const tokens = Number(process.argv[3] ?? 16384);
-const backendName = process.argv[4] === undefined || process.argv[4] === "auto" ? undefined : (process.argv[4] as BackendName);
+const backendName =
+  process.argv[4] === undefined || process.argv[4] === "auto" ? undefined : (process.argv[4] as BackendName);
 const SEQ = 128;
 const BATCH = 16;
 
 const models: { name: string; config: ModelConfig }[] = [
   {
     name: "quick dense (d128 L4)",
-    config: resolveConfig({ vocab_size: 4096, hidden_size: 128, intermediate_size: 344, num_hidden_layers: 4, num_attention_heads: 4, max_position_embeddings: SEQ }),
+    config: resolveConfig({
+      vocab_size: 4096,
+      hidden_size: 128,
+      intermediate_size: 344,
+      num_hidden_layers: 4,
+      num_attention_heads: 4,
+      max_position_embeddings: SEQ,
+    }),
   },
   {
     name: "wide dense (d256 L6)",
-    config: resolveConfig({ vocab_size: 4096, hidden_size: 256, intermediate_size: 688, num_hidden_layers: 6, num_attention_heads: 8, max_position_embeddings: SEQ }),
+    config: resolveConfig({
+      vocab_size: 4096,
+      hidden_size: 256,
+      intermediate_size: 688,
+      num_hidden_layers: 6,
+      num_attention_heads: 8,
+      max_position_embeddings: SEQ,
+    }),
   },
 ];
 
@@ -54,12 +69,19 @@ const mib = (m: Model): string => (activationBytes(m) / 2 ** 20).toFixed(1);
 const be = await getBackend(backendName);
 try {
   console.log(describeBackend(be).summary);
-  console.log(`held-out eval: ${tokens} tokens per run (seq ${SEQ}, batch ${BATCH}), median of ${repeats} runs per path`);
+  console.log(
+    `held-out eval: ${tokens} tokens per run (seq ${SEQ}, batch ${BATCH}), median of ${repeats} runs per path`,
+  );
   for (const { name, config } of models) {
     const rng = new Rng(1);
     const stream = Uint16Array.from({ length: tokens + 1 }, () => rng.int(config.vocab_size));
     const train = createModel(config, be, { batch: BATCH, seq: SEQ }, { seed: 1 });
-    const fast = createModel(config, be, { batch: BATCH, seq: SEQ }, { params: train.params, forwardOnly: true });
+    const fast = createModel(
+      config,
+      be,
+      { batch: BATCH, seq: SEQ },
+      { params: train.params, forwardOnly: true },
+    );
     const evTrain = new HeldoutEvaluator(train, stream);
     const evFast = new HeldoutEvaluator(fast, stream);
     // Warm-up (JIT, BLAS threads, page faults on fresh buffers), then alternate.
@@ -80,7 +102,9 @@ try {
     const tpsTrain = n / (median(msTrain) / 1000);
     const tpsFast = n / (median(msFast) / 1000);
     console.log(`\n${name}: ${train.params.numel} parameters, ${n} tokens scored, losses identical`);
-    console.log(`  training forward  ${tpsTrain.toFixed(0).padStart(8)} tok/s   activations ${mib(train)} MiB`);
+    console.log(
+      `  training forward  ${tpsTrain.toFixed(0).padStart(8)} tok/s   activations ${mib(train)} MiB`,
+    );
     console.log(`  forward-only      ${tpsFast.toFixed(0).padStart(8)} tok/s   activations ${mib(fast)} MiB`);
     console.log(`  speed ratio (forward-only / training forward): ${(tpsFast / tpsTrain).toFixed(3)}`);
   }

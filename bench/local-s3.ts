@@ -9,7 +9,15 @@ const [directory, bucket] = process.argv.slice(2);
 interface S3rverInstance {
   run(): Promise<{ port: number }>;
 }
-const S3rver = createRequire(import.meta.url)("s3rver") as new (opts: Record<string, unknown>) => S3rverInstance;
-const server = new S3rver({ address: "127.0.0.1", port: 0, silent: true, directory, configureBuckets: [{ name: bucket }] });
+const S3rver = createRequire(import.meta.url)("s3rver") as new (
+  opts: Record<string, unknown>,
+) => S3rverInstance;
+const server = new S3rver({
+  address: "127.0.0.1",
+  port: 0,
+  silent: true,
+  directory,
+  configureBuckets: [{ name: bucket }],
+});
 const { port } = await server.run();
 process.stdout.write(JSON.stringify({ endpoint: `http://127.0.0.1:${port}` }) + "\n");

@@ -16,7 +16,11 @@
  */
 import { availableParallelism } from "node:os";
 import {
-  createBlasBackend, createJsBackend, createWasmBackend, type BatchedGemmArgs, type MatmulBackend,
+  createBlasBackend,
+  createJsBackend,
+  createWasmBackend,
+  type BatchedGemmArgs,
+  type MatmulBackend,
 } from "../src/nn/kernels/index.js";
 
 interface Shape {
@@ -42,8 +46,20 @@ const json = process.argv.includes("--json");
 
 const T = 4096;
 const LAYERS: [number, number][] = quick
-  ? [[256, 688], [1024, 1024]]
-  : [[256, 256], [256, 688], [688, 256], [256, 1024], [1024, 1024], [1024, 4096], [4096, 1024], [256, 4096]];
+  ? [
+      [256, 688],
+      [1024, 1024],
+    ]
+  : [
+      [256, 256],
+      [256, 688],
+      [688, 256],
+      [256, 1024],
+      [1024, 1024],
+      [1024, 4096],
+      [4096, 1024],
+      [256, 4096],
+    ];
 const shapes: Shape[] = [];
 for (const [inF, outF] of LAYERS) {
   const tag = `${inF}->${outF}`;
@@ -51,8 +67,26 @@ for (const [inF, outF] of LAYERS) {
   shapes.push({ name: `dx  ${tag}`, transA: false, transB: false, M: T, N: inF, K: outF, beta: 0, batch: 1 });
   shapes.push({ name: `dW  ${tag}`, transA: true, transB: false, M: outF, N: inF, K: T, beta: 1, batch: 1 });
 }
-shapes.push({ name: "att QK^T 16x256x256x64", transA: false, transB: true, M: 256, N: 256, K: 64, beta: 0, batch: 16 });
-shapes.push({ name: "att PV   16x256x64x256", transA: false, transB: false, M: 256, N: 64, K: 256, beta: 0, batch: 16 });
+shapes.push({
+  name: "att QK^T 16x256x256x64",
+  transA: false,
+  transB: true,
+  M: 256,
+  N: 256,
+  K: 64,
+  beta: 0,
+  batch: 16,
+});
+shapes.push({
+  name: "att PV   16x256x64x256",
+  transA: false,
+  transB: false,
+  M: 256,
+  N: 64,
+  K: 256,
+  beta: 0,
+  batch: 16,
+});
 
 function flops(s: Shape): number {
   return 2 * s.M * s.N * s.K * s.batch;
@@ -79,7 +113,11 @@ let blasNote = "";
 try {
   const setThreads = (n: number) => (): void => void createBlasBackend({ threads: n });
   columns.push({ name: "blas-1t", backend: createBlasBackend({ threads: 1 }), before: setThreads(1) });
-  columns.push({ name: `blas-${threads}t`, backend: createBlasBackend({ threads }), before: setThreads(threads) });
+  columns.push({
+    name: `blas-${threads}t`,
+    backend: createBlasBackend({ threads }),
+    before: setThreads(threads),
+  });
 } catch (e) {
   blasNote = `blas not measured: ${e instanceof Error ? e.message : String(e)}`;
 }
@@ -89,20 +127,39 @@ if (withJs) columns.push({ name: "js", backend: createJsBackend() });
 
 /** Operands for one shape in one backend's memory, and a function that multiplies them. */
 function prepare(b: MatmulBackend, s: Shape): { call: () => void; release: () => void } {
-  const rowsA = s.transA ? s.K : s.M, colsA = s.transA ? s.M : s.K;
-  const rowsB = s.transB ? s.N : s.K, colsB = s.transB ? s.K : s.N;
+  const rowsA = s.transA ? s.K : s.M,
+    colsA = s.transA ? s.M : s.K;
+  const rowsB = s.transB ? s.N : s.K,
+    colsB = s.transB ? s.K : s.N;
   const A = b.alloc(rowsA * colsA * s.batch);
   const B = b.alloc(rowsB * colsB * s.batch);
   const C = b.alloc(s.M * s.N * s.batch);
   fill(A, 1);
   fill(B, 2);
   const g: BatchedGemmArgs = {
-    transA: s.transA, transB: s.transB, M: s.M, N: s.N, K: s.K, alpha: 1, A, lda: colsA, B, ldb: colsB,
-    beta: s.beta, C, ldc: s.N, batch: s.batch, strideA: rowsA * colsA, strideB: rowsB * colsB, strideC: s.M * s.N,
+    transA: s.transA,
+    transB: s.transB,
+    M: s.M,
+    N: s.N,
+    K: s.K,
+    alpha: 1,
+    A,
+    lda: colsA,
+    B,
+    ldb: colsB,
+    beta: s.beta,
+    C,
+    ldc: s.N,
+    batch: s.batch,
+    strideA: rowsA * colsA,
+    strideB: rowsB * colsB,
+    strideC: s.M * s.N,
   };
   return {
     call: () => (s.batch === 1 ? b.gemm(g) : b.gemmBatched(g)),
-    release: () => { for (const buf of [A, B, C]) b.free?.(buf); },
+    release: () => {
+      for (const buf of [A, B, C]) b.free?.(buf);
+    },
   };
 }
 
@@ -146,7 +203,16 @@ function ratio(a: string | undefined, b: string | undefined, i: number): string 
 
 const names = columns.map((c) => c.name);
 if (json) {
-  console.log(JSON.stringify({ threads, reps, shapes: shapes.map((s, i) => ({ ...s, gflops: Object.fromEntries(names.map((n) => [n, results.get(n)![i]])) })) }));
+  console.log(
+    JSON.stringify({
+      threads,
+      reps,
+      shapes: shapes.map((s, i) => ({
+        ...s,
+        gflops: Object.fromEntries(names.map((n) => [n, results.get(n)![i]])),
+      })),
+    }),
+  );
 } else {
   const blasN = names.find((n) => n.startsWith("blas-") && n !== "blas-1t");
   const wasmN = `wasm-${threads}t`;
@@ -158,14 +224,19 @@ if (json) {
   ];
   const w = 28;
   console.log(`GFLOP/s, median of ${reps} (js: 1 call); T=${T}; ${threads} threads`);
-  console.log("shape".padEnd(w) + names.map((n) => n.padStart(10)).join("") + ratioCols.map(([n]) => n.padStart(15)).join(""));
+  console.log(
+    "shape".padEnd(w) +
+      names.map((n) => n.padStart(10)).join("") +
+      ratioCols.map(([n]) => n.padStart(15)).join(""),
+  );
   shapes.forEach((s, i) => {
     const tr = `${s.transA ? "T" : "N"}${s.transB ? "T" : "N"}`;
     const cells = names.map((n) => results.get(n)![i]!.toFixed(1).padStart(10)).join("");
     const rs = ratioCols.map(([, a, b]) => ratio(a, b, i).padStart(15)).join("");
     console.log(`${s.name} ${tr}`.padEnd(w) + cells + rs);
   });
-  const geo = (n: string): number => Math.exp(results.get(n)!.reduce((acc, v) => acc + Math.log(v), 0) / shapes.length);
+  const geo = (n: string): number =>
+    Math.exp(results.get(n)!.reduce((acc, v) => acc + Math.log(v), 0) / shapes.length);
   console.log("geometric mean".padEnd(w) + names.map((n) => geo(n).toFixed(1).padStart(10)).join(""));
   if (blasNote !== "") console.log(blasNote);
 }

@@ -38,7 +38,8 @@ for (const [k, ck] of headers.entries()) {
 // accuracy, only for speed and memory.
 const outBytes = Buffer.alloc(files[0]!.length);
 const firstFile = first.files[0]!;
-if (!(firstFile instanceof SafetensorsFile)) throw new Error("the baseline reads safetensors checkpoints only");
+if (!(firstFile instanceof SafetensorsFile))
+  throw new Error("the baseline reads safetensors checkpoints only");
 files[0]!.copy(outBytes, 0, 0, firstFile.dataStart);
 for (const t of first.tensors.values()) {
   const acc = sums.get(t.name)!;

@@ -39,9 +39,11 @@ const { values } = parseArgs({
   },
 });
 const dcp = values.format === "dcp";
-if (values.format !== "safetensors" && !dcp) throw new Error(`--format must be safetensors or dcp (got ${values.format})`);
+if (values.format !== "safetensors" && !dcp)
+  throw new Error(`--format must be safetensors or dcp (got ${values.format})`);
 if (dcp && values.source !== "local") throw new Error("--format dcp is measured on local disk only");
-if (values.source !== "local" && values.source !== "s3") throw new Error(`--source is local or s3, not ${values.source}`);
+if (values.source !== "local" && values.source !== "s3")
+  throw new Error(`--source is local or s3, not ${values.source}`);
 const big = values.big ?? false;
 const count = big ? 3 : Number(values.checkpoints);
 const gib = big ? 9 : Number(values["gib-per-checkpoint"]);
@@ -51,7 +53,13 @@ const runs = Number(values.runs);
 const perLayer = 4 * 2048 * 2048 + 3 * 2048 * 5632 + 2 * 2048;
 const fixed = 2 * 32000 * 2048 + 2048;
 const layers = Math.max(1, Math.round((gib * 2 ** 30) / 2 / perLayer - fixed / perLayer));
-const model: SyntheticModel = { hiddenSize: 2048, intermediateSize: 5632, layers, vocabSize: 32000, heads: 16 };
+const model: SyntheticModel = {
+  hiddenSize: 2048,
+  intermediateSize: 5632,
+  layers,
+  vocabSize: 32000,
+  heads: 16,
+};
 const dataDir = resolve(values.dir!);
 const runDir = join(dataDir, `run-${dcp ? "dcp-" : ""}${count}x${layers}L-bf16`);
 const root = resolve(new URL("../..", import.meta.url).pathname);
@@ -60,17 +68,37 @@ const pma = join(root, "dist/src/cli/main.js");
 if (!existsSync(join(runDir, ".complete"))) {
   rmSync(runDir, { recursive: true, force: true });
   mkdirSync(runDir, { recursive: true });
-  process.stderr.write(`generating ${count} bf16 checkpoints of ${layers} layers (~${gib} GiB each) in ${runDir} ...\n`);
+  process.stderr.write(
+    `generating ${count} bf16 checkpoints of ${layers} layers (~${gib} GiB each) in ${runDir} ...\n`,
+  );
   if (dcp) writeDcpRun(runDir, model, count);
-  else await writeSyntheticRun({ dir: runDir, model, checkpoints: count, stepInterval: 1000, tokensPerStep: 4 << 20, dtype: "BF16" });
+  else
+    await writeSyntheticRun({
+      dir: runDir,
+      model,
+      checkpoints: count,
+      stepInterval: 1000,
+      tokensPerStep: 4 << 20,
+      dtype: "BF16",
+    });
   writeFileSync(join(runDir, ".complete"), "");
 }
 if (values["generate-only"]) process.exit(0);
-const inputs = Array.from({ length: count }, (_, i) => join(runDir, dcp ? `step-${(i + 1) * 1000}` : `checkpoint-${(i + 1) * 1000}`));
-const files = dcp ? inputs.flatMap((d) => readdirSync(d).filter((f) => f.endsWith(".distcp")).map((f) => join(d, f))) : inputs.map((d) => join(d, "model.safetensors"));
+const inputs = Array.from({ length: count }, (_, i) =>
+  join(runDir, dcp ? `step-${(i + 1) * 1000}` : `checkpoint-${(i + 1) * 1000}`),
+);
+const files = dcp
+  ? inputs.flatMap((d) =>
+      readdirSync(d)
+        .filter((f) => f.endsWith(".distcp"))
+        .map((f) => join(d, f)),
+    )
+  : inputs.map((d) => join(d, "model.safetensors"));
 const inputBytes = files.reduce((s, f) => s + statSync(f).size, 0);
 // The merged bf16 model is as large as one input: the limit writes that many bytes.
-const outputBytes = files.filter((f) => f.startsWith(inputs[inputs.length - 1]! + "/")).reduce((s, f) => s + statSync(f).size, 0);
+const outputBytes = files
+  .filter((f) => f.startsWith(inputs[inputs.length - 1]! + "/"))
+  .reduce((s, f) => s + statSync(f).size, 0);
 
 interface Timing {
   seconds: number;
@@ -110,11 +138,20 @@ if (values.source === "s3") {
 const copyOut = join(dataDir, "limit-copy");
 // The limit writes one checkpoint: the newest input's files (one file, or a DCP folder's .distcp files).
 const newestFiles = files.filter((f) => f.startsWith(inputs[inputs.length - 1]! + "/"));
-const rows = ["cat", "write + sync", "pma merge", "pma merge --accumulate f32", "load-everything baseline"] as const;
+const rows = [
+  "cat",
+  "write + sync",
+  "pma merge",
+  "pma merge --accumulate f32",
+  "load-everything baseline",
+] as const;
 type Row = (typeof rows)[number];
 const results = new Map<Row, Timing[]>(rows.map((r) => [r, []]));
 const loads: string[] = [];
-const load = () => loadavg().map((x) => x.toFixed(2)).join(" ");
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ");
 const mergeRun = (extra: string[]) => {
   rmSync(out, { recursive: true, force: true });
   const t = timed(process.execPath, [pma, "merge", ...inputs, "--out", out, "--force", ...extra]);
@@ -125,14 +162,23 @@ for (let r = 0; r < runs; r++) {
   const before = load();
   results.get("cat")!.push(timed("sh", ["-c", `cat ${files.map(quote).join(" ")} > /dev/null`]));
   rmSync(copyOut, { force: true });
-  results.get("write + sync")!.push(timed("sh", ["-c", `cat ${newestFiles.map(quote).join(" ")} > ${quote(copyOut)} && sync ${quote(copyOut)}`]));
+  results
+    .get("write + sync")!
+    .push(
+      timed("sh", [
+        "-c",
+        `cat ${newestFiles.map(quote).join(" ")} > ${quote(copyOut)} && sync ${quote(copyOut)}`,
+      ]),
+    );
   rmSync(copyOut, { force: true });
   results.get("pma merge")!.push(mergeRun([]));
   if (!values["skip-f32"]) results.get("pma merge --accumulate f32")!.push(mergeRun(["--accumulate", "f32"]));
   // Once: it takes 10-100x longer and is here for contrast, not for a ratio.
   if (r === 0 && !big && !dcp && !values["skip-baseline"]) {
     const baselineOut = join(dataDir, "baseline.safetensors");
-    results.get("load-everything baseline")!.push(timed(process.execPath, [join(root, "dist/bench/merge-baseline.js"), baselineOut, ...inputs]));
+    results
+      .get("load-everything baseline")!
+      .push(timed(process.execPath, [join(root, "dist/bench/merge-baseline.js"), baselineOut, ...inputs]));
     rmSync(baselineOut, { force: true });
   }
   loads.push(`round ${r + 1}: load average ${before} -> ${load()}`);
@@ -145,13 +191,18 @@ const limit = cat.map((c, i) => c + seconds("write + sync")[i]!);
 /** Median over rounds of this row's time divided by the yardstick's time in the same round. */
 const pairedRatio = (row: Row, yardstick: number[]) => median(seconds(row).map((s, i) => s / yardstick[i]!));
 const mem = execFileSync("sh", ["-c", "free -g | awk '/Mem:/ {print $2}'"], { encoding: "utf8" }).trim();
-if (dcp) console.log("format: torch.distributed.checkpoint (2 ranks); the limit writes and fsyncs the newest checkpoint's .distcp files");
+if (dcp)
+  console.log(
+    "format: torch.distributed.checkpoint (2 ranks); the limit writes and fsyncs the newest checkpoint's .distcp files",
+  );
 console.log(
   `inputs: ${count} x bf16 checkpoints, ${(inputBytes / GiB).toFixed(2)} GiB in total, output ${(outputBytes / GiB).toFixed(2)} GiB; machine RAM ${mem} GiB; ${runs} round(s), medians`,
 );
 console.log("| command | seconds | input GiB/s | time / cat | time / limit | peak RSS MiB |");
 console.log("|---|---|---|---|---|---|");
-console.log(`| limit: cat + write + sync | ${median(limit).toFixed(2)} | ${(inputBytes / GiB / median(limit)).toFixed(2)} | ${median(limit.map((l, i) => l / cat[i]!)).toFixed(2)} | 1.00 | |`);
+console.log(
+  `| limit: cat + write + sync | ${median(limit).toFixed(2)} | ${(inputBytes / GiB / median(limit)).toFixed(2)} | ${median(limit.map((l, i) => l / cat[i]!)).toFixed(2)} | 1.00 | |`,
+);
 for (const row of rows) {
   const ts = results.get(row)!;
   if (ts.length === 0) continue;
@@ -159,14 +210,22 @@ for (const row of rows) {
   const rss = ts.map((t) => t.maxRssKiB).filter((x): x is number => x !== null);
   const vsLimit = ts.length === runs ? pairedRatio(row, limit).toFixed(2) : (s / median(limit)).toFixed(2);
   const vsCat = ts.length === runs ? pairedRatio(row, cat).toFixed(2) : (s / median(cat)).toFixed(2);
-  console.log(`| ${row} | ${s.toFixed(2)} | ${(inputBytes / GiB / s).toFixed(2)} | ${vsCat} | ${vsLimit} | ${rss.length ? (Math.max(...rss) / 1024).toFixed(0) : "n/a"} |`);
+  console.log(
+    `| ${row} | ${s.toFixed(2)} | ${(inputBytes / GiB / s).toFixed(2)} | ${vsCat} | ${vsLimit} | ${rss.length ? (Math.max(...rss) / 1024).toFixed(0) : "n/a"} |`,
+  );
 }
 if (!values["skip-f32"]) {
   const f64 = seconds("pma merge");
   const f32 = seconds("pma merge --accumulate f32");
-  console.log(`float64 accumulation (the default) / float32, paired by round: ${median(f64.map((s, i) => s / f32[i]!)).toFixed(3)} (rounds: ${f64.map((s, i) => (s / f32[i]!).toFixed(2)).join(" ")})`);
+  console.log(
+    `float64 accumulation (the default) / float32, paired by round: ${median(f64.map((s, i) => s / f32[i]!)).toFixed(3)} (rounds: ${f64.map((s, i) => (s / f32[i]!).toFixed(2)).join(" ")})`,
+  );
 }
-console.log(`merge / limit by round: ${seconds("pma merge").map((s, i) => (s / limit[i]!).toFixed(2)).join(" ")}`);
+console.log(
+  `merge / limit by round: ${seconds("pma merge")
+    .map((s, i) => (s / limit[i]!).toFixed(2))
+    .join(" ")}`,
+);
 for (const l of loads) console.log(l);
 const cpu = readFileSync("/proc/cpuinfo", "utf8").match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown CPU";
 console.log(`machine: ${cpu}, ${execFileSync("nproc", { encoding: "utf8" }).trim()} cores`);
@@ -178,7 +237,9 @@ console.log(`machine: ${cpu}, ${execFileSync("nproc", { encoding: "utf8" }).trim
  */
 function runPart(args: string[]): Promise<{ bytesRead: number; seconds: number; cpuSeconds: number }> {
   return new Promise((resolvePart, reject) => {
-    const child = spawn("/usr/bin/time", ["-f", "%U %S", process.execPath, pma, "merge", ...args, "--json"], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("/usr/bin/time", ["-f", "%U %S", process.execPath, pma, "merge", ...args, "--json"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
@@ -211,7 +272,9 @@ async function benchParts(counts: number[], threads: number): Promise<void> {
     rmSync(out, { recursive: true, force: true });
     whole.push(timed(process.execPath, [pma, "merge", ...inputs, "--out", out]).seconds);
   }
-  rows.push(`| one process, ${execFileSync("nproc", { encoding: "utf8" }).trim()} threads (no --part) | ${median(whole).toFixed(2)} | | ${(inputBytes / GiB / median(whole)).toFixed(2)} | | | | ${load()} |`);
+  rows.push(
+    `| one process, ${execFileSync("nproc", { encoding: "utf8" }).trim()} threads (no --part) | ${median(whole).toFixed(2)} | | ${(inputBytes / GiB / median(whole)).toFixed(2)} | | | | ${load()} |`,
+  );
   for (const n of counts) {
     const walls: number[] = [];
     const finals: number[] = [];
@@ -221,11 +284,17 @@ async function benchParts(counts: number[], threads: number): Promise<void> {
       execFileSync("sh", ["-c", `cat ${files.map((f) => `'${f}'`).join(" ")} > /dev/null`]);
       rmSync(out, { recursive: true, force: true });
       const t0 = process.hrtime.bigint();
-      const parts = await Promise.all(Array.from({ length: n }, (_, i) => runPart([...inputs, "--out", out, "--part", `${i}/${n}`, "--threads", String(threads)])));
+      const parts = await Promise.all(
+        Array.from({ length: n }, (_, i) =>
+          runPart([...inputs, "--out", out, "--part", `${i}/${n}`, "--threads", String(threads)]),
+        ),
+      );
       walls.push(Number(process.hrtime.bigint() - t0) / 1e9);
       finals.push(timed(process.execPath, [pma, "merge", "--finalize", out]).seconds);
       perProcess.push(...parts.map((p) => p.bytesRead / GiB / p.seconds));
-      perCpu.push(parts.reduce((a, p) => a + p.bytesRead, 0) / GiB / parts.reduce((a, p) => a + p.cpuSeconds, 0));
+      perCpu.push(
+        parts.reduce((a, p) => a + p.bytesRead, 0) / GiB / parts.reduce((a, p) => a + p.cpuSeconds, 0),
+      );
     }
     const wall = median(walls);
     if (first === 0) first = wall;
@@ -234,8 +303,12 @@ async function benchParts(counts: number[], threads: number): Promise<void> {
     );
   }
   rmSync(out, { recursive: true, force: true });
-  console.log(`inputs: ${count} x bf16 checkpoints, ${(inputBytes / GiB).toFixed(2)} GiB in total, in page cache; ${threads} thread(s) per part; ${runs} run(s), medians`);
-  console.log("| parts | wall s (all parts) | finalize s | input GiB/s (all parts) | per-process GiB/s | GiB per CPU-second | speedup vs first row | load avg after |");
+  console.log(
+    `inputs: ${count} x bf16 checkpoints, ${(inputBytes / GiB).toFixed(2)} GiB in total, in page cache; ${threads} thread(s) per part; ${runs} run(s), medians`,
+  );
+  console.log(
+    "| parts | wall s (all parts) | finalize s | input GiB/s (all parts) | per-process GiB/s | GiB per CPU-second | speedup vs first row | load avg after |",
+  );
   console.log("|---|---|---|---|---|---|---|---|");
   for (const row of rows) console.log(row);
   const cpu = readFileSync("/proc/cpuinfo", "utf8").match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown CPU";
@@ -255,19 +328,43 @@ async function benchS3(): Promise<void> {
   const storeDir = join(resolve(values.dir!), "s3rver");
   rmSync(storeDir, { recursive: true, force: true });
   mkdirSync(storeDir, { recursive: true });
-  const server = spawn(process.execPath, [join(root, "dist/bench/local-s3.js"), storeDir, "bench"], { stdio: ["ignore", "pipe", "inherit"] });
+  const server = spawn(process.execPath, [join(root, "dist/bench/local-s3.js"), storeDir, "bench"], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   try {
-    const line = await new Promise<string>((resolveLine) => createInterface({ input: server.stdout! }).once("line", resolveLine));
+    const line = await new Promise<string>((resolveLine) =>
+      createInterface({ input: server.stdout! }).once("line", resolveLine),
+    );
     const { endpoint } = JSON.parse(line) as { endpoint: string };
-    const env = { ...process.env, AWS_ENDPOINT_URL_S3: endpoint, AWS_ACCESS_KEY_ID: "S3RVER", AWS_SECRET_ACCESS_KEY: "S3RVER", AWS_REGION: "us-east-1", AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true" };
-    const client = new S3Client({ endpoint, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" }, requestChecksumCalculation: "WHEN_REQUIRED" });
+    const env = {
+      ...process.env,
+      AWS_ENDPOINT_URL_S3: endpoint,
+      AWS_ACCESS_KEY_ID: "S3RVER",
+      AWS_SECRET_ACCESS_KEY: "S3RVER",
+      AWS_REGION: "us-east-1",
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+    };
+    const client = new S3Client({
+      endpoint,
+      region: "us-east-1",
+      forcePathStyle: true,
+      credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
+      requestChecksumCalculation: "WHEN_REQUIRED",
+    });
     process.stderr.write(`uploading ${count} checkpoints to ${endpoint} ...\n`);
     for (const dir of inputs) {
       for (const name of ["model.safetensors", "trainer_state.json", "config.json"]) {
         const path = join(dir, name);
         if (!existsSync(path)) continue;
         const key = `run/${dir.slice(runDir.length + 1)}/${name}`;
-        await client.send(new PutObjectCommand({ Bucket: "bench", Key: key, Body: createReadStream(path), ContentLength: statSync(path).size }));
+        await client.send(
+          new PutObjectCommand({
+            Bucket: "bench",
+            Key: key,
+            Body: createReadStream(path),
+            ContentLength: statSync(path).size,
+          }),
+        );
       }
     }
     const remote = inputs.map((d) => `s3://bench/run/${d.slice(runDir.length + 1)}/`);
@@ -276,7 +373,11 @@ async function benchS3(): Promise<void> {
       const hasTime = existsSync("/usr/bin/time");
       const t0 = process.hrtime.bigint();
       const r = hasTime
-        ? spawnSync("/usr/bin/time", ["-f", "%M", process.execPath, ...args], { encoding: "utf8", env, maxBuffer: 1 << 26 })
+        ? spawnSync("/usr/bin/time", ["-f", "%M", process.execPath, ...args], {
+            encoding: "utf8",
+            env,
+            maxBuffer: 1 << 26,
+          })
         : spawnSync(process.execPath, args, { encoding: "utf8", env, maxBuffer: 1 << 26 });
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       if (r.status !== 0) throw new Error(`pma ${args.join(" ")} failed: ${r.stderr}`);
@@ -292,13 +393,17 @@ async function benchS3(): Promise<void> {
     rmSync(out, { recursive: true, force: true });
     const GiB = 2 ** 30;
     const localSeconds = median(rows["local disk"]!.map((t) => t.seconds));
-    console.log(`inputs: ${count} x bf16 checkpoints, ${(inputBytes / GiB).toFixed(2)} GiB in total; ${runs} run(s), medians; S3 = s3rver on 127.0.0.1 sharing the machine's cores`);
+    console.log(
+      `inputs: ${count} x bf16 checkpoints, ${(inputBytes / GiB).toFixed(2)} GiB in total; ${runs} run(s), medians; S3 = s3rver on 127.0.0.1 sharing the machine's cores`,
+    );
     console.log("| source | seconds | input GiB/s | throughput / local | peak RSS MiB |");
     console.log("|---|---|---|---|---|");
     for (const [name, ts] of Object.entries(rows)) {
       const s = median(ts.map((t) => t.seconds));
       const rss = ts.map((t) => t.maxRssKiB).filter((x): x is number => x !== null);
-      console.log(`| ${name} | ${s.toFixed(2)} | ${(inputBytes / GiB / s).toFixed(2)} | ${(localSeconds / s).toFixed(2)} | ${rss.length ? (Math.max(...rss) / 1024).toFixed(0) : "n/a"} |`);
+      console.log(
+        `| ${name} | ${s.toFixed(2)} | ${(inputBytes / GiB / s).toFixed(2)} | ${(localSeconds / s).toFixed(2)} | ${rss.length ? (Math.max(...rss) / 1024).toFixed(0) : "n/a"} |`,
+      );
     }
     const cpu = readFileSync("/proc/cpuinfo", "utf8").match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown CPU";
     console.log(`machine: ${cpu}, ${execFileSync("nproc", { encoding: "utf8" }).trim()} cores`);
@@ -314,7 +419,11 @@ function writeDcpRun(dir: string, m: SyntheticModel, n: number): void {
   const shapes: [string, number[]][] = [["tok_embeddings.weight", [m.vocabSize, h]]];
   for (let l = 0; l < m.layers; l++) {
     for (const w of ["wq", "wk", "wv", "wo"]) shapes.push([`layers.${l}.attention.${w}.weight`, [h, h]]);
-    shapes.push([`layers.${l}.feed_forward.w1.weight`, [m.intermediateSize, h]], [`layers.${l}.feed_forward.w3.weight`, [m.intermediateSize, h]], [`layers.${l}.feed_forward.w2.weight`, [h, m.intermediateSize]]);
+    shapes.push(
+      [`layers.${l}.feed_forward.w1.weight`, [m.intermediateSize, h]],
+      [`layers.${l}.feed_forward.w3.weight`, [m.intermediateSize, h]],
+      [`layers.${l}.feed_forward.w2.weight`, [h, m.intermediateSize]],
+    );
     shapes.push([`layers.${l}.attention_norm.weight`, [h]], [`layers.${l}.ffn_norm.weight`, [h]]);
   }
   shapes.push(["norm.weight", [h]], ["output.weight", [m.vocabSize, h]]);

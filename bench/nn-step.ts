@@ -20,7 +20,10 @@ const batch = Number(process.argv[3] ?? 1);
 const seq = Number(process.argv[4] ?? 256);
 const steps = Number(process.argv[5] ?? 2);
 const names = (process.argv.length > 6 ? process.argv.slice(6) : ["js", "wasm", "blas"]) as BackendName[];
-const config = { ...(preset === "moe" ? DEFAULT_MOE_CONFIG : DEFAULT_DENSE_CONFIG), max_position_embeddings: Math.max(256, seq) };
+const config = {
+  ...(preset === "moe" ? DEFAULT_MOE_CONFIG : DEFAULT_DENSE_CONFIG),
+  max_position_embeddings: Math.max(256, seq),
+};
 
 /** Forwards to `inner`, adding wall time and FLOPs of every GEMM. */
 function timed(inner: MatmulBackend): MatmulBackend & { ms: number; flops: number } {
@@ -47,7 +50,16 @@ function timed(inner: MatmulBackend): MatmulBackend & { ms: number; flops: numbe
   return t;
 }
 
-interface Row { name: string; step: number; fwd: number; bwd: number; opt: number; mm: number; gflops: number; loss: number }
+interface Row {
+  name: string;
+  step: number;
+  fwd: number;
+  bwd: number;
+  opt: number;
+  mm: number;
+  gflops: number;
+  loss: number;
+}
 
 async function run(name: BackendName): Promise<Row | null> {
   let inner: MatmulBackend;
@@ -79,7 +91,10 @@ async function run(name: BackendName): Promise<Row | null> {
     step(); // first step: page faults, JIT warm-up
     be.ms = 0;
     be.flops = 0;
-    let fwd = 0, bwd = 0, o = 0, loss = 0;
+    let fwd = 0,
+      bwd = 0,
+      o = 0,
+      loss = 0;
     for (let s = 0; s < steps; s++) {
       const [f, op, b, l] = step();
       fwd += f;
@@ -88,26 +103,43 @@ async function run(name: BackendName): Promise<Row | null> {
       loss = l;
     }
     const mm = be.ms / steps;
-    return { name, step: (fwd + bwd + o) / steps, fwd: fwd / steps, bwd: bwd / steps, opt: o / steps, mm, gflops: be.flops / steps / (mm * 1e6), loss };
+    return {
+      name,
+      step: (fwd + bwd + o) / steps,
+      fwd: fwd / steps,
+      bwd: bwd / steps,
+      opt: o / steps,
+      mm,
+      gflops: be.flops / steps / (mm * 1e6),
+      loss,
+    };
   } finally {
     be.dispose();
   }
 }
 
 const pad = (s: string | number, n: number): string => String(s).padStart(n);
-console.log(`${preset} model d${config.hidden_size} L${config.num_hidden_layers} V${config.vocab_size}` +
-  `${config.num_local_experts > 0 ? ` E${config.num_local_experts} top-${config.num_experts_per_tok}` : ""}, batch ${batch} x seq ${seq}, mean of ${steps} steps after 1 warm-up`);
+console.log(
+  `${preset} model d${config.hidden_size} L${config.num_hidden_layers} V${config.vocab_size}` +
+    `${config.num_local_experts > 0 ? ` E${config.num_local_experts} top-${config.num_experts_per_tok}` : ""}, batch ${batch} x seq ${seq}, mean of ${steps} steps after 1 warm-up`,
+);
 const rows: Row[] = [];
 for (const n of names) {
   const row = await run(n);
   if (row !== null) rows.push(row);
 }
 const base = rows.find((r) => r.name === "js");
-console.log(`${"backend".padEnd(8)}${pad("step ms", 10)}${pad("fwd", 9)}${pad("bwd", 9)}${pad("adamw", 8)}${pad("matmul", 9)}${pad("other", 9)}${pad("other %", 9)}${pad("GFLOP/s", 9)}${pad("vs js", 8)}`);
+console.log(
+  `${"backend".padEnd(8)}${pad("step ms", 10)}${pad("fwd", 9)}${pad("bwd", 9)}${pad("adamw", 8)}${pad("matmul", 9)}${pad("other", 9)}${pad("other %", 9)}${pad("GFLOP/s", 9)}${pad("vs js", 8)}`,
+);
 for (const r of rows) {
   const other = r.fwd + r.bwd - r.mm;
-  console.log(`${r.name.padEnd(8)}${pad(r.step.toFixed(0), 10)}${pad(r.fwd.toFixed(0), 9)}${pad(r.bwd.toFixed(0), 9)}${pad(r.opt.toFixed(0), 8)}` +
-    `${pad(r.mm.toFixed(0), 9)}${pad(other.toFixed(0), 9)}${pad(((100 * (other + r.opt)) / r.step).toFixed(1), 9)}${pad(r.gflops.toFixed(1), 9)}` +
-    `${pad(base === undefined ? "-" : (base.step / r.step).toFixed(1) + "x", 8)}`);
+  console.log(
+    `${r.name.padEnd(8)}${pad(r.step.toFixed(0), 10)}${pad(r.fwd.toFixed(0), 9)}${pad(r.bwd.toFixed(0), 9)}${pad(r.opt.toFixed(0), 8)}` +
+      `${pad(r.mm.toFixed(0), 9)}${pad(other.toFixed(0), 9)}${pad(((100 * (other + r.opt)) / r.step).toFixed(1), 9)}${pad(r.gflops.toFixed(1), 9)}` +
+      `${pad(base === undefined ? "-" : (base.step / r.step).toFixed(1) + "x", 8)}`,
+  );
 }
-console.log("other = forward + backward time outside GEMMs (elementwise, softmax, cross-entropy, permutes); other % includes AdamW");
+console.log(
+  "other = forward + backward time outside GEMMs (elementwise, softmax, cross-entropy, permutes); other % includes AdamW",
+);

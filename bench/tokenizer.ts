@@ -42,13 +42,21 @@ try {
     const chars = docs.reduce((n, t) => n + t.length, 0);
     const tokens = splits[i]!.tokens.length - docs.length - 1; // without separators
     coldTokens += tokens;
-    console.log(`${s.padEnd(10)} ${fmt(docs.length).padStart(6)} ${fmt(words).padStart(10)} ${fmt(chars).padStart(12)} ${fmt(tokens).padStart(10)} ${(chars / tokens).toFixed(2).padStart(12)}`);
+    console.log(
+      `${s.padEnd(10)} ${fmt(docs.length).padStart(6)} ${fmt(words).padStart(10)} ${fmt(chars).padStart(12)} ${fmt(tokens).padStart(10)} ${(chars / tokens).toFixed(2).padStart(12)}`,
+    );
   });
 
   const st = prepared.stats;
-  console.log(`\ntokenizer: vocab ${st.vocabSize}, ${st.merges} merges, ${fmt(st.wordTypes)} word types in the train split`);
-  console.log(`  count words ${st.countMs.toFixed(0)} ms + train BPE ${st.trainMs.toFixed(0)} ms (prepare total ${prepareMs.toFixed(0)} ms)`);
-  encodeRows.push(`  encode all splits, cold word cache: ${coldMs.toFixed(0)} ms, ${fmt(coldTokens / (coldMs / 1000))} tokens/s (incl. writing the cache files)`);
+  console.log(
+    `\ntokenizer: vocab ${st.vocabSize}, ${st.merges} merges, ${fmt(st.wordTypes)} word types in the train split`,
+  );
+  console.log(
+    `  count words ${st.countMs.toFixed(0)} ms + train BPE ${st.trainMs.toFixed(0)} ms (prepare total ${prepareMs.toFixed(0)} ms)`,
+  );
+  encodeRows.push(
+    `  encode all splits, cold word cache: ${coldMs.toFixed(0)} ms, ${fmt(coldTokens / (coldMs / 1000))} tokens/s (incl. writing the cache files)`,
+  );
 
   // Warm: the same tokenizer again, word cache filled. Baseline: the HF JS tokenizer.
   const all = SPLITS.flatMap((s) => texts.get(s)!);
@@ -66,9 +74,15 @@ try {
   let hfTokens = 0;
   for (const t of all) hfTokens += hf.encode(t, { add_special_tokens: false }).ids.length;
   const hfMs = ms(t0);
-  encodeRows.push(`  encode all splits, fresh tokenizer:  ${freshMs.toFixed(0)} ms, ${fmt(n / (freshMs / 1000))} tokens/s`);
-  encodeRows.push(`  encode all splits, warm word cache:  ${warmMs.toFixed(0)} ms, ${fmt(n / (warmMs / 1000))} tokens/s`);
-  encodeRows.push(`  baseline @huggingface/tokenizers:   ${hfMs.toFixed(0)} ms, ${fmt(hfTokens / (hfMs / 1000))} tokens/s (same ids: ${hfTokens === n}); ratio fresh/baseline ${(hfMs / freshMs).toFixed(1)}x`);
+  encodeRows.push(
+    `  encode all splits, fresh tokenizer:  ${freshMs.toFixed(0)} ms, ${fmt(n / (freshMs / 1000))} tokens/s`,
+  );
+  encodeRows.push(
+    `  encode all splits, warm word cache:  ${warmMs.toFixed(0)} ms, ${fmt(n / (warmMs / 1000))} tokens/s`,
+  );
+  encodeRows.push(
+    `  baseline @huggingface/tokenizers:   ${hfMs.toFixed(0)} ms, ${fmt(hfTokens / (hfMs / 1000))} tokens/s (same ids: ${hfTokens === n}); ratio fresh/baseline ${(hfMs / freshMs).toFixed(1)}x`,
+  );
   console.log(encodeRows.join("\n"));
 
   t0 = performance.now();
@@ -77,7 +91,9 @@ try {
   const cachedSplits = SPLITS.map((s) => tokenizeSplit(again, s, cached));
   const secondMs = ms(t0);
   const hit = cached.fromCache && cachedSplits.every((s) => s.fromCache);
-  console.log(`\nsecond run (new corpus object, tokenizer + 3 token files from cache: ${hit}): ${secondMs.toFixed(0)} ms`);
+  console.log(
+    `\nsecond run (new corpus object, tokenizer + 3 token files from cache: ${hit}): ${secondMs.toFixed(0)} ms`,
+  );
 } finally {
   rmSync(cacheDir, { recursive: true, force: true });
 }

@@ -85,10 +85,18 @@ const median = (xs: number[]): number => {
 };
 
 function configOf(model: "dense" | "moe"): ModelConfig {
-  return { ...(model === "moe" ? DEFAULT_MOE_CONFIG : DEFAULT_DENSE_CONFIG), max_position_embeddings: Math.max(SEQ, DEFAULT_DENSE_CONFIG.max_position_embeddings) };
+  return {
+    ...(model === "moe" ? DEFAULT_MOE_CONFIG : DEFAULT_DENSE_CONFIG),
+    max_position_embeddings: Math.max(SEQ, DEFAULT_DENSE_CONFIG.max_position_embeddings),
+  };
 }
 
-async function runPma(name: BackendName, config: ModelConfig, args: Args, oneThread = false): Promise<Result | string> {
+async function runPma(
+  name: BackendName,
+  config: ModelConfig,
+  args: Args,
+  oneThread = false,
+): Promise<Result | string> {
   let be: MatmulBackend;
   const saved = process.env.PMA_THREADS;
   try {
@@ -127,7 +135,15 @@ async function runPma(name: BackendName, config: ModelConfig, args: Args, oneThr
       const c = process.cpuUsage(c0);
       cpu.push((c.user + c.system) / 1000);
     }
-    return { engine: `pma ${name}${oneThread ? " 1 thread" : ""}`, threads: be.threads ?? 1, stepMs: median(wall), cpuMs: median(cpu), allMs: wall, loss, note: describeBackend(be).detail };
+    return {
+      engine: `pma ${name}${oneThread ? " 1 thread" : ""}`,
+      threads: be.threads ?? 1,
+      stepMs: median(wall),
+      cpuMs: median(cpu),
+      allMs: wall,
+      loss,
+      note: describeBackend(be).detail,
+    };
   } finally {
     be.dispose();
   }
@@ -146,7 +162,11 @@ function torchAvailable(): string | null {
  * competes with the work (seen here: 2 threads 3x slower than 1 thread), so the
  * reference is the fastest of these variants, and every variant is reported.
  */
-interface TorchVariant { engine: string; threads: number; env: Record<string, string> }
+interface TorchVariant {
+  engine: string;
+  threads: number;
+  env: Record<string, string>;
+}
 
 function torchVariants(threads: number): TorchVariant[] {
   const v: TorchVariant[] = [
@@ -161,17 +181,51 @@ function runTorch(config: ModelConfig, args: Args, variant: TorchVariant): Resul
   const { threads } = variant;
   const script = fileURLToPath(new URL("../../bench/torch_step.py", import.meta.url));
   if (!existsSync(script)) return `torch: ${script} not found`;
-  const input = JSON.stringify({ ...config, batch: BATCH, seq: SEQ, steps: args.steps, warmup: args.warmup, threads });
-  const r = spawnSync(PYTHON, [script, input], { encoding: "utf8", maxBuffer: 1 << 24, env: { ...process.env, ...variant.env } });
-  if (r.status !== 0) return `${variant.engine}: failed (exit ${String(r.status)}): ${r.stderr.trim().split("\n").slice(-3).join(" | ")}`;
+  const input = JSON.stringify({
+    ...config,
+    batch: BATCH,
+    seq: SEQ,
+    steps: args.steps,
+    warmup: args.warmup,
+    threads,
+  });
+  const r = spawnSync(PYTHON, [script, input], {
+    encoding: "utf8",
+    maxBuffer: 1 << 24,
+    env: { ...process.env, ...variant.env },
+  });
+  if (r.status !== 0)
+    return `${variant.engine}: failed (exit ${String(r.status)}): ${r.stderr.trim().split("\n").slice(-3).join(" | ")}`;
   const line = r.stdout.trim().split("\n").at(-1) ?? "";
-  const o = JSON.parse(line) as { torch: string; threads: number; attention: string; step_ms: number; cpu_ms: number; step_ms_all: number[]; loss: number };
-  const env = Object.entries(variant.env).map(([k, v]) => `${k}=${v}`).join(" ");
-  return { engine: variant.engine, threads: o.threads, stepMs: o.step_ms, cpuMs: o.cpu_ms, allMs: o.step_ms_all, loss: o.loss, note: `torch ${o.torch}${env === "" ? "" : `, ${env}`}, attention: ${o.attention}` };
+  const o = JSON.parse(line) as {
+    torch: string;
+    threads: number;
+    attention: string;
+    step_ms: number;
+    cpu_ms: number;
+    step_ms_all: number[];
+    loss: number;
+  };
+  const env = Object.entries(variant.env)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(" ");
+  return {
+    engine: variant.engine,
+    threads: o.threads,
+    stepMs: o.step_ms,
+    cpuMs: o.cpu_ms,
+    allMs: o.step_ms_all,
+    loss: o.loss,
+    note: `torch ${o.torch}${env === "" ? "" : `, ${env}`}, attention: ${o.attention}`,
+  };
 }
 
 /** Dense-model targets: minimum ratio of tokens/s to PyTorch's. */
-const TARGETS: Partial<Record<string, number>> = { "pma blas": 1.0, "pma blas 1 thread": 1.0, "pma wasm": 0.4 };
+const TARGETS: Partial<Record<string, number>> = {
+  "pma blas": 1.0,
+  "pma blas 1 thread": 1.0,
+  "pma wasm": 0.4,
+};
 
 const args = parseArgs(process.argv.slice(2));
 const backends: BackendName[] = args.js ? ["blas", "wasm", "js"] : ["blas", "wasm"];
@@ -179,19 +233,29 @@ const threads = defaultThreads();
 const fmtLoad = (l: number[]): string => l.map((x) => x.toFixed(2)).join(", ");
 const loadStart = loadavg();
 const tokensPerStep = BATCH * SEQ;
-console.log(`${cpus()[0]?.model ?? "cpu"}; ${availableParallelism()} CPUs usable; ${threads} compute threads per engine`);
+console.log(
+  `${cpus()[0]?.model ?? "cpu"}; ${availableParallelism()} CPUs usable; ${threads} compute threads per engine`,
+);
 console.log(`load average at start (1, 5, 15 min): ${fmtLoad(loadStart)}`);
-console.log(`batch ${BATCH} x seq ${SEQ} = ${tokensPerStep} tokens per step; median of ${args.steps} steps after ${args.warmup} warm-up; engines run one after another`);
+console.log(
+  `batch ${BATCH} x seq ${SEQ} = ${tokensPerStep} tokens per step; median of ${args.steps} steps after ${args.warmup} warm-up; engines run one after another`,
+);
 const torchWhy = args.torch ? torchAvailable() : "--no-torch";
 if (torchWhy !== null) console.log(`PyTorch comparison skipped: ${torchWhy}`);
 
-interface Section { model: "dense" | "moe"; config: ModelConfig; rows: Result[] }
+interface Section {
+  model: "dense" | "moe";
+  config: ModelConfig;
+  rows: Result[];
+}
 const sections: Section[] = [];
 for (const model of args.models) {
   const config = configOf(model);
   const rows: Result[] = [];
-  console.log(`\n${model}: d${config.hidden_size} L${config.num_hidden_layers} H${config.num_attention_heads} I${config.intermediate_size} V${config.vocab_size}` +
-    `${config.num_local_experts > 0 ? ` E${config.num_local_experts} top-${config.num_experts_per_tok}` : ""}, tied embeddings ${String(config.tie_word_embeddings)}`);
+  console.log(
+    `\n${model}: d${config.hidden_size} L${config.num_hidden_layers} H${config.num_attention_heads} I${config.intermediate_size} V${config.vocab_size}` +
+      `${config.num_local_experts > 0 ? ` E${config.num_local_experts} top-${config.num_experts_per_tok}` : ""}, tied embeddings ${String(config.tie_word_embeddings)}`,
+  );
   // blas again on one thread when it would use more: the per-CPU-second comparison with
   // PyTorch's one-thread variant, without threading overhead on either side.
   const runs: [BackendName, boolean][] = backends.map((b) => [b, false]);
@@ -201,7 +265,9 @@ for (const model of args.models) {
     if (typeof r === "string") console.log(`  ${r}`);
     else {
       rows.push(r);
-      console.log(`  ${r.engine}: ${r.stepMs.toFixed(0)} ms/step (steps ${r.allMs.map((x) => x.toFixed(0)).join(", ")}), loss ${r.loss.toFixed(3)}; ${r.note ?? ""}`);
+      console.log(
+        `  ${r.engine}: ${r.stepMs.toFixed(0)} ms/step (steps ${r.allMs.map((x) => x.toFixed(0)).join(", ")}), loss ${r.loss.toFixed(3)}; ${r.note ?? ""}`,
+      );
     }
   }
   for (const variant of torchWhy === null ? torchVariants(threads) : []) {
@@ -209,7 +275,9 @@ for (const model of args.models) {
     if (typeof r === "string") console.log(`  ${r}`);
     else {
       rows.push(r);
-      console.log(`  ${r.engine}: ${r.stepMs.toFixed(0)} ms/step (steps ${r.allMs.map((x) => x.toFixed(0)).join(", ")}), loss ${r.loss.toFixed(3)}; ${r.note ?? ""}`);
+      console.log(
+        `  ${r.engine}: ${r.stepMs.toFixed(0)} ms/step (steps ${r.allMs.map((x) => x.toFixed(0)).join(", ")}), loss ${r.loss.toFixed(3)}; ${r.note ?? ""}`,
+      );
     }
   }
   sections.push({ model, config, rows });
@@ -217,17 +285,21 @@ for (const model of args.models) {
 
 const pad = (s: string, n: number): string => s.padStart(n);
 const W = 19;
-console.log(`\n${"model".padEnd(7)}${"engine".padEnd(W)}${pad("thr", 4)}${pad("ms/step", 9)}${pad("tokens/s", 10)}${pad("vs torch", 10)}` +
-  `${pad("cpu ms", 9)}${pad("tok/cpu-s", 11)}${pad("vs torch", 10)}  target`);
+console.log(
+  `\n${"model".padEnd(7)}${"engine".padEnd(W)}${pad("thr", 4)}${pad("ms/step", 9)}${pad("tokens/s", 10)}${pad("vs torch", 10)}` +
+    `${pad("cpu ms", 9)}${pad("tok/cpu-s", 11)}${pad("vs torch", 10)}  target`,
+);
 const verdicts: string[] = [];
 const refs: string[] = [];
 for (const s of sections) {
   // References: the fastest PyTorch variant by wall time, and the most CPU-efficient one.
   const torchRows = s.rows.filter((r) => r.engine.startsWith("torch"));
-  const best = (key: (r: Result) => number): Result | undefined => torchRows.reduce<Result | undefined>((b, r) => (b === undefined || key(r) < key(b) ? r : b), undefined);
+  const best = (key: (r: Result) => number): Result | undefined =>
+    torchRows.reduce<Result | undefined>((b, r) => (b === undefined || key(r) < key(b) ? r : b), undefined);
   const torch = best((r) => r.stepMs);
   const torchCpu = best((r) => r.cpuMs);
-  if (torch !== undefined && torchCpu !== undefined) refs.push(`${s.model}: wall reference "${torch.engine}", CPU reference "${torchCpu.engine}"`);
+  if (torch !== undefined && torchCpu !== undefined)
+    refs.push(`${s.model}: wall reference "${torch.engine}", CPU reference "${torchCpu.engine}"`);
   for (const r of s.rows) {
     const tps = (tokensPerStep / r.stepMs) * 1000;
     const tpc = (tokensPerStep / r.cpuMs) * 1000;
@@ -239,15 +311,23 @@ for (const s of sections) {
       verdict = `>= ${target.toFixed(2)}x: ${ratio >= target ? "met" : "NOT met"} (wall), ${cpuRatio >= target ? "met" : "NOT met"} (cpu)`;
       verdicts.push(`${s.model} ${r.engine} ${verdict}`);
     }
-    console.log(`${s.model.padEnd(7)}${r.engine.padEnd(W)}${pad(String(r.threads), 4)}${pad(r.stepMs.toFixed(0), 9)}${pad(tps.toFixed(0), 10)}` +
-      `${pad(ratio === undefined ? "-" : ratio.toFixed(2) + "x", 10)}${pad(r.cpuMs.toFixed(0), 9)}${pad(tpc.toFixed(0), 11)}` +
-      `${pad(cpuRatio === undefined ? "-" : cpuRatio.toFixed(2) + "x", 10)}  ${verdict}`);
+    console.log(
+      `${s.model.padEnd(7)}${r.engine.padEnd(W)}${pad(String(r.threads), 4)}${pad(r.stepMs.toFixed(0), 9)}${pad(tps.toFixed(0), 10)}` +
+        `${pad(ratio === undefined ? "-" : ratio.toFixed(2) + "x", 10)}${pad(r.cpuMs.toFixed(0), 9)}${pad(tpc.toFixed(0), 11)}` +
+        `${pad(cpuRatio === undefined ? "-" : cpuRatio.toFixed(2) + "x", 10)}  ${verdict}`,
+    );
   }
 }
 for (const r of refs) console.log(r);
 const loadEnd = loadavg();
 console.log(`\nload average at end (1, 5, 15 min): ${fmtLoad(loadEnd)}`);
 const busy = Math.max(loadStart[0]!, loadEnd[0]!) > availableParallelism() * 0.5;
-if (busy) console.log(`the machine was busy (1-min load above half of ${availableParallelism()} CPUs): wall-time figures understate every engine; compare the per-CPU-second columns too`);
-console.log("cpu ms = process CPU time (all threads) per step; tok/cpu-s = tokens per CPU-second; ratios are the reference PyTorch time / engine time (above 1: faster than PyTorch); the reference is the fastest PyTorch variant (by wall time, and by CPU time for the CPU ratio)");
-if (verdicts.length === 0 && torchWhy === null) console.log("no dense-model target could be judged (a backend or PyTorch did not run)");
+if (busy)
+  console.log(
+    `the machine was busy (1-min load above half of ${availableParallelism()} CPUs): wall-time figures understate every engine; compare the per-CPU-second columns too`,
+  );
+console.log(
+  "cpu ms = process CPU time (all threads) per step; tok/cpu-s = tokens per CPU-second; ratios are the reference PyTorch time / engine time (above 1: faster than PyTorch); the reference is the fastest PyTorch variant (by wall time, and by CPU time for the CPU ratio)",
+);
+if (verdicts.length === 0 && torchWhy === null)
+  console.log("no dense-model target could be judged (a backend or PyTorch did not run)");

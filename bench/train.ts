@@ -23,7 +23,8 @@ import { readPmaState } from "../src/train/checkpoint.js";
 import { train } from "../src/train/loop.js";
 
 const steps = Number(process.argv[2] ?? 20);
-const backendName = process.argv[3] === undefined || process.argv[3] === "auto" ? undefined : (process.argv[3] as BackendName);
+const backendName =
+  process.argv[3] === undefined || process.argv[3] === "auto" ? undefined : (process.argv[3] as BackendName);
 const preset = process.argv[4] === "moe" ? "moe" : "dense";
 
 /** Forwards to `inner`, adding the wall time of every GEMM. */
@@ -58,7 +59,12 @@ try {
   let mmAtStep = 0;
   const mmPerStep: number[] = [];
   const result = await train({
-    config: { model: { preset }, training: { max_tokens: (steps + 1) * 4096 }, eval: { every_tokens: 0 }, checkpointing: { every_tokens: 0 } },
+    config: {
+      model: { preset },
+      training: { max_tokens: (steps + 1) * 4096 },
+      eval: { every_tokens: 0 },
+      checkpointing: { every_tokens: 0 },
+    },
     out: join(dir, "run"),
     backend: be,
     onEvent: (e) => {
@@ -104,7 +110,12 @@ try {
   mm0 = be.ms;
   const ev = await evaluator.evaluate(state);
   const evalMm = be.ms - mm0;
-  const evalModel = createModel(mc, be, { batch: 16, seq: cfg.data.seq_len }, { params: model.params, forwardOnly: true });
+  const evalModel = createModel(
+    mc,
+    be,
+    { batch: 16, seq: cfg.data.seq_len },
+    { params: model.params, forwardOnly: true },
+  );
   const et = Int32Array.from({ length: evalModel.T }, () => r.int(mc.vocab_size));
   const batches = Math.ceil(ev.windows / 16);
   evalModel.forward(et, et);
@@ -116,16 +127,24 @@ try {
   evaluator.close();
 
   const pad = (s: string, n: number): string => s.padStart(n);
-  console.log(`${preset} model, ${model.params.numel.toLocaleString("en-US")} parameters, ${tps} tokens/step (${cfg.data.micro_batch} x ${cfg.data.seq_len} x ${cfg.data.grad_accum}); mean of ${steps} steps after 1 warm-up`);
-  console.log(`${"".padEnd(22)}${pad("ms", 9)}${pad("matmul ms", 11)}${pad("other %", 9)}${pad("tokens/s", 10)}${pad("vs bare", 9)}`);
+  console.log(
+    `${preset} model, ${model.params.numel.toLocaleString("en-US")} parameters, ${tps} tokens/step (${cfg.data.micro_batch} x ${cfg.data.seq_len} x ${cfg.data.grad_accum}); mean of ${steps} steps after 1 warm-up`,
+  );
+  console.log(
+    `${"".padEnd(22)}${pad("ms", 9)}${pad("matmul ms", 11)}${pad("other %", 9)}${pad("tokens/s", 10)}${pad("vs bare", 9)}`,
+  );
   const row = (name: string, ms: number, mm: number, tokensPer: number, base: number): void => {
-    console.log(`${name.padEnd(22)}${pad(ms.toFixed(0), 9)}${pad(mm.toFixed(0), 11)}${pad(((100 * (ms - mm)) / ms).toFixed(1), 9)}${pad(((tokensPer / ms) * 1000).toFixed(0), 10)}${pad((base / ms).toFixed(2) + "x", 9)}`);
+    console.log(
+      `${name.padEnd(22)}${pad(ms.toFixed(0), 9)}${pad(mm.toFixed(0), 11)}${pad(((100 * (ms - mm)) / ms).toFixed(1), 9)}${pad(((tokensPer / ms) * 1000).toFixed(0), 10)}${pad((base / ms).toFixed(2) + "x", 9)}`,
+    );
   };
   row("pma train step", trainMs, trainMm, tps, bareMs);
   row("bare engine step", bareMs, bareMm, tps, bareMs);
   row(`pma eval (${ev.tokens} tok)`, ev.seconds * 1000, evalMm, ev.tokens, bareEvalS * 1000);
   row(`bare forward x${batches}`, bareEvalS * 1000, bareEvalMm, ev.tokens, bareEvalS * 1000);
-  console.log("other % = time outside GEMMs (elementwise layers, softmax, cross-entropy, AdamW, batching, I/O)");
+  console.log(
+    "other % = time outside GEMMs (elementwise layers, softmax, cross-entropy, AdamW, batching, I/O)",
+  );
 } finally {
   be.dispose();
   rmSync(dir, { recursive: true, force: true });

@@ -28,7 +28,11 @@ const p = labProfile(profileName);
 const PMA = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 
 const t0 = performance.now();
-const lab = spawnSync(process.execPath, [PMA, "lab", "interval-count", "--profile", profileName, "--dir", dir, "--no-report"], { stdio: ["ignore", "ignore", "inherit"] });
+const lab = spawnSync(
+  process.execPath,
+  [PMA, "lab", "interval-count", "--profile", profileName, "--dir", dir, "--no-report"],
+  { stdio: ["ignore", "ignore", "inherit"] },
+);
 assert.equal(lab.status, 0, "pma lab interval-count failed");
 const labSeconds = (performance.now() - t0) / 1000;
 const runs = readdirSync(join(dir, "runs")).filter((n) => n.startsWith("dense-"));
@@ -42,7 +46,17 @@ const every = p.denseCheckpointEvery;
 const tps = tokensPerStep(p);
 const recipes = labRecipes(p);
 
-const r = await tuneRun({ run, data, budget, out: join(dir, "tune", "out"), force: true, seq: p.data.seq_len, maxTokens: p.evalTokens, compare: recipes, renderPage: renderTunePage });
+const r = await tuneRun({
+  run,
+  data,
+  budget,
+  out: join(dir, "tune", "out"),
+  force: true,
+  seq: p.data.seq_len,
+  maxTokens: p.evalTokens,
+  compare: recipes,
+  renderPage: renderTunePage,
+});
 const guideline = r.compared[0]!;
 const labBest = r.compared.slice(1).reduce((a, x) => (x.loss < a.loss ? x : a));
 const f = (x: number) => x.toFixed(5);

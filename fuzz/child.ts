@@ -27,7 +27,9 @@ const { values } = parseArgs({
 });
 
 const die = (e: unknown) => {
-  process.stderr.write(`uncaught outside the reader's promise: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.stderr.write(
+    `uncaught outside the reader's promise: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+  );
   process.exit(70);
 };
 process.on("uncaughtException", die);

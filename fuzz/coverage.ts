@@ -92,7 +92,8 @@ export class Coverage {
             features.push(`${f}:${block}#${bucket(r.count)}`);
           }
         }
-        if (known !== undefined) for (const block of known) if (!zeroNow.has(block)) features.push(`${f}:${block}#ran`);
+        if (known !== undefined)
+          for (const block of known) if (!zeroNow.has(block)) features.push(`${f}:${block}#ran`);
       }
     }
     return features;

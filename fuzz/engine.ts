@@ -53,7 +53,12 @@ export interface FuzzStats {
 
 async function readDirInputs(dir: string): Promise<Uint8Array[]> {
   const names = await readdir(dir).catch(() => [] as string[]);
-  return Promise.all(names.filter((n) => !n.endsWith(".txt")).sort().map((n) => readFile(join(dir, n))));
+  return Promise.all(
+    names
+      .filter((n) => !n.endsWith(".txt"))
+      .sort()
+      .map((n) => readFile(join(dir, n))),
+  );
 }
 
 function hash(data: Uint8Array): string {
@@ -68,7 +73,11 @@ function hash(data: Uint8Array): string {
 export async function fuzzTarget(target: FuzzTarget, o: FuzzOptions): Promise<FuzzStats> {
   const rng = new Rng(o.seed ?? 1);
   const slowMs = o.slowMs ?? 5000;
-  const mutatorOptions = { maxLength: o.maxLength ?? 16384, dictionary: target.dictionary.map(utf8), dictionaryWords: target.dictionary };
+  const mutatorOptions = {
+    maxLength: o.maxLength ?? 16384,
+    dictionary: target.dictionary.map(utf8),
+    dictionaryWords: target.dictionary,
+  };
   await mkdir(o.work, { recursive: true });
   const seeds = [...(await target.seeds(o.work))];
   for (const d of o.extraSeedDirs ?? []) seeds.push(...(await readDirInputs(d)));
@@ -77,8 +86,18 @@ export async function fuzzTarget(target: FuzzTarget, o: FuzzOptions): Promise<Fu
   const corpus: Uint8Array[] = [];
   const crashes = new Map<string, CrashRecord>();
   const stats: FuzzStats = {
-    target: target.name, seconds: 0, executions: 0, execsPerSecond: 0, seeds: seeds.length, corpus: 0, features: 0,
-    ok: 0, rejected: {}, crashes: [], maxAllocatedBytes: 0, maxInputBytes: 0,
+    target: target.name,
+    seconds: 0,
+    executions: 0,
+    execsPerSecond: 0,
+    seeds: seeds.length,
+    corpus: 0,
+    features: 0,
+    ok: 0,
+    rejected: {},
+    crashes: [],
+    maxAllocatedBytes: 0,
+    maxInputBytes: 0,
   };
   const findings = join(o.findings, target.name);
 
@@ -120,7 +139,10 @@ export async function fuzzTarget(target: FuzzTarget, o: FuzzOptions): Promise<Fu
   const deadline = started + o.seconds * 1000;
   while (performance.now() < deadline) {
     // Newer entries found something older ones did not: favour them a little.
-    const i = rng.below(2) === 0 ? corpus.length - 1 - rng.below(Math.min(corpus.length, 16)) : rng.below(corpus.length);
+    const i =
+      rng.below(2) === 0
+        ? corpus.length - 1 - rng.below(Math.min(corpus.length, 16))
+        : rng.below(corpus.length);
     const child = mutate(corpus[i]!, corpus[rng.below(corpus.length)]!, rng, mutatorOptions);
     if (await once(child)) {
       corpus.push(child);

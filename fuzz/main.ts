@@ -59,11 +59,29 @@ function runChild(target: string, budget: number, seed: number, scratch: string)
   const statsFile = join(scratch, "stats.json");
   rmSync(statsFile, { force: true });
   const args = [
-    `--max-old-space-size=${values["max-old-space-mb"]}`, CHILD, "--target", target, "--seconds", String(budget), "--work", join(scratch, "work"),
-    "--findings", values.findings!, "--stats", statsFile, "--current", current, "--seed", String(seed), "--max-len", values["max-len"]!,
-    "--extra", join(ROOT, "test", "fuzz-regressions", target),
+    `--max-old-space-size=${values["max-old-space-mb"]}`,
+    CHILD,
+    "--target",
+    target,
+    "--seconds",
+    String(budget),
+    "--work",
+    join(scratch, "work"),
+    "--findings",
+    values.findings!,
+    "--stats",
+    statsFile,
+    "--current",
+    current,
+    "--seed",
+    String(seed),
+    "--max-len",
+    values["max-len"]!,
+    "--extra",
+    join(ROOT, "test", "fuzz-regressions", target),
   ];
-  if (values.corpus !== undefined) args.push("--corpus", join(values.corpus, target), "--extra", join(values.corpus, target));
+  if (values.corpus !== undefined)
+    args.push("--corpus", join(values.corpus, target), "--extra", join(values.corpus, target));
   const started = Date.now();
   return new Promise((done) => {
     const child = spawn(process.execPath, args, { stdio: ["ignore", "inherit", "pipe"] });
@@ -86,7 +104,9 @@ function runChild(target: string, budget: number, seed: number, scratch: string)
         done({ stats: JSON.parse(readFileSync(statsFile, "utf8")) as FuzzStats, died: null, elapsed });
         return;
       }
-      const why = hung ? `hang: no progress for ${hangMs / 1000} s` : `process died (${signal ?? `exit ${code}`}): ${stderr.trim().split("\n").slice(-3).join(" | ")}`;
+      const why = hung
+        ? `hang: no progress for ${hangMs / 1000} s`
+        : `process died (${signal ?? `exit ${code}`}): ${stderr.trim().split("\n").slice(-3).join(" | ")}`;
       done({ stats: null, died: why, elapsed });
     });
   });
@@ -95,7 +115,18 @@ function runChild(target: string, budget: number, seed: number, scratch: string)
 async function fuzzOne(target: string): Promise<FuzzStats> {
   const scratch = mkdtempSync(join(scratchRoot, `pma-fuzz-${target}-`));
   const total: FuzzStats = {
-    target, seconds: 0, executions: 0, execsPerSecond: 0, seeds: 0, corpus: 0, features: 0, ok: 0, rejected: {}, crashes: [], maxAllocatedBytes: 0, maxInputBytes: 0,
+    target,
+    seconds: 0,
+    executions: 0,
+    execsPerSecond: 0,
+    seeds: 0,
+    corpus: 0,
+    features: 0,
+    ok: 0,
+    rejected: {},
+    crashes: [],
+    maxAllocatedBytes: 0,
+    maxInputBytes: 0,
   };
   let remaining = seconds;
   let seed = Number(values.seed);
@@ -125,7 +156,12 @@ async function fuzzOne(target: string): Promise<FuzzStats> {
       const file = join(dir, `died-${Date.now()}.bin`);
       await writeFile(file, data);
       await writeFile(file.replace(/\.bin$/, ".txt"), `${r.died}\n`);
-      mergeCrash(total.crashes, { signature: r.died!.replace(/\d+/g, "N").slice(0, 160), message: r.died!, input: file, count: 1 });
+      mergeCrash(total.crashes, {
+        signature: r.died!.replace(/\d+/g, "N").slice(0, 160),
+        message: r.died!,
+        input: file,
+        count: 1,
+      });
     }
   } finally {
     rmSync(scratch, { recursive: true, force: true });
@@ -145,16 +181,29 @@ for (const name of names) {
   process.stdout.write(`fuzzing ${name} for ${seconds} s ...\n`);
   const s = await fuzzOne(name);
   results.push(s);
-  const rejected = Object.entries(s.rejected).sort((a, b) => b[1] - a[1]).slice(0, 4).map(([k, v]) => `${k} ${v}`).join(", ");
+  const rejected = Object.entries(s.rejected)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 4)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ");
   process.stdout.write(
     `  ${s.executions} executions (${s.execsPerSecond}/s), corpus ${s.corpus} from ${s.seeds} seeds, ${s.features} coverage features, ` +
       `${s.ok} ok, rejected: ${rejected || "none"}; inputs up to ${s.maxInputBytes} bytes, at most ${(s.maxAllocatedBytes / 2 ** 20).toFixed(1)} MiB allocated by one; ${s.crashes.length} crash(es)\n`,
   );
   for (const c of s.crashes) {
-    process.stdout.write(`  CRASH x${c.count}: ${c.signature}\n    input: ${c.input}\n    base64: ${readFileSync(c.input).toString("base64").slice(0, 4000)}\n`);
+    process.stdout.write(
+      `  CRASH x${c.count}: ${c.signature}\n    input: ${c.input}\n    base64: ${readFileSync(c.input).toString("base64").slice(0, 4000)}\n`,
+    );
   }
 }
-if (values.stats !== undefined) writeFileSync(values.stats, JSON.stringify({ date: new Date().toISOString(), secondsPerTarget: seconds, targets: results }, null, 2) + "\n");
+if (values.stats !== undefined)
+  writeFileSync(
+    values.stats,
+    JSON.stringify({ date: new Date().toISOString(), secondsPerTarget: seconds, targets: results }, null, 2) +
+      "\n",
+  );
 const crashes = results.reduce((n, s) => n + s.crashes.length, 0);
-process.stdout.write(`\n${results.reduce((n, s) => n + s.executions, 0)} executions over ${results.length} targets, ${crashes} unique crash(es)\n`);
+process.stdout.write(
+  `\n${results.reduce((n, s) => n + s.executions, 0)} executions over ${results.length} targets, ${crashes} unique crash(es)\n`,
+);
 process.exit(crashes > 0 ? 1 : 0);

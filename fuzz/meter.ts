@@ -15,7 +15,9 @@ export class AllocationBudgetError extends Error {
     readonly requested: number,
     readonly budget: number,
   ) {
-    super(`allocation of ${requested} bytes would pass this input's budget of ${budget} bytes (allocated so far included)`);
+    super(
+      `allocation of ${requested} bytes would pass this input's budget of ${budget} bytes (allocated so far included)`,
+    );
     this.name = "AllocationBudgetError";
   }
 }
@@ -36,8 +38,17 @@ function charge(bytes: number): void {
 }
 
 const TYPED = [
-  "Int8Array", "Uint8Array", "Uint8ClampedArray", "Int16Array", "Uint16Array", "Int32Array", "Uint32Array",
-  "Float32Array", "Float64Array", "BigInt64Array", "BigUint64Array",
+  "Int8Array",
+  "Uint8Array",
+  "Uint8ClampedArray",
+  "Int16Array",
+  "Uint16Array",
+  "Int32Array",
+  "Uint32Array",
+  "Float32Array",
+  "Float64Array",
+  "BigInt64Array",
+  "BigUint64Array",
 ] as const;
 
 type Ctor = new (...args: unknown[]) => object;

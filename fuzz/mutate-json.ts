@@ -8,10 +8,41 @@
 import type { Rng } from "./mutate.js";
 
 const RAW_VALUES = [
-  "0", "-1", "1.5", "-0", "1e400", "-1e400", "9007199254740993", "18446744073709551616", "4294967296", "100000001",
-  "null", "true", "false", '""', "[]", "{}", "[0]", "[0,0]", "[-1,1]", "[1,0]", "[1e20,1e20]", "[9007199254740992,9007199254740993]",
-  '"F32"', '"BF16"', '"F4"', '"nope"', '"\\u0000"', '"\\ud800"', '"../x"', '"/etc/passwd"', "NaN", "Infinity",
-  "[4294967296,4294967296,4294967296]", "[0,18446744073709551615]", `${"[".repeat(64)}${"]".repeat(64)}`,
+  "0",
+  "-1",
+  "1.5",
+  "-0",
+  "1e400",
+  "-1e400",
+  "9007199254740993",
+  "18446744073709551616",
+  "4294967296",
+  "100000001",
+  "null",
+  "true",
+  "false",
+  '""',
+  "[]",
+  "{}",
+  "[0]",
+  "[0,0]",
+  "[-1,1]",
+  "[1,0]",
+  "[1e20,1e20]",
+  "[9007199254740992,9007199254740993]",
+  '"F32"',
+  '"BF16"',
+  '"F4"',
+  '"nope"',
+  '"\\u0000"',
+  '"\\ud800"',
+  '"../x"',
+  '"/etc/passwd"',
+  "NaN",
+  "Infinity",
+  "[4294967296,4294967296,4294967296]",
+  "[0,18446744073709551615]",
+  `${"[".repeat(64)}${"]".repeat(64)}`,
 ];
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
@@ -23,7 +54,8 @@ interface Slot {
 
 function slots(v: Json, out: Slot[]): Slot[] {
   if (Array.isArray(v)) v.forEach((x, i) => (out.push({ parent: v, key: i }), slots(x, out)));
-  else if (v !== null && typeof v === "object") for (const [k, x] of Object.entries(v)) out.push({ parent: v, key: k }), slots(x, out);
+  else if (v !== null && typeof v === "object")
+    for (const [k, x] of Object.entries(v)) (out.push({ parent: v, key: k }), slots(x, out));
   return out;
 }
 
@@ -81,7 +113,8 @@ export function mutateJsonText(text: string, rng: Rng, dictionary: readonly stri
     }
     case 5: {
       const n = get(s);
-      if (typeof n === "number") set(s, rng.pick([n + 1, n - 1, n * 2, -n, n + 0.5, n * 2 ** 32, 2 ** 53 - n]));
+      if (typeof n === "number")
+        set(s, rng.pick([n + 1, n - 1, n * 2, -n, n + 0.5, n * 2 ** 32, 2 ** 53 - n]));
       else set(s, placeholder(rng.pick(RAW_VALUES)));
       break;
     }

@@ -50,15 +50,73 @@ export class Rng {
 }
 
 const INTERESTING_U64: readonly bigint[] = [
-  0n, 1n, 2n, 7n, 8n, 16n, 32n, 63n, 64n, 127n, 128n, 255n, 256n, 0x7fffn, 0x8000n, 0xffffn, 0x10000n,
-  0x7fffffffn, 0x80000000n, 0xffffffffn, 0x100000000n, 100_000_000n, 100_000_001n, 1n << 30n, (1n << 30n) + 1n,
-  (1n << 53n) - 1n, 1n << 53n, (1n << 53n) + 1n, 1n << 60n, (1n << 63n) - 1n, 1n << 63n, (1n << 64n) - 1n,
+  0n,
+  1n,
+  2n,
+  7n,
+  8n,
+  16n,
+  32n,
+  63n,
+  64n,
+  127n,
+  128n,
+  255n,
+  256n,
+  0x7fffn,
+  0x8000n,
+  0xffffn,
+  0x10000n,
+  0x7fffffffn,
+  0x80000000n,
+  0xffffffffn,
+  0x100000000n,
+  100_000_000n,
+  100_000_001n,
+  1n << 30n,
+  (1n << 30n) + 1n,
+  (1n << 53n) - 1n,
+  1n << 53n,
+  (1n << 53n) + 1n,
+  1n << 60n,
+  (1n << 63n) - 1n,
+  1n << 63n,
+  (1n << 64n) - 1n,
 ];
 
 const INTERESTING_TEXT: readonly string[] = [
-  "0", "1", "-1", "-0", "2", "255", "256", "65536", "4294967295", "4294967296", "9007199254740991", "9007199254740992",
-  "9007199254740993", "18446744073709551615", "18446744073709551616", "1e308", "1e400", "-1e400", "0.5", "1.5", "1e-400",
-  "NaN", "Infinity", "-Infinity", "null", "true", "\"\"", "[]", "{}", "100000000", "100000001", "1073741824",
+  "0",
+  "1",
+  "-1",
+  "-0",
+  "2",
+  "255",
+  "256",
+  "65536",
+  "4294967295",
+  "4294967296",
+  "9007199254740991",
+  "9007199254740992",
+  "9007199254740993",
+  "18446744073709551615",
+  "18446744073709551616",
+  "1e308",
+  "1e400",
+  "-1e400",
+  "0.5",
+  "1.5",
+  "1e-400",
+  "NaN",
+  "Infinity",
+  "-Infinity",
+  "null",
+  "true",
+  '""',
+  "[]",
+  "{}",
+  "100000000",
+  "100000001",
+  "1073741824",
 ];
 
 export interface MutatorOptions {
@@ -135,7 +193,9 @@ const MUTATORS: readonly Mutator[] = [
     const width = rng.pick([1, 2, 4, 8]);
     const v = rng.pick(INTERESTING_U64);
     const bytes = le(rng.below(4) === 0 ? v - 1n : v, width);
-    return rng.below(4) === 0 ? insert(d, rng.below(d.length + 1), bytes) : overwrite(d, rng.below(d.length + 1), bytes);
+    return rng.below(4) === 0
+      ? insert(d, rng.below(d.length + 1), bytes)
+      : overwrite(d, rng.below(d.length + 1), bytes);
   },
   // Add or subtract a little from a little-endian u32 or u64.
   (d, rng) => {
@@ -150,7 +210,8 @@ const MUTATORS: readonly Mutator[] = [
   // Replace a run of ASCII digits (a number in JSON or CSV) with a boundary number.
   (d, rng) => {
     const starts: number[] = [];
-    for (let i = 0; i < d.length; i++) if (d[i]! >= 0x30 && d[i]! <= 0x39 && (i === 0 || d[i - 1]! < 0x30 || d[i - 1]! > 0x39)) starts.push(i);
+    for (let i = 0; i < d.length; i++)
+      if (d[i]! >= 0x30 && d[i]! <= 0x39 && (i === 0 || d[i - 1]! < 0x30 || d[i - 1]! > 0x39)) starts.push(i);
     if (starts.length === 0) return d;
     const s = rng.pick(starts);
     let e = s;

@@ -20,20 +20,32 @@ export interface Execution {
 
 function causes(e: unknown): unknown[] {
   const out: unknown[] = [];
-  for (let c: unknown = e; c !== undefined && out.length < 8; c = c instanceof Error ? c.cause : undefined) out.push(c);
+  for (let c: unknown = e; c !== undefined && out.length < 8; c = c instanceof Error ? c.cause : undefined)
+    out.push(c);
   return out;
 }
 
 /** A stable name for a crash: the error's class and where in pma it was thrown. */
 export function signatureOf(e: unknown): string {
   if (!(e instanceof Error)) return `non-Error thrown: ${typeof e}`;
-  const frames = (e.stack ?? "").split("\n").filter((l) => l.includes("/dist/src/") || l.includes("/dist/fuzz/"));
-  const top = frames[0]?.trim().replace(/^at /, "").replace(/\(?file:\/\/.*\/dist\//, "").replace(/:\d+\)?$/, "") ?? "?";
+  const frames = (e.stack ?? "")
+    .split("\n")
+    .filter((l) => l.includes("/dist/src/") || l.includes("/dist/fuzz/"));
+  const top =
+    frames[0]
+      ?.trim()
+      .replace(/^at /, "")
+      .replace(/\(?file:\/\/.*\/dist\//, "")
+      .replace(/:\d+\)?$/, "") ?? "?";
   // Numbers in messages are input-specific; the kind of failure is not.
   return `${e.name}: ${e.message.split("\n")[0]!.replace(/\d+/g, "N").slice(0, 120)} @ ${top}`;
 }
 
-export async function execute(run: (data: Uint8Array) => Promise<void>, data: Uint8Array, slowMs: number): Promise<Execution> {
+export async function execute(
+  run: (data: Uint8Array) => Promise<void>,
+  data: Uint8Array,
+  slowMs: number,
+): Promise<Execution> {
   resetMeter(budgetFor(data.length));
   const t0 = performance.now();
   let thrown: unknown = undefined;
@@ -46,14 +58,21 @@ export async function execute(run: (data: Uint8Array) => Promise<void>, data: Ui
   }
   const ms = performance.now() - t0;
   const allocated = pauseMeter();
-  const budgetHit = meterViolation() ?? causes(thrown).find((c) => c instanceof Error && c.name === "AllocationBudgetError");
+  const budgetHit =
+    meterViolation() ?? causes(thrown).find((c) => c instanceof Error && c.name === "AllocationBudgetError");
   let verdict: Verdict;
   if (budgetHit !== undefined) verdict = crash(budgetHit);
   else if (!threw) verdict = { kind: "ok" };
-  else if (isPmaError(thrown) && thrown.code !== "INTERNAL") verdict = { kind: "rejected", code: thrown.code };
+  else if (isPmaError(thrown) && thrown.code !== "INTERNAL")
+    verdict = { kind: "rejected", code: thrown.code };
   else verdict = crash(thrown);
   if (verdict.kind !== "crash" && ms > slowMs) {
-    verdict = { kind: "crash", signature: `slow: over ${slowMs} ms`, message: `took ${ms.toFixed(0)} ms on ${data.length} bytes`, stack: "" };
+    verdict = {
+      kind: "crash",
+      signature: `slow: over ${slowMs} ms`,
+      message: `took ${ms.toFixed(0)} ms on ${data.length} bytes`,
+      stack: "",
+    };
   }
   return { verdict, ms, allocated };
 }

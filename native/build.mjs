@@ -19,8 +19,17 @@ function nodeGyp() {
     return process.env.npm_config_node_gyp;
   }
   // npm ships node-gyp; outside an npm script the env var above is not set.
-  const bundled = join(dirname(process.execPath), "..", "lib", "node_modules", "npm", "node_modules",
-    "node-gyp", "bin", "node-gyp.js");
+  const bundled = join(
+    dirname(process.execPath),
+    "..",
+    "lib",
+    "node_modules",
+    "npm",
+    "node_modules",
+    "node-gyp",
+    "bin",
+    "node-gyp.js",
+  );
   return existsSync(bundled) ? bundled : undefined;
 }
 

@@ -8,7 +8,11 @@ export { PMA_VERSION } from "./common/version.js";
 export { DTYPES, isFloatDType, type DType, type FloatDType } from "./tensor/dtype.js";
 export { decodeFloats, encodeFloats } from "./tensor/codec.js";
 export { SafetensorsFile, parseSafetensorsHeader, type TensorEntry } from "./formats/safetensors.js";
-export { openCheckpointTensors, openRemoteCheckpointTensors, type CheckpointTensors } from "./formats/checkpoint-files.js";
+export {
+  openCheckpointTensors,
+  openRemoteCheckpointTensors,
+  type CheckpointTensors,
+} from "./formats/checkpoint-files.js";
 export type { PositionalSource, SourceRef } from "./sources/source.js";
 export { LocalFileSource } from "./sources/local.js";
 export { HttpSource } from "./sources/http.js";
@@ -16,7 +20,12 @@ export { S3Source } from "./sources/s3.js";
 export { openSource } from "./sources/open.js";
 export { resolveRemote, isRemoteUri, type RemoteLocation } from "./sources/location.js";
 export { S3Staging } from "./sources/s3-output.js";
-export { SafetensorsWriter, planShards, writeSafetensors, type TensorSpec } from "./formats/safetensors-writer.js";
+export {
+  SafetensorsWriter,
+  planShards,
+  writeSafetensors,
+  type TensorSpec,
+} from "./formats/safetensors-writer.js";
 export { inspectCheckpoint, type CheckpointSummary } from "./formats/inspect.js";
 export { merge, type MergeOptions, type MergeRecord } from "./merge/merger.js";
 export { finalizeMerge, type FinalizeOptions } from "./merge/finalize.js";
@@ -41,7 +50,23 @@ export { GgufFile } from "./formats/gguf.js";
 export { Suite, scoreCheckpoint, type SuiteScores, type SuiteOptions } from "./eval/suite.js";
 export { buildTaskItems, type TaskItems, type TaskItemOptions } from "./eval/task-items.js";
 export { taskItemsFor, loadTaskItems, saveTaskItems } from "./eval/items-io.js";
-export { writeReport, lineChart, barChart, heatmap, contourPlot, meanSd, type LabReport, type Claim, type ReportFigure, type Verdict } from "./report/index.js";
+export {
+  writeReport,
+  lineChart,
+  barChart,
+  heatmap,
+  contourPlot,
+  meanSd,
+  type LabReport,
+  type Claim,
+  type ReportFigure,
+  type Verdict,
+} from "./report/index.js";
 export { convertToGguf, type ConvertToGgufOptions, type ConvertToGgufResult } from "./convert/to-gguf.js";
-export { scoreTokens, evaluateWithLlamaCpp, type ScoredTokens, type EvalEngine } from "./eval/score-tokens.js";
+export {
+  scoreTokens,
+  evaluateWithLlamaCpp,
+  type ScoredTokens,
+  type EvalEngine,
+} from "./eval/score-tokens.js";
 export { compareLogprobs, summarizeLogprobs, type LogprobAgreement } from "./eval/token-logprobs.js";

@@ -23,14 +23,22 @@ test("quadraticCheck: predicted gain equals L(mean) - mean L(theta_i) for an exa
     // H = A'A + c I (positive definite), or with a negative eigenvalue for some trials.
     const a = Array.from({ length: n }, () => Array.from({ length: n }, () => normal(rng)));
     const shift = trial % 4 === 0 ? -3 : 0.1;
-    const H = a.map((_, i) => a.map((_, j) => a.reduce((s, row) => s + row[i]! * row[j]!, 0) + (i === j ? shift : 0)));
-    const quad = (x: number[]) => 0.5 * x.reduce((s, xi, i) => s + xi * x.reduce((t, xj, j) => t + H[i]![j]! * xj, 0), 0);
+    const H = a.map((_, i) =>
+      a.map((_, j) => a.reduce((s, row) => s + row[i]! * row[j]!, 0) + (i === j ? shift : 0)),
+    );
+    const quad = (x: number[]) =>
+      0.5 * x.reduce((s, xi, i) => s + xi * x.reduce((t, xj, j) => t + H[i]![j]! * xj, 0), 0);
     const deltas = Array.from({ length: k }, () => Array.from({ length: n }, () => normal(rng)));
-    const m = deltas.map((di) => deltas.map((dj) => di.reduce((s, x, p) => s + x * dj.reduce((t, y, q) => t + H[p]![q]! * y, 0), 0)));
+    const m = deltas.map((di) =>
+      deltas.map((dj) => di.reduce((s, x, p) => s + x * dj.reduce((t, y, q) => t + H[p]![q]! * y, 0), 0)),
+    );
     const avg = Array.from({ length: n }, (_, p) => deltas.reduce((s, d) => s + d[p]!, 0) / k);
     const direct = quad(avg) - deltas.reduce((s, d) => s + quad(d), 0) / k;
     const c = quadraticCheck(m);
-    assert.ok(Math.abs(c.predictedGain - direct) < 1e-9 * (1 + Math.abs(direct)), `${c.predictedGain} vs ${direct}`);
+    assert.ok(
+      Math.abs(c.predictedGain - direct) < 1e-9 * (1 + Math.abs(direct)),
+      `${c.predictedGain} vs ${direct}`,
+    );
     assert.equal(c.holds, direct < 0);
   }
 });
@@ -49,7 +57,16 @@ test("quadraticCheck counts negative off-diagonal entries", () => {
 let backend: MatmulBackend;
 let model: Model;
 let batches: Batch[];
-const config = resolveConfig({ vocab_size: 61, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 12, bos_token_id: 0, eos_token_id: 0 });
+const config = resolveConfig({
+  vocab_size: 61,
+  hidden_size: 16,
+  intermediate_size: 24,
+  num_hidden_layers: 1,
+  num_attention_heads: 2,
+  max_position_embeddings: 12,
+  bos_token_id: 0,
+  eos_token_id: 0,
+});
 
 before(async () => {
   backend = await createWasmBackend({ threads: 1 });
@@ -82,7 +99,9 @@ test("crossTerms on a real model: symmetric, and the diagonal matches a second d
   }
   // Two step sizes agree: the O(h^2) error is small at h = 0.05.
   const t2 = await crossTerms(model, batches, center, points, { h: 0.1 });
-  for (let i = 0; i < 3; i++) for (let j = 0; j < 3; j++) assert.ok(Math.abs(t.matrix[i]![j]! - t2.matrix[i]![j]!) <= 0.05 * Math.abs(t.matrix[i]![i]!) + 1e-5);
+  for (let i = 0; i < 3; i++)
+    for (let j = 0; j < 3; j++)
+      assert.ok(Math.abs(t.matrix[i]![j]! - t2.matrix[i]![j]!) <= 0.05 * Math.abs(t.matrix[i]![i]!) + 1e-5);
 });
 
 test("with theta* = the mean of the points, the off-diagonal terms sum to minus the diagonal", async () => {

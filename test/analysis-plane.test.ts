@@ -13,7 +13,10 @@ test("symmetricEigen: Q diag(l) Q' is recovered", () => {
   const l = [5, 2, -1, 0.25];
   const a = q.map((_, i) => q.map((_, j) => l.reduce((s, lk, k) => s + q[i]![k]! * lk * q[j]![k]!, 0)));
   const { values, vectors } = symmetricEigen(a);
-  assert.deepEqual(values.map((x) => +x.toFixed(9)), [5, 2, 0.25, -1]);
+  assert.deepEqual(
+    values.map((x) => +x.toFixed(9)),
+    [5, 2, 0.25, -1],
+  );
   for (const [k, vec] of vectors.entries()) {
     const av = a.map((row) => row.reduce((s, x, j) => s + x * vec[j]!, 0));
     av.forEach((x, i) => assert.ok(Math.abs(x - values[k]! * vec[i]!) < 1e-9));

@@ -11,8 +11,22 @@ import ts from "typescript";
 
 /** Top to bottom: each folder may import from the folders before it. Not all need exist yet. */
 const LAYERS = [
-  "common", "tensor", "sources", "formats", "data", "merge", "trajectory", "nn", "train",
-  "convert", "eval", "tune", "analysis", "lab", "report", "cli",
+  "common",
+  "tensor",
+  "sources",
+  "formats",
+  "data",
+  "merge",
+  "trajectory",
+  "nn",
+  "train",
+  "convert",
+  "eval",
+  "tune",
+  "analysis",
+  "lab",
+  "report",
+  "cli",
 ] as const;
 
 /** Files directly in src/ (the library entry point) and ambient declarations sit outside the order. */
@@ -64,9 +78,20 @@ function layerViolations(imports: Import[]): Violation[] {
     const rf = rank.get(from);
     const rt = rank.get(to);
     const where = relative(srcDir, file);
-    if (rf === undefined) out.push({ file: where, target: to, why: `folder ${from}/ is not in the layer order; add it to LAYERS and the README` });
-    else if (rt === undefined) out.push({ file: where, target: to, why: `imports ${to}/, which is not in the layer order` });
-    else if (rt > rf) out.push({ file: where, target: to, why: `${from}/ imports ${to}/, which comes after it in the layer order` });
+    if (rf === undefined)
+      out.push({
+        file: where,
+        target: to,
+        why: `folder ${from}/ is not in the layer order; add it to LAYERS and the README`,
+      });
+    else if (rt === undefined)
+      out.push({ file: where, target: to, why: `imports ${to}/, which is not in the layer order` });
+    else if (rt > rf)
+      out.push({
+        file: where,
+        target: to,
+        why: `${from}/ imports ${to}/, which comes after it in the layer order`,
+      });
   }
   return out;
 }
@@ -103,7 +128,8 @@ describe("architecture: the layer order of src/", () => {
   test("reads the imports of every file", () => {
     assert.ok(files.length > 100, `${files.length} files`);
     // Every top folder that holds code is placed in the order.
-    for (const f of new Set(files.map(folderOf))) assert.ok(UNLAYERED.has(f) || (LAYERS as readonly string[]).includes(f), `src/${f}/ is not in LAYERS`);
+    for (const f of new Set(files.map(folderOf)))
+      assert.ok(UNLAYERED.has(f) || (LAYERS as readonly string[]).includes(f), `src/${f}/ is not in LAYERS`);
     assert.ok(imports.some((i) => i.from === "cli" && i.to === "merge"));
   });
 
@@ -121,8 +147,16 @@ describe("architecture: the layer order of src/", () => {
     const readme = readFileSync(join(srcDir, "..", "README.md"), "utf8");
     const layout = readme.slice(readme.indexOf("## Layout"));
     const listed = [...layout.matchAll(/^src\/([a-z]+)\//gm)].map((m) => m[1]!);
-    assert.deepEqual(listed, LAYERS.filter((l) => listed.includes(l)), "README Layout order differs from LAYERS");
-    assert.deepEqual(LAYERS.filter((l) => files.some((f) => folderOf(f) === l)).filter((l) => !listed.includes(l)), [], "folders missing from the README's Layout");
+    assert.deepEqual(
+      listed,
+      LAYERS.filter((l) => listed.includes(l)),
+      "README Layout order differs from LAYERS",
+    );
+    assert.deepEqual(
+      LAYERS.filter((l) => files.some((f) => folderOf(f) === l)).filter((l) => !listed.includes(l)),
+      [],
+      "folders missing from the README's Layout",
+    );
   });
 
   test("the checks catch an upward import, an unknown folder, and a cycle", () => {
@@ -135,7 +169,10 @@ describe("architecture: the layer order of src/", () => {
       fake("report/e.ts", `import type { L } from "../lab/lab.js";`),
     ];
     const body = new Map(tree.map((t) => [t.path, t.body]));
-    const imp = importsOf(tree.map((t) => t.path), (f) => body.get(f)!);
+    const imp = importsOf(
+      tree.map((t) => t.path),
+      (f) => body.get(f)!,
+    );
     const v = layerViolations(imp).map((x) => `${x.file} ${x.target}`);
     assert.deepEqual(v, [`merge${sep}a.ts train`, `common${sep}b.ts tensor`, `widgets${sep}d.ts common`]);
     assert.deepEqual(folderCycles(imp), [["common", "tensor", "common"]]);

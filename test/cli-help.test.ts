@@ -31,10 +31,19 @@ describe("pma --help and pma help <command>", () => {
     assert.equal(top.code, 0, top.stderr);
     assert.deepEqual((await run(["help"])).stdout, top.stdout);
     const commands = listed(top.stdout);
-    assert.deepEqual(
-      commands.map((c) => c.name).sort(),
-      ["convert", "demo", "eval", "init", "inspect", "lab", "merge", "plan", "train", "tune", "watch"],
-    );
+    assert.deepEqual(commands.map((c) => c.name).sort(), [
+      "convert",
+      "demo",
+      "eval",
+      "init",
+      "inspect",
+      "lab",
+      "merge",
+      "plan",
+      "train",
+      "tune",
+      "watch",
+    ]);
     for (const c of commands) {
       assert.ok(c.summary.length > 15, `${c.name}: ${c.summary}`);
       assert.ok(c.example.startsWith(`pma ${c.name}`), `${c.name}: ${c.example}`);
@@ -42,8 +51,12 @@ describe("pma --help and pma help <command>", () => {
       assert.equal(viaHelp.code, 0, viaHelp.stderr);
       assert.equal(viaHelp.stdout, viaFlag.stdout);
       assert.match(viaHelp.stdout, new RegExp(`^usage: pma ${c.name}`));
-      assert.ok(viaHelp.stdout.includes(`  ${c.example}\n`), `${c.name}: its usage does not show the example ${c.example}`);
-      for (const flag of c.example.match(/--[a-z-]+/g) ?? []) assert.ok(viaHelp.stdout.includes(`${flag} `), `${c.name}: ${flag} is not documented`);
+      assert.ok(
+        viaHelp.stdout.includes(`  ${c.example}\n`),
+        `${c.name}: its usage does not show the example ${c.example}`,
+      );
+      for (const flag of c.example.match(/--[a-z-]+/g) ?? [])
+        assert.ok(viaHelp.stdout.includes(`${flag} `), `${c.name}: ${flag} is not documented`);
     }
   });
 

@@ -18,11 +18,21 @@ test("lab progress without a terminal: plain lines for job start/end and experim
   } finally {
     p.stop();
   }
-  const lines = out.join("").split("\n").filter((l) => l !== "");
+  const lines = out
+    .join("")
+    .split("\n")
+    .filter((l) => l !== "");
   for (const l of lines) assert.match(l, /^pma lab \(quick\) \d+:\d\d /, l);
   const texts = lines.map((l) => l.replace(/^pma lab \(quick\) \d+:\d\d /, ""));
-  assert.equal(texts.filter((t) => t === "train dense: started").length, 1, "started once, at the first step");
-  assert.ok(texts.some((t) => t === "running: dense: step 2/360; stable-merge: waiting for runs"), texts.join("\n"));
+  assert.equal(
+    texts.filter((t) => t === "train dense: started").length,
+    1,
+    "started once, at the first step",
+  );
+  assert.ok(
+    texts.some((t) => t === "running: dense: step 2/360; stable-merge: waiting for runs"),
+    texts.join("\n"),
+  );
   assert.deepEqual(texts.slice(-3), ["train dense: done", "stable-merge: done in 12 s", "methods: cached"]);
   const count = out.length;
   await sleep(80);

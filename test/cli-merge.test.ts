@@ -32,12 +32,27 @@ describe("pma CLI end to end", () => {
 
   test("pma merge writes a merge and a record, and --json prints it", () => {
     const out = join(tmp.dir, "merged");
-    const r = pma("merge", run[2]!, run[0]!, run[1]!, "--out", out, "--method", "ema", "--alpha", "0.5", "--json");
+    const r = pma(
+      "merge",
+      run[2]!,
+      run[0]!,
+      run[1]!,
+      "--out",
+      out,
+      "--method",
+      "ema",
+      "--alpha",
+      "0.5",
+      "--json",
+    );
     assert.equal(r.status, 0, r.stderr);
     const record = JSON.parse(r.stdout);
     assert.equal(record.method, "ema");
     assert.deepEqual(record.coefficients, [0.25, 0.25, 0.5]);
-    assert.deepEqual(record.inputs.map((i: { step: number }) => i.step), [10, 20, 30]);
+    assert.deepEqual(
+      record.inputs.map((i: { step: number }) => i.step),
+      [10, 20, 30],
+    );
     assert.ok(existsSync(join(out, "model.safetensors")));
     assert.ok(existsSync(join(out, "config.json")));
   });
@@ -81,7 +96,10 @@ describe("pma CLI end to end", () => {
     const norm = summary.tensors.find((t: { name: string }) => t.name === "model.norm.weight");
     assert.ok(norm.stats.min > 0.8 && norm.stats.max < 1.2, "norm weights sit near 1");
     assert.equal(norm.stats.nan, 0);
-    assert.equal(summary.parameters, summary.tensors.reduce((s: number, t: { parameters: number }) => s + t.parameters, 0));
+    assert.equal(
+      summary.parameters,
+      summary.tensors.reduce((s: number, t: { parameters: number }) => s + t.parameters, 0),
+    );
   });
 
   test("pma demo runs and shows the merge is closer to the optimum", () => {

@@ -29,7 +29,13 @@ describe("pma train and pma eval", () => {
     env = { ...process.env, PMA_CACHE_DIR: join(tmp.dir, "cache") };
     writeFileSync(join(tmp.dir, "tiny.yaml"), TINY);
     // No periodic checkpoint or evaluation: the signal must be noticed between plain steps.
-    writeFileSync(join(tmp.dir, "long.yaml"), TINY.replace("every_tokens: 1536}", "every_tokens: 0}").replace("every_tokens: 1536, max", "every_tokens: 0, max"));
+    writeFileSync(
+      join(tmp.dir, "long.yaml"),
+      TINY.replace("every_tokens: 1536}", "every_tokens: 0}").replace(
+        "every_tokens: 1536, max",
+        "every_tokens: 0, max",
+      ),
+    );
   });
   after(() => tmp.cleanup());
 
@@ -37,7 +43,13 @@ describe("pma train and pma eval", () => {
     const run = join(tmp.dir, "run");
     const r = pma("train", "--config", join(tmp.dir, "tiny.yaml"), "--out", run, "--json");
     assert.equal(r.status, 0, r.stderr);
-    const result = JSON.parse(r.stdout) as { step: number; tokens: number; checkpoints: string[]; tokensPerStep: number; interrupted: boolean };
+    const result = JSON.parse(r.stdout) as {
+      step: number;
+      tokens: number;
+      checkpoints: string[];
+      tokensPerStep: number;
+      interrupted: boolean;
+    };
     assert.equal(result.step, 12);
     assert.equal(result.tokens, 3072);
     assert.equal(result.tokensPerStep, 256);
@@ -51,14 +63,29 @@ describe("pma train and pma eval", () => {
     assert.equal(ev.tokens, 2048);
     assert.equal(ev.split, "validation");
     assert.ok(ev.loss > 0 && ev.loss < Math.log(512));
-    const both = pma("eval", join(run, "checkpoint-6"), join(run, "checkpoint-12"), "--split", "test", "--max-tokens", "1k");
+    const both = pma(
+      "eval",
+      join(run, "checkpoint-6"),
+      join(run, "checkpoint-12"),
+      "--split",
+      "test",
+      "--max-tokens",
+      "1k",
+    );
     assert.equal(both.status, 0, both.stderr);
-    assert.match(both.stdout, /checkpoint-6: test loss \d+\.\d{4} \(perplexity [\d.]+\) on 992 tokens \(31 windows of 32\); LlamaForCausalLM/);
+    assert.match(
+      both.stdout,
+      /checkpoint-6: test loss \d+\.\d{4} \(perplexity [\d.]+\) on 992 tokens \(31 windows of 32\); LlamaForCausalLM/,
+    );
     assert.equal(both.stdout.trim().split("\n").length, 2);
   });
 
   test("without --out a new run goes to ./pma-run", () => {
-    const r = spawnSync(process.execPath, [PMA, "train", "--config", join(tmp.dir, "tiny.yaml"), "--max-tokens", "512"], { encoding: "utf8", env, cwd: tmp.dir });
+    const r = spawnSync(
+      process.execPath,
+      [PMA, "train", "--config", join(tmp.dir, "tiny.yaml"), "--max-tokens", "512"],
+      { encoding: "utf8", env, cwd: tmp.dir },
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.ok(existsSync(join(tmp.dir, "pma-run", "checkpoint-2", "model.safetensors")));
   });
@@ -74,9 +101,18 @@ describe("pma train and pma eval", () => {
     const usage = pma("train", "--config", join(tmp.dir, "tiny.yaml"), "extra");
     assert.equal(usage.status, 2);
     assert.match(usage.stderr, /unexpected argument 'extra'/);
-    const fork = pma("train", "--resume", join(tmp.dir, "run", "checkpoint-6"), "--schedule", "{kind: cosine}");
+    const fork = pma(
+      "train",
+      "--resume",
+      join(tmp.dir, "run", "checkpoint-6"),
+      "--schedule",
+      "{kind: cosine}",
+    );
     assert.equal(fork.status, 2);
-    assert.match(fork.stderr, /this resume is a fork \(new schedule or optimizer settings\): write it to a new run with --out DIR/);
+    assert.match(
+      fork.stderr,
+      /this resume is a fork \(new schedule or optimizer settings\): write it to a new run with --out DIR/,
+    );
     const flag = pma("train", "--out", join(tmp.dir, "x"), "--max-tokens", "lots");
     assert.equal(flag.status, 2);
     assert.match(flag.stderr, /--max-tokens: 'lots' is not a token count/);
@@ -86,11 +122,25 @@ describe("pma train and pma eval", () => {
 
   test("a diverging run stops with exit 1 at the first non-finite loss and logs that step with nulls", () => {
     const run = join(tmp.dir, "diverged");
-    const r = pma("train", "--config", join(tmp.dir, "tiny.yaml"), "--out", run, "--schedule", "{lr: 1.0e6, warmup_tokens: 0}");
+    const r = pma(
+      "train",
+      "--config",
+      join(tmp.dir, "tiny.yaml"),
+      "--out",
+      run,
+      "--schedule",
+      "{lr: 1.0e6, warmup_tokens: 0}",
+    );
     assert.equal(r.status, 1);
-    const m = /training diverged at step (\d+) \((loss|gradient norm) is (NaN|-?Infinity)[^)]*\); parameters were not updated/.exec(r.stderr);
+    const m =
+      /training diverged at step (\d+) \((loss|gradient norm) is (NaN|-?Infinity)[^)]*\); parameters were not updated/.exec(
+        r.stderr,
+      );
     assert.ok(m !== null, r.stderr);
-    const lines = readFileSync(join(run, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { step: number; loss: number | null; grad_norm: number | null });
+    const lines = readFileSync(join(run, "log.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { step: number; loss: number | null; grad_norm: number | null });
     assert.equal(lines.at(-1)!.step, Number(m[1]));
     assert.equal(lines.at(-1)![m[2] === "loss" ? "loss" : "grad_norm"], null);
     assert.ok(!existsSync(join(run, `checkpoint-${m[1]}`)));
@@ -100,7 +150,11 @@ describe("pma train and pma eval", () => {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     test(`${signal} writes a final checkpoint and exits cleanly; --resume finishes the run`, async () => {
       const run = join(tmp.dir, `run-${signal}`);
-      const child = spawn(process.execPath, [PMA, "train", "--config", join(tmp.dir, "long.yaml"), "--out", run, "--max-tokens", "1M"], { env });
+      const child = spawn(
+        process.execPath,
+        [PMA, "train", "--config", join(tmp.dir, "long.yaml"), "--out", run, "--max-tokens", "1M"],
+        { env },
+      );
       let stdout = "";
       child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
       const exited = new Promise<number | null>((res) => child.on("exit", (code) => res(code)));
@@ -112,7 +166,11 @@ describe("pma train and pma eval", () => {
       }
       child.kill(signal);
       assert.equal(await exited, 0);
-      const steps = readFileSync(log, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { type: string; step: number }).filter((l) => l.type === "step");
+      const steps = readFileSync(log, "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { type: string; step: number })
+        .filter((l) => l.type === "step");
       const last = steps.at(-1)!.step;
       assert.ok(last < 4096, "stopped long before the end");
       assert.match(stdout, new RegExp(`interrupted at step ${last} .*saved .*checkpoint-${last}`));

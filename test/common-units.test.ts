@@ -34,7 +34,27 @@ test("parseBytes: SI units are powers of 1000, IEC units powers of 1024", () => 
 });
 
 test("parseBytes: refuses what it cannot read exactly, naming the flag and a fix", () => {
-  const bad = ["", "GB", "-1GB", "+5GB", "5 gigs", "5GiBB", "5XB", "5Gb", "5kb", "0.3KiB", "1.5", "1e-4KB", "5gib", "1e400", "1_", "5..0", ".5GB", "10PiB", "1e30"];
+  const bad = [
+    "",
+    "GB",
+    "-1GB",
+    "+5GB",
+    "5 gigs",
+    "5GiBB",
+    "5XB",
+    "5Gb",
+    "5kb",
+    "0.3KiB",
+    "1.5",
+    "1e-4KB",
+    "5gib",
+    "1e400",
+    "1_",
+    "5..0",
+    ".5GB",
+    "10PiB",
+    "1e30",
+  ];
   for (const text of bad) {
     assert.throws(
       () => parseBytes(text, "--shard-size"),
@@ -59,7 +79,11 @@ test("parseTokens: K, M, B (or G) and T are powers of 1000", () => {
   ];
   for (const [text, expected] of cases) assert.equal(parseTokens(text), expected, text);
   for (const text of ["", "8 billion", "8BT", "1.5", "0.0001k", "-8B", "10000T"]) {
-    assert.throws(() => parseTokens(text, "--interval"), (e) => isPmaError(e, "USAGE") && e.message.startsWith("--interval:"), text);
+    assert.throws(
+      () => parseTokens(text, "--interval"),
+      (e) => isPmaError(e, "USAGE") && e.message.startsWith("--interval:"),
+      text,
+    );
   }
 });
 
@@ -76,6 +100,10 @@ test("formatTokens: short, and parseTokens reads every output back exactly", () 
   }
   assert.equal(parseTokens(formatTokens(Number.MAX_SAFE_INTEGER)), Number.MAX_SAFE_INTEGER);
   for (const bad of [-1, 1.5, Number.NaN, 2 ** 53]) {
-    assert.throws(() => formatTokens(bad), (e) => isPmaError(e, "INTERNAL"), String(bad));
+    assert.throws(
+      () => formatTokens(bad),
+      (e) => isPmaError(e, "INTERNAL"),
+      String(bad),
+    );
   }
 });

@@ -36,19 +36,35 @@ function tinyTokenizer(): Tokenizer {
   const t = "t".charCodeAt(0);
   const h = "h".charCodeAt(0);
   const e = "e".charCodeAt(0);
-  return new Tokenizer({ tokens, merges: [[t, h, 256], [256, e, 257]], specials: new Map([["<|endoftext|>", 258]]) });
+  return new Tokenizer({
+    tokens,
+    merges: [
+      [t, h, 256],
+      [256, e, 257],
+    ],
+    specials: new Map([["<|endoftext|>", 258]]),
+  });
 }
 
 /** A checkpoint folder with seeded random weights; vocab 264 leaves 5 padding rows. */
-async function writeCheckpoint(dir: string, config: ModelConfig, dtype: FloatDType, extra: Record<string, unknown> = {}): Promise<Map<string, Float32Array>> {
+async function writeCheckpoint(
+  dir: string,
+  config: ModelConfig,
+  dtype: FloatDType,
+  extra: Record<string, unknown> = {},
+): Promise<Map<string, Float32Array>> {
   await mkdir(dir, { recursive: true });
   const params = new ParamSet(config, createJsBackend());
   params.init(7);
   // Norm gains of all ones would hide a norm written in the wrong place.
   const r = rng(3);
-  for (const t of params.entries()) if (t.shape.length === 1) for (let i = 0; i < t.data.length; i++) t.data[i] = 0.5 + r();
+  for (const t of params.entries())
+    if (t.shape.length === 1) for (let i = 0; i < t.data.length; i++) t.data[i] = 0.5 + r();
   await writeSafetensors(join(dir, "model.safetensors"), encodeTensors(params.entries(), dtype));
-  writeFileSync(join(dir, "config.json"), JSON.stringify({ ...toHfConfig(config, dtype === "BF16" ? "bfloat16" : "float32"), ...extra }));
+  writeFileSync(
+    join(dir, "config.json"),
+    JSON.stringify({ ...toHfConfig(config, dtype === "BF16" ? "bfloat16" : "float32"), ...extra }),
+  );
   saveTokenizer(tinyTokenizer(), join(dir, "tokenizer.json"));
   // The values as stored (bf16 rounds), which a conversion in the stored type keeps exactly.
   const stored = await readWeights(dir);
@@ -56,12 +72,31 @@ async function writeCheckpoint(dir: string, config: ModelConfig, dtype: FloatDTy
 }
 
 const DENSE = resolveConfig({
-  vocab_size: 264, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
-  head_dim: 6, max_position_embeddings: 32, tie_word_embeddings: false, bos_token_id: 258, eos_token_id: 258, rope_theta: 500,
+  vocab_size: 264,
+  hidden_size: 16,
+  intermediate_size: 24,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  head_dim: 6,
+  max_position_embeddings: 32,
+  tie_word_embeddings: false,
+  bos_token_id: 258,
+  eos_token_id: 258,
+  rope_theta: 500,
 });
 const MOE = resolveConfig({
-  vocab_size: 264, hidden_size: 16, intermediate_size: 8, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1,
-  max_position_embeddings: 32, num_local_experts: 3, num_experts_per_tok: 2, bos_token_id: 258, eos_token_id: 258,
+  vocab_size: 264,
+  hidden_size: 16,
+  intermediate_size: 8,
+  num_hidden_layers: 2,
+  num_attention_heads: 2,
+  num_key_value_heads: 1,
+  max_position_embeddings: 32,
+  num_local_experts: 3,
+  num_experts_per_tok: 2,
+  bos_token_id: 258,
+  eos_token_id: 258,
 });
 
 const DENSE_SHAPES = (c: ModelConfig) => new Map(paramLayout(c).map((p) => [p.name, p.shape]));
@@ -119,15 +154,29 @@ describe("rotary row permutation", () => {
     const pq = permuteRotaryRows(wq, heads, hd, cols);
     const pk = permuteRotaryRows(wk, heads, hd, cols);
     let checked = 0;
-    for (const [p1, p2] of [[0, 0], [3, 1], [17, 9], [31, 30]] as const) {
+    for (const [p1, p2] of [
+      [0, 0],
+      [3, 1],
+      [17, 9],
+      [31, 30],
+    ] as const) {
       const x1 = random(cols);
       const x2 = random(cols);
       for (let h = 0; h < heads; h++) {
-        const hf = dot(ropeHalves(headOf(wq, x1, h, hd), p1, 100), ropeHalves(headOf(wk, x2, h, hd), p2, 100));
+        const hf = dot(
+          ropeHalves(headOf(wq, x1, h, hd), p1, 100),
+          ropeHalves(headOf(wk, x2, h, hd), p2, 100),
+        );
         const gg = dot(ropePairs(headOf(pq, x1, h, hd), p1, 100), ropePairs(headOf(pk, x2, h, hd), p2, 100));
-        assert.ok(Math.abs(hf - gg) <= 1e-12 * Math.max(1, Math.abs(hf)), `head ${h} at (${p1}, ${p2}): ${hf} vs ${gg}`);
+        assert.ok(
+          Math.abs(hf - gg) <= 1e-12 * Math.max(1, Math.abs(hf)),
+          `head ${h} at (${p1}, ${p2}): ${hf} vs ${gg}`,
+        );
         // Without the permutation the scores differ: the check above is not vacuous.
-        const wrong = dot(ropePairs(headOf(wq, x1, h, hd), p1, 100), ropePairs(headOf(wk, x2, h, hd), p2, 100));
+        const wrong = dot(
+          ropePairs(headOf(wq, x1, h, hd), p1, 100),
+          ropePairs(headOf(wk, x2, h, hd), p2, 100),
+        );
         if (p1 !== p2 && Math.abs(wrong - hf) > 1e-6) checked++;
       }
     }
@@ -198,22 +247,44 @@ describe("pma convert --to gguf", () => {
       assert.equal(tokens.values[32], "Ġ"); // byte 0x20 in the byte-level alphabet
       assert.deepEqual(tokens.values.slice(256, 260), ["th", "the", "<|endoftext|>", "[PAD259]"]);
       assert.deepEqual([...types.values.slice(255, 264)], [1, 1, 1, 3, 5, 5, 5, 5, 5]);
-      assert.deepEqual(md.get("tokenizer.ggml.merges"), { type: "array", elementType: "string", values: ["t h", "th e"] });
+      assert.deepEqual(md.get("tokenizer.ggml.merges"), {
+        type: "array",
+        elementType: "string",
+        values: ["t h", "th e"],
+      });
       assert.deepEqual(md.get("tokenizer.ggml.model"), { type: "string", value: "gpt2" });
       assert.deepEqual(md.get("tokenizer.ggml.pre"), { type: "string", value: "gpt-2" });
       assert.equal(u32("tokenizer.ggml.bos_token_id"), 258);
       assert.deepEqual(md.get("tokenizer.ggml.add_bos_token"), { type: "bool", value: false });
 
-      assert.deepEqual([...f.tensors.keys()], llamaGgufTensors(DENSE).map((t) => t.name));
+      assert.deepEqual(
+        [...f.tensors.keys()],
+        llamaGgufTensors(DENSE).map((t) => t.name),
+      );
       assert.ok(f.tensors.has("output.weight"));
       assert.deepEqual(f.tensors.get("blk.1.attn_k.weight")?.dims, [16, 12]); // ggml order: ne0 = in
       assert.deepEqual(await tensorValues(f, "token_embd.weight"), dense.get("model.embed_tokens.weight"));
       assert.deepEqual(await tensorValues(f, "output.weight"), dense.get("lm_head.weight"));
-      assert.deepEqual(await tensorValues(f, "blk.1.ffn_norm.weight"), dense.get("model.layers.1.post_attention_layernorm.weight"));
-      assert.deepEqual(await tensorValues(f, "blk.0.ffn_down.weight"), dense.get("model.layers.0.mlp.down_proj.weight"));
-      assert.deepEqual(await tensorValues(f, "blk.0.attn_v.weight"), dense.get("model.layers.0.self_attn.v_proj.weight"));
-      assert.deepEqual(await tensorValues(f, "blk.0.attn_q.weight"), permuteRotaryRows(dense.get("model.layers.0.self_attn.q_proj.weight")!, 4, 6, 16));
-      assert.deepEqual(await tensorValues(f, "blk.1.attn_k.weight"), permuteRotaryRows(dense.get("model.layers.1.self_attn.k_proj.weight")!, 2, 6, 16));
+      assert.deepEqual(
+        await tensorValues(f, "blk.1.ffn_norm.weight"),
+        dense.get("model.layers.1.post_attention_layernorm.weight"),
+      );
+      assert.deepEqual(
+        await tensorValues(f, "blk.0.ffn_down.weight"),
+        dense.get("model.layers.0.mlp.down_proj.weight"),
+      );
+      assert.deepEqual(
+        await tensorValues(f, "blk.0.attn_v.weight"),
+        dense.get("model.layers.0.self_attn.v_proj.weight"),
+      );
+      assert.deepEqual(
+        await tensorValues(f, "blk.0.attn_q.weight"),
+        permuteRotaryRows(dense.get("model.layers.0.self_attn.q_proj.weight")!, 4, 6, 16),
+      );
+      assert.deepEqual(
+        await tensorValues(f, "blk.1.attn_k.weight"),
+        permuteRotaryRows(dense.get("model.layers.1.self_attn.k_proj.weight")!, 2, 6, 16),
+      );
     } finally {
       await f.close();
     }
@@ -242,8 +313,14 @@ describe("pma convert --to gguf", () => {
         assert.deepEqual(gate.subarray(e * 128, (e + 1) * 128), moe.get(`${p}.w1.weight`), `expert ${e} w1`);
         assert.deepEqual(down.subarray(e * 128, (e + 1) * 128), moe.get(`${p}.w2.weight`), `expert ${e} w2`);
       }
-      assert.deepEqual(await tensorValues(f, "blk.1.ffn_gate_inp.weight"), moe.get("model.layers.1.block_sparse_moe.gate.weight"));
-      assert.deepEqual(await tensorValues(f, "blk.0.attn_k.weight"), permuteRotaryRows(moe.get("model.layers.0.self_attn.k_proj.weight")!, 1, 8, 16));
+      assert.deepEqual(
+        await tensorValues(f, "blk.1.ffn_gate_inp.weight"),
+        moe.get("model.layers.1.block_sparse_moe.gate.weight"),
+      );
+      assert.deepEqual(
+        await tensorValues(f, "blk.0.attn_k.weight"),
+        permuteRotaryRows(moe.get("model.layers.0.self_attn.k_proj.weight")!, 1, 8, 16),
+      );
     } finally {
       await f.close();
     }
@@ -257,7 +334,11 @@ describe("pma convert --to gguf", () => {
       assert.equal(f.tensors.get("output_norm.weight")!.typeName, "F32");
       const got = await tensorValues(f, "blk.0.ffn_up.weight");
       const want = dense.get("model.layers.0.mlp.up_proj.weight")!;
-      for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i]! - want[i]!) <= Math.max(Math.abs(want[i]!) * 2 ** -11, 2 ** -25), `element ${i}`);
+      for (let i = 0; i < want.length; i++)
+        assert.ok(
+          Math.abs(got[i]! - want[i]!) <= Math.max(Math.abs(want[i]!) * 2 ** -11, 2 ** -25),
+          `element ${i}`,
+        );
       const tok = tokenizerFromGgufMetadata(f.metadata, r.out);
       const text = "the theatre: <|endoftext|> then\n\u00e9t\u00e9";
       assert.deepEqual(tok.encode(text), tinyTokenizer().encode(text));
@@ -272,8 +353,16 @@ describe("pma convert --to gguf", () => {
     const values = await writeCheckpoint(dir("pma-form"), config, "F32");
     const hf = dir("hf-form");
     await mkdir(hf, { recursive: true });
-    const all = encodeTensors([...values].map(([name, data]) => ({ name, shape: DENSE_SHAPES(config).get(name)!, data })), "F32");
-    const buffers = [0, 1].map((l) => ({ name: `model.layers.${l}.self_attn.rotary_emb.inv_freq`, dtype: "F32" as const, shape: [2], data: new Uint8Array(8) }));
+    const all = encodeTensors(
+      [...values].map(([name, data]) => ({ name, shape: DENSE_SHAPES(config).get(name)!, data })),
+      "F32",
+    );
+    const buffers = [0, 1].map((l) => ({
+      name: `model.layers.${l}.self_attn.rotary_emb.inv_freq`,
+      dtype: "F32" as const,
+      shape: [2],
+      data: new Uint8Array(8),
+    }));
     const shards = [all.slice(0, 9), [...all.slice(9), ...buffers]];
     const weightMap: Record<string, string> = {};
     for (const [i, part] of shards.entries()) {
@@ -281,14 +370,27 @@ describe("pma convert --to gguf", () => {
       await writeSafetensors(join(hf, file), part);
       for (const t of part) weightMap[t.name] = file;
     }
-    writeFileSync(join(hf, "model.safetensors.index.json"), JSON.stringify({ metadata: { total_size: shards.flat().reduce((n, t) => n + t.data.length, 0) }, weight_map: weightMap }));
+    writeFileSync(
+      join(hf, "model.safetensors.index.json"),
+      JSON.stringify({
+        metadata: { total_size: shards.flat().reduce((n, t) => n + t.data.length, 0) },
+        weight_map: weightMap,
+      }),
+    );
     const { head_dim: _omitted, ...hfConfig } = toHfConfig(config);
     writeFileSync(join(hf, "config.json"), JSON.stringify(hfConfig));
     const tokenizer = tokenizerToJson(tinyTokenizer());
-    tokenizer["pre_tokenizer"] = { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true };
+    tokenizer["pre_tokenizer"] = {
+      type: "ByteLevel",
+      add_prefix_space: false,
+      trim_offsets: true,
+      use_regex: true,
+    };
     writeFileSync(join(hf, "tokenizer.json"), JSON.stringify(tokenizer));
 
-    const a = await GgufFile.open((await convertToGguf(dir("pma-form"), { out: dir("pma-form.gguf"), name: "m" })).out);
+    const a = await GgufFile.open(
+      (await convertToGguf(dir("pma-form"), { out: dir("pma-form.gguf"), name: "m" })).out,
+    );
     const b = await GgufFile.open((await convertToGguf(hf, { out: dir("hf-form.gguf"), name: "m" })).out);
     try {
       assert.deepEqual(b.metadata, a.metadata);
@@ -302,15 +404,27 @@ describe("pma convert --to gguf", () => {
 
   test("refuses what llama.cpp's llama architecture would get wrong, and existing outputs", async () => {
     await writeCheckpoint(dir("scaled"), DENSE, "F32", { rope_scaling: { rope_type: "linear", factor: 2 } });
-    await assert.rejects(convertToGguf(dir("scaled"), { out: dir("x.gguf") }), (e) => isPmaError(e, "FORMAT_UNSUPPORTED") && /rope_scaling/.test(e.message));
-    await writeCheckpoint(dir("moe-as-dense"), MOE, "F32", { model_type: "llama", architectures: ["LlamaForCausalLM"] });
-    await assert.rejects(convertToGguf(dir("moe-as-dense"), { out: dir("x.gguf") }), (e) => isPmaError(e, "TENSOR_NOT_FOUND") && /mlp\.gate_proj/.test(e.message));
-    await assert.rejects(convertToGguf(dir("dense"), { out: dir("dense.gguf") }), (e) => isPmaError(e, "EXISTS"));
+    await assert.rejects(
+      convertToGguf(dir("scaled"), { out: dir("x.gguf") }),
+      (e) => isPmaError(e, "FORMAT_UNSUPPORTED") && /rope_scaling/.test(e.message),
+    );
+    await writeCheckpoint(dir("moe-as-dense"), MOE, "F32", {
+      model_type: "llama",
+      architectures: ["LlamaForCausalLM"],
+    });
+    await assert.rejects(
+      convertToGguf(dir("moe-as-dense"), { out: dir("x.gguf") }),
+      (e) => isPmaError(e, "TENSOR_NOT_FOUND") && /mlp\.gate_proj/.test(e.message),
+    );
+    await assert.rejects(convertToGguf(dir("dense"), { out: dir("dense.gguf") }), (e) =>
+      isPmaError(e, "EXISTS"),
+    );
     await convertToGguf(dir("dense"), { out: dir("dense.gguf"), force: true });
   });
 
   test("CLI: --json result, default output name, usage errors", () => {
-    const run = (...args: string[]) => spawnSync(process.execPath, [PMA, "convert", ...args], { encoding: "utf8" });
+    const run = (...args: string[]) =>
+      spawnSync(process.execPath, [PMA, "convert", ...args], { encoding: "utf8" });
     const ok = run(dir("moe"), "--to", "gguf", "--dtype", "f32", "--json");
     assert.equal(ok.status, 0, ok.stderr);
     const r = JSON.parse(ok.stdout) as { out: string; dtype: string; tensors: number; parameters: number };
@@ -332,6 +446,9 @@ describe("pma convert --to gguf", () => {
 test("a missing node-llama-cpp is an error that says how to install it", async () => {
   await assert.rejects(
     loadNodeLlamaCpp("pma-test-no-such-package"),
-    (e) => isPmaError(e, "BACKEND_UNAVAILABLE") && /npm i -E node-llama-cpp@3\.21\.1/.test(e.message) && /--engine pma/.test(e.message),
+    (e) =>
+      isPmaError(e, "BACKEND_UNAVAILABLE") &&
+      /npm i -E node-llama-cpp@3\.21\.1/.test(e.message) &&
+      /--engine pma/.test(e.message),
   );
 });

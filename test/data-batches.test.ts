@@ -81,5 +81,8 @@ function popcount(x: number): number {
 }
 
 test("a stream too short for one window is refused with advice", () => {
-  assert.throws(() => new WindowSampler(stream(10), 16, 0), /too few for windows of 16 \+ 1 tokens; use a shorter data.seq_len/);
+  assert.throws(
+    () => new WindowSampler(stream(10), 16, 0),
+    /too few for windows of 16 \+ 1 tokens; use a shorter data.seq_len/,
+  );
 });

@@ -4,11 +4,20 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BROWN_GENRES, brownCorpus, brownDirectory } from "../src/data/brown.js";
 import { brownToText, detokenize } from "../src/data/brown-text.js";
-import { assignSplits, corpusContentHash, SPLITS, textCorpus, type CorpusDocument, type Split } from "../src/data/corpus.js";
+import {
+  assignSplits,
+  corpusContentHash,
+  SPLITS,
+  textCorpus,
+  type CorpusDocument,
+  type Split,
+} from "../src/data/corpus.js";
 import { isPmaError } from "../src/common/errors.js";
 
 const dir = brownDirectory();
-const files = readdirSync(dir).filter((n) => /^c[a-r]\d\d$/.test(n)).sort();
+const files = readdirSync(dir)
+  .filter((n) => /^c[a-r]\d\d$/.test(n))
+  .sort();
 const corpus = brownCorpus();
 const bySplit = new Map<Split, CorpusDocument[]>(SPLITS.map((s) => [s, [...corpus.documents(s)]]));
 const all = SPLITS.flatMap((s) => bySplit.get(s)!);
@@ -33,7 +42,11 @@ test("Brown splits: disjoint, covering every file, stable across rebuilds and in
   assert.deepEqual([...ids].sort(), files, "every file is in some split");
   const again = brownCorpus();
   for (const s of SPLITS) {
-    assert.deepEqual([...again.documents(s)].map((d) => d.id), bySplit.get(s)!.map((d) => d.id), s);
+    assert.deepEqual(
+      [...again.documents(s)].map((d) => d.id),
+      bySplit.get(s)!.map((d) => d.id),
+      s,
+    );
     assert.equal(again.contentHash!(s), corpus.contentHash!(s));
   }
   // The assignment depends on the set of documents, not the order they are listed in.
@@ -56,11 +69,15 @@ test("Brown text: no part-of-speech tags left, words kept in order", () => {
   // A tag left behind shows as `/nn`, `/vbd`, `/np-tl` ... after a word. Words themselves
   // may hold such a substring (cj76 has "material/hr./*0F./in."), so the text must contain
   // exactly as many as the source's words do, not more.
-  const tagLike = new RegExp(`/(?:${[...tags].filter((t) => /^[a-z]+$/.test(t)).join("|")})(?:-tl|-hl|-nc)*\\b`, "g");
+  const tagLike = new RegExp(
+    `/(?:${[...tags].filter((t) => /^[a-z]+$/.test(t)).join("|")})(?:-tl|-hl|-nc)*\\b`,
+    "g",
+  );
   let inWords = 0;
   let inText = 0;
   for (const d of all) {
-    for (const tok of raw.get(d.id)!.split(/\s+/)) inWords += (tok.slice(0, tok.lastIndexOf("/")).match(tagLike) ?? []).length;
+    for (const tok of raw.get(d.id)!.split(/\s+/))
+      inWords += (tok.slice(0, tok.lastIndexOf("/")).match(tagLike) ?? []).length;
     inText += (d.text.match(tagLike) ?? []).length;
   }
   assert.ok(inText <= 2, `tag-like substrings in the text: ${inText}`);
@@ -69,7 +86,11 @@ test("Brown text: no part-of-speech tags left, words kept in order", () => {
     assert.ok(!d.text.includes("``") && !d.text.includes("''"), `${d.id}: corpus quote marks converted`);
     // Non-space characters in order equal the source words with quotes converted, minus the
     // full stop that an abbreviation ending a sentence absorbs ("Jr." "." -> "Jr.").
-    const words = raw.get(d.id)!.split(/\s+/).filter((t) => t.length > 0).map((t) => t.slice(0, t.lastIndexOf("/")));
+    const words = raw
+      .get(d.id)!
+      .split(/\s+/)
+      .filter((t) => t.length > 0)
+      .map((t) => t.slice(0, t.lastIndexOf("/")));
     let expected = "";
     let prev = "";
     for (const w of words) {
@@ -99,7 +120,10 @@ test("Brown text: paragraphs, sentences and headlines laid out as in the source"
 
 test("detokenize: spacing of punctuation, quotes, brackets and dashes", () => {
   const cases: [string[], string][] = [
-    [["``", "Only", "a", "handful", "''", ",", "the", "jury", "said", "."], '"Only a handful", the jury said.'],
+    [
+      ["``", "Only", "a", "handful", "''", ",", "the", "jury", "said", "."],
+      '"Only a handful", the jury said.',
+    ],
     [["He", "said", ",", "'", "Don't", "worry", "'", "."], "He said, 'Don't worry'."],
     [["the", "'", "Met", "'", "and", "the", "'", "Mets", "'"], "the 'Met' and the 'Mets'"],
     [["it", "(", "the", "resolution", ")", "passed", ";", "yes", "?"], "it (the resolution) passed; yes?"],
@@ -109,7 +133,10 @@ test("detokenize: spacing of punctuation, quotes, brackets and dashes", () => {
     [["a", "10''", "board"], 'a 10" board'],
   ];
   for (const [words, text] of cases) assert.equal(detokenize(words), text);
-  assert.equal(brownToText("\n\n\tA/at dog/nn ./.\nIt/pps ran/vbd ./.\n\n\n\tEnd/nn ./.\n"), "A dog. It ran.\n\nEnd.");
+  assert.equal(
+    brownToText("\n\n\tA/at dog/nn ./.\nIt/pps ran/vbd ./.\n\n\n\tEnd/nn ./.\n"),
+    "A dog. It ran.\n\nEnd.",
+  );
 });
 
 test("textCorpus: any plain texts, pinned splits honoured, hash follows content", () => {
@@ -119,15 +146,31 @@ test("textCorpus: any plain texts, pinned splits honoured, hash follows content"
   for (const s of SPLITS) for (const d of c.documents(s)) seen.set(d.id, s);
   assert.equal(seen.size, 41);
   assert.equal(seen.get("pinned"), "test");
-  assert.deepEqual(SPLITS.map((s) => [...c.documents(s)].length), [36, 2, 3]);
+  assert.deepEqual(
+    SPLITS.map((s) => [...c.documents(s)].length),
+    [36, 2, 3],
+  );
   assert.equal([...c.documents("train")][0]!.genre, "notes", "genre defaults to the corpus name");
   const h = corpusContentHash(c, "train");
   assert.equal(corpusContentHash(textCorpus("notes", docs), "train"), h, "same documents, same hash");
   const edited = docs.map((d, i) => (i === 39 ? { ...d, text: d.text + "!" } : d));
   const changedSplit = SPLITS.find((s) => [...c.documents(s)].some((d) => d.id === "doc39"))!;
-  assert.notEqual(corpusContentHash(textCorpus("notes", edited), changedSplit), corpusContentHash(c, changedSplit));
-  assert.throws(() => textCorpus("dup", [{ id: "a", text: "1" }, { id: "a", text: "2" }]), (e) => isPmaError(e, "DUPLICATE_NAME"));
+  assert.notEqual(
+    corpusContentHash(textCorpus("notes", edited), changedSplit),
+    corpusContentHash(c, changedSplit),
+  );
+  assert.throws(
+    () =>
+      textCorpus("dup", [
+        { id: "a", text: "1" },
+        { id: "a", text: "2" },
+      ]),
+    (e) => isPmaError(e, "DUPLICATE_NAME"),
+  );
   // Tiny genres stay in train rather than losing half their text to held-out splits.
-  const tiny = assignSplits([{ id: "x", genre: "g" }, { id: "y", genre: "g" }]);
+  const tiny = assignSplits([
+    { id: "x", genre: "g" },
+    { id: "y", genre: "g" },
+  ]);
   assert.deepEqual([...tiny.values()], ["train", "train"]);
 });

@@ -64,18 +64,48 @@ describe("held-out text files", () => {
     const t = readTextDocuments(file("a.txt", "one\nline two\n\n \n\nthree é\r\n\r\nfour\n"));
     assert.deepEqual(t.documents, ["one\nline two", "three é", "four"]);
     assert.equal(t.bytes, Buffer.byteLength("one\nline two") + Buffer.byteLength("three é") + 4);
-    const j = readTextDocuments(file("b.jsonl", '{"content":"alpha","id":1}\n\n{"content":"béta"}\n'), { textField: "content" });
+    const j = readTextDocuments(file("b.jsonl", '{"content":"alpha","id":1}\n\n{"content":"béta"}\n'), {
+      textField: "content",
+    });
     assert.deepEqual(j.documents, ["alpha", "béta"]);
   });
 
   test("bad input: empty data, JSONL without the field, unreadable tokenizer.json", () => {
-    assertPmaError(() => readTextDocuments(file("empty.txt", " \n\n\t\n")), "DATA_INVALID", /empty\.txt: no text in the held-out data/);
-    assertPmaError(() => readTextDocuments(file("c.jsonl", '{"body":"x"}\n'), { textField: "text" }), "FORMAT_UNSUPPORTED", /c\.jsonl:1: no string field "text" \(absent; fields: body\); name the text field with --text-field/);
-    assertPmaError(() => readTextDocuments(file("d.jsonl", "{oops\n")), "FORMAT_UNSUPPORTED", /d\.jsonl:1: not valid JSON/);
-    assertPmaError(() => readTextDocuments(file("e.csv", "a,b\n")), "USAGE", /must be a \.txt file .* or a \.jsonl file/);
-    assertPmaError(() => loadHfTokenizer(file("tokenizer.json", '{"model": {"type": "NoSuchModel"}, "decoder": null}')), "FORMAT_UNSUPPORTED", /tokenizer\.json: @huggingface\/tokenizers .* cannot read this tokenizer/);
-    assertPmaError(() => loadHfTokenizer(file("broken.json", '{"model": ')), "FORMAT_UNSUPPORTED", /broken\.json: the tokenizer is not valid JSON/);
-    assertPmaError(() => loadHfTokenizer(join(tmp.dir, "absent", "tokenizer.json")), "IO", /cannot read the tokenizer/);
+    assertPmaError(
+      () => readTextDocuments(file("empty.txt", " \n\n\t\n")),
+      "DATA_INVALID",
+      /empty\.txt: no text in the held-out data/,
+    );
+    assertPmaError(
+      () => readTextDocuments(file("c.jsonl", '{"body":"x"}\n'), { textField: "text" }),
+      "FORMAT_UNSUPPORTED",
+      /c\.jsonl:1: no string field "text" \(absent; fields: body\); name the text field with --text-field/,
+    );
+    assertPmaError(
+      () => readTextDocuments(file("d.jsonl", "{oops\n")),
+      "FORMAT_UNSUPPORTED",
+      /d\.jsonl:1: not valid JSON/,
+    );
+    assertPmaError(
+      () => readTextDocuments(file("e.csv", "a,b\n")),
+      "USAGE",
+      /must be a \.txt file .* or a \.jsonl file/,
+    );
+    assertPmaError(
+      () => loadHfTokenizer(file("tokenizer.json", '{"model": {"type": "NoSuchModel"}, "decoder": null}')),
+      "FORMAT_UNSUPPORTED",
+      /tokenizer\.json: @huggingface\/tokenizers .* cannot read this tokenizer/,
+    );
+    assertPmaError(
+      () => loadHfTokenizer(file("broken.json", '{"model": ')),
+      "FORMAT_UNSUPPORTED",
+      /broken\.json: the tokenizer is not valid JSON/,
+    );
+    assertPmaError(
+      () => loadHfTokenizer(join(tmp.dir, "absent", "tokenizer.json")),
+      "IO",
+      /cannot read the tokenizer/,
+    );
   });
 });
 
@@ -120,7 +150,10 @@ describe("pma eval --data on a pma checkpoint", () => {
     assert.equal(t.fromCache, true);
     assert.equal(r.dataTokens, t.tokens.length);
     const written = readTextDocuments(dataFile).documents;
-    assert.equal(r.dataBytes, written.reduce((a, d) => a + Buffer.byteLength(d, "utf8"), 0));
+    assert.equal(
+      r.dataBytes,
+      written.reduce((a, d) => a + Buffer.byteLength(d, "utf8"), 0),
+    );
     const config = await readModelConfig(ckpt);
     const w = await readWeights(ckpt);
     const p64 = new Map([...w.tensors].map(([k, v]) => [k, Float64Array.from(v.data)]));
@@ -136,34 +169,72 @@ describe("pma eval --data on a pma checkpoint", () => {
     assert.ok(Math.abs(r.bitsPerByte - ((want / Math.LN2) * t.tokens.length) / r.dataBytes) < 1e-4);
   });
 
-  test("llama.cpp scores the same packed windows as pma's engine (folder converted on the fly)", { skip: llamaCppMissing ?? false }, async (t) => {
-    const pma = await evaluateOnData(ckpt, { data: dataFile, cacheDir: cache, maxTokens: 256 });
-    const cpp = await evaluateOnData(ckpt, { data: dataFile, cacheDir: cache, maxTokens: 256, engine: "llama.cpp", llamaCpp: { threads: 1 } });
-    await closeLlamaCpp();
-    t.diagnostic(`pma ${pma.loss}, llama.cpp ${cpp.loss}`);
-    assert.equal(cpp.engine, "llama.cpp");
-    assert.deepEqual([cpp.tokens, cpp.windows, cpp.dataTokens, cpp.dataBytes], [pma.tokens, pma.windows, pma.dataTokens, pma.dataBytes]);
-    assert.ok(Math.abs(cpp.loss - pma.loss) < 1e-4, `pma ${pma.loss} vs llama.cpp ${cpp.loss}`);
-  });
+  test(
+    "llama.cpp scores the same packed windows as pma's engine (folder converted on the fly)",
+    { skip: llamaCppMissing ?? false },
+    async (t) => {
+      const pma = await evaluateOnData(ckpt, { data: dataFile, cacheDir: cache, maxTokens: 256 });
+      const cpp = await evaluateOnData(ckpt, {
+        data: dataFile,
+        cacheDir: cache,
+        maxTokens: 256,
+        engine: "llama.cpp",
+        llamaCpp: { threads: 1 },
+      });
+      await closeLlamaCpp();
+      t.diagnostic(`pma ${pma.loss}, llama.cpp ${cpp.loss}`);
+      assert.equal(cpp.engine, "llama.cpp");
+      assert.deepEqual(
+        [cpp.tokens, cpp.windows, cpp.dataTokens, cpp.dataBytes],
+        [pma.tokens, pma.windows, pma.dataTokens, pma.dataBytes],
+      );
+      assert.ok(Math.abs(cpp.loss - pma.loss) < 1e-4, `pma ${pma.loss} vs llama.cpp ${cpp.loss}`);
+    },
+  );
 
   test("text shorter than one window, and a tokenizer that does not fit the model, are clear errors", async () => {
     const short = join(tmp.dir, "short.txt");
     writeFileSync(short, "Too short.\n");
-    await assert.rejects(evaluateOnData(ckpt, { data: short, cacheDir: cache }), (e: unknown) => isPmaError(e) && e.code === "DATA_INVALID" && /short\.txt: the held-out text is \d+ tokens with this tokenizer, shorter than one window of 16 \+ 1/.test(e.message));
-    await assert.rejects(evaluateOnData(ckpt, { data: dataFile, cacheDir: cache, tokenizer: ROBERTA }), (e: unknown) => isPmaError(e) && /roberta\.json: the tokenizer produces id \d+, outside the model's vocabulary of 384/.test(e.message));
+    await assert.rejects(
+      evaluateOnData(ckpt, { data: short, cacheDir: cache }),
+      (e: unknown) =>
+        isPmaError(e) &&
+        e.code === "DATA_INVALID" &&
+        /short\.txt: the held-out text is \d+ tokens with this tokenizer, shorter than one window of 16 \+ 1/.test(
+          e.message,
+        ),
+    );
+    await assert.rejects(
+      evaluateOnData(ckpt, { data: dataFile, cacheDir: cache, tokenizer: ROBERTA }),
+      (e: unknown) =>
+        isPmaError(e) &&
+        /roberta\.json: the tokenizer produces id \d+, outside the model's vocabulary of 384/.test(e.message),
+    );
   });
 
   test("the CLI: --data with --json, .jsonl with --text-field, and exit 1 without a stack trace", () => {
     const jsonl = join(tmp.dir, "heldout.jsonl");
     writeFileSync(jsonl, docs.map((d) => JSON.stringify({ body: d })).join("\n") + "\n");
     const env = { ...process.env, PMA_CACHE_DIR: cache };
-    const ok = spawnSync(process.execPath, [PMA_CLI, "eval", ckpt, "--data", jsonl, "--text-field", "body", "--max-tokens", "64", "--json"], { encoding: "utf8", env });
+    const ok = spawnSync(
+      process.execPath,
+      [PMA_CLI, "eval", ckpt, "--data", jsonl, "--text-field", "body", "--max-tokens", "64", "--json"],
+      { encoding: "utf8", env },
+    );
     assert.equal(ok.status, 0, ok.stderr);
-    const r = JSON.parse(ok.stdout) as { loss: number; bitsPerByte: number; tokens: number; documents: number };
+    const r = JSON.parse(ok.stdout) as {
+      loss: number;
+      bitsPerByte: number;
+      tokens: number;
+      documents: number;
+    };
     assert.equal(r.tokens, 64);
     assert.equal(r.documents, docs.length);
     assert.ok(r.loss > 0 && r.bitsPerByte > 0);
-    const bad = spawnSync(process.execPath, [PMA_CLI, "eval", ckpt, "--data", jsonl], { encoding: "utf8", env });
+    const bad = spawnSync(process.execPath, [PMA_CLI, "eval", ckpt, "--data", jsonl], {
+      encoding: "utf8",
+      env,
+    });
     assert.equal(bad.status, 1);
     assert.match(bad.stderr, /no string field "text"/);
     assert.doesNotMatch(bad.stderr, /\n\s+at /);

@@ -38,7 +38,11 @@ function mulberry32(seed: number): () => number {
  * smallest (left id, right id); occurrences merge left to right; a token whose bytes already
  * exist reuses that id; a pair merged before is not listed again.
  */
-function naiveBpe(texts: string[], tokens: number, minFrequency: number): { tokens: number[][]; merges: [number, number, number][] } {
+function naiveBpe(
+  texts: string[],
+  tokens: number,
+  minFrequency: number,
+): { tokens: number[][]; merges: [number, number, number][] } {
   const counts = new Map<string, number>();
   for (const t of texts) for (const w of preTokenize(t)) counts.set(w, (counts.get(w) ?? 0) + 1);
   const words = [...counts].map(([w, c]) => ({ syms: [...new TextEncoder().encode(w)], c }));
@@ -46,14 +50,20 @@ function naiveBpe(texts: string[], tokens: number, minFrequency: number): { toke
   const merges: [number, number, number][] = [];
   while (vocab.length < tokens) {
     const pairs = new Map<string, number>();
-    for (const w of words) for (let i = 0; i + 1 < w.syms.length; i++) {
-      const k = `${w.syms[i]},${w.syms[i + 1]}`;
-      pairs.set(k, (pairs.get(k) ?? 0) + w.c);
-    }
+    for (const w of words)
+      for (let i = 0; i + 1 < w.syms.length; i++) {
+        const k = `${w.syms[i]},${w.syms[i + 1]}`;
+        pairs.set(k, (pairs.get(k) ?? 0) + w.c);
+      }
     let best: [number, number, number] | undefined;
     for (const [k, c] of pairs) {
       const [a, b] = k.split(",").map(Number) as [number, number];
-      if (best === undefined || c > best[2] || (c === best[2] && (a < best[0] || (a === best[0] && b < best[1])))) best = [a, b, c];
+      if (
+        best === undefined ||
+        c > best[2] ||
+        (c === best[2] && (a < best[0] || (a === best[0] && b < best[1])))
+      )
+        best = [a, b, c];
     }
     if (best === undefined || best[2] < minFrequency) break;
     const [a, b] = best;
@@ -83,12 +93,25 @@ test("BPE training: merges derived by hand on a tiny corpus", () => {
   // Then "aaaa" = [aa, aa], "aab" = [aa, b]: (aa,b) = 2 beats (aa,aa) = 1 -> 257 = aab.
   // Left is (aa,aa) = 1: merged only when pairs seen once count (minFrequency 1).
   const words = countWords(["aaaa", "aab", "aab"]);
-  assert.deepEqual(trainBpe(words, { tokens: 300 }).merges, [[97, 97, 256], [256, 98, 257]]);
-  assert.deepEqual(trainBpe(words, { tokens: 300, minFrequency: 1 }).merges, [[97, 97, 256], [256, 98, 257], [256, 256, 258]]);
+  assert.deepEqual(trainBpe(words, { tokens: 300 }).merges, [
+    [97, 97, 256],
+    [256, 98, 257],
+  ]);
+  assert.deepEqual(trainBpe(words, { tokens: 300, minFrequency: 1 }).merges, [
+    [97, 97, 256],
+    [256, 98, 257],
+    [256, 256, 258],
+  ]);
   // "aaa" with (a,a): left to right, no overlap -> [aa, a], so (a,a) counted 2 then gone.
-  assert.deepEqual(trainBpe(countWords(["aaa"]), { tokens: 300, minFrequency: 1 }).merges, [[97, 97, 256], [256, 97, 257]]);
+  assert.deepEqual(trainBpe(countWords(["aaa"]), { tokens: 300, minFrequency: 1 }).merges, [
+    [97, 97, 256],
+    [256, 97, 257],
+  ]);
   // Ties: equal counts go to the smaller (left, right) pair: (a,b) before (b,a), (c,d).
-  assert.deepEqual(trainBpe(countWords(["cd", "ba", "ab"]), { tokens: 258, minFrequency: 1 }).merges, [[97, 98, 256], [98, 97, 257]]);
+  assert.deepEqual(trainBpe(countWords(["cd", "ba", "ab"]), { tokens: 258, minFrequency: 1 }).merges, [
+    [97, 98, 256],
+    [98, 97, 257],
+  ]);
   // The vocabulary size bounds the merges.
   assert.equal(trainBpe(words, { tokens: 257, minFrequency: 1 }).merges.length, 1);
 });
@@ -109,7 +132,11 @@ test("BPE training: identical to the naive O(n^2) reference on random corpora", 
     const want = naiveBpe(texts, target, minFrequency);
     const got = trainBpe(countWords(texts), { tokens: target, minFrequency });
     assert.deepEqual(got.merges, want.merges, `trial ${trial}`);
-    assert.deepEqual(got.tokens.map((t) => [...t]), want.tokens, `trial ${trial}`);
+    assert.deepEqual(
+      got.tokens.map((t) => [...t]),
+      want.tokens,
+      `trial ${trial}`,
+    );
   }
 });
 
@@ -129,10 +156,26 @@ test("Brown tokenizer: 4096 tokens, <|endoftext|> last, every document of every 
 /** Random strings over scripts a training corpus never saw, emoji, controls and odd spaces. */
 function randomUnicode(rand: () => number, length: number): string {
   const ranges: [number, number][] = [
-    [0x20, 0x7e], [0x00, 0x1f], [0x7f, 0xff], [0x0370, 0x03ff], [0x0400, 0x04ff], [0x0590, 0x05ff],
-    [0x0600, 0x06ff], [0x0900, 0x097f], [0x0e00, 0x0e7f], [0x3040, 0x30ff], [0x4e00, 0x9fff],
-    [0xac00, 0xd7a3], [0x0300, 0x036f], [0x1f300, 0x1faff], [0x10000, 0x1007f], [0x12000, 0x123ff],
-    [0x1e900, 0x1e95f], [0x1d400, 0x1d7ff], [0xe000, 0xf8ff], [0xfff0, 0xfffd],
+    [0x20, 0x7e],
+    [0x00, 0x1f],
+    [0x7f, 0xff],
+    [0x0370, 0x03ff],
+    [0x0400, 0x04ff],
+    [0x0590, 0x05ff],
+    [0x0600, 0x06ff],
+    [0x0900, 0x097f],
+    [0x0e00, 0x0e7f],
+    [0x3040, 0x30ff],
+    [0x4e00, 0x9fff],
+    [0xac00, 0xd7a3],
+    [0x0300, 0x036f],
+    [0x1f300, 0x1faff],
+    [0x10000, 0x1007f],
+    [0x12000, 0x123ff],
+    [0x1e900, 0x1e95f],
+    [0x1d400, 0x1d7ff],
+    [0xe000, 0xf8ff],
+    [0xfff0, 0xfffd],
   ];
   const specials = [0x85, 0xa0, 0x1680, 0x2028, 0x2029, 0x200b, 0x200d, 0xfeff, 0x3000, 0xfe0f, 0x1f3fb];
   let s = "";
@@ -155,7 +198,16 @@ test("round trip of arbitrary Unicode (seeded): unseen scripts, emoji, controls,
     const s = randomUnicode(rand, 1 + Math.floor(rand() * 80));
     assert.equal(tok.decode(tok.encode(s)), s, JSON.stringify(s));
   }
-  for (const s of ["", " ", "\u0000", "😀👩‍👩‍👧‍👦🇺🇸", "e\u0301", "\ufeffBOM first", "x".repeat(5000), " ".repeat(3000) + "y"]) {
+  for (const s of [
+    "",
+    " ",
+    "\u0000",
+    "😀👩‍👩‍👧‍👦🇺🇸",
+    "e\u0301",
+    "\ufeffBOM first",
+    "x".repeat(5000),
+    " ".repeat(3000) + "y",
+  ]) {
     assert.equal(tok.decode(tok.encode(s)), s);
   }
 });
@@ -183,12 +235,20 @@ test("the Hugging Face JavaScript tokenizer reads our tokenizer.json and encodes
   const texts = [...brown.documents("validation")].slice(0, 8).map((d) => d.text);
   const rand = mulberry32(77);
   for (let i = 0; i < 300; i++) texts.push(randomUnicode(rand, 1 + Math.floor(rand() * 60)));
-  texts.push(`a${END_OF_TEXT} b`, `  ${END_OF_TEXT}${END_OF_TEXT}\n`, "x\u0085y\ufeffz\u2028", "don't'll 'S 12345 ...!!");
+  texts.push(
+    `a${END_OF_TEXT} b`,
+    `  ${END_OF_TEXT}${END_OF_TEXT}\n`,
+    "x\u0085y\ufeffz\u2028",
+    "don't'll 'S 12345 ...!!",
+  );
   for (const t of texts) {
     const ours = [...tok.encode(t)];
     const theirs = hf.encode(t, { add_special_tokens: false }).ids;
     assert.deepEqual(ours, theirs, JSON.stringify(t.slice(0, 80)));
-    assert.equal(hf.decode(theirs, { skip_special_tokens: false, clean_up_tokenization_spaces: false }), tok.decode(ours));
+    assert.equal(
+      hf.decode(theirs, { skip_special_tokens: false, clean_up_tokenization_spaces: false }),
+      tok.decode(ours),
+    );
   }
 });
 
@@ -202,7 +262,14 @@ test("tokenizer.json: standard fields, atomic save, load gives the same tokenize
   assert.equal(Object.keys(json.model.vocab).length, 4096);
   assert.equal(json.model.merges.length, 4095 - 256);
   assert.equal(json.model.vocab[BYTE_TO_CHAR[0x20]!], 0x20, "byte tokens keep their byte value as id");
-  assert.deepEqual(json.added_tokens.map((t: { content: string; id: number; special: boolean }) => [t.content, t.id, t.special]), [[END_OF_TEXT, 4095, true]]);
+  assert.deepEqual(
+    json.added_tokens.map((t: { content: string; id: number; special: boolean }) => [
+      t.content,
+      t.id,
+      t.special,
+    ]),
+    [[END_OF_TEXT, 4095, true]],
+  );
   assert.equal(json.decoder.type, "ByteLevel");
   const loaded = loadTokenizer(path);
   assert.deepEqual(tokenizerToJson(loaded), tokenizerToJson(tok));
@@ -220,12 +287,31 @@ test("loadTokenizer reads the classic GPT-2 form (ByteLevel pre-tokenizer with i
   vocab[END_OF_TEXT] = Object.keys(vocab).length;
   const json = {
     version: "1.0",
-    added_tokens: [{ id: vocab[END_OF_TEXT], content: END_OF_TEXT, single_word: false, lstrip: false, rstrip: false, normalized: true, special: true }],
+    added_tokens: [
+      {
+        id: vocab[END_OF_TEXT],
+        content: END_OF_TEXT,
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: true,
+        special: true,
+      },
+    ],
     normalizer: null,
     pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
     post_processor: null,
     decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: { type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, vocab, merges },
+    model: {
+      type: "BPE",
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: false,
+      vocab,
+      merges,
+    },
   };
   const dir = mkdtempSync(join(cacheDir, "gpt2-"));
   const path = join(dir, "tokenizer.json");
@@ -261,20 +347,36 @@ test("cache: the second prepare and tokenise read files; keys follow vocabulary 
       assert.equal(second.tokens[d.start - 1], tok.endOfText);
       assert.equal(second.tokens[d.start + d.length], tok.endOfText);
       // Every train document already round-tripped above; decoding the held-out ones suffices.
-      if (s !== "train") assert.equal(tok.decode(second.tokens.subarray(d.start, d.start + d.length)), docs[i]!.text);
+      if (s !== "train")
+        assert.equal(tok.decode(second.tokens.subarray(d.start, d.start + d.length)), docs[i]!.text);
     });
   }
   // A different vocabulary or corpus content is a different cache entry.
   const small = textCorpus("small", [{ id: "a", text: "the cat sat on the mat with the hat" }]);
   const p1 = prepareTokenizer(small, { cacheDir, vocabSize: 300 });
   const p2 = prepareTokenizer(small, { cacheDir, vocabSize: 280 });
-  const p3 = prepareTokenizer(textCorpus("small", [{ id: "a", text: "the cat sat on the mat with the bat" }]), { cacheDir, vocabSize: 300 });
+  const p3 = prepareTokenizer(
+    textCorpus("small", [{ id: "a", text: "the cat sat on the mat with the bat" }]),
+    { cacheDir, vocabSize: 300 },
+  );
   assert.equal(new Set([p1.dir, p2.dir, p3.dir, prepared.dir]).size, 4);
   assert.equal(prepareTokenizer(small, { cacheDir, vocabSize: 300 }).fromCache, true);
 });
 
 test("pre-tokenisation: GPT-2's pieces, concatenating back to the text", () => {
-  assert.deepEqual(preTokenize("Hello, world! It's 2024  now\n\n ok"), ["Hello", ",", " world", "!", " It", "'s", " 2024", " ", " now", "\n\n", " ok"]);
+  assert.deepEqual(preTokenize("Hello, world! It's 2024  now\n\n ok"), [
+    "Hello",
+    ",",
+    " world",
+    "!",
+    " It",
+    "'s",
+    " 2024",
+    " ",
+    " now",
+    "\n\n",
+    " ok",
+  ]);
   const rand = mulberry32(9);
   for (let i = 0; i < 200; i++) {
     const s = randomUnicode(rand, 40);

@@ -26,7 +26,12 @@ interface Container {
 }
 interface JobManifest {
   kind: string;
-  spec: { completionMode?: string; completions?: number; parallelism?: number; template: { spec: { restartPolicy: string; containers: Container[] } } };
+  spec: {
+    completionMode?: string;
+    completions?: number;
+    parallelism?: number;
+    template: { spec: { restartPolicy: string; containers: Container[] } };
+  };
 }
 
 test("k8s Indexed Job: one pod per part, JOB_COMPLETION_INDEX picks the part; finalize publishes the one-process merge", async () => {
@@ -38,7 +43,11 @@ test("k8s Indexed Job: one pod per part, JOB_COMPLETION_INDEX picks the part; fi
   const count = parts.spec.completions!;
   assert.equal(parts.spec.parallelism, count);
   const pod = parts.spec.template.spec.containers[0]!;
-  assert.equal(pod.env?.find((e) => e.name === "PMA_PARTS")?.value, String(count), "PMA_PARTS equals completions");
+  assert.equal(
+    pod.env?.find((e) => e.name === "PMA_PARTS")?.value,
+    String(count),
+    "PMA_PARTS equals completions",
+  );
   assert.deepEqual(pod.command, ["sh", "-c"]);
   const script = pod.args![0]!;
   assert.match(script, /--part "\$JOB_COMPLETION_INDEX\/\$PMA_PARTS"/);
@@ -64,10 +73,19 @@ test("k8s Indexed Job: one pod per part, JOB_COMPLETION_INDEX picks the part; fi
     }
     const bin = join(tmp.dir, "bin");
     mkdirSync(bin);
-    writeFileSync(join(bin, "pma"), `#!/bin/sh\nexec '${process.execPath}' '${PMA_CLI}' "$@"\n`, { mode: 0o755 });
-    const env = { ...process.env, PATH: `${bin}:${process.env["PATH"] ?? "/usr/bin:/bin"}`, PMA_PARTS: String(count) };
+    writeFileSync(join(bin, "pma"), `#!/bin/sh\nexec '${process.execPath}' '${PMA_CLI}' "$@"\n`, {
+      mode: 0o755,
+    });
+    const env = {
+      ...process.env,
+      PATH: `${bin}:${process.env["PATH"] ?? "/usr/bin:/bin"}`,
+      PMA_PARTS: String(count),
+    };
     for (let i = count - 1; i >= 0; i--) {
-      const run = spawnSync("sh", ["-c", local(script).replace(/--threads \d+/, "--threads 1")], { env: { ...env, JOB_COMPLETION_INDEX: String(i) }, encoding: "utf8" });
+      const run = spawnSync("sh", ["-c", local(script).replace(/--threads \d+/, "--threads 1")], {
+        env: { ...env, JOB_COMPLETION_INDEX: String(i) },
+        encoding: "utf8",
+      });
       assert.equal(run.status, 0, `pod ${i}: ${run.stderr}`);
       assert.match(run.stdout, new RegExp(`wrote part ${i}/${count}`));
     }

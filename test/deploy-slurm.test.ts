@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  writeFileSync,
+} from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { hostname } from "node:os";
@@ -35,7 +43,8 @@ function which(name: string): string | null {
 /** Why this test cannot run here, or null. Under CI a reason is a failure, not a skip. */
 function unavailable(): string | null {
   const missing = BINARIES.filter((b) => which(b) === null);
-  if (missing.length > 0) return `Slurm/munge binaries not found (${missing.join(", ")}): apt-get install slurm-wlm munge`;
+  if (missing.length > 0)
+    return `Slurm/munge binaries not found (${missing.join(", ")}): apt-get install slurm-wlm munge`;
   if (process.getuid?.() !== 0) return "starting slurmd and munged needs root";
   if (spawnSync("id", ["munge"]).status !== 0) return "no 'munge' user (the munge package creates it)";
   return null;
@@ -67,7 +76,15 @@ if (reason !== null && process.env["CI"] === "true") {
 
     test("a 4-task array and an afterok finalize write the one-process merge, byte for byte", async () => {
       const out = join(tmp.dir, "merged");
-      const { parts, final } = cluster.submit(["4", out, ...inputs, "--shard-size", "60000", "--method", "wma"]);
+      const { parts, final } = cluster.submit([
+        "4",
+        out,
+        ...inputs,
+        "--shard-size",
+        "60000",
+        "--method",
+        "wma",
+      ]);
       const state = await cluster.waitForEnd(final, 40_000);
       const logs = cluster.logs();
       assert.equal(state, "COMPLETED", `finalize job ${final} ended ${state}\n${logs}`);
@@ -77,8 +94,13 @@ if (reason !== null && process.env["CI"] === "true") {
       delete files["pma_merge.json"];
       delete expected["pma_merge.json"];
       assert.deepEqual(files, expected);
-      const record = JSON.parse(readFileSync(join(out, "pma_merge.json"), "utf8")) as { parts: { index: number }[] };
-      assert.deepEqual(record.parts.map((p) => p.index), [0, 1, 2, 3]);
+      const record = JSON.parse(readFileSync(join(out, "pma_merge.json"), "utf8")) as {
+        parts: { index: number }[];
+      };
+      assert.deepEqual(
+        record.parts.map((p) => p.index),
+        [0, 1, 2, 3],
+      );
       assert.ok(!existsSync(partsDir(out)));
     });
 
@@ -120,7 +142,10 @@ async function startCluster(dir: string): Promise<Cluster> {
   const run = join(dir, "run");
   const uid = Number(execFileSync("id", ["-u", "munge"], { encoding: "utf8" }));
   const gid = Number(execFileSync("id", ["-g", "munge"], { encoding: "utf8" }));
-  for (const [d, mode] of [[munge, 0o700], [run, 0o755]] as const) {
+  for (const [d, mode] of [
+    [munge, 0o700],
+    [run, 0o755],
+  ] as const) {
     mkdirSync(d);
     chownSync(d, uid, gid);
     chmodSync(d, mode);
@@ -132,9 +157,24 @@ async function startCluster(dir: string): Promise<Cluster> {
   const pids: string[] = [];
   // Daemons fork and keep running: their output goes to their log files, not to pipes
   // this process would wait on.
-  spawnSync("runuser", ["-u", "munge", "--", "munged", `--socket=${socket}`, `--key-file=${key}`, `--log-file=${join(munge, "munged.log")}`, `--pid-file=${join(run, "munged.pid")}`, `--seed-file=${join(munge, "munged.seed")}`], { stdio: "ignore" });
+  spawnSync(
+    "runuser",
+    [
+      "-u",
+      "munge",
+      "--",
+      "munged",
+      `--socket=${socket}`,
+      `--key-file=${key}`,
+      `--log-file=${join(munge, "munged.log")}`,
+      `--pid-file=${join(run, "munged.pid")}`,
+      `--seed-file=${join(munge, "munged.seed")}`,
+    ],
+    { stdio: "ignore" },
+  );
   pids.push(join(run, "munged.pid"));
-  if (!existsSync(socket)) throw new Error(`munged did not start:\n${readFileSync(join(munge, "munged.log"), "utf8")}`);
+  if (!existsSync(socket))
+    throw new Error(`munged did not start:\n${readFileSync(join(munge, "munged.log"), "utf8")}`);
 
   for (const d of ["state", "spool", "log"]) mkdirSync(join(dir, d));
   const [ctldPort, slurmdPort] = [await freePort(), await freePort()];
@@ -179,7 +219,9 @@ async function startCluster(dir: string): Promise<Cluster> {
   const env = { ...process.env, SLURM_CONF: conf };
   const bin = join(dir, "bin");
   mkdirSync(bin);
-  writeFileSync(join(bin, "pma"), `#!/bin/sh\nexec '${process.execPath}' '${PMA_CLI}' "$@"\n`, { mode: 0o755 });
+  writeFileSync(join(bin, "pma"), `#!/bin/sh\nexec '${process.execPath}' '${PMA_CLI}' "$@"\n`, {
+    mode: 0o755,
+  });
   // One CPU per part: four parts run at once on the four CPUs the node has.
   const jobEnv = { ...env, PATH: `${bin}:${process.env["PATH"] ?? "/usr/bin:/bin"}`, PMA_CPUS_PER_PART: "1" };
 
@@ -202,7 +244,9 @@ async function startCluster(dir: string): Promise<Cluster> {
         if (!["PENDING", "RUNNING", "CONFIGURING", "COMPLETING"].includes(s)) return s;
         if (Date.now() > until) {
           const show = spawnSync("scontrol", ["show", "job"], { env, encoding: "utf8" }).stdout;
-          throw new Error(`job ${job} still ${s} after ${ms} ms\n${show}\n${cluster.logs()}\n${tail(join(dir, "log", "slurmctld.log"))}\n${tail(join(dir, "log", "slurmd.log"))}`);
+          throw new Error(
+            `job ${job} still ${s} after ${ms} ms\n${show}\n${cluster.logs()}\n${tail(join(dir, "log", "slurmctld.log"))}\n${tail(join(dir, "log", "slurmd.log"))}`,
+          );
         }
         await sleep(100);
       }
@@ -233,7 +277,9 @@ async function startCluster(dir: string): Promise<Cluster> {
       const r = spawnSync("sinfo", ["-h", "-o", "%T"], { env, encoding: "utf8" });
       if (r.stdout.trim() === "idle") break;
       if (Date.now() > until) {
-        throw new Error(`the one-node cluster did not come up: sinfo '${r.stdout.trim()}' ${r.stderr}\n${tail(join(dir, "log", "slurmctld.log"))}\n${tail(join(dir, "log", "slurmd.log"))}`);
+        throw new Error(
+          `the one-node cluster did not come up: sinfo '${r.stdout.trim()}' ${r.stderr}\n${tail(join(dir, "log", "slurmctld.log"))}\n${tail(join(dir, "log", "slurmd.log"))}`,
+        );
       }
       await sleep(100);
     }
@@ -286,7 +332,13 @@ async function writeCheckpoints(root: string): Promise<string[]> {
     const tensors: TensorData[] = specs.map((s) => {
       const n = s.shape.reduce((a, b) => a * b, 1);
       // Values a bf16 holds exactly: small integers over 256.
-      return { ...s, data: toBytes(Array.from({ length: n }, () => Math.round((r() * 2 - 1) * 256) / 256), s.dtype) };
+      return {
+        ...s,
+        data: toBytes(
+          Array.from({ length: n }, () => Math.round((r() * 2 - 1) * 256) / 256),
+          s.dtype,
+        ),
+      };
     });
     await writeSafetensors(join(dir, "model.safetensors"), tensors);
     await writeFile(join(dir, "config.json"), JSON.stringify({ model_type: "llama" }));

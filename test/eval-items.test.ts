@@ -28,8 +28,16 @@ test("sentences: stops end them, abbreviations and initials do not; paragraphs a
       [1, `"Quoted," he said.`],
     ],
   );
-  assert.deepEqual(lastWord(`He said: "I think I'm done".`), { context: `He said: "I think I'm`, word: "done", tail: `".` });
-  assert.deepEqual(lastWord("It was over (at last)."), { context: "It was over (at", word: "last", tail: ")." });
+  assert.deepEqual(lastWord(`He said: "I think I'm done".`), {
+    context: `He said: "I think I'm`,
+    word: "done",
+    tail: `".`,
+  });
+  assert.deepEqual(lastWord("It was over (at last)."), {
+    context: "It was over (at",
+    word: "last",
+    tail: ").",
+  });
   assert.equal(lastWord("No stop here"), null);
   assert.equal(lastWord("It cost $5."), null);
 });
@@ -68,7 +76,9 @@ test("Brown items: the requested counts, every sequence within maxTokens, ids th
     assert.equal(it.contextIds[0], sep);
     assert.equal(tok.decode(it.contextIds.slice(1)), it.context);
     it.choices.forEach((w, j) => assert.equal(tok.decode(it.choiceIds[j]!), ` ${w}`));
-    assert.ok(it.contextIds.length + Math.max(...it.choiceIds.map((c) => c.length)) <= items.options.maxTokens);
+    assert.ok(
+      it.contextIds.length + Math.max(...it.choiceIds.map((c) => c.length)) <= items.options.maxTokens,
+    );
   }
   for (const it of [...items.blimp_swap, ...items.blimp_drop]) {
     assert.equal(it.goodIds[0], sep);
@@ -82,8 +92,13 @@ test("Brown items: the requested counts, every sequence within maxTokens, ids th
 });
 
 test("no item sentence occurs anywhere in the Brown train split (plain substring search)", () => {
-  const sentences = new Set([...items.lambada.map((i) => i.sentence), ...items.blimp_swap.map((i) => i.good), ...items.blimp_drop.map((i) => i.good)]);
-  for (const s of sentences) assert.ok(!train.some((d) => d.includes(s)), `item sentence found in train: ${s}`);
+  const sentences = new Set([
+    ...items.lambada.map((i) => i.sentence),
+    ...items.blimp_swap.map((i) => i.good),
+    ...items.blimp_drop.map((i) => i.good),
+  ]);
+  for (const s of sentences)
+    assert.ok(!train.some((d) => d.includes(s)), `item sentence found in train: ${s}`);
 });
 
 test("swap items exchange two adjacent bare words; drop items remove exactly one word", () => {
@@ -109,8 +124,13 @@ test("swap items exchange two adjacent bare words; drop items remove exactly one
     assert.deepEqual(it.words, [g[it.position]]);
     assert.ok(it.position >= 1);
     // The unigram term: add-one smoothed train token frequencies of the dropped word's tokens.
-    const want = tok.encodeOrdinary(` ${it.words[0]}`).reduce((a, id) => a + Math.log((trainCounts[id]! + 1) / (trainTotal + tok.vocabSize)), 0);
-    assert.ok(Math.abs(it.unigramLogProb - want) < 1e-9 * Math.abs(want), `${it.words[0]}: ${it.unigramLogProb} vs ${want}`);
+    const want = tok
+      .encodeOrdinary(` ${it.words[0]}`)
+      .reduce((a, id) => a + Math.log((trainCounts[id]! + 1) / (trainTotal + tok.vocabSize)), 0);
+    assert.ok(
+      Math.abs(it.unigramLogProb - want) < 1e-9 * Math.abs(want),
+      `${it.words[0]}: ${it.unigramLogProb} vs ${want}`,
+    );
   }
 });
 
@@ -131,12 +151,16 @@ test("next-word items: the answer ends the sentence; distractors are distinct, a
     }
   }
   logRatios = logRatios.sort((a, b) => a - b);
-  assert.ok(logRatios[Math.floor(logRatios.length / 2)]! < Math.log(1.5), `median frequency ratio ${Math.exp(logRatios[Math.floor(logRatios.length / 2)]!)}`);
+  assert.ok(
+    logRatios[Math.floor(logRatios.length / 2)]! < Math.log(1.5),
+    `median frequency ratio ${Math.exp(logRatios[Math.floor(logRatios.length / 2)]!)}`,
+  );
 });
 
 /** A slice of Brown (60 train documents, the real test split) keeps rebuilds fast. */
 function brownPart(extraTrain: CorpusDocument[] = []): Corpus {
-  const docs = (split: "train" | "test", n: number): CorpusDocument[] => [...brown.documents(split)].slice(0, n);
+  const docs = (split: "train" | "test", n: number): CorpusDocument[] =>
+    [...brown.documents(split)].slice(0, n);
   return textCorpus("brown-part", [
     ...[...docs("train", 60), ...extraTrain].map((d) => ({ ...d, split: "train" as const })),
     ...docs("test", 25).map((d) => ({ ...d, split: "test" as const })),
@@ -151,7 +175,11 @@ test("a held-out document copied into a train document yields no items", () => {
   };
   assert.ok(docsOf(brownPart()).has(copied.id), "the document gives items while only the test split has it");
   // Embedded mid-document, re-wrapped: found however the whitespace falls.
-  const planted = { id: "planted", genre: copied.genre, text: `Some words before it. ${copied.text.replace(/ /g, "\n")} And some after.` };
+  const planted = {
+    id: "planted",
+    genre: copied.genre,
+    text: `Some words before it. ${copied.text.replace(/ /g, "\n")} And some after.`,
+  };
   const used = docsOf(brownPart([planted]));
   assert.ok(!used.has(copied.id), "a sentence the models trained on was used as an item");
   assert.ok(used.size > 5, "the other documents still give items");
@@ -162,7 +190,11 @@ test("items are a pure function of corpus, tokenizer and options; saved items re
   const opts = { count: 40, seed: 3 };
   const a = JSON.stringify(buildTaskItems(part, tok, opts));
   assert.equal(JSON.stringify(buildTaskItems(part, tok, opts)), a);
-  assert.notEqual(JSON.stringify(buildTaskItems(part, tok, { ...opts, seed: 4 })), a, "another seed draws other items");
+  assert.notEqual(
+    JSON.stringify(buildTaskItems(part, tok, { ...opts, seed: 4 })),
+    a,
+    "another seed draws other items",
+  );
 
   const first = await taskItemsFor({ corpus: part, tokenizer: tok, dir: tmp.dir, options: opts });
   assert.equal(first.fromCache, false);
@@ -173,6 +205,11 @@ test("items are a pure function of corpus, tokenizer and options; saved items re
   assert.equal(JSON.stringify(again.items), a);
   assert.equal(JSON.stringify(await loadTaskItems(first.path)), a);
   assert.equal((await readFile(first.path, "utf8")).trimEnd(), a);
-  const other = await taskItemsFor({ corpus: part, tokenizer: tok, dir: tmp.dir, options: { ...opts, count: 41 } });
+  const other = await taskItemsFor({
+    corpus: part,
+    tokenizer: tok,
+    dir: tmp.dir,
+    options: { ...opts, count: 41 },
+  });
   assert.notEqual(other.path, first.path, "other options, other file");
 });

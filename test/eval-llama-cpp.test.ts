@@ -64,7 +64,8 @@ const missing = await loadNodeLlamaCpp().then(
   () => null,
   (e: Error) => e.message,
 );
-if (missing !== null && process.env["CI"] === "true") throw new Error(`CI must run the llama.cpp agreement test: ${missing}`);
+if (missing !== null && process.env["CI"] === "true")
+  throw new Error(`CI must run the llama.cpp agreement test: ${missing}`);
 
 describe("pma's engine and llama.cpp agree on pma's checkpoints", { skip: missing ?? false }, () => {
   let tmp: Awaited<ReturnType<typeof tempDir>>;
@@ -77,7 +78,8 @@ describe("pma's engine and llama.cpp agree on pma's checkpoints", { skip: missin
   };
   const opts = (): ScoreTokensOptions => ({ maxTokens: TOKENS, cacheDir: dir("cache"), threads: 1 });
   const pmaScores = new Map<string, ScoredTokens>();
-  const scoreStream = async (ckpt: string) => new SplitTokens(dir("cache")).get("brown", "validation", join(ckpt, "tokenizer.json"));
+  const scoreStream = async (ckpt: string) =>
+    new SplitTokens(dir("cache")).get("brown", "validation", join(ckpt, "tokenizer.json"));
 
   before(async () => {
     tmp = await tempDir("pma-llama-cpp-");
@@ -88,7 +90,8 @@ describe("pma's engine and llama.cpp agree on pma's checkpoints", { skip: missin
       const ckpts = [dir(name, "checkpoint-256"), dir(name, "checkpoint-384")];
       pma("merge", ...ckpts, "--out", dir(`${name}-f32`));
       pma("merge", ...ckpts, "--out", dir(`${name}-bf16`), "--dtype", "bf16");
-      for (const dtype of ["f32", "bf16"]) pma("convert", dir(`${name}-${dtype}`), "--to", "gguf", "--out", dir(`${name}-${dtype}.gguf`));
+      for (const dtype of ["f32", "bf16"])
+        pma("convert", dir(`${name}-${dtype}`), "--to", "gguf", "--out", dir(`${name}-${dtype}.gguf`));
     }
   });
   after(async () => {
@@ -96,7 +99,12 @@ describe("pma's engine and llama.cpp agree on pma's checkpoints", { skip: missin
     await tmp?.cleanup();
   });
 
-  async function agreement(name: ModelName, dtype: "f32" | "bf16", gguf: string, extra: ScoreTokensOptions = {}): Promise<LogprobAgreement> {
+  async function agreement(
+    name: ModelName,
+    dtype: "f32" | "bf16",
+    gguf: string,
+    extra: ScoreTokensOptions = {},
+  ): Promise<LogprobAgreement> {
     const key = `${name}-${dtype}`;
     let a = pmaScores.get(key);
     if (a === undefined) pmaScores.set(key, (a = await scoreTokens(dir(key), "pma", opts())));
@@ -121,7 +129,10 @@ describe("pma's engine and llama.cpp agree on pma's checkpoints", { skip: missin
         const bound = BOUNDS[name][dtype];
         assert.ok(c.meanAbsDiff <= bound.mean, `mean |dlogp| ${c.meanAbsDiff} > ${bound.mean}`);
         assert.ok(c.maxAbsDiff <= bound.max, `max |dlogp| ${c.maxAbsDiff} > ${bound.max}`);
-        assert.ok(c.above.tokens <= 0.01 * c.tokens, `${c.above.tokens} tokens differ by more than ${OUTLIER}`);
+        assert.ok(
+          c.above.tokens <= 0.01 * c.tokens,
+          `${c.above.tokens} tokens differ by more than ${OUTLIER}`,
+        );
         assert.ok(Math.abs(c.perplexityRatio - 1) < 0.01, `perplexity ratio ${c.perplexityRatio}`);
       });
     }
@@ -134,7 +145,12 @@ describe("pma's engine and llama.cpp agree on pma's checkpoints", { skip: missin
     try {
       for (const info of src.tensors.values()) {
         const m = /^blk\.(\d+)\.attn_([qk])\.weight$/.exec(info.name);
-        const data = m === null ? await src.read(info.name) : await ck.tensors.get(`model.layers.${m[1]}.self_attn.${m[2]}_proj.weight`)!.file.read(`model.layers.${m[1]}.self_attn.${m[2]}_proj.weight`);
+        const data =
+          m === null
+            ? await src.read(info.name)
+            : await ck.tensors
+                .get(`model.layers.${m[1]}.self_attn.${m[2]}_proj.weight`)!
+                .file.read(`model.layers.${m[1]}.self_attn.${m[2]}_proj.weight`);
         tensors.push({ name: info.name, type: info.typeName, dims: info.dims, data });
       }
       await writeGguf(dir("dense-unpermuted.gguf"), src.metadata, tensors);
@@ -144,7 +160,10 @@ describe("pma's engine and llama.cpp agree on pma's checkpoints", { skip: missin
     }
     const c = await agreement("dense", "f32", dir("dense-unpermuted.gguf"));
     report(t, "dense f32 without the q/k permutation", c);
-    assert.ok(c.meanAbsDiff > 100 * BOUNDS.dense.f32.mean, `mean |dlogp| ${c.meanAbsDiff} is within what a correct conversion gives`);
+    assert.ok(
+      c.meanAbsDiff > 100 * BOUNDS.dense.f32.mean,
+      `mean |dlogp| ${c.meanAbsDiff} is within what a correct conversion gives`,
+    );
   });
 
   test("sums over sequences (the zero-shot tasks' requests) equal the window log-probabilities they cover", async () => {
@@ -154,7 +173,10 @@ describe("pma's engine and llama.cpp agree on pma's checkpoints", { skip: missin
       const stream = await scoreStream(dir("dense-f32"));
       const o = a.windows[3]!;
       const ids = stream.subarray(o, o + 12);
-      const [whole, tail] = await scorer.sumLogprobs([{ ids, from: 1 }, { ids, from: 8 }]);
+      const [whole, tail] = await scorer.sumLogprobs([
+        { ids, from: 1 },
+        { ids, from: 8 },
+      ]);
       const lp = a.logprobs.subarray(3 * a.seq, 3 * a.seq + 11);
       assert.ok(Math.abs(whole! - lp.reduce((x, y) => x + y, 0)) < 1e-4);
       assert.ok(Math.abs(tail! - lp.subarray(7).reduce((x, y) => x + y, 0)) < 1e-4);
@@ -164,14 +186,24 @@ describe("pma's engine and llama.cpp agree on pma's checkpoints", { skip: missin
   });
 
   test("zero-shot suite: llama.cpp's task scores and held-out losses match pma's Suite item for item", async (t) => {
-    const items = buildTaskItems(brownCorpus(), loadTokenizer(join(dir("dense-f32"), "tokenizer.json")), { count: 16, maxTokens: 32, contextWords: 8 });
+    const items = buildTaskItems(brownCorpus(), loadTokenizer(join(dir("dense-f32"), "tokenizer.json")), {
+      count: 16,
+      maxTokens: 32,
+      contextWords: 8,
+    });
     const heldout = { maxTokens: 256 };
     for (const name of Object.keys(MODELS) as ModelName[]) {
       const ours = await scoreCheckpoint(dir(`${name}-f32`), items, { cacheDir: dir("cache"), heldout });
-      const theirs = await scoreSuiteWithLlamaCpp(dir(`${name}-f32.gguf`), items, { cacheDir: dir("cache"), heldout, threads: 1 });
+      const theirs = await scoreSuiteWithLlamaCpp(dir(`${name}-f32.gguf`), items, {
+        cacheDir: dir("cache"),
+        heldout,
+        threads: 1,
+      });
       for (const task of TASK_NAMES) {
         const [a, b] = [ours.tasks[task], theirs.tasks[task]];
-        t.diagnostic(`${name} f32 ${task}: accuracy ${a.accuracy.toFixed(4)} vs ${b.accuracy.toFixed(4)} over ${a.n}, margin ${a.margin.toFixed(6)} vs ${b.margin.toFixed(6)}`);
+        t.diagnostic(
+          `${name} f32 ${task}: accuracy ${a.accuracy.toFixed(4)} vs ${b.accuracy.toFixed(4)} over ${a.n}, margin ${a.margin.toFixed(6)} vs ${b.margin.toFixed(6)}`,
+        );
         assert.equal(b.n, a.n);
         assert.ok(a.n > 0, `${task} has no items`);
         assert.equal(b.accuracy, a.accuracy, `${name} ${task} accuracy`);
@@ -179,7 +211,10 @@ describe("pma's engine and llama.cpp agree on pma's checkpoints", { skip: missin
       }
       for (const split of ["validation", "test"] as const) {
         assert.equal(theirs.heldout[split]?.tokens, ours.heldout[split]?.tokens);
-        assert.ok(Math.abs(theirs.heldout[split]!.loss - ours.heldout[split]!.loss) < 1e-5, `${name} ${split} loss`);
+        assert.ok(
+          Math.abs(theirs.heldout[split]!.loss - ours.heldout[split]!.loss) < 1e-5,
+          `${name} ${split} loss`,
+        );
       }
       assert.equal(theirs.average, ours.average);
     }
@@ -189,21 +224,36 @@ describe("pma's engine and llama.cpp agree on pma's checkpoints", { skip: missin
     for (const name of Object.keys(MODELS) as ModelName[]) {
       const ckpt = dir(`${name}-bf16`);
       const common = ["eval", ckpt, "--max-tokens", String(TOKENS), "--json"];
-      const own = JSON.parse(pma(...common)) as { loss: number; perplexity: number; tokens: number; windows: number; backend: string };
-      const other = JSON.parse(pma(...common, "--engine", "llama.cpp", "--threads", "1")) as typeof own & { dtype: string };
+      const own = JSON.parse(pma(...common)) as {
+        loss: number;
+        perplexity: number;
+        tokens: number;
+        windows: number;
+        backend: string;
+      };
+      const other = JSON.parse(pma(...common, "--engine", "llama.cpp", "--threads", "1")) as typeof own & {
+        dtype: string;
+      };
       assert.equal(other.tokens, own.tokens);
       assert.equal(other.windows, own.windows);
       assert.equal(other.dtype, "BF16");
       assert.match(other.backend, /^llama\.cpp \(node-llama-cpp 3\.21\.1, .*CPU, 1 thread\)$/);
-      t.diagnostic(`${name} bf16, pma eval: perplexity ${own.perplexity.toFixed(4)} (pma) vs ${other.perplexity.toFixed(4)} (llama.cpp), ratio ${(other.perplexity / own.perplexity).toFixed(6)}`);
-      assert.ok(Math.abs(other.perplexity / own.perplexity - 1) < 0.01, `${name}: perplexity ${other.perplexity} vs ${own.perplexity}`);
+      t.diagnostic(
+        `${name} bf16, pma eval: perplexity ${own.perplexity.toFixed(4)} (pma) vs ${other.perplexity.toFixed(4)} (llama.cpp), ratio ${(other.perplexity / own.perplexity).toFixed(6)}`,
+      );
+      assert.ok(
+        Math.abs(other.perplexity / own.perplexity - 1) < 0.01,
+        `${name}: perplexity ${other.perplexity} vs ${own.perplexity}`,
+      );
     }
   });
 
   test("the CUDA build gives the same numbers", async (t) => {
     const gpus = await llamaCppGpuTypes();
     if (!gpus.includes("cuda")) {
-      t.skip(`no usable CUDA device here (llama.cpp GPU types: ${gpus.length === 0 ? "none" : gpus.join(", ")})`);
+      t.skip(
+        `no usable CUDA device here (llama.cpp GPU types: ${gpus.length === 0 ? "none" : gpus.join(", ")})`,
+      );
       return;
     }
     for (const name of Object.keys(MODELS) as ModelName[]) {
@@ -211,7 +261,10 @@ describe("pma's engine and llama.cpp agree on pma's checkpoints", { skip: missin
         const c = await agreement(name, dtype, dir(`${name}-${dtype}.gguf`), { gpu: "cuda" });
         report(t, `${name} ${dtype} on CUDA`, c);
         const bound = BOUNDS[name][dtype];
-        assert.ok(c.meanAbsDiff <= bound.mean && c.maxAbsDiff <= bound.max, `${name} ${dtype} on CUDA: ${JSON.stringify(c)}`);
+        assert.ok(
+          c.meanAbsDiff <= bound.mean && c.maxAbsDiff <= bound.max,
+          `${name} ${dtype} on CUDA: ${JSON.stringify(c)}`,
+        );
       }
     }
   });

@@ -11,7 +11,8 @@ import { lcg, type Params64 } from "./nn-ref64.js";
 
 const V = 23;
 
-const reference = (c: ModelConfig, p64: Params64, q: ScoreRequest): number => referenceLogProb(c, p64, q.ids, q.from);
+const reference = (c: ModelConfig, p64: Params64, q: ScoreRequest): number =>
+  referenceLogProb(c, p64, q.ids, q.from);
 
 function requests(seed: number): ScoreRequest[] {
   const r = lcg(seed);
@@ -34,7 +35,15 @@ for (const [name, extra] of [
 ] as const) {
   test(`summed log-probs equal a float64 reference sequence by sequence: ${name}`, () => {
     const c = resolveConfig({
-      vocab_size: V, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, max_position_embeddings: 40, bos_token_id: 0, eos_token_id: 0, ...extra,
+      vocab_size: V,
+      hidden_size: 16,
+      intermediate_size: 24,
+      num_hidden_layers: 2,
+      num_attention_heads: 2,
+      max_position_embeddings: 40,
+      bos_token_id: 0,
+      eos_token_id: 0,
+      ...extra,
     });
     const { params, p64 } = randomParams(c, 7);
     const reqs = requests(11);
@@ -45,7 +54,10 @@ for (const [name, extra] of [
     const got = new SequenceScorer(params, 3).score(plan);
     reqs.forEach((q, i) => {
       const want = reference(c, p64, q);
-      assert.ok(Math.abs(got[i]! - want) <= 2e-5 * (1 + Math.abs(want)), `request ${i} (${q.ids.length} tokens from ${q.from}): ${got[i]} vs ${want}`);
+      assert.ok(
+        Math.abs(got[i]! - want) <= 2e-5 * (1 + Math.abs(want)),
+        `request ${i} (${q.ids.length} tokens from ${q.from}): ${got[i]} vs ${want}`,
+      );
     });
     // Scoring the same plan again, or with another batch size, gives the same numbers.
     assert.deepEqual(new SequenceScorer(params, 3).score(plan), got);
@@ -55,10 +67,22 @@ for (const [name, extra] of [
 }
 
 test("requests are checked: from in range, ids in the vocabulary, length within the model's positions", () => {
-  const c = resolveConfig({ vocab_size: V, hidden_size: 8, intermediate_size: 8, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 8, bos_token_id: 0, eos_token_id: 0 });
+  const c = resolveConfig({
+    vocab_size: V,
+    hidden_size: 8,
+    intermediate_size: 8,
+    num_hidden_layers: 1,
+    num_attention_heads: 2,
+    max_position_embeddings: 8,
+    bos_token_id: 0,
+    eos_token_id: 0,
+  });
   const s = new SequenceScorer(randomParams(c, 1).params, 2);
   assert.throws(() => planRows([{ ids: [1, 2, 3], from: 0 }]), /from must be in 1\.\.2/);
   assert.throws(() => planRows([{ ids: [1, 2, 3], from: 3 }]), /from must be in 1\.\.2/);
   assert.throws(() => s.score(planRows([{ ids: [1, V, 3], from: 1 }])), /outside the model's vocabulary/);
-  assert.throws(() => s.score(planRows([{ ids: Array.from({ length: 10 }, () => 1), from: 1 }])), /max_position_embeddings 8/);
+  assert.throws(
+    () => s.score(planRows([{ ids: Array.from({ length: 10 }, () => 1), from: 1 }])),
+    /max_position_embeddings 8/,
+  );
 });

@@ -36,13 +36,20 @@ const SEQ = 48;
 before(async () => {
   tmp = await tempDir("pma-eval-suite-");
   const brown = brownCorpus();
-  const take = (split: "train" | "validation" | "test", n: number) => [...brown.documents(split)].slice(0, n).map((d) => ({ ...d, split }));
+  const take = (split: "train" | "validation" | "test", n: number) =>
+    [...brown.documents(split)].slice(0, n).map((d) => ({ ...d, split }));
   corpus = textCorpus("brown-mini", [...take("train", 40), ...take("validation", 2), ...take("test", 6)]);
   tok = prepareTokenizer(corpus, { vocabSize: 300, cacheDir: tmp.dir }).tokenizer;
   items = buildTaskItems(corpus, tok, { count: 6, maxTokens: SEQ, contextWords: 8 });
   config = resolveConfig({
-    vocab_size: tok.vocabSize, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, max_position_embeddings: SEQ,
-    bos_token_id: tok.endOfText, eos_token_id: tok.endOfText,
+    vocab_size: tok.vocabSize,
+    hidden_size: 16,
+    intermediate_size: 24,
+    num_hidden_layers: 2,
+    num_attention_heads: 2,
+    max_position_embeddings: SEQ,
+    bos_token_id: tok.endOfText,
+    eos_token_id: tok.endOfText,
   });
   const r = randomParams(config, 5);
   p64 = r.p64;
@@ -55,7 +62,12 @@ before(async () => {
 });
 after(() => tmp.cleanup());
 
-const suiteOpts = () => ({ backend: createJsBackend(), corpus, cacheDir: tmp.dir, heldout: { maxTokens: 2 * SEQ } });
+const suiteOpts = () => ({
+  backend: createJsBackend(),
+  corpus,
+  cacheDir: tmp.dir,
+  heldout: { maxTokens: 2 * SEQ },
+});
 
 /** What the suite should report, computed item by item with the float64 reference. */
 function expectedTasks(): Record<string, { accuracy: number; margin: number; chance: number; n: number }> {
@@ -76,7 +88,11 @@ function expectedTasks(): Record<string, { accuracy: number; margin: number; cha
     chance,
     n: rows.length,
   });
-  return { lambada: sum(lambada, 1 / items.options.choices), blimp_swap: sum(pairs(items.blimp_swap), 0.5), blimp_drop: sum(pairs(items.blimp_drop), 0.5) };
+  return {
+    lambada: sum(lambada, 1 / items.options.choices),
+    blimp_swap: sum(pairs(items.blimp_swap), 0.5),
+    blimp_drop: sum(pairs(items.blimp_drop), 0.5),
+  };
 }
 
 /** Mean next-token loss over the suite's windows of a split, by the float64 reference. */
@@ -86,7 +102,14 @@ function expectedLoss(split: "validation" | "test"): { loss: number; tokens: num
   let nll = 0;
   let n = 0;
   for (const o of heldoutWindows(ids.length, SEQ, 2 * SEQ)) {
-    const { logits } = model64(config, p64, Int32Array.from(ids.slice(o, o + SEQ)), new Int32Array(SEQ).fill(-100), 1, SEQ);
+    const { logits } = model64(
+      config,
+      p64,
+      Int32Array.from(ids.slice(o, o + SEQ)),
+      new Int32Array(SEQ).fill(-100),
+      1,
+      SEQ,
+    );
     for (let t = 0; t < SEQ; t++, n++) nll -= logSoftmax64(logits[t]!, ids[o + t + 1]!);
   }
   return { loss: nll / n, tokens: n };
@@ -99,7 +122,10 @@ function assertMatches(got: SuiteScores): void {
     assert.equal(got.tasks[t].n, want[t]!.n, t);
     assert.equal(got.tasks[t].accuracy, want[t]!.accuracy, `${t} accuracy`);
     assert.ok(Math.abs(got.tasks[t].chance - want[t]!.chance) < 1e-12, `${t} chance`);
-    assert.ok(Math.abs(got.tasks[t].margin - want[t]!.margin) < 1e-4 * (1 + Math.abs(want[t]!.margin)), `${t} margin ${got.tasks[t].margin} vs ${want[t]!.margin}`);
+    assert.ok(
+      Math.abs(got.tasks[t].margin - want[t]!.margin) < 1e-4 * (1 + Math.abs(want[t]!.margin)),
+      `${t} margin ${got.tasks[t].margin} vs ${want[t]!.margin}`,
+    );
   }
   const acc = (want.lambada!.accuracy + want.blimp_swap!.accuracy + want.blimp_drop!.accuracy) / 3;
   assert.ok(Math.abs(got.average - acc) < 1e-12);
@@ -136,15 +162,22 @@ test("scoreCheckpoint: tasks, average and held-out losses agree with the float64
 test("a checkpoint with another tokenizer is refused; the same tokenizer written differently is accepted", async () => {
   const other = join(tmp.dir, "other-tokenizer");
   await mkdir(other);
-  for (const f of ["config.json", "model.safetensors"]) await writeFile(join(other, f), await readFile(join(ckpt, f)));
+  for (const f of ["config.json", "model.safetensors"])
+    await writeFile(join(other, f), await readFile(join(ckpt, f)));
   const otherTok = prepareTokenizer(corpus, { vocabSize: 290, cacheDir: tmp.dir }).tokenizer;
   saveTokenizer(otherTok, join(other, "tokenizer.json"));
   const suite = new Suite(items, { ...suiteOpts(), heldout: false as const });
   try {
-    await assert.rejects(suite.scoreCheckpoint(other), (e) => isPmaError(e, "CHECKPOINT_MISMATCH") && /task items were built with/.test(e.message));
+    await assert.rejects(
+      suite.scoreCheckpoint(other),
+      (e) => isPmaError(e, "CHECKPOINT_MISMATCH") && /task items were built with/.test(e.message),
+    );
     const json = JSON.parse(await readFile(join(ckpt, "tokenizer.json"), "utf8")) as unknown;
     await writeFile(join(other, "tokenizer.json"), JSON.stringify(json, null, 1));
-    await writeFile(join(other, "trainer_state.json"), JSON.stringify({ global_step: 7, num_input_tokens_seen: 28672 }));
+    await writeFile(
+      join(other, "trainer_state.json"),
+      JSON.stringify({ global_step: 7, num_input_tokens_seen: 28672 }),
+    );
     const got = await suite.scoreCheckpoint(other);
     assert.deepEqual(got.heldout, {});
     assert.deepEqual([got.step, got.tokensSeen], [7, 28672]);

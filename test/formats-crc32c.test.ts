@@ -49,7 +49,11 @@ test("CRC-32C agrees with a bitwise reference at every length around the 8-byte 
 test("a running CRC-32C over pieces equals the CRC of the whole", () => {
   const bytes = Uint8Array.from({ length: 1000 }, (_, i) => (i * 7 + 3) & 0xff);
   for (const cut of [0, 1, 7, 8, 9, 500, 999, 1000]) {
-    assert.equal(crc32c(bytes.subarray(cut), crc32c(bytes.subarray(0, cut))), bitwiseCrc32c(bytes), `cut ${cut}`);
+    assert.equal(
+      crc32c(bytes.subarray(cut), crc32c(bytes.subarray(0, cut))),
+      bitwiseCrc32c(bytes),
+      `cut ${cut}`,
+    );
   }
 });
 

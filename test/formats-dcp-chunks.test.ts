@@ -31,7 +31,8 @@ function randomGrid(shape: number[], next: () => number): ChunkBox[] {
     const nextBoxes: ChunkBox[] = [];
     for (const b of boxes) {
       for (let i = 0; i + 1 < c.length; i++) {
-        if (c[i + 1]! > c[i]!) nextBoxes.push({ offsets: [...b.offsets, c[i]!], sizes: [...b.sizes, c[i + 1]! - c[i]!] });
+        if (c[i + 1]! > c[i]!)
+          nextBoxes.push({ offsets: [...b.offsets, c[i]!], sizes: [...b.sizes, c[i + 1]! - c[i]!] });
       }
     }
     boxes = nextBoxes;
@@ -55,7 +56,8 @@ describe("DCP chunk geometry", () => {
       for (const run of globalRuns(shape, chunks, start, count)) {
         assert.equal(run.globalElement, g);
         assert.ok(run.length > 0);
-        for (let k = 0; k < run.length; k++) assert.deepEqual(bruteLocate(shape, chunks, g + k), [run.chunk, run.chunkElement + k]);
+        for (let k = 0; k < run.length; k++)
+          assert.deepEqual(bruteLocate(shape, chunks, g + k), [run.chunk, run.chunkElement + k]);
         g += run.length;
       }
       assert.equal(g, start + count);
@@ -63,26 +65,74 @@ describe("DCP chunk geometry", () => {
   });
 
   it("a chunk that spans its trailing dimensions is read in one run", () => {
-    const runs = [...globalRuns([4, 3, 2], [{ offsets: [0, 0, 0], sizes: [2, 3, 2] }, { offsets: [2, 0, 0], sizes: [2, 3, 2] }], 0, 24)];
-    assert.deepEqual(runs.map((r) => r.length), [12, 12]);
+    const runs = [
+      ...globalRuns(
+        [4, 3, 2],
+        [
+          { offsets: [0, 0, 0], sizes: [2, 3, 2] },
+          { offsets: [2, 0, 0], sizes: [2, 3, 2] },
+        ],
+        0,
+        24,
+      ),
+    ];
+    assert.deepEqual(
+      runs.map((r) => r.length),
+      [12, 12],
+    );
   });
 
   it("a 0-dim tensor is one element in one run", () => {
     checkTiling("s", [], [{ offsets: [], sizes: [] }], "test");
-    assert.deepEqual([...globalRuns([], [{ offsets: [], sizes: [] }], 0, 1)], [{ chunk: 0, chunkElement: 0, globalElement: 0, length: 1 }]);
+    assert.deepEqual(
+      [...globalRuns([], [{ offsets: [], sizes: [] }], 0, 1)],
+      [{ chunk: 0, chunkElement: 0, globalElement: 0, length: 1 }],
+    );
   });
 
   const refuses = (shape: number[], chunks: ChunkBox[], pattern: RegExp) =>
-    assert.throws(() => checkTiling("w", shape, chunks, "/ck/.metadata"), (e: unknown) => isPmaError(e, "METADATA_INVALID") && pattern.test(e.message) && e.message.includes("/ck/.metadata"));
+    assert.throws(
+      () => checkTiling("w", shape, chunks, "/ck/.metadata"),
+      (e: unknown) =>
+        isPmaError(e, "METADATA_INVALID") && pattern.test(e.message) && e.message.includes("/ck/.metadata"),
+    );
 
   it("refuses overlapping chunks, holes, chunks outside the shape and rank mismatches", () => {
-    refuses([4, 2], [{ offsets: [0, 0], sizes: [3, 2] }, { offsets: [2, 0], sizes: [2, 2] }], /overlapping/);
-    refuses([4, 2], [{ offsets: [0, 0], sizes: [2, 2] }, { offsets: [3, 0], sizes: [1, 2] }], /hole/);
-    refuses([4, 2], [{ offsets: [0, 0], sizes: [4, 2] }, { offsets: [4, 0], sizes: [1, 2] }], /outside/);
+    refuses(
+      [4, 2],
+      [
+        { offsets: [0, 0], sizes: [3, 2] },
+        { offsets: [2, 0], sizes: [2, 2] },
+      ],
+      /overlapping/,
+    );
+    refuses(
+      [4, 2],
+      [
+        { offsets: [0, 0], sizes: [2, 2] },
+        { offsets: [3, 0], sizes: [1, 2] },
+      ],
+      /hole/,
+    );
+    refuses(
+      [4, 2],
+      [
+        { offsets: [0, 0], sizes: [4, 2] },
+        { offsets: [4, 0], sizes: [1, 2] },
+      ],
+      /outside/,
+    );
     refuses([4, 2], [{ offsets: [0], sizes: [4] }], /rank/);
     refuses([4, 2], [{ offsets: [-1, 0], sizes: [4, 2] }], /outside/);
     refuses([4, 2], [], /no chunks/);
     // Same volume as the shape, but one box twice: an overlap, not a tiling.
-    refuses([4, 2], [{ offsets: [0, 0], sizes: [2, 2] }, { offsets: [0, 0], sizes: [2, 2] }], /overlapping/);
+    refuses(
+      [4, 2],
+      [
+        { offsets: [0, 0], sizes: [2, 2] },
+        { offsets: [0, 0], sizes: [2, 2] },
+      ],
+      /overlapping/,
+    );
   });
 });

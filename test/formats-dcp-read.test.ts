@@ -40,14 +40,23 @@ describe("DCP reading against the torch fixtures", () => {
           const t = ckpt.tensors.get(e.name)!;
           assert.equal(t.dtype, TORCH_DTYPE[e.dtype], e.name);
           assert.deepEqual(t.shape, e.shape, e.name);
-          if (e.chunks) assert.deepEqual(t.chunks.map((c) => [c.offsets, c.sizes, path.basename(c.file)]), e.chunks.map((c) => [c.offsets, c.sizes, c.file]), e.name);
+          if (e.chunks)
+            assert.deepEqual(
+              t.chunks.map((c) => [c.offsets, c.sizes, path.basename(c.file)]),
+              e.chunks.map((c) => [c.offsets, c.sizes, c.file]),
+              e.name,
+            );
           assert.equal(tensorSha256(reader, e.name), e.sha256, e.name);
         }
       } finally {
         reader.close();
       }
-      assert.deepEqual([...ckpt.bytesItems.keys()].sort(), (expected.bytes_items ?? []).map((b) => b.name).sort());
-      for (const b of expected.bytes_items ?? []) assert.deepEqual(toJson(readBytesValue(ckpt, b.name)), b.value, b.name);
+      assert.deepEqual(
+        [...ckpt.bytesItems.keys()].sort(),
+        (expected.bytes_items ?? []).map((b) => b.name).sort(),
+      );
+      for (const b of expected.bytes_items ?? [])
+        assert.deepEqual(toJson(readBytesValue(ckpt, b.name)), b.value, b.name);
     });
   }
 
@@ -64,7 +73,10 @@ describe("Megatron-LM common.pt", () => {
     // The real checkpoint's common.pt is {}: no progress from it, the folder name gives none either.
     assert.deepEqual(dcpProgress(await openDcp(dir)), {});
     // A common.pt with Megatron's args (the legacy fixture holds the same structure: args Namespace, iteration).
-    await fs.copyFile(`${TORCH_FIXTURES}torch-save/megatron-legacy/iter_0000100/mp_rank_00/model_optim_rng.pt`, path.join(dir, "common.pt"));
+    await fs.copyFile(
+      `${TORCH_FIXTURES}torch-save/megatron-legacy/iter_0000100/mp_rank_00/model_optim_rng.pt`,
+      path.join(dir, "common.pt"),
+    );
     const p = dcpProgress(await openDcp(dir));
     assert.equal(p.step, 100);
     assert.equal(p.tokens, 1600 * 64);
@@ -72,21 +84,34 @@ describe("Megatron-LM common.pt", () => {
   });
 });
 
-const refused = (code: string, ...parts: string[]) => (e: unknown) => isPmaError(e) && e.code === code && parts.every((p) => e.message.includes(p));
+const refused =
+  (code: string, ...parts: string[]) =>
+  (e: unknown) =>
+    isPmaError(e) && e.code === code && parts.every((p) => e.message.includes(p));
 
 describe("hostile distributed checkpoints", () => {
   it("a .metadata that reaches posix.system is refused, naming the global and the file", async () => {
     const dir = `${TORCH_FIXTURES}dcp/hostile-metadata`;
-    await assert.rejects(openDcp(dir), refused("METADATA_INVALID", "posix.system", path.join(dir, ".metadata")));
+    await assert.rejects(
+      openDcp(dir),
+      refused("METADATA_INVALID", "posix.system", path.join(dir, ".metadata")),
+    );
   });
 
   it("a BYTE_IO item whose pickle calls posix.system is refused on open", async () => {
     const dir = `${TORCH_FIXTURES}dcp/hostile-byteio`;
-    await assert.rejects(openDcp(dir), refused("METADATA_INVALID", "posix.system", path.join(dir, "__0_0.distcp"), '"step"'));
+    await assert.rejects(
+      openDcp(dir),
+      refused("METADATA_INVALID", "posix.system", path.join(dir, "__0_0.distcp"), '"step"'),
+    );
   });
 
   /** A copy of the single-rank fixture with its .metadata replaced by `patch` applied to the original bytes. */
-  async function patched(name: string, patch: (meta: Buffer) => Buffer, dataPatch?: (data: Buffer) => Buffer): Promise<string> {
+  async function patched(
+    name: string,
+    patch: (meta: Buffer) => Buffer,
+    dataPatch?: (data: Buffer) => Buffer,
+  ): Promise<string> {
     const dir = path.join(scratch, name);
     await fs.mkdir(dir);
     const src = `${TORCH_FIXTURES}dcp/single-rank`;
@@ -116,12 +141,26 @@ describe("hostile distributed checkpoints", () => {
   });
 
   it("items past the end of the data file are refused", async () => {
-    const dir = await patched("truncated", (b) => b, (d) => d.subarray(0, d.length - 3000));
-    await assert.rejects(openDcp(dir), (e: unknown) => isPmaError(e, "METADATA_INVALID") && /past its end/.test(e.message));
+    const dir = await patched(
+      "truncated",
+      (b) => b,
+      (d) => d.subarray(0, d.length - 3000),
+    );
+    await assert.rejects(
+      openDcp(dir),
+      (e: unknown) => isPmaError(e, "METADATA_INVALID") && /past its end/.test(e.message),
+    );
   });
 
   it("a dtype in .metadata that disagrees with the stored chunk is refused", async () => {
-    const dir = await patched("dtype", swap("torch\u0094\u008c\u0007float32", "torch\u0094\u008c\u0007float16"));
-    await assert.rejects(openDcp(dir), (e: unknown) => isPmaError(e, "METADATA_INVALID") && /stored as F32, but \.metadata says F16/.test(e.message));
+    const dir = await patched(
+      "dtype",
+      swap("torch\u0094\u008c\u0007float32", "torch\u0094\u008c\u0007float16"),
+    );
+    await assert.rejects(
+      openDcp(dir),
+      (e: unknown) =>
+        isPmaError(e, "METADATA_INVALID") && /stored as F32, but \.metadata says F16/.test(e.message),
+    );
   });
 });

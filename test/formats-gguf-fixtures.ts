@@ -4,7 +4,21 @@
  */
 
 /** Value type ids, written out from the spec's `gguf_metadata_value_type`. */
-export const VT = { u8: 0, i8: 1, u16: 2, i16: 3, u32: 4, i32: 5, f32: 6, bool: 7, string: 8, array: 9, u64: 10, i64: 11, f64: 12 } as const;
+export const VT = {
+  u8: 0,
+  i8: 1,
+  u16: 2,
+  i16: 3,
+  u32: 4,
+  i32: 5,
+  f32: 6,
+  bool: 7,
+  string: 8,
+  array: 9,
+  u64: 10,
+  i64: 11,
+  f64: 12,
+} as const;
 /** ggml type ids from ggml.h. */
 export const GT = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, Q4_K: 12, I32: 26, F64: 28, BF16: 30 } as const;
 
@@ -80,7 +94,13 @@ export function key(b: Bytes, name: string, type: number): Bytes {
   return b.str(name).u32(type);
 }
 
-export function tensorInfo(b: Bytes, name: string, dims: number[], type: number, offset: number | bigint): Bytes {
+export function tensorInfo(
+  b: Bytes,
+  name: string,
+  dims: number[],
+  type: number,
+  offset: number | bigint,
+): Bytes {
   b.str(name).u32(dims.length);
   for (const d of dims) b.u64(d);
   return b.u32(type).u64(offset);
@@ -97,7 +117,10 @@ export interface SimpleTensor {
  * A valid file: one u32 key ("test.n" = 7), the given tensors laid out as the spec says
  * (offsets the running sum of sizes padded to `alignment`), data section padded.
  */
-export function simpleFile(tensors: SimpleTensor[], alignment = 32): { bytes: Buffer; dataStart: number; offsets: number[] } {
+export function simpleFile(
+  tensors: SimpleTensor[],
+  alignment = 32,
+): { bytes: Buffer; dataStart: number; offsets: number[] } {
   const b = new Bytes();
   const kvs = alignment === 32 ? 1 : 2;
   preamble(b, tensors.length, kvs);

@@ -58,8 +58,14 @@ describe("inspect of a GGUF file", () => {
   test("tensors: ggml type, torch shape, ggml dims, bytes; stats for float tensors only", async () => {
     const s = await inspectCheckpoint(path, { stats: true });
     const [norm, down] = s.tensors;
-    assert.deepEqual([norm!.dtype, norm!.shape, norm!.dims, norm!.parameters, norm!.bytes], ["F32", [2, 3], [3, 2], 6, 24]);
-    assert.deepEqual([down!.dtype, down!.shape, down!.dims, down!.parameters, down!.bytes], ["Q4_K", [3, 512], [512, 3], 1536, 864]);
+    assert.deepEqual(
+      [norm!.dtype, norm!.shape, norm!.dims, norm!.parameters, norm!.bytes],
+      ["F32", [2, 3], [3, 2], 6, 24],
+    );
+    assert.deepEqual(
+      [down!.dtype, down!.shape, down!.dims, down!.parameters, down!.bytes],
+      ["Q4_K", [3, 512], [512, 3], 1536, 864],
+    );
     const mean = NORM.reduce((a, b) => a + b, 0) / NORM.length;
     const std = Math.sqrt(NORM.reduce((a, b) => a + (b - mean) ** 2, 0) / NORM.length);
     assert.equal(norm!.stats!.min, -2);
@@ -76,10 +82,26 @@ describe("inspect of a GGUF file", () => {
     const r = spawnSync(process.execPath, [main, "inspect", path], { encoding: "utf8" });
     assert.equal(r.status, 0, r.stderr);
     const lines = r.stdout.trimEnd().split("\n");
-    assert.ok(lines.length < 20 && r.stdout.length < 3000, `output is ${lines.length} lines, ${r.stdout.length} chars`);
+    assert.ok(
+      lines.length < 20 && r.stdout.length < 3000,
+      `output is ${lines.length} lines, ${r.stdout.length} chars`,
+    );
     assert.ok(lines.includes("metadata: 6 keys"));
-    assert.ok(lines.some((l) => /^ {2}tokenizer\.ggml\.tokens\s+array<string>\[50000\] \["token-0", "token-1", "token-2", "token-3", "token-4", \.\.\.\]$/.test(l)), r.stdout);
-    assert.ok(lines.some((l) => /^ {2}general\.name\s+string "x+\.\.\.$/.test(l) && l.length < 120), "long strings are cut");
-    assert.ok(lines.some((l) => /^blk\.0\.ffn_down\.weight\s+Q4_K\s+\[3, 512\]\s+1,536\s+864$/.test(l)), r.stdout);
+    assert.ok(
+      lines.some((l) =>
+        /^ {2}tokenizer\.ggml\.tokens\s+array<string>\[50000\] \["token-0", "token-1", "token-2", "token-3", "token-4", \.\.\.\]$/.test(
+          l,
+        ),
+      ),
+      r.stdout,
+    );
+    assert.ok(
+      lines.some((l) => /^ {2}general\.name\s+string "x+\.\.\.$/.test(l) && l.length < 120),
+      "long strings are cut",
+    );
+    assert.ok(
+      lines.some((l) => /^blk\.0\.ffn_down\.weight\s+Q4_K\s+\[3, 512\]\s+1,536\s+864$/.test(l)),
+      r.stdout,
+    );
   });
 });

@@ -15,7 +15,21 @@ import { tempDir } from "./helpers/fixtures.js";
 import { LLAMA_CPP_GGUF_CASES, llamaCppGgufCase } from "./helpers/gguf-cases.js";
 import { PMA_CLI } from "./helpers/processes.js";
 
-const VALUE_TYPE_NAMES = ["u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64"];
+const VALUE_TYPE_NAMES = [
+  "u8",
+  "i8",
+  "u16",
+  "i16",
+  "u32",
+  "i32",
+  "f32",
+  "bool",
+  "string",
+  "array",
+  "u64",
+  "i64",
+  "f64",
+];
 
 describe("llama.cpp's handcrafted GGUF cases", () => {
   let tmp: Awaited<ReturnType<typeof tempDir>>;
@@ -52,14 +66,21 @@ describe("llama.cpp's handcrafted GGUF cases", () => {
           }
           assert.equal(f.metadata.size, contents.keys.length + (contents.alignment !== 32 ? 1 : 0));
           assert.deepEqual(
-            [...f.tensors.values()].map((t) => ({ name: t.name, typeId: t.ggmlType, ne: t.dims, offset: t.offset, bytes: t.byteLength })),
+            [...f.tensors.values()].map((t) => ({
+              name: t.name,
+              typeId: t.ggmlType,
+              ne: t.dims,
+              offset: t.offset,
+              bytes: t.byteLength,
+            })),
             contents.tensors.map((t) => ({ ...t, ne: t.ne })),
           );
           // Data bytes: the generator wrote (position in the data section) % 256.
           for (const t of f.tensors.values()) {
             if (t.byteLength === 0) continue;
             const data = await f.read(t.name);
-            for (let j = 0; j < data.length; j += 97) assert.equal(data[j], (t.offset + j) % 256, `${name}: ${t.name} byte ${j}`);
+            for (let j = 0; j < data.length; j += 97)
+              assert.equal(data[j], (t.offset + j) % 256, `${name}: ${t.name} byte ${j}`);
           }
         } finally {
           await f.close();
@@ -69,7 +90,13 @@ describe("llama.cpp's handcrafted GGUF cases", () => {
   }
 
   test("pma inspect: exit 1 and one short line for invalid files, a listing for valid ones", async () => {
-    for (const name of ["HEADER_BAD_N_TENSORS", "KV_BAD_KEY_SIZE", "TENSORS_NBYTES_TOO_BIG", "DATA_MEM_SIZE_OVERFLOW", "DATA_SUCCESS"] as const) {
+    for (const name of [
+      "HEADER_BAD_N_TENSORS",
+      "KV_BAD_KEY_SIZE",
+      "TENSORS_NBYTES_TOO_BIG",
+      "DATA_MEM_SIZE_OVERFLOW",
+      "DATA_SUCCESS",
+    ] as const) {
       const path = join(tmp.dir, `cli-${name}.gguf`);
       await writeFile(path, llamaCppGgufCase(name).bytes);
       const r = spawnSync(process.execPath, [PMA_CLI, "inspect", path], { encoding: "utf8" });

@@ -36,7 +36,14 @@ function richMetadata(): GgufMetadata {
     ["tokenizer.ggml.scores", gguf.f32s([0, -1.5, 2.25, 1e-3])],
     ["test.u64s", { type: "array", elementType: "u64", values: BigUint64Array.from([0n, (1n << 64n) - 1n]) }],
     ["test.bools", { type: "array", elementType: "bool", values: [true, false, true] }],
-    ["test.nested", { type: "array", elementType: "array", values: [{ type: "array", elementType: "u8", values: Uint8Array.from([1, 2]) }] }],
+    [
+      "test.nested",
+      {
+        type: "array",
+        elementType: "array",
+        values: [{ type: "array", elementType: "u8", values: Uint8Array.from([1, 2]) }],
+      },
+    ],
   ]);
 }
 
@@ -56,7 +63,11 @@ function richMetadataBytes(b: Bytes): Bytes {
   key(b, "test.f64", VT.f64).f64(Math.PI);
   key(b, "tokenizer.ggml.tokens", VT.array).u32(VT.string).u64(4).str("<unk>").str("é").str("🌍").str("");
   key(b, "tokenizer.ggml.scores", VT.array).u32(VT.f32).u64(4).f32(0).f32(-1.5).f32(2.25).f32(1e-3);
-  key(b, "test.u64s", VT.array).u32(VT.u64).u64(2).u64(0).u64((1n << 64n) - 1n);
+  key(b, "test.u64s", VT.array)
+    .u32(VT.u64)
+    .u64(2)
+    .u64(0)
+    .u64((1n << 64n) - 1n);
   key(b, "test.bools", VT.array).u32(VT.bool).u64(3).u8(1).u8(0).u8(1);
   return key(b, "test.nested", VT.array).u32(VT.array).u64(1).u32(VT.u8).u64(2).u8(1).u8(2);
 }
@@ -106,7 +117,10 @@ describe("GGUF writer", () => {
     await writeGguf(path, richMetadata(), data);
     const f = await GgufFile.open(path);
     assert.deepEqual(f.metadata, richMetadata());
-    assert.deepEqual([...f.tensors.keys()], data.map((t) => t.name));
+    assert.deepEqual(
+      [...f.tensors.keys()],
+      data.map((t) => t.name),
+    );
     for (const t of data) {
       const info = f.tensors.get(t.name)!;
       assert.deepEqual(info.dims, t.dims);
@@ -116,7 +130,18 @@ describe("GGUF writer", () => {
     }
     // Reading it back and writing it again gives the same file.
     const again = join(tmp.dir, "rt2.gguf");
-    await writeGguf(again, f.metadata, await Promise.all([...f.tensors.values()].map(async (t) => ({ name: t.name, type: t.ggmlType, dims: t.dims, data: await f.read(t.name) }))));
+    await writeGguf(
+      again,
+      f.metadata,
+      await Promise.all(
+        [...f.tensors.values()].map(async (t) => ({
+          name: t.name,
+          type: t.ggmlType,
+          dims: t.dims,
+          data: await f.read(t.name),
+        })),
+      ),
+    );
     await f.close();
     assert.deepEqual(await readFile(again), await readFile(path));
   });
@@ -128,7 +153,10 @@ describe("GGUF writer", () => {
     const ours = await GgufFile.open(path);
     await ours.close();
     const theirs = await hfGguf(path, { allowLocalFile: true, typedMetadata: true });
-    const typed = theirs.typedMetadata as unknown as Record<string, { value: unknown; type: number; subType?: number }>;
+    const typed = theirs.typedMetadata as unknown as Record<
+      string,
+      { value: unknown; type: number; subType?: number }
+    >;
     const scalar: [string, number, unknown][] = [
       ["general.architecture", VT.string, "llama"],
       ["llama.context_length", VT.u32, 4096],
@@ -143,9 +171,16 @@ describe("GGUF writer", () => {
       ["test.i64", VT.i64, -(1n << 62n)],
       ["test.f64", VT.f64, Math.PI],
     ];
-    for (const [k, type, value] of scalar) assert.deepEqual([typed[k]!.type, typed[k]!.value], [type, value], k);
-    assert.deepEqual([typed["tokenizer.ggml.tokens"]!.subType, typed["tokenizer.ggml.tokens"]!.value], [VT.string, ["<unk>", "é", "🌍", ""]]);
-    assert.deepEqual([typed["tokenizer.ggml.scores"]!.subType, typed["tokenizer.ggml.scores"]!.value], [VT.f32, [0, -1.5, 2.25, Math.fround(1e-3)]]);
+    for (const [k, type, value] of scalar)
+      assert.deepEqual([typed[k]!.type, typed[k]!.value], [type, value], k);
+    assert.deepEqual(
+      [typed["tokenizer.ggml.tokens"]!.subType, typed["tokenizer.ggml.tokens"]!.value],
+      [VT.string, ["<unk>", "é", "🌍", ""]],
+    );
+    assert.deepEqual(
+      [typed["tokenizer.ggml.scores"]!.subType, typed["tokenizer.ggml.scores"]!.value],
+      [VT.f32, [0, -1.5, 2.25, Math.fround(1e-3)]],
+    );
     assert.equal(theirs.tensorDataOffset, BigInt(ours.dataStart));
     assert.deepEqual(
       theirs.tensorInfos.map((t) => [t.name, t.shape.map(Number), t.dtype, Number(t.offset)]),
@@ -184,7 +219,9 @@ describe("GGUF writer", () => {
   });
 
   test("refuses what GGUF or llama.cpp cannot hold", () => {
-    const t = (over: Partial<GgufTensorData>) => [{ name: "t", type: "F32", dims: [4], data: new Uint8Array(16), ...over }];
+    const t = (over: Partial<GgufTensorData>) => [
+      { name: "t", type: "F32", dims: [4], data: new Uint8Array(16), ...over },
+    ];
     const cases: [GgufMetadata, GgufTensorData[], string][] = [
       [new Map(), t({ name: "n".repeat(64) }), "name is 64 bytes; ggml allows at most 63"],
       [new Map(), [...t({}), ...t({})], 'tensor "t" is listed twice'],
@@ -197,11 +234,24 @@ describe("GGUF writer", () => {
       [new Map([["x", gguf.u32(2 ** 32)]]), t({}), 'metadata key "x" must be an integer in [0, 4294967295]'],
       [new Map([["x", gguf.i8(1.5)]]), t({}), "must be an integer in [-128, 127]"],
       [new Map([["x", { type: "u64", value: 5 as unknown as bigint }]]), t({}), "must be a bigint"],
-      [new Map([["x", { type: "array", elementType: "f32", values: new Float64Array(1) as unknown as Float32Array }]]), t({}), "must be a Float32Array"],
+      [
+        new Map([
+          [
+            "x",
+            { type: "array", elementType: "f32", values: new Float64Array(1) as unknown as Float32Array },
+          ],
+        ]),
+        t({}),
+        "must be a Float32Array",
+      ],
       [new Map([["", gguf.u8(1)]]), t({}), "keys must not be empty"],
     ];
     for (const [md, specs, part] of cases) {
-      assert.throws(() => encodeGgufHeader(md, specs), (e) => isPmaError(e, "GGUF_INVALID") && (e as Error).message.includes(part), part);
+      assert.throws(
+        () => encodeGgufHeader(md, specs),
+        (e) => isPmaError(e, "GGUF_INVALID") && (e as Error).message.includes(part),
+        part,
+      );
     }
   });
 });
@@ -211,7 +261,10 @@ describe("GgufWriter file handling", () => {
     const data = tensors();
     const path = join(tmp.dir, "positional.gguf");
     const w = await GgufWriter.create(path, richMetadata(), data);
-    assert.ok((await readdir(tmp.dir)).some((f) => f.startsWith(".positional.gguf.pma-tmp-")), "written into a hidden sibling");
+    assert.ok(
+      (await readdir(tmp.dir)).some((f) => f.startsWith(".positional.gguf.pma-tmp-")),
+      "written into a hidden sibling",
+    );
     await assert.rejects(readFile(path), "nothing at the path before finish");
     // As a merge worker does: open the file itself and pwrite, in reverse order.
     for (const t of [...data].reverse()) {
@@ -229,10 +282,15 @@ describe("GgufWriter file handling", () => {
     const path = join(tmp.dir, "exists.gguf");
     await writeFile(path, "previous");
     const data = tensors();
-    await assert.rejects(GgufWriter.create(path, new Map(), data), (e) => isPmaError(e, "EXISTS") && /--force/.test((e as Error).message));
+    await assert.rejects(
+      GgufWriter.create(path, new Map(), data),
+      (e) => isPmaError(e, "EXISTS") && /--force/.test((e as Error).message),
+    );
     const w = await GgufWriter.create(path, new Map(), data, { force: true });
     await w.write("token_embd.weight", 0, data[0]!.data);
-    await assert.rejects(w.write("token_embd.weight", 40, new Uint8Array(40)), (e) => isPmaError(e, "RANGE_INVALID"));
+    await assert.rejects(w.write("token_embd.weight", 40, new Uint8Array(40)), (e) =>
+      isPmaError(e, "RANGE_INVALID"),
+    );
     await w.abort();
     assert.equal(await readFile(path, "utf8"), "previous");
     assert.ok(!(await readdir(tmp.dir)).some((f) => f.includes(".pma-tmp-")));
@@ -244,7 +302,12 @@ describe("GgufWriter file handling", () => {
 
   test("writeGguf refuses data of the wrong size and leaves nothing", async () => {
     const path = join(tmp.dir, "wrong.gguf");
-    await assert.rejects(writeGguf(path, new Map(), [{ name: "t", type: "F32", dims: [4], data: new Uint8Array(12) }]), (e) => isPmaError(e, "TENSOR_SIZE_MISMATCH"));
-    assert.ok(!(await readdir(tmp.dir)).some((f) => f.startsWith("wrong.gguf") || f.startsWith(".wrong.gguf")));
+    await assert.rejects(
+      writeGguf(path, new Map(), [{ name: "t", type: "F32", dims: [4], data: new Uint8Array(12) }]),
+      (e) => isPmaError(e, "TENSOR_SIZE_MISMATCH"),
+    );
+    assert.ok(
+      !(await readdir(tmp.dir)).some((f) => f.startsWith("wrong.gguf") || f.startsWith(".wrong.gguf")),
+    );
   });
 });

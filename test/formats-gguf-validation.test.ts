@@ -22,7 +22,8 @@ async function expectInvalid(bytes: Uint8Array, parts: (string | RegExp)[], at?:
     assert.ok(isPmaError(e, "GGUF_INVALID"), `expected GGUF_INVALID, got ${String(e)}`);
     const msg = (e as Error).message;
     assert.ok(msg.startsWith(`${path}: `), msg);
-    for (const p of parts) assert.ok(typeof p === "string" ? msg.includes(p) : p.test(msg), `"${msg}" lacks ${String(p)}`);
+    for (const p of parts)
+      assert.ok(typeof p === "string" ? msg.includes(p) : p.test(msg), `"${msg}" lacks ${String(p)}`);
     if (at !== undefined) assert.ok(msg.includes(`(at byte ${at})`), `"${msg}" should point at byte ${at}`);
     return true;
   });
@@ -46,7 +47,10 @@ describe("GGUF preamble", () => {
     assert.equal(f.dataStart, dataStart);
     assert.deepEqual([...f.metadata], [["test.n", { type: "u32", value: 7 }]]);
     const w = f.tensors.get("w")!;
-    assert.deepEqual([w.dims, w.shape, w.typeName, w.dtype, w.byteLength, w.fileOffset], [[3, 2], [2, 3], "F32", "F32", 24, dataStart + offsets[0]!]);
+    assert.deepEqual(
+      [w.dims, w.shape, w.typeName, w.dtype, w.byteLength, w.fileOffset],
+      [[3, 2], [2, 3], "F32", "F32", 24, dataStart + offsets[0]!],
+    );
     assert.deepEqual([...(await f.read("v"))], [...V.data]);
     assert.deepEqual([...(await f.read("w", 8, 8))], [...W.data.subarray(8, 16)]);
     await f.close();
@@ -78,10 +82,20 @@ describe("GGUF preamble", () => {
     const lastEnd = dataStart + 32 + V.data.length;
     for (let cut = 0; cut < lastEnd; cut++) {
       const part = bytes.subarray(0, cut);
-      assert.throws(() => parseGgufHeader(bytesSource(part), "cut.gguf"), (e) => isPmaError(e, "GGUF_INVALID") && /truncated|ends at byte|remain|left in the file/.test((e as Error).message), `cut at ${cut}`);
+      assert.throws(
+        () => parseGgufHeader(bytesSource(part), "cut.gguf"),
+        (e) =>
+          isPmaError(e, "GGUF_INVALID") &&
+          /truncated|ends at byte|remain|left in the file/.test((e as Error).message),
+        `cut at ${cut}`,
+      );
     }
     await expectInvalid(bytes.subarray(0, 6), ["file ends at byte 6 inside the version", "truncated"], 4);
-    await expectInvalid(bytes.subarray(0, lastEnd - 1), ['tensor "v" data', "runs past the end of the file", "truncated"], dataStart + 32);
+    await expectInvalid(
+      bytes.subarray(0, lastEnd - 1),
+      ['tensor "v" data', "runs past the end of the file", "truncated"],
+      dataStart + 32,
+    );
   });
 
   test("tensor and key counts that the file cannot hold fail before any work", async () => {
@@ -100,12 +114,25 @@ describe("GGUF key/values", () => {
   });
 
   test("an array count of 2^60 fails at once, for fixed-size, string and nested elements", async () => {
-    for (const [elem, min] of [[VT.u8, 1], [VT.f64, 8], [VT.string, 8], [VT.array, 12]] as const) {
+    for (const [elem, min] of [
+      [VT.u8, 1],
+      [VT.f64, 8],
+      [VT.string, 8],
+      [VT.array, 12],
+    ] as const) {
       const b = preamble(new Bytes(), 0, 1);
       key(b, "tokenizer.ggml.tokens", VT.array).u32(elem);
       const at = b.length;
       b.u64(1n << 60n).zeros(64);
-      await expectInvalid(b.build(), ['key "tokenizer.ggml.tokens" claims 1152921504606846976 elements', `at least ${min} bytes each`, "only 64 bytes remain"], at);
+      await expectInvalid(
+        b.build(),
+        [
+          'key "tokenizer.ggml.tokens" claims 1152921504606846976 elements',
+          `at least ${min} bytes each`,
+          "only 64 bytes remain",
+        ],
+        at,
+      );
     }
   });
 
@@ -127,7 +154,10 @@ describe("GGUF key/values", () => {
     const elem = preamble(new Bytes(), 0, 1);
     key(elem, "x", VT.array).u32(99).u64(0);
     await expectInvalid(elem.build(), ['key "x" element type is 99'], 24 + 8 + 1 + 4);
-    const utf8 = preamble(new Bytes(), 0, 1).str(new Uint8Array([0x61, 0xff])).u32(VT.u8).u8(1);
+    const utf8 = preamble(new Bytes(), 0, 1)
+      .str(new Uint8Array([0x61, 0xff]))
+      .u32(VT.u8)
+      .u8(1);
     await expectInvalid(utf8.build(), ["key 0 is not valid UTF-8"], 32);
     const bool = preamble(new Bytes(), 0, 1);
     key(bool, "flag", VT.bool).u8(2);
@@ -141,9 +171,21 @@ describe("GGUF key/values", () => {
       write(b);
       return b.build();
     };
-    await expectInvalid(withAlignment(VT.u64, (b) => b.u64(32)), ['"general.alignment" must be of type u32 but is u64'], 24);
-    await expectInvalid(withAlignment(VT.u32, (b) => b.u32(48)), ["is 48, not a power of two"], 24);
-    await expectInvalid(withAlignment(VT.u32, (b) => b.u32(0)), ["is 0, not a power of two"], 24);
+    await expectInvalid(
+      withAlignment(VT.u64, (b) => b.u64(32)),
+      ['"general.alignment" must be of type u32 but is u64'],
+      24,
+    );
+    await expectInvalid(
+      withAlignment(VT.u32, (b) => b.u32(48)),
+      ["is 48, not a power of two"],
+      24,
+    );
+    await expectInvalid(
+      withAlignment(VT.u32, (b) => b.u32(0)),
+      ["is 0, not a power of two"],
+      24,
+    );
     const { bytes, dataStart } = simpleFile([W, V], 64);
     assert.equal(dataStart % 64, 0);
     const f = await openBytes(bytes);
@@ -167,7 +209,16 @@ describe("GGUF key/values", () => {
     key(b, "i64", VT.i64).i64(-(1n << 63n));
     key(b, "f64", VT.f64).f64(0.1);
     key(b, "strings", VT.array).u32(VT.string).u64(2).str("a").str("");
-    key(b, "nested", VT.array).u32(VT.array).u64(2).u32(VT.i32).u64(2).i32(-1).i32(2).u32(VT.bool).u64(1).u8(0);
+    key(b, "nested", VT.array)
+      .u32(VT.array)
+      .u64(2)
+      .u32(VT.i32)
+      .u64(2)
+      .i32(-1)
+      .i32(2)
+      .u32(VT.bool)
+      .u64(1)
+      .u8(0);
     const f = await openBytes(b.build());
     const get = (k: string) => f.metadata.get(k);
     assert.deepEqual(get("u8"), { type: "u8", value: 255 });
@@ -191,7 +242,25 @@ describe("GGUF key/values", () => {
         { type: "array", elementType: "bool", values: [false] },
       ],
     });
-    assert.deepEqual([...f.metadata.keys()], ["u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "u64", "i64", "f64", "strings", "nested"]);
+    assert.deepEqual(
+      [...f.metadata.keys()],
+      [
+        "u8",
+        "i8",
+        "u16",
+        "i16",
+        "u32",
+        "i32",
+        "f32",
+        "bool",
+        "string",
+        "u64",
+        "i64",
+        "f64",
+        "strings",
+        "nested",
+      ],
+    );
     assert.equal(f.tensors.size, 0);
     await f.close();
   });
@@ -199,7 +268,11 @@ describe("GGUF key/values", () => {
 
 describe("GGUF tensor infos", () => {
   /** One-key file whose tensor infos are written by `infos`; returns bytes and where infos start. */
-  function withInfos(count: number, infos: (b: Bytes) => void, data = 64): { bytes: Buffer; infoStart: number } {
+  function withInfos(
+    count: number,
+    infos: (b: Bytes) => void,
+    data = 64,
+  ): { bytes: Buffer; infoStart: number } {
     const b = preamble(new Bytes(), count, 1);
     key(b, "test.n", VT.u32).u32(7);
     const infoStart = b.length;
@@ -219,34 +292,79 @@ describe("GGUF tensor infos", () => {
     assert.ok(f.tensors.has("n".repeat(63)));
     await f.close();
     const long = withInfos(1, (b) => tensorInfo(b, "n".repeat(64), [4], GT.F32, 0));
-    await expectInvalid(long.bytes, ["tensor info 0: name of 64 bytes is longer than ggml's limit of 63"], long.infoStart);
+    await expectInvalid(
+      long.bytes,
+      ["tensor info 0: name of 64 bytes is longer than ggml's limit of 63"],
+      long.infoStart,
+    );
   });
 
   test("more than 4 dims, negative and overflowing dims are refused", async () => {
     const five = withInfos(1, (b) => tensorInfo(b, "t", [1, 1, 1, 1, 1], GT.F32, 0));
-    await expectInvalid(five.bytes, ['tensor "t" has 5 dimensions; ggml allows at most 4'], five.infoStart + 9);
-    const negative = withInfos(1, (b) => b.str("t").u32(1).u64((1n << 64n) - 1n).u32(GT.F32).u64(0));
-    await expectInvalid(negative.bytes, ['tensor "t" dimension 0 is 18446744073709551615, negative'], negative.infoStart + 13);
-    const huge = withInfos(1, (b) => b.str("t").u32(1).u64(1n << 53n).u32(GT.F32).u64(0));
-    await expectInvalid(huge.bytes, ['tensor "t" dimension 0 is 9007199254740992; its size overflows'], huge.infoStart + 13);
+    await expectInvalid(
+      five.bytes,
+      ['tensor "t" has 5 dimensions; ggml allows at most 4'],
+      five.infoStart + 9,
+    );
+    const negative = withInfos(1, (b) =>
+      b
+        .str("t")
+        .u32(1)
+        .u64((1n << 64n) - 1n)
+        .u32(GT.F32)
+        .u64(0),
+    );
+    await expectInvalid(
+      negative.bytes,
+      ['tensor "t" dimension 0 is 18446744073709551615, negative'],
+      negative.infoStart + 13,
+    );
+    const huge = withInfos(1, (b) =>
+      b
+        .str("t")
+        .u32(1)
+        .u64(1n << 53n)
+        .u32(GT.F32)
+        .u64(0),
+    );
+    await expectInvalid(
+      huge.bytes,
+      ['tensor "t" dimension 0 is 9007199254740992; its size overflows'],
+      huge.infoStart + 13,
+    );
     const product = withInfos(1, (b) => tensorInfo(b, "t", [2 ** 32, 2 ** 32], GT.F32, 0));
-    await expectInvalid(product.bytes, ['tensor "t" (F32, dims [4294967296, 4294967296])', "overflows 2^53"], product.infoStart + 9);
+    await expectInvalid(
+      product.bytes,
+      ['tensor "t" (F32, dims [4294967296, 4294967296])', "overflows 2^53"],
+      product.infoStart + 9,
+    );
   });
 
   test("unknown, removed and block-misfit ggml types are refused; quantized sizes are exact", async () => {
     const unknown = withInfos(1, (b) => tensorInfo(b, "t", [4], 99, 0));
-    await expectInvalid(unknown.bytes, ['tensor "t": unknown ggml type 99'], unknown.infoStart + 8 + 1 + 4 + 8);
+    await expectInvalid(
+      unknown.bytes,
+      ['tensor "t": unknown ggml type 99'],
+      unknown.infoStart + 8 + 1 + 4 + 8,
+    );
     const removed = withInfos(1, (b) => tensorInfo(b, "t", [32], 31, 0));
     await expectInvalid(removed.bytes, ["ggml type 31 (Q4_0_4_4) was removed"]);
     const misfit = withInfos(1, (b) => tensorInfo(b, "t", [16, 2], GT.Q4_0, 0));
     await expectInvalid(misfit.bytes, ["row length ne0 = 16 is not a multiple of the Q4_0 block size 32"]);
     // Q4_K: 256 elements per 144-byte block (2 + 2 + 128 + 12); Q8_0: 32 per 34 bytes.
-    const quant = withInfos(2, (b) => {
-      tensorInfo(b, "k", [512, 3], GT.Q4_K, 0);
-      tensorInfo(b, "q", [64], GT.Q8_0, 6 * 144);
-    }, 6 * 144 + 68);
+    const quant = withInfos(
+      2,
+      (b) => {
+        tensorInfo(b, "k", [512, 3], GT.Q4_K, 0);
+        tensorInfo(b, "q", [64], GT.Q8_0, 6 * 144);
+      },
+      6 * 144 + 68,
+    );
     const f = await openBytes(quant.bytes);
-    assert.deepEqual([f.tensors.get("k")!.byteLength, f.tensors.get("k")!.typeName, f.tensors.get("k")!.dtype], [6 * 144, "Q4_K", null]);
+    assert.deepEqual(
+      [f.tensors.get("k")!.byteLength, f.tensors.get("k")!.typeName, f.tensors.get("k")!.dtype],
+      [6 * 144, "Q4_K", null],
+    );
     assert.equal(f.tensors.get("q")!.byteLength, 68);
     await f.close();
   });
@@ -263,15 +381,31 @@ describe("GGUF tensor infos", () => {
     const ok = layout([0, 32]);
     await (await openBytes(ok.bytes)).close();
     const misaligned = layout([0, 8]);
-    await expectInvalid(misaligned.bytes, ['tensor "b" data offset 8 is not a multiple of the alignment 32'], misaligned.dataStart + 8);
+    await expectInvalid(
+      misaligned.bytes,
+      ['tensor "b" data offset 8 is not a multiple of the alignment 32'],
+      misaligned.dataStart + 8,
+    );
     const overlap = layout([0, 0]);
-    await expectInvalid(overlap.bytes, ['tensor "b" data offset 0 overlaps tensor "a", whose data runs to 32'], overlap.dataStart);
+    await expectInvalid(
+      overlap.bytes,
+      ['tensor "b" data offset 0 overlaps tensor "a", whose data runs to 32'],
+      overlap.dataStart,
+    );
     const gap = layout([0, 64]);
-    await expectInvalid(gap.bytes, ['tensor "b" data offset 64 leaves a gap of 32 bytes after tensor "a"', "expected 32"], gap.dataStart + 64);
+    await expectInvalid(
+      gap.bytes,
+      ['tensor "b" data offset 64 leaves a gap of 32 bytes after tensor "a"', "expected 32"],
+      gap.dataStart + 64,
+    );
     const first = layout([32, 64]);
-    await expectInvalid(first.bytes, ['tensor "a" data offset 32 leaves a gap of 32 bytes after the start of the data section']);
+    await expectInvalid(first.bytes, [
+      'tensor "a" data offset 32 leaves a gap of 32 bytes after the start of the data section',
+    ]);
     const beyond = layout([0, 1n << 40n]);
-    await expectInvalid(beyond.bytes, ['tensor "b" data offset 1099511627776 lies beyond the end of the file']);
+    await expectInvalid(beyond.bytes, [
+      'tensor "b" data offset 1099511627776 lies beyond the end of the file',
+    ]);
   });
 
   test("a data section that is not padded to the alignment is refused with a hint", async () => {
@@ -281,7 +415,11 @@ describe("GGUF tensor infos", () => {
     const infoEnd = b.length;
     assert.notEqual(infoEnd % 32, 0, "the fixture needs padding to matter");
     b.raw(W.data); // no padding: data starts right after the infos
-    await expectInvalid(b.build(), ['tensor "w" data', "runs past the end of the file", `left out the padding between the tensor infos (ending at ${infoEnd}) and the data`]);
+    await expectInvalid(b.build(), [
+      'tensor "w" data',
+      "runs past the end of the file",
+      `left out the padding between the tensor infos (ending at ${infoEnd}) and the data`,
+    ]);
   });
 
   test("no tensors needs no data section; trailing bytes after the data are allowed (as in ggml)", async () => {

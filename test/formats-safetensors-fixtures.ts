@@ -15,7 +15,11 @@ export async function tempDir(): Promise<{ dir: string; cleanup: () => Promise<v
  * header length, the header bytes, then the data. `declaredLength` lets a test lie
  * about N.
  */
-export function rawSafetensors(header: string | Uint8Array, data: number | Uint8Array, declaredLength?: bigint): Uint8Array {
+export function rawSafetensors(
+  header: string | Uint8Array,
+  data: number | Uint8Array,
+  declaredLength?: bigint,
+): Uint8Array {
   const h = typeof header === "string" ? new TextEncoder().encode(header) : header;
   const d = typeof data === "number" ? new Uint8Array(data) : data;
   const out = new Uint8Array(8 + h.length + d.length);
@@ -45,7 +49,12 @@ export function patternBytes(length: number, seed: number): Uint8Array {
 }
 
 /** Asserts that `action` fails with a PmaError of `code` whose message names `file`. */
-export async function rejectsWith(action: () => Promise<unknown>, code: PmaErrorCode, file: string, mentions: string[] = []): Promise<void> {
+export async function rejectsWith(
+  action: () => Promise<unknown>,
+  code: PmaErrorCode,
+  file: string,
+  mentions: string[] = [],
+): Promise<void> {
   let caught: unknown = null;
   try {
     await action();
@@ -56,5 +65,6 @@ export async function rejectsWith(action: () => Promise<unknown>, code: PmaError
   assert.ok(isPmaError(caught), `expected a PmaError, got ${String(caught)}`);
   assert.equal(caught.code, code, `wrong code; message: ${caught.message}`);
   assert.ok(caught.message.includes(file), `message does not name ${file}: ${caught.message}`);
-  for (const m of mentions) assert.ok(caught.message.includes(m), `message does not mention ${m}: ${caught.message}`);
+  for (const m of mentions)
+    assert.ok(caught.message.includes(m), `message does not mention ${m}: ${caught.message}`);
 }

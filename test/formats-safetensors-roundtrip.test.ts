@@ -17,18 +17,61 @@ after(() => cleanup());
 // The reference writer's `Dtype` enum, in declaration order ("increasing alignment");
 // files list tensors from the last of these to the first, then by name.
 const REFERENCE_ENUM = [
-  "BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "F8_E4M3FNUZ",
-  "F8_E5M2FNUZ", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "C64", "F64", "I64", "U64",
+  "BOOL",
+  "F4",
+  "F6_E2M3",
+  "F6_E3M2",
+  "U8",
+  "I8",
+  "F8_E5M2",
+  "F8_E4M3",
+  "F8_E8M0",
+  "F8_E4M3FNUZ",
+  "F8_E5M2FNUZ",
+  "I16",
+  "U16",
+  "F16",
+  "BF16",
+  "I32",
+  "U32",
+  "F32",
+  "C64",
+  "F64",
+  "I64",
+  "U64",
 ];
 // Bits per element from the format's dtype list, written out independently of src/.
 const BITS: Record<string, number> = {
-  F4: 4, F6_E2M3: 6, F6_E3M2: 6, BOOL: 8, U8: 8, I8: 8, F8_E5M2: 8, F8_E4M3: 8, F8_E8M0: 8,
-  F8_E4M3FNUZ: 8, F8_E5M2FNUZ: 8, I16: 16, U16: 16, F16: 16, BF16: 16, I32: 32, U32: 32,
-  F32: 32, F64: 64, I64: 64, U64: 64, C64: 64,
+  F4: 4,
+  F6_E2M3: 6,
+  F6_E3M2: 6,
+  BOOL: 8,
+  U8: 8,
+  I8: 8,
+  F8_E5M2: 8,
+  F8_E4M3: 8,
+  F8_E8M0: 8,
+  F8_E4M3FNUZ: 8,
+  F8_E5M2FNUZ: 8,
+  I16: 16,
+  U16: 16,
+  F16: 16,
+  BF16: 16,
+  I32: 32,
+  U32: 32,
+  F32: 32,
+  F64: 64,
+  I64: 64,
+  U64: 64,
+  C64: 64,
 };
 
 function everyDtype(): TensorData[] {
-  assert.deepEqual(Object.keys(DTYPES).sort(), [...REFERENCE_ENUM].sort(), "dtype table and reference list differ");
+  assert.deepEqual(
+    Object.keys(DTYPES).sort(),
+    [...REFERENCE_ENUM].sort(),
+    "dtype table and reference list differ",
+  );
   return (Object.keys(DTYPES) as DType[]).map((dtype, i) => {
     // 12 elements fill whole bytes at 4, 6 and 8+ bits.
     const shape = [3, 4];
@@ -38,7 +81,9 @@ function everyDtype(): TensorData[] {
 }
 
 /** Parses a file's header straight from its bytes, without the reader under test. */
-async function rawHeader(file: string): Promise<{ n: number; json: string; parsed: Record<string, unknown>; bytes: Buffer }> {
+async function rawHeader(
+  file: string,
+): Promise<{ n: number; json: string; parsed: Record<string, unknown>; bytes: Buffer }> {
   const bytes = await fs.readFile(file);
   const n = Number(bytes.readBigUInt64LE(0));
   const json = bytes.subarray(8, 8 + n).toString("utf8");
@@ -103,15 +148,23 @@ describe("round trip", () => {
     assert.ok(json.length - body.length < 8, "at most 7 bytes of padding");
     assert.deepEqual(parsed.__metadata__, { format: "pt" });
 
-    const entries = Object.entries(parsed).filter(([k]) => k !== "__metadata__") as [string, { dtype: string; data_offsets: [number, number] }][];
+    const entries = Object.entries(parsed).filter(([k]) => k !== "__metadata__") as [
+      string,
+      { dtype: string; data_offsets: [number, number] },
+    ][];
     const byOffset = entries.sort((x, y) => x[1].data_offsets[0] - y[1].data_offsets[0]).map(([k]) => k);
     // Descending enum rank, then UTF-8 byte order of names: U+FF01 (EF BC 81) sorts
     // before U+1F600 (F0 9F 98 80), the reverse of their UTF-16 order.
     assert.deepEqual(byOffset, ["d", "c", "norm", "emb", "a", "b", "z", "é", "\uFF01", "\u{1F600}", "q"]);
     const expected = [...tensors].sort(
-      (x, y) => REFERENCE_ENUM.indexOf(y.dtype) - REFERENCE_ENUM.indexOf(x.dtype) || Buffer.compare(Buffer.from(x.name), Buffer.from(y.name)),
+      (x, y) =>
+        REFERENCE_ENUM.indexOf(y.dtype) - REFERENCE_ENUM.indexOf(x.dtype) ||
+        Buffer.compare(Buffer.from(x.name), Buffer.from(y.name)),
     );
-    assert.deepEqual(byOffset, expected.map((t) => t.name));
+    assert.deepEqual(
+      byOffset,
+      expected.map((t) => t.name),
+    );
     // The header also lists them in that order, after __metadata__.
     assert.deepEqual(Object.keys(JSON.parse(json) as object), ["__metadata__", ...byOffset]);
 
@@ -140,7 +193,10 @@ describe("round trip", () => {
     }
     const { files, totalSize } = await w.finish();
     assert.deepEqual(files, [path.join(out, "model.safetensors")]);
-    assert.equal(totalSize, tensors.reduce((s, t) => s + t.data.length, 0));
+    assert.equal(
+      totalSize,
+      tensors.reduce((s, t) => s + t.data.length, 0),
+    );
     assert.deepEqual((await fs.readdir(out)).sort(), ["model.safetensors"]);
     const f = await SafetensorsFile.open(files[0]!);
     await expectSameTensors(f, tensors);
@@ -177,9 +233,19 @@ describe("reader ranges", () => {
     const got = await f.read("w", 8, 8, into);
     assert.equal(got.buffer, into.buffer);
     assert.deepEqual(into.subarray(0, 8), data.subarray(8, 16));
-    assert.ok(into.subarray(8).every((b) => b === 0xaa), "bytes past the range are untouched");
+    assert.ok(
+      into.subarray(8).every((b) => b === 0xaa),
+      "bytes past the range are untouched",
+    );
 
-    for (const [off, len] of [[0, 41], [41, undefined], [-1, 4], [1.5, 2], [38, 4], [0, -1]] as const) {
+    for (const [off, len] of [
+      [0, 41],
+      [41, undefined],
+      [-1, 4],
+      [1.5, 2],
+      [38, 4],
+      [0, -1],
+    ] as const) {
       await rejectsWith(() => f.read("w", off, len), "RANGE_INVALID", file, ['"w"']);
       assert.throws(() => f.readSync("w", off, len), { code: "RANGE_INVALID" });
     }
@@ -207,13 +273,22 @@ describe("reader ranges", () => {
 describe("writer input checks", () => {
   it("refuses data of the wrong size, bad shapes, duplicates and reserved names", async () => {
     const file = path.join(dir, "bad.safetensors");
-    await rejectsWith(() => writeSafetensors(file, [{ name: "w", dtype: "F32", shape: [2], data: new Uint8Array(7) }]), "TENSOR_SIZE_MISMATCH", file);
-    await assert.rejects(writeSafetensors(file, [{ name: "w", dtype: "F4", shape: [3], data: new Uint8Array(2) }]), {
-      code: "TENSOR_SIZE_MISMATCH",
-    });
+    await rejectsWith(
+      () => writeSafetensors(file, [{ name: "w", dtype: "F32", shape: [2], data: new Uint8Array(7) }]),
+      "TENSOR_SIZE_MISMATCH",
+      file,
+    );
+    await assert.rejects(
+      writeSafetensors(file, [{ name: "w", dtype: "F4", shape: [3], data: new Uint8Array(2) }]),
+      {
+        code: "TENSOR_SIZE_MISMATCH",
+      },
+    );
     const one = { name: "w", dtype: "U8" as const, shape: [1], data: new Uint8Array(1) };
     await assert.rejects(writeSafetensors(file, [one, one]), { code: "DUPLICATE_NAME" });
-    await assert.rejects(writeSafetensors(file, [{ ...one, name: "__metadata__" }]), { code: "HEADER_INVALID" });
+    await assert.rejects(writeSafetensors(file, [{ ...one, name: "__metadata__" }]), {
+      code: "HEADER_INVALID",
+    });
     await assert.rejects(writeSafetensors(file, [one], { format: "np" }), { code: "METADATA_INVALID" });
   });
 
@@ -233,7 +308,11 @@ describe("writer input checks", () => {
     const out = path.join(dir, "exists");
     await fs.mkdir(out);
     await fs.writeFile(path.join(out, "model.safetensors"), "precious");
-    await rejectsWith(() => SafetensorsWriter.create(out, [{ name: "w", dtype: "U8", shape: [1] }]), "EXISTS", path.join(out, "model.safetensors"));
+    await rejectsWith(
+      () => SafetensorsWriter.create(out, [{ name: "w", dtype: "U8", shape: [1] }]),
+      "EXISTS",
+      path.join(out, "model.safetensors"),
+    );
     assert.equal(await fs.readFile(path.join(out, "model.safetensors"), "utf8"), "precious");
   });
 });

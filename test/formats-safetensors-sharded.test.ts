@@ -3,7 +3,12 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { openCheckpointTensors, type CheckpointTensors } from "../src/formats/checkpoint-files.js";
-import { planShards, SafetensorsWriter, writeSafetensors, type TensorData } from "../src/formats/safetensors-writer.js";
+import {
+  planShards,
+  SafetensorsWriter,
+  writeSafetensors,
+  type TensorData,
+} from "../src/formats/safetensors-writer.js";
 import { patternBytes, rawSafetensors, rejectsWith, tempDir } from "./formats-safetensors-fixtures.js";
 
 let dir = "";
@@ -20,7 +25,12 @@ async function freshDir(): Promise<string> {
   return d;
 }
 
-const u8 = (name: string, n: number, seed: number): TensorData => ({ name, dtype: "U8", shape: [n], data: patternBytes(n, seed) });
+const u8 = (name: string, n: number, seed: number): TensorData => ({
+  name,
+  dtype: "U8",
+  shape: [n],
+  data: patternBytes(n, seed),
+});
 
 async function expectTensors(ck: CheckpointTensors, tensors: TensorData[]): Promise<void> {
   assert.deepEqual([...ck.tensors.keys()].sort(), tensors.map((t) => t.name).sort());
@@ -36,7 +46,10 @@ async function expectTensors(ck: CheckpointTensors, tensors: TensorData[]): Prom
 async function handMade(shards: Record<string, TensorData[]>, index: unknown): Promise<string> {
   const d = await freshDir();
   for (const [file, tensors] of Object.entries(shards)) await writeSafetensors(path.join(d, file), tensors);
-  await fs.writeFile(path.join(d, "model.safetensors.index.json"), typeof index === "string" ? index : JSON.stringify(index));
+  await fs.writeFile(
+    path.join(d, "model.safetensors.index.json"),
+    typeof index === "string" ? index : JSON.stringify(index),
+  );
   return d;
 }
 
@@ -66,10 +79,19 @@ describe("planShards", () => {
 
   it("uses a single model.safetensors when everything fits", () => {
     const plan = planShards([{ name: "w", dtype: "BF16", shape: [4] }], 8);
-    assert.deepEqual(plan.shards.map((s) => s.file), ["model.safetensors"]);
+    assert.deepEqual(
+      plan.shards.map((s) => s.file),
+      ["model.safetensors"],
+    );
     assert.equal(plan.indexFile, null);
-    assert.deepEqual(planShards([], 8).shards.map((s) => s.file), ["model.safetensors"]);
-    assert.equal(planShards([{ name: "w", dtype: "U8", shape: [1] }], 1, "consolidated").shards[0]!.file, "consolidated.safetensors");
+    assert.deepEqual(
+      planShards([], 8).shards.map((s) => s.file),
+      ["model.safetensors"],
+    );
+    assert.equal(
+      planShards([{ name: "w", dtype: "U8", shape: [1] }], 1, "consolidated").shards[0]!.file,
+      "consolidated.safetensors",
+    );
   });
 
   it("rejects a shard size that is not positive", () => {
@@ -102,21 +124,34 @@ describe("sharded writer", () => {
     const { files, totalSize } = await w.finish();
     const shardFiles = w.plan.shards.map((s) => s.file);
     assert.ok(shardFiles.length > 2);
-    assert.deepEqual(files, [...shardFiles, "model.safetensors.index.json"].map((f) => path.join(out, f)));
+    assert.deepEqual(
+      files,
+      [...shardFiles, "model.safetensors.index.json"].map((f) => path.join(out, f)),
+    );
     assert.equal(totalSize, 200);
     assert.deepEqual((await fs.readdir(out)).sort(), [...shardFiles, "model.safetensors.index.json"].sort());
 
     const indexText = await fs.readFile(path.join(out, "model.safetensors.index.json"), "utf8");
-    const index = JSON.parse(indexText) as { metadata: { total_size: number }; weight_map: Record<string, string> };
+    const index = JSON.parse(indexText) as {
+      metadata: { total_size: number };
+      weight_map: Record<string, string>;
+    };
     assert.equal(index.metadata.total_size, 200);
     assert.deepEqual(Object.keys(index.weight_map), tensors.map((t) => t.name).sort());
-    assert.ok(indexText.endsWith("}\n") && indexText.includes('\n  "weight_map": {\n'), "indent=2 like huggingface_hub");
+    assert.ok(
+      indexText.endsWith("}\n") && indexText.includes('\n  "weight_map": {\n'),
+      "indent=2 like huggingface_hub",
+    );
 
     const ck = await openCheckpointTensors(out);
     assert.equal(ck.kind, "sharded");
     assert.equal(ck.root, out);
-    assert.deepEqual(ck.files.map((f) => path.basename(f.path)), shardFiles);
-    for (const [name, file] of Object.entries(index.weight_map)) assert.equal(path.basename(ck.tensors.get(name)!.file.path), file);
+    assert.deepEqual(
+      ck.files.map((f) => path.basename(f.path)),
+      shardFiles,
+    );
+    for (const [name, file] of Object.entries(index.weight_map))
+      assert.equal(path.basename(ck.tensors.get(name)!.file.path), file);
     await expectTensors(ck, tensors);
     assert.deepEqual(ck.metadata, { format: "pt", note: "x" });
     assert.deepEqual(ck.indexJson, index);
@@ -164,7 +199,13 @@ describe("index validation", () => {
   });
 
   it("rejects an index that is not JSON or lacks a weight_map", async () => {
-    for (const bad of ["{", "[]", JSON.stringify({ metadata: {} }), JSON.stringify({ weight_map: [] }), JSON.stringify({ weight_map: { a: 1 } })]) {
+    for (const bad of [
+      "{",
+      "[]",
+      JSON.stringify({ metadata: {} }),
+      JSON.stringify({ weight_map: [] }),
+      JSON.stringify({ weight_map: { a: 1 } }),
+    ]) {
       const d = await handMade(good, bad);
       await rejectsWith(() => openCheckpointTensors(d), "INDEX_INVALID", indexPathOf(d));
     }
@@ -211,7 +252,13 @@ describe("index validation", () => {
     const d = await handMade(good, { weight_map: {} });
     // A real, valid safetensors file just outside the checkpoint directory.
     await writeSafetensors(path.join(dir, "outside.safetensors"), [a]);
-    for (const name of ["../outside.safetensors", "sub/../../outside.safetensors", path.join(dir, "outside.safetensors"), "..\\outside.safetensors", "C:\\x.safetensors"]) {
+    for (const name of [
+      "../outside.safetensors",
+      "sub/../../outside.safetensors",
+      path.join(dir, "outside.safetensors"),
+      "..\\outside.safetensors",
+      "C:\\x.safetensors",
+    ]) {
       await fs.writeFile(indexPathOf(d), JSON.stringify({ weight_map: { a: name } }));
       await rejectsWith(() => openCheckpointTensors(d), "PATH_UNSAFE", indexPathOf(d), [name]);
     }
@@ -233,7 +280,10 @@ describe("index validation", () => {
     await writeSafetensors(path.join(d, "blobs", "x.safetensors"), [a]);
     await fs.symlink(path.join("blobs", "x.safetensors"), path.join(d, "s1.safetensors"));
     await writeSafetensors(path.join(d, "blobs", "y.safetensors"), [b]);
-    await fs.writeFile(indexPathOf(d), JSON.stringify({ weight_map: { a: "s1.safetensors", b: "blobs/y.safetensors" } }));
+    await fs.writeFile(
+      indexPathOf(d),
+      JSON.stringify({ weight_map: { a: "s1.safetensors", b: "blobs/y.safetensors" } }),
+    );
     const ck = await openCheckpointTensors(d);
     await expectTensors(ck, [a, b]);
     await ck.close();
@@ -241,14 +291,20 @@ describe("index validation", () => {
 
   it("reports a malformed shard with the shard's own error", async () => {
     const d = await handMade({ [S1]: [a, b] }, { weight_map: { a: S1, b: S1, c: S2 } });
-    await fs.writeFile(path.join(d, S2), rawSafetensors(`{"c":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}`, 3));
+    await fs.writeFile(
+      path.join(d, S2),
+      rawSafetensors(`{"c":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}`, 3),
+    );
     await rejectsWith(() => openCheckpointTensors(d), "DATA_LENGTH_MISMATCH", path.join(d, S2));
   });
 });
 
 describe("checkpoint directory detection", () => {
   it("prefers model.safetensors over an index, as transformers does", async () => {
-    const d = await handMade({ [`model-00001-of-00001.safetensors`]: [u8("x", 1, 1)] }, { weight_map: { x: "model-00001-of-00001.safetensors" } });
+    const d = await handMade(
+      { [`model-00001-of-00001.safetensors`]: [u8("x", 1, 1)] },
+      { weight_map: { x: "model-00001-of-00001.safetensors" } },
+    );
     await writeSafetensors(path.join(d, "model.safetensors"), [u8("y", 1, 2)]);
     const ck = await openCheckpointTensors(d);
     assert.equal(ck.kind, "single");
@@ -260,26 +316,38 @@ describe("checkpoint directory detection", () => {
     const d = await freshDir();
     await fs.writeFile(path.join(d, "optimizer.pt"), "");
     await fs.writeFile(path.join(d, "consolidated.safetensors"), "");
-    await rejectsWith(() => openCheckpointTensors(d), "IO", d, ["model.safetensors", "model.safetensors.index.json", "consolidated.safetensors"]);
+    await rejectsWith(() => openCheckpointTensors(d), "IO", d, [
+      "model.safetensors",
+      "model.safetensors.index.json",
+      "consolidated.safetensors",
+    ]);
     await rejectsWith(() => openCheckpointTensors(path.join(d, "nothing")), "IO", path.join(d, "nothing"));
   });
 
   it("explains that other frameworks' weights are not supported", async () => {
     const d = await freshDir();
     await fs.writeFile(path.join(d, "tf_model.h5"), "");
-    await rejectsWith(() => openCheckpointTensors(d), "FORMAT_UNSUPPORTED", d, ["tf_model.h5", "safetensors"]);
+    await rejectsWith(() => openCheckpointTensors(d), "FORMAT_UNSUPPORTED", d, [
+      "tf_model.h5",
+      "safetensors",
+    ]);
     await rejectsWith(() => openCheckpointTensors(path.join(d, "tf_model.h5")), "FORMAT_UNSUPPORTED", d);
   });
 
   it("reads pytorch_model.bin as a torch.save archive and says when it is not one", async () => {
     const d = await freshDir();
     await fs.writeFile(path.join(d, "pytorch_model.bin"), "");
-    await rejectsWith(() => openCheckpointTensors(d), "METADATA_INVALID", path.join(d, "pytorch_model.bin"), ["torch.save"]);
+    await rejectsWith(() => openCheckpointTensors(d), "METADATA_INVALID", path.join(d, "pytorch_model.bin"), [
+      "torch.save",
+    ]);
   });
 
   it("explains an index whose shards are not its format's files", async () => {
     const d = await handMade({}, { weight_map: { a: "pytorch_model-00001-of-00002.bin" } });
-    await rejectsWith(() => openCheckpointTensors(d), "INDEX_INVALID", indexPathOf(d), ["pytorch_model-00001-of-00002.bin", ".safetensors"]);
+    await rejectsWith(() => openCheckpointTensors(d), "INDEX_INVALID", indexPathOf(d), [
+      "pytorch_model-00001-of-00002.bin",
+      ".safetensors",
+    ]);
     const d2 = await freshDir();
     await fs.writeFile(path.join(d2, "tf_model.h5.index.json"), JSON.stringify({ weight_map: {} }));
     await rejectsWith(() => openCheckpointTensors(d2), "FORMAT_UNSUPPORTED", d2, ["tf_model.h5.index.json"]);

@@ -23,7 +23,11 @@ async function put(bytes: Uint8Array): Promise<string> {
   return p;
 }
 
-async function openFails(bytes: Uint8Array, code: Parameters<typeof rejectsWith>[1], mentions: string[] = []): Promise<void> {
+async function openFails(
+  bytes: Uint8Array,
+  code: Parameters<typeof rejectsWith>[1],
+  mentions: string[] = [],
+): Promise<void> {
   const p = await put(bytes);
   await rejectsWith(() => SafetensorsFile.open(p), code, p, mentions);
 }
@@ -95,26 +99,41 @@ describe("header content", () => {
   });
 
   it("rejects an unknown dtype, naming dtype and tensor", async () => {
-    await openFails(rawSafetensors(`{"layer.0":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}}`, 16), "DTYPE_UNKNOWN", [
-      "F128",
-      "layer.0",
-    ]);
+    await openFails(
+      rawSafetensors(`{"layer.0":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}}`, 16),
+      "DTYPE_UNKNOWN",
+      ["F128", "layer.0"],
+    );
   });
 });
 
 describe("tensor sizes", () => {
   it("rejects offsets that disagree with shape and dtype", async () => {
-    await openFails(rawSafetensors(`{${f32("w", [2, 2], 0, 15)}}`, 15), "TENSOR_SIZE_MISMATCH", ['"w"', "16", "15"]);
+    await openFails(rawSafetensors(`{${f32("w", [2, 2], 0, 15)}}`, 15), "TENSOR_SIZE_MISMATCH", [
+      '"w"',
+      "16",
+      "15",
+    ]);
     await openFails(rawSafetensors(`{${f32("w", [2, 2], 0, 17)}}`, 17), "TENSOR_SIZE_MISMATCH");
   });
 
   it("rejects shapes whose element count overflows 2^53", async () => {
     // 2^32 * 2^32 = 2^64: also an overflow for the reference's u64 arithmetic.
-    await openFails(rawSafetensors(`{${f32("w", [4294967296, 4294967296], 0, 0)}}`, 0), "TENSOR_SIZE_MISMATCH", ["overflow"]);
+    await openFails(
+      rawSafetensors(`{${f32("w", [4294967296, 4294967296], 0, 0)}}`, 0),
+      "TENSOR_SIZE_MISMATCH",
+      ["overflow"],
+    );
     // The overflow is checked step by step, so a trailing zero does not hide it.
-    await openFails(rawSafetensors(`{${f32("w", [4294967296, 4294967296, 0], 0, 0)}}`, 0), "TENSOR_SIZE_MISMATCH", ["overflow"]);
+    await openFails(
+      rawSafetensors(`{${f32("w", [4294967296, 4294967296, 0], 0, 0)}}`, 0),
+      "TENSOR_SIZE_MISMATCH",
+      ["overflow"],
+    );
     // 2^52 F32 elements are 2^54 bytes.
-    await openFails(rawSafetensors(`{${f32("w", [4503599627370496], 0, 0)}}`, 0), "TENSOR_SIZE_MISMATCH", ["overflow"]);
+    await openFails(rawSafetensors(`{${f32("w", [4503599627370496], 0, 0)}}`, 0), "TENSOR_SIZE_MISMATCH", [
+      "overflow",
+    ]);
   });
 
   it("rejects sub-byte tensors that do not fill whole bytes", async () => {
@@ -127,11 +146,19 @@ describe("tensor sizes", () => {
 
 describe("offsets", () => {
   it("rejects a gap between tensors", async () => {
-    await openFails(rawSafetensors(`{${f32("a", [1], 0, 4)},${f32("b", [1], 8, 12)}}`, 12), "OFFSETS_INVALID", ["gap", '"b"']);
+    await openFails(
+      rawSafetensors(`{${f32("a", [1], 0, 4)},${f32("b", [1], 8, 12)}}`, 12),
+      "OFFSETS_INVALID",
+      ["gap", '"b"'],
+    );
   });
 
   it("rejects overlapping tensors", async () => {
-    await openFails(rawSafetensors(`{${f32("a", [2], 0, 8)},${f32("b", [2], 4, 12)}}`, 12), "OFFSETS_INVALID", ["overlap"]);
+    await openFails(
+      rawSafetensors(`{${f32("a", [2], 0, 8)},${f32("b", [2], 4, 12)}}`, 12),
+      "OFFSETS_INVALID",
+      ["overlap"],
+    );
   });
 
   it("rejects a buffer that does not start at 0", async () => {
@@ -143,7 +170,10 @@ describe("offsets", () => {
   });
 
   it("rejects offsets beyond 2^53", async () => {
-    await openFails(rawSafetensors(`{${f32("a", [1], 18014398509481984, 18014398509481988)}}`, 0), "OFFSETS_INVALID");
+    await openFails(
+      rawSafetensors(`{${f32("a", [1], 18014398509481984, 18014398509481988)}}`, 0),
+      "OFFSETS_INVALID",
+    );
   });
 
   it("accepts tensors listed out of offset order and returns them in file order", async () => {
@@ -170,11 +200,19 @@ describe("data length", () => {
 
 describe("duplicates", () => {
   it("rejects a tensor name given twice", async () => {
-    await openFails(rawSafetensors(`{${f32("a", [1], 0, 4)},${f32("a", [1], 4, 8)}}`, 8), "DUPLICATE_NAME", ['"a"']);
+    await openFails(rawSafetensors(`{${f32("a", [1], 0, 4)},${f32("a", [1], 4, 8)}}`, 8), "DUPLICATE_NAME", [
+      '"a"',
+    ]);
   });
 
-  it("sees through escapes: \"a\" and \"\\u0061\" are the same key", async () => {
-    await openFails(rawSafetensors(`{${f32("a", [1], 0, 4)},"\\u0061":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}`, 8), "DUPLICATE_NAME");
+  it('sees through escapes: "a" and "\\u0061" are the same key', async () => {
+    await openFails(
+      rawSafetensors(
+        `{${f32("a", [1], 0, 4)},"\\u0061":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}`,
+        8,
+      ),
+      "DUPLICATE_NAME",
+    );
   });
 
   it("rejects a field given twice inside an entry", async () => {
@@ -183,7 +221,10 @@ describe("duplicates", () => {
   });
 
   it("rejects __metadata__ given twice", async () => {
-    await openFails(rawSafetensors(`{"__metadata__":{"format":"pt"},"__metadata__":{}}`, 0), "DUPLICATE_NAME");
+    await openFails(
+      rawSafetensors(`{"__metadata__":{"format":"pt"},"__metadata__":{}}`, 0),
+      "DUPLICATE_NAME",
+    );
   });
 
   it("is not fooled by key-like text inside strings", async () => {
@@ -197,7 +238,9 @@ describe("duplicates", () => {
 
 describe("metadata", () => {
   it("rejects non-string values", async () => {
-    await openFails(rawSafetensors(`{"__metadata__":{"format":"pt","step":100}}`, 0), "METADATA_INVALID", ["step"]);
+    await openFails(rawSafetensors(`{"__metadata__":{"format":"pt","step":100}}`, 0), "METADATA_INVALID", [
+      "step",
+    ]);
     await openFails(rawSafetensors(`{"__metadata__":{"x":null}}`, 0), "METADATA_INVALID");
     await openFails(rawSafetensors(`{"__metadata__":{"x":{"y":"z"}}}`, 0), "METADATA_INVALID");
   });
@@ -208,7 +251,9 @@ describe("metadata", () => {
   });
 
   it("keeps a __proto__ key as plain data", async () => {
-    const f = await SafetensorsFile.open(await put(rawSafetensors(`{"__metadata__":{"__proto__":"x","format":"pt"}}`, 0)));
+    const f = await SafetensorsFile.open(
+      await put(rawSafetensors(`{"__metadata__":{"__proto__":"x","format":"pt"}}`, 0)),
+    );
     assert.deepEqual(Object.keys(f.metadata).sort(), ["__proto__", "format"]);
     assert.equal(Object.getPrototypeOf(f.metadata), Object.prototype);
     await f.close();
@@ -221,7 +266,13 @@ describe("legal edge cases", () => {
     const header = `{"test":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}}`;
     assert.equal(header.length, 60);
     const f = await SafetensorsFile.open(await put(rawSafetensors(header, 16)));
-    assert.deepEqual(f.tensors.get("test"), { name: "test", dtype: "I32", shape: [2, 2], byteLength: 16, fileOffset: 68 });
+    assert.deepEqual(f.tensors.get("test"), {
+      name: "test",
+      dtype: "I32",
+      shape: [2, 2],
+      byteLength: 16,
+      fileOffset: 68,
+    });
     assert.equal(f.headerSize, 60);
     assert.equal(f.dataStart, 68);
     assert.deepEqual(f.metadata, {});

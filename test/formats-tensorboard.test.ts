@@ -4,7 +4,12 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isPmaError } from "../src/common/errors.js";
-import { parseTensorboardEvents, readTensorboardFile, tensorboardScalars, type TensorboardScalar } from "../src/formats/tensorboard.js";
+import {
+  parseTensorboardEvents,
+  readTensorboardFile,
+  tensorboardScalars,
+  type TensorboardScalar,
+} from "../src/formats/tensorboard.js";
 import { writeTensorboardScalars } from "../src/formats/tensorboard-writer.js";
 
 // ---- An independent encoder, written from the protobuf wire-format spec and the TFRecord
@@ -54,12 +59,23 @@ function f32(x: number): number[] {
   return [...b];
 }
 
-function event(fields: { wallTime?: number; step?: bigint | number; values?: number[][]; extra?: number[] }): number[] {
+function event(fields: {
+  wallTime?: number;
+  step?: bigint | number;
+  values?: number[][];
+  extra?: number[];
+}): number[] {
   const out: number[] = [];
   if (fields.wallTime !== undefined) out.push(...key(1, 1), ...f64(fields.wallTime));
   if (fields.step !== undefined) out.push(...key(2, 0), ...varint(fields.step));
   if (fields.extra) out.push(...fields.extra);
-  if (fields.values) out.push(...len(5, fields.values.flatMap((v) => len(1, v))));
+  if (fields.values)
+    out.push(
+      ...len(
+        5,
+        fields.values.flatMap((v) => len(1, v)),
+      ),
+    );
   return out;
 }
 
@@ -98,20 +114,57 @@ async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {
 test("reads simple_value scalars and every scalar-tensor encoding, from hand-built records", () => {
   const bytes = Uint8Array.from([
     ...fileVersion,
-    ...record(event({ wallTime: 1.25, step: 10, values: [simpleValue("train/loss", 2.5), simpleValue("train/lr", 3e-4)] })),
+    ...record(
+      event({
+        wallTime: 1.25,
+        step: 10,
+        values: [simpleValue("train/loss", 2.5), simpleValue("train/lr", 3e-4)],
+      }),
+    ),
     // tensor_content, float32 (TF2's tf.summary.scalar).
-    ...record(event({ wallTime: 2, step: 11, values: [tensorValue("a", [...key(1, 0), 1, ...scalarShape, ...len(4, f32(1.5))])] })),
+    ...record(
+      event({
+        wallTime: 2,
+        step: 11,
+        values: [tensorValue("a", [...key(1, 0), 1, ...scalarShape, ...len(4, f32(1.5))])],
+      }),
+    ),
     // tensor_content, float64.
-    ...record(event({ wallTime: 3, step: 12, values: [tensorValue("b", [...key(1, 0), 2, ...scalarShape, ...len(4, f64(0.1))])] })),
+    ...record(
+      event({
+        wallTime: 3,
+        step: 12,
+        values: [tensorValue("b", [...key(1, 0), 2, ...scalarShape, ...len(4, f64(0.1))])],
+      }),
+    ),
     // float_val packed (PyTorch's new-style scalars).
-    ...record(event({ step: 13, values: [tensorValue("c", [...key(1, 0), 1, ...scalarShape, ...len(5, f32(-4.25))])] })),
+    ...record(
+      event({
+        step: 13,
+        values: [tensorValue("c", [...key(1, 0), 1, ...scalarShape, ...len(5, f32(-4.25))])],
+      }),
+    ),
     // float_val unpacked, no shape field at all (rank 0 by default).
     ...record(event({ step: 14, values: [tensorValue("d", [...key(1, 0), 1, ...key(5, 5), ...f32(7)])] })),
     // double_val packed and unpacked.
     ...record(event({ step: 15, values: [tensorValue("e", [...key(1, 0), 2, ...len(6, f64(1 / 3))])] })),
-    ...record(event({ step: 16, values: [tensorValue("f", [...key(1, 0), 2, ...key(6, 1), ...f64(Math.PI)])] })),
+    ...record(
+      event({ step: 16, values: [tensorValue("f", [...key(1, 0), 2, ...key(6, 1), ...f64(Math.PI)])] }),
+    ),
     // Shape [1, 1] still holds one element.
-    ...record(event({ step: 17, values: [tensorValue("g", [...key(1, 0), 1, ...len(2, [...len(2, [...key(1, 0), 1]), ...len(2, [...key(1, 0), 1])]), ...len(5, f32(9))])] })),
+    ...record(
+      event({
+        step: 17,
+        values: [
+          tensorValue("g", [
+            ...key(1, 0),
+            1,
+            ...len(2, [...len(2, [...key(1, 0), 1]), ...len(2, [...key(1, 0), 1])]),
+            ...len(5, f32(9)),
+          ]),
+        ],
+      }),
+    ),
   ]);
   const tb = parseTensorboardEvents(bytes, "mem");
   assert.equal(tb.ignoredTailBytes, 0);
@@ -138,18 +191,50 @@ test("reads simple_value scalars and every scalar-tensor encoding, from hand-bui
 test("skips non-scalar tensors, strings, other event kinds and unknown fields", () => {
   const bytes = Uint8Array.from([
     // A [2]-shaped float tensor is not a scalar.
-    ...record(event({ step: 1, values: [tensorValue("vec", [...key(1, 0), 1, ...len(2, len(2, [...key(1, 0), 2])), ...len(5, [...f32(1), ...f32(2)])])] })),
+    ...record(
+      event({
+        step: 1,
+        values: [
+          tensorValue("vec", [
+            ...key(1, 0),
+            1,
+            ...len(2, len(2, [...key(1, 0), 2])),
+            ...len(5, [...f32(1), ...f32(2)]),
+          ]),
+        ],
+      }),
+    ),
     // DT_STRING (7) text summary.
-    ...record(event({ step: 2, values: [tensorValue("text", [...key(1, 0), 7, ...scalarShape, ...len(8, utf8("hello"))])] })),
+    ...record(
+      event({
+        step: 2,
+        values: [tensorValue("text", [...key(1, 0), 7, ...scalarShape, ...len(8, utf8("hello"))])],
+      }),
+    ),
     // A graph_def (field 4) event and a log_message (field 6).
     ...record(event({ step: 3, extra: len(4, [1, 2, 3, 4, 5]) })),
     ...record(event({ step: 4, extra: len(6, [...key(1, 0), 2, ...len(2, utf8("msg"))]) })),
     // Value with node_name (7) and metadata (9) around a simple_value; an unknown Event field 99 (fixed32).
-    ...record(event({ step: 5, extra: [...key(99, 5), 1, 2, 3, 4], values: [[...len(7, utf8("node")), ...len(9, [...len(1, [...len(1, utf8("scalars"))])]), ...simpleValue("loss", 1.75)]] })),
+    ...record(
+      event({
+        step: 5,
+        extra: [...key(99, 5), 1, 2, 3, 4],
+        values: [
+          [
+            ...len(7, utf8("node")),
+            ...len(9, [...len(1, [...len(1, utf8("scalars"))])]),
+            ...simpleValue("loss", 1.75),
+          ],
+        ],
+      }),
+    ),
   ]);
   const tb = parseTensorboardEvents(bytes);
   assert.equal(tb.records, 5);
-  assert.deepEqual(tensorboardScalars(tb).map((s) => [s.step, s.tag, s.value]), [[5, "loss", 1.75]]);
+  assert.deepEqual(
+    tensorboardScalars(tb).map((s) => [s.step, s.tag, s.value]),
+    [[5, "loss", 1.75]],
+  );
 });
 
 test("decodes int64 steps beyond 32 bits and negative steps", () => {
@@ -158,7 +243,10 @@ test("decodes int64 steps beyond 32 bits and negative steps", () => {
     ...record(event({ step: -2, values: [simpleValue("x", 2)] })),
     ...record(event({ values: [simpleValue("x", 3)] })), // step absent: proto3 default 0
   ]);
-  assert.deepEqual(tensorboardScalars(parseTensorboardEvents(bytes)).map((s) => s.step), [2 ** 40 + 3, -2, 0]);
+  assert.deepEqual(
+    tensorboardScalars(parseTensorboardEvents(bytes)).map((s) => s.step),
+    [2 ** 40 + 3, -2, 0],
+  );
 });
 
 test("records session-log starts (restarts) for purging orphaned data", () => {
@@ -178,7 +266,9 @@ test("writer output is byte-identical to the independent encoding, and its CRCs 
     const bytes = new Uint8Array(await readFile(path));
     const expected = [
       ...fileVersion,
-      ...scalars.flatMap((s) => record(event({ wallTime: s.wallTime, step: BigInt(s.step), values: [simpleValue(s.tag, s.value)] }))),
+      ...scalars.flatMap((s) =>
+        record(event({ wallTime: s.wallTime, step: BigInt(s.step), values: [simpleValue(s.tag, s.value)] })),
+      ),
     ];
     assert.deepEqual([...bytes], expected);
 
@@ -201,7 +291,12 @@ test("writer output is byte-identical to the independent encoding, and its CRCs 
 test("round trip through the writer, including append and refusal to overwrite", async () => {
   await withTmp(async (dir) => {
     const path = join(dir, "events.out.tfevents.2.host");
-    const first = Array.from({ length: 50 }, (_, i) => ({ step: i, wallTime: 1e9 + i, tag: "train/loss", value: 5 / (i + 1) }));
+    const first = Array.from({ length: 50 }, (_, i) => ({
+      step: i,
+      wallTime: 1e9 + i,
+      tag: "train/loss",
+      value: 5 / (i + 1),
+    }));
     await writeTensorboardScalars(path, first);
     await assert.rejects(writeTensorboardScalars(path, first), (e) => isPmaError(e, "EXISTS"));
     const more = [{ step: 50, wallTime: 1e9 + 50, tag: "train/grad_norm", value: Number.NaN }];
@@ -223,10 +318,18 @@ test("appending after a crash that cut a record short drops the partial record f
     const partial = record(event({ step: 2, values: [simpleValue("loss", 2.5)] })).slice(0, 20);
     await writeFile(path, Uint8Array.from([...whole, ...partial]));
     assert.equal((await readTensorboardFile(path)).ignoredTailBytes, partial.length);
-    await writeTensorboardScalars(path, [{ step: 2, wallTime: 2, tag: "loss", value: 2 }], { mode: "append" });
+    await writeTensorboardScalars(path, [{ step: 2, wallTime: 2, tag: "loss", value: 2 }], {
+      mode: "append",
+    });
     const tb = await readTensorboardFile(path);
     assert.equal(tb.ignoredTailBytes, 0);
-    assert.deepEqual(tensorboardScalars(tb).map((x) => [x.step, x.value]), [[1, 3], [2, 2]]);
+    assert.deepEqual(
+      tensorboardScalars(tb).map((x) => [x.step, x.value]),
+      [
+        [1, 3],
+        [2, 2],
+      ],
+    );
   });
 });
 
@@ -249,12 +352,21 @@ test("a corrupt data CRC or length CRC fails with the file name and byte offset"
 
     const badLen = Uint8Array.from(good);
     badLen[at + 9]! ^= 0x80; // rec2's length CRC
-    assert.throws(() => parseTensorboardEvents(badLen, "x.tfevents"), (e) => isPmaError(e, "LOG_INVALID") && /x\.tfevents.*byte \d+/.test(e.message) && e.message.includes(`byte ${at}`));
+    assert.throws(
+      () => parseTensorboardEvents(badLen, "x.tfevents"),
+      (e) =>
+        isPmaError(e, "LOG_INVALID") &&
+        /x\.tfevents.*byte \d+/.test(e.message) &&
+        e.message.includes(`byte ${at}`),
+    );
 
     // A changed length whose CRC still matches the old bytes is caught by the length CRC too.
     const badLen2 = Uint8Array.from(good);
     badLen2[at]! += 1;
-    assert.throws(() => parseTensorboardEvents(badLen2), (e) => isPmaError(e, "LOG_INVALID") && e.message.includes(`byte ${at}`));
+    assert.throws(
+      () => parseTensorboardEvents(badLen2),
+      (e) => isPmaError(e, "LOG_INVALID") && e.message.includes(`byte ${at}`),
+    );
   });
 });
 
@@ -268,18 +380,31 @@ test("a file cut anywhere inside its last record is read up to that record", asy
       const bytes = Uint8Array.from(whole.slice(0, whole.length - rec2.length + cut));
       const mem = parseTensorboardEvents(bytes);
       assert.equal(mem.ignoredTailBytes, cut, `cut ${cut}`);
-      assert.deepEqual(tensorboardScalars(mem).map((s) => s.step), [1]);
+      assert.deepEqual(
+        tensorboardScalars(mem).map((s) => s.step),
+        [1],
+      );
       await writeFile(path, bytes);
       const disk = await readTensorboardFile(path);
       assert.equal(disk.ignoredTailBytes, cut);
-      assert.deepEqual(tensorboardScalars(disk).map((s) => s.step), [1]);
+      assert.deepEqual(
+        tensorboardScalars(disk).map((s) => s.step),
+        [1],
+      );
     }
   });
 });
 
 test("a length far beyond the file is a truncated tail, not an allocation", () => {
   const head = [0, 0, 0, 0, 0, 1, 0, 0]; // 2^40 bytes, with a valid CRC
-  const bytes = Uint8Array.from([...fileVersion, ...head, ...u32(mask(bitwiseCrc32c(Uint8Array.from(head)))), 1, 2, 3]);
+  const bytes = Uint8Array.from([
+    ...fileVersion,
+    ...head,
+    ...u32(mask(bitwiseCrc32c(Uint8Array.from(head)))),
+    1,
+    2,
+    3,
+  ]);
   const tb = parseTensorboardEvents(bytes);
   assert.equal(tb.ignoredTailBytes, 15);
   assert.equal(tb.events.length, 1);
@@ -292,7 +417,8 @@ test("a file larger than the read chunk, with a record larger than the chunk, re
   await withTmp(async (dir) => {
     const parts: ArrayLike<number>[] = [fileVersion];
     const n = 30000; // about 1.1 MB of small records: crosses the 1 MiB chunk boundary
-    for (let i = 0; i < n; i++) parts.push(record(event({ wallTime: i, step: i, values: [simpleValue("loss", i / 8)] })));
+    for (let i = 0; i < n; i++)
+      parts.push(record(event({ wallTime: i, step: i, values: [simpleValue("loss", i / 8)] })));
     // A 1.5 MB graph_def (Event field 4) record, larger than a chunk; its content is skipped.
     const graphLen = 1_500_000;
     const head = [...key(2, 0), ...varint(n), ...key(4, 2), ...varint(graphLen)];
@@ -320,5 +446,8 @@ test("a file larger than the read chunk, with a record larger than the chunk, re
 
 test("a record whose CRCs match but whose payload is not an Event fails with its offset", () => {
   const bytes = Uint8Array.from([...fileVersion, ...record([...key(5, 2), 50, 1])]);
-  assert.throws(() => parseTensorboardEvents(bytes, "f"), (e) => isPmaError(e, "LOG_INVALID") && e.message.includes(`byte ${fileVersion.length}`));
+  assert.throws(
+    () => parseTensorboardEvents(bytes, "f"),
+    (e) => isPmaError(e, "LOG_INVALID") && e.message.includes(`byte ${fileVersion.length}`),
+  );
 });

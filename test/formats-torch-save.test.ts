@@ -96,7 +96,10 @@ describe("torch.save archives against the torch fixtures", () => {
       await fs.mkdir(dir, { recursive: true });
       await fs.writeFile(path.join(dir, "pytorch_model.bin"), bytes);
       const r = await refusal(dir);
-      assert.ok(["METADATA_INVALID", "FORMAT_UNSUPPORTED"].includes(r.code), `${name}: ${r.code} ${r.message}`);
+      assert.ok(
+        ["METADATA_INVALID", "FORMAT_UNSUPPORTED"].includes(r.code),
+        `${name}: ${r.code} ${r.message}`,
+      );
       assert.match(r.message, new RegExp(`bomb-${name}/pytorch_model\\.bin`), name);
     }
   });
@@ -114,8 +117,14 @@ describe("merging torch.save checkpoints", () => {
       for (const t of ref.tensors.values()) {
         const bytes = await t.file.read(t.name);
         shapes.set(t.name, t.shape);
-        a.set(t.name, new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)));
-        b.set(t.name, Float32Array.from({ length: t.byteLength / 4 }, () => (r() - 0.5) * 0.1));
+        a.set(
+          t.name,
+          new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)),
+        );
+        b.set(
+          t.name,
+          Float32Array.from({ length: t.byteLength / 4 }, () => (r() - 0.5) * 0.1),
+        );
       }
     } finally {
       await ref.close();
@@ -124,7 +133,12 @@ describe("merging torch.save checkpoints", () => {
     await fs.mkdir(other, { recursive: true });
     await writeSafetensors(
       path.join(other, "model.safetensors"),
-      [...b].map(([name, v]) => ({ name, dtype: "F32" as const, shape: shapes.get(name)!, data: new Uint8Array(v.buffer) })),
+      [...b].map(([name, v]) => ({
+        name,
+        dtype: "F32" as const,
+        shape: shapes.get(name)!,
+        data: new Uint8Array(v.buffer),
+      })),
     );
     const binCopy = path.join(scratch, "checkpoint-100");
     await fs.cp(bin, binCopy, { recursive: true });
@@ -147,13 +161,23 @@ describe("merging torch.save checkpoints", () => {
 
   it("identical .bin checkpoints (single and sharded) merge to torch's bytes exactly", async () => {
     const out = path.join(scratch, "identity");
-    const inputs = ["hf-f32", "torch-1.13", "hf-sharded"].map((d, i) => path.join(scratch, `checkpoint-${(i + 1) * 1000}`));
-    for (const [i, d] of ["hf-f32", "torch-1.13", "hf-sharded"].entries()) await fs.cp(`${TORCH_FIXTURES}torch-save/${d}`, inputs[i]!, { recursive: true });
+    const inputs = ["hf-f32", "torch-1.13", "hf-sharded"].map((d, i) =>
+      path.join(scratch, `checkpoint-${(i + 1) * 1000}`),
+    );
+    for (const [i, d] of ["hf-f32", "torch-1.13", "hf-sharded"].entries())
+      await fs.cp(`${TORCH_FIXTURES}torch-save/${d}`, inputs[i]!, { recursive: true });
     await merge({ inputs, out });
     const expected = expectedFixture("torch-save.hf-f32");
     const merged = await SafetensorsFile.open(path.join(out, "model.safetensors"));
     try {
-      for (const e of expected.tensors) assert.equal(createHash("sha256").update(await merged.read(e.name)).digest("hex"), e.sha256, e.name);
+      for (const e of expected.tensors)
+        assert.equal(
+          createHash("sha256")
+            .update(await merged.read(e.name))
+            .digest("hex"),
+          e.sha256,
+          e.name,
+        );
     } finally {
       await merged.close();
     }

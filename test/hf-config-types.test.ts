@@ -69,7 +69,10 @@ function checkTypes(text: string, what: string): void {
     const t = types.get(field);
     if (t === undefined) continue;
     checked++;
-    assert.ok(accepted.includes(t), `${what}: ${field} is a JSON ${t}, ${modelType} accepts ${accepted.join(" | ")}`);
+    assert.ok(
+      accepted.includes(t),
+      `${what}: ${field} is a JSON ${t}, ${modelType} accepts ${accepted.join(" | ")}`,
+    );
   }
   assert.ok(checked >= 15, `${what}: only ${checked} known fields`);
 }
@@ -82,20 +85,30 @@ test("the written config.json of Llama and Mixtral has transformers' field types
   assert.match(moe, /"rope_theta": 10000\.0,/);
   assert.deepEqual(JSON.parse(moe), toHfConfig(DEFAULT_MOE_CONFIG), "same values");
   // The table catches what JSON.stringify writes.
-  assert.throws(() => checkTypes(JSON.stringify(toHfConfig(DEFAULT_MOE_CONFIG), null, 2), "stringify"), /(rope_theta|router_jitter_noise) is a JSON int/);
+  assert.throws(
+    () => checkTypes(JSON.stringify(toHfConfig(DEFAULT_MOE_CONFIG), null, 2), "stringify"),
+    /(rope_theta|router_jitter_noise) is a JSON int/,
+  );
 });
 
 test("setTopLevelString changes one top-level string and keeps every other byte", () => {
   const text = '{\n  "a": {"torch_dtype": "x"},\n  "torch_dtype" : "float32",\n  "f": 0.0\n}\n';
   assert.equal(setTopLevelString(text, "torch_dtype", "bfloat16"), text.replace('"float32"', '"bfloat16"'));
-  assert.deepEqual(JSON.parse(setTopLevelString('{"f": 1.0}', "torch_dtype", "float16")!), { torch_dtype: "float16", f: 1 });
+  assert.deepEqual(JSON.parse(setTopLevelString('{"f": 1.0}', "torch_dtype", "float16")!), {
+    torch_dtype: "float16",
+    f: 1,
+  });
   assert.deepEqual(JSON.parse(setTopLevelString("{ }", "k", "v")!), { k: "v" });
   assert.equal(setTopLevelString("[1]", "k", "v"), null);
 });
 
 describe("a trained MoE checkpoint and its merges", () => {
   let tmp: Awaited<ReturnType<typeof tempDir>>;
-  const pma = (...args: string[]) => spawnSync(process.execPath, [PMA_CLI, ...args], { encoding: "utf8", env: { ...process.env, PMA_CACHE_DIR: join(tmp.dir, "cache") } });
+  const pma = (...args: string[]) =>
+    spawnSync(process.execPath, [PMA_CLI, ...args], {
+      encoding: "utf8",
+      env: { ...process.env, PMA_CACHE_DIR: join(tmp.dir, "cache") },
+    });
   before(async () => {
     tmp = await tempDir("pma-hf-config-");
   });
@@ -121,21 +134,57 @@ describe("a trained MoE checkpoint and its merges", () => {
     checkTypes(trained, "trained");
 
     const asBf16 = join(tmp.dir, "bf16");
-    const m = pma("merge", join(run, "checkpoint-1"), join(run, "checkpoint-2"), "--out", asBf16, "--dtype", "bf16", "--threads", "1");
+    const m = pma(
+      "merge",
+      join(run, "checkpoint-1"),
+      join(run, "checkpoint-2"),
+      "--out",
+      asBf16,
+      "--dtype",
+      "bf16",
+      "--threads",
+      "1",
+    );
     assert.equal(m.status, 0, m.stderr);
     const merged = await readFile(join(asBf16, "config.json"), "utf8");
     checkTypes(merged, "merge --dtype");
     assert.equal(JSON.parse(merged).torch_dtype, "bfloat16");
-    assert.equal(merged, trained.replace(/"torch_dtype": "[a-z0-9]+"/, '"torch_dtype": "bfloat16"'), "only torch_dtype changed");
+    assert.equal(
+      merged,
+      trained.replace(/"torch_dtype": "[a-z0-9]+"/, '"torch_dtype": "bfloat16"'),
+      "only torch_dtype changed",
+    );
 
     const sharded = join(tmp.dir, "sharded");
-    const s = pma("merge", join(run, "checkpoint-1"), join(run, "checkpoint-2"), "--out", sharded, "--shard-size", "20KB", "--threads", "1", "--json");
+    const s = pma(
+      "merge",
+      join(run, "checkpoint-1"),
+      join(run, "checkpoint-2"),
+      "--out",
+      sharded,
+      "--shard-size",
+      "20KB",
+      "--threads",
+      "1",
+      "--json",
+    );
     assert.equal(s.status, 0, s.stderr);
     const rec = JSON.parse(s.stdout) as { files: string[] };
     const shards = rec.files.filter((f) => f.endsWith(".safetensors")).length;
     assert.ok(shards > 2);
     checkTypes(await readFile(join(sharded, "config.json"), "utf8"), "sharded merge");
-    const text = pma("merge", join(run, "checkpoint-1"), join(run, "checkpoint-2"), "--out", sharded, "--shard-size", "20KB", "--threads", "1", "--force");
+    const text = pma(
+      "merge",
+      join(run, "checkpoint-1"),
+      join(run, "checkpoint-2"),
+      "--out",
+      sharded,
+      "--shard-size",
+      "20KB",
+      "--threads",
+      "1",
+      "--force",
+    );
     assert.equal(text.status, 0, text.stderr);
     assert.match(text.stdout, new RegExp(`in ${shards} shards and the index,`));
   });

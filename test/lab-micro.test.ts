@@ -39,16 +39,23 @@ describe("pma lab (micro profile)", () => {
 
   test("every experiment runs and reports claims, measurements and finite figure data", () => {
     assert.deepEqual(first.failed, []);
-    assert.deepEqual(first.experiments.map((e) => e.id), [...EXPERIMENT_IDS]);
+    assert.deepEqual(
+      first.experiments.map((e) => e.id),
+      [...EXPERIMENT_IDS],
+    );
     for (const e of first.experiments) {
       assert.equal(e.cached, false);
       assert.ok(e.findings.length >= 2, `${e.id}: ${e.findings.length} findings`);
       for (const f of e.findings) {
         assert.ok(VERDICTS.includes(f.verdict), `${e.id}: verdict ${f.verdict}`);
-        assert.ok(f.measured.length > 20 && !/NaN|undefined/.test(f.measured), `${e.id}/${f.id}: ${f.measured}`);
+        assert.ok(
+          f.measured.length > 20 && !/NaN|undefined/.test(f.measured),
+          `${e.id}/${f.id}: ${f.measured}`,
+        );
       }
       assert.ok(e.figures.length >= 1);
-      for (const f of e.figures) for (const x of numbersOf(f)) assert.ok(Number.isFinite(x), `${e.id}/${f.id}: ${x}`);
+      for (const f of e.figures)
+        for (const x of numbersOf(f)) assert.ok(Number.isFinite(x), `${e.id}/${f.id}: ${x}`);
     }
     assert.equal(first.models.length, 2);
     assert.ok(first.models.every((m) => m.parameters > m.nonEmbedding && m.nonEmbedding > 0));
@@ -58,9 +65,13 @@ describe("pma lab (micro profile)", () => {
   test("the report validates and renders: index.html, summary.md, results.json, an SVG and a PNG per figure", async () => {
     const report = buildLabReport(first);
     validateReport(report);
-    assert.equal(report.claims.length, first.experiments.reduce((s, e) => s + e.findings.length, 0));
+    assert.equal(
+      report.claims.length,
+      first.experiments.reduce((s, e) => s + e.findings.length, 0),
+    );
     const written = await writeLabReport(first);
-    for (const f of ["index.html", "summary.md", "results.json"]) assert.ok(existsSync(join(written.dir, f)), f);
+    for (const f of ["index.html", "summary.md", "results.json"])
+      assert.ok(existsSync(join(written.dir, f)), f);
     const files = readdirSync(join(written.dir, "figures"));
     for (const fig of report.figures) {
       assert.ok(files.includes(`${fig.id}.svg`) && files.includes(`${fig.id}.png`), fig.id);
@@ -76,13 +87,21 @@ describe("pma lab (micro profile)", () => {
       first.experiments.map((e) => e.findings),
     );
     assert.deepEqual(readdirSync(join(dir(), "runs")).sort(), runs);
-    assert.ok(again.cpuSeconds < 0.2 * first.cpuSeconds, `rerun used ${again.cpuSeconds} s CPU, the first ${first.cpuSeconds} s`);
+    assert.ok(
+      again.cpuSeconds < 0.2 * first.cpuSeconds,
+      `rerun used ${again.cpuSeconds} s CPU, the first ${first.cpuSeconds} s`,
+    );
   });
 
   test("a changed scoring setting recomputes the experiment from the same runs", async () => {
     const runs = readdirSync(join(dir(), "runs")).sort();
     const changed = { ...labProfile("micro"), evalTokens: 1024 };
-    const r = await runLab({ dir: dir(), profile: changed, experiments: ["stable-merge"], cacheDir: cacheDir() });
+    const r = await runLab({
+      dir: dir(),
+      profile: changed,
+      experiments: ["stable-merge"],
+      cacheDir: cacheDir(),
+    });
     assert.equal(r.experiments.length, 1);
     assert.equal(r.experiments[0]!.cached, false);
     assert.deepEqual(readdirSync(join(dir(), "runs")).sort(), runs, "no run was retrained");

@@ -51,7 +51,13 @@ describe("pma lab over seeds (micro profile)", () => {
 
   before(async () => {
     tmp = await tempDir("pma-lab-seeds-");
-    two = await runLab({ dir: dir(), profile: "micro", experiments: ["stable-merge", "methods", "interval-count"], seeds: 2, cacheDir: cacheDir() });
+    two = await runLab({
+      dir: dir(),
+      profile: "micro",
+      experiments: ["stable-merge", "methods", "interval-count"],
+      seeds: 2,
+      cacheDir: cacheDir(),
+    });
   });
   after(async () => tmp.cleanup());
 
@@ -68,14 +74,27 @@ describe("pma lab over seeds (micro profile)", () => {
     const [m, s, tok, lat, mer] = ["model", "seed", "tokens", "latest", "merged"].map((c) => col(per, c));
     assert.ok(spread.rows.length > 0);
     for (const row of spread.rows) {
-      const mine = per.rows.filter((r) => r[m!] === row[col(spread, "model")] && r[tok!] === row[col(spread, "tokens")]);
-      assert.deepEqual(mine.map((r) => r[s!]), [0, 1]);
+      const mine = per.rows.filter(
+        (r) => r[m!] === row[col(spread, "model")] && r[tok!] === row[col(spread, "tokens")],
+      );
+      assert.deepEqual(
+        mine.map((r) => r[s!]),
+        [0, 1],
+      );
       const diffs = mine.map((r) => (r[mer!] as number) - (r[lat!] as number));
       const what = `${String(row[0])} at ${String(row[1])}`;
-      close(row[col(spread, "merged - latest (mean)")] as number, (diffs[0]! + diffs[1]!) / 2, `${what} mean`);
+      close(
+        row[col(spread, "merged - latest (mean)")] as number,
+        (diffs[0]! + diffs[1]!) / 2,
+        `${what} mean`,
+      );
       close(row[col(spread, "merged - latest (sample sd)")] as number, sampleSd(diffs), `${what} sd`);
       // Two seeds: the sample sd is |a - b| / sqrt(2).
-      close(row[col(spread, "merged - latest (sample sd)")] as number, Math.abs(diffs[0]! - diffs[1]!) / Math.SQRT2, `${what} sd of two`);
+      close(
+        row[col(spread, "merged - latest (sample sd)")] as number,
+        Math.abs(diffs[0]! - diffs[1]!) / Math.SQRT2,
+        `${what} sd of two`,
+      );
     }
     // The difference figure: mean with a band of mean -/+ sd.
     const fig = e.figures.find((f) => f.id === "stable-merge-seeds") as LineFigure;
@@ -109,12 +128,20 @@ describe("pma lab over seeds (micro profile)", () => {
   test("interval-count bars carry the sample sd of the per-seed differences as error bars", () => {
     const e = exp(two, "interval-count");
     // The pma tune finding is measured on seed 0's run only, and says so.
-    for (const f of e.findings) assert.match(f.measured, f.id === "tune-beats-fixed-recipes" ? /on seed 0's run/ : /mean ± sample sd over 2 seeds/);
+    for (const f of e.findings)
+      assert.match(
+        f.measured,
+        f.id === "tune-beats-fixed-recipes" ? /on seed 0's run/ : /mean ± sample sd over 2 seeds/,
+      );
     assert.match(e.findings[0]!.measured, /[-+]\d\.\d{4} ± \d\.\d{4}/);
     const t = table(e, "interval-count");
     const [pt, sd, sw, mer, lat] = ["point", "seed", "sweep", "merged", "latest"].map((c) => col(t, c));
-    const rowsOf = (point: string, sweep: string, seed: number | string) => t.rows.filter((r) => r[pt!] === point && r[sw!] === sweep && r[sd!] === seed);
-    for (const [id, sweep] of [["interval", "V"], ["count", "N"]] as const) {
+    const rowsOf = (point: string, sweep: string, seed: number | string) =>
+      t.rows.filter((r) => r[pt!] === point && r[sw!] === sweep && r[sd!] === seed);
+    for (const [id, sweep] of [
+      ["interval", "V"],
+      ["count", "N"],
+    ] as const) {
       const groups = (e.figures.find((f) => f.id === id) as BarFigure).groups;
       for (const [j, point] of ["early", "late"].entries()) {
         const [a, b] = [rowsOf(point, sweep, 0), rowsOf(point, sweep, 1)];
@@ -126,7 +153,11 @@ describe("pma lab over seeds (micro profile)", () => {
           close(g.bars[j]!.value, (diffs[0]! + diffs[1]!) / 2, `${what} mean`);
           close(g.bars[j]!.error!, sampleSd(diffs), `${what} sd`);
           // The mean rows average the seeds' losses.
-          close(rowsOf(point, sweep, "mean")[i]![mer!] as number, ((a[i]![mer!] as number) + (b[i]![mer!] as number)) / 2, `${what} mean row`);
+          close(
+            rowsOf(point, sweep, "mean")[i]![mer!] as number,
+            ((a[i]![mer!] as number) + (b[i]![mer!] as number)) / 2,
+            `${what} mean row`,
+          );
         }
       }
     }
@@ -144,43 +175,87 @@ describe("pma lab over seeds (micro profile)", () => {
     const written = await writeLabReport(two);
     assert.ok(readdirSync(join(written.dir, "figures")).includes("stable-merge-seeds.svg"));
     assert.match(report.summary!, /stable-merge, methods and interval-count use 2 seeds/);
-    assert.equal(report.setup!["seeds"], "2 (seeds 0-1) for stable-merge, methods, interval-count; seed 0 only for the others");
+    assert.equal(
+      report.setup!["seeds"],
+      "2 (seeds 0-1) for stable-merge, methods, interval-count; seed 0 only for the others",
+    );
   });
 
   test("one seed is the single-seed lab: same cache keys, same run folders, seed 0's numbers", async () => {
     const runsBefore = readdirSync(join(dir(), "runs")).sort();
     // Folders the lab named its micro runs before seeds existed: cached runs stay valid.
-    assert.ok(runsBefore.includes("dense-56b8c2d793a0") && runsBefore.includes("moe-2d67548549f2"), runsBefore.join(", "));
+    assert.ok(
+      runsBefore.includes("dense-56b8c2d793a0") && runsBefore.includes("moe-2d67548549f2"),
+      runsBefore.join(", "),
+    );
     const micro = labProfile("micro");
     const { seeds: _, ...unseeded } = micro;
-    for (const id of ["stable-merge", "methods", "interval-count", "anneal"] as const) assert.equal(experimentKey(micro, id), hashOf({ v: LAB_VERSION, id, profile: unseeded }), id);
-    for (const id of ["stable-merge", "methods", "interval-count"] as const) assert.notEqual(experimentKey({ ...micro, seeds: 2 }, id), experimentKey(micro, id), id);
-    assert.equal(experimentKey({ ...micro, seeds: 2 }, "anneal"), experimentKey(micro, "anneal"), "unseeded experiments ignore --seeds");
+    for (const id of ["stable-merge", "methods", "interval-count", "anneal"] as const)
+      assert.equal(experimentKey(micro, id), hashOf({ v: LAB_VERSION, id, profile: unseeded }), id);
+    for (const id of ["stable-merge", "methods", "interval-count"] as const)
+      assert.notEqual(experimentKey({ ...micro, seeds: 2 }, id), experimentKey(micro, id), id);
+    assert.equal(
+      experimentKey({ ...micro, seeds: 2 }, "anneal"),
+      experimentKey(micro, "anneal"),
+      "unseeded experiments ignore --seeds",
+    );
 
     // The merges and scores of seed 0 are cached from the two-seed run: this adds little time.
-    const one = await runLab({ dir: dir(), profile: "micro", experiments: ["stable-merge", "interval-count"], seeds: 1, cacheDir: cacheDir() });
+    const one = await runLab({
+      dir: dir(),
+      profile: "micro",
+      experiments: ["stable-merge", "interval-count"],
+      seeds: 1,
+      cacheDir: cacheDir(),
+    });
     assert.deepEqual(readdirSync(join(dir(), "runs")).sort(), runsBefore, "no run trained");
     const e = exp(one, "stable-merge");
     assert.ok(e.findings.every((f) => !f.measured.includes("±") && !/seed/.test(f.measured)));
-    assert.deepEqual(e.figures.map((f) => f.id), ["stable-merge"]);
-    assert.ok((e.figures[0] as LineFigure).series.every((s) => s.points.every((p) => p.lo === undefined && p.hi === undefined)));
+    assert.deepEqual(
+      e.figures.map((f) => f.id),
+      ["stable-merge"],
+    );
+    assert.ok(
+      (e.figures[0] as LineFigure).series.every((s) =>
+        s.points.every((p) => p.lo === undefined && p.hi === undefined),
+      ),
+    );
     // Seed 0's rows of the two-seed run are the one-seed table, number for number.
     const per = table(exp(two, "stable-merge"), "stable-merge");
     const seed0 = per.rows.filter((r) => r[1] === 0).map((r) => [r[0], ...r.slice(2)]);
     assert.deepEqual(table(e, "stable-merge").rows, seed0);
     const ic = exp(one, "interval-count");
     assert.ok(ic.findings.every((f) => !f.measured.includes("±") && !/seed/.test(f.measured)));
-    assert.ok(ic.figures.every((f) => (f as BarFigure).groups.every((g) => g.bars.every((b) => b.error === undefined))));
+    assert.ok(
+      ic.figures.every((f) =>
+        (f as BarFigure).groups.every((g) => g.bars.every((b) => b.error === undefined)),
+      ),
+    );
     const icTwo = table(exp(two, "interval-count"), "interval-count");
-    assert.deepEqual(table(ic, "interval-count").columns, icTwo.columns.filter((c) => c !== "seed"));
-    assert.deepEqual(table(ic, "interval-count").rows, icTwo.rows.filter((r) => r[1] === 0).map((r) => [r[0], ...r.slice(2)]));
-    assert.match(buildLabReport(one).summary!, /One seed per setting: differences below 0.005 nats are treated as noise\./);
+    assert.deepEqual(
+      table(ic, "interval-count").columns,
+      icTwo.columns.filter((c) => c !== "seed"),
+    );
+    assert.deepEqual(
+      table(ic, "interval-count").rows,
+      icTwo.rows.filter((r) => r[1] === 0).map((r) => [r[0], ...r.slice(2)]),
+    );
+    assert.match(
+      buildLabReport(one).summary!,
+      /One seed per setting: differences below 0.005 nats are treated as noise\./,
+    );
   });
 
   test("--seeds takes a whole number >= 1", async () => {
     for (const bad of ["0", "-1", "1.5", "x", ""]) {
-      await assert.rejects(labCommand.run(["--profile", "micro", "--dir", join(tmp.dir, "never"), "--seeds", bad]), (e: unknown) => isPmaError(e, "USAGE") && /--seeds/.test(e.message), bad);
+      await assert.rejects(
+        labCommand.run(["--profile", "micro", "--dir", join(tmp.dir, "never"), "--seeds", bad]),
+        (e: unknown) => isPmaError(e, "USAGE") && /--seeds/.test(e.message),
+        bad,
+      );
     }
-    await assert.rejects(runLab({ dir: join(tmp.dir, "never"), profile: "micro", seeds: 0 }), (e: unknown) => isPmaError(e, "USAGE"));
+    await assert.rejects(runLab({ dir: join(tmp.dir, "never"), profile: "micro", seeds: 0 }), (e: unknown) =>
+      isPmaError(e, "USAGE"),
+    );
   });
 });

@@ -12,14 +12,21 @@ import { createModel } from "../src/nn/model.js";
 import { Tokenizer } from "../src/data/tokenizer.js";
 
 // A byte-level tokenizer with no merges: every byte is one token; <eos> is 256.
-const tok = new Tokenizer({ tokens: Array.from({ length: 256 }, (_, i) => Uint8Array.of(i)), merges: [], specials: new Map([["<|endoftext|>", 256]]) });
+const tok = new Tokenizer({
+  tokens: Array.from({ length: 256 }, (_, i) => Uint8Array.of(i)),
+  merges: [],
+  specials: new Map([["<|endoftext|>", 256]]),
+});
 const EOS = 256;
 
 test("encodeQa: inputs are eos+question+answer, only answer positions (and the closing eos) are targets", () => {
   const e = encodeQa(tok, EOS, { question: "Q?", answer: " ab" }, 10)!;
   assert.deepEqual([...e.tokens], [EOS, 81, 63, 32, 97, 98, 0, 0, 0, 0]);
   // Position t predicts token t+1; the answer starts at index 3 (" "), so targets begin at t = 2.
-  assert.deepEqual([...e.targets], [IGNORE_INDEX, IGNORE_INDEX, 32, 97, 98, EOS, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]);
+  assert.deepEqual(
+    [...e.targets],
+    [IGNORE_INDEX, IGNORE_INDEX, 32, 97, 98, EOS, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX],
+  );
   assert.equal(e.scored, 4);
   assert.equal(encodeQa(tok, EOS, { question: "a long question", answer: " x" }, 8), null);
   const cut = encodeQa(tok, EOS, { question: "Q", answer: " abcdefgh" }, 6)!;
@@ -44,10 +51,22 @@ before(async () => {
 after(() => backend.dispose());
 
 test("scoreQa: per-choice losses equal the model's cross-entropy of each row alone", () => {
-  const config = resolveConfig({ vocab_size: 257, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 24, bos_token_id: EOS, eos_token_id: EOS });
+  const config = resolveConfig({
+    vocab_size: 257,
+    hidden_size: 16,
+    intermediate_size: 32,
+    num_hidden_layers: 1,
+    num_attention_heads: 2,
+    max_position_embeddings: 24,
+    bos_token_id: EOS,
+    eos_token_id: EOS,
+  });
   const model = createModel(config, backend, { batch: 3, seq: 24 }, { seed: 4 });
   const one = createModel(config, backend, { batch: 1, seq: 24 }, { params: model.params });
-  const questions = mcQuestions(3).map((q) => ({ pair: { ...q.pair, question: "Q: x?\nA:" }, choices: q.choices.map((c) => c.slice(0, 12)) }));
+  const questions = mcQuestions(3).map((q) => ({
+    pair: { ...q.pair, question: "Q: x?\nA:" },
+    choices: q.choices.map((c) => c.slice(0, 12)),
+  }));
   const s = scoreQa(model, tok, EOS, questions);
   // Reference: each choice scored alone with the batch-1 model's mean cross-entropy.
   let correct = 0;
@@ -67,7 +86,12 @@ test("scoreQa: per-choice losses equal the model's cross-entropy of each row alo
 });
 
 test("gradNormRoughness: a steady curve is smooth, a jumpy one is not", () => {
-  const steady = Array.from({ length: 30 }, (_, i) => ({ step: i + 1, loss: 1, lr: 1, gradNorm: 1 + 0.01 * i }));
+  const steady = Array.from({ length: 30 }, (_, i) => ({
+    step: i + 1,
+    loss: 1,
+    lr: 1,
+    gradNorm: 1 + 0.01 * i,
+  }));
   const jumpy = steady.map((s, i) => ({ ...s, gradNorm: i % 7 === 6 ? 5 : 1 }));
   const a = gradNormRoughness(steady);
   const b = gradNormRoughness(jumpy);

@@ -22,7 +22,8 @@ before(async () => ({ dir: tmp, cleanup } = await tempDir("pma-dcp-merge-")));
 after(() => cleanup());
 
 const sha = (p: string) => createHash("sha256").update(fs.readFileSync(p)).digest("hex");
-const folderHashes = (dir: string) => Object.fromEntries(fs.readdirSync(dir).map((n) => [n, sha(join(dir, n))]));
+const folderHashes = (dir: string) =>
+  Object.fromEntries(fs.readdirSync(dir).map((n) => [n, sha(join(dir, n))]));
 const elements = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** The merged tensors must equal the reference safetensors byte for byte. */
@@ -32,7 +33,11 @@ async function assertEqualsReference(out: string, reference: string): Promise<vo
   const ref = await SafetensorsFile.open(reference);
   try {
     for (const [name, t] of ref.tensors) {
-      assert.deepEqual(Buffer.from(reader.readElements(name, 0, elements(t.shape))), Buffer.from(await ref.read(name)), name);
+      assert.deepEqual(
+        Buffer.from(reader.readElements(name, 0, elements(t.shape))),
+        Buffer.from(await ref.read(name)),
+        name,
+      );
     }
   } finally {
     reader.close();
@@ -43,7 +48,13 @@ async function assertEqualsReference(out: string, reference: string): Promise<vo
 /** Every zip record of every item must carry the CRC-32 of its bytes (torch's writer sets them; a merge must keep them true). */
 async function assertCrcsValid(dir: string): Promise<void> {
   const ckpt = await openDcp(dir);
-  const items = [...ckpt.tensors.values()].flatMap((t) => t.chunks.map((c) => ({ name: t.name, file: c.file, range: ckpt.metadata!.storage.get(`${t.name}\u0000${c.offsets.join(",")}`)! })));
+  const items = [...ckpt.tensors.values()].flatMap((t) =>
+    t.chunks.map((c) => ({
+      name: t.name,
+      file: c.file,
+      range: ckpt.metadata!.storage.get(`${t.name}\u0000${c.offsets.join(",")}`)!,
+    })),
+  );
   for (const it of items) {
     const fd = fs.openSync(it.file, "r");
     try {
@@ -65,17 +76,24 @@ describe("merging distributed checkpoints", () => {
     const out = join(tmp, "sma");
     const record = await mergeDcp({ inputs, out, accumulate: "f64", chunkElements: 100, threads: 2 });
     assert.equal(record.order_basis, "tokens");
-    assert.deepEqual(record.inputs.map((i) => i.tokens), [3355443200, 6710886400, 10066329600]);
+    assert.deepEqual(
+      record.inputs.map((i) => i.tokens),
+      [3355443200, 6710886400, 10066329600],
+    );
     await assertEqualsReference(out, `${TRAJ}reference-sma.safetensors`);
     // Same files; .metadata byte for byte; BYTE_IO items (step, tokens_seen) are the newest input's.
     assert.deepEqual(fs.readdirSync(out).sort(), [".metadata", "__0_0.distcp", "pma_merge.json"]);
     assert.equal(sha(join(out, ".metadata")), sha(`${TRAJ}step-300/.metadata`));
-    assert.equal(fs.statSync(join(out, "__0_0.distcp")).size, fs.statSync(`${TRAJ}step-300/__0_0.distcp`).size);
+    assert.equal(
+      fs.statSync(join(out, "__0_0.distcp")).size,
+      fs.statSync(`${TRAJ}step-300/__0_0.distcp`).size,
+    );
     const merged = await openDcp(out);
     const newest = await openDcp(`${TRAJ}step-300`);
     const r1 = new DcpReader(merged);
     const r2 = new DcpReader(newest);
-    for (const name of newest.bytesItems.keys()) assert.deepEqual(r1.readBytesItem(name), r2.readBytesItem(name), name);
+    for (const name of newest.bytesItems.keys())
+      assert.deepEqual(r1.readBytesItem(name), r2.readBytesItem(name), name);
     r1.close();
     r2.close();
     await assertCrcsValid(out);
@@ -96,21 +114,39 @@ describe("merging distributed checkpoints", () => {
         const half = Math.ceil(rows / 2);
         const [r0, r1] = rank === 0 ? [0, half] : [half, rows];
         const inner = elements(t.shape.slice(1));
-        tensors.push({ name: t.name, dtype: t.dtype, shape: [r1 - r0, ...t.shape.slice(1)], data: reader.readElements(t.name, r0 * inner, (r1 - r0) * inner) });
+        tensors.push({
+          name: t.name,
+          dtype: t.dtype,
+          shape: [r1 - r0, ...t.shape.slice(1)],
+          data: reader.readElements(t.name, r0 * inner, (r1 - r0) * inner),
+        });
         info[t.name] = { saved_offsets: [r0, ...t.shape.slice(1).map(() => 0)] };
       }
-      await writeSafetensors(join(dir, `shard-0000${rank + 1}-model-00001-of-00001.safetensors`), tensors, { DCP_SHARDING_INFO: JSON.stringify(info) });
+      await writeSafetensors(join(dir, `shard-0000${rank + 1}-model-00001-of-00001.safetensors`), tensors, {
+        DCP_SHARDING_INFO: JSON.stringify(info),
+      });
     }
     reader.close();
     const out = join(tmp, "resharded-out");
     const notes: string[] = [];
-    await mergeDcp({ inputs: [`${TRAJ}step-100`, dir, `${TRAJ}step-300`], out, accumulate: "f64", keepOrder: true, onNote: (n) => notes.push(n) });
+    await mergeDcp({
+      inputs: [`${TRAJ}step-100`, dir, `${TRAJ}step-300`],
+      out,
+      accumulate: "f64",
+      keepOrder: true,
+      onNote: (n) => notes.push(n),
+    });
     assert.match(notes.join("\n"), /sharded differently/);
     await assertEqualsReference(out, `${TRAJ}reference-sma.safetensors`);
   });
 
   /** A copy of `src` whose float chunks (those `pick` selects) are scaled by `k`, as a later checkpoint of the same run. */
-  async function scaledCopy(src: string, dst: string, k: number, pick: (name: string) => boolean): Promise<void> {
+  async function scaledCopy(
+    src: string,
+    dst: string,
+    k: number,
+    pick: (name: string) => boolean,
+  ): Promise<void> {
     fs.cpSync(src, dst, { recursive: true });
     const ckpt = await openDcp(dst);
     for (const t of ckpt.tensors.values()) {
@@ -148,14 +184,21 @@ describe("merging distributed checkpoints", () => {
       await scaledCopy(src, later, 3, () => true);
       const out = join(tmp, `two-rank-out-${optimizer}`);
       await mergeDcp({ inputs: [src, later], out, keepOrder: true, accumulate: "f64", optimizer });
-      for (const name of ["model.embed_tokens.weight", "optimizer.state.model.embed_tokens.weight.exp_avg", "optimizer.state.model.embed_tokens.weight.exp_avg_sq"]) {
+      for (const name of [
+        "model.embed_tokens.weight",
+        "optimizer.state.model.embed_tokens.weight.exp_avg",
+        "optimizer.state.model.embed_tokens.weight.exp_avg_sq",
+      ]) {
         const a = await values(src, name);
         const got = await values(out, name);
         const factor = name.startsWith("model.") || optimizer === "merge" ? 2 : 3;
         for (let i = 0; i < a.length; i++) assert.equal(got[i], Math.fround(a[i]! * factor), `${name}[${i}]`);
       }
       // step counters are never merged
-      assert.deepEqual(await values(out, "optimizer.state.model.norm.weight.step"), await values(later, "optimizer.state.model.norm.weight.step"));
+      assert.deepEqual(
+        await values(out, "optimizer.state.model.norm.weight.step"),
+        await values(later, "optimizer.state.model.norm.weight.step"),
+      );
       await assertCrcsValid(out);
     });
   }
@@ -166,7 +209,8 @@ describe("merging distributed checkpoints", () => {
     await scaledCopy(src, later, 3, () => true);
     const out = join(tmp, "megatron-out");
     await mergeDcp({ inputs: [src, later], out, keepOrder: true, accumulate: "f64" });
-    for (const f of ["common.pt", "metadata.json", ".metadata"]) assert.equal(sha(join(out, f)), sha(join(src, f)), f);
+    for (const f of ["common.pt", "metadata.json", ".metadata"])
+      assert.equal(sha(join(out, f)), sha(join(src, f)), f);
     const a = await values(src, "decoder.layers.self_attention.linear_qkv.weight");
     const got = await values(out, "decoder.layers.self_attention.linear_qkv.weight");
     for (let i = 0; i < a.length; i++) assert.equal(got[i], Math.fround(a[i]! * 2));
@@ -191,8 +235,15 @@ describe("merging distributed checkpoints", () => {
     writeSyntheticDcp(b, [{ name: "w", dtype: "BF16", shape: [4, 4], fill }], { step: 2 }, 2);
     writeSyntheticDcp(c, [{ name: "w", dtype: "F32", shape: [4, 5], fill }], { step: 3 }, 1);
     const out = join(tmp, "syn-out");
-    await assert.rejects(mergeDcp({ inputs: [a, b], out }), (e: unknown) => isPmaError(e, "CHECKPOINT_MISMATCH") && /"w" is F32, but BF16/.test(e.message));
-    await assert.rejects(mergeDcp({ inputs: [a, c], out }), (e: unknown) => isPmaError(e, "CHECKPOINT_MISMATCH") && /"w" has shape \[4, 4\], but \[4, 5\]/.test(e.message));
+    await assert.rejects(
+      mergeDcp({ inputs: [a, b], out }),
+      (e: unknown) => isPmaError(e, "CHECKPOINT_MISMATCH") && /"w" is F32, but BF16/.test(e.message),
+    );
+    await assert.rejects(
+      mergeDcp({ inputs: [a, c], out }),
+      (e: unknown) =>
+        isPmaError(e, "CHECKPOINT_MISMATCH") && /"w" has shape \[4, 4\], but \[4, 5\]/.test(e.message),
+    );
     assert.equal(fs.existsSync(out), false);
   });
 
@@ -208,7 +259,13 @@ describe("merging distributed checkpoints", () => {
     writeSyntheticDcp(b, [{ name: "w", dtype: "F32", shape: [9, 8], fill: fill(3) }], { step: 2 }, 3);
     const out = join(tmp, "ranks-out");
     await mergeDcp({ inputs: [a, b], out, accumulate: "f64" });
-    assert.deepEqual(fs.readdirSync(out).sort(), [".metadata", "__0_0.distcp", "__1_0.distcp", "__2_0.distcp", "pma_merge.json"]);
+    assert.deepEqual(fs.readdirSync(out).sort(), [
+      ".metadata",
+      "__0_0.distcp",
+      "__1_0.distcp",
+      "__2_0.distcp",
+      "pma_merge.json",
+    ]);
     const got = await values(out, "w");
     for (let i = 0; i < 72; i++) assert.equal(got[i], 2000 + i);
     await assertCrcsValid(out);
@@ -219,6 +276,9 @@ describe("merging distributed checkpoints", () => {
     assert.equal(dcpTensorRole("optimizer.state.model.norm.weight.exp_avg", "copy"), "copy");
     assert.equal(dcpTensorRole("optimizer.state.model.norm.weight.exp_avg", "merge"), "merge");
     assert.equal(dcpTensorRole("optimizer.state.model.norm.weight.step", "merge"), "copy");
-    assert.equal(dcpTensorRole("optimizer.state.fp32_param.decoder.layers.mlp.linear_fc1.weight", "copy"), "merge");
+    assert.equal(
+      dcpTensorRole("optimizer.state.fp32_param.decoder.layers.mlp.linear_fc1.weight", "copy"),
+      "merge",
+    );
   });
 });

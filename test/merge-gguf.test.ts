@@ -42,7 +42,14 @@ const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
 function makeValues(seed: number): number[][][] {
   const r = rng(seed);
-  return Array.from({ length: N }, () => SPECS.map((s) => representable(Array.from({ length: numel(s.shape) }, () => (r() * 2 - 1) * s.scale), s.dtype)));
+  return Array.from({ length: N }, () =>
+    SPECS.map((s) =>
+      representable(
+        Array.from({ length: numel(s.shape) }, () => (r() * 2 - 1) * s.scale),
+        s.dtype,
+      ),
+    ),
+  );
 }
 
 function metadataFor(step: number): GgufMetadata {
@@ -55,9 +62,27 @@ function metadataFor(step: number): GgufMetadata {
   ]);
 }
 
-function tensorsFor(values: number[][], over: Partial<Record<string, Partial<GgufTensorData>>> = {}): GgufTensorData[] {
-  const floats = SPECS.map((s, t) => ({ name: s.name, type: GGML[s.dtype], dims: [...s.shape].reverse(), data: toBytes(values[t]!, s.dtype), ...over[s.name] }));
-  return [...floats, { name: "blk.0.pos", type: GT.I32, dims: [5], data: new Uint8Array(POSITIONS.buffer), ...over["blk.0.pos"] }];
+function tensorsFor(
+  values: number[][],
+  over: Partial<Record<string, Partial<GgufTensorData>>> = {},
+): GgufTensorData[] {
+  const floats = SPECS.map((s, t) => ({
+    name: s.name,
+    type: GGML[s.dtype],
+    dims: [...s.shape].reverse(),
+    data: toBytes(values[t]!, s.dtype),
+    ...over[s.name],
+  }));
+  return [
+    ...floats,
+    {
+      name: "blk.0.pos",
+      type: GT.I32,
+      dims: [5],
+      data: new Uint8Array(POSITIONS.buffer),
+      ...over["blk.0.pos"],
+    },
+  ];
 }
 
 function roundTo(x: number, dtype: FloatDType): number {
@@ -73,7 +98,10 @@ async function readMerged(path: string) {
   const out = new Map<string, { type: number; dims: number[]; values: number[] }>();
   for (const t of f.tensors.values()) {
     const bytes = await f.read(t.name);
-    const values = t.dtype === "I32" ? [...new Int32Array(new Uint8Array(bytes).buffer)] : fromBytes(bytes, t.dtype as FloatDType);
+    const values =
+      t.dtype === "I32"
+        ? [...new Int32Array(new Uint8Array(bytes).buffer)]
+        : fromBytes(bytes, t.dtype as FloatDType);
     out.set(t.name, { type: t.ggmlType, dims: t.dims, values });
   }
   const metadata = f.metadata;
@@ -100,28 +128,58 @@ describe("GGUF merge against a float64 reference", () => {
   });
   after(() => tmp.cleanup());
 
-  const methods: MethodSpec[] = [{ method: "sma" }, { method: "wma" }, { method: "ema", alpha: 0.3 }, { method: "custom", weights: [0.5, -0.25, 1, 2], normalize: false }];
+  const methods: MethodSpec[] = [
+    { method: "sma" },
+    { method: "wma" },
+    { method: "ema", alpha: 0.3 },
+    { method: "custom", weights: [0.5, -0.25, 1, 2], normalize: false },
+  ];
   for (const method of methods) {
     test(`${method.method}: f64 accumulation is bit-exact with the float64 sum rounded once`, async () => {
       const out = join(tmp.dir, `f64-${method.method}.gguf`);
-      const record = await merge({ inputs: paths, out, method, accumulate: "f64", chunkElements: 100, threads: 2 });
+      const record = await merge({
+        inputs: paths,
+        out,
+        method,
+        accumulate: "f64",
+        chunkElements: 100,
+        threads: 2,
+      });
       assert.equal(record.order_basis, "step");
-      assert.deepEqual(record.inputs.map((i) => i.step), [100, 200, 300, 400]);
+      assert.deepEqual(
+        record.inputs.map((i) => i.step),
+        [100, 200, 300, 400],
+      );
       assert.deepEqual(record.files, [`f64-${method.method}.gguf`]);
       assert.equal(record.companions_from, null);
       const c = coefficientsFor(method, N);
       const merged = await readMerged(out);
-      assert.deepEqual([...merged.tensors.keys()], [...SPECS.map((s) => s.name), "blk.0.pos"], "tensor-info order kept");
+      assert.deepEqual(
+        [...merged.tensors.keys()],
+        [...SPECS.map((s) => s.name), "blk.0.pos"],
+        "tensor-info order kept",
+      );
       SPECS.forEach((s, t) => {
         const got = merged.tensors.get(s.name)!;
-        assert.deepEqual([got.type, got.dims], [GGML[s.dtype], [...s.shape].reverse()], `${s.name} keeps its type and dims`);
+        assert.deepEqual(
+          [got.type, got.dims],
+          [GGML[s.dtype], [...s.shape].reverse()],
+          `${s.name} keeps its type and dims`,
+        );
         for (let e = 0; e < numel(s.shape); e++) {
           let ref = 0;
           for (let i = 0; i < N; i++) ref += c[i]! * values[i]![t]![e]!;
-          assert.ok(same(got.values[e]!, roundTo(ref, s.dtype)), `${s.name}[${e}]: ${got.values[e]} vs ${roundTo(ref, s.dtype)}`);
+          assert.ok(
+            same(got.values[e]!, roundTo(ref, s.dtype)),
+            `${s.name}[${e}]: ${got.values[e]} vs ${roundTo(ref, s.dtype)}`,
+          );
         }
       });
-      assert.deepEqual(merged.tensors.get("blk.0.pos")!.values, [...POSITIONS], "identical integer tensors are copied");
+      assert.deepEqual(
+        merged.tensors.get("blk.0.pos")!.values,
+        [...POSITIONS],
+        "identical integer tensors are copied",
+      );
       // Metadata: the newest input's, types kept, then the provenance keys.
       const expected = metadataFor(400);
       expected.set("pma.version", merged.metadata.get("pma.version")!);
@@ -135,7 +193,14 @@ describe("GGUF merge against a float64 reference", () => {
 
   test("--dtype bf16 with f32 accumulation stays within the bound and says so in general.file_type", async () => {
     const out = join(tmp.dir, "bf16.gguf");
-    await merge({ inputs: paths, out, method: { method: "wma" }, dtype: "BF16", chunkElements: 64, threads: 2 });
+    await merge({
+      inputs: paths,
+      out,
+      method: { method: "wma" },
+      dtype: "BF16",
+      chunkElements: 64,
+      threads: 2,
+    });
     const c = coefficientsFor({ method: "wma" }, N);
     const merged = await readMerged(out);
     assert.deepEqual(merged.metadata.get("general.file_type"), gguf.u32(32), "llama.cpp's MOSTLY_BF16");
@@ -153,7 +218,10 @@ describe("GGUF merge against a float64 reference", () => {
         }
         const bound = (2 * N + 1) * u * mag;
         const v = got.values[e]!;
-        assert.ok(v >= roundTo(ref - bound, "BF16") && v <= roundTo(ref + bound, "BF16"), `${s.name}[${e}] = ${v}, reference ${ref}`);
+        assert.ok(
+          v >= roundTo(ref - bound, "BF16") && v <= roundTo(ref + bound, "BF16"),
+          `${s.name}[${e}] = ${v}, reference ${ref}`,
+        );
       }
     });
   });
@@ -188,37 +256,62 @@ describe("GGUF merge refuses bad input and leaves nothing behind", () => {
   });
   after(() => tmp.cleanup());
 
-  async function expectFailure(inputs: string[], code: PmaErrorCode, parts: string[], opts: Partial<Parameters<typeof merge>[0]> = {}) {
+  async function expectFailure(
+    inputs: string[],
+    code: PmaErrorCode,
+    parts: string[],
+    opts: Partial<Parameters<typeof merge>[0]> = {},
+  ) {
     const outDir = join(tmp.dir, "out");
     const before = await treeHash(join(tmp.dir, "in"));
     await assert.rejects(merge({ inputs, out: join(outDir, "merged.gguf"), ...opts }), (e) => {
       assert.ok(isPmaError(e, code), `expected ${code}, got ${String(e)}`);
-      for (const p of parts) assert.ok((e as Error).message.includes(p), `"${(e as Error).message}" lacks ${p}`);
+      for (const p of parts)
+        assert.ok((e as Error).message.includes(p), `"${(e as Error).message}" lacks ${p}`);
       return true;
     });
-    assert.ok(!existsSync(outDir) || (await readdir(outDir)).length === 0, "no output and no temporary file left");
+    assert.ok(
+      !existsSync(outDir) || (await readdir(outDir)).length === 0,
+      "no output and no temporary file left",
+    );
     assert.deepEqual(await treeHash(join(tmp.dir, "in")), before, "inputs untouched");
   }
 
   test("a quantized tensor is refused, naming the file, the tensor and its type", async () => {
     const q = join(tmp.dir, "in/quantized/checkpoint-3.gguf");
     await mkdir(join(tmp.dir, "in/quantized"));
-    const data = tensorsFor(values[2]!, { "blk.0.ffn_up.weight": { type: GT.Q8_0, dims: [32, 13], data: new Uint8Array(13 * 34) } });
+    const data = tensorsFor(values[2]!, {
+      "blk.0.ffn_up.weight": { type: GT.Q8_0, dims: [32, 13], data: new Uint8Array(13 * 34) },
+    });
     await writeGguf(q, metadataFor(3), data);
-    await expectFailure([...good, q], "DTYPE_UNSUPPORTED", [q, 'tensor "blk.0.ffn_up.weight" is Q8_0', "quantized"]);
+    await expectFailure([...good, q], "DTYPE_UNSUPPORTED", [
+      q,
+      'tensor "blk.0.ffn_up.weight" is Q8_0',
+      "quantized",
+    ]);
   });
 
   test("mismatched tensors are listed", async () => {
     const other = join(tmp.dir, "in/other/checkpoint-3.gguf");
     await mkdir(join(tmp.dir, "in/other"));
-    await writeGguf(other, metadataFor(3), tensorsFor(values[2]!, { "blk.0.attn_norm.weight": { dims: [1001, 1] } }));
-    await expectFailure([...good, other], "CHECKPOINT_MISMATCH", ['"blk.0.attn_norm.weight" has shape [1, 1001], but [1001]']);
+    await writeGguf(
+      other,
+      metadataFor(3),
+      tensorsFor(values[2]!, { "blk.0.attn_norm.weight": { dims: [1001, 1] } }),
+    );
+    await expectFailure([...good, other], "CHECKPOINT_MISMATCH", [
+      '"blk.0.attn_norm.weight" has shape [1, 1001], but [1001]',
+    ]);
   });
 
   test("an integer tensor that differs is refused", async () => {
     const other = join(tmp.dir, "in/int/checkpoint-3.gguf");
     await mkdir(join(tmp.dir, "in/int"));
-    await writeGguf(other, metadataFor(3), tensorsFor(values[2]!, { "blk.0.pos": { data: new Uint8Array(20) } }));
+    await writeGguf(
+      other,
+      metadataFor(3),
+      tensorsFor(values[2]!, { "blk.0.pos": { data: new Uint8Array(20) } }),
+    );
     await expectFailure([...good, other], "NONFLOAT_DIFFERS", ['"blk.0.pos" differs']);
   });
 
@@ -242,17 +335,29 @@ describe("GGUF merge refuses bad input and leaves nothing behind", () => {
   test("formats are not mixed, the output must be .gguf, and shards do not apply", async () => {
     const st = join(tmp.dir, "in/st/checkpoint-9");
     await mkdir(st, { recursive: true });
-    await writeSafetensors(join(st, "model.safetensors"), [{ name: "x", dtype: "F32", shape: [1], data: toBytes([1], "F32") }]);
+    await writeSafetensors(join(st, "model.safetensors"), [
+      { name: "x", dtype: "F32", shape: [1], data: toBytes([1], "F32") },
+    ]);
     await expectFailure([good[0]!, st], "USAGE", ["cannot merge GGUF files with other checkpoints"]);
-    await assert.rejects(merge({ inputs: good, out: join(tmp.dir, "out/merged") }), (e) => isPmaError(e, "USAGE") && /ending in \.gguf/.test((e as Error).message));
-    await assert.rejects(merge({ inputs: [st], out: join(tmp.dir, "out/merged.gguf") }), (e) => isPmaError(e, "USAGE") && /names a GGUF file/.test((e as Error).message));
+    await assert.rejects(
+      merge({ inputs: good, out: join(tmp.dir, "out/merged") }),
+      (e) => isPmaError(e, "USAGE") && /ending in \.gguf/.test((e as Error).message),
+    );
+    await assert.rejects(
+      merge({ inputs: [st], out: join(tmp.dir, "out/merged.gguf") }),
+      (e) => isPmaError(e, "USAGE") && /names a GGUF file/.test((e as Error).message),
+    );
     await expectFailure(good, "USAGE", ["--shard-size applies to safetensors output"], { shardSize: 1000 });
   });
 
   test("an aborted merge leaves no output and no temporary file", async () => {
     const controller = new AbortController();
     controller.abort();
-    await expectFailure(good, "INTERRUPTED", [], { signal: controller.signal, chunkElements: 16, threads: 1 });
+    await expectFailure(good, "INTERRUPTED", [], {
+      signal: controller.signal,
+      chunkElements: 16,
+      threads: 1,
+    });
   });
 });
 
@@ -275,18 +380,38 @@ describe("pma merge and inspect on GGUF files (CLI)", () => {
 
   test("pma merge --out x.gguf --dtype f16 --json writes one GGUF and prints the record", async () => {
     const out = join(tmp.dir, "merged.gguf");
-    const r = pma("merge", paths[2]!, paths[0]!, paths[1]!, "--out", out, "--method", "ema", "--alpha", "0.5", "--dtype", "f16", "--json");
+    const r = pma(
+      "merge",
+      paths[2]!,
+      paths[0]!,
+      paths[1]!,
+      "--out",
+      out,
+      "--method",
+      "ema",
+      "--alpha",
+      "0.5",
+      "--dtype",
+      "f16",
+      "--json",
+    );
     assert.equal(r.status, 0, r.stderr);
     const record = JSON.parse(r.stdout);
     assert.deepEqual(record.coefficients, [0.25, 0.25, 0.5]);
-    assert.deepEqual(record.inputs.map((i: { step: number }) => i.step), [10, 20, 30]);
+    assert.deepEqual(
+      record.inputs.map((i: { step: number }) => i.step),
+      [10, 20, 30],
+    );
     assert.deepEqual(record.files, ["merged.gguf"]);
     const f = await GgufFile.open(out);
     assert.equal(f.tensors.get("token_embd.weight")!.typeName, "F16");
     assert.deepEqual(f.metadata.get("pma.coefficients"), gguf.f64s([0.25, 0.25, 0.5]));
     assert.deepEqual(f.metadata.get("llama.context_length"), gguf.u32(30));
     await f.close();
-    assert.deepEqual(await readdir(tmp.dir), ["merged.gguf", ...paths.map((p) => p.slice(tmp.dir.length + 1))].sort());
+    assert.deepEqual(
+      await readdir(tmp.dir),
+      ["merged.gguf", ...paths.map((p) => p.slice(tmp.dir.length + 1))].sort(),
+    );
   });
 
   test("pma inspect shows ggml types, torch shapes, bytes and typed metadata; errors exit 1", async () => {

@@ -15,7 +15,11 @@ import { representable, rng, tempDir, toBytes } from "./helpers/fixtures.js";
 // differences) must not show; neither may the sign of zero, subnormals or the largest
 // finite values.
 
-const LARGEST: Record<"F32" | "BF16" | "F16", number> = { F32: 3.4028234663852886e38, BF16: 3.3895313892515355e38, F16: 65504 };
+const LARGEST: Record<"F32" | "BF16" | "F16", number> = {
+  F32: 3.4028234663852886e38,
+  BF16: 3.3895313892515355e38,
+  F16: 65504,
+};
 const SMALLEST: Record<"F32" | "BF16" | "F16", number> = { F32: 2 ** -149, BF16: 2 ** -133, F16: 2 ** -24 };
 
 function values(dtype: "F32" | "BF16" | "F16", n: number, seed: number): number[] {
@@ -28,7 +32,12 @@ function values(dtype: "F32" | "BF16" | "F16", n: number, seed: number): number[
 const DTYPES = ["F32", "BF16", "F16"] as const;
 // Odd sizes: SIMD tails and chunk boundaries.
 const tensors = (): TensorData[] =>
-  DTYPES.map((dtype, k) => ({ name: `layer.${dtype.toLowerCase()}.weight`, dtype, shape: [37, 53], data: toBytes(values(dtype, 37 * 53, 7 + k), dtype) }));
+  DTYPES.map((dtype, k) => ({
+    name: `layer.${dtype.toLowerCase()}.weight`,
+    dtype,
+    shape: [37, 53],
+    data: toBytes(values(dtype, 37 * 53, 7 + k), dtype),
+  }));
 
 const METHODS: MethodSpec[] = [
   { method: "sma" },
@@ -45,13 +54,21 @@ const METHODS: MethodSpec[] = [
 describe("merging identical checkpoints returns them bit for bit", () => {
   let tmp: Awaited<ReturnType<typeof tempDir>>;
   const original = tensors();
-  const inputs = (n: number) => Array.from({ length: n }, (_, i) => join(tmp.dir, `run/checkpoint-${(i + 1) * 100}`));
+  const inputs = (n: number) =>
+    Array.from({ length: n }, (_, i) => join(tmp.dir, `run/checkpoint-${(i + 1) * 100}`));
   before(async () => {
     tmp = await tempDir();
     for (const [i, dir] of inputs(7).entries()) {
       await mkdir(dir, { recursive: true });
       await writeSafetensors(join(dir, "model.safetensors"), original);
-      await writeFile(join(dir, "trainer_state.json"), JSON.stringify({ global_step: (i + 1) * 100, num_input_tokens_seen: (i + 1) * 1000, log_history: [] }));
+      await writeFile(
+        join(dir, "trainer_state.json"),
+        JSON.stringify({
+          global_step: (i + 1) * 100,
+          num_input_tokens_seen: (i + 1) * 1000,
+          log_history: [],
+        }),
+      );
     }
   });
   after(() => tmp.cleanup());
@@ -64,7 +81,8 @@ describe("merging identical checkpoints returns them bit for bit", () => {
         const got = await ck.tensors.get(t.name)!.file.read(t.name);
         const size = t.dtype === "F32" ? 4 : 2;
         let bad = 0;
-        for (let e = 0; e < got.length; e += size) if (Buffer.compare(got.subarray(e, e + size), t.data.subarray(e, e + size)) !== 0) bad++;
+        for (let e = 0; e < got.length; e += size)
+          if (Buffer.compare(got.subarray(e, e + size), t.data.subarray(e, e + size)) !== 0) bad++;
         found.set(t.dtype as FloatDType, bad);
       }
     } finally {

@@ -38,16 +38,32 @@ function numel(shape: number[]) {
 function makeValues(seed: number): number[][][] {
   const r = rng(seed);
   return Array.from({ length: N }, () =>
-    SPECS.map((s) => representable(Array.from({ length: numel(s.shape) }, () => (r() * 2 - 1) * s.scale), s.dtype)),
+    SPECS.map((s) =>
+      representable(
+        Array.from({ length: numel(s.shape) }, () => (r() * 2 - 1) * s.scale),
+        s.dtype,
+      ),
+    ),
   );
 }
 
 async function writeCheckpoint(dir: string, values: number[][], step: number, extra: TensorData[] = []) {
   await mkdir(dir, { recursive: true });
-  const tensors: TensorData[] = SPECS.map((s, t) => ({ name: s.name, dtype: s.dtype, shape: s.shape, data: toBytes(values[t]!, s.dtype) }));
+  const tensors: TensorData[] = SPECS.map((s, t) => ({
+    name: s.name,
+    dtype: s.dtype,
+    shape: s.shape,
+    data: toBytes(values[t]!, s.dtype),
+  }));
   await writeSafetensors(join(dir, "model.safetensors"), [...tensors, ...extra]);
-  await writeFile(join(dir, "config.json"), JSON.stringify({ model_type: "llama", step, torch_dtype: "bfloat16" }));
-  await writeFile(join(dir, "trainer_state.json"), JSON.stringify({ global_step: step, num_input_tokens_seen: step * 1000, log_history: [] }));
+  await writeFile(
+    join(dir, "config.json"),
+    JSON.stringify({ model_type: "llama", step, torch_dtype: "bfloat16" }),
+  );
+  await writeFile(
+    join(dir, "trainer_state.json"),
+    JSON.stringify({ global_step: step, num_input_tokens_seen: step * 1000, log_history: [] }),
+  );
 }
 
 function roundTo(x: number, dtype: FloatDType): number {
@@ -68,7 +84,12 @@ async function readMerged(dir: string) {
   const out = new Map<string, { dtype: string; values: number[] }>();
   for (const t of ck.tensors.values()) {
     const bytes = await t.file.read(t.name);
-    out.set(t.name, { dtype: t.dtype, values: ["BF16", "F16", "F32", "F64"].includes(t.dtype) ? fromBytes(bytes, t.dtype as FloatDType) : [...bytes] });
+    out.set(t.name, {
+      dtype: t.dtype,
+      values: ["BF16", "F16", "F32", "F64"].includes(t.dtype)
+        ? fromBytes(bytes, t.dtype as FloatDType)
+        : [...bytes],
+    });
   }
   await ck.close();
   return out;
@@ -103,9 +124,19 @@ describe("merge against a float64 reference", () => {
   for (const method of methods) {
     test(`${method.method}: f64 accumulation is bit-exact with the float64 sum rounded once`, async () => {
       const out = join(tmp.dir, `f64-${method.method}`);
-      const record = await merge({ inputs: paths, out, method, accumulate: "f64", chunkElements: 100, threads: 2 });
+      const record = await merge({
+        inputs: paths,
+        out,
+        method,
+        accumulate: "f64",
+        chunkElements: 100,
+        threads: 2,
+      });
       assert.equal(record.order_basis, "tokens");
-      assert.deepEqual(record.inputs.map((i) => i.step), [100, 200, 300, 400]);
+      assert.deepEqual(
+        record.inputs.map((i) => i.step),
+        [100, 200, 300, 400],
+      );
       const c = coefficientsFor(method, N);
       const merged = await readMerged(out);
       SPECS.forEach((s, t) => {
@@ -114,7 +145,10 @@ describe("merge against a float64 reference", () => {
         for (let e = 0; e < numel(s.shape); e++) {
           let ref = 0;
           for (let i = 0; i < N; i++) ref += c[i]! * values[i]![t]![e]!;
-          assert.ok(same(got.values[e]!, roundTo(ref, s.dtype)), `${s.name}[${e}]: ${got.values[e]} vs ${roundTo(ref, s.dtype)}`);
+          assert.ok(
+            same(got.values[e]!, roundTo(ref, s.dtype)),
+            `${s.name}[${e}]: ${got.values[e]} vs ${roundTo(ref, s.dtype)}`,
+          );
         }
       });
     });
@@ -123,7 +157,15 @@ describe("merge against a float64 reference", () => {
   for (const dtype of ["BF16", "F16", "F32"] as FloatDType[]) {
     test(`f32 accumulation into ${dtype} stays within the stated bound of float64`, async () => {
       const out = join(tmp.dir, `f32-${dtype}`);
-      await merge({ inputs: paths, out, method: { method: "wma" }, dtype, accumulate: "f32", chunkElements: 64, threads: 2 });
+      await merge({
+        inputs: paths,
+        out,
+        method: { method: "wma" },
+        dtype,
+        accumulate: "f32",
+        chunkElements: 64,
+        threads: 2,
+      });
       const c = coefficientsFor({ method: "wma" }, N);
       const merged = await readMerged(out);
       let exact = 0;
@@ -140,7 +182,10 @@ describe("merge against a float64 reference", () => {
             const x = values[i]![t]![e]!;
             ref += c[i]! * x;
             mag += Math.abs(c[i]! * x);
-            emulated = s.dtype === "F64" ? emulated + c[i]! * x : Math.fround(emulated + Math.fround(Math.fround(c[i]!) * x));
+            emulated =
+              s.dtype === "F64"
+                ? emulated + c[i]! * x
+                : Math.fround(emulated + Math.fround(Math.fround(c[i]!) * x));
           }
           // The bound: N products and N sums each rounded once, plus the rounded
           // coefficient, each within u relative: |acc - ref| <= (2N + 1) u sum|c_i x_i|.
@@ -157,7 +202,8 @@ describe("merge against a float64 reference", () => {
       });
       // Rounding to a 16-bit float hides the f32 sum's error except near rounding
       // boundaries; an f32 output shows it, so only the bound above applies there.
-      if (dtype !== "F32") assert.ok(exact / total > 0.98, `only ${exact}/${total} elements equal the rounded float64 result`);
+      if (dtype !== "F32")
+        assert.ok(exact / total > 0.98, `only ${exact}/${total} elements equal the rounded float64 result`);
     });
   }
 
@@ -166,7 +212,13 @@ describe("merge against a float64 reference", () => {
     const single = join(tmp.dir, "single");
     const sharded = join(tmp.dir, "sharded");
     await merge({ inputs: paths, out: single, threads: 1 });
-    const record = await merge({ inputs: paths, out: sharded, shardSize: 3000, threads: 2, chunkElements: 50 });
+    const record = await merge({
+      inputs: paths,
+      out: sharded,
+      shardSize: 3000,
+      threads: 2,
+      chunkElements: 50,
+    });
     assert.ok(record.files.length > 2, "several shards and an index");
     assert.ok(record.files.includes("model.safetensors.index.json"));
     const a = await readMerged(single);
@@ -181,21 +233,35 @@ describe("merge against a float64 reference", () => {
     assert.match(json.inputs[0].header_sha256[0], /^[0-9a-f]{64}$/);
     const config = JSON.parse(await readFile(join(sharded, "config.json"), "utf8"));
     assert.equal(config.step, 400, "companion files come from the newest checkpoint");
-    assert.ok(!(await readdir(sharded)).includes("trainer_state.json"), "trainer state is not copied into a merge");
+    assert.ok(
+      !(await readdir(sharded)).includes("trainer_state.json"),
+      "trainer state is not copied into a merge",
+    );
   });
 
   test("a sharded input merges like its single-file twin", async () => {
     const shardedInputs: string[] = [];
     for (let c = 0; c < N; c++) {
       const dir = join(tmp.dir, `sharded-in/checkpoint-${(c + 1) * 100}`);
-      const w = await SafetensorsWriter.create(dir, SPECS.map((s) => ({ name: s.name, dtype: s.dtype, shape: s.shape })), { shardSize: 2500 });
+      const w = await SafetensorsWriter.create(
+        dir,
+        SPECS.map((s) => ({ name: s.name, dtype: s.dtype, shape: s.shape })),
+        { shardSize: 2500 },
+      );
       for (const [t, s] of SPECS.entries()) await w.write(s.name, 0, toBytes(values[c]![t]!, s.dtype));
       await w.finish();
       shardedInputs.push(dir);
     }
-    await merge({ inputs: shardedInputs, out: join(tmp.dir, "from-sharded"), method: { method: "ema", alpha: 0.2 } });
+    await merge({
+      inputs: shardedInputs,
+      out: join(tmp.dir, "from-sharded"),
+      method: { method: "ema", alpha: 0.2 },
+    });
     await merge({ inputs: paths, out: join(tmp.dir, "from-single"), method: { method: "ema", alpha: 0.2 } });
-    assert.deepEqual(await readMerged(join(tmp.dir, "from-sharded")), await readMerged(join(tmp.dir, "from-single")));
+    assert.deepEqual(
+      await readMerged(join(tmp.dir, "from-sharded")),
+      await readMerged(join(tmp.dir, "from-single")),
+    );
   });
 });
 
@@ -206,12 +272,18 @@ describe("merge refuses bad input and leaves nothing behind", () => {
   });
   after(() => tmp.cleanup());
 
-  async function expectFailure(inputs: string[], code: Parameters<typeof isPmaError>[1], opts: Partial<Parameters<typeof merge>[0]> = {}, messagePart?: string) {
+  async function expectFailure(
+    inputs: string[],
+    code: Parameters<typeof isPmaError>[1],
+    opts: Partial<Parameters<typeof merge>[0]> = {},
+    messagePart?: string,
+  ) {
     const out = join(tmp.dir, "out");
     const before = await treeHash(join(tmp.dir, "in"));
     await assert.rejects(merge({ inputs, out, ...opts }), (e) => {
       assert.ok(isPmaError(e, code), `expected ${code}, got ${String(e)}`);
-      if (messagePart !== undefined) assert.ok((e as Error).message.includes(messagePart), (e as Error).message);
+      if (messagePart !== undefined)
+        assert.ok((e as Error).message.includes(messagePart), (e as Error).message);
       return true;
     });
     const left = (await readdir(tmp.dir)).filter((f) => f !== "in");
@@ -229,7 +301,7 @@ describe("merge refuses bad input and leaves nothing behind", () => {
       { name: "model.embed_tokens.weight", dtype: "BF16", shape: [29, 37], data: toBytes(v[0]![0]!, "BF16") },
       { name: "other", dtype: "F32", shape: [1], data: toBytes([1], "F32") },
     ]);
-    await expectFailure([a, b], "CHECKPOINT_MISMATCH", {}, 'has shape [29, 37]');
+    await expectFailure([a, b], "CHECKPOINT_MISMATCH", {}, "has shape [29, 37]");
   });
 
   test("NaN in an input names the tensor and the checkpoint; --allow-nonfinite merges and reports", async () => {
@@ -244,7 +316,10 @@ describe("merge refuses bad input and leaves nothing behind", () => {
     await expectFailure(dirs, "NONFINITE", {}, "checkpoint-3");
     const out = join(tmp.dir, "out");
     const record = await merge({ inputs: dirs, out, allowNonfinite: true, chunkElements: 128 });
-    assert.deepEqual(record.nonfinite.map((n) => [n.tensor, n.checkpoint?.endsWith("checkpoint-3")]), [[SPECS[2]!.name, true]]);
+    assert.deepEqual(
+      record.nonfinite.map((n) => [n.tensor, n.checkpoint?.endsWith("checkpoint-3")]),
+      [[SPECS[2]!.name, true]],
+    );
     const merged = await readMerged(out);
     assert.ok(Number.isNaN(merged.get(SPECS[2]!.name)!.values[500]));
     await rm(out, { recursive: true });
@@ -252,7 +327,12 @@ describe("merge refuses bad input and leaves nothing behind", () => {
 
   test("integer tensors are copied when identical and refused when they differ", async () => {
     const v = makeValues(3);
-    const ids = (k: number) => ({ name: "position_ids", dtype: "I64" as const, shape: [3], data: new Uint8Array(Buffer.from(new BigInt64Array([0n, 1n, BigInt(k)]).buffer)) });
+    const ids = (k: number) => ({
+      name: "position_ids",
+      dtype: "I64" as const,
+      shape: [3],
+      data: new Uint8Array(Buffer.from(new BigInt64Array([0n, 1n, BigInt(k)]).buffer)),
+    });
     const same = [join(tmp.dir, "in/int/checkpoint-1"), join(tmp.dir, "in/int/checkpoint-2")];
     await writeCheckpoint(same[0]!, v[0]!, 1, [ids(2)]);
     await writeCheckpoint(same[1]!, v[1]!, 2, [ids(2)]);
@@ -286,11 +366,24 @@ describe("merge refuses bad input and leaves nothing behind", () => {
     const dirs = ["in/plain/b", "in/plain/a"].map((d) => join(tmp.dir, d));
     for (const [k, d] of dirs.entries()) {
       await mkdir(d, { recursive: true });
-      await writeSafetensors(join(d, "model.safetensors"), SPECS.map((s, t) => ({ name: s.name, dtype: s.dtype, shape: s.shape, data: toBytes(v[k]![t]!, s.dtype) })));
+      await writeSafetensors(
+        join(d, "model.safetensors"),
+        SPECS.map((s, t) => ({
+          name: s.name,
+          dtype: s.dtype,
+          shape: s.shape,
+          data: toBytes(v[k]![t]!, s.dtype),
+        })),
+      );
     }
     const notes: string[] = [];
     const out = join(tmp.dir, "out");
-    const record = await merge({ inputs: dirs, out, method: { method: "wma" }, onNote: (n) => notes.push(n) });
+    const record = await merge({
+      inputs: dirs,
+      out,
+      method: { method: "wma" },
+      onNote: (n) => notes.push(n),
+    });
     assert.equal(record.order_basis, "arguments");
     assert.equal(record.inputs[1]!.path, dirs[1]);
     assert.equal(notes.length, 1);
@@ -305,8 +398,20 @@ describe("merge refuses bad input and leaves nothing behind", () => {
     const cases: [string, Uint8Array, Parameters<typeof isPmaError>[1]][] = [
       ["truncated", bytes.subarray(0, bytes.length - 3), "DATA_LENGTH_MISMATCH"],
       ["trailing", Buffer.concat([bytes, Buffer.from([0])]), "DATA_LENGTH_MISMATCH"],
-      ["huge-header", Buffer.concat([Buffer.from(new BigUint64Array([200_000_000n]).buffer), bytes.subarray(8)]), "HEADER_TOO_LARGE"],
-      ["not-json", Buffer.concat([bytes.subarray(0, 8), Buffer.from("x".repeat(Number(bytes.readBigUInt64LE(0)))), bytes.subarray(8 + Number(bytes.readBigUInt64LE(0)))]), "HEADER_INVALID"],
+      [
+        "huge-header",
+        Buffer.concat([Buffer.from(new BigUint64Array([200_000_000n]).buffer), bytes.subarray(8)]),
+        "HEADER_TOO_LARGE",
+      ],
+      [
+        "not-json",
+        Buffer.concat([
+          bytes.subarray(0, 8),
+          Buffer.from("x".repeat(Number(bytes.readBigUInt64LE(0)))),
+          bytes.subarray(8 + Number(bytes.readBigUInt64LE(0))),
+        ]),
+        "HEADER_INVALID",
+      ],
     ];
     for (const [name, data, code] of cases) {
       const dir = join(tmp.dir, `in/malformed/${name}/checkpoint-2`);

@@ -4,8 +4,21 @@
 import assert from "node:assert/strict";
 import { parseArgs } from "node:util";
 import { describe, test } from "node:test";
-import { METHOD_OPTIONS, METHOD_USAGE, METHODS_HELP, methodFromFlags, methodToFlags } from "../src/cli/method-flags.js";
-import { coefficientsFor, DEFAULT_METHOD, MERGE_METHODS, recordedParams, type MethodParam, type MethodSpec } from "../src/merge/methods.js";
+import {
+  METHOD_OPTIONS,
+  METHOD_USAGE,
+  METHODS_HELP,
+  methodFromFlags,
+  methodToFlags,
+} from "../src/cli/method-flags.js";
+import {
+  coefficientsFor,
+  DEFAULT_METHOD,
+  MERGE_METHODS,
+  recordedParams,
+  type MethodParam,
+  type MethodSpec,
+} from "../src/merge/methods.js";
 import { formatRange, inRange } from "../src/merge/weights.js";
 import { isPmaError } from "../src/common/errors.js";
 
@@ -17,7 +30,8 @@ function parse(argv: string[]): MethodSpec {
 
 function close(actual: number[], expected: number[]): void {
   assert.equal(actual.length, expected.length);
-  for (const [i, e] of expected.entries()) assert.ok(Math.abs(actual[i]! - e) < 1e-15, `c${i} = ${actual[i]}, expected ${e}`);
+  for (const [i, e] of expected.entries())
+    assert.ok(Math.abs(actual[i]! - e) < 1e-15, `c${i} = ${actual[i]}, expected ${e}`);
 }
 
 describe("merge methods: one table", () => {
@@ -25,7 +39,11 @@ describe("merge methods: one table", () => {
     assert.equal(new Set(MERGE_METHODS.map((m) => m.name)).size, MERGE_METHODS.length);
     for (const m of MERGE_METHODS) assert.ok(m.description.length > 10, m.name);
     for (const p of params()) {
-      if (p.kind === "number") assert.ok(inRange(p.default, p.range), `${p.flag} default ${p.default} outside ${formatRange(p.range)}`);
+      if (p.kind === "number")
+        assert.ok(
+          inRange(p.default, p.range),
+          `${p.flag} default ${p.default} outside ${formatRange(p.range)}`,
+        );
       if (p.kind === "choice") assert.ok(p.choices.includes(p.default), `${p.flag} default ${p.default}`);
     }
     assert.ok(MERGE_METHODS.some((m) => m.name === DEFAULT_METHOD.method));
@@ -36,7 +54,8 @@ describe("merge methods: one table", () => {
       assert.ok(p.flag in METHOD_OPTIONS, p.flag);
       assert.match(METHOD_USAGE, new RegExp(`^  --${p.flag}\\b.*${p.help.replace(/[()]/g, "\\$&")}`, "m"));
     }
-    for (const m of MERGE_METHODS) assert.match(METHODS_HELP, new RegExp(`^  ${m.name} +${m.description.replace(/[()]/g, "\\$&")}$`, "m"));
+    for (const m of MERGE_METHODS)
+      assert.match(METHODS_HELP, new RegExp(`^  ${m.name} +${m.description.replace(/[()]/g, "\\$&")}$`, "m"));
   });
 
   test("defaults give the paper's coefficients: EMA a=0.2, WSM 1-sqrt, SMA without flags", () => {
@@ -44,7 +63,12 @@ describe("merge methods: one table", () => {
     close(coefficientsFor(parse(["--method", "ema"]), 3), [0.64, 0.16, 0.2]);
     // WSM 1-sqrt, N=4: f_k = 1 - sqrt((k-1)/4), c_k = f_k - f_{k+1}, f_5 = 0.
     const f = [1, 1 - Math.sqrt(0.25), 1 - Math.sqrt(0.5), 1 - Math.sqrt(0.75), 0];
-    close(coefficientsFor(parse(["--method", "wsm"]), 4), [f[0]! - f[1]!, f[1]! - f[2]!, f[2]! - f[3]!, f[3]! - f[4]!]);
+    close(coefficientsFor(parse(["--method", "wsm"]), 4), [
+      f[0]! - f[1]!,
+      f[1]! - f[2]!,
+      f[2]! - f[3]!,
+      f[3]! - f[4]!,
+    ]);
     assert.deepEqual(parse([]), { method: "sma" });
     assert.deepEqual(parse(["--method", "EMA"]), { method: "ema", alpha: 0.2 });
   });
@@ -63,7 +87,11 @@ describe("merge methods: one table", () => {
 
   test("bad values are usage errors naming the flag and the valid values", () => {
     const usage = (argv: string[], re: RegExp) =>
-      assert.throws(() => parse(argv), (e: unknown) => isPmaError(e) && e.code === "USAGE" && re.test(e.message), argv.join(" "));
+      assert.throws(
+        () => parse(argv),
+        (e: unknown) => isPmaError(e) && e.code === "USAGE" && re.test(e.message),
+        argv.join(" "),
+      );
     usage(["--method", "median"], /--method must be sma, wma, ema or wsm \(got 'median'\)/);
     usage(["--method", "ema", "--alpha", "0"], /--alpha must be in \(0, 1\]/);
     usage(["--method", "ema", "--alpha", "x"], /--alpha must be in \(0, 1\]/);

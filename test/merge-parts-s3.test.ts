@@ -29,7 +29,9 @@ describe("partitioned merge into S3 (s3rver)", () => {
     const out: Record<string, string> = {};
     for (const o of await listS3({ bucket: s3.bucket, key: prefix })) {
       const res = await s3Client().send(new GetObjectCommand({ Bucket: s3.bucket, Key: o.key }));
-      out[o.key.slice(prefix.length)] = createHash("sha256").update(await res.Body!.transformToByteArray()).digest("hex");
+      out[o.key.slice(prefix.length)] = createHash("sha256")
+        .update(await res.Body!.transformToByteArray())
+        .digest("hex");
     }
     return out;
   }
@@ -46,9 +48,21 @@ describe("partitioned merge into S3 (s3rver)", () => {
       await mkdir(dir, { recursive: true });
       const tensor = (name: string, shape: number[]) => {
         const n = shape.reduce((a, b) => a * b, 1);
-        return { name, dtype: "BF16" as const, shape, data: toBytes(Array.from({ length: n }, () => Math.round((r() * 2 - 1) * 256) / 256), "BF16") };
+        return {
+          name,
+          dtype: "BF16" as const,
+          shape,
+          data: toBytes(
+            Array.from({ length: n }, () => Math.round((r() * 2 - 1) * 256) / 256),
+            "BF16",
+          ),
+        };
       };
-      await writeSafetensors(join(dir, "model.safetensors"), [tensor("embed", [150, 97]), ...[0, 1, 2, 3, 4].map((l) => tensor(`layer.${l}.w`, [61, 67])), tensor("norm", [97])]);
+      await writeSafetensors(join(dir, "model.safetensors"), [
+        tensor("embed", [150, 97]),
+        ...[0, 1, 2, 3, 4].map((l) => tensor(`layer.${l}.w`, [61, 67])),
+        tensor("norm", [97]),
+      ]);
       await writeFile(join(dir, "config.json"), JSON.stringify({ model_type: "llama", c }));
       inputs.push(dir);
     }
@@ -65,13 +79,32 @@ describe("partitioned merge into S3 (s3rver)", () => {
   test("3 parts + finalize publish the one-process merge's files; nothing is visible before", async () => {
     const out = `s3://${s3.bucket}/runs/merged`;
     const base: MergeOptions = { inputs, out, shardSize: SHARD, threads: 1 };
-    const records = await Promise.all([0, 1, 2].map((index) => merge({ ...base, part: { index, count: 3 } })));
-    assert.deepEqual(records.flatMap((r) => r.files).sort(), Object.keys(reference).filter((f) => f.endsWith(".safetensors")).sort(), "each shard uploaded by exactly one part");
+    const records = await Promise.all(
+      [0, 1, 2].map((index) => merge({ ...base, part: { index, count: 3 } })),
+    );
+    assert.deepEqual(
+      records.flatMap((r) => r.files).sort(),
+      Object.keys(reference)
+        .filter((f) => f.endsWith(".safetensors"))
+        .sort(),
+      "each shard uploaded by exactly one part",
+    );
     assert.deepEqual(await keys("runs/merged/"), [], "nothing visible before finalize");
     const record = await finalizeMerge({ out });
     const published = await objects("runs/merged/");
-    const json = JSON.parse(Buffer.from((await (await s3Client().send(new GetObjectCommand({ Bucket: s3.bucket, Key: "runs/merged/pma_merge.json" }))).Body!.transformToByteArray())).toString());
-    assert.deepEqual(json.parts.map((p: { index: number }) => p.index), [0, 1, 2]);
+    const json = JSON.parse(
+      Buffer.from(
+        await (
+          await s3Client().send(
+            new GetObjectCommand({ Bucket: s3.bucket, Key: "runs/merged/pma_merge.json" }),
+          )
+        ).Body!.transformToByteArray(),
+      ).toString(),
+    );
+    assert.deepEqual(
+      json.parts.map((p: { index: number }) => p.index),
+      [0, 1, 2],
+    );
     assert.equal(record.parts!.length, 3);
     delete published["pma_merge.json"];
     assert.deepEqual(published, reference);
@@ -82,12 +115,19 @@ describe("partitioned merge into S3 (s3rver)", () => {
     const out = `s3://${s3.bucket}/runs/partial`;
     const base: MergeOptions = { inputs, out, shardSize: SHARD, threads: 1 };
     await merge({ ...base, part: { index: 0, count: 2 } });
-    await assert.rejects(finalizeMerge({ out }), (e: unknown) => isPmaError(e, "PARTS_INCOMPLETE") && /missing \(not finished, or not run\): 1\/2/.test(e.message));
+    await assert.rejects(
+      finalizeMerge({ out }),
+      (e: unknown) =>
+        isPmaError(e, "PARTS_INCOMPLETE") && /missing \(not finished, or not run\): 1\/2/.test(e.message),
+    );
     assert.deepEqual(await keys("runs/partial/"), []);
     const notes: string[] = [];
     await merge({ ...base, part: { index: 0, count: 2 }, onNote: (n) => notes.push(n) });
     assert.match(notes.join("\n"), /already merged/);
-    await assert.rejects(merge({ ...base, part: { index: 1, count: 2 }, method: { method: "wma" } }), (e: unknown) => isPmaError(e, "PARTS_MISMATCH"));
+    await assert.rejects(
+      merge({ ...base, part: { index: 1, count: 2 }, method: { method: "wma" } }),
+      (e: unknown) => isPmaError(e, "PARTS_MISMATCH"),
+    );
     await merge({ ...base, part: { index: 1, count: 2 } });
     await finalizeMerge({ out });
     const published = await objects("runs/partial/");

@@ -57,8 +57,14 @@ async function outputFiles(dir: string): Promise<Record<string, string>> {
 }
 
 /** Runs parts [indexes] of `count`, concurrently, as separate merges. */
-async function runParts(base: MergeOptions, count: number, indexes = [...Array(count).keys()]): Promise<MergeRecord[]> {
-  return Promise.all(indexes.map((index) => merge({ ...base, part: { index, count }, threads: 1, chunkElements: 999 })));
+async function runParts(
+  base: MergeOptions,
+  count: number,
+  indexes = [...Array(count).keys()],
+): Promise<MergeRecord[]> {
+  return Promise.all(
+    indexes.map((index) => merge({ ...base, part: { index, count }, threads: 1, chunkElements: 999 })),
+  );
 }
 
 describe("partitioned merge (--part I/N, --finalize)", () => {
@@ -71,18 +77,36 @@ describe("partitioned merge (--part I/N, --finalize)", () => {
   before(async () => {
     tmp = await tempDir("pma-parts-");
     const r = rng(15);
-    values = Array.from({ length: N }, () => SPECS.map((s) => representable(Array.from({ length: numel(s.shape) }, () => r() * 2 - 1), s.dtype)));
+    values = Array.from({ length: N }, () =>
+      SPECS.map((s) =>
+        representable(
+          Array.from({ length: numel(s.shape) }, () => r() * 2 - 1),
+          s.dtype,
+        ),
+      ),
+    );
     inputs = [];
     for (let c = 0; c < N; c++) {
       const dir = join(tmp.dir, `run/checkpoint-${(c + 1) * 100}`);
       await mkdir(dir, { recursive: true });
-      const tensors: TensorData[] = SPECS.map((s, t) => ({ name: s.name, dtype: s.dtype, shape: s.shape, data: toBytes(values[c]![t]!, s.dtype) }));
+      const tensors: TensorData[] = SPECS.map((s, t) => ({
+        name: s.name,
+        dtype: s.dtype,
+        shape: s.shape,
+        data: toBytes(values[c]![t]!, s.dtype),
+      }));
       const positions = new Uint8Array(new BigInt64Array([0n, 1n, 2n, 3n, 4n]).buffer);
       tensors.push({ name: "model.position_ids", dtype: "I64", shape: [5], data: positions });
       await writeSafetensors(join(dir, "model.safetensors"), tensors);
-      await writeFile(join(dir, "config.json"), JSON.stringify({ model_type: "llama", torch_dtype: "bfloat16", step: (c + 1) * 100 }));
+      await writeFile(
+        join(dir, "config.json"),
+        JSON.stringify({ model_type: "llama", torch_dtype: "bfloat16", step: (c + 1) * 100 }),
+      );
       await writeFile(join(dir, "tokenizer.json"), JSON.stringify({ version: "1.0", c }));
-      await writeFile(join(dir, "trainer_state.json"), JSON.stringify({ global_step: (c + 1) * 100, num_input_tokens_seen: (c + 1) * 1e5, log_history: [] }));
+      await writeFile(
+        join(dir, "trainer_state.json"),
+        JSON.stringify({ global_step: (c + 1) * 100, num_input_tokens_seen: (c + 1) * 1e5, log_history: [] }),
+      );
       inputs.push(dir);
     }
     base = { inputs, out: "", shardSize: SHARD, method: { method: "ema", alpha: 0.3 } };
@@ -103,17 +127,39 @@ describe("partitioned merge (--part I/N, --finalize)", () => {
       const whole = JSON.parse(await readFile(join(reference, "pma_merge.json"), "utf8")) as MergeRecord;
       const written = JSON.parse(await readFile(join(out, "pma_merge.json"), "utf8")) as MergeRecord;
       assert.deepEqual(written, record);
-      for (const key of ["method", "alpha", "coefficients", "inputs", "tensors", "parameters", "files", "companions_from", "dtype", "accumulate", "bytes_written"] as const) {
+      for (const key of [
+        "method",
+        "alpha",
+        "coefficients",
+        "inputs",
+        "tensors",
+        "parameters",
+        "files",
+        "companions_from",
+        "dtype",
+        "accumulate",
+        "bytes_written",
+      ] as const) {
         assert.deepEqual(written[key], whole[key], key);
       }
       assert.equal(written.bytes_read, whole.bytes_read, "every input byte is read once, by one part");
-      assert.deepEqual(written.parts!.map((p) => p.index), [...Array(count).keys()]);
+      assert.deepEqual(
+        written.parts!.map((p) => p.index),
+        [...Array(count).keys()],
+      );
       assert.equal(written.part, undefined);
       // Balanced: the embedding alone reads more than a fair share of 3+ parts, so it was cut.
       const embedRead = 301 * 257 * 2 * N;
       const most = Math.max(...records.map((r) => r.bytes_read));
-      if (count >= 3) assert.ok(most < embedRead, `the largest part read ${most} bytes, more than the embedding's ${embedRead}: not cut`);
-      assert.ok(most <= whole.bytes_read / count + embedRead / 8, `the largest part read ${most} of ${whole.bytes_read}`);
+      if (count >= 3)
+        assert.ok(
+          most < embedRead,
+          `the largest part read ${most} bytes, more than the embedding's ${embedRead}: not cut`,
+        );
+      assert.ok(
+        most <= whole.bytes_read / count + embedRead / 8,
+        `the largest part read ${most} of ${whole.bytes_read}`,
+      );
     });
   }
 
@@ -129,10 +175,16 @@ describe("partitioned merge (--part I/N, --finalize)", () => {
         for (let e = 0; e < numel(s.shape); e++) {
           let ref = 0;
           for (let i = 0; i < N; i++) ref += c[i]! * values[i]![t]![e]!;
-          assert.ok(Object.is(got[e], roundTo(ref, s.dtype)), `${s.name}[${e}]: ${got[e]} vs ${roundTo(ref, s.dtype)}`);
+          assert.ok(
+            Object.is(got[e], roundTo(ref, s.dtype)),
+            `${s.name}[${e}]: ${got[e]} vs ${roundTo(ref, s.dtype)}`,
+          );
         }
       }
-      assert.deepEqual([...(await ck.tensors.get("model.position_ids")!.file.read("model.position_ids"))], [...new Uint8Array(new BigInt64Array([0n, 1n, 2n, 3n, 4n]).buffer)]);
+      assert.deepEqual(
+        [...(await ck.tensors.get("model.position_ids")!.file.read("model.position_ids"))],
+        [...new Uint8Array(new BigInt64Array([0n, 1n, 2n, 3n, 4n]).buffer)],
+      );
     } finally {
       await ck.close();
     }
@@ -188,7 +240,10 @@ describe("partitioned merge (--part I/N, --finalize)", () => {
     ]) {
       await assert.rejects(merge(other), (e: unknown) => {
         assert.ok(isPmaError(e, "PARTS_MISMATCH"), String(e));
-        assert.match(e.message, /holds the parts of a different merge \((split into 2 parts there, 3 here|method ema .* here|3 checkpoints there, 2 here|--dtype as input there, F32 here)[;)]/);
+        assert.match(
+          e.message,
+          /holds the parts of a different merge \((split into 2 parts there, 3 here|method ema .* here|3 checkpoints there, 2 here|--dtype as input there, F32 here)[;)]/,
+        );
         return true;
       });
     }
@@ -199,7 +254,10 @@ describe("partitioned merge (--part I/N, --finalize)", () => {
     await assert.rejects(finalizeMerge({ out }), (e: unknown) => {
       assert.ok(isPmaError(e, "PARTS_MISMATCH"), String(e));
       assert.match(e.message, /part-00001-of-00002\.json: not JSON; rerun that part/);
-      assert.match(e.message, /part-00001-of-00003\.json: from a split into 3 parts, but this merge is split into 2; remove it/);
+      assert.match(
+        e.message,
+        /part-00001-of-00003\.json: from a split into 3 parts, but this merge is split into 2; remove it/,
+      );
       return true;
     });
     await rm(join(partsDir(out), "part-00001-of-00003.json"));
@@ -217,8 +275,14 @@ describe("partitioned merge (--part I/N, --finalize)", () => {
     assert.match(notes.join("\n"), /part 0\/2 of .* was already merged/);
     const controller = new AbortController();
     controller.abort();
-    await assert.rejects(merge({ ...base, out, part: { index: 1, count: 2 }, signal: controller.signal }), (e: unknown) => isPmaError(e, "INTERRUPTED"));
-    assert.ok(!(await readdir(partsDir(out))).includes("part-00001-of-00002.json"), "an interrupted part is not marked done");
+    await assert.rejects(
+      merge({ ...base, out, part: { index: 1, count: 2 }, signal: controller.signal }),
+      (e: unknown) => isPmaError(e, "INTERRUPTED"),
+    );
+    assert.ok(
+      !(await readdir(partsDir(out))).includes("part-00001-of-00002.json"),
+      "an interrupted part is not marked done",
+    );
     await assert.rejects(finalizeMerge({ out }), /missing \(not finished, or not run\): 1\/2/);
     await runParts({ ...base, out }, 2, [1]);
     await finalizeMerge({ out });
@@ -228,11 +292,17 @@ describe("partitioned merge (--part I/N, --finalize)", () => {
     const record = await finalizeMerge({ out, onNote: (n) => notes2.push(n) });
     assert.match(notes2.join("\n"), /already finalized/);
     assert.equal(record.parts!.length, 2);
-    await assert.rejects(runParts({ ...base, out }, 2, [0]), (e: unknown) => isPmaError(e, "EXISTS") && /finalized already/.test(e.message));
+    await assert.rejects(
+      runParts({ ...base, out }, 2, [0]),
+      (e: unknown) => isPmaError(e, "EXISTS") && /finalized already/.test(e.message),
+    );
   });
 
   test("finalize without parts says how to run them; an existing output needs --force", async () => {
-    await assert.rejects(finalizeMerge({ out: join(tmp.dir, "never") }), (e: unknown) => isPmaError(e, "PARTS_INCOMPLETE") && /--part I\/N/.test(e.message));
+    await assert.rejects(
+      finalizeMerge({ out: join(tmp.dir, "never") }),
+      (e: unknown) => isPmaError(e, "PARTS_INCOMPLETE") && /--part I\/N/.test(e.message),
+    );
     const out = join(tmp.dir, "forced");
     await mkdir(out);
     await writeFile(join(out, "old.txt"), "old");
@@ -245,7 +315,8 @@ describe("partitioned merge (--part I/N, --finalize)", () => {
 
   test("CLI: --part and --finalize as processes; usage errors exit 2", () => {
     const out = join(tmp.dir, "cli");
-    const pma = (...args: string[]) => spawnSync(process.execPath, [PMA_CLI, "merge", ...args], { encoding: "utf8" });
+    const pma = (...args: string[]) =>
+      spawnSync(process.execPath, [PMA_CLI, "merge", ...args], { encoding: "utf8" });
     const flags = ["--shard-size", String(SHARD), "--method", "ema", "--alpha", "0.3"];
     for (const i of [1, 0]) {
       const r = pma(...inputs, "--out", out, "--part", `${i}/2`, ...flags);
@@ -255,7 +326,11 @@ describe("partitioned merge (--part I/N, --finalize)", () => {
     const f = pma("--finalize", out);
     assert.equal(f.status, 0, f.stderr);
     assert.match(f.stdout, /assembled from 2 part\(s\)/);
-    for (const bad of [["--part", "2/2"], ["--part", "x"], ["--part", "1/0"]]) {
+    for (const bad of [
+      ["--part", "2/2"],
+      ["--part", "x"],
+      ["--part", "1/0"],
+    ]) {
       const r = pma(...inputs, "--out", join(tmp.dir, "cli-bad"), ...bad);
       assert.equal(r.status, 2, r.stderr);
       assert.match(r.stderr, /--part must be I\/N with 0 <= I < N/);
@@ -263,7 +338,13 @@ describe("partitioned merge (--part I/N, --finalize)", () => {
     const r = pma("--finalize", out, "--out", out);
     assert.equal(r.status, 2);
     assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
-    const g = pma(...inputs.map((p) => join(p, "model.safetensors")), "--out", join(tmp.dir, "x.gguf"), "--part", "0/2");
+    const g = pma(
+      ...inputs.map((p) => join(p, "model.safetensors")),
+      "--out",
+      join(tmp.dir, "x.gguf"),
+      "--part",
+      "0/2",
+    );
     assert.equal(g.status, 2);
   });
 });

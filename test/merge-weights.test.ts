@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { isPmaError } from "../src/common/errors.js";
 import { coefficientsFor } from "../src/merge/methods.js";
-import { customCoefficients, emaCoefficients, smaCoefficients, wmaCoefficients } from "../src/merge/weights.js";
+import {
+  customCoefficients,
+  emaCoefficients,
+  smaCoefficients,
+  wmaCoefficients,
+} from "../src/merge/weights.js";
 
 const close = (a: number[], b: number[], tol = 1e-15) => {
   assert.equal(a.length, b.length);
@@ -46,9 +51,18 @@ test("EMA differs from the paper's a(1-a)^(N-i) only in the oldest checkpoint", 
 test("custom weights are normalised unless asked not to be", () => {
   close(customCoefficients([1, 2, 3]), [1 / 6, 2 / 6, 3 / 6]);
   close(customCoefficients([1, 2, 3], false), [1, 2, 3]);
-  assert.throws(() => customCoefficients([1, -1]), (e) => isPmaError(e, "WEIGHTS_INVALID"));
-  assert.throws(() => coefficientsFor({ method: "custom", weights: [1, 2] }, 3), (e) => isPmaError(e, "WEIGHTS_INVALID"));
-  assert.throws(() => emaCoefficients(3, 0), (e) => isPmaError(e, "WEIGHTS_INVALID"));
+  assert.throws(
+    () => customCoefficients([1, -1]),
+    (e) => isPmaError(e, "WEIGHTS_INVALID"),
+  );
+  assert.throws(
+    () => coefficientsFor({ method: "custom", weights: [1, 2] }, 3),
+    (e) => isPmaError(e, "WEIGHTS_INVALID"),
+  );
+  assert.throws(
+    () => emaCoefficients(3, 0),
+    (e) => isPmaError(e, "WEIGHTS_INVALID"),
+  );
 });
 
 test("WSM coefficients reproduce the decayed update multipliers, and linear decay is SMA", () => {
@@ -59,7 +73,8 @@ test("WSM coefficients reproduce the decayed update multipliers, and linear deca
     assert.ok(Math.abs(sum(c) - 1) < 1e-14);
     assert.ok(c.every((x) => x >= 0));
     // Independent check: the tail sums of c must be the LR multipliers of the decay.
-    const shape = (x: number) => (decay === "linear" ? 1 - x : decay === "1-sqrt" ? 1 - Math.sqrt(x) : 0.5 * (1 + Math.cos(Math.PI * x)));
+    const shape = (x: number) =>
+      decay === "linear" ? 1 - x : decay === "1-sqrt" ? 1 - Math.sqrt(x) : 0.5 * (1 + Math.cos(Math.PI * x));
     for (let t = 1; t <= n; t++) {
       const tail = c.slice(t - 1).reduce((a, b) => a + b, 0);
       assert.ok(Math.abs(tail - shape((t - 1) / n)) < 1e-14, `${decay} tail ${t}`);

@@ -9,7 +9,12 @@ import { ParamSet } from "../src/nn/params.js";
 import { assertClose, lcg, randn } from "./nn-ref64.js";
 
 const cfg = resolveConfig({
-  vocab_size: 11, hidden_size: 4, intermediate_size: 6, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 8,
+  vocab_size: 11,
+  hidden_size: 4,
+  intermediate_size: 6,
+  num_hidden_layers: 1,
+  num_attention_heads: 2,
+  max_position_embeddings: 8,
 });
 
 function setup(seed: number): ParamSet {
@@ -18,10 +23,21 @@ function setup(seed: number): ParamSet {
   return ps;
 }
 
-interface Ref { p: Float64Array; m: Float64Array; v: Float64Array; t: number }
+interface Ref {
+  p: Float64Array;
+  m: Float64Array;
+  v: Float64Array;
+  t: number;
+}
 
 /** torch AdamW step in float64, with clip_grad_norm_'s max/(norm + 1e-6) scaling. */
-function refStep(s: Ref, g: Float32Array, decays: boolean[], lr: number, o: { b1: number; b2: number; eps: number; wd: number; clip: number }): number {
+function refStep(
+  s: Ref,
+  g: Float32Array,
+  decays: boolean[],
+  lr: number,
+  o: { b1: number; b2: number; eps: number; wd: number; clip: number },
+): number {
   let n2 = 0;
   for (const x of g) n2 += x * x;
   const norm = Math.sqrt(n2);
@@ -49,7 +65,12 @@ test("two AdamW steps match the float64 update (bias correction, decoupled decay
   const ps = setup(1);
   const o = { b1: 0.8, b2: 0.9, eps: 1e-6, wd: 0.3, clip: 0 };
   const opt = new AdamW(ps, { beta1: o.b1, beta2: o.b2, eps: o.eps, weightDecay: o.wd, maxGradNorm: 0 });
-  const ref: Ref = { p: Float64Array.from(ps.data), m: new Float64Array(ps.numel), v: new Float64Array(ps.numel), t: 0 };
+  const ref: Ref = {
+    p: Float64Array.from(ps.data),
+    m: new Float64Array(ps.numel),
+    v: new Float64Array(ps.numel),
+    t: 0,
+  };
   const dm = decayMask(ps);
   const r = lcg(2);
   for (const lr of [0.01, 0.003]) {
@@ -75,14 +96,22 @@ test("weight decay applies to matrices only: zero gradient shrinks matrices, lea
     const a = ps.get(i.name);
     for (let k = 0; k < i.size; k++) assert.equal(a[k], Math.fround(before[i.offset + k]! * factor), i.name);
   }
-  assert.equal(ps.infos.filter((i) => !i.decay).every((i) => i.name.endsWith("norm.weight")), true);
+  assert.equal(
+    ps.infos.filter((i) => !i.decay).every((i) => i.name.endsWith("norm.weight")),
+    true,
+  );
 });
 
 test("global norm clipping: pre-clip norm returned, update uses clipped gradients", () => {
   const ps = setup(4);
   const o = { b1: 0.9, b2: 0.95, eps: 1e-8, wd: 0.1, clip: 1 };
   const opt = new AdamW(ps); // defaults: 0.9, 0.95, 1e-8, 0.1, clip 1
-  const ref: Ref = { p: Float64Array.from(ps.data), m: new Float64Array(ps.numel), v: new Float64Array(ps.numel), t: 0 };
+  const ref: Ref = {
+    p: Float64Array.from(ps.data),
+    m: new Float64Array(ps.numel),
+    v: new Float64Array(ps.numel),
+    t: 0,
+  };
   const g = randn(lcg(5), ps.numel);
   let n = 0;
   for (const x of g) n += x * x;
@@ -96,7 +125,9 @@ test("global norm clipping: pre-clip norm returned, update uses clipped gradient
   assertClose(ps.data, ref.p, "clipped update", 1e-6, 0);
   assertClose(opt.m, ref.m, "clipped m", 1e-6, 0);
   // With the first step only the clipped m differs from unclipped m by the factor 1/10.
-  assert.ok(Math.abs(opt.m[0]! - 0.1 * gradBefore[0]! * (1 / (10 + 1e-6))) < 1e-6 * Math.abs(gradBefore[0]!) + 1e-12);
+  assert.ok(
+    Math.abs(opt.m[0]! - 0.1 * gradBefore[0]! * (1 / (10 + 1e-6))) < 1e-6 * Math.abs(gradBefore[0]!) + 1e-12,
+  );
 });
 
 test("state export/import continues bit-identically; non-finite gradients are refused", () => {
@@ -114,7 +145,10 @@ test("state export/import continues bit-identically; non-finite gradients are re
   const b = new ParamSet(cfg, createJsBackend());
   b.data.set(a.data);
   const optB = new AdamW(b);
-  optB.importState({ step: st.step, tensors: st.tensors.map((t) => ({ ...t, data: Float32Array.from(t.data) })) });
+  optB.importState({
+    step: st.step,
+    tensors: st.tensors.map((t) => ({ ...t, data: Float32Array.from(t.data) })),
+  });
   const g = randn(r, a.numel, 0.2);
   a.grad.set(g);
   b.grad.set(g);

@@ -14,7 +14,8 @@ function check(name: string, d: AttnDims): void {
     const r = lcg(11 + d.nh * 7 + d.nkv);
     const { B, S, H, nh, nkv, hd } = d;
     const T = B * S;
-    const Dq = nh * hd, Dkv = nkv * hd;
+    const Dq = nh * hd,
+      Dkv = nkv * hd;
     const xn = randn(r, T * H);
     const wqkv = randn(r, (Dq + 2 * Dkv) * H, 0.5);
     const wo = randn(r, H * Dq, 0.5);
@@ -38,7 +39,12 @@ function check(name: string, d: AttnDims): void {
       return flat;
     };
     const y = ref();
-    assertClose(out, y.map((v) => v + 1), "forward (accumulated onto the residual)", 2e-6);
+    assertClose(
+      out,
+      y.map((v) => v + 1),
+      "forward (accumulated onto the residual)",
+      2e-6,
+    );
     // Causality: changing the last token of batch 0 leaves earlier outputs unchanged.
     const before = y.slice();
     x64[(S - 1) * H]! += 1;
@@ -66,4 +72,12 @@ function check(name: string, d: AttnDims): void {
 
 check("MHA (4 heads, hd*heads != hidden)", { B: 2, S: 5, H: 6, nh: 4, nkv: 4, hd: 4, theta: 10000 });
 check("GQA (4 query heads on 2 KV heads)", { B: 2, S: 5, H: 6, nh: 4, nkv: 2, hd: 4, theta: 10000 });
-check("MQA (3 query heads on 1 KV head), small theta", { B: 1, S: 6, H: 5, nh: 3, nkv: 1, hd: 6, theta: 100 });
+check("MQA (3 query heads on 1 KV head), small theta", {
+  B: 1,
+  S: 6,
+  H: 5,
+  nh: 3,
+  nkv: 1,
+  hd: 6,
+  theta: 100,
+});

@@ -11,13 +11,33 @@ import { createJsBackend, getBackend } from "../src/nn/kernels/index.js";
 import { createModel } from "../src/nn/model.js";
 import { assertClose, lcg } from "./nn-ref64.js";
 
-const B = 2, S = 16;
+const B = 2,
+  S = 16;
 const configs = [
-  resolveConfig({ vocab_size: 50, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 16 }),
-  resolveConfig({ vocab_size: 50, hidden_size: 32, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, max_position_embeddings: 16, num_local_experts: 4 }),
+  resolveConfig({
+    vocab_size: 50,
+    hidden_size: 32,
+    intermediate_size: 48,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    max_position_embeddings: 16,
+  }),
+  resolveConfig({
+    vocab_size: 50,
+    hidden_size: 32,
+    intermediate_size: 24,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    max_position_embeddings: 16,
+    num_local_experts: 4,
+  }),
 ];
 
-function run(be: MatmulBackend, c: (typeof configs)[number]): { loss: number; logits: Float32Array; grad: Float32Array; counts: Int32Array } {
+function run(
+  be: MatmulBackend,
+  c: (typeof configs)[number],
+): { loss: number; logits: Float32Array; grad: Float32Array; counts: Int32Array } {
   const model = createModel(c, be, { batch: B, seq: S }, { seed: 4 });
   // A decisive router (std 1 instead of 0.02), so float32 summation-order differences
   // between backends cannot flip a top-k choice.

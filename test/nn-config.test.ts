@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { DEFAULT_DENSE_CONFIG, DEFAULT_MOE_CONFIG, fromHfConfig, isMoe, resolveConfig, toHfConfig } from "../src/nn/config.js";
+import {
+  DEFAULT_DENSE_CONFIG,
+  DEFAULT_MOE_CONFIG,
+  fromHfConfig,
+  isMoe,
+  resolveConfig,
+  toHfConfig,
+} from "../src/nn/config.js";
 
 test("default dense config is the lab model (d 256, 4x4 heads, SwiGLU 688, vocab 4096, seq 256, tied)", () => {
   const c = resolveConfig();
@@ -37,10 +44,13 @@ test("invalid configs are refused with CONFIG_INVALID naming the field", () => {
     [{ rms_norm_eps: 0 }, /rms_norm_eps/],
   ];
   for (const [partial, msg] of cases) {
-    assert.throws(() => resolveConfig(partial), (e: unknown) => {
-      const err = e as { code?: string; message?: string };
-      return err.code === "CONFIG_INVALID" && msg.test(err.message ?? "");
-    });
+    assert.throws(
+      () => resolveConfig(partial),
+      (e: unknown) => {
+        const err = e as { code?: string; message?: string };
+        return err.code === "CONFIG_INVALID" && msg.test(err.message ?? "");
+      },
+    );
   }
 });
 
@@ -71,9 +81,17 @@ test("config.json: Llama and Mixtral objects with HF field names; round trip", (
 
 test("fromHfConfig applies transformers defaults and refuses other architectures", () => {
   const c = fromHfConfig({
-    model_type: "llama", vocab_size: 100, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
-    num_attention_heads: 4, max_position_embeddings: 64, rms_norm_eps: 1e-6, rope_theta: 500000,
-    bos_token_id: 1, eos_token_id: 2,
+    model_type: "llama",
+    vocab_size: 100,
+    hidden_size: 32,
+    intermediate_size: 64,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    max_position_embeddings: 64,
+    rms_norm_eps: 1e-6,
+    rope_theta: 500000,
+    bos_token_id: 1,
+    eos_token_id: 2,
   });
   assert.equal(c.tie_word_embeddings, false); // LlamaConfig's default
   assert.equal(c.head_dim, 8);

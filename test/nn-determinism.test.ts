@@ -10,18 +10,34 @@ import { createModel } from "../src/nn/model.js";
 import { Rng } from "../src/nn/rng.js";
 import { lrAt } from "../src/nn/schedule.js";
 
-const B = 2, S = 8;
+const B = 2,
+  S = 8;
 const base = {
-  vocab_size: 17, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4,
-  num_key_value_heads: 2, max_position_embeddings: 8,
+  vocab_size: 17,
+  hidden_size: 16,
+  intermediate_size: 24,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 8,
 };
 
-function train(c: ModelConfig, seed: number, steps: number): { params: Float32Array; m: Float32Array; v: Float32Array; losses: number[] } {
+function train(
+  c: ModelConfig,
+  seed: number,
+  steps: number,
+): { params: Float32Array; m: Float32Array; v: Float32Array; losses: number[] } {
   const model = createModel(c, createJsBackend(), { batch: B, seq: S }, { seed });
   const opt = new AdamW(model.params);
   const data = new Rng(99);
   const losses: number[] = [];
-  const schedule = { kind: "cosine" as const, lr: 3e-3, lrMin: 3e-4, warmupTokens: 2 * B * S, decayTokens: steps * B * S };
+  const schedule = {
+    kind: "cosine" as const,
+    lr: 3e-3,
+    lrMin: 3e-4,
+    warmupTokens: 2 * B * S,
+    decayTokens: steps * B * S,
+  };
   const tokens = new Int32Array(B * S);
   const targets = new Int32Array(B * S);
   for (let s = 0; s < steps; s++) {
@@ -34,7 +50,12 @@ function train(c: ModelConfig, seed: number, steps: number): { params: Float32Ar
     model.backward();
     opt.step(lrAt(schedule, (s + 1) * B * S));
   }
-  return { params: Float32Array.from(model.params.data), m: Float32Array.from(opt.m), v: Float32Array.from(opt.v), losses };
+  return {
+    params: Float32Array.from(model.params.data),
+    m: Float32Array.from(opt.m),
+    v: Float32Array.from(opt.v),
+    losses,
+  };
 }
 
 for (const [name, c] of [
@@ -68,9 +89,15 @@ test("the engine learns: loss on one repeated batch falls well below its start",
     model.backward();
     opt.step(1e-2);
   }
-  assert.ok(Math.abs(first - Math.log(c.vocab_size)) < 0.2 + 2 * c.router_aux_loss_coef, `initial loss ${first} should be near ln(V)`);
+  assert.ok(
+    Math.abs(first - Math.log(c.vocab_size)) < 0.2 + 2 * c.router_aux_loss_coef,
+    `initial loss ${first} should be near ln(V)`,
+  );
   assert.ok(last < 0.3 * first, `loss ${first} -> ${last}`);
   const counts = model.expertCounts();
   assert.equal(counts.length, c.num_hidden_layers * 4);
-  assert.equal(counts.slice(0, 4).reduce((x, y) => x + y, 0), B * S * 2);
+  assert.equal(
+    counts.slice(0, 4).reduce((x, y) => x + y, 0),
+    B * S * 2,
+  );
 });

@@ -25,9 +25,25 @@ import { rng } from "./helpers/fixtures.js";
 
 const SEQ = 8;
 const dense = (layers: number): ModelConfig =>
-  resolveConfig({ vocab_size: 41, hidden_size: 16, intermediate_size: 24, num_hidden_layers: layers, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: SEQ });
+  resolveConfig({
+    vocab_size: 41,
+    hidden_size: 16,
+    intermediate_size: 24,
+    num_hidden_layers: layers,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    max_position_embeddings: SEQ,
+  });
 const moe = (layers: number): ModelConfig =>
-  resolveConfig({ vocab_size: 41, hidden_size: 16, intermediate_size: 12, num_hidden_layers: layers, num_attention_heads: 2, max_position_embeddings: SEQ, num_local_experts: 4 });
+  resolveConfig({
+    vocab_size: 41,
+    hidden_size: 16,
+    intermediate_size: 12,
+    num_hidden_layers: layers,
+    num_attention_heads: 2,
+    max_position_embeddings: SEQ,
+    num_local_experts: 4,
+  });
 
 async function backends(): Promise<[BackendName, MatmulBackend][]> {
   const out: [BackendName, MatmulBackend][] = [["js", createJsBackend()]];
@@ -61,11 +77,20 @@ test("forward-only scoring is bit-identical to the training forward (dense, MoE;
           // Batch 3 over 7 windows: several forwards through the reused buffers, and a padded last batch.
           const train = createModel(config, be, { batch: 3, seq: SEQ }, { seed: 7 });
           if (dtype === "bf16") await loadAsBf16(train.params, dir);
-          const fast = createModel(config, be, { batch: 3, seq: SEQ }, { params: train.params, forwardOnly: true });
+          const fast = createModel(
+            config,
+            be,
+            { batch: 3, seq: SEQ },
+            { params: train.params, forwardOnly: true },
+          );
           const r = rng(11);
           const stream = Uint16Array.from({ length: SEQ * 7 + 1 }, () => Math.floor(r() * config.vocab_size));
 
-          assert.deepEqual(new HeldoutEvaluator(fast, stream).run(), new HeldoutEvaluator(train, stream).run(), `${what}: held-out loss`);
+          assert.deepEqual(
+            new HeldoutEvaluator(fast, stream).run(),
+            new HeldoutEvaluator(train, stream).run(),
+            `${what}: held-out loss`,
+          );
           const windows = heldoutWindows(stream.length, SEQ);
           const lpFast = pmaWindowLogprobs(fast, stream, windows).logprobs;
           const lpTrain = pmaWindowLogprobs(train, stream, windows).logprobs;
@@ -73,9 +98,15 @@ test("forward-only scoring is bit-identical to the training forward (dense, MoE;
 
           // Loss parts with a mask and ignored targets (the MoE aux loss included), and the routing.
           const tokens = Int32Array.from({ length: 3 * SEQ }, () => Math.floor(r() * config.vocab_size));
-          const targets = Int32Array.from(tokens, (t, i) => (i % 5 === 0 ? IGNORE_INDEX : (t * 7 + 3) % config.vocab_size));
+          const targets = Int32Array.from(tokens, (t, i) =>
+            i % 5 === 0 ? IGNORE_INDEX : (t * 7 + 3) % config.vocab_size,
+          );
           const mask = Uint8Array.from(tokens, (_, i) => (i % 4 === 1 ? 0 : 1));
-          assert.equal(fast.forward(tokens, targets, mask), train.forward(tokens, targets, mask), `${what}: loss`);
+          assert.equal(
+            fast.forward(tokens, targets, mask),
+            train.forward(tokens, targets, mask),
+            `${what}: loss`,
+          );
           assert.deepEqual(fast.lastLoss, train.lastLoss, `${what}: loss parts`);
           assert.deepEqual(fast.logits, train.logits, `${what}: logits`);
           assert.deepEqual(fast.expertCounts(), train.expertCounts(), `${what}: expert counts`);
@@ -103,7 +134,8 @@ test("forward-only activation memory is smaller and independent of depth", () =>
     // The training forward keeps a block of activations per layer: linear in depth.
     assert.ok(train[1]! - train[0]! > 20 * statsPerLayer + 1000, `training bytes grow per layer: ${train}`);
     assert.equal(train[2]! - train[1]!, 4 * (train[1]! - train[0]!), `training bytes: ${train}`);
-    for (let i = 0; i < 3; i++) assert.ok(fast[i]! < train[i]!, `forward-only ${fast[i]} < training ${train[i]}`);
+    for (let i = 0; i < 3; i++)
+      assert.ok(fast[i]! < train[i]!, `forward-only ${fast[i]} < training ${train[i]}`);
     // At depth 6 the training forward holds several times what evaluation needs.
     assert.ok(train[2]! > 3 * fast[2]!, `6 layers: training ${train[2]} vs forward-only ${fast[2]}`);
   }

@@ -10,10 +10,18 @@ import { createModel } from "../src/nn/model.js";
 import type { Params64 } from "./nn-ref64.js";
 import { assertClose, lcg, model64, randn } from "./nn-ref64.js";
 
-const B = 2, S = 4;
+const B = 2,
+  S = 4;
 const c = resolveConfig({
-  vocab_size: 13, hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2, num_attention_heads: 2,
-  num_key_value_heads: 1, max_position_embeddings: 8, num_local_experts: 4, router_aux_loss_coef: 0.1,
+  vocab_size: 13,
+  hidden_size: 8,
+  intermediate_size: 12,
+  num_hidden_layers: 2,
+  num_attention_heads: 2,
+  num_key_value_heads: 1,
+  max_position_embeddings: 8,
+  num_local_experts: 4,
+  router_aux_loss_coef: 0.1,
 });
 
 function batch(seed: number) {
@@ -44,16 +52,26 @@ test("lossAndGradient = gradient of the mean loss over batches (directional fini
   assert.ok(Math.abs(res.loss - meanLoss(p0)) < 1e-5);
   const dir = randn(lcg(2), params.length);
   const h = 1e-6;
-  const fd = (meanLoss(p0.map((v, i) => v + h * dir[i]!)) - meanLoss(p0.map((v, i) => v - h * dir[i]!))) / (2 * h);
+  const fd =
+    (meanLoss(p0.map((v, i) => v + h * dir[i]!)) - meanLoss(p0.map((v, i) => v - h * dir[i]!))) / (2 * h);
   let dot = 0;
   for (let i = 0; i < dir.length; i++) dot += res.grad[i]! * dir[i]!;
-  assert.ok(routes.every((x) => x === routes[0]), "the perturbation must not change the routing");
+  assert.ok(
+    routes.every((x) => x === routes[0]),
+    "the perturbation must not change the routing",
+  );
   assert.ok(Math.abs(dot - fd) < 1e-4 * Math.abs(fd) + 1e-6, `directional derivative ${dot} vs ${fd}`);
 
   // Mean of per-batch gradients, computed separately.
   const g0 = lossAndGradient(model, params, [batches[0]!]);
   const g1 = lossAndGradient(model, params, [batches[1]!]);
-  assertClose(res.grad, g0.grad.map((v, i) => (v + g1.grad[i]!) / 2), "mean of per-batch gradients", 1e-6, 0);
+  assertClose(
+    res.grad,
+    g0.grad.map((v, i) => (v + g1.grad[i]!) / 2),
+    "mean of per-batch gradients",
+    1e-6,
+    0,
+  );
   assert.ok(Math.abs(res.loss - (g0.loss + g1.loss) / 2) < 1e-6);
   assert.ok(res.ce < res.loss); // the aux part is included in loss, not in ce
 

@@ -2,8 +2,16 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { isPmaError } from "../src/common/errors.js";
 import {
-  createBlasBackend, createJsBackend, createWasmBackend, describeBackend, gemmReference, getBackend,
-  type BatchedGemmArgs, type GemmArgs, type MatmulBackend, type WasmBackend,
+  createBlasBackend,
+  createJsBackend,
+  createWasmBackend,
+  describeBackend,
+  gemmReference,
+  getBackend,
+  type BatchedGemmArgs,
+  type GemmArgs,
+  type MatmulBackend,
+  type WasmBackend,
 } from "../src/nn/kernels/index.js";
 
 /** Deterministic uniform values in [-1, 1), rounded to f32 so float64 sees the same inputs. */
@@ -30,7 +38,9 @@ function fillRandom(a: Float32Array, seed: number): void {
  */
 function exact(g: GemmArgs, C0: Float32Array): { value: Float64Array; scale: Float64Array } {
   const { M, N, K, lda, ldb, ldc, A, B } = g;
-  const oA = g.offA ?? 0, oB = g.offB ?? 0, oC = g.offC ?? 0;
+  const oA = g.offA ?? 0,
+    oB = g.offB ?? 0,
+    oC = g.offC ?? 0;
   const value = new Float64Array(M * N);
   const scale = new Float64Array(M * N);
   for (let i = 0; i < M; i++) {
@@ -55,7 +65,14 @@ function exact(g: GemmArgs, C0: Float32Array): { value: Float64Array; scale: Flo
  * Asserts C holds the product inside M x N and that every other element of C (or of
  * C[from, to), for one item of a batch) is untouched.
  */
-function assertGemm(label: string, g: GemmArgs, C0: Float32Array, C: Float32Array, from = 0, to = C.length): void {
+function assertGemm(
+  label: string,
+  g: GemmArgs,
+  C0: Float32Array,
+  C: Float32Array,
+  from = 0,
+  to = C.length,
+): void {
   const { value, scale } = exact(g, C0);
   const oC = g.offC ?? 0;
   const tol = (g.K + 4) * 2 ** -24;
@@ -68,18 +85,29 @@ function assertGemm(label: string, g: GemmArgs, C0: Float32Array, C: Float32Arra
       const want = value[i * g.N + j]!;
       const err = Math.abs(got - want);
       if (!(err <= tol * scale[i * g.N + j]! + 1e-30)) {
-        assert.fail(`${label}: C[${i}][${j}] = ${got}, float64 gives ${want} (error ${err}, bound ${tol * scale[i * g.N + j]!})`);
+        assert.fail(
+          `${label}: C[${i}][${j}] = ${got}, float64 gives ${want} (error ${err}, bound ${tol * scale[i * g.N + j]!})`,
+        );
       }
     }
   }
   for (let x = from; x < to; x++) {
-    if (!inside[x] && !Object.is(C[x], C0[x])) assert.fail(`${label}: C[${x}] outside the product changed from ${C0[x]} to ${C[x]}`);
+    if (!inside[x] && !Object.is(C[x], C0[x]))
+      assert.fail(`${label}: C[${x}] outside the product changed from ${C0[x]} to ${C[x]}`);
   }
 }
 
 interface Case {
-  transA: boolean; transB: boolean; M: number; N: number; K: number;
-  alpha: number; beta: number; pad: number; off: number; nanC: boolean;
+  transA: boolean;
+  transB: boolean;
+  M: number;
+  N: number;
+  K: number;
+  alpha: number;
+  beta: number;
+  pad: number;
+  off: number;
+  nanC: boolean;
 }
 
 function layout(b: MatmulBackend, c: Case, seed: number): GemmArgs {
@@ -96,22 +124,51 @@ function layout(b: MatmulBackend, c: Case, seed: number): GemmArgs {
   fillRandom(C, seed + 2);
   if (c.nanC) for (let i = 0; i < c.M; i++) C.fill(Number.NaN, c.off + i * ldc, c.off + i * ldc + c.N);
   return {
-    transA: c.transA, transB: c.transB, M: c.M, N: c.N, K: c.K, alpha: c.alpha, beta: c.beta,
-    A, offA: c.off, lda, B, offB: c.off + 1, ldb, C, offC: c.off, ldc,
+    transA: c.transA,
+    transB: c.transB,
+    M: c.M,
+    N: c.N,
+    K: c.K,
+    alpha: c.alpha,
+    beta: c.beta,
+    A,
+    offA: c.off,
+    lda,
+    B,
+    offB: c.off + 1,
+    ldb,
+    C,
+    offC: c.off,
+    ldc,
   };
 }
 
 /** Odd sizes straddle the 4x8 register tile, the 96/256/2048 cache blocks and the thread split. */
 const SIZES: [number, number, number][] = [
-  [1, 1, 1], [3, 5, 7], [17, 3, 65], [65, 129, 17], [129, 65, 3], [1, 129, 65], [129, 1, 17],
-  [97, 33, 300], [600, 17, 65], [17, 600, 65], [5, 2050, 3], [200, 130, 257],
+  [1, 1, 1],
+  [3, 5, 7],
+  [17, 3, 65],
+  [65, 129, 17],
+  [129, 65, 3],
+  [1, 129, 65],
+  [129, 1, 17],
+  [97, 33, 300],
+  [600, 17, 65],
+  [17, 600, 65],
+  [5, 2050, 3],
+  [200, 130, 257],
 ];
 const SCALES: { alpha: number; beta: number; nanC: boolean }[] = [
   { alpha: 1, beta: 0, nanC: true },
   { alpha: 1, beta: 1, nanC: false },
   { alpha: -0.75, beta: 0.5, nanC: false },
 ];
-const TRANS: [boolean, boolean][] = [[false, false], [false, true], [true, false], [true, true]];
+const TRANS: [boolean, boolean][] = [
+  [false, false],
+  [false, true],
+  [true, false],
+  [true, true],
+];
 
 function gemmSuite(name: string, make: () => Promise<MatmulBackend> | MatmulBackend): void {
   describe(`${name} backend`, () => {
@@ -138,7 +195,22 @@ function gemmSuite(name: string, make: () => Promise<MatmulBackend> | MatmulBack
     });
 
     test("agrees with gemmReference", () => {
-      const g = layout(b, { transA: true, transB: false, M: 70, N: 45, K: 130, alpha: 0.5, beta: 1, pad: 2, off: 3, nanC: false }, 99);
+      const g = layout(
+        b,
+        {
+          transA: true,
+          transB: false,
+          M: 70,
+          N: 45,
+          K: 130,
+          alpha: 0.5,
+          beta: 1,
+          pad: 2,
+          off: 3,
+          nanC: false,
+        },
+        99,
+      );
       const C0 = Float32Array.from(g.C);
       const ref = Float32Array.from(g.C);
       gemmReference({ ...g, C: ref });
@@ -151,9 +223,16 @@ function gemmSuite(name: string, make: () => Promise<MatmulBackend> | MatmulBack
     });
 
     test("K = 0 and alpha = 0 scale C by beta, and beta = 0 clears NaN", () => {
-      for (const [K, alpha] of [[0, 1], [5, 0]] as const) {
+      for (const [K, alpha] of [
+        [0, 1],
+        [5, 0],
+      ] as const) {
         for (const beta of [0, 1, -2]) {
-          const g = layout(b, { transA: false, transB: true, M: 9, N: 11, K, alpha, beta, pad: 1, off: 2, nanC: beta === 0 }, 7);
+          const g = layout(
+            b,
+            { transA: false, transB: true, M: 9, N: 11, K, alpha, beta, pad: 1, off: 2, nanC: beta === 0 },
+            7,
+          );
           const C0 = Float32Array.from(g.C);
           b.gemm(g);
           assertGemm(`${name} K=${K} alpha=${alpha} beta=${beta}`, g, C0, g.C);
@@ -164,16 +243,36 @@ function gemmSuite(name: string, make: () => Promise<MatmulBackend> | MatmulBack
     test("batched: strided items, every transpose, and strideC = 0 accumulating", () => {
       let seed = 500;
       for (const [transA, transB] of TRANS) {
-        for (const [M, N, K, batch] of [[7, 9, 11, 3], [64, 64, 64, 5], [33, 17, 129, 2]] as const) {
+        for (const [M, N, K, batch] of [
+          [7, 9, 11, 3],
+          [64, 64, 64, 5],
+          [33, 17, 129, 2],
+        ] as const) {
           for (const s of SCALES) {
             const one = layout(b, { transA, transB, M, N, K, ...s, pad: 1, off: 0, nanC: false }, seed);
-            const sA = one.A.length + 2, sB = one.B.length + 1, sC = one.C.length + 4;
-            const A = b.alloc(sA * batch), B = b.alloc(sB * batch), C = b.alloc(sC * batch);
+            const sA = one.A.length + 2,
+              sB = one.B.length + 1,
+              sC = one.C.length + 4;
+            const A = b.alloc(sA * batch),
+              B = b.alloc(sB * batch),
+              C = b.alloc(sC * batch);
             fillRandom(A, seed++);
             fillRandom(B, seed++);
             fillRandom(C, seed++);
             if (s.nanC) C.fill(Number.NaN);
-            const g: BatchedGemmArgs = { ...one, A, B, C, offA: 1, offB: 0, offC: 2, batch, strideA: sA, strideB: sB, strideC: sC };
+            const g: BatchedGemmArgs = {
+              ...one,
+              A,
+              B,
+              C,
+              offA: 1,
+              offB: 0,
+              offC: 2,
+              batch,
+              strideA: sA,
+              strideB: sB,
+              strideC: sC,
+            };
             const C0 = Float32Array.from(C);
             b.gemmBatched(g);
             for (let i = 0; i < batch; i++) {
@@ -184,26 +283,82 @@ function gemmSuite(name: string, make: () => Promise<MatmulBackend> | MatmulBack
           }
         }
       }
-      const A = b.alloc(4 * 50 * 40), B = b.alloc(4 * 40 * 30), C = b.alloc(50 * 30);
+      const A = b.alloc(4 * 50 * 40),
+        B = b.alloc(4 * 40 * 30),
+        C = b.alloc(50 * 30);
       fillRandom(A, 1);
       fillRandom(B, 2);
       fillRandom(C, 3);
       const C0 = Float32Array.from(C);
-      b.gemmBatched({ transA: false, transB: false, M: 50, N: 30, K: 40, alpha: 1, A, lda: 40, B, ldb: 30, beta: 1, C, ldc: 30, batch: 4, strideA: 2000, strideB: 1200, strideC: 0 });
+      b.gemmBatched({
+        transA: false,
+        transB: false,
+        M: 50,
+        N: 30,
+        K: 40,
+        alpha: 1,
+        A,
+        lda: 40,
+        B,
+        ldb: 30,
+        beta: 1,
+        C,
+        ldc: 30,
+        batch: 4,
+        strideA: 2000,
+        strideB: 1200,
+        strideC: 0,
+      });
       // Same as one gemm with the K dimension of all items laid side by side.
       const Acat = new Float32Array(50 * 160);
-      for (let i = 0; i < 50; i++) for (let t = 0; t < 4; t++) Acat.set(A.subarray(t * 2000 + i * 40, t * 2000 + i * 40 + 40), i * 160 + t * 40);
-      const g: GemmArgs = { transA: false, transB: false, M: 50, N: 30, K: 160, alpha: 1, A: Acat, lda: 160, B, ldb: 30, beta: 1, C: C0, ldc: 30 };
+      for (let i = 0; i < 50; i++)
+        for (let t = 0; t < 4; t++)
+          Acat.set(A.subarray(t * 2000 + i * 40, t * 2000 + i * 40 + 40), i * 160 + t * 40);
+      const g: GemmArgs = {
+        transA: false,
+        transB: false,
+        M: 50,
+        N: 30,
+        K: 160,
+        alpha: 1,
+        A: Acat,
+        lda: 160,
+        B,
+        ldb: 30,
+        beta: 1,
+        C: C0,
+        ldc: 30,
+      };
       assertGemm(`${name} strideC = 0`, g, C0, C);
     });
 
     // The js backend is the unchecked reference loop; the compiled ones address raw memory.
     test("rejects leading dimensions and arrays too small for the shape", { skip: name === "js" }, () => {
-      const A = b.alloc(12), B = b.alloc(12), C = b.alloc(9);
-      const ok: GemmArgs = { transA: false, transB: false, M: 3, N: 3, K: 4, alpha: 1, A, lda: 4, B, ldb: 3, beta: 0, C, ldc: 3 };
+      const A = b.alloc(12),
+        B = b.alloc(12),
+        C = b.alloc(9);
+      const ok: GemmArgs = {
+        transA: false,
+        transB: false,
+        M: 3,
+        N: 3,
+        K: 4,
+        alpha: 1,
+        A,
+        lda: 4,
+        B,
+        ldb: 3,
+        beta: 0,
+        C,
+        ldc: 3,
+      };
       b.gemm(ok);
       for (const bad of [{ lda: 3 }, { ldc: 2 }, { offC: 1 }, { K: 5, lda: 5 }, { M: -1 }, { N: 2.5 }]) {
-        assert.throws(() => b.gemm({ ...ok, ...bad }), (e: unknown) => isPmaError(e, "RANGE_INVALID"), JSON.stringify(bad));
+        assert.throws(
+          () => b.gemm({ ...ok, ...bad }),
+          (e: unknown) => isPmaError(e, "RANGE_INVALID"),
+          JSON.stringify(bad),
+        );
       }
     });
   });
@@ -256,7 +411,21 @@ describe("wasm backend memory", () => {
     const B = w.alloc(100 * 7);
     fillRandom(B, 4);
     const C = big.subarray(12345, 12345 + 10 * 7);
-    const g: GemmArgs = { transA: false, transB: false, M: 10, N: 7, K: 100, alpha: 1, A: first, lda: 100, B, ldb: 7, beta: 0, C, ldc: 7 };
+    const g: GemmArgs = {
+      transA: false,
+      transB: false,
+      M: 10,
+      N: 7,
+      K: 100,
+      alpha: 1,
+      A: first,
+      lda: 100,
+      B,
+      ldb: 7,
+      beta: 0,
+      C,
+      ldc: 7,
+    };
     const C0 = Float32Array.from(C);
     w.gemm(g);
     assertGemm("old view x new view", g, C0, C);
@@ -270,9 +439,27 @@ describe("wasm backend memory", () => {
       for (let round = 0; round < 3; round++) {
         const mine = [w.alloc(300_000 * (round + 1)), w.alloc(70_000)];
         const theirs = [other.alloc(500_000 * (round + 1)), other.alloc(90_000)];
-        const g: GemmArgs = { transA: false, transB: false, M: 50, N: 60, K: 70, alpha: 1, A: theirs[1]!, lda: 70, B: theirs[0]!, ldb: 60, beta: 0, C: theirs[0]!.subarray(200_000), ldc: 60 };
+        const g: GemmArgs = {
+          transA: false,
+          transB: false,
+          M: 50,
+          N: 60,
+          K: 70,
+          alpha: 1,
+          A: theirs[1]!,
+          lda: 70,
+          B: theirs[0]!,
+          ldb: 60,
+          beta: 0,
+          C: theirs[0]!.subarray(200_000),
+          ldc: 60,
+        };
         other.gemm(g);
-        for (const a of mine) assert.ok(w.owns(a) && w.owns(a.subarray(5)), `round ${round}: an array from alloc is not recognised`);
+        for (const a of mine)
+          assert.ok(
+            w.owns(a) && w.owns(a.subarray(5)),
+            `round ${round}: an array from alloc is not recognised`,
+          );
         for (const a of theirs) assert.ok(other.owns(a) && !w.owns(a), `round ${round}: ownership mixed up`);
         for (const a of mine) w.free!(a);
         for (const a of theirs) other.free!(a);
@@ -290,19 +477,41 @@ describe("wasm backend memory", () => {
     const b = w.alloc(4096);
     assert.equal(b.byteOffset, at);
     assert.ok(b.every((v) => v === 0));
-    assert.throws(() => w.free!(new Float32Array(4)), (e: unknown) => isPmaError(e, "RANGE_INVALID"));
-    assert.throws(() => w.free!(b.subarray(1)), (e: unknown) => isPmaError(e, "RANGE_INVALID"));
+    assert.throws(
+      () => w.free!(new Float32Array(4)),
+      (e: unknown) => isPmaError(e, "RANGE_INVALID"),
+    );
+    assert.throws(
+      () => w.free!(b.subarray(1)),
+      (e: unknown) => isPmaError(e, "RANGE_INVALID"),
+    );
   });
 
   test("arrays outside the shared memory are copied in and out", () => {
     for (const [transA, transB] of TRANS) {
-      const A = new Float32Array(3 + 130 * 70), B = new Float32Array(80 * 70 + 1), C = new Float32Array(2 + 130 * 85);
+      const A = new Float32Array(3 + 130 * 70),
+        B = new Float32Array(80 * 70 + 1),
+        C = new Float32Array(2 + 130 * 85);
       fillRandom(A, 10);
       fillRandom(B, 11);
       fillRandom(C, 12);
       const g: GemmArgs = {
-        transA, transB, M: 130, N: 80, K: 70, alpha: 2, A, offA: 3, lda: transA ? 130 : 70,
-        B, offB: 1, ldb: transB ? 70 : 80, beta: -1, C, offC: 2, ldc: 85,
+        transA,
+        transB,
+        M: 130,
+        N: 80,
+        K: 70,
+        alpha: 2,
+        A,
+        offA: 3,
+        lda: transA ? 130 : 70,
+        B,
+        offB: 1,
+        ldb: transB ? 70 : 80,
+        beta: -1,
+        C,
+        offC: 2,
+        ldc: 85,
       };
       const C0 = Float32Array.from(C);
       w.gemm(g);
@@ -315,7 +524,11 @@ test("wasm backends start, compute across threads at once, and stop, repeatedly"
   // A worker must not miss a job posted the moment it reports ready.
   for (let i = 0; i < 8; i++) {
     const w = await createWasmBackend({ threads: 2, initialBytes: 1 << 20 });
-    const g = layout(w, { transA: false, transB: false, M: 256, N: 64, K: 64, alpha: 1, beta: 0, pad: 0, off: 0, nanC: true }, i);
+    const g = layout(
+      w,
+      { transA: false, transB: false, M: 256, N: 64, K: 64, alpha: 1, beta: 0, pad: 0, off: 0, nanC: true },
+      i,
+    );
     const C0 = Float32Array.from(g.C);
     w.gemm(g);
     assertGemm(`start ${i}`, g, C0, g.C);
@@ -360,7 +573,10 @@ describe("backend selection", () => {
   test("an unavailable blas addon is BACKEND_UNAVAILABLE with install instructions", () => {
     assert.throws(
       () => createBlasBackend({ addonPath: "/nonexistent/pma_blas.node" }),
-      (e: unknown) => isPmaError(e, "BACKEND_UNAVAILABLE") && /apt-get install libopenblas-dev/.test(e.message) && /npm run build:native/.test(e.message),
+      (e: unknown) =>
+        isPmaError(e, "BACKEND_UNAVAILABLE") &&
+        /apt-get install libopenblas-dev/.test(e.message) &&
+        /npm run build:native/.test(e.message),
     );
   });
 });

@@ -24,7 +24,9 @@ const dot = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
 test("linear: y = x W^T, dW += dy^T x, dx = dy W", () => {
   const be = createJsBackend();
   const r = lcg(1);
-  const T = 5, inF = 7, outF = 6;
+  const T = 5,
+    inF = 7,
+    outF = 6;
   const x = randn(r, T * inF);
   const w = randn(r, outF * inF);
   const dy = randn(r, T * outF);
@@ -34,7 +36,8 @@ test("linear: y = x W^T, dW += dy^T x, dx = dy W", () => {
   const w64 = Float64Array.from(w);
   const ref = (): Float64Array => {
     const out = new Float64Array(T * outF);
-    for (let t = 0; t < T; t++) out.set(matvec(w64, x64.subarray(t * inF, t * inF + inF), inF, outF), t * outF);
+    for (let t = 0; t < T; t++)
+      out.set(matvec(w64, x64.subarray(t * inF, t * inF + inF), inF, outF), t * outF);
     return out;
   };
   assertClose(y, ref(), "linear forward", 1e-6);
@@ -43,15 +46,26 @@ test("linear: y = x W^T, dW += dy^T x, dx = dy W", () => {
   linearBackward(be, dx, dw, dy, x, w, T, inF, outF);
   const L = (): number => dot(dy, ref());
   assertClose(dx, fdGrad(L, x64), "linear dx", 1e-6);
-  assertClose(dw, fdGrad(L, w64).map((g) => g + 0.5), "linear dW (accumulated)", 1e-6);
+  assertClose(
+    dw,
+    fdGrad(L, w64).map((g) => g + 0.5),
+    "linear dW (accumulated)",
+    1e-6,
+  );
   // accumulateDx adds onto dx: a residual connection folded into the GEMM.
   const dx2 = Float32Array.from(dx);
   linearBackward(be, dx2, new Float32Array(outF * inF), dy, x, w, T, inF, outF, true);
-  assertClose(dx2, Array.from(dx, (v) => 2 * v), "linear dx accumulate", 1e-6);
+  assertClose(
+    dx2,
+    Array.from(dx, (v) => 2 * v),
+    "linear dx accumulate",
+    1e-6,
+  );
 });
 
 test("embedding: row gather and scatter-add with repeated tokens; bad ids refused", () => {
-  const V = 5, H = 3;
+  const V = 5,
+    H = 3;
   const wte = Float32Array.from({ length: V * H }, (_, i) => i);
   const tokens = Int32Array.from([4, 0, 4, 2]);
   const out = new Float32Array(tokens.length * H);
@@ -62,12 +76,16 @@ test("embedding: row gather and scatter-add with repeated tokens; bad ids refuse
   embeddingBackward(dw, dout, tokens, H);
   // token 4 appears at positions 0 and 2: rows (1,2,3) + (7,8,9).
   assert.deepEqual(Array.from(dw), [4, 5, 6, 0, 0, 0, 10, 11, 12, 0, 0, 0, 8, 10, 12]);
-  assert.throws(() => embeddingForward(out, Int32Array.from([0, 5, 0, 0]), wte, H, V), { code: "RANGE_INVALID" });
+  assert.throws(() => embeddingForward(out, Int32Array.from([0, 5, 0, 0]), wte, H, V), {
+    code: "RANGE_INVALID",
+  });
 });
 
 test("rmsnorm: HF formula forward; dx, dw match finite differences", () => {
   const r = lcg(2);
-  const T = 4, H = 6, eps = 1e-5;
+  const T = 4,
+    H = 6,
+    eps = 1e-5;
   const x = randn(r, T * H, 2);
   const w = randn(r, H, 0.3, 1);
   const dy = randn(r, T * H);
@@ -86,13 +104,20 @@ test("rmsnorm: HF formula forward; dx, dw match finite differences", () => {
   const dw = new Float32Array(H);
   rmsnormBackward(dx, dw, dy, x, w, rstd, T, H);
   const L = (): number => dot(dy, ref());
-  assertClose(dx, fdGrad(L, x64).map((g) => g + 0.25), "rmsnorm dx", 1e-5);
+  assertClose(
+    dx,
+    fdGrad(L, x64).map((g) => g + 0.25),
+    "rmsnorm dx",
+    1e-5,
+  );
   assertClose(dw, fdGrad(L, w64), "rmsnorm dw", 1e-5);
 });
 
 test("rope: half-split rotation as HF rotate_half; backward is the transpose", () => {
   const r = lcg(3);
-  const hd = 8, maxPos = 40, theta = 10000;
+  const hd = 8,
+    maxPos = 40,
+    theta = 10000;
   const tab = ropeTables(maxPos, hd, theta);
   for (const pos of [0, 1, 7, 39]) {
     const v = randn(r, hd);
@@ -103,7 +128,12 @@ test("rope: half-split rotation as HF rotate_half; backward is the transpose", (
     const dy = randn(r, hd);
     const dx = new Float32Array(hd);
     ropeBackward(dx, 0, dy, 0, tab, pos);
-    assertClose(dx, fdGrad(() => dot(dy, rope64(v64, pos, theta)), v64), `rope backward pos ${pos}`, 2e-6);
+    assertClose(
+      dx,
+      fdGrad(() => dot(dy, rope64(v64, pos, theta)), v64),
+      `rope backward pos ${pos}`,
+      2e-6,
+    );
   }
   // Position 0 is the identity; the rotation preserves norms.
   const v = randn(r, hd);
@@ -116,7 +146,8 @@ test("rope: half-split rotation as HF rotate_half; backward is the transpose", (
 
 test("causal softmax: masked rows sum to 1, backward matches finite differences", () => {
   const r = lcg(4);
-  const S = 5, R = 2 * S; // two heads stacked: row r is query position r % S
+  const S = 5,
+    R = 2 * S; // two heads stacked: row r is query position r % S
   const scores = randn(r, R * S, 2);
   const att = Float32Array.from(scores);
   causalSoftmaxForward(att, R, S);
@@ -137,12 +168,18 @@ test("causal softmax: masked rows sum to 1, backward matches finite differences"
   const dy = randn(r, R * S);
   const d = Float32Array.from(dy);
   causalSoftmaxBackward(d, att, R, S);
-  assertClose(d, fdGrad(() => dot(dy, ref()), s64), "softmax backward", 1e-5);
+  assertClose(
+    d,
+    fdGrad(() => dot(dy, ref()), s64),
+    "softmax backward",
+    1e-5,
+  );
 });
 
 test("swiglu: silu(gate) * up forward and backward", () => {
   const r = lcg(5);
-  const rows = 3, I = 5;
+  const rows = 3,
+    I = 5;
   const gu = randn(r, rows * 2 * I, 3);
   const h = new Float32Array(rows * I);
   const sig = new Float32Array(rows * I);
@@ -162,19 +199,26 @@ test("swiglu: silu(gate) * up forward and backward", () => {
   const dh = randn(r, rows * I);
   const dgu = new Float32Array(rows * 2 * I);
   swigluBackward(dgu, dh, gu, sig, rows, I);
-  assertClose(dgu, fdGrad(() => dot(dh, ref()), g64), "swiglu backward", 1e-5);
+  assertClose(
+    dgu,
+    fdGrad(() => dot(dh, ref()), g64),
+    "swiglu backward",
+    1e-5,
+  );
 });
 
 test("cross-entropy: mean over counted targets; ignore index and mask; gradient", () => {
   const r = lcg(6);
-  const T = 6, V = 7;
+  const T = 6,
+    V = 7;
   const logits = randn(r, T * V, 2);
   const targets = Int32Array.from([3, IGNORE_INDEX, 0, 6, 2, 5]);
   const mask = Uint8Array.from([1, 1, 1, 0, 1, 1]);
   const lse = new Float32Array(T);
   const l64 = Float64Array.from(logits);
   const ref = (): number => {
-    let s = 0, n = 0;
+    let s = 0,
+      n = 0;
     for (let t = 0; t < T; t++) {
       if (targets[t] === IGNORE_INDEX || mask[t] === 0) continue;
       const row = Array.from(l64.subarray(t * V, t * V + V));
@@ -192,7 +236,9 @@ test("cross-entropy: mean over counted targets; ignore index and mask; gradient"
   assertClose(d, fdGrad(ref, l64), "cross-entropy backward", 1e-5);
   // Without a mask position 3 counts too.
   assert.equal(crossEntropyForward(lse, logits, targets, null, T, V).count, 5);
-  assert.throws(() => crossEntropyForward(lse, logits, Int32Array.from([0, 0, 0, 0, 0, 7]), null, T, V), { code: "RANGE_INVALID" });
+  assert.throws(() => crossEntropyForward(lse, logits, Int32Array.from([0, 0, 0, 0, 0, 7]), null, T, V), {
+    code: "RANGE_INVALID",
+  });
 });
 
 test("exp: within 2e-8 relative of Math.exp over the range the layers use; edge cases", () => {

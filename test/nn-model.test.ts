@@ -13,11 +13,20 @@ import type { Model } from "../src/nn/model.js";
 import type { Params64 } from "./nn-ref64.js";
 import { assertClose, fdGrad, lcg, model64, randn } from "./nn-ref64.js";
 
-const B = 2, S = 5;
+const B = 2,
+  S = 5;
 const tiny = (o: Partial<ModelConfig>): ModelConfig =>
   resolveConfig({
-    vocab_size: 13, hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2, num_attention_heads: 2,
-    head_dim: 4, max_position_embeddings: 16, bos_token_id: 1, eos_token_id: 2, ...o,
+    vocab_size: 13,
+    hidden_size: 8,
+    intermediate_size: 12,
+    num_hidden_layers: 2,
+    num_attention_heads: 2,
+    head_dim: 4,
+    max_position_embeddings: 16,
+    bos_token_id: 1,
+    eos_token_id: 2,
+    ...o,
   });
 
 /** A model with random (not init-like) parameters, and the same values in float64. */
@@ -49,8 +58,20 @@ function data(seed: number, V: number): { tokens: Int32Array; targets: Int32Arra
 const variants: [string, Partial<ModelConfig>][] = [
   ["dense, tied, MHA", { tie_word_embeddings: true }],
   ["dense, untied, GQA (2 heads on 1 KV head)", { tie_word_embeddings: false, num_key_value_heads: 1 }],
-  ["MoE E=4 top-2, tied, MHA", { tie_word_embeddings: true, num_local_experts: 4, num_experts_per_tok: 2, router_aux_loss_coef: 0.5 }],
-  ["MoE E=4 top-2, untied, GQA", { tie_word_embeddings: false, num_key_value_heads: 1, num_local_experts: 4, num_experts_per_tok: 2, router_aux_loss_coef: 0.5 }],
+  [
+    "MoE E=4 top-2, tied, MHA",
+    { tie_word_embeddings: true, num_local_experts: 4, num_experts_per_tok: 2, router_aux_loss_coef: 0.5 },
+  ],
+  [
+    "MoE E=4 top-2, untied, GQA",
+    {
+      tie_word_embeddings: false,
+      num_key_value_heads: 1,
+      num_local_experts: 4,
+      num_experts_per_tok: 2,
+      router_aux_loss_coef: 0.5,
+    },
+  ],
 ];
 
 variants.forEach(([name, o], vi) => {
@@ -73,11 +94,16 @@ variants.forEach(([name, o], vi) => {
       const flat = new Float64Array(B * S * c.vocab_size);
       ref.logits.forEach((row, t) => flat.set(row, t * c.vocab_size));
       assertClose(model.logits, flat, "logits", 1e-5);
-      assert.equal(parts.tokens, Array.from(targets).filter((y, t) => y !== IGNORE_INDEX && (m === undefined || m[t] !== 0)).length);
+      assert.equal(
+        parts.tokens,
+        Array.from(targets).filter((y, t) => y !== IGNORE_INDEX && (m === undefined || m[t] !== 0)).length,
+      );
       if (moe) {
         const counts = model.expertCounts();
         const want = new Int32Array(c.num_hidden_layers * c.num_local_experts);
-        ref.chosen.forEach((layer, l) => layer.forEach((ch) => ch.forEach((e) => want[l * c.num_local_experts + e]!++)));
+        ref.chosen.forEach((layer, l) =>
+          layer.forEach((ch) => ch.forEach((e) => want[l * c.num_local_experts + e]!++)),
+        );
         assert.deepEqual([...counts], [...want]);
       }
     }
@@ -102,7 +128,13 @@ variants.forEach(([name, o], vi) => {
       return o.loss;
     };
     for (const info of model.params.infos) {
-      assertClose(model.params.gradOf(info.name), fdGrad(L, p64.get(info.name)!), `d ${info.name}`, 5e-5, 1e-6);
+      assertClose(
+        model.params.gradOf(info.name),
+        fdGrad(L, p64.get(info.name)!),
+        `d ${info.name}`,
+        5e-5,
+        1e-6,
+      );
     }
     assert.equal(flips, 0, "routing must not change under the finite-difference perturbations");
   });
@@ -119,7 +151,13 @@ test("backward accumulates over micro-batches and refuses a stale forward", () =
   assert.throws(() => model.backward(), { code: "USAGE" });
   model.forward(tokens, targets);
   model.backward();
-  assertClose(model.params.grad, Array.from(g1, (v) => 2 * v), "accumulated", 1e-6, 0);
+  assertClose(
+    model.params.grad,
+    Array.from(g1, (v) => 2 * v),
+    "accumulated",
+    1e-6,
+    0,
+  );
   model.infer(tokens);
   assert.throws(() => model.backward(), { code: "USAGE" });
   assert.throws(() => model.forward(tokens.subarray(1), targets), { code: "USAGE" });
@@ -146,10 +184,18 @@ test("models of different shapes share one parameter set", () => {
   one.infer(tokens.subarray(S));
   // Batch rows are independent: row 1 of the batch-2 model equals the batch-1 model.
   assertClose(one.logits, model.logits.subarray(S * c.vocab_size), "batch row independence", 1e-6, 0);
-  assert.throws(() => createModel(tiny({ hidden_size: 12 }), model.backend, { batch: 1, seq: S }, { params: model.params }), { code: "CHECKPOINT_MISMATCH" });
+  assert.throws(
+    () =>
+      createModel(tiny({ hidden_size: 12 }), model.backend, { batch: 1, seq: S }, { params: model.params }),
+    { code: "CHECKPOINT_MISMATCH" },
+  );
   assert.throws(() => createModel(c, model.backend, { batch: 1, seq: 17 }), { code: "USAGE" });
   // Same values, different key order: still the same config.
   const reordered = Object.fromEntries(Object.entries(c).reverse()) as unknown as ModelConfig;
-  assert.doesNotThrow(() => createModel(reordered, model.backend, { batch: 1, seq: 2 }, { params: model.params }));
-  assert.throws(() => createModel(c, createJsBackend(), { batch: 1, seq: S }, { params: model.params }), { code: "USAGE" });
+  assert.doesNotThrow(() =>
+    createModel(reordered, model.backend, { batch: 1, seq: 2 }, { params: model.params }),
+  );
+  assert.throws(() => createModel(c, createJsBackend(), { batch: 1, seq: S }, { params: model.params }), {
+    code: "USAGE",
+  });
 });

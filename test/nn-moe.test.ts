@@ -12,7 +12,11 @@ import { assertClose, fdGrad, lcg, moe64, randn } from "./nn-ref64.js";
 test("MoE block: routing, counts, forward and backward (E=4, top-2)", () => {
   const be = createJsBackend();
   const r = lcg(21);
-  const T = 12, H = 6, I = 5, E = 4, k = 2;
+  const T = 12,
+    H = 6,
+    I = 5,
+    E = 4,
+    k = 2;
   const xn = randn(r, T * H);
   const wr = randn(r, E * H, 1.0); // a strong router: clear top-k margins
   const w13 = Array.from({ length: E }, () => randn(r, 2 * I * H, 0.5));
@@ -28,7 +32,11 @@ test("MoE block: routing, counts, forward and backward (E=4, top-2)", () => {
   const w2_64 = w2.map((w) => Float64Array.from(w));
   const aux = Float64Array.from([0.3, -0.2, 0.5, 0.1]); // d loss / d p[t, e] from an aux term
   const run = () => {
-    const experts: Expert64[] = w13_64.map((w, e) => ({ w1: w.subarray(0, I * H), w3: w.subarray(I * H), w2: w2_64[e]! }));
+    const experts: Expert64[] = w13_64.map((w, e) => ({
+      w1: w.subarray(0, I * H),
+      w3: w.subarray(I * H),
+      w2: w2_64[e]!,
+    }));
     const rows = Array.from({ length: T }, (_, t) => x64.subarray(t * H, t * H + H));
     return moe64(rows, wr64, experts, H, I, k);
   };
@@ -44,7 +52,10 @@ test("MoE block: routing, counts, forward and backward (E=4, top-2)", () => {
     for (const e of ch) counts[e]!++;
   });
   assert.deepEqual([...moe.counts], [...counts]);
-  assert.equal(counts.reduce((a, b) => a + b, 0), T * k);
+  assert.equal(
+    counts.reduce((a, b) => a + b, 0),
+    T * k,
+  );
   assert.ok(counts.filter((c) => c > 0).length >= 3, "data should exercise several experts");
   for (let e = 0; e < E; e++) {
     const ps = base.probs.reduce((a, p) => a + p[e]!, 0);
@@ -85,7 +96,11 @@ test("MoE block: routing, counts, forward and backward (E=4, top-2)", () => {
 test("MoE block: an expert with no tokens gets zero gradient; accumulate mode adds", () => {
   const be = createJsBackend();
   const r = lcg(22);
-  const T = 4, H = 3, I = 2, E = 3, k = 1;
+  const T = 4,
+    H = 3,
+    I = 2,
+    E = 3,
+    k = 1;
   const xn = randn(r, T * H);
   // Router row 2 is strongly negative: expert 2 never wins.
   const wr = Float32Array.from([1, 0, 0, 0, 1, 0, -50, -50, -50]);
@@ -99,12 +114,28 @@ test("MoE block: an expert with no tokens gets zero gradient; accumulate mode ad
   assert.equal(moe.counts[2], 0);
   const b = new Float32Array(T * H).fill(2);
   moe.forward(b, xn, wr, w13, w2, true);
-  assertClose(b, Array.from(a, (v) => v + 2), "accumulate", 1e-7);
+  assertClose(
+    b,
+    Array.from(a, (v) => v + 2),
+    "accumulate",
+    1e-7,
+  );
   // top-1 renormalisation makes every weight exactly 1.
   assert.deepEqual([...moe.topW], [1, 1, 1, 1]);
   const dw13 = w13.map((w) => new Float32Array(w.length));
   const dw2 = w2.map((w) => new Float32Array(w.length));
-  moe.backward(new Float32Array(T * H), new Float32Array(E * H), dw13, dw2, randn(r, T * H), xn, wr, w13, w2, null);
+  moe.backward(
+    new Float32Array(T * H),
+    new Float32Array(E * H),
+    dw13,
+    dw2,
+    randn(r, T * H),
+    xn,
+    wr,
+    w13,
+    w2,
+    null,
+  );
   assert.ok(dw13[2]!.every((v) => v === 0) && dw2[2]!.every((v) => v === 0));
   assert.ok(dw13[0]!.some((v) => v !== 0) || dw13[1]!.some((v) => v !== 0));
 });

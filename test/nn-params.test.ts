@@ -6,8 +6,13 @@ import { ParamSet } from "../src/nn/params.js";
 import { Rng } from "../src/nn/rng.js";
 
 const small = resolveConfig({
-  vocab_size: 50, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4,
-  num_key_value_heads: 2, max_position_embeddings: 32,
+  vocab_size: 50,
+  hidden_size: 16,
+  intermediate_size: 24,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 32,
 });
 
 test("dense parameters: HF names, [out, in] shapes, one contiguous flat array", () => {
@@ -50,16 +55,30 @@ test("MoE parameters: router [E, H] and experts w1/w3 [I, H], w2 [H, I]", () => 
   assert.deepEqual(ps.info("model.layers.1.block_sparse_moe.experts.2.w2.weight").shape, [16, 24]);
   assert.equal(ps.has("model.layers.0.mlp.gate_proj.weight"), false);
   assert.equal(ps.w.layers[0]!.expertW13.length, 3);
-  assert.equal(ps.w.layers[0]!.expertW13[1]!.byteOffset, ps.get("model.layers.0.block_sparse_moe.experts.1.w1.weight").byteOffset);
+  assert.equal(
+    ps.w.layers[0]!.expertW13[1]!.byteOffset,
+    ps.get("model.layers.0.block_sparse_moe.experts.1.w1.weight").byteOffset,
+  );
 });
 
 test("init: normal(0, 0.02), residual projections scaled by 1/sqrt(2L), norms 1; seeded", () => {
-  const c = resolveConfig({ ...small, hidden_size: 64, intermediate_size: 128, num_attention_heads: 4, num_key_value_heads: 4, vocab_size: 300 });
+  const c = resolveConfig({
+    ...small,
+    hidden_size: 64,
+    intermediate_size: 128,
+    num_attention_heads: 4,
+    num_key_value_heads: 4,
+    vocab_size: 300,
+  });
   const ps = new ParamSet(c, createJsBackend());
   ps.init(5);
   const stats = (a: Float32Array): { mean: number; std: number } => {
-    let s = 0, s2 = 0;
-    for (const v of a) { s += v; s2 += v * v; }
+    let s = 0,
+      s2 = 0;
+    for (const v of a) {
+      s += v;
+      s2 += v * v;
+    }
     return { mean: s / a.length, std: Math.sqrt(s2 / a.length - (s / a.length) ** 2) };
   };
   const emb = stats(ps.get("model.embed_tokens.weight")); // 19200 samples: std within ~1.5%
@@ -79,7 +98,10 @@ test("init: normal(0, 0.02), residual projections scaled by 1/sqrt(2L), norms 1;
   // Per-tensor streams: an untied model's trunk inits exactly like the tied one's.
   const untied = new ParamSet({ ...c, tie_word_embeddings: false }, createJsBackend());
   untied.init(5);
-  assert.deepEqual(untied.get("model.layers.1.mlp.up_proj.weight"), ps.get("model.layers.1.mlp.up_proj.weight"));
+  assert.deepEqual(
+    untied.get("model.layers.1.mlp.up_proj.weight"),
+    ps.get("model.layers.1.mlp.up_proj.weight"),
+  );
   assert.notDeepEqual(untied.get("lm_head.weight"), untied.get("model.embed_tokens.weight"));
 });
 
@@ -93,7 +115,8 @@ test("load: copies a state dict; refuses missing, misshapen and unknown tensors 
   assert.deepEqual(dst.data, src.data);
 
   const before = Float32Array.from(dst.data);
-  const fresh = (): Map<string, Float32Array> => new Map(src.entries().map((e) => [e.name, Float32Array.from(e.data).fill(9)]));
+  const fresh = (): Map<string, Float32Array> =>
+    new Map(src.entries().map((e) => [e.name, Float32Array.from(e.data).fill(9)]));
   const missing = fresh();
   missing.delete("model.layers.1.mlp.down_proj.weight");
   assert.throws(() => dst.load(missing), { code: "TENSOR_NOT_FOUND" });
@@ -128,11 +151,17 @@ test("rng: xoshiro128** reference sequence, state save/restore, bounded ints", (
   const saved = a.state();
   const seq = Array.from({ length: 5 }, () => a.uniform());
   const b = Rng.fromState(saved);
-  assert.deepEqual(Array.from({ length: 5 }, () => b.uniform()), seq);
+  assert.deepEqual(
+    Array.from({ length: 5 }, () => b.uniform()),
+    seq,
+  );
   assert.ok(seq.every((u) => u >= 0 && u < 1));
   const hist = new Array(7).fill(0);
   for (let i = 0; i < 7000; i++) hist[a.int(7)]++;
-  assert.ok(hist.every((h) => h > 850 && h < 1150), hist.join(","));
+  assert.ok(
+    hist.every((h) => h > 850 && h < 1150),
+    hist.join(","),
+  );
   assert.notEqual(new Rng(1).nextU32(), new Rng(2).nextU32());
   assert.throws(() => Rng.fromState([0, 0, 0, 0]));
 });

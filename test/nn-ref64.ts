@@ -62,7 +62,14 @@ export interface AttnDims {
 }
 
 /** Causal GQA self-attention on rows xn[b*S + t]; returns o_proj output rows. */
-export function attention64(xn: Vec[], wq: ArrayLike<number>, wk: ArrayLike<number>, wv: ArrayLike<number>, wo: ArrayLike<number>, d: AttnDims): Vec[] {
+export function attention64(
+  xn: Vec[],
+  wq: ArrayLike<number>,
+  wk: ArrayLike<number>,
+  wv: ArrayLike<number>,
+  wo: ArrayLike<number>,
+  d: AttnDims,
+): Vec[] {
   const { B, S, H, nh, nkv, hd, theta } = d;
   const rep = nh / nkv;
   const q: Vec[] = [];
@@ -92,7 +99,8 @@ export function attention64(xn: Vec[], wq: ArrayLike<number>, wk: ArrayLike<numb
         const m = Math.max(...scores);
         const e = scores.map((x) => Math.exp(x - m));
         const z = e.reduce((a, c) => a + c, 0);
-        for (let s = 0; s <= t; s++) for (let i = 0; i < hd; i++) y[h * hd + i]! += (e[s]! / z) * vals[s]![i]!;
+        for (let s = 0; s <= t; s++)
+          for (let i = 0; i < hd; i++) y[h * hd + i]! += (e[s]! / z) * vals[s]![i]!;
       }
       out.push(matvec(wo, y, nh * hd, H));
     }
@@ -103,7 +111,14 @@ export function attention64(xn: Vec[], wq: ArrayLike<number>, wk: ArrayLike<numb
 const silu = (x: number): number => x / (1 + Math.exp(-x));
 
 /** Llama MLP: down(silu(gate x) * up x). */
-export function mlp64(x: ArrayLike<number>, wg: ArrayLike<number>, wu: ArrayLike<number>, wd: ArrayLike<number>, H: number, I: number): Vec {
+export function mlp64(
+  x: ArrayLike<number>,
+  wg: ArrayLike<number>,
+  wu: ArrayLike<number>,
+  wd: ArrayLike<number>,
+  H: number,
+  I: number,
+): Vec {
   const g = matvec(wg, x, H, I);
   const u = matvec(wu, x, H, I);
   const h = new Float64Array(I);
@@ -128,7 +143,14 @@ export interface Moe64Out {
 }
 
 /** MixtralSparseMoeBlock: softmax router, top-k renormalised, weighted expert sum. */
-export function moe64(xn: Vec[], wr: ArrayLike<number>, experts: Expert64[], H: number, I: number, k: number): Moe64Out {
+export function moe64(
+  xn: Vec[],
+  wr: ArrayLike<number>,
+  experts: Expert64[],
+  H: number,
+  I: number,
+  k: number,
+): Moe64Out {
   const E = experts.length;
   const res: Moe64Out = { out: [], probs: [], chosen: [], minGap: Infinity };
   for (const x of xn) {
@@ -165,7 +187,15 @@ export interface Model64Out {
 }
 
 /** Full causal LM forward + HF loss (mean CE over labels != -100 and mask, + aux). */
-export function model64(c: ModelConfig, p: Params64, tokens: Int32Array, targets: Int32Array, B: number, S: number, mask?: Uint8Array): Model64Out {
+export function model64(
+  c: ModelConfig,
+  p: Params64,
+  tokens: Int32Array,
+  targets: Int32Array,
+  B: number,
+  S: number,
+  mask?: Uint8Array,
+): Model64Out {
   const H = c.hidden_size;
   const I = c.intermediate_size;
   const get = (n: string): Float64Array => {
@@ -175,19 +205,43 @@ export function model64(c: ModelConfig, p: Params64, tokens: Int32Array, targets
   };
   const emb = get("model.embed_tokens.weight");
   let x: Vec[] = Array.from(tokens, (tok) => emb.slice(tok * H, tok * H + H));
-  const dims: AttnDims = { B, S, H, nh: c.num_attention_heads, nkv: c.num_key_value_heads, hd: c.head_dim, theta: c.rope_theta };
+  const dims: AttnDims = {
+    B,
+    S,
+    H,
+    nh: c.num_attention_heads,
+    nkv: c.num_key_value_heads,
+    hd: c.head_dim,
+    theta: c.rope_theta,
+  };
   const allProbs: Vec[] = [];
   const allChosen: number[][][] = [];
   let minGap = Infinity;
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const pre = `model.layers.${l}`;
     const xn = x.map((r) => rmsnorm64(r, get(`${pre}.input_layernorm.weight`), c.rms_norm_eps));
-    const a = attention64(xn, get(`${pre}.self_attn.q_proj.weight`), get(`${pre}.self_attn.k_proj.weight`), get(`${pre}.self_attn.v_proj.weight`), get(`${pre}.self_attn.o_proj.weight`), dims);
+    const a = attention64(
+      xn,
+      get(`${pre}.self_attn.q_proj.weight`),
+      get(`${pre}.self_attn.k_proj.weight`),
+      get(`${pre}.self_attn.v_proj.weight`),
+      get(`${pre}.self_attn.o_proj.weight`),
+      dims,
+    );
     const x2 = x.map((r, t) => r.map((v, i) => v + a[t]![i]!));
     const xn2 = x2.map((r) => rmsnorm64(r, get(`${pre}.post_attention_layernorm.weight`), c.rms_norm_eps));
     let f: Vec[];
     if (c.num_local_experts === 0) {
-      f = xn2.map((r) => mlp64(r, get(`${pre}.mlp.gate_proj.weight`), get(`${pre}.mlp.up_proj.weight`), get(`${pre}.mlp.down_proj.weight`), H, I));
+      f = xn2.map((r) =>
+        mlp64(
+          r,
+          get(`${pre}.mlp.gate_proj.weight`),
+          get(`${pre}.mlp.up_proj.weight`),
+          get(`${pre}.mlp.down_proj.weight`),
+          H,
+          I,
+        ),
+      );
     } else {
       const experts: Expert64[] = [];
       for (let e = 0; e < c.num_local_experts; e++) {
@@ -203,7 +257,9 @@ export function model64(c: ModelConfig, p: Params64, tokens: Int32Array, targets
     x = x2.map((r, t) => r.map((v, i) => v + f[t]![i]!));
   }
   const head = c.tie_word_embeddings ? emb : get("lm_head.weight");
-  const logits = x.map((r) => matvec(head, rmsnorm64(r, get("model.norm.weight"), c.rms_norm_eps), H, c.vocab_size));
+  const logits = x.map((r) =>
+    matvec(head, rmsnorm64(r, get("model.norm.weight"), c.rms_norm_eps), H, c.vocab_size),
+  );
   let nll = 0;
   let n = 0;
   for (let t = 0; t < logits.length; t++) {
@@ -250,7 +306,13 @@ export function fdGrad(f: () => number, x: Float64Array, h = 1e-5): Float64Array
  * Asserts |a - e| <= atol + rtol * max|e| elementwise (a scale-aware bound: float32
  * rounding errors scale with the largest entries of the product, not each entry).
  */
-export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, rtol = 1e-4, atol = 1e-6): void {
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  what: string,
+  rtol = 1e-4,
+  atol = 1e-6,
+): void {
   assert.equal(actual.length, expected.length, `${what}: length`);
   let scale = 0;
   for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]!));
@@ -264,7 +326,10 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
       at = i;
     }
   }
-  assert.ok(worst <= tol, `${what}: max |diff| ${worst.toExponential(3)} at [${at}] (got ${actual[at]}, want ${expected[at]}) exceeds ${tol.toExponential(3)} (max |ref| ${scale.toExponential(3)})`);
+  assert.ok(
+    worst <= tol,
+    `${what}: max |diff| ${worst.toExponential(3)} at [${at}] (got ${actual[at]}, want ${expected[at]}) exceeds ${tol.toExponential(3)} (max |ref| ${scale.toExponential(3)})`,
+  );
 }
 
 /** Deterministic test data without depending on the code under test. */

@@ -31,7 +31,15 @@ test("cosine: warmup, half-cosine to lrMin over the span, then lrMin", () => {
 });
 
 test("warmup-stable-decay: linear and cosine decay at the phase boundaries", () => {
-  const lin: ScheduleSpec = { kind: "wsd", lr: 2, lrMin: 0.2, warmupTokens: 10, stableTokens: 50, decayTokens: 40, decay: "linear" };
+  const lin: ScheduleSpec = {
+    kind: "wsd",
+    lr: 2,
+    lrMin: 0.2,
+    warmupTokens: 10,
+    stableTokens: 50,
+    decayTokens: 40,
+    decay: "linear",
+  };
   near(lrAt(lin, 10), 2);
   near(lrAt(lin, 59), 2);
   near(lrAt(lin, 60), 2);
@@ -50,7 +58,15 @@ test("warmup-stable-decay: linear and cosine decay at the phase boundaries", () 
 });
 
 test("a schedule forked at startTokens is the same curve shifted", () => {
-  const base: ScheduleSpec = { kind: "wsd", lr: 1, lrMin: 0, warmupTokens: 0, stableTokens: 0, decayTokens: 1e9, decay: "cosine" };
+  const base: ScheduleSpec = {
+    kind: "wsd",
+    lr: 1,
+    lrMin: 0,
+    warmupTokens: 0,
+    stableTokens: 0,
+    decayTokens: 1e9,
+    decay: "cosine",
+  };
   const fork: ScheduleSpec = { ...base, startTokens: 1.4e12 };
   for (const x of [0, 1, 2.5e8, 5e8, 1e9, 2e9]) near(lrAt(fork, 1.4e12 + x), lrAt(base, x));
   near(lrAt(fork, 1e12), 1); // before the fork: held at the starting value
@@ -62,10 +78,24 @@ test("schedules serialise to JSON and parse back; bad descriptions are refused",
   const specs: ScheduleSpec[] = [
     { kind: "constant", lr: 1e-3, warmupTokens: 5, startTokens: 0 },
     { kind: "cosine", lr: 1e-3, lrMin: 1e-5, warmupTokens: 0, decayTokens: 10, startTokens: 7 },
-    { kind: "wsd", lr: 1e-3, lrMin: 0, warmupTokens: 1, stableTokens: 2, decayTokens: 3, decay: "linear", startTokens: 0 },
+    {
+      kind: "wsd",
+      lr: 1e-3,
+      lrMin: 0,
+      warmupTokens: 1,
+      stableTokens: 2,
+      decayTokens: 3,
+      decay: "linear",
+      startTokens: 0,
+    },
   ];
   for (const s of specs) assert.deepEqual(parseSchedule(JSON.parse(JSON.stringify(s))), s);
-  assert.deepEqual(parseSchedule({ kind: "constant", lr: 1 }), { kind: "constant", lr: 1, warmupTokens: 0, startTokens: 0 });
+  assert.deepEqual(parseSchedule({ kind: "constant", lr: 1 }), {
+    kind: "constant",
+    lr: 1,
+    warmupTokens: 0,
+    startTokens: 0,
+  });
   const bad: unknown[] = [
     null,
     { kind: "linear", lr: 1 },

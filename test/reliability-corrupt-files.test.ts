@@ -25,14 +25,21 @@ describe("corrupt JSON state files", () => {
   test("pma_state.json holding null, a number or an array is CHECKPOINT_MISMATCH", async () => {
     for (const text of ["null", "7", "[1]"]) {
       await writeFile(join(tmp.dir, PMA_STATE_FILE), text);
-      await assert.rejects(readPmaState(tmp.dir), (e) => isPmaError(e, "CHECKPOINT_MISMATCH") && e.message.includes(PMA_STATE_FILE), text);
+      await assert.rejects(
+        readPmaState(tmp.dir),
+        (e) => isPmaError(e, "CHECKPOINT_MISMATCH") && e.message.includes(PMA_STATE_FILE),
+        text,
+      );
     }
   });
 
   test("a watch journal line that is not an object is LOG_INVALID naming the line", async () => {
     const path = join(tmp.dir, "watch.jsonl");
     await writeFile(path, '{"type":"merge","step":1}\nnull\n');
-    await assert.rejects(WatchJournal.open(path), (e) => isPmaError(e, "LOG_INVALID") && e.message.includes("watch.jsonl:2"));
+    await assert.rejects(
+      WatchJournal.open(path),
+      (e) => isPmaError(e, "LOG_INVALID") && e.message.includes("watch.jsonl:2"),
+    );
   });
 
   test("merge --dtype with a config.json that is not a JSON object fails cleanly and leaves no output", async () => {
@@ -47,9 +54,15 @@ describe("corrupt JSON state files", () => {
     for (const text of ["{not json", "null"]) {
       await writeFile(join(run[1]!, "config.json"), text);
       const out = join(tmp.dir, "merged");
-      await assert.rejects(merge({ inputs: run, out, dtype: "F32", threads: 1 }), (e) => isPmaError(e, "CONFIG_INVALID") && e.message.includes("config.json"));
+      await assert.rejects(
+        merge({ inputs: run, out, dtype: "F32", threads: 1 }),
+        (e) => isPmaError(e, "CONFIG_INVALID") && e.message.includes("config.json"),
+      );
       assert.equal(existsSync(out), false);
-      assert.deepEqual((await readdir(tmp.dir)).filter((n) => n.startsWith(".merged")), []);
+      assert.deepEqual(
+        (await readdir(tmp.dir)).filter((n) => n.startsWith(".merged")),
+        [],
+      );
     }
   });
 });

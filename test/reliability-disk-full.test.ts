@@ -55,7 +55,14 @@ describe("a full disk", () => {
 
   test("a merge that runs out of space: clear error, temporary files removed, previous output intact", async (t) => {
     if (skip !== null) return t.skip(skip);
-    const run = await writeSyntheticRun({ dir: join(tmp.dir, "run"), model: MODEL, checkpoints: 3, stepInterval: 10, tokensPerStep: 100, dtype: "BF16" });
+    const run = await writeSyntheticRun({
+      dir: join(tmp.dir, "run"),
+      model: MODEL,
+      checkpoints: 3,
+      stepInterval: 10,
+      tokensPerStep: 100,
+      dtype: "BF16",
+    });
     const inputs = await checksums(join(tmp.dir, "run"));
     const out = join(disk, "merged");
     const first = await startPma(["merge", ...run, "--out", out, "--threads", "1"]).exited;
@@ -63,7 +70,17 @@ describe("a full disk", () => {
     const previous = await checksums(out);
     const free = freeBytes(disk);
 
-    const full = await startPma(["merge", ...run, "--out", out, "--method", "ema", "--force", "--threads", "1"]).exited;
+    const full = await startPma([
+      "merge",
+      ...run,
+      "--out",
+      out,
+      "--method",
+      "ema",
+      "--force",
+      "--threads",
+      "1",
+    ]).exited;
     assert.equal(full.code, 1, full.stdout);
     assert.match(full.stderr, /no space left on the device/i);
     assert.doesNotMatch(full.stderr, /\n\s+at /, "no stack trace");
@@ -83,14 +100,30 @@ describe("a full disk", () => {
     const inputs: string[] = [];
     for (let c = 1; c <= 2; c++) {
       const data = new Float32Array(300_000).map(() => r() - 0.5);
-      inputs.push(await writeGguf(join(dir, `checkpoint-${c}.gguf`), new Map([["general.architecture", gguf.string("llama")]]), [{ name: "w", type: "F32", dims: [1000, 300], data: new Uint8Array(data.buffer) }]));
+      inputs.push(
+        await writeGguf(
+          join(dir, `checkpoint-${c}.gguf`),
+          new Map([["general.architecture", gguf.string("llama")]]),
+          [{ name: "w", type: "F32", dims: [1000, 300], data: new Uint8Array(data.buffer) }],
+        ),
+      );
     }
     const before = await checksums(dir);
     const out = join(disk, "merged.gguf");
     assert.equal((await startPma(["merge", ...inputs, "--out", out, "--threads", "1"]).exited).code, 0);
     const previous = (await checksums(disk))["merged.gguf"];
     const free = freeBytes(disk);
-    const full = await startPma(["merge", ...inputs, "--out", out, "--method", "ema", "--force", "--threads", "1"]).exited;
+    const full = await startPma([
+      "merge",
+      ...inputs,
+      "--out",
+      out,
+      "--method",
+      "ema",
+      "--force",
+      "--threads",
+      "1",
+    ]).exited;
     assert.equal(full.code, 1, full.stdout);
     assert.match(full.stderr, /no space left on the device/i);
     assert.deepEqual(await readdir(disk), ["merged.gguf"]);
@@ -103,7 +136,11 @@ describe("a full disk", () => {
     if (skip !== null) return t.skip(skip);
     const names = await readdir(disk);
     const big = new Uint8Array(3 << 20).fill(7);
-    const full = (e: unknown) => isPmaError(e) && e.code === "IO" && /no space left on the device/.test(e.message) && e.message.includes("state.json");
+    const full = (e: unknown) =>
+      isPmaError(e) &&
+      e.code === "IO" &&
+      /no space left on the device/.test(e.message) &&
+      e.message.includes("state.json");
     assert.throws(() => writeFileAtomicSync(join(disk, "state.json"), big), full);
     await assert.rejects(writeFileAtomic(join(disk, "state.json"), big), full);
     assert.deepEqual(await readdir(disk), names);

@@ -24,7 +24,12 @@ const REGRESSIONS = fileURLToPath(new URL("../../test/fuzz-regressions/", import
 async function regressionInputs(target: string): Promise<{ name: string; data: Uint8Array }[]> {
   const dir = join(REGRESSIONS, target);
   const names = await readdir(dir).catch(() => [] as string[]);
-  return Promise.all(names.filter((n) => n.endsWith(".bin")).sort().map(async (name) => ({ name, data: await readFile(join(dir, name)) })));
+  return Promise.all(
+    names
+      .filter((n) => n.endsWith(".bin"))
+      .sort()
+      .map(async (name) => ({ name, data: await readFile(join(dir, name)) })),
+  );
 }
 
 describe("fuzz targets: seeds, regression inputs, a short run", () => {
@@ -50,7 +55,12 @@ describe("fuzz targets: seeds, regression inputs, a short run", () => {
         const { verdict } = await execute(run, r.data, 30_000);
         assert.notEqual(verdict.kind, "crash", `${target.name}/${r.name}: ${JSON.stringify(verdict)}`);
       }
-      const stats = await fuzzTarget(target, { seconds: 1, work: join(work, "f"), findings: join(work, "findings"), seed: 1 });
+      const stats = await fuzzTarget(target, {
+        seconds: 1,
+        work: join(work, "f"),
+        findings: join(work, "findings"),
+        seed: 1,
+      });
       assert.deepEqual(stats.crashes, []);
       assert.ok(stats.executions > seeds.length, `only ${stats.executions} executions`);
       assert.ok(stats.features > 0, "no coverage recorded");

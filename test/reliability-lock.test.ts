@@ -24,7 +24,14 @@ describe("output locks", () => {
   let run: string[];
   before(async () => {
     tmp = await tempDir("pma-lock-");
-    run = await writeSyntheticRun({ dir: join(tmp.dir, "run"), model: MODEL, checkpoints: 3, stepInterval: 10, tokensPerStep: 100, dtype: "BF16" });
+    run = await writeSyntheticRun({
+      dir: join(tmp.dir, "run"),
+      model: MODEL,
+      checkpoints: 3,
+      stepInterval: 10,
+      tokensPerStep: 100,
+      dtype: "BF16",
+    });
   });
   after(() => tmp.cleanup());
 
@@ -35,7 +42,10 @@ describe("output locks", () => {
     // busy machine the first may finish before it is frozen: then it is tried again.
     let first = startPma(["merge", ...run, "--out", out, "--force", "--threads", "1"]);
     for (let attempt = 1; ; attempt++) {
-      await waitFor("the first merge to take its lock", () => existsSync(lock) || first.child.exitCode !== null);
+      await waitFor(
+        "the first merge to take its lock",
+        () => existsSync(lock) || first.child.exitCode !== null,
+      );
       first.child.kill("SIGSTOP");
       await sleep(20);
       if (existsSync(lock)) break;
@@ -47,7 +57,12 @@ describe("output locks", () => {
     try {
       const second = await startPma(["merge", ...run, "--out", out, "--force", "--threads", "1"]).exited;
       assert.equal(second.code, 1, second.stderr);
-      assert.match(second.stderr, new RegExp(`another pma \\(pid ${first.child.pid} on ${hostname()}.*\\) is writing ${out.replace(/[/.]/g, "\\$&")}`));
+      assert.match(
+        second.stderr,
+        new RegExp(
+          `another pma \\(pid ${first.child.pid} on ${hostname()}.*\\) is writing ${out.replace(/[/.]/g, "\\$&")}`,
+        ),
+      );
       assert.doesNotMatch(second.stderr, /\n\s+at /, "no stack trace");
     } finally {
       first.child.kill("SIGCONT");
@@ -68,14 +83,44 @@ describe("output locks", () => {
     assert.ok(existsSync(lock), "SIGKILL leaves the lock behind");
     const second = await startPma(["merge", ...run, "--out", out, "--threads", "1"]).exited;
     assert.equal(second.code, 0, second.stderr);
-    assert.deepEqual((await readdir(tmp.dir)).filter((n) => n.startsWith(".merged-killed")), []);
+    assert.deepEqual(
+      (await readdir(tmp.dir)).filter((n) => n.startsWith(".merged-killed")),
+      [],
+    );
   });
 
   test("a second pma watch on the same --out is refused; SIGTERM stops the first and frees the lock", async () => {
     const out = join(tmp.dir, "watch-out");
-    const first = startPma(["watch", join(tmp.dir, "run"), "--interval", "1000", "--count", "2", "--out", out, "--poll", "0.2", "--settle", "0", "--no-init", "--threads", "1"]);
+    const first = startPma([
+      "watch",
+      join(tmp.dir, "run"),
+      "--interval",
+      "1000",
+      "--count",
+      "2",
+      "--out",
+      out,
+      "--poll",
+      "0.2",
+      "--settle",
+      "0",
+      "--no-init",
+      "--threads",
+      "1",
+    ]);
     await waitFor("the first watcher's lock", fileExists(join(out, ".watch.lock")));
-    const second = await startPma(["watch", join(tmp.dir, "run"), "--interval", "1000", "--count", "2", "--out", out, "--once", "--no-init"]).exited;
+    const second = await startPma([
+      "watch",
+      join(tmp.dir, "run"),
+      "--interval",
+      "1000",
+      "--count",
+      "2",
+      "--out",
+      out,
+      "--once",
+      "--no-init",
+    ]).exited;
     assert.equal(second.code, 1, second.stderr);
     assert.match(second.stderr, new RegExp(`another pma \\(pid ${first.child.pid} .*\\) is watching into`));
     first.child.kill("SIGTERM");
@@ -86,7 +131,11 @@ describe("output locks", () => {
 
   test("staleness: a dead pid or a reused pid is taken over; another host, a live owner or a fresh unreadable lock is not", async () => {
     const path = join(tmp.dir, "unit.lock");
-    const write = (o: object) => writeFile(path, JSON.stringify({ host: hostname(), command: "pma x", since: "then", token: "t", ...o }));
+    const write = (o: object) =>
+      writeFile(
+        path,
+        JSON.stringify({ host: hostname(), command: "pma x", since: "then", token: "t", ...o }),
+      );
     // No process has pid 2^22+1 here (pid_max is at most 2^22).
     await write({ pid: 4_194_305, start: "1" });
     (await acquireLock(path, "testing")).releaseSync();
@@ -95,11 +144,20 @@ describe("output locks", () => {
     (await acquireLock(path, "testing")).releaseSync();
     // A live process (this test's own parent) holds it.
     await write({ pid: process.ppid, start: null });
-    await assert.rejects(acquireLock(path, "testing"), (e) => isPmaError(e, "LOCKED") && e.message.includes(`pid ${process.ppid}`));
+    await assert.rejects(
+      acquireLock(path, "testing"),
+      (e) => isPmaError(e, "LOCKED") && e.message.includes(`pid ${process.ppid}`),
+    );
     await write({ pid: 4_194_305, start: "1", host: "elsewhere" });
-    await assert.rejects(acquireLock(path, "testing"), (e) => isPmaError(e, "LOCKED") && /another machine.*remove/.test(e.message));
+    await assert.rejects(
+      acquireLock(path, "testing"),
+      (e) => isPmaError(e, "LOCKED") && /another machine.*remove/.test(e.message),
+    );
     await writeFile(path, "");
-    await assert.rejects(acquireLock(path, "testing"), (e) => isPmaError(e, "LOCKED") && /being written/.test(e.message));
+    await assert.rejects(
+      acquireLock(path, "testing"),
+      (e) => isPmaError(e, "LOCKED") && /being written/.test(e.message),
+    );
     const old = new Date(Date.now() - 60_000);
     await utimes(path, old, old);
     const taken = await acquireLock(path, "testing");
@@ -119,13 +177,18 @@ describe("output locks", () => {
     const unrelated = `${path}.4194305-not-a-token.tmp`;
     await writeFile(unrelated, "");
     (await acquireLock(path, "testing")).releaseSync();
-    assert.deepEqual((await readdir(tmp.dir)).filter((n) => n.startsWith("leftover.lock")).sort(), ["leftover.lock.4194305-not-a-token.tmp"]);
+    assert.deepEqual((await readdir(tmp.dir)).filter((n) => n.startsWith("leftover.lock")).sort(), [
+      "leftover.lock.4194305-not-a-token.tmp",
+    ]);
   });
 
   test("within one process, a second writer of the same target is refused too", async () => {
     const path = join(tmp.dir, "same.lock");
     const held = await acquireLock(path, "writing x");
-    await assert.rejects(acquireLock(path, "writing x"), (e) => isPmaError(e, "LOCKED") && e.message.includes(`pid ${process.pid}`));
+    await assert.rejects(
+      acquireLock(path, "writing x"),
+      (e) => isPmaError(e, "LOCKED") && e.message.includes(`pid ${process.pid}`),
+    );
     await held.release();
     assert.equal(existsSync(path), false);
   });

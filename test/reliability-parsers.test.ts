@@ -26,7 +26,10 @@ import { tempDir } from "./helpers/fixtures.js";
 installMeter();
 
 /** Runs `read` with allocations metered against the budget of a `size`-byte input. */
-async function metered<T>(size: number, read: () => Promise<T> | T): Promise<{ value?: T; error?: unknown; allocated: number }> {
+async function metered<T>(
+  size: number,
+  read: () => Promise<T> | T,
+): Promise<{ value?: T; error?: unknown; allocated: number }> {
   resetMeter(budgetFor(size));
   try {
     return { value: await read(), allocated: pauseMeter() };
@@ -39,10 +42,18 @@ async function metered<T>(size: number, read: () => Promise<T> | T): Promise<{ v
   }
 }
 
-async function refuses(size: number, read: () => Promise<unknown> | unknown, code: string, message?: RegExp): Promise<void> {
+async function refuses(
+  size: number,
+  read: () => Promise<unknown> | unknown,
+  code: string,
+  message?: RegExp,
+): Promise<void> {
   const r = await metered(size, read);
   assert.ok(r.error !== undefined, "expected the input to be refused");
-  assert.ok(isPmaError(r.error, code as never), `expected PmaError ${code}, got ${String((r.error as Error).stack ?? r.error)}`);
+  assert.ok(
+    isPmaError(r.error, code as never),
+    `expected PmaError ${code}, got ${String((r.error as Error).stack ?? r.error)}`,
+  );
   if (message) assert.match((r.error as Error).message, message);
 }
 
@@ -85,39 +96,76 @@ describe("safetensors reader on hostile headers", () => {
   });
 
   test("a shape whose element or byte count overflows 2^53 is refused, not rounded", async () => {
-    for (const shape of ["[4294967296,4294967296,4294967296]", "[9007199254740993]", "[1e300]", "[3037000500,3037000500]"]) {
+    for (const shape of [
+      "[4294967296,4294967296,4294967296]",
+      "[9007199254740993]",
+      "[1e300]",
+      "[3037000500,3037000500]",
+    ]) {
       const f = safetensors(`{"t":{"dtype":"F32","shape":${shape},"data_offsets":[0,4]}}`, new Uint8Array(4));
-      await refuses(f.length, await open("shape.safetensors", f), "TENSOR_SIZE_MISMATCH", /overflows 2\^53|below 2\^53/);
+      await refuses(
+        f.length,
+        await open("shape.safetensors", f),
+        "TENSOR_SIZE_MISMATCH",
+        /overflows 2\^53|below 2\^53/,
+      );
     }
-    const offsets = safetensors(`{"t":{"dtype":"U8","shape":[1],"data_offsets":[18446744073709551615,18446744073709551616]}}`, new Uint8Array(1));
-    await refuses(offsets.length, await open("offsets.safetensors", offsets), "OFFSETS_INVALID", /beyond 2\^53/);
+    const offsets = safetensors(
+      `{"t":{"dtype":"U8","shape":[1],"data_offsets":[18446744073709551615,18446744073709551616]}}`,
+      new Uint8Array(1),
+    );
+    await refuses(
+      offsets.length,
+      await open("offsets.safetensors", offsets),
+      "OFFSETS_INVALID",
+      /beyond 2\^53/,
+    );
   });
 
-  test("a 99 MB header of nested JSON is refused at once (it took 25-30 s and 4-5 GB of memory)", { timeout: 60_000 }, async () => {
-    const depth = 49_500_000;
-    for (const [name, json] of [
-      ["arrays", "[".repeat(depth) + "]".repeat(depth)],
-      ["objects", '{"a":'.repeat(16_500_000) + "0" + "}".repeat(16_500_000)],
-    ] as const) {
-      const f = safetensors(json);
-      const read = await open(`nested-${name}.safetensors`, f);
-      const rssBefore = process.resourceUsage().maxRSS;
-      await refuses(f.length, read, "HEADER_INVALID", /nesting deeper than 128 levels/);
-      // maxRSS is the high-water mark in KiB: the refusal must not have parsed the nesting.
-      assert.ok(process.resourceUsage().maxRSS - rssBefore < 1024 * 1024, `${name}: memory grew by ${(process.resourceUsage().maxRSS - rssBefore) >> 10} MiB`);
-    }
-  });
+  test(
+    "a 99 MB header of nested JSON is refused at once (it took 25-30 s and 4-5 GB of memory)",
+    { timeout: 60_000 },
+    async () => {
+      const depth = 49_500_000;
+      for (const [name, json] of [
+        ["arrays", "[".repeat(depth) + "]".repeat(depth)],
+        ["objects", '{"a":'.repeat(16_500_000) + "0" + "}".repeat(16_500_000)],
+      ] as const) {
+        const f = safetensors(json);
+        const read = await open(`nested-${name}.safetensors`, f);
+        const rssBefore = process.resourceUsage().maxRSS;
+        await refuses(f.length, read, "HEADER_INVALID", /nesting deeper than 128 levels/);
+        // maxRSS is the high-water mark in KiB: the refusal must not have parsed the nesting.
+        assert.ok(
+          process.resourceUsage().maxRSS - rssBefore < 1024 * 1024,
+          `${name}: memory grew by ${(process.resourceUsage().maxRSS - rssBefore) >> 10} MiB`,
+        );
+      }
+    },
+  );
 
-  test("an object of 2^21+1 keys is refused before JSON.parse (9M keys took minutes)", { timeout: 60_000 }, async () => {
-    const keys = Array.from({ length: (1 << 21) + 1 }, (_, i) => `"${i.toString(36)}":0`).join(",");
-    const f = safetensors(`{${keys}}`);
-    await refuses(f.length, await open("keys.safetensors", f), "HEADER_INVALID", /more than 2097152 keys in one object/);
-  });
+  test(
+    "an object of 2^21+1 keys is refused before JSON.parse (9M keys took minutes)",
+    { timeout: 60_000 },
+    async () => {
+      const keys = Array.from({ length: (1 << 21) + 1 }, (_, i) => `"${i.toString(36)}":0`).join(",");
+      const f = safetensors(`{${keys}}`);
+      await refuses(
+        f.length,
+        await open("keys.safetensors", f),
+        "HEADER_INVALID",
+        /more than 2097152 keys in one object/,
+      );
+    },
+  );
 
   test("a shard index nested 129 deep or naming a shard through .. is refused", async () => {
     const dir = join(tmp.dir, "idx");
     await mkdir(dir, { recursive: true });
-    await writeFile(join(dir, "model.safetensors.index.json"), `{"weight_map":{"a":"x.safetensors"},"metadata":${"[".repeat(129)}${"]".repeat(129)}}`);
+    await writeFile(
+      join(dir, "model.safetensors.index.json"),
+      `{"weight_map":{"a":"x.safetensors"},"metadata":${"[".repeat(129)}${"]".repeat(129)}}`,
+    );
     await refuses(4096, () => openCheckpointTensors(dir), "INDEX_INVALID", /nesting deeper than 128/);
     await writeFile(join(dir, "model.safetensors.index.json"), `{"weight_map":{"a":"../x.safetensors"}}`);
     await refuses(4096, () => openCheckpointTensors(dir), "PATH_UNSAFE");
@@ -135,9 +183,17 @@ describe("GGUF reader on hostile headers", () => {
 
   test("counts of 2^60 (array elements, string bytes, tensors, keys) fail without allocating", async () => {
     const cases = [
-      key(preamble(new Bytes(), 0, 1), "a", VT.array).u32(VT.u8).u64(1n << 60n).build(),
-      key(preamble(new Bytes(), 0, 1), "a", VT.array).u32(VT.string).u64(1n << 60n).build(),
-      key(preamble(new Bytes(), 0, 1), "a", VT.string).u64(1n << 60n).build(),
+      key(preamble(new Bytes(), 0, 1), "a", VT.array)
+        .u32(VT.u8)
+        .u64(1n << 60n)
+        .build(),
+      key(preamble(new Bytes(), 0, 1), "a", VT.array)
+        .u32(VT.string)
+        .u64(1n << 60n)
+        .build(),
+      key(preamble(new Bytes(), 0, 1), "a", VT.string)
+        .u64(1n << 60n)
+        .build(),
       preamble(new Bytes(), 1n << 60n, 0).build(),
       preamble(new Bytes(), 0, 1n << 60n).build(),
     ];
@@ -154,28 +210,55 @@ describe("GGUF reader on hostile headers", () => {
     await refuses(bytes.length, parse(bytes), "GGUF_INVALID", /nests arrays more than 16 deep/);
   });
 
-  test("a bool array of 150M elements is refused (it ended the process: V8's array limit is ~134M)", { timeout: 60_000 }, async () => {
-    const head = key(preamble(new Bytes(), 0, 1), "a", VT.array).u32(VT.bool).u64(150_000_000).build();
-    const p = join(tmp.dir, "bools.gguf");
-    // Zeros are valid bools ("false"), and a sparse file costs no disk.
-    sparse(p, head, head.length + 150_000_000);
-    await refuses(1 << 20, () => GgufFile.open(p), "GGUF_INVALID", /more than the 16777216 string, bool and array elements/);
-  });
+  test(
+    "a bool array of 150M elements is refused (it ended the process: V8's array limit is ~134M)",
+    { timeout: 60_000 },
+    async () => {
+      const head = key(preamble(new Bytes(), 0, 1), "a", VT.array)
+        .u32(VT.bool)
+        .u64(150_000_000)
+        .build();
+      const p = join(tmp.dir, "bools.gguf");
+      // Zeros are valid bools ("false"), and a sparse file costs no disk.
+      sparse(p, head, head.length + 150_000_000);
+      await refuses(
+        1 << 20,
+        () => GgufFile.open(p),
+        "GGUF_INVALID",
+        /more than the 16777216 string, bool and array elements/,
+      );
+    },
+  );
 
   test("a string, bool and array budget is shared by the whole header", async () => {
     const b = preamble(new Bytes(), 0, 2);
-    key(b, "a", VT.array).u32(VT.bool).u64(1 << 23).zeros(1 << 23);
-    key(b, "b", VT.array).u32(VT.bool).u64((1 << 23) + 1).zeros((1 << 23) + 1);
+    key(b, "a", VT.array)
+      .u32(VT.bool)
+      .u64(1 << 23)
+      .zeros(1 << 23);
+    key(b, "b", VT.array)
+      .u32(VT.bool)
+      .u64((1 << 23) + 1)
+      .zeros((1 << 23) + 1);
     const bytes = b.build();
     await refuses(bytes.length, parse(bytes), "GGUF_INVALID", /key "b".* more than the 16777216/);
   });
 
-  test("a tensor count above 2^24-1 is refused at the count (a Map cannot hold it)", { timeout: 60_000 }, async () => {
-    const head = preamble(new Bytes(), 1 << 24, 0).build();
-    const p = join(tmp.dir, "tensors.gguf");
-    sparse(p, head, head.length + 24 * (1 << 24));
-    await refuses(1 << 20, () => GgufFile.open(p), "GGUF_INVALID", /tensor count 16777216 is more than the 16777215 pma reads/);
-  });
+  test(
+    "a tensor count above 2^24-1 is refused at the count (a Map cannot hold it)",
+    { timeout: 60_000 },
+    async () => {
+      const head = preamble(new Bytes(), 1 << 24, 0).build();
+      const p = join(tmp.dir, "tensors.gguf");
+      sparse(p, head, head.length + 24 * (1 << 24));
+      await refuses(
+        1 << 20,
+        () => GgufFile.open(p),
+        "GGUF_INVALID",
+        /tensor count 16777216 is more than the 16777215 pma reads/,
+      );
+    },
+  );
 });
 
 describe("training-log readers on hostile logs", () => {
@@ -194,8 +277,17 @@ describe("training-log readers on hostile logs", () => {
 
   test("JSON logs nested deeper than Python can write are refused", async () => {
     const deep = `{"log_history":${"[".repeat(1001)}${"]".repeat(1001)}}`;
-    await refuses(deep.length, () => parseTrainerState(deep, "trainer_state.json"), "LOG_INVALID", /nesting deeper than 1000/);
-    await refuses(deep.length, () => parsePmaJsonl(`{"type":"step","step":1,"loss":1}\n${deep}\n`, "log.jsonl"), "LOG_INVALID");
+    await refuses(
+      deep.length,
+      () => parseTrainerState(deep, "trainer_state.json"),
+      "LOG_INVALID",
+      /nesting deeper than 1000/,
+    );
+    await refuses(
+      deep.length,
+      () => parsePmaJsonl(`{"type":"step","step":1,"loss":1}\n${deep}\n`, "log.jsonl"),
+      "LOG_INVALID",
+    );
     const t = await tempDir("pma-hostile-ts-");
     try {
       await writeFile(join(t.dir, "trainer_state.json"), deep);
@@ -205,21 +297,35 @@ describe("training-log readers on hostile logs", () => {
     }
   });
 
-  test("many restarts stay linear: 400k evals then 400k steps going back (minutes before, quadratic)", { timeout: 60_000 }, () => {
-    const n = 400_000;
-    const lines: string[] = [];
-    for (let i = 0; i < n; i++) lines.push(`{"type":"eval","step":${i},"val_loss":1}`);
-    for (let i = 0; i < n; i++) lines.push(`{"type":"step","step":${3 * n - i},"loss":1}`);
-    const log = parsePmaJsonl(lines.join("\n") + "\n", "log.jsonl");
-    assert.equal(log.restarts, n - 1);
-    // Each step going back dropped the one after it: the evals and the last step remain.
-    assert.equal(log.points.length, n + 1);
-    assert.equal(log.points.at(-1)!.step, 2 * n + 1);
-  });
+  test(
+    "many restarts stay linear: 400k evals then 400k steps going back (minutes before, quadratic)",
+    { timeout: 60_000 },
+    () => {
+      const n = 400_000;
+      const lines: string[] = [];
+      for (let i = 0; i < n; i++) lines.push(`{"type":"eval","step":${i},"val_loss":1}`);
+      for (let i = 0; i < n; i++) lines.push(`{"type":"step","step":${3 * n - i},"loss":1}`);
+      const log = parsePmaJsonl(lines.join("\n") + "\n", "log.jsonl");
+      assert.equal(log.restarts, n - 1);
+      // Each step going back dropped the one after it: the evals and the last step remain.
+      assert.equal(log.points.length, n + 1);
+      assert.equal(log.points.at(-1)!.step, 2 * n + 1);
+    },
+  );
 
-  test("a CSV of 135M empty lines is read (text.split made an array past V8's limit, ending the process)", { timeout: 120_000 }, () => {
-    const text = "step,loss\n1,2\n" + "\n".repeat(135_000_000) + "2,3\n";
-    const log = parseCsvLog(text, "m.csv");
-    assert.deepEqual(log.points.map((p) => [p.step, p.loss]), [[1, 2], [2, 3]]);
-  });
+  test(
+    "a CSV of 135M empty lines is read (text.split made an array past V8's limit, ending the process)",
+    { timeout: 120_000 },
+    () => {
+      const text = "step,loss\n1,2\n" + "\n".repeat(135_000_000) + "2,3\n";
+      const log = parseCsvLog(text, "m.csv");
+      assert.deepEqual(
+        log.points.map((p) => [p.step, p.loss]),
+        [
+          [1, 2],
+          [2, 3],
+        ],
+      );
+    },
+  );
 });

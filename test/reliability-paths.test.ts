@@ -55,14 +55,26 @@ describe("untrusted paths", () => {
   }
 
   test('an index naming a shard by ".." is refused', async () => {
-    for (const name of ["../outside/shard.safetensors", "sub/../../outside/shard.safetensors", "./../outside/shard.safetensors"]) {
+    for (const name of [
+      "../outside/shard.safetensors",
+      "sub/../../outside/shard.safetensors",
+      "./../outside/shard.safetensors",
+    ]) {
       const dir = await withIndexEntry(name);
-      await assert.rejects(openCheckpointTensors(dir), (e) => isPmaError(e, "PATH_UNSAFE") && /"\.\."/.test(e.message), name);
+      await assert.rejects(
+        openCheckpointTensors(dir),
+        (e) => isPmaError(e, "PATH_UNSAFE") && /"\.\."/.test(e.message),
+        name,
+      );
     }
   });
 
   test("an index naming a shard by an absolute path (POSIX or Windows) is refused", async () => {
-    for (const name of [join(outside, "shard.safetensors"), "C:\\outside\\shard.safetensors", "\\\\server\\share\\shard.safetensors"]) {
+    for (const name of [
+      join(outside, "shard.safetensors"),
+      "C:\\outside\\shard.safetensors",
+      "\\\\server\\share\\shard.safetensors",
+    ]) {
       const dir = await withIndexEntry(name);
       await assert.rejects(openCheckpointTensors(dir), (e) => isPmaError(e, "PATH_UNSAFE"), name);
     }
@@ -71,26 +83,47 @@ describe("untrusted paths", () => {
   test("an index naming a shard that is a symlink leading outside is refused", async () => {
     const dir = await withIndexEntry("link.safetensors");
     await symlink(join(outside, "shard.safetensors"), join(dir, "link.safetensors"));
-    await assert.rejects(openCheckpointTensors(dir), (e) => isPmaError(e, "PATH_UNSAFE") && e.message.includes("symlink"));
+    await assert.rejects(
+      openCheckpointTensors(dir),
+      (e) => isPmaError(e, "PATH_UNSAFE") && e.message.includes("symlink"),
+    );
   });
 
   test("companion files that are symlinks leading outside are not copied into a merge", async () => {
-    const run = await writeSyntheticRun({ dir: join(tmp.dir, "comp-run"), model: MODEL, checkpoints: 2, stepInterval: 10, tokensPerStep: 10, dtype: "BF16" });
+    const run = await writeSyntheticRun({
+      dir: join(tmp.dir, "comp-run"),
+      model: MODEL,
+      checkpoints: 2,
+      stepInterval: 10,
+      tokensPerStep: 10,
+      dtype: "BF16",
+    });
     await symlink(join(outside, "secret.txt"), join(run[1]!, "tokenizer.json"));
     await symlink(join(outside, "secret.txt"), join(run[1]!, "special_tokens_map.json"));
     const out = join(tmp.dir, "comp-merged");
     await merge({ inputs: run, out, threads: 1 });
     const files = await readdir(out);
     assert.ok(files.includes("config.json"), "the real config.json is copied");
-    assert.ok(!files.includes("tokenizer.json") && !files.includes("special_tokens_map.json"), files.join(", "));
-    for (const f of files) assert.ok(!(await readFile(join(out, f), "utf8").catch(() => "")).includes("secret:"), f);
+    assert.ok(
+      !files.includes("tokenizer.json") && !files.includes("special_tokens_map.json"),
+      files.join(", "),
+    );
+    for (const f of files)
+      assert.ok(!(await readFile(join(out, f), "utf8").catch(() => "")).includes("secret:"), f);
   });
 
   describe("a run directory scanned by plan/watch/init", () => {
     let run: string;
     before(async () => {
       run = join(tmp.dir, "run");
-      await writeSyntheticRun({ dir: run, model: MODEL, checkpoints: 5, stepInterval: 10, tokensPerStep: 100, dtype: "BF16" });
+      await writeSyntheticRun({
+        dir: run,
+        model: MODEL,
+        checkpoints: 5,
+        stepInterval: 10,
+        tokensPerStep: 100,
+        dtype: "BF16",
+      });
       // checkpoint-60: a symlinked directory leading outside.
       const elsewhere = join(outside, "checkpoint-60");
       await cp(join(run, "checkpoint-50"), elsewhere, { recursive: true });
@@ -100,14 +133,20 @@ describe("untrusted paths", () => {
       await rm(join(run, "checkpoint-40", "model.safetensors"));
       await symlink(join(outside, "weights.safetensors"), join(run, "checkpoint-40", "model.safetensors"));
       // checkpoint-50: its trainer_state.json is a link to one outside (claiming more tokens).
-      await writeFile(join(outside, "trainer_state.json"), JSON.stringify({ global_step: 50, num_input_tokens_seen: 999_999, log_history: [] }));
+      await writeFile(
+        join(outside, "trainer_state.json"),
+        JSON.stringify({ global_step: 50, num_input_tokens_seen: 999_999, log_history: [] }),
+      );
       await rm(join(run, "checkpoint-50", "trainer_state.json"));
       await symlink(join(outside, "trainer_state.json"), join(run, "checkpoint-50", "trainer_state.json"));
     });
 
     test("symlinked checkpoint folders are not discovered; checkpoints whose files link outside are skipped, saying why", async () => {
       const scan = await discoverRun(run);
-      assert.deepEqual(scan.checkpoints.map((c) => c.name), ["checkpoint-10", "checkpoint-20", "checkpoint-30"]);
+      assert.deepEqual(
+        scan.checkpoints.map((c) => c.name),
+        ["checkpoint-10", "checkpoint-20", "checkpoint-30"],
+      );
       const reasons = Object.fromEntries(scan.skipped.map((s) => [s.path.slice(run.length + 1), s.reason]));
       assert.deepEqual(Object.keys(reasons).sort(), ["checkpoint-40", "checkpoint-50"]);
       assert.match(reasons["checkpoint-40"]!, /model\.safetensors is a link leading outside/);
@@ -122,7 +161,10 @@ describe("untrusted paths", () => {
       await symlink(join(outside, "log.jsonl"), join(logRun, "log.jsonl"));
       await symlink(join(outside, "metrics.csv"), join(logRun, "metrics.csv"));
       await symlink(join(outside, "log.jsonl"), join(logRun, "runs", "stamp", "events.out.tfevents.1.host"));
-      await assert.rejects(readTrainingLog(logRun), (e) => isPmaError(e, "LOG_INVALID") && /no training log found/.test(e.message));
+      await assert.rejects(
+        readTrainingLog(logRun),
+        (e) => isPmaError(e, "LOG_INVALID") && /no training log found/.test(e.message),
+      );
       // The same file named directly is the user's choice, and is read.
       assert.equal((await readTrainingLog(join(logRun, "log.jsonl"))).points.length, 1);
     });
@@ -131,11 +173,30 @@ describe("untrusted paths", () => {
       const before = { run: await checksums(run), outside: await checksums(outside) };
       const events: string[] = [];
       const out = join(tmp.dir, "watch-out");
-      const summary = await watchRun({ run, out, interval: 1000, count: 3, once: true, settleMs: 0, init: false, threads: 1, onEvent: (e) => events.push(e.type === "waiting" ? `waiting ${e.path.slice(run.length + 1)}` : e.type) });
+      const summary = await watchRun({
+        run,
+        out,
+        interval: 1000,
+        count: 3,
+        once: true,
+        settleMs: 0,
+        init: false,
+        threads: 1,
+        onEvent: (e) =>
+          events.push(e.type === "waiting" ? `waiting ${e.path.slice(run.length + 1)}` : e.type),
+      });
       assert.equal(summary.lastStep, 30);
-      assert.ok(events.includes("waiting checkpoint-40") && events.includes("waiting checkpoint-50"), events.join(", "));
-      const record = JSON.parse(await readFile(join(out, "merged", "pma_merge.json"), "utf8")) as { inputs: { path: string }[] };
-      assert.deepEqual(record.inputs.map((i) => i.path.slice(run.length + 1)), ["checkpoint-10", "checkpoint-20", "checkpoint-30"]);
+      assert.ok(
+        events.includes("waiting checkpoint-40") && events.includes("waiting checkpoint-50"),
+        events.join(", "),
+      );
+      const record = JSON.parse(await readFile(join(out, "merged", "pma_merge.json"), "utf8")) as {
+        inputs: { path: string }[];
+      };
+      assert.deepEqual(
+        record.inputs.map((i) => i.path.slice(run.length + 1)),
+        ["checkpoint-10", "checkpoint-20", "checkpoint-30"],
+      );
       assert.deepEqual(await checksums(run), before.run);
       assert.deepEqual(await checksums(outside), before.outside);
       assert.equal(existsSync(join(outside, ".watch.lock")), false);

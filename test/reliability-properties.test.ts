@@ -46,7 +46,11 @@ describe("properties", () => {
         const header: Record<string, unknown> = {};
         for (const e of entries) {
           const size = trueBytes(e.dtype, e.shape) + BigInt(e.lie);
-          header[e.name] = { dtype: e.dtype, shape: e.shape, data_offsets: [Number(offset), Number(offset + size)] };
+          header[e.name] = {
+            dtype: e.dtype,
+            shape: e.shape,
+            data_offsets: [Number(offset), Number(offset + size)],
+          };
           offset += size > 0n ? size : 0n;
         }
         const keys = Object.keys(header);
@@ -74,7 +78,11 @@ describe("properties", () => {
   });
 
   test("the JSON shape pre-check agrees with the parsed value", () => {
-    const measure = (v: unknown, depth: number, acc: { depth: number; array: number; object: number }): void => {
+    const measure = (
+      v: unknown,
+      depth: number,
+      acc: { depth: number; array: number; object: number },
+    ): void => {
       if (Array.isArray(v)) {
         acc.depth = Math.max(acc.depth, depth);
         acc.array = Math.max(acc.array, v.length);
@@ -92,7 +100,10 @@ describe("properties", () => {
         const acc = { depth: 0, array: 0, object: 0 };
         measure(JSON.parse(text), 1, acc);
         const limits = { maxDepth: d + 1, maxArrayElements: a + 1, maxObjectKeys: o + 1 };
-        const within = acc.depth <= limits.maxDepth && acc.array <= limits.maxArrayElements && acc.object <= limits.maxObjectKeys;
+        const within =
+          acc.depth <= limits.maxDepth &&
+          acc.array <= limits.maxArrayElements &&
+          acc.object <= limits.maxObjectKeys;
         // An empty container counts one element in the pre-check (commas + 1): a limit of 1 still passes it.
         assert.equal(checkJsonShape(text, limits) === null, within, text);
       }),
@@ -101,10 +112,23 @@ describe("properties", () => {
   });
 
   test("the log builder keeps one point per step and drops what a restart abandons", () => {
-    const record = fc.record({ train: fc.boolean(), step: fc.nat(30), value: fc.integer({ min: 1, max: 9 }) });
+    const record = fc.record({
+      train: fc.boolean(),
+      step: fc.nat(30),
+      value: fc.integer({ min: 1, max: 9 }),
+    });
     fc.assert(
       fc.property(fc.array(record, { maxLength: 60 }), (records) => {
-        const text = records.map((r) => JSON.stringify(r.train ? { type: "step", step: r.step, loss: r.value } : { type: "eval", step: r.step, val_loss: r.value })).join("\n") + "\n";
+        const text =
+          records
+            .map((r) =>
+              JSON.stringify(
+                r.train
+                  ? { type: "step", step: r.step, loss: r.value }
+                  : { type: "eval", step: r.step, val_loss: r.value },
+              ),
+            )
+            .join("\n") + "\n";
         // The rules, written out plainly: scan all points on every restart.
         const points = new Map<number, LogPoint>();
         let lastTrain = -Infinity;
@@ -123,7 +147,10 @@ describe("properties", () => {
           points.set(r.step, p);
         }
         const log = parsePmaJsonl(text, "log.jsonl");
-        assert.deepEqual(log.points, [...points.values()].sort((a, b) => a.step - b.step));
+        assert.deepEqual(
+          log.points,
+          [...points.values()].sort((a, b) => a.step - b.step),
+        );
         assert.equal(log.restarts, restarts);
       }),
       RUNS,
@@ -143,7 +170,7 @@ describe("properties", () => {
         // Record ends from the framing alone: 8-byte length, 4-byte CRC, data, 4-byte CRC.
         const ends: number[] = [];
         const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-        for (let p = 0; p < bytes.length; ) ends.push((p += 16 + Number(view.getBigUint64(p, true))));
+        for (let p = 0; p < bytes.length;) ends.push((p += 16 + Number(view.getBigUint64(p, true))));
         const cut = at % (bytes.length + 1);
         const complete = ends.filter((e) => e <= cut);
         const read = parseTensorboardEvents(bytes.subarray(0, cut));
@@ -151,7 +178,10 @@ describe("properties", () => {
         assert.equal(read.ignoredTailBytes, cut - (complete.at(-1) ?? 0));
         // The first record is the file-version event; then one event per scalar.
         const values = read.events.flatMap((e) => e.values.map((v) => v.value));
-        assert.deepEqual(values, scalars.slice(0, Math.max(0, complete.length - 1)).map((x) => Math.fround(x.value)));
+        assert.deepEqual(
+          values,
+          scalars.slice(0, Math.max(0, complete.length - 1)).map((x) => Math.fround(x.value)),
+        );
       }),
       RUNS,
     );

@@ -59,44 +59,65 @@ describe("pma train killed mid-run", () => {
   });
   after(() => tmp.cleanup());
 
-  test(`${KILLS} SIGKILLs, each resumed from the newest complete checkpoint, end where an uninterrupted run ends`, { timeout: 300_000 }, async (t) => {
-    const reference = join(tmp.dir, "reference");
-    const started = Date.now();
-    const full = await startPma(["train", "--config", config, "--out", reference], env).exited;
-    assert.equal(full.code, 0, full.stderr);
-    const runMs = Date.now() - started;
+  test(
+    `${KILLS} SIGKILLs, each resumed from the newest complete checkpoint, end where an uninterrupted run ends`,
+    { timeout: 300_000 },
+    async (t) => {
+      const reference = join(tmp.dir, "reference");
+      const started = Date.now();
+      const full = await startPma(["train", "--config", config, "--out", reference], env).exited;
+      assert.equal(full.code, 0, full.stderr);
+      const runMs = Date.now() - started;
 
-    const run = join(tmp.dir, "killed");
-    const r = rng(23);
-    const resumedFrom: number[] = [];
-    for (let k = 0; k < KILLS; k++) {
-      const have = checkpointSteps(run);
-      const p = have.length === 0 ? startPma(["train", "--config", config, "--out", run, "--force"], env) : startPma(["train", "--resume", run], env);
-      if (have.length > 0) resumedFrom.push(have.at(-1)!);
-      // Kill once training is under way, at a random point of what is left.
-      await waitFor("a new checkpoint", () => checkpointSteps(run).length > have.length || p.child.exitCode !== null, 60_000);
-      await sleep(r() * runMs * 0.3);
-      p.child.kill("SIGKILL");
-      await p.exited;
-      for (const s of checkpointSteps(run)) await assertComplete(join(run, `checkpoint-${s}`));
-      if (checkpointSteps(run).at(-1) === STEPS) break;
-    }
-    if (checkpointSteps(run).at(-1) !== STEPS) {
-      resumedFrom.push(checkpointSteps(run).at(-1)!);
-      const last = await startPma(["train", "--resume", run], env).exited;
-      assert.equal(last.code, 0, last.stderr);
-    }
-    t.diagnostic(`resumed from steps ${resumedFrom.join(", ")}`);
-    for (const f of ["model.safetensors", "pma_optimizer.safetensors"]) {
-      const a = await readFile(join(reference, `checkpoint-${STEPS}`, f));
-      const b = await readFile(join(run, `checkpoint-${STEPS}`, f));
-      assert.ok(a.equals(b), `${f} differs from the uninterrupted run's`);
-    }
-    // A killed writer's staging folder is cleared when its checkpoint is written again,
-    // and every resume rewrites the checkpoint the kill interrupted.
-    assert.deepEqual(readdirSync(run).filter((n) => n.startsWith(".")), []);
-    assert.equal(existsSync(join(tmp.dir, ".killed.pma-lock")), false);
-    const log = (await readFile(join(run, "log.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l) as { type: string; step: number });
-    assert.deepEqual(log.filter((l) => l.type === "step").map((l) => l.step), Array.from({ length: STEPS }, (_, i) => i + 1), "the log has each step once");
-  });
+      const run = join(tmp.dir, "killed");
+      const r = rng(23);
+      const resumedFrom: number[] = [];
+      for (let k = 0; k < KILLS; k++) {
+        const have = checkpointSteps(run);
+        const p =
+          have.length === 0
+            ? startPma(["train", "--config", config, "--out", run, "--force"], env)
+            : startPma(["train", "--resume", run], env);
+        if (have.length > 0) resumedFrom.push(have.at(-1)!);
+        // Kill once training is under way, at a random point of what is left.
+        await waitFor(
+          "a new checkpoint",
+          () => checkpointSteps(run).length > have.length || p.child.exitCode !== null,
+          60_000,
+        );
+        await sleep(r() * runMs * 0.3);
+        p.child.kill("SIGKILL");
+        await p.exited;
+        for (const s of checkpointSteps(run)) await assertComplete(join(run, `checkpoint-${s}`));
+        if (checkpointSteps(run).at(-1) === STEPS) break;
+      }
+      if (checkpointSteps(run).at(-1) !== STEPS) {
+        resumedFrom.push(checkpointSteps(run).at(-1)!);
+        const last = await startPma(["train", "--resume", run], env).exited;
+        assert.equal(last.code, 0, last.stderr);
+      }
+      t.diagnostic(`resumed from steps ${resumedFrom.join(", ")}`);
+      for (const f of ["model.safetensors", "pma_optimizer.safetensors"]) {
+        const a = await readFile(join(reference, `checkpoint-${STEPS}`, f));
+        const b = await readFile(join(run, `checkpoint-${STEPS}`, f));
+        assert.ok(a.equals(b), `${f} differs from the uninterrupted run's`);
+      }
+      // A killed writer's staging folder is cleared when its checkpoint is written again,
+      // and every resume rewrites the checkpoint the kill interrupted.
+      assert.deepEqual(
+        readdirSync(run).filter((n) => n.startsWith(".")),
+        [],
+      );
+      assert.equal(existsSync(join(tmp.dir, ".killed.pma-lock")), false);
+      const log = (await readFile(join(run, "log.jsonl"), "utf8"))
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { type: string; step: number });
+      assert.deepEqual(
+        log.filter((l) => l.type === "step").map((l) => l.step),
+        Array.from({ length: STEPS }, (_, i) => i + 1),
+        "the log has each step once",
+      );
+    },
+  );
 });

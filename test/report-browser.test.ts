@@ -15,9 +15,14 @@ import { tempDir } from "./helpers/fixtures.js";
 import { syntheticReport } from "./helpers/synthetic-report.js";
 
 function chromiumPath(): string {
-  const candidates = [process.env["CHROMIUM_PATH"], "/usr/bin/chromium", "/usr/bin/chromium-browser"].filter((p): p is string => p !== undefined && p !== "");
+  const candidates = [process.env["CHROMIUM_PATH"], "/usr/bin/chromium", "/usr/bin/chromium-browser"].filter(
+    (p): p is string => p !== undefined && p !== "",
+  );
   const found = candidates.find((p) => existsSync(p));
-  assert.ok(found !== undefined, `no Chromium found (tried ${candidates.join(", ")}); install it with \`apt-get install chromium\` or set CHROMIUM_PATH`);
+  assert.ok(
+    found !== undefined,
+    `no Chromium found (tried ${candidates.join(", ")}); install it with \`apt-get install chromium\` or set CHROMIUM_PATH`,
+  );
   return found;
 }
 
@@ -63,7 +68,14 @@ test("index.html opens in headless Chromium from disk: no console errors, every 
     executablePath,
     headless: true,
     // Root in CI needs --no-sandbox; the rest keeps a fresh profile quiet and offline.
-    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
   });
   try {
     const page = await context.newPage();
@@ -80,12 +92,19 @@ test("index.html opens in headless Chromium from disk: no console errors, every 
     assert.deepEqual(problems, []);
     assert.deepEqual(requests, [url], "the page loads nothing but itself");
     assert.equal(facts.figures, report.figures.length);
-    assert.deepEqual(facts.svgs.map((s) => s.id), report.figures.map((f) => `fig-${f.id}`));
+    assert.deepEqual(
+      facts.svgs.map((s) => s.id),
+      report.figures.map((f) => `fig-${f.id}`),
+    );
     for (const s of facts.svgs) {
-      assert.ok(s.visible && s.width > 100 && s.height > 100, `${s.id}: ${s.width} x ${s.height}, visible ${s.visible}`);
+      assert.ok(
+        s.visible && s.width > 100 && s.height > 100,
+        `${s.id}: ${s.width} x ${s.height}, visible ${s.visible}`,
+      );
       assert.ok(s.texts >= 5, `${s.id}: ${s.texts} text elements`);
       // Ids inside a figure are scoped to it, so figures rendered apart cannot clash.
-      for (const id of s.inner) assert.ok(id.startsWith(`${s.id.slice("fig-".length)}-`), `${s.id} holds id ${id}`);
+      for (const id of s.inner)
+        assert.ok(id.startsWith(`${s.id.slice("fig-".length)}-`), `${s.id} holds id ${id}`);
     }
     assert.deepEqual(facts.duplicateIds, []);
     assert.deepEqual(facts.unresolved, []);
@@ -95,7 +114,9 @@ test("index.html opens in headless Chromium from disk: no console errors, every 
     // Each SVG file on its own, through the browser's strict XML parser.
     for (const f of report.figures) {
       await page.goto(pathToFileURL(join(dir, "figures", `${f.id}.svg`)).href);
-      const root = (await page.evaluate(`[document.documentElement.localName, document.getElementsByTagName("parsererror").length]`)) as [string, number];
+      const root = (await page.evaluate(
+        `[document.documentElement.localName, document.getElementsByTagName("parsererror").length]`,
+      )) as [string, number];
       assert.deepEqual(root, ["svg", 0], `${f.id}.svg`);
     }
     assert.deepEqual(problems, []);

@@ -21,7 +21,8 @@ import { lossCurve, TOKENS_PER_STEP, writeSpikyRun } from "./helpers/spiky-run.j
 const pma = (...args: string[]) => spawnSync(process.execPath, [PMA_CLI, ...args], { encoding: "utf8" });
 
 /** A pointer as git-lfs writes it (spec v1): version, oid, size, each line ending in \n. */
-const LFS_POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 4943162240\n";
+const LFS_POINTER =
+  "version https://git-lfs.github.com/spec/v1\noid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 4943162240\n";
 
 describe("messages for inputs that are not what they seem", () => {
   let tmp: Awaited<ReturnType<typeof tempDir>>;
@@ -61,7 +62,10 @@ describe("messages for inputs that are not what they seem", () => {
     const r = pma("inspect", path);
     assert.equal(r.status, 1);
     assert.ok(r.stderr.length < 1000, `stderr is ${r.stderr.length} characters`);
-    assert.match(r.stderr, /corrupt-key\.gguf: key "\\u001b\[2J\\u0007\\r.*\.\.\." \(\d+ characters\) value type is 99/);
+    assert.match(
+      r.stderr,
+      /corrupt-key\.gguf: key "\\u001b\[2J\\u0007\\r.*\.\.\." \(\d+ characters\) value type is 99/,
+    );
     assert.doesNotMatch(r.stderr, /[\u0000-\u0009\u000b-\u001f\u007f]/, "no raw control characters");
   });
 
@@ -74,7 +78,13 @@ describe("messages for inputs that are not what they seem", () => {
 
   test("pma inspect FILE.safetensors names the file, not its folder", async () => {
     const run = join(tmp.dir, "run-inspect");
-    const [ck] = await writeSpikyRun({ dir: run, checkpoints: 1, stepInterval: 100, curve: lossCurve(100, {}), log: "pma-jsonl" });
+    const [ck] = await writeSpikyRun({
+      dir: run,
+      checkpoints: 1,
+      stepInterval: 100,
+      curve: lossCurve(100, {}),
+      log: "pma-jsonl",
+    });
     const file = join(ck!, "model.safetensors");
     const r = pma("inspect", file);
     assert.equal(r.status, 0, r.stderr);
@@ -85,16 +95,43 @@ describe("messages for inputs that are not what they seem", () => {
 
   test("pma init counts training steps, not evaluation-only entries", async () => {
     const run = join(tmp.dir, "run-eval");
-    await writeSpikyRun({ dir: run, checkpoints: 3, stepInterval: 100, curve: lossCurve(300, {}), log: "pma-jsonl" });
+    await writeSpikyRun({
+      dir: run,
+      checkpoints: 3,
+      stepInterval: 100,
+      curve: lossCurve(300, {}),
+      log: "pma-jsonl",
+    });
     const lines: string[] = [];
     for (const p of lossCurve(300, {})) {
-      if (p.step % 10 !== 0) lines.push(JSON.stringify({ type: "step", step: p.step, tokens: p.step * TOKENS_PER_STEP, loss: p.loss, grad_norm: p.gradNorm, lr: 3e-4 }));
-      else lines.push(JSON.stringify({ type: "eval", step: p.step, tokens: p.step * TOKENS_PER_STEP, val_loss: p.loss + 0.1 }));
+      if (p.step % 10 !== 0)
+        lines.push(
+          JSON.stringify({
+            type: "step",
+            step: p.step,
+            tokens: p.step * TOKENS_PER_STEP,
+            loss: p.loss,
+            grad_norm: p.gradNorm,
+            lr: 3e-4,
+          }),
+        );
+      else
+        lines.push(
+          JSON.stringify({
+            type: "eval",
+            step: p.step,
+            tokens: p.step * TOKENS_PER_STEP,
+            val_loss: p.loss + 0.1,
+          }),
+        );
     }
     await writeFile(join(run, "log.jsonl"), lines.join("\n") + "\n");
     const r = pma("init", run, "--out", join(tmp.dir, "never"));
     assert.equal(r.status, 2, r.stderr);
-    assert.match(r.stderr, /no unrecovered loss spike or divergence found in 270 logged training step\(s\) \(and 30 evaluation-only entries\)/);
+    assert.match(
+      r.stderr,
+      /no unrecovered loss spike or divergence found in 270 logged training step\(s\) \(and 30 evaluation-only entries\)/,
+    );
   });
 
   test("merging GGUF files that hold no tensors is refused, naming the file", async () => {

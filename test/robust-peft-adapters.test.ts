@@ -25,16 +25,27 @@ function expectedMean(steps: number[]): Map<string, number[]> {
   const sets = steps.map((s) => loraTensors(s));
   const out = new Map<string, number[]>();
   for (const [name, t] of sets[0]!) {
-    out.set(name, t.values.map((_, i) => Math.fround(sets.reduce((a, set) => a + (1 / steps.length) * set.get(name)!.values[i]!, 0))));
+    out.set(
+      name,
+      t.values.map((_, i) =>
+        Math.fround(sets.reduce((a, set) => a + (1 / steps.length) * set.get(name)!.values[i]!, 0)),
+      ),
+    );
   }
   return out;
 }
 
 async function assertAdapterMerge(dir: string, steps: number[], newest: string): Promise<void> {
   const files = (await readdir(dir)).sort();
-  assert.ok(files.includes("adapter_model.safetensors") && files.includes("adapter_config.json"), files.join(", "));
+  assert.ok(
+    files.includes("adapter_model.safetensors") && files.includes("adapter_config.json"),
+    files.join(", "),
+  );
   assert.ok(!files.includes("model.safetensors"), "no full-model file");
-  assert.equal(await readFile(join(dir, "adapter_config.json"), "utf8"), await readFile(join(newest, "adapter_config.json"), "utf8"));
+  assert.equal(
+    await readFile(join(dir, "adapter_config.json"), "utf8"),
+    await readFile(join(newest, "adapter_config.json"), "utf8"),
+  );
   const got = await readTensors(dir);
   const want = expectedMean(steps);
   assert.deepEqual([...got.keys()].sort(), [...want.keys()].sort());
@@ -61,12 +72,20 @@ describe("PEFT adapter checkpoints", () => {
     }
     const scan = await discoverRun(run);
     assert.deepEqual(scan.skipped, []);
-    assert.deepEqual(scan.checkpoints.map((c) => c.step), [100, 200, 300, 400, 500, 600]);
+    assert.deepEqual(
+      scan.checkpoints.map((c) => c.step),
+      [100, 200, 300, 400, 500, 600],
+    );
   });
 
   test("merge: the float64 mean of the adapters, adapter_config.json copied, pma_merge.json says adapter", async () => {
     const out = join(tmp.dir, "merged");
-    const rec = await merge({ inputs: [paths[3]!, paths[4]!, paths[5]!], out, accumulate: "f64", threads: 1 });
+    const rec = await merge({
+      inputs: [paths[3]!, paths[4]!, paths[5]!],
+      out,
+      accumulate: "f64",
+      threads: 1,
+    });
     assert.equal(rec.adapter, true);
     assert.deepEqual(rec.files, ["adapter_model.safetensors"]);
     await assertAdapterMerge(out, [400, 500, 600], paths[5]!);
@@ -79,7 +98,17 @@ describe("PEFT adapter checkpoints", () => {
   });
 
   test("the CLI: merge, plan, merge --run, init and watch on the adapter run", async () => {
-    const m = pma("merge", paths[4]!, paths[5]!, "--out", join(tmp.dir, "cli-merge"), "--accumulate", "f64", "--threads", "1");
+    const m = pma(
+      "merge",
+      paths[4]!,
+      paths[5]!,
+      "--out",
+      join(tmp.dir, "cli-merge"),
+      "--accumulate",
+      "f64",
+      "--threads",
+      "1",
+    );
     assert.equal(m.status, 0, m.stderr);
     assert.match(m.stdout, /a PEFT adapter \(adapter_model\.safetensors with adapter_config\.json\)/);
     await assertAdapterMerge(join(tmp.dir, "cli-merge"), [500, 600], paths[5]!);
@@ -89,47 +118,120 @@ describe("PEFT adapter checkpoints", () => {
     assert.match(plan.stdout, /checkpoint-600/);
 
     const runMerge = join(tmp.dir, "cli-run-merge");
-    const rm_ = pma("merge", "--run", run, "--interval", "200K", "--count", "3", "--out", runMerge, "--accumulate", "f64", "--threads", "1", "--json");
+    const rm_ = pma(
+      "merge",
+      "--run",
+      run,
+      "--interval",
+      "200K",
+      "--count",
+      "3",
+      "--out",
+      runMerge,
+      "--accumulate",
+      "f64",
+      "--threads",
+      "1",
+      "--json",
+    );
     assert.equal(rm_.status, 0, rm_.stderr);
     const rec = JSON.parse(rm_.stdout) as { adapter?: boolean; inputs: { step: number }[] };
     assert.equal(rec.adapter, true);
-    await assertAdapterMerge(runMerge, rec.inputs.map((i) => i.step), paths[5]!);
+    await assertAdapterMerge(
+      runMerge,
+      rec.inputs.map((i) => i.step),
+      paths[5]!,
+    );
 
     const initOut = join(tmp.dir, "cli-init");
     const init = pma("init", run, "--out", initOut, "--accumulate", "f64", "--threads", "1", "--json");
     assert.equal(init.status, 0, init.stderr);
-    const ir = JSON.parse(init.stdout) as { checkpoints: { step: number }[]; copied: string[]; omitted: { name: string }[] };
-    assert.deepEqual(ir.checkpoints.map((c) => c.step), [200, 300, 400]);
+    const ir = JSON.parse(init.stdout) as {
+      checkpoints: { step: number }[];
+      copied: string[];
+      omitted: { name: string }[];
+    };
+    assert.deepEqual(
+      ir.checkpoints.map((c) => c.step),
+      [200, 300, 400],
+    );
     const restart = join(initOut, "checkpoint-400");
     await assertAdapterMerge(restart, [200, 300, 400], paths[3]!);
     // The Trainer's files of the latest healthy checkpoint come along; its own adapter weights do not.
-    assert.deepEqual(ir.copied.sort(), ["README.md", "optimizer.pt", "rng_state.pth", "scheduler.pt", "trainer_state.json", "training_args.bin"]);
+    assert.deepEqual(ir.copied.sort(), [
+      "README.md",
+      "optimizer.pt",
+      "rng_state.pth",
+      "scheduler.pt",
+      "trainer_state.json",
+      "training_args.bin",
+    ]);
     assert.equal(await readFile(join(restart, "optimizer.pt"), "utf8"), "optimizer.pt of step 400\n");
 
     const watchOut = join(tmp.dir, "cli-watch");
-    const w = pma("watch", run, "--interval", "200K", "--count", "2", "--backfill", "--once", "--out", watchOut, "--settle", "0", "--threads", "1", "--json");
+    const w = pma(
+      "watch",
+      run,
+      "--interval",
+      "200K",
+      "--count",
+      "2",
+      "--backfill",
+      "--once",
+      "--out",
+      watchOut,
+      "--settle",
+      "0",
+      "--threads",
+      "1",
+      "--json",
+    );
     assert.equal(w.status, 0, w.stderr);
     assert.ok(existsSync(join(watchOut, "merged", "adapter_model.safetensors")));
     assert.ok(existsSync(join(watchOut, "merged", "adapter_config.json")));
-    assert.ok(existsSync(join(watchOut, "pma-init-420", "checkpoint-400", "adapter_model.safetensors")), "the PMA-init on the spike is an adapter too");
+    assert.ok(
+      existsSync(join(watchOut, "pma-init-420", "checkpoint-400", "adapter_model.safetensors")),
+      "the PMA-init on the spike is an adapter too",
+    );
   });
 
   test("refused: adapters mixed with full models, differently configured adapters, an adapter without its config, --shard-size", async () => {
     const full = join(tmp.dir, "full-run");
-    const [fullCk] = await writeSpikyRun({ dir: full, checkpoints: 1, stepInterval: 100, curve: lossCurve(100, {}), log: "pma-jsonl" });
-    await assert.rejects(merge({ inputs: [paths[0]!, fullCk!], out: join(tmp.dir, "x1"), keepOrder: true }), (e: unknown) => isPmaError(e, "CHECKPOINT_MISMATCH"));
+    const [fullCk] = await writeSpikyRun({
+      dir: full,
+      checkpoints: 1,
+      stepInterval: 100,
+      curve: lossCurve(100, {}),
+      log: "pma-jsonl",
+    });
+    await assert.rejects(
+      merge({ inputs: [paths[0]!, fullCk!], out: join(tmp.dir, "x1"), keepOrder: true }),
+      (e: unknown) => isPmaError(e, "CHECKPOINT_MISMATCH"),
+    );
 
     const other = join(tmp.dir, "alpha32", "checkpoint-700");
     await writeAdapterCheckpoint(other, 700, lossCurve(700, {}), adapterConfig({ lora_alpha: 32 }));
-    await assert.rejects(merge({ inputs: [paths[0]!, other], out: join(tmp.dir, "x2") }), (e: unknown) => isPmaError(e, "CHECKPOINT_MISMATCH") && /"lora_alpha" is 32, but 16/.test(e.message));
+    await assert.rejects(
+      merge({ inputs: [paths[0]!, other], out: join(tmp.dir, "x2") }),
+      (e: unknown) => isPmaError(e, "CHECKPOINT_MISMATCH") && /"lora_alpha" is 32, but 16/.test(e.message),
+    );
 
     await rm(join(other, "adapter_config.json"));
-    await assert.rejects(openCheckpointTensors(other), (e: unknown) => isPmaError(e) && /has adapter_model\.safetensors but no adapter_config\.json/.test(e.message));
+    await assert.rejects(
+      openCheckpointTensors(other),
+      (e: unknown) =>
+        isPmaError(e) && /has adapter_model\.safetensors but no adapter_config\.json/.test(e.message),
+    );
 
     const s = pma("merge", paths[0]!, paths[1]!, "--out", join(tmp.dir, "x3"), "--shard-size", "1KB");
     assert.equal(s.status, 2, s.stderr);
     assert.match(s.stderr, /--shard-size does not apply to PEFT adapters/);
-    assert.ok(!existsSync(join(tmp.dir, "x1")) && !existsSync(join(tmp.dir, "x2")) && !existsSync(join(tmp.dir, "x3")), "no output left behind");
+    assert.ok(
+      !existsSync(join(tmp.dir, "x1")) &&
+        !existsSync(join(tmp.dir, "x2")) &&
+        !existsSync(join(tmp.dir, "x3")),
+      "no output left behind",
+    );
     await writeFile(join(tmp.dir, "unused"), "");
   });
 });

@@ -42,7 +42,13 @@ describe("trainer_state.json with Python's NaN / Infinity / -Infinity", () => {
           num_input_tokens_seen: p.step * TOKENS_PER_STEP,
           step: p.step,
         }));
-      const state = { global_step: step, max_steps: 10_000, num_input_tokens_seen: step * TOKENS_PER_STEP, best_metric: Number.NaN, log_history: history };
+      const state = {
+        global_step: step,
+        max_steps: 10_000,
+        num_input_tokens_seen: step * TOKENS_PER_STEP,
+        best_metric: Number.NaN,
+        log_history: history,
+      };
       await writeFile(join(run, `checkpoint-${step}`, "trainer_state.json"), pythonJsonDumps(state));
     }
   });
@@ -57,14 +63,20 @@ describe("trainer_state.json with Python's NaN / Infinity / -Infinity", () => {
   });
 
   test("the readers accept them: state file, trainer state, run discovery", async () => {
-    const raw = await readJsonObjectFile(join(run, "checkpoint-600", "trainer_state.json"), { code: "LOG_INVALID", what: "a trainer state" });
+    const raw = await readJsonObjectFile(join(run, "checkpoint-600", "trainer_state.json"), {
+      code: "LOG_INVALID",
+      what: "a trainer state",
+    });
     assert.ok(raw !== null && Number.isNaN(raw.best_metric as number));
     const state = await readTrainerState(join(run, "checkpoint-500"));
     assert.equal(state?.globalStep, 500);
     assert.equal(state?.tokensSeen, 500 * TOKENS_PER_STEP);
     const scan = await discoverRun(run);
     assert.deepEqual(scan.skipped, []);
-    assert.deepEqual(scan.checkpoints.map((c) => c.step), [100, 200, 300, 400, 500, 600]);
+    assert.deepEqual(
+      scan.checkpoints.map((c) => c.step),
+      [100, 200, 300, 400, 500, 600],
+    );
   });
 
   test("plan, merge --run, init and watch use every checkpoint", async () => {
@@ -74,23 +86,61 @@ describe("trainer_state.json with Python's NaN / Infinity / -Infinity", () => {
     assert.match(plan.stdout, /checkpoint-600/);
 
     const merged = join(tmp.dir, "merged");
-    const m = pma("merge", "--run", run, "--interval", "100K", "--count", "6", "--out", merged, "--threads", "1", "--json");
+    const m = pma(
+      "merge",
+      "--run",
+      run,
+      "--interval",
+      "100K",
+      "--count",
+      "6",
+      "--out",
+      merged,
+      "--threads",
+      "1",
+      "--json",
+    );
     assert.equal(m.status, 0, m.stderr);
     assert.doesNotMatch(m.stderr, /skip|not valid JSON/i);
     assert.equal(JSON.parse(m.stdout).inputs.length, 6);
 
     const init = pma("init", run, "--out", join(tmp.dir, "init"), "--threads", "1", "--json");
     assert.equal(init.status, 0, init.stderr);
-    const rec = JSON.parse(init.stdout) as { reason: { kind: string; event?: { startStep: number } }; checkpoints: { step: number }[] };
+    const rec = JSON.parse(init.stdout) as {
+      reason: { kind: string; event?: { startStep: number } };
+      checkpoints: { step: number }[];
+    };
     assert.equal(rec.reason.kind, "spike");
     assert.equal(rec.reason.event?.startStep, 420);
-    assert.deepEqual(rec.checkpoints.map((c) => c.step), [200, 300, 400]);
+    assert.deepEqual(
+      rec.checkpoints.map((c) => c.step),
+      [200, 300, 400],
+    );
 
     const out = join(tmp.dir, "watch");
-    const w = pma("watch", run, "--interval", "100K", "--count", "2", "--backfill", "--once", "--no-init", "--out", out, "--settle", "0", "--threads", "1");
+    const w = pma(
+      "watch",
+      run,
+      "--interval",
+      "100K",
+      "--count",
+      "2",
+      "--backfill",
+      "--once",
+      "--no-init",
+      "--out",
+      out,
+      "--settle",
+      "0",
+      "--threads",
+      "1",
+    );
     assert.equal(w.status, 0, w.stderr);
     assert.doesNotMatch(w.stdout + w.stderr, /not valid JSON|unreadable/i);
-    const merges = (await readFile(join(out, "watch.jsonl"), "utf8")).trim().split("\n").filter((l) => l.includes('"type":"merge"'));
+    const merges = (await readFile(join(out, "watch.jsonl"), "utf8"))
+      .trim()
+      .split("\n")
+      .filter((l) => l.includes('"type":"merge"'));
     assert.equal(merges.length, 6);
     assert.ok(existsSync(join(out, "merged")));
   });

@@ -41,13 +41,15 @@ const TOKEN = "hf_test_secret_token_0123456789";
 
 async function modelFiles(dir: string): Promise<Map<string, Buffer>> {
   const out = new Map<string, Buffer>();
-  for (const name of (await readdir(dir)).sort()) if (name !== "pma_merge.json") out.set(name, await readFile(join(dir, name)));
+  for (const name of (await readdir(dir)).sort())
+    if (name !== "pma_merge.json") out.set(name, await readFile(join(dir, name)));
   return out;
 }
 
 function assertSameFiles(got: Map<string, Buffer>, what: string): void {
   assert.deepEqual([...got.keys()], [...reference.keys()], `${what}: same files`);
-  for (const [name, bytes] of reference) assert.ok(got.get(name)!.equals(bytes), `${what}: ${name} is byte-identical to the local merge`);
+  for (const [name, bytes] of reference)
+    assert.ok(got.get(name)!.equals(bytes), `${what}: ${name} is byte-identical to the local merge`);
 }
 
 before(async () => {
@@ -58,14 +60,33 @@ before(async () => {
     await mkdir(dir, { recursive: true });
     const tensors: TensorData[] = SPECS.map((s) => {
       const n = s.shape.reduce((a, b) => a * b, 1);
-      return { name: s.name, dtype: s.dtype, shape: s.shape, data: toBytes(representable(Array.from({ length: n }, () => r() * 2 - 1), s.dtype), s.dtype) };
+      return {
+        name: s.name,
+        dtype: s.dtype,
+        shape: s.shape,
+        data: toBytes(
+          representable(
+            Array.from({ length: n }, () => r() * 2 - 1),
+            s.dtype,
+          ),
+          s.dtype,
+        ),
+      };
     });
     await writeSafetensors(join(dir, "single.safetensors"), tensors);
     // Sharded like a real checkpoint: an index and three shards (made by a one-input merge).
     await merge({ inputs: [join(dir, "single.safetensors")], out: join(dir, "sharded"), shardSize: 4000 });
-    for (const name of await readdir(join(dir, "sharded"))) if (name !== "pma_merge.json") await writeFile(join(dir, name), await readFile(join(dir, "sharded", name)));
-    await writeFile(join(dir, "config.json"), JSON.stringify({ model_type: "llama", torch_dtype: "bfloat16" }));
-    await writeFile(join(dir, "trainer_state.json"), JSON.stringify({ global_step: step, num_input_tokens_seen: step * TOKENS_PER_STEP }));
+    for (const name of await readdir(join(dir, "sharded")))
+      if (name !== "pma_merge.json")
+        await writeFile(join(dir, name), await readFile(join(dir, "sharded", name)));
+    await writeFile(
+      join(dir, "config.json"),
+      JSON.stringify({ model_type: "llama", torch_dtype: "bfloat16" }),
+    );
+    await writeFile(
+      join(dir, "trainer_state.json"),
+      JSON.stringify({ global_step: step, num_input_tokens_seen: step * TOKENS_PER_STEP }),
+    );
     const { rm } = await import("node:fs/promises");
     await rm(join(dir, "sharded"), { recursive: true });
     await rm(join(dir, "single.safetensors"));
@@ -80,7 +101,13 @@ before(async () => {
   useEnv({ ...s3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint, PMA_IO_TIMEOUT: "0.5" });
   for (const [i, dir] of local.entries()) {
     for (const name of await readdir(dir)) {
-      await s3Client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: `run/checkpoint-${STEPS[i]}/${name}`, Body: await readFile(join(dir, name)) }));
+      await s3Client().send(
+        new PutObjectCommand({
+          Bucket: s3.bucket,
+          Key: `run/checkpoint-${STEPS[i]}/${name}`,
+          Body: await readFile(join(dir, name)),
+        }),
+      );
     }
   }
   hub = await startLocalHub(
@@ -101,30 +128,58 @@ after(async () => {
 describe("merging remote checkpoints", () => {
   it("from S3 prefixes (newest first on the command line) gives the local merge's bytes", async () => {
     const out = join(tmp.dir, "from-s3");
-    const record = await merge({ inputs: STEPS.map((s) => `s3://${s3.bucket}/run/checkpoint-${s}/`).reverse(), out, chunkElements: CHUNK, shardSize: 4000 });
+    const record = await merge({
+      inputs: STEPS.map((s) => `s3://${s3.bucket}/run/checkpoint-${s}/`).reverse(),
+      out,
+      chunkElements: CHUNK,
+      shardSize: 4000,
+    });
     assert.equal(record.order_basis, "tokens");
-    assert.deepEqual(record.inputs.map((i) => i.tokens), STEPS.map((s) => s * TOKENS_PER_STEP));
+    assert.deepEqual(
+      record.inputs.map((i) => i.tokens),
+      STEPS.map((s) => s * TOKENS_PER_STEP),
+    );
     assertSameFiles(await modelFiles(out), "s3 inputs");
   });
 
   it("retries a reset, a 503 with Retry-After, a truncated body and a stalled server, and still gives the same bytes", async () => {
     proxy.faults.push("reset", "503", "truncate", "stall");
     const out = join(tmp.dir, "from-s3-faults");
-    await merge({ inputs: STEPS.map((s) => `s3://${s3.bucket}/run/checkpoint-${s}`), out, chunkElements: CHUNK, shardSize: 4000 });
+    await merge({
+      inputs: STEPS.map((s) => `s3://${s3.bucket}/run/checkpoint-${s}`),
+      out,
+      chunkElements: CHUNK,
+      shardSize: 4000,
+    });
     assert.deepEqual(proxy.faults.injected, ["reset", "503", "truncate", "stall"]);
     assert.equal(proxy.faults.pending, 0);
     assertSameFiles(await modelFiles(out), "s3 inputs with faults");
   });
 
   it("writes to s3://bucket/prefix: published files read back byte-identical, record last, no staging left", async () => {
-    const record = await merge({ inputs: STEPS.map((s) => `s3://${s3.bucket}/run/checkpoint-${s}`), out: `s3://${s3.bucket}/merged/sma`, chunkElements: CHUNK, shardSize: 4000 });
+    const record = await merge({
+      inputs: STEPS.map((s) => `s3://${s3.bucket}/run/checkpoint-${s}`),
+      out: `s3://${s3.bucket}/merged/sma`,
+      chunkElements: CHUNK,
+      shardSize: 4000,
+    });
     const objects = await listS3({ bucket: s3.bucket, key: "merged/" });
-    assert.deepEqual(objects.map((o) => o.key).sort(), [...reference.keys(), "pma_merge.json"].map((n) => `merged/sma/${n}`).sort());
+    assert.deepEqual(
+      objects.map((o) => o.key).sort(),
+      [...reference.keys(), "pma_merge.json"].map((n) => `merged/sma/${n}`).sort(),
+    );
     for (const [name, bytes] of reference) {
-      const res = await s3Client().send(new GetObjectCommand({ Bucket: s3.bucket, Key: `merged/sma/${name}` }));
-      assert.ok(Buffer.from(await res.Body!.transformToByteArray()).equals(bytes), `${name} read back identical`);
+      const res = await s3Client().send(
+        new GetObjectCommand({ Bucket: s3.bucket, Key: `merged/sma/${name}` }),
+      );
+      assert.ok(
+        Buffer.from(await res.Body!.transformToByteArray()).equals(bytes),
+        `${name} read back identical`,
+      );
     }
-    const res = await s3Client().send(new GetObjectCommand({ Bucket: s3.bucket, Key: "merged/sma/pma_merge.json" }));
+    const res = await s3Client().send(
+      new GetObjectCommand({ Bucket: s3.bucket, Key: "merged/sma/pma_merge.json" }),
+    );
     assert.deepEqual((JSON.parse(await res.Body!.transformToString()) as MergeRecord).files, record.files);
     assert.deepEqual(await listS3({ bucket: s3.bucket, key: "merged/.sma" }), []);
   });
@@ -132,30 +187,57 @@ describe("merging remote checkpoints", () => {
   it("from Hub revisions: tokens from trainer_state.json, ranged reads only, the token sent but never recorded", async () => {
     const out = join(tmp.dir, "from-hub");
     hub.faults.push("reset", "503", "truncate", "stall");
-    const record = await merge({ inputs: STEPS.map((s) => `hf://org/run@stage1-step${s}-tokens${s / 100}B`), out, chunkElements: CHUNK, shardSize: 4000 });
+    const record = await merge({
+      inputs: STEPS.map((s) => `hf://org/run@stage1-step${s}-tokens${s / 100}B`),
+      out,
+      chunkElements: CHUNK,
+      shardSize: 4000,
+    });
     assertSameFiles(await modelFiles(out), "hub inputs");
     assert.equal(hub.faults.pending, 0);
-    assert.deepEqual(record.inputs.map((i) => i.tokens), STEPS.map((s) => s * TOKENS_PER_STEP));
+    assert.deepEqual(
+      record.inputs.map((i) => i.tokens),
+      STEPS.map((s) => s * TOKENS_PER_STEP),
+    );
     const cdn = hub.requests.filter((r) => r.path.startsWith("/cdn/") && r.path.endsWith(".safetensors"));
-    assert.ok(cdn.length > 0 && cdn.every((r) => r.range !== undefined), "every weight-file request is ranged");
-    assert.ok(hub.requests.filter((r) => r.path.startsWith("/api/") || r.path.includes("/resolve/")).every((r) => r.authorized));
+    assert.ok(
+      cdn.length > 0 && cdn.every((r) => r.range !== undefined),
+      "every weight-file request is ranged",
+    );
+    assert.ok(
+      hub.requests
+        .filter((r) => r.path.startsWith("/api/") || r.path.includes("/resolve/"))
+        .every((r) => r.authorized),
+    );
     assert.ok(!(await readFile(join(out, "pma_merge.json"), "utf8")).includes(TOKEN));
   });
 
   it("a file that changes between reads ends in SOURCE_CHANGED, never mixed bytes (Hub and S3)", async () => {
     const rev = `stage1-step100-tokens1B`;
     const name = "model-00001-of-00003.safetensors";
-    const source = await HttpSource.open(`${hub.url}/org/run/resolve/${commitOf(rev)}/${name}`, { auth: "hf" });
+    const source = await HttpSource.open(`${hub.url}/org/run/resolve/${commitOf(rev)}/${name}`, {
+      auth: "hf",
+    });
     const part = new Uint8Array(16);
     await source.read(part, 0);
     const bytes = await readFile(join(local[0]!, name));
-    hub.replace(rev, name, Buffer.concat([bytes.subarray(0, 100), Buffer.from("changed"), bytes.subarray(107)]));
-    await assert.rejects(source.read(part, 8), (e: Error & { code?: string }) => e.code === "SOURCE_CHANGED" && /changed during the merge/.test(e.message));
+    hub.replace(
+      rev,
+      name,
+      Buffer.concat([bytes.subarray(0, 100), Buffer.from("changed"), bytes.subarray(107)]),
+    );
+    await assert.rejects(
+      source.read(part, 8),
+      (e: Error & { code?: string }) =>
+        e.code === "SOURCE_CHANGED" && /changed during the merge/.test(e.message),
+    );
 
     const key = `run/checkpoint-100/${name}`;
     const obj = await S3Source.open({ bucket: s3.bucket, key });
     await obj.read(part, 0);
-    await s3Client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: Buffer.concat([bytes, Buffer.from("x")]) }));
+    await s3Client().send(
+      new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: Buffer.concat([bytes, Buffer.from("x")]) }),
+    );
     await assert.rejects(obj.read(part, 8), (e: Error & { code?: string }) => e.code === "SOURCE_CHANGED");
     await s3Client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: bytes }));
   });
@@ -169,17 +251,36 @@ describe("merging remote checkpoints", () => {
         ["tokenizer.chat_template", gguf.string("x".repeat(5_000_000 + i))],
       ]);
       const values = Array.from({ length: 3 * 257 }, () => r() * 2 - 1);
-      await writeGguf(join(dir, "model.gguf"), metadata, [{ name: "w", type: 0, dims: [257, 3], data: toBytes(values, "F32") }]);
+      await writeGguf(join(dir, "model.gguf"), metadata, [
+        { name: "w", type: 0, dims: [257, 3], data: toBytes(values, "F32") },
+      ]);
     }
     const localOut = join(tmp.dir, "local.gguf");
     const remoteOut = join(tmp.dir, "remote.gguf");
-    await merge({ inputs: local.map((d) => join(d, "model.gguf")), out: localOut, keepOrder: true, chunkElements: CHUNK });
-    await merge({ inputs: STEPS.map((s) => `hf://org/run@stage1-step${s}-tokens${s / 100}B/model.gguf`), out: remoteOut, keepOrder: true, chunkElements: CHUNK });
+    await merge({
+      inputs: local.map((d) => join(d, "model.gguf")),
+      out: localOut,
+      keepOrder: true,
+      chunkElements: CHUNK,
+    });
+    await merge({
+      inputs: STEPS.map((s) => `hf://org/run@stage1-step${s}-tokens${s / 100}B/model.gguf`),
+      out: remoteOut,
+      keepOrder: true,
+      chunkElements: CHUNK,
+    });
     assert.ok((await readFile(remoteOut)).equals(await readFile(localOut)));
   });
 
   it("kill -9 during an S3 upload leaves nothing under the output prefix, and a rerun succeeds", async () => {
-    const args = ["merge", ...STEPS.map((s) => `s3://${s3.bucket}/run/checkpoint-${s}`), "--out", `s3://${s3.bucket}/merged/killed`, "--shard-size", "4KB"];
+    const args = [
+      "merge",
+      ...STEPS.map((s) => `s3://${s3.bucket}/run/checkpoint-${s}`),
+      "--out",
+      `s3://${s3.bucket}/merged/killed`,
+      "--shard-size",
+      "4KB",
+    ];
     const run = startPma(args);
     let killed = false;
     proxy.onRequest = (method, path) => {
@@ -194,7 +295,11 @@ describe("merging remote checkpoints", () => {
     assert.deepEqual(await listS3({ bucket: s3.bucket, key: "merged/killed/" }), []);
     const rerun = await startPma(args).exited;
     assert.equal(rerun.code, 0, rerun.stderr);
-    assert.ok((await listS3({ bucket: s3.bucket, key: "merged/killed/" })).some((o) => o.key.endsWith("pma_merge.json")));
+    assert.ok(
+      (await listS3({ bucket: s3.bucket, key: "merged/killed/" })).some((o) =>
+        o.key.endsWith("pma_merge.json"),
+      ),
+    );
     assert.ok(!rerun.stdout.includes("S3RVER") && !rerun.stderr.includes("S3RVER"));
   });
 });

@@ -16,7 +16,14 @@ let tmp: { dir: string; cleanup(): Promise<void> };
 let hub: LocalHub;
 
 /** Branches as published runs name them: OLMo-style with tokens, Pythia-style with steps, and main. */
-const BRANCHES = ["main", "stage1-step1000-tokens4B", "stage1-step2000-tokens8B", "stage1-step3000-tokens12B", "step4000", "step5000"];
+const BRANCHES = [
+  "main",
+  "stage1-step1000-tokens4B",
+  "stage1-step2000-tokens8B",
+  "stage1-step3000-tokens12B",
+  "step4000",
+  "step5000",
+];
 
 before(async () => {
   tmp = await tempDir("pma-remote-plan-");
@@ -24,9 +31,15 @@ before(async () => {
   for (const name of BRANCHES) {
     const dir = join(tmp.dir, name);
     await mkdir(dir, { recursive: true });
-    await writeSafetensors(join(dir, "model.safetensors"), [{ name: "w", dtype: "F32", shape: [2, 3], data: new Uint8Array(24) }]);
+    await writeSafetensors(join(dir, "model.safetensors"), [
+      { name: "w", dtype: "F32", shape: [2, 3], data: new Uint8Array(24) },
+    ]);
     // One checkpoint records its tokens; it must win over the name.
-    if (name === "stage1-step3000-tokens12B") await writeFile(join(dir, "trainer_state.json"), JSON.stringify({ global_step: 3000, num_input_tokens_seen: 12_000_000_123 }));
+    if (name === "stage1-step3000-tokens12B")
+      await writeFile(
+        join(dir, "trainer_state.json"),
+        JSON.stringify({ global_step: 3000, num_input_tokens_seen: 12_000_000_123 }),
+      );
     revisions.push({ name, dir });
   }
   hub = await startLocalHub("org/olmo", revisions);
@@ -62,11 +75,37 @@ describe("remote runs", () => {
 
   it("pma plan hf://... picks N at interval V and prints a merge command of hf:// revisions", async () => {
     // Asynchronously: the Hub server runs in this process and must keep answering.
-    const { stdout: out } = await promisify(execFile)(process.execPath, [PMA_CLI, "plan", "hf://org/olmo", "--interval", "8B", "--count", "2", "--tokens-per-step", "4M", "--json"], { env: { ...process.env, HF_ENDPOINT: hub.url } });
-    const plan = JSON.parse(out) as { selected: { path: string; tokensFrom: string }[]; basis: string[]; command: string };
-    assert.deepEqual(plan.selected.map((c) => c.path), ["hf://org/olmo@stage1-step3000-tokens12B", "hf://org/olmo@step5000"]);
+    const { stdout: out } = await promisify(execFile)(
+      process.execPath,
+      [
+        PMA_CLI,
+        "plan",
+        "hf://org/olmo",
+        "--interval",
+        "8B",
+        "--count",
+        "2",
+        "--tokens-per-step",
+        "4M",
+        "--json",
+      ],
+      { env: { ...process.env, HF_ENDPOINT: hub.url } },
+    );
+    const plan = JSON.parse(out) as {
+      selected: { path: string; tokensFrom: string }[];
+      basis: string[];
+      command: string;
+    };
+    assert.deepEqual(
+      plan.selected.map((c) => c.path),
+      ["hf://org/olmo@stage1-step3000-tokens12B", "hf://org/olmo@step5000"],
+    );
     const said = plan.basis.find((b) => b.startsWith("tokens from "));
-    for (const part of ["trainer_state.json (1)", "the revision name (2)", "step x --tokens-per-step (2)"]) assert.ok(said?.includes(part), `${said} says ${part}`);
-    assert.match(plan.command, /^pma merge hf:\/\/org\/olmo@stage1-step3000-tokens12B hf:\/\/org\/olmo@step5000 --out merged/);
+    for (const part of ["trainer_state.json (1)", "the revision name (2)", "step x --tokens-per-step (2)"])
+      assert.ok(said?.includes(part), `${said} says ${part}`);
+    assert.match(
+      plan.command,
+      /^pma merge hf:\/\/org\/olmo@stage1-step3000-tokens12B hf:\/\/org\/olmo@step5000 --out merged/,
+    );
   });
 });

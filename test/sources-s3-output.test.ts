@@ -45,20 +45,41 @@ describe("S3 output staging (s3rver, real SDK)", () => {
     await source.close();
     assert.deepEqual(await keys("runs/merged/"), [], "nothing is visible before publish");
     assert.deepEqual(await staging.staged(), ["model-00001-of-00001.safetensors"]);
-    await staging.publish(["model-00001-of-00001.safetensors"], [["model.safetensors.index.json", "{}"], ["pma_merge.json", '{"ok":true}']]);
-    assert.deepEqual(await keys("runs/merged/"), ["runs/merged/model-00001-of-00001.safetensors", "runs/merged/model.safetensors.index.json", "runs/merged/pma_merge.json"]);
-    assert.ok((await getBytes("runs/merged/model-00001-of-00001.safetensors")).equals(data), "uploaded bytes read back identical");
+    await staging.publish(
+      ["model-00001-of-00001.safetensors"],
+      [
+        ["model.safetensors.index.json", "{}"],
+        ["pma_merge.json", '{"ok":true}'],
+      ],
+    );
+    assert.deepEqual(await keys("runs/merged/"), [
+      "runs/merged/model-00001-of-00001.safetensors",
+      "runs/merged/model.safetensors.index.json",
+      "runs/merged/pma_merge.json",
+    ]);
+    assert.ok(
+      (await getBytes("runs/merged/model-00001-of-00001.safetensors")).equals(data),
+      "uploaded bytes read back identical",
+    );
     assert.deepEqual(await keys(`runs/.merged.pma-staging-${staging.id}/`), [], "staging prefix removed");
     // Ranged reads of the published object through the source match the file.
-    const obj = await S3Source.open({ bucket: s3.bucket, key: "runs/merged/model-00001-of-00001.safetensors" });
+    const obj = await S3Source.open({
+      bucket: s3.bucket,
+      key: "runs/merged/model-00001-of-00001.safetensors",
+    });
     const part = new Uint8Array(1000);
     await obj.read(part, size - 1000);
     assert.ok(Buffer.from(part).equals(data.subarray(size - 1000)));
   });
 
   it("refuses an existing output without force, and replaces it (dropping stale files) with force", async () => {
-    await s3Client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: "runs/old/stale.safetensors", Body: "x" }));
-    await assert.rejects(S3Staging.create(`s3://${s3.bucket}/runs/old`), (e: Error & { code?: string }) => e.code === "EXISTS" && /--force/.test(e.message));
+    await s3Client().send(
+      new PutObjectCommand({ Bucket: s3.bucket, Key: "runs/old/stale.safetensors", Body: "x" }),
+    );
+    await assert.rejects(
+      S3Staging.create(`s3://${s3.bucket}/runs/old`),
+      (e: Error & { code?: string }) => e.code === "EXISTS" && /--force/.test(e.message),
+    );
     const staging = await S3Staging.create(`s3://${s3.bucket}/runs/old`, { force: true });
     const file = join(dir, "b.bin");
     writeFileSync(file, "new bytes");
@@ -73,7 +94,10 @@ describe("S3 output staging (s3rver, real SDK)", () => {
     const file = join(dir, "c.bin");
     writeFileSync(file, randomBytes(1000));
     await staging.uploadStaged("model-00001-of-00002.safetensors", await LocalFileSource.open(file));
-    await assert.rejects(staging.publish(["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"], []), /never uploaded \(model-00002-of-00002/);
+    await assert.rejects(
+      staging.publish(["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"], []),
+      /never uploaded \(model-00002-of-00002/,
+    );
     await staging.discard();
     assert.deepEqual(await keys("runs/gone"), []);
     assert.deepEqual(await keys("runs/.gone"), []);

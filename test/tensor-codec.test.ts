@@ -75,15 +75,26 @@ for (const dtype of DTYPES) {
   test(`${dtype}: a buffer of the wrong size is refused before anything is written`, () => {
     const size = floatDTypeBytes(dtype);
     const out = new Float32Array(4).fill(7);
-    assert.throws(() => decodeFloats(new Uint8Array(3 * size), dtype, out), (e) => isPmaError(e, "INTERNAL"));
+    assert.throws(
+      () => decodeFloats(new Uint8Array(3 * size), dtype, out),
+      (e) => isPmaError(e, "INTERNAL"),
+    );
     assert.deepEqual(Array.from(out), [7, 7, 7, 7]);
-    assert.throws(() => encodeFloats(new Float64Array(4), dtype, new Uint8Array(4 * size + 1)), (e) => isPmaError(e, "INTERNAL"));
+    assert.throws(
+      () => encodeFloats(new Float64Array(4), dtype, new Uint8Array(4 * size + 1)),
+      (e) => isPmaError(e, "INTERNAL"),
+    );
   });
 }
 
 test("half-width dtypes survive decode then encode bit for bit (NaNs excepted)", () => {
-  for (const [dtype, format] of [["BF16", BF16], ["F16", F16]] as const) {
-    const bits = Uint16Array.from({ length: 65536 }, (_, i) => i).filter((b) => !Number.isNaN(valueOf(format, b)));
+  for (const [dtype, format] of [
+    ["BF16", BF16],
+    ["F16", F16],
+  ] as const) {
+    const bits = Uint16Array.from({ length: 65536 }, (_, i) => i).filter(
+      (b) => !Number.isNaN(valueOf(format, b)),
+    );
     const bytes = new Uint8Array(bits.buffer);
     for (const wide of [new Float32Array(bits.length), new Float64Array(bits.length)]) {
       decodeFloats(bytes, dtype, wide);

@@ -4,7 +4,15 @@ import { f16round } from "@petamoriken/float16";
 import { bf16ToNumber, decodeBf16, encodeBf16, numberToBf16 } from "../src/tensor/bf16.js";
 import { decodeF16, encodeF16, f16ToNumber, numberToF16 } from "../src/tensor/f16.js";
 import { isPmaError } from "../src/common/errors.js";
-import { BF16, F16, isNaNBits, nearestBits, randomDoubles, valueOf, type FloatFormat } from "./helpers/float-reference.js";
+import {
+  BF16,
+  F16,
+  isNaNBits,
+  nearestBits,
+  randomDoubles,
+  valueOf,
+  type FloatFormat,
+} from "./helpers/float-reference.js";
 
 interface Impl {
   format: FloatFormat;
@@ -18,16 +26,40 @@ interface Impl {
 }
 
 const IMPLS: Impl[] = [
-  { format: BF16, toNumber: bf16ToNumber, fromNumber: numberToBf16, decode: decodeBf16, encode: encodeBf16, minExp: -140, maxExp: 128 },
-  { format: F16, toNumber: f16ToNumber, fromNumber: numberToF16, decode: decodeF16, encode: encodeF16, minExp: -27, maxExp: 16 },
+  {
+    format: BF16,
+    toNumber: bf16ToNumber,
+    fromNumber: numberToBf16,
+    decode: decodeBf16,
+    encode: encodeBf16,
+    minExp: -140,
+    maxExp: 128,
+  },
+  {
+    format: F16,
+    toNumber: f16ToNumber,
+    fromNumber: numberToF16,
+    decode: decodeF16,
+    encode: encodeF16,
+    minExp: -27,
+    maxExp: 16,
+  },
 ];
 
 const ALL_PATTERNS = Uint16Array.from({ length: 65536 }, (_, i) => i);
 
-function assertSameBits(f: FloatFormat, actual: Uint16Array, expected: ArrayLike<number>, inputs: ArrayLike<number>, label: string): void {
+function assertSameBits(
+  f: FloatFormat,
+  actual: Uint16Array,
+  expected: ArrayLike<number>,
+  inputs: ArrayLike<number>,
+  label: string,
+): void {
   for (let i = 0; i < expected.length; i++) {
     if (actual[i] !== expected[i]) {
-      assert.fail(`${f.name} ${label}: input ${inputs[i]} gave 0x${actual[i]!.toString(16)}, nearest-even is 0x${expected[i]!.toString(16)}`);
+      assert.fail(
+        `${f.name} ${label}: input ${inputs[i]} gave 0x${actual[i]!.toString(16)}, nearest-even is 0x${expected[i]!.toString(16)}`,
+      );
     }
   }
 }
@@ -56,8 +88,14 @@ for (const impl of IMPLS) {
     impl.decode(ALL_PATTERNS, wide64);
     for (let b = 0; b < 65536; b++) {
       const expected = valueOf(f, b);
-      assert.ok(Object.is(impl.toNumber(b), expected), `${f.name} 0x${b.toString(16)}: ${impl.toNumber(b)} vs ${expected}`);
-      assert.ok(Object.is(wide32[b], expected) && Object.is(wide64[b], expected), `${f.name} bulk 0x${b.toString(16)}`);
+      assert.ok(
+        Object.is(impl.toNumber(b), expected),
+        `${f.name} 0x${b.toString(16)}: ${impl.toNumber(b)} vs ${expected}`,
+      );
+      assert.ok(
+        Object.is(wide32[b], expected) && Object.is(wide64[b], expected),
+        `${f.name} bulk 0x${b.toString(16)}`,
+      );
     }
   });
 
@@ -74,7 +112,13 @@ for (const impl of IMPLS) {
     const as32 = Float32Array.from(inputs);
     const from32 = new Uint16Array(as32.length);
     impl.encode(as32, from32);
-    assertSameBits(f, from32, Float64Array.from(as32, (x) => nearestBits(f, x)), as32, "from Float32Array");
+    assertSameBits(
+      f,
+      from32,
+      Float64Array.from(as32, (x) => nearestBits(f, x)),
+      as32,
+      "from Float32Array",
+    );
   });
 
   test(`${f.name}: random float64 inputs round once, directly to the nearest value`, () => {
@@ -85,7 +129,13 @@ for (const impl of IMPLS) {
     assertSameBits(f, out, expected, inputs, "random f64");
     const as32 = Float32Array.from(inputs);
     impl.encode(as32, out);
-    assertSameBits(f, out, Float64Array.from(as32, (x) => nearestBits(f, x)), as32, "random f32");
+    assertSameBits(
+      f,
+      out,
+      Float64Array.from(as32, (x) => nearestBits(f, x)),
+      as32,
+      "random f32",
+    );
   });
 
   test(`${f.name}: NaN stays NaN (quiet), infinities and signed zeros are kept`, () => {
@@ -95,9 +145,15 @@ for (const impl of IMPLS) {
     const out = new Uint16Array(nans.length);
     impl.encode(nans, out);
     for (let i = 0; i < out.length; i++) {
-      assert.ok(isNaNBits(f, out[i]!), `${f.name}: f32 bits 0x${nanBits[i]!.toString(16)} gave 0x${out[i]!.toString(16)}`);
+      assert.ok(
+        isNaNBits(f, out[i]!),
+        `${f.name}: f32 bits 0x${nanBits[i]!.toString(16)} gave 0x${out[i]!.toString(16)}`,
+      );
       const quietBit = 2 ** (f.mantissaBits - 1);
-      assert.ok(Math.floor(out[i]! / quietBit) % 2 === 1, `${f.name}: NaN 0x${out[i]!.toString(16)} is not quiet`);
+      assert.ok(
+        Math.floor(out[i]! / quietBit) % 2 === 1,
+        `${f.name}: NaN 0x${out[i]!.toString(16)} is not quiet`,
+      );
       assert.equal(out[i]! >= f.signBit, nanBits[i]! >= 0x80000000, "NaN sign kept");
     }
     assert.ok(isNaNBits(f, impl.fromNumber(NaN)));
@@ -124,8 +180,14 @@ for (const impl of IMPLS) {
   });
 
   test(`${f.name}: bulk calls refuse a destination of the wrong length`, () => {
-    assert.throws(() => impl.encode(new Float32Array(4), new Uint16Array(3)), (e) => isPmaError(e, "INTERNAL"));
-    assert.throws(() => impl.decode(new Uint16Array(4), new Float64Array(5)), (e) => isPmaError(e, "INTERNAL"));
+    assert.throws(
+      () => impl.encode(new Float32Array(4), new Uint16Array(3)),
+      (e) => isPmaError(e, "INTERNAL"),
+    );
+    assert.throws(
+      () => impl.decode(new Uint16Array(4), new Float64Array(5)),
+      (e) => isPmaError(e, "INTERNAL"),
+    );
   });
 }
 

@@ -18,7 +18,8 @@ import {
 function rejects(fn: () => unknown, field: string | RegExp): void {
   assert.throws(fn, (e: unknown) => {
     assert.ok(isPmaError(e, "CONFIG_INVALID"), `expected CONFIG_INVALID, got ${String(e)}`);
-    if (typeof field === "string") assert.ok(e.message.includes(field), `"${e.message}" does not name ${field}`);
+    if (typeof field === "string")
+      assert.ok(e.message.includes(field), `"${e.message}" does not name ${field}`);
     else assert.match(e.message, field);
     return true;
   });
@@ -51,7 +52,10 @@ test("defaults are the lab notes' small dense model and optimizer", () => {
 test("an empty file, null and {} all give the defaults; the resolved config round-trips through YAML", () => {
   assert.deepEqual(parseTrainConfigYaml("", "empty.yaml"), DEFAULT_TRAIN_CONFIG);
   assert.deepEqual(parseTrainConfig(null, "x"), DEFAULT_TRAIN_CONFIG);
-  const c = parseTrainConfigYaml("model: {preset: moe}\nschedule: {kind: wsd, lr: 1e-3}\ncheckpointing: {dtype: bf16}\n", "run.yaml");
+  const c = parseTrainConfigYaml(
+    "model: {preset: moe}\nschedule: {kind: wsd, lr: 1e-3}\ncheckpointing: {dtype: bf16}\n",
+    "run.yaml",
+  );
   assert.deepEqual(parseTrainConfigYaml(trainConfigToYaml(c), "again.yaml"), c);
   assert.deepEqual(parseTrainConfig(JSON.parse(JSON.stringify(c)), "json"), c);
 });
@@ -91,7 +95,14 @@ test("the moe preset gives 8 experts of half the dense width, top-2", () => {
 });
 
 test("schedule defaults for cosine and wsd span the run; wsd decays over its last 20%", () => {
-  const w = parseTrainConfig({ schedule: { kind: "wsd" }, training: { max_tokens: 1_000_000 }, data: { micro_batch: 1, grad_accum: 1, seq_len: 100 } }, "x");
+  const w = parseTrainConfig(
+    {
+      schedule: { kind: "wsd" },
+      training: { max_tokens: 1_000_000 },
+      data: { micro_batch: 1, grad_accum: 1, seq_len: 100 },
+    },
+    "x",
+  );
   // warmup 50 steps of 100 tokens = 5000; remaining 995000: decay 199000, stable 796000.
   assert.equal(w.schedule.warmup_tokens, 5000);
   assert.equal(w.schedule.decay_tokens, 199_000);
@@ -104,34 +115,78 @@ test("schedule defaults for cosine and wsd span the run; wsd decays over its las
 
 test("a fork's new schedule starts at the fork's tokens without warmup; an untouched schedule is kept", () => {
   const parent = parseTrainConfig({ training: { max_tokens: 400_000 } }, "parent");
-  const fork = parseTrainConfig({ schedule: { kind: "wsd", stable_tokens: 0, decay_tokens: 100_000 } }, "fork", { base: parent, forkTokens: 200_704 });
+  const fork = parseTrainConfig(
+    { schedule: { kind: "wsd", stable_tokens: 0, decay_tokens: 100_000 } },
+    "fork",
+    { base: parent, forkTokens: 200_704 },
+  );
   assert.equal(fork.schedule.start_tokens, 200_704);
   assert.equal(fork.schedule.warmup_tokens, 0);
   assert.equal(fork.schedule.lr, parent.schedule.lr);
   const s = scheduleSpec(fork.schedule);
   assert.equal(lrAt(s, 200_704), parent.schedule.lr);
   assert.equal(lrAt(s, 250_704), parent.schedule.lr / 2);
-  const same = parseTrainConfig({ training: { max_tokens: 800_000 } }, "resume", { base: parent, forkTokens: 200_704 });
+  const same = parseTrainConfig({ training: { max_tokens: 800_000 } }, "resume", {
+    base: parent,
+    forkTokens: 200_704,
+  });
   assert.deepEqual(same.schedule, parent.schedule);
   assert.equal(same.training.max_tokens, 800_000);
 });
 
 test("invalid configs name the file and the field", () => {
   rejects(() => parseTrainConfigYaml("modle: {}", "run.yaml"), /run\.yaml: modle is not a config section/);
-  rejects(() => parseTrainConfigYaml("optimizer: {betas: [0.9, 0.95]}", "run.yaml"), "optimizer.betas is not a known field");
-  rejects(() => parseTrainConfigYaml("schedule: {lr: fast}", "run.yaml"), 'run.yaml: schedule.lr must be a finite number, got "fast"');
+  rejects(
+    () => parseTrainConfigYaml("optimizer: {betas: [0.9, 0.95]}", "run.yaml"),
+    "optimizer.betas is not a known field",
+  );
+  rejects(
+    () => parseTrainConfigYaml("schedule: {lr: fast}", "run.yaml"),
+    'run.yaml: schedule.lr must be a finite number, got "fast"',
+  );
   rejects(() => parseTrainConfigYaml("schedule: {lr: -1}", "run.yaml"), "schedule.lr must be >= 0");
-  rejects(() => parseTrainConfigYaml("schedule: {kind: linear}", "run.yaml"), "schedule.kind must be one of constant, cosine, wsd");
-  rejects(() => parseTrainConfigYaml("schedule: {kind: constant, decay_tokens: 5}", "run.yaml"), "schedule.decay_tokens is not a known field");
-  rejects(() => parseTrainConfigYaml("data: {seq_len: 0}", "run.yaml"), "data.seq_len must be an integer >= 1");
-  rejects(() => parseTrainConfigYaml("data: {micro_batch: 2.5}", "run.yaml"), "data.micro_batch must be an integer");
+  rejects(
+    () => parseTrainConfigYaml("schedule: {kind: linear}", "run.yaml"),
+    "schedule.kind must be one of constant, cosine, wsd",
+  );
+  rejects(
+    () => parseTrainConfigYaml("schedule: {kind: constant, decay_tokens: 5}", "run.yaml"),
+    "schedule.decay_tokens is not a known field",
+  );
+  rejects(
+    () => parseTrainConfigYaml("data: {seq_len: 0}", "run.yaml"),
+    "data.seq_len must be an integer >= 1",
+  );
+  rejects(
+    () => parseTrainConfigYaml("data: {micro_batch: 2.5}", "run.yaml"),
+    "data.micro_batch must be an integer",
+  );
   rejects(() => parseTrainConfigYaml("training: {max_tokens: 4 million}", "run.yaml"), "training.max_tokens");
-  rejects(() => parseTrainConfigYaml("training: {backend: cuda}", "run.yaml"), "training.backend must be one of auto, blas, wasm, js");
-  rejects(() => parseTrainConfigYaml("checkpointing: {dtype: fp8}", "run.yaml"), "checkpointing.dtype must be one of f32, bf16");
+  rejects(
+    () => parseTrainConfigYaml("training: {backend: cuda}", "run.yaml"),
+    "training.backend must be one of auto, blas, wasm, js",
+  );
+  rejects(
+    () => parseTrainConfigYaml("checkpointing: {dtype: fp8}", "run.yaml"),
+    "checkpointing.dtype must be one of f32, bf16",
+  );
   rejects(() => parseTrainConfigYaml("optimizer: {beta2: 1}", "run.yaml"), "optimizer.beta2 must be < 1");
-  rejects(() => parseTrainConfigYaml("model: {num_local_experts: 8}", "run.yaml"), "model.num_local_experts must be 0 for preset dense");
-  rejects(() => parseTrainConfigYaml("model: {num_attention_heads: 3, hidden_size: 96, num_key_value_heads: 2}", "run.yaml"), "num_attention_heads (3) must be a multiple of num_key_value_heads (2)");
-  rejects(() => parseTrainConfigYaml("model: {max_position_embeddings: 64}", "run.yaml"), "model.max_position_embeddings must be >= data.seq_len (128)");
+  rejects(
+    () => parseTrainConfigYaml("model: {num_local_experts: 8}", "run.yaml"),
+    "model.num_local_experts must be 0 for preset dense",
+  );
+  rejects(
+    () =>
+      parseTrainConfigYaml(
+        "model: {num_attention_heads: 3, hidden_size: 96, num_key_value_heads: 2}",
+        "run.yaml",
+      ),
+    "num_attention_heads (3) must be a multiple of num_key_value_heads (2)",
+  );
+  rejects(
+    () => parseTrainConfigYaml("model: {max_position_embeddings: 64}", "run.yaml"),
+    "model.max_position_embeddings must be >= data.seq_len (128)",
+  );
   rejects(() => parseTrainConfigYaml("model: [1, 2]", "run.yaml"), "model must be a mapping");
   rejects(() => parseTrainConfigYaml("model: {hidden_size: 64", "run.yaml"), /run\.yaml: not valid YAML/);
   rejects(() => parseTrainConfigYaml("- a\n- b", "run.yaml"), "must be a mapping of sections");

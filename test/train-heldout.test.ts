@@ -21,7 +21,13 @@ test("windows tile the stream without overlap; a budget takes evenly spaced ones
 
 test("batched, padded held-out loss equals a float64 reference computed window by window", () => {
   const config = resolveConfig({
-    vocab_size: 37, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, max_position_embeddings: 8, num_local_experts: 3,
+    vocab_size: 37,
+    hidden_size: 16,
+    intermediate_size: 24,
+    num_hidden_layers: 2,
+    num_attention_heads: 2,
+    max_position_embeddings: 8,
+    num_local_experts: 3,
   });
   const backend = createJsBackend();
   const r = rng(5);

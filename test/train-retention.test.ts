@@ -46,12 +46,24 @@ function expectedRemaining(saved: number[], keepLast: number, keepEveryTokens: n
   return saved.filter((s) => last.includes(s) || (keepEveryTokens > 0 && (s * TPS) % keepEveryTokens === 0));
 }
 
-const savedSteps = (end: number): number[] => [...Array.from({ length: Math.floor(end / EVERY) }, (_, i) => (i + 1) * EVERY), ...(end % EVERY === 0 ? [] : [end])];
+const savedSteps = (end: number): number[] => [
+  ...Array.from({ length: Math.floor(end / EVERY) }, (_, i) => (i + 1) * EVERY),
+  ...(end % EVERY === 0 ? [] : [end]),
+];
 
-interface LogLine { type: string; step: number; checkpoint?: string; checkpoint_step?: number; checkpoint_tokens?: number }
+interface LogLine {
+  type: string;
+  step: number;
+  checkpoint?: string;
+  checkpoint_step?: number;
+  checkpoint_tokens?: number;
+}
 
 function readLog(run: string): LogLine[] {
-  return readFileSync(join(run, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as LogLine);
+  return readFileSync(join(run, "log.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as LogLine);
 }
 
 test("the policy keeps the newest N, the V grid, the newest and protected steps, and nothing after the newest", () => {
@@ -69,12 +81,15 @@ test("the policy keeps the newest N, the V grid, the newest and protected steps,
 describe("retention config", () => {
   /** Asserts CONFIG_INVALID naming the file and the field. */
   function rejects(yaml: string, pattern: RegExp): void {
-    assert.throws(() => parseTrainConfigYaml(yaml, "run.yaml"), (e: unknown) => {
-      assert.ok(isPmaError(e, "CONFIG_INVALID"), String(e));
-      assert.match(e.message, /^run\.yaml: checkpointing\.keep_/);
-      assert.match(e.message, pattern);
-      return true;
-    });
+    assert.throws(
+      () => parseTrainConfigYaml(yaml, "run.yaml"),
+      (e: unknown) => {
+        assert.ok(isPmaError(e, "CONFIG_INVALID"), String(e));
+        assert.match(e.message, /^run\.yaml: checkpointing\.keep_/);
+        assert.match(e.message, pattern);
+        return true;
+      },
+    );
   }
 
   test("defaults keep everything; values and token suffixes are read", () => {
@@ -82,19 +97,30 @@ describe("retention config", () => {
     assert.equal(d.keep_last, 0);
     assert.equal(d.keep_every_tokens, 0);
     // 25 steps of 4096 tokens between checkpoints by default; 10 of them is 1024000 tokens.
-    const c = parseTrainConfigYaml("checkpointing: {keep_last: 3, keep_every_tokens: 1024000}", "run.yaml").checkpointing;
+    const c = parseTrainConfigYaml(
+      "checkpointing: {keep_last: 3, keep_every_tokens: 1024000}",
+      "run.yaml",
+    ).checkpointing;
     assert.equal(c.keep_last, 3);
     assert.equal(c.keep_every_tokens, 1024000);
-    const k = parseTrainConfigYaml("checkpointing: {every_tokens: 8192, keep_last: 1, keep_every_tokens: 4096k}", "run.yaml").checkpointing;
+    const k = parseTrainConfigYaml(
+      "checkpointing: {every_tokens: 8192, keep_last: 1, keep_every_tokens: 4096k}",
+      "run.yaml",
+    ).checkpointing;
     assert.equal(k.keep_every_tokens, 4_096_000);
     // every_tokens is rounded to whole steps (100k: 24 steps), and the grid must sit on that spacing.
-    rejects("checkpointing: {every_tokens: 100k, keep_last: 1, keep_every_tokens: 4M}", /spacing, 98304 tokens/);
+    rejects(
+      "checkpointing: {every_tokens: 100k, keep_last: 1, keep_every_tokens: 4M}",
+      /spacing, 98304 tokens/,
+    );
   });
 
   test("a state saved before retention existed resumes with everything kept", () => {
     const old = parseTrainConfig({}, "defaults");
     const { keep_last: _a, keep_every_tokens: _b, ...before } = old.checkpointing;
-    const c = parseTrainConfig({}, "run.yaml", { base: { ...old, checkpointing: before as typeof old.checkpointing } });
+    const c = parseTrainConfig({}, "run.yaml", {
+      base: { ...old, checkpointing: before as typeof old.checkpointing },
+    });
     assert.equal(c.checkpointing.keep_last, 0);
     assert.equal(c.checkpointing.keep_every_tokens, 0);
   });
@@ -103,10 +129,22 @@ describe("retention config", () => {
     rejects("checkpointing: {keep_last: -1}", /keep_last must be an integer >= 0, got -1/);
     rejects("checkpointing: {keep_last: 2.5}", /keep_last must be an integer >= 0/);
     rejects("checkpointing: {keep_last: two}", /keep_last must be an integer >= 0, got "two"/);
-    rejects("checkpointing: {keep_last: 1, keep_every_tokens: -4096}", /keep_every_tokens must be a whole number of tokens >= 0/);
-    rejects("checkpointing: {keep_last: 1, keep_every_tokens: 4096}", /keep_every_tokens must be a multiple of the checkpoint spacing, 102400 tokens .*got 4096/);
-    rejects("checkpointing: {keep_every_tokens: 102400}", /keep_every_tokens needs checkpointing\.keep_last >= 1/);
-    rejects("checkpointing: {every_tokens: 0, keep_last: 1, keep_every_tokens: 102400}", /keep_every_tokens needs checkpointing\.every_tokens > 0/);
+    rejects(
+      "checkpointing: {keep_last: 1, keep_every_tokens: -4096}",
+      /keep_every_tokens must be a whole number of tokens >= 0/,
+    );
+    rejects(
+      "checkpointing: {keep_last: 1, keep_every_tokens: 4096}",
+      /keep_every_tokens must be a multiple of the checkpoint spacing, 102400 tokens .*got 4096/,
+    );
+    rejects(
+      "checkpointing: {keep_every_tokens: 102400}",
+      /keep_every_tokens needs checkpointing\.keep_last >= 1/,
+    );
+    rejects(
+      "checkpointing: {every_tokens: 0, keep_last: 1, keep_every_tokens: 102400}",
+      /keep_every_tokens needs checkpointing\.every_tokens > 0/,
+    );
   });
 });
 
@@ -133,10 +171,16 @@ describe("pruning in real runs", () => {
     assert.deepEqual(expected, [6, 12, 16, 17]); // the same, by hand
     assert.deepEqual(checkpointSteps(dir("full")), expected);
     const scan = await discoverRun(dir("full"));
-    assert.deepEqual(scan.checkpoints.map((c) => c.step), expected);
+    assert.deepEqual(
+      scan.checkpoints.map((c) => c.step),
+      expected,
+    );
     assert.equal(readdirSync(dir("full")).filter((n) => n.startsWith(".")).length, 0, "no hidden leftovers");
     const pruned = readLog(dir("full")).filter((l) => l.type === "prune");
-    assert.deepEqual(pruned.map((l) => l.checkpoint_step).sort((a, b) => a! - b!), saved.filter((s) => !expected.includes(s)));
+    assert.deepEqual(
+      pruned.map((l) => l.checkpoint_step).sort((a, b) => a! - b!),
+      saved.filter((s) => !expected.includes(s)),
+    );
     for (const l of pruned) {
       assert.equal(l.checkpoint, `checkpoint-${l.checkpoint_step}`);
       assert.equal(l.checkpoint_tokens, l.checkpoint_step! * TPS);
@@ -163,20 +207,35 @@ describe("pruning in real runs", () => {
     const leftover = join(dir("split"), ".deleting-checkpoint-2");
     mkdirSync(leftover);
     writeFileSync(join(leftover, "model.safetensors"), "partial");
-    assert.deepEqual((await discoverRun(dir("split"))).checkpoints.map((c) => c.step), checkpointSteps(dir("split")));
+    assert.deepEqual(
+      (await discoverRun(dir("split"))).checkpoints.map((c) => c.step),
+      checkpointSteps(dir("split")),
+    );
     const notes: string[] = [];
-    const second = await run({ resume: dir("split"), onEvent: (e) => e.type === "note" && notes.push(e.message) });
+    const second = await run({
+      resume: dir("split"),
+      onEvent: (e) => e.type === "note" && notes.push(e.message),
+    });
     assert.equal(second.step, END);
     assert.equal(existsSync(leftover), false);
-    assert.ok(notes.some((n) => n.includes(".deleting-checkpoint-2")), notes.join("\n"));
+    assert.ok(
+      notes.some((n) => n.includes(".deleting-checkpoint-2")),
+      notes.join("\n"),
+    );
     for (const file of ["model.safetensors", "pma_optimizer.safetensors"]) {
       const a = readFileSync(join(dir("full"), `checkpoint-${END}`, file));
       const b = readFileSync(join(dir("split"), `checkpoint-${END}`, file));
       assert.ok(a.equals(b), `${file} differs`);
     }
     // The resumed process never deletes the checkpoint it started from (K); otherwise as uninterrupted.
-    assert.deepEqual(checkpointSteps(dir("split")), [...new Set([...expectedRemaining(savedSteps(END), KEEP_LAST, V), K])].sort((a, b) => a - b));
-    const steps = (r: string) => readLog(r).filter((l) => l.type === "step").map((l) => l.step);
+    assert.deepEqual(
+      checkpointSteps(dir("split")),
+      [...new Set([...expectedRemaining(savedSteps(END), KEEP_LAST, V), K])].sort((a, b) => a - b),
+    );
+    const steps = (r: string) =>
+      readLog(r)
+        .filter((l) => l.type === "step")
+        .map((l) => l.step);
     assert.deepEqual(steps(dir("split")), steps(dir("full")));
   });
 });

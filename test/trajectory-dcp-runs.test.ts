@@ -33,20 +33,41 @@ async function assertReference(dir: string): Promise<void> {
   const ckpt = await openDcp(dir);
   const r = new DcpReader(ckpt);
   const ref = await SafetensorsFile.open(`${TRAJ}reference-sma.safetensors`);
-  for (const [name, t] of ref.tensors) assert.deepEqual(Buffer.from(r.readElements(name, 0, t.shape.reduce((a, b) => a * b, 1))), Buffer.from(await ref.read(name)), name);
+  for (const [name, t] of ref.tensors)
+    assert.deepEqual(
+      Buffer.from(
+        r.readElements(
+          name,
+          0,
+          t.shape.reduce((a, b) => a * b, 1),
+        ),
+      ),
+      Buffer.from(await ref.read(name)),
+      name,
+    );
   r.close();
   await ref.close();
 }
 
 describe("runs of distributed checkpoints", () => {
   it("Megatron torch_dist iter_* runs are discovered and ordered by tokens; pma init writes iter_XXXXXXX and touches the tracker only with --activate", async () => {
-    const run = makeRun("megatron", (s) => `iter_${String(s).padStart(7, "0")}`, (r) => fs.writeFileSync(join(r, "latest_checkpointed_iteration.txt"), "300"));
+    const run = makeRun(
+      "megatron",
+      (s) => `iter_${String(s).padStart(7, "0")}`,
+      (r) => fs.writeFileSync(join(r, "latest_checkpointed_iteration.txt"), "300"),
+    );
     // A half-written checkpoint (no .metadata yet, as while DCP is still saving) is skipped.
     fs.cpSync(`${TRAJ}step-300`, join(run, "iter_0000400"), { recursive: true });
     fs.rmSync(join(run, "iter_0000400", ".metadata"));
     const scan = await discoverRun(run);
-    assert.deepEqual(scan.checkpoints.map((c) => [c.name, c.step, c.tokens, c.tokensFrom]), STEPS.map((s) => [`iter_${String(s).padStart(7, "0")}`, s, s * 33554432, "checkpoint"]));
-    assert.deepEqual(scan.skipped.map((s) => s.path), [join(run, "iter_0000400")]);
+    assert.deepEqual(
+      scan.checkpoints.map((c) => [c.name, c.step, c.tokens, c.tokensFrom]),
+      STEPS.map((s) => [`iter_${String(s).padStart(7, "0")}`, s, s * 33554432, "checkpoint"]),
+    );
+    assert.deepEqual(
+      scan.skipped.map((s) => s.path),
+      [join(run, "iter_0000400")],
+    );
     assert.equal(scan.checkpoints[0]!.parameters, 7248);
 
     const out = join(tmp, "megatron-init");
@@ -58,9 +79,22 @@ describe("runs of distributed checkpoints", () => {
     assert.match(record.notes.join("\n"), /--activate/);
 
     const activated = join(tmp, "megatron-init-activated");
-    await pmaInit({ run, out: activated, before: 301, count: 3, margin: 0, accumulate: "f64", scan, activate: true });
+    await pmaInit({
+      run,
+      out: activated,
+      before: 301,
+      count: 3,
+      margin: 0,
+      accumulate: "f64",
+      scan,
+      activate: true,
+    });
     assert.equal(fs.readFileSync(join(activated, "latest_checkpointed_iteration.txt"), "utf8"), "300");
-    assert.equal(fs.readFileSync(join(run, "latest_checkpointed_iteration.txt"), "utf8"), "300", "the run's own tracker is untouched");
+    assert.equal(
+      fs.readFileSync(join(run, "latest_checkpointed_iteration.txt"), "utf8"),
+      "300",
+      "the run's own tracker is untouched",
+    );
   });
 
   it("torchtitan step-N runs: pma init writes step-N", async () => {
@@ -73,14 +107,21 @@ describe("runs of distributed checkpoints", () => {
   });
 
   it("OLMo-core stepN/model_and_optim runs: pma init writes stepN/model_and_optim with train/ copied", async () => {
-    const run = makeRun("olmo", (s) => `step${s}/model_and_optim`, (r) => {
-      for (const s of STEPS) {
-        fs.mkdirSync(join(r, `step${s}`, "train"));
-        fs.writeFileSync(join(r, `step${s}`, "train", "rank0.pt"), `trainer state ${s}`);
-      }
-    });
+    const run = makeRun(
+      "olmo",
+      (s) => `step${s}/model_and_optim`,
+      (r) => {
+        for (const s of STEPS) {
+          fs.mkdirSync(join(r, `step${s}`, "train"));
+          fs.writeFileSync(join(r, `step${s}`, "train", "rank0.pt"), `trainer state ${s}`);
+        }
+      },
+    );
     const scan = await discoverRun(run);
-    assert.deepEqual(scan.checkpoints.map((c) => c.path), STEPS.map((s) => join(run, `step${s}`, "model_and_optim")));
+    assert.deepEqual(
+      scan.checkpoints.map((c) => c.path),
+      STEPS.map((s) => join(run, `step${s}`, "model_and_optim")),
+    );
     const out = join(tmp, "olmo-init");
     const record = await pmaInit({ run, out, before: 301, count: 3, margin: 0, accumulate: "f64", scan });
     assert.equal(record.checkpoint, join(out, "step300", "model_and_optim"));
@@ -91,7 +132,20 @@ describe("runs of distributed checkpoints", () => {
   it("pma plan and pma merge --run choose DCP checkpoints by tokens", async () => {
     const run = makeRun("cli", (s) => `step-${s}`);
     const out = join(tmp, "cli-merged");
-    const { stdout } = await promisify(execFile)(process.execPath, [PMA, "merge", "--run", run, "--interval", "3.3e9", "--count", "3", "--accumulate", "f64", "--out", out]);
+    const { stdout } = await promisify(execFile)(process.execPath, [
+      PMA,
+      "merge",
+      "--run",
+      run,
+      "--interval",
+      "3.3e9",
+      "--count",
+      "3",
+      "--accumulate",
+      "f64",
+      "--out",
+      out,
+    ]);
     assert.match(stdout, /ordered by/);
     await assertReference(out);
   });

@@ -7,7 +7,14 @@ import { bf16ToNumber, numberToBf16 } from "../src/tensor/bf16.js";
 import { explainInit } from "../src/trajectory/init-explain.js";
 import { INIT_RECORD_FILE, pmaInit, type InitRecord } from "../src/trajectory/init.js";
 import { tempDir, treeHash } from "./helpers/fixtures.js";
-import { lossCurve, readJson, readTensors, TRAINER_FILES, writeSpikyRun, type LogKind } from "./helpers/spiky-run.js";
+import {
+  lossCurve,
+  readJson,
+  readTensors,
+  TRAINER_FILES,
+  writeSpikyRun,
+  type LogKind,
+} from "./helpers/spiky-run.js";
 
 const STEPS = 600;
 
@@ -38,7 +45,10 @@ describe("pma init (PMA-init)", () => {
 
     assert.equal(r.reason.kind, "spike");
     assert.equal(r.reason.kind === "spike" && r.reason.event.startStep, 420);
-    assert.deepEqual(r.checkpoints.map((c) => c.step), [200, 300, 400]);
+    assert.deepEqual(
+      r.checkpoints.map((c) => c.step),
+      [200, 300, 400],
+    );
     assert.equal(r.checkpoint, join(out, "checkpoint-400"));
     assert.equal(r.step, 400);
     assert.equal(r.tokens, 400_000);
@@ -57,22 +67,32 @@ describe("pma init (PMA-init)", () => {
     }
     // The trainer's state is the latest healthy checkpoint's, byte for byte.
     for (const f of [...TRAINER_FILES, "trainer_state.json", "config.json", "tokenizer.json"]) {
-      assert.deepEqual(await readFile(join(r.checkpoint, f)), await readFile(join(dir, "checkpoint-400", f)), f);
+      assert.deepEqual(
+        await readFile(join(r.checkpoint, f)),
+        await readFile(join(dir, "checkpoint-400", f)),
+        f,
+      );
     }
-    assert.deepEqual(await files(r.checkpoint), [
-      "config.json",
-      "model.safetensors",
-      "optimizer.pt",
-      INIT_RECORD_FILE,
-      "pma_merge.json",
-      "rng_state.pth",
-      "scheduler.pt",
-      "tokenizer.json",
-      "trainer_state.json",
-      "training_args.bin",
-    ].sort());
+    assert.deepEqual(
+      await files(r.checkpoint),
+      [
+        "config.json",
+        "model.safetensors",
+        "optimizer.pt",
+        INIT_RECORD_FILE,
+        "pma_merge.json",
+        "rng_state.pth",
+        "scheduler.pt",
+        "tokenizer.json",
+        "trainer_state.json",
+        "training_args.bin",
+      ].sort(),
+    );
     const written = (await readJson(join(r.checkpoint, INIT_RECORD_FILE))) as unknown as InitRecord;
-    assert.deepEqual(written.checkpoints.map((c) => c.coefficient), r.merge.coefficients);
+    assert.deepEqual(
+      written.checkpoints.map((c) => c.coefficient),
+      r.merge.coefficients,
+    );
     assert.equal(written.optimizer, "latest");
     assert.deepEqual(await treeHash(dir), hashBefore, "the run is not touched");
     assert.deepEqual(await files(out), ["checkpoint-400"], "nothing but the checkpoint in --out");
@@ -90,27 +110,53 @@ describe("pma init (PMA-init)", () => {
       const r = await pmaInit({ run: dir, out: fresh(), threads: 1 });
       assert.equal(r.log?.format, log);
       assert.equal(r.reason.kind === "spike" && r.reason.event.startStep, 420);
-      assert.deepEqual(r.checkpoints.map((c) => c.step), [200, 300, 400]);
+      assert.deepEqual(
+        r.checkpoints.map((c) => c.step),
+        [200, 300, 400],
+      );
     });
   }
 
   test("a spike right after a checkpoint excludes it: the loss at step s measures the weights of step s-1", async () => {
     const dir = await run("pma-jsonl", lossCurve(STEPS, { divergeAt: 401 }));
     const r = await pmaInit({ run: dir, out: fresh(), count: 2, threads: 1 });
-    assert.deepEqual(r.checkpoints.map((c) => c.step), [200, 300]);
+    assert.deepEqual(
+      r.checkpoints.map((c) => c.step),
+      [200, 300],
+    );
     assert.equal(r.step, 300);
     const loose = await pmaInit({ run: dir, out: fresh(), count: 2, margin: 0, threads: 1 });
-    assert.deepEqual(loose.checkpoints.map((c) => c.step), [300, 400]);
+    assert.deepEqual(
+      loose.checkpoints.map((c) => c.step),
+      [300, 400],
+    );
   });
 
   test("--before STEP takes checkpoints strictly before it, and --count fewer than exist notes the shortfall", async () => {
     const dir = await run("pma-jsonl");
-    const r = await pmaInit({ run: dir, out: fresh(), before: 300, count: 3, method: { method: "ema", alpha: 0.5 }, threads: 1 });
+    const r = await pmaInit({
+      run: dir,
+      out: fresh(),
+      before: 300,
+      count: 3,
+      method: { method: "ema", alpha: 0.5 },
+      threads: 1,
+    });
     assert.equal(r.reason.kind, "step");
-    assert.deepEqual(r.checkpoints.map((c) => c.step), [100, 200]);
+    assert.deepEqual(
+      r.checkpoints.map((c) => c.step),
+      [100, 200],
+    );
     assert.deepEqual(r.merge.coefficients, [0.5, 0.5]);
-    assert.ok(r.notes.some((x) => /only 2 complete checkpoint/.test(x)), r.notes.join("; "));
-    assert.equal(r.reason.kind === "step" && r.reason.lossAtStep !== null, true, "the loss at STEP comes from the log");
+    assert.ok(
+      r.notes.some((x) => /only 2 complete checkpoint/.test(x)),
+      r.notes.join("; "),
+    );
+    assert.equal(
+      r.reason.kind === "step" && r.reason.lossAtStep !== null,
+      true,
+      "the loss at STEP comes from the log",
+    );
   });
 
   test("--optimizer reset leaves out optimizer.pt and scheduler.pt together, keeps RNG and trainer state", async () => {
@@ -119,8 +165,13 @@ describe("pma init (PMA-init)", () => {
     const r = await pmaInit({ run: dir, out: fresh(), optimizer: "reset", threads: 1 });
     const got = await files(r.checkpoint);
     assert.ok(!got.includes("optimizer.pt") && !got.includes("scheduler.pt"), got.join(","));
-    for (const f of ["rng_state.pth", "training_args.bin", "trainer_state.json"]) assert.ok(got.includes(f), f);
-    assert.deepEqual(r.omitted.map((o) => o.name).sort(), ["global_step400/", "optimizer.pt", "scheduler.pt"]);
+    for (const f of ["rng_state.pth", "training_args.bin", "trainer_state.json"])
+      assert.ok(got.includes(f), f);
+    assert.deepEqual(r.omitted.map((o) => o.name).sort(), [
+      "global_step400/",
+      "optimizer.pt",
+      "scheduler.pt",
+    ]);
     assert.match(explainInit(r), /LR schedule restarts/);
   });
 
@@ -128,7 +179,10 @@ describe("pma init (PMA-init)", () => {
     const dir = await run("pma-jsonl");
     await truncate(join(dir, "checkpoint-400", "model.safetensors"), 100);
     const r = await pmaInit({ run: dir, out: fresh(), threads: 1 });
-    assert.deepEqual(r.checkpoints.map((c) => c.step), [100, 200, 300]);
+    assert.deepEqual(
+      r.checkpoints.map((c) => c.step),
+      [100, 200, 300],
+    );
     assert.ok(r.notes.some((x) => x.includes("checkpoint-400")));
   });
 
@@ -152,7 +206,10 @@ describe("pma init (PMA-init)", () => {
     await assert.rejects(pmaInit({ run: dir, out, threads: 1 }), (e: unknown) => isPmaError(e, "EXISTS"));
     const again = await pmaInit({ run: dir, out, force: true, optimizer: "reset", threads: 1 });
     assert.ok(!(await files(again.checkpoint)).includes("optimizer.pt"));
-    await assert.rejects(pmaInit({ run: dir, out: dir, force: true, threads: 1 }), /checkpoint of the run itself/);
+    await assert.rejects(
+      pmaInit({ run: dir, out: dir, force: true, threads: 1 }),
+      /checkpoint of the run itself/,
+    );
   });
 
   test("an aborted init leaves nothing behind", async () => {
@@ -162,7 +219,9 @@ describe("pma init (PMA-init)", () => {
     await writeFile(join(out, "keep.txt"), "x");
     const ac = new AbortController();
     ac.abort();
-    await assert.rejects(pmaInit({ run: dir, out, signal: ac.signal, threads: 1 }), (e: unknown) => isPmaError(e, "INTERRUPTED"));
+    await assert.rejects(pmaInit({ run: dir, out, signal: ac.signal, threads: 1 }), (e: unknown) =>
+      isPmaError(e, "INTERRUPTED"),
+    );
     assert.deepEqual(await files(out), ["keep.txt"]);
   });
 });

@@ -6,7 +6,13 @@ import { join } from "node:path";
 import { isPmaError } from "../src/common/errors.js";
 import { type TensorboardScalar } from "../src/formats/tensorboard.js";
 import { writeTensorboardScalars } from "../src/formats/tensorboard-writer.js";
-import { parseCsvLog, parsePmaJsonl, parseTrainerState, readTrainingLog, type LogPoint } from "../src/trajectory/logs.js";
+import {
+  parseCsvLog,
+  parsePmaJsonl,
+  parseTrainerState,
+  readTrainingLog,
+  type LogPoint,
+} from "../src/trajectory/logs.js";
 
 async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "pma-logs-"));
@@ -45,7 +51,9 @@ test("pma JSONL: step and eval records merge per step; a partial last line is ig
 });
 
 test("pma JSONL: a complete last line without a newline is read; Python NaN literals are accepted", () => {
-  const log = parsePmaJsonl(`{"type":"step","step":1,"loss":NaN}\n{"type":"step","step":2,"loss":-Infinity,"grad_norm":Infinity}`);
+  const log = parsePmaJsonl(
+    `{"type":"step","step":1,"loss":NaN}\n{"type":"step","step":2,"loss":-Infinity,"grad_norm":Infinity}`,
+  );
   assert.equal(log.ignoredTailBytes, 0);
   assert.ok(Number.isNaN(log.points[0]!.loss));
   assert.equal(log.points[1]!.loss, Number.NEGATIVE_INFINITY);
@@ -54,7 +62,17 @@ test("pma JSONL: a complete last line without a newline is read; Python NaN lite
 
 test("pma JSONL: a resumed run replaces the abandoned tail", () => {
   const rec = (step: number, loss: number) => `{"type":"step","step":${step},"loss":${loss}}`;
-  const text = [rec(1, 5), rec(2, 4), rec(3, 9), rec(4, 12), `{"type":"eval","step":4,"val_loss":11}`, rec(3, 3.5), rec(4, 3.25), rec(5, 3)].join("\n") + "\n";
+  const text =
+    [
+      rec(1, 5),
+      rec(2, 4),
+      rec(3, 9),
+      rec(4, 12),
+      `{"type":"eval","step":4,"val_loss":11}`,
+      rec(3, 3.5),
+      rec(4, 3.25),
+      rec(5, 3),
+    ].join("\n") + "\n";
   const log = parsePmaJsonl(text);
   assert.equal(log.restarts, 1);
   assert.deepEqual(log.points, [
@@ -68,15 +86,25 @@ test("pma JSONL: a resumed run replaces the abandoned tail", () => {
 
 test("pma JSONL: a broken line before the end, or a bad field, names the file and line", () => {
   assert.throws(
-    () => parsePmaJsonl(`{"type":"step","step":1,"loss":2}\n{"type":"step",\n{"type":"step","step":3,"loss":2}\n`, "run/log.jsonl"),
+    () =>
+      parsePmaJsonl(
+        `{"type":"step","step":1,"loss":2}\n{"type":"step",\n{"type":"step","step":3,"loss":2}\n`,
+        "run/log.jsonl",
+      ),
     (e) => isPmaError(e, "LOG_INVALID") && e.message.startsWith("run/log.jsonl:2:"),
   );
   assert.throws(
     () => parsePmaJsonl(`\n{"type":"step","step":1,"loss":"high"}\n`, "f"),
     (e) => isPmaError(e, "LOG_INVALID") && e.message.startsWith("f:2:") && e.message.includes('"loss"'),
   );
-  assert.throws(() => parsePmaJsonl(`{"type":"step","step":1.5,"loss":2}\n`, "f"), (e) => isPmaError(e, "LOG_INVALID") && e.message.includes('"step"'));
-  assert.throws(() => parsePmaJsonl(`[1,2]\n{"type":"step","step":1,"loss":2}\n`, "f"), (e) => isPmaError(e, "LOG_INVALID") && e.message.startsWith("f:1:"));
+  assert.throws(
+    () => parsePmaJsonl(`{"type":"step","step":1.5,"loss":2}\n`, "f"),
+    (e) => isPmaError(e, "LOG_INVALID") && e.message.includes('"step"'),
+  );
+  assert.throws(
+    () => parsePmaJsonl(`[1,2]\n{"type":"step","step":1,"loss":2}\n`, "f"),
+    (e) => isPmaError(e, "LOG_INVALID") && e.message.startsWith("f:1:"),
+  );
 });
 
 // ---------------------------------------------------------------- trainer_state.json
@@ -114,10 +142,32 @@ test("trainer_state.json: training and eval entries, tokens, unknown keys, the s
   const text = trainerState([
     { epoch: 0.01, grad_norm: 4.5, learning_rate: 1e-5, loss: 10.25, num_input_tokens_seen: 40960, step: 10 },
     { epoch: 0.02, grad_norm: 2.5, learning_rate: 2e-5, loss: 8.5, num_input_tokens_seen: 81920, step: 20 },
-    { epoch: 0.02, eval_loss: 8.75, eval_runtime: 1.5, eval_samples_per_second: 100, num_input_tokens_seen: 81920, step: 20 },
-    { epoch: 0.03, grad_norm: 2.0, learning_rate: 3e-5, loss: 7.0, num_input_tokens_seen: 122880, step: 30, some_future_key: [1] },
+    {
+      epoch: 0.02,
+      eval_loss: 8.75,
+      eval_runtime: 1.5,
+      eval_samples_per_second: 100,
+      num_input_tokens_seen: 81920,
+      step: 20,
+    },
+    {
+      epoch: 0.03,
+      grad_norm: 2.0,
+      learning_rate: 3e-5,
+      loss: 7.0,
+      num_input_tokens_seen: 122880,
+      step: 30,
+      some_future_key: [1],
+    },
     { epoch: 0.04, grad_norm: 1.5, learning_rate: 4e-5, loss: 6.0, num_input_tokens_seen: 163840, step: 40 },
-    { epoch: 0.04, step: 40, total_flos: 1.2e15, train_loss: 7.9, train_runtime: 100, train_samples_per_second: 3.2 },
+    {
+      epoch: 0.04,
+      step: 40,
+      total_flos: 1.2e15,
+      train_loss: 7.9,
+      train_runtime: 100,
+      train_samples_per_second: 3.2,
+    },
   ]);
   const log = parseTrainerState(text, "trainer_state.json");
   assert.equal(log.format, "trainer-state");
@@ -133,7 +183,9 @@ test("trainer_state.json: Python's NaN for a diverged loss; tokens left out when
   const text = trainerState([
     { epoch: 0.01, grad_norm: 4.5, learning_rate: 1e-5, loss: 3, num_input_tokens_seen: 0, step: 10 },
     { epoch: 0.02, grad_norm: 0, learning_rate: 2e-5, loss: 0, step: 20 },
-  ]).replace('"loss": 0,', '"loss": NaN,').replace('"grad_norm": 0,', '"grad_norm": Infinity,');
+  ])
+    .replace('"loss": 0,', '"loss": NaN,')
+    .replace('"grad_norm": 0,', '"grad_norm": Infinity,');
   const log = parseTrainerState(text);
   assert.deepEqual(log.points[0], { step: 10, loss: 3, gradNorm: 4.5, lr: 1e-5 });
   assert.ok(Number.isNaN(log.points[1]!.loss));
@@ -141,13 +193,21 @@ test("trainer_state.json: Python's NaN for a diverged loss; tokens left out when
 });
 
 test("trainer_state.json: errors name the file and where", () => {
-  assert.throws(() => parseTrainerState(`{"global_step": 3}`, "ts.json"), (e) => isPmaError(e, "LOG_INVALID") && e.message.includes("ts.json") && e.message.includes("log_history"));
   assert.throws(
-    () => parseTrainerState(`{\n  "log_history": [\n    {"loss": 1, "step": 1}\n    {"loss": 2, "step": 2}\n  ]\n}`, "ts.json"),
+    () => parseTrainerState(`{"global_step": 3}`, "ts.json"),
+    (e) => isPmaError(e, "LOG_INVALID") && e.message.includes("ts.json") && e.message.includes("log_history"),
+  );
+  assert.throws(
+    () =>
+      parseTrainerState(
+        `{\n  "log_history": [\n    {"loss": 1, "step": 1}\n    {"loss": 2, "step": 2}\n  ]\n}`,
+        "ts.json",
+      ),
     (e) => isPmaError(e, "LOG_INVALID") && e.message.startsWith("ts.json:4:"),
   );
   assert.throws(
-    () => parseTrainerState(`{"log_history": [{"loss": 1, "step": 1}, {"loss": 2, "step": "two"}]}`, "ts.json"),
+    () =>
+      parseTrainerState(`{"log_history": [{"loss": 1, "step": 1}, {"loss": 2, "step": "two"}]}`, "ts.json"),
     (e) => isPmaError(e, "LOG_INVALID") && e.message.includes("log_history[1]"),
   );
 });
@@ -155,13 +215,14 @@ test("trainer_state.json: errors name the file and where", () => {
 // ---------------------------------------------------------------- CSV
 
 test("CSV: any column order, extra and quoted columns ignored, non-finite spellings", () => {
-  const text = [
-    `run,lr,"note, with comma",loss,step,grad_norm,tokens`,
-    `a,0.001,"x, ""y""",3.5,100,0.75,409600`,
-    `a,0.001,,nan,200,inf,819200`,
-    `a,,,,300,,`,
-    `a,0.0005,z,3.25,400,0.5,1638400`,
-  ].join("\r\n") + "\r\n";
+  const text =
+    [
+      `run,lr,"note, with comma",loss,step,grad_norm,tokens`,
+      `a,0.001,"x, ""y""",3.5,100,0.75,409600`,
+      `a,0.001,,nan,200,inf,819200`,
+      `a,,,,300,,`,
+      `a,0.0005,z,3.25,400,0.5,1638400`,
+    ].join("\r\n") + "\r\n";
   const log = parseCsvLog(text, "m.csv");
   assert.equal(log.format, "csv");
   assert.deepEqual(log.sources, { loss: "loss", gradNorm: "grad_norm", lr: "lr", tokens: "tokens" });
@@ -173,26 +234,46 @@ test("CSV: any column order, extra and quoted columns ignored, non-finite spelli
 });
 
 test("CSV: TSV, alias headers, column overrides, partial last line", () => {
-  const tsv = "iteration\tlm loss\tgrad-norm\tlearning-rate\tval_loss\n1\t9\t2\t0.1\t\n2\t8\t1.5\t0.2\t8.5\n3\t7";
+  const tsv =
+    "iteration\tlm loss\tgrad-norm\tlearning-rate\tval_loss\n1\t9\t2\t0.1\t\n2\t8\t1.5\t0.2\t8.5\n3\t7";
   const log = parseCsvLog(tsv, "m.tsv");
   assert.deepEqual(log.points, [
     { step: 1, loss: 9, gradNorm: 2, lr: 0.1 },
     { step: 2, loss: 8, gradNorm: 1.5, lr: 0.2, evalLoss: 8.5 },
   ]);
   assert.equal(log.ignoredTailBytes, 3);
-  const over = parseCsvLog("step,loss,smoothed\n1,5,4\n2,6,4.5\n", "m.csv", { columns: { loss: "smoothed" } });
-  assert.deepEqual(over.points, [{ step: 1, loss: 4 }, { step: 2, loss: 4.5 }]);
+  const over = parseCsvLog("step,loss,smoothed\n1,5,4\n2,6,4.5\n", "m.csv", {
+    columns: { loss: "smoothed" },
+  });
+  assert.deepEqual(over.points, [
+    { step: 1, loss: 4 },
+    { step: 2, loss: 4.5 },
+  ]);
 });
 
 test("CSV: a missing step column or a bad cell names the file and line", () => {
-  assert.throws(() => parseCsvLog("loss,lr\n1,2\n", "m.csv"), (e) => isPmaError(e, "LOG_INVALID") && e.message.startsWith("m.csv:1:"));
-  assert.throws(() => parseCsvLog("step,loss\n1,2\n2,abc\n3,1\n", "m.csv"), (e) => isPmaError(e, "LOG_INVALID") && e.message.startsWith("m.csv:3:"));
-  assert.throws(() => parseCsvLog("step,loss\n1,2\n2\n3,1\n", "m.csv"), (e) => isPmaError(e, "LOG_INVALID") && e.message.startsWith("m.csv:3:"));
+  assert.throws(
+    () => parseCsvLog("loss,lr\n1,2\n", "m.csv"),
+    (e) => isPmaError(e, "LOG_INVALID") && e.message.startsWith("m.csv:1:"),
+  );
+  assert.throws(
+    () => parseCsvLog("step,loss\n1,2\n2,abc\n3,1\n", "m.csv"),
+    (e) => isPmaError(e, "LOG_INVALID") && e.message.startsWith("m.csv:3:"),
+  );
+  assert.throws(
+    () => parseCsvLog("step,loss\n1,2\n2\n3,1\n", "m.csv"),
+    (e) => isPmaError(e, "LOG_INVALID") && e.message.startsWith("m.csv:3:"),
+  );
 });
 
 // ---------------------------------------------------------------- TensorBoard
 
-const sc = (step: number, tag: string, value: number): TensorboardScalar => ({ step, wallTime: 1e9 + step, tag, value });
+const sc = (step: number, tag: string, value: number): TensorboardScalar => ({
+  step,
+  wallTime: 1e9 + step,
+  tag,
+  value,
+});
 
 test("TensorBoard: HF Trainer tags map to fields; values round to float32", async () => {
   await withTmp(async (dir) => {
@@ -208,7 +289,12 @@ test("TensorBoard: HF Trainer tags map to fields; values round to float32", asyn
     ]);
     const log = await readTrainingLog(path);
     assert.equal(log.format, "tensorboard");
-    assert.deepEqual(log.sources, { loss: "train/loss", gradNorm: "train/grad_norm", lr: "train/learning_rate", evalLoss: "eval/loss" });
+    assert.deepEqual(log.sources, {
+      loss: "train/loss",
+      gradNorm: "train/grad_norm",
+      lr: "train/learning_rate",
+      evalLoss: "eval/loss",
+    });
     assert.deepEqual(log.points, [
       { step: 10, loss: Math.fround(4.1), gradNorm: Math.fround(1.3), lr: Math.fround(1e-4) },
       { step: 20, loss: Math.fround(3.9), evalLoss: 4 },
@@ -229,7 +315,9 @@ test("TensorBoard: Megatron tags, tag priority, and a per-field override", async
     ]);
     const log = await readTrainingLog(path);
     assert.deepEqual(log.points, [{ step: 1, loss: 7, gradNorm: 2, lr: 0.5, evalLoss: 5.5 }]);
-    const over = await readTrainingLog(path, { tags: { loss: "lm loss", evalLoss: ["nope", "lm loss vs tokens"] } });
+    const over = await readTrainingLog(path, {
+      tags: { loss: "lm loss", evalLoss: ["nope", "lm loss vs tokens"] },
+    });
     assert.deepEqual(over.points, [{ step: 1, loss: 5, gradNorm: 2, lr: 0.5, evalLoss: 99 }]);
   });
 });
@@ -243,13 +331,29 @@ test("TensorBoard run folder: files from a resumed run are applied in creation o
     const first = [1, 2, 3, 4, 5].map((i) => sc(i * 100, "train/loss", i === 5 ? 50 : 5 - i * 0.5));
     const resumed = [4, 5, 6].map((i) => sc(i * 100, "train/loss", 5 - i * 0.5));
     // Names chosen so that name order and time order disagree: time must win.
-    await writeTensorboardScalars(join(dir, "runs", "Jan01_05-00-00_host", "events.out.tfevents.1700000000.host.1.0"), first);
-    await writeTensorboardScalars(join(dir, "runs", "Jan01_00-00-00_host", "events.out.tfevents.1700018000.host.2.0"), resumed);
+    await writeTensorboardScalars(
+      join(dir, "runs", "Jan01_05-00-00_host", "events.out.tfevents.1700000000.host.1.0"),
+      first,
+    );
+    await writeTensorboardScalars(
+      join(dir, "runs", "Jan01_00-00-00_host", "events.out.tfevents.1700018000.host.2.0"),
+      resumed,
+    );
     const log = await readTrainingLog(dir);
     assert.equal(log.format, "tensorboard");
     assert.equal(log.files.length, 2);
     assert.equal(log.restarts, 1);
-    assert.deepEqual(log.points.map((p) => [p.step, p.loss]), [[100, 4.5], [200, 4], [300, 3.5], [400, 3], [500, 2.5], [600, 2]]);
+    assert.deepEqual(
+      log.points.map((p) => [p.step, p.loss]),
+      [
+        [100, 4.5],
+        [200, 4],
+        [300, 3.5],
+        [400, 3],
+        [500, 2.5],
+        [600, 2],
+      ],
+    );
   });
 });
 
@@ -259,7 +363,10 @@ test("readTrainingLog: a run folder prefers log.jsonl, then the newest checkpoin
   await withTmp(async (dir) => {
     for (const n of [200, 1000, 300]) {
       await mkdir(join(dir, `checkpoint-${n}`));
-      await writeFile(join(dir, `checkpoint-${n}`, "trainer_state.json"), trainerState([{ loss: n, step: n }]));
+      await writeFile(
+        join(dir, `checkpoint-${n}`, "trainer_state.json"),
+        trainerState([{ loss: n, step: n }]),
+      );
     }
     const hf = await readTrainingLog(dir);
     assert.equal(hf.format, "trainer-state");
@@ -284,14 +391,20 @@ test("readTrainingLog: formats are recognized by content when the name says noth
     assert.deepEqual((await readTrainingLog(join(dir, "b.txt"))).points, [{ step: 5, loss: 3 }]);
     assert.deepEqual((await readTrainingLog(join(dir, "c.txt"))).points, [{ step: 4, loss: 1.5 }]);
     assert.deepEqual((await readTrainingLog(join(dir, "d.bin"))).points, [{ step: 9, loss: 0.5 }]);
-    await assert.rejects(readTrainingLog(join(dir, "e.txt")), (e) => isPmaError(e, "LOG_INVALID") && e.message.includes("e.txt"));
+    await assert.rejects(
+      readTrainingLog(join(dir, "e.txt")),
+      (e) => isPmaError(e, "LOG_INVALID") && e.message.includes("e.txt"),
+    );
     await assert.rejects(readTrainingLog(join(dir, "missing")), (e) => isPmaError(e, "IO"));
   });
 });
 
 test("readTrainingLog: a folder with a lone CSV, and an empty folder", async () => {
   await withTmp(async (dir) => {
-    await assert.rejects(readTrainingLog(dir), (e) => isPmaError(e, "LOG_INVALID") && e.message.includes(dir));
+    await assert.rejects(
+      readTrainingLog(dir),
+      (e) => isPmaError(e, "LOG_INVALID") && e.message.includes(dir),
+    );
     await writeFile(join(dir, "wandb_export.csv"), "Step,train/loss\n1,3\n");
     assert.deepEqual((await readTrainingLog(dir)).points, [{ step: 1, loss: 3 }]);
   });

@@ -35,11 +35,19 @@ const config = {
   checkpointing: { every_tokens: 4 * TPS, dtype: "bf16" },
 };
 
-interface StepLine { type: string; step: number; loss: number }
+interface StepLine {
+  type: string;
+  step: number;
+  loss: number;
+}
 
 async function steps(run: string): Promise<StepLine[]> {
   const text = await readFile(join(run, "log.jsonl"), "utf8");
-  return text.trim().split("\n").map((l) => JSON.parse(l) as StepLine).filter((l) => l.type === "step");
+  return text
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as StepLine)
+    .filter((l) => l.type === "step");
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -55,12 +63,24 @@ describe("PMA-init on a pma training run", () => {
     backend = await createWasmBackend();
     // The healthy run, stopped at step 20...
     const stop = new AbortController();
-    await run({ config, out: dir("healthy"), signal: stop.signal, onEvent: (e) => e.type === "step" && e.record.step === RAISE && stop.abort() });
+    await run({
+      config,
+      out: dir("healthy"),
+      signal: stop.signal,
+      onEvent: (e) => e.type === "step" && e.record.step === RAISE && stop.abort(),
+    });
     // ...continued with the LR raised 100x (a fork, so it goes to its own directory; it
     // inherits the log up to step 20), then given the healthy checkpoints, so "spiked"
     // is the run as it would be had the LR been raised in place.
-    await run({ resume: join(dir("healthy"), `checkpoint-${RAISE}`), config: { schedule: { lr: 1, warmup_tokens: 0 } }, out: dir("spiked") });
-    for (const s of [4, 8, 12, 16, 20]) await cp(join(dir("healthy"), `checkpoint-${s}`), join(dir("spiked"), `checkpoint-${s}`), { recursive: true });
+    await run({
+      resume: join(dir("healthy"), `checkpoint-${RAISE}`),
+      config: { schedule: { lr: 1, warmup_tokens: 0 } },
+      out: dir("spiked"),
+    });
+    for (const s of [4, 8, 12, 16, 20])
+      await cp(join(dir("healthy"), `checkpoint-${s}`), join(dir("spiked"), `checkpoint-${s}`), {
+        recursive: true,
+      });
   });
   after(async () => {
     backend.dispose();
@@ -74,7 +94,10 @@ describe("PMA-init on a pma training run", () => {
 
   test("the spike is found, the restart checkpoint resumes from the merged weights, and the run recovers", async () => {
     const spiked = await steps(dir("spiked"));
-    assert.ok(mean(spiked.slice(-4).map((l) => l.loss)) > spiked[RAISE - 1]!.loss + 1, "the raised LR breaks the run");
+    assert.ok(
+      mean(spiked.slice(-4).map((l) => l.loss)) > spiked[RAISE - 1]!.loss + 1,
+      "the raised LR breaks the run",
+    );
 
     const r = await pmaInit({ run: dir("spiked"), out: dir("restart"), threads: 1 });
     assert.equal(r.layout, "pma");
@@ -88,7 +111,10 @@ describe("PMA-init on a pma training run", () => {
     const limit = Math.min(ev.lastHealthyStep, ev.onsetStep - 1) - 1;
     const expected = [4, 8, 12, 16, 20].filter((s) => s <= limit).slice(-3);
     assert.equal(expected.length, 3, `limit ${limit}`);
-    assert.deepEqual(r.checkpoints.map((c) => c.step), expected);
+    assert.deepEqual(
+      r.checkpoints.map((c) => c.step),
+      expected,
+    );
     const at = expected[2]!;
     assert.ok(at <= RAISE, "every merged checkpoint is from before the LR was raised");
     const ck = join(dir("restart"), `checkpoint-${at}`);
@@ -107,14 +133,21 @@ describe("PMA-init on a pma training run", () => {
     assert.equal(state.lineage.at(-1)!.weights, ck);
     const moments = await readWeights(join(ck, OPTIMIZER_FILE));
     const parent = await readWeights(join(dir("healthy"), `checkpoint-${at}`, OPTIMIZER_FILE));
-    assert.deepEqual([...moments.tensors.keys()].sort(), [...parent.tensors.keys()].filter((n) => /\.exp_avg(_sq)?$/.test(n)).sort());
+    assert.deepEqual(
+      [...moments.tensors.keys()].sort(),
+      [...parent.tensors.keys()].filter((n) => /\.exp_avg(_sq)?$/.test(n)).sort(),
+    );
     for (const [name, t] of moments.tensors) assert.deepEqual(t.data, parent.tensors.get(name)!.data, name);
 
     const resumed = await run({ resume: ck });
     assert.equal(resumed.runDir, dir("restart"), "a plain resume continues in the restart's directory");
     assert.equal(resumed.step, END);
     const log = await steps(dir("restart"));
-    assert.deepEqual(log.map((l) => l.step), Array.from({ length: END }, (_, i) => i + 1), "the log continues the original's");
+    assert.deepEqual(
+      log.map((l) => l.step),
+      Array.from({ length: END }, (_, i) => i + 1),
+      "the log continues the original's",
+    );
     assert.deepEqual(log.slice(0, at), spiked.slice(0, at));
 
     // The loss logged for the first resumed step scores the weights training resumed
@@ -140,16 +173,28 @@ describe("PMA-init on a pma training run", () => {
 
     const end = (await readPmaState(join(dir("restart"), `checkpoint-${END}`)))!;
     assert.equal(end.optimizer.step, END, "AdamW continued from the latest healthy checkpoint's step");
-    assert.ok(mean(log.slice(-4).map((l) => l.loss)) < mean(spiked.slice(-4).map((l) => l.loss)) - 1, "the restarted run is back on track");
+    assert.ok(
+      mean(log.slice(-4).map((l) => l.loss)) < mean(spiked.slice(-4).map((l) => l.loss)) - 1,
+      "the restarted run is back on track",
+    );
   });
 
   test("--optimizer reset resumes with a fresh AdamW at the same step and data position", async () => {
-    const r = await pmaInit({ run: dir("spiked"), out: dir("restart-reset"), optimizer: "reset", threads: 1 });
+    const r = await pmaInit({
+      run: dir("spiked"),
+      out: dir("restart-reset"),
+      optimizer: "reset",
+      threads: 1,
+    });
     const ck = r.checkpoint;
     const state = (await readPmaState(ck))!;
     assert.equal(state.optimizer.step, 0);
     assert.equal(state.lineage.at(-1)!.fresh_optimizer, true);
-    for (const t of (await readWeights(join(ck, OPTIMIZER_FILE))).tensors.values()) assert.ok(t.data.every((x) => x === 0), t.name);
+    for (const t of (await readWeights(join(ck, OPTIMIZER_FILE))).tensors.values())
+      assert.ok(
+        t.data.every((x) => x === 0),
+        t.name,
+      );
     const resumed = await run({ resume: ck });
     assert.equal(resumed.step, END);
     const end = (await readPmaState(join(dir("restart-reset"), `checkpoint-${END}`)))!;
@@ -179,16 +224,23 @@ describe("PMA-init on a pma training run", () => {
         },
       });
       assert.deepEqual([s.spikes, s.merged, s.errors], [1, 1, 0]);
-      const lines = (await readFile(join(out, "watch.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+      const lines = (await readFile(join(out, "watch.jsonl"), "utf8"))
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
       const merge = lines.find((l) => l["type"] === "merge")!;
       assert.equal(merge["step"], END);
-      assert.equal(merge["raw_loss"], (await evaluator.evaluate(join(dir("spiked"), `checkpoint-${END}`), { maxTokens: 2048 })).loss);
+      assert.equal(
+        merge["raw_loss"],
+        (await evaluator.evaluate(join(dir("spiked"), `checkpoint-${END}`), { maxTokens: 2048 })).loss,
+      );
       assert.equal(typeof merge["merged_loss"], "number");
       const spike = lines.find((l) => l["type"] === "spike")!;
       const init = spike["init_checkpoint"] as string;
       assert.equal(init.startsWith(join(out, `pma-init-${spike["start_step"] as number}`)), true, init);
       const twin = join(dir("restart"), init.slice(init.lastIndexOf("checkpoint-")));
-      for (const f of ["model.safetensors", OPTIMIZER_FILE]) assert.deepEqual(await readFile(join(init, f)), await readFile(join(twin, f)), f);
+      for (const f of ["model.safetensors", OPTIMIZER_FILE])
+        assert.deepEqual(await readFile(join(init, f)), await readFile(join(twin, f)), f);
     } finally {
       evaluator.close();
     }

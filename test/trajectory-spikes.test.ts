@@ -2,7 +2,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { isPmaError } from "../src/common/errors.js";
 import type { LogPoint } from "../src/trajectory/logs.js";
-import { detectSpikes, healthyCheckpointsBefore, lastHealthyBefore, type SpikeEvent } from "../src/trajectory/spikes.js";
+import {
+  detectSpikes,
+  healthyCheckpointsBefore,
+  lastHealthyBefore,
+  type SpikeEvent,
+} from "../src/trajectory/spikes.js";
 
 // ---- Synthetic but realistic training curves.
 
@@ -42,7 +47,15 @@ interface CurveSpec {
  * with log-normal noise.
  */
 function curve(spec: CurveSpec): { points: LogPoint[]; base: Map<number, number> } {
-  const { steps = 3000, seed, warmup = 0, schedule = "constant", noise = 0.01, outliers = 0.01, every = 1 } = spec;
+  const {
+    steps = 3000,
+    seed,
+    warmup = 0,
+    schedule = "constant",
+    noise = 0.01,
+    outliers = 0.01,
+    every = 1,
+  } = spec;
   const r = rng(seed);
   const lr = (t: number) => {
     if (t <= warmup) return t / warmup;
@@ -50,7 +63,8 @@ function curve(spec: CurveSpec): { points: LogPoint[]; base: Map<number, number>
       const d0 = Math.floor(steps * 0.8);
       return t < d0 ? 1 : Math.max(0, 1 - (t - d0) / (steps - d0));
     }
-    if (schedule === "cosine") return 0.1 + 0.45 * (1 + Math.cos((Math.PI * (t - warmup)) / (steps - warmup)));
+    if (schedule === "cosine")
+      return 0.1 + 0.45 * (1 + Math.cos((Math.PI * (t - warmup)) / (steps - warmup)));
     return 1;
   };
   let area = 0;
@@ -92,7 +106,8 @@ function addGradSpike(points: LogPoint[], from: number, to: number, factor: numb
   for (const p of points) if (p.step >= from && p.step <= to) p.gradNorm! *= factor;
 }
 
-const describe = (events: SpikeEvent[]) => JSON.stringify(events.map((e) => [e.kind, e.startStep, e.peakStep, e.endStep, e.anomalousPoints]));
+const describe = (events: SpikeEvent[]) =>
+  JSON.stringify(events.map((e) => [e.kind, e.startStep, e.peakStep, e.endStep, e.anomalousPoints]));
 
 // ---- Clean curves
 
@@ -108,7 +123,11 @@ test("clean curves raise no alarm: seeds x schedules x noise levels, with outlie
       for (const noise of [0.003, 0.01, 0.02]) {
         const { points } = curve({ ...s, seed, noise, outliers: 0.02 });
         const rep = detectSpikes(points);
-        assert.equal(rep.events.length, 0, `${s.schedule} warmup ${s.warmup} seed ${seed} noise ${noise}: ${describe(rep.events)}`);
+        assert.equal(
+          rep.events.length,
+          0,
+          `${s.schedule} warmup ${s.warmup} seed ${seed} noise ${noise}: ${describe(rep.events)}`,
+        );
         assert.equal(rep.lossPoints, points.length);
       }
     }
@@ -117,7 +136,14 @@ test("clean curves raise no alarm: seeds x schedules x noise levels, with outlie
 
 test("a sparse log (every 50 steps) of a fast-falling curve raises no alarm", () => {
   for (let seed = 1; seed <= 6; seed++) {
-    const { points } = curve({ seed, steps: 50_000, every: 50, schedule: seed % 2 ? "wsd" : "cosine", warmup: 500, noise: 0.01 });
+    const { points } = curve({
+      seed,
+      steps: 50_000,
+      every: 50,
+      schedule: seed % 2 ? "wsd" : "cosine",
+      warmup: 500,
+      noise: 0.01,
+    });
     const rep = detectSpikes(points);
     assert.equal(rep.events.length, 0, `seed ${seed}: ${describe(rep.events)}`);
   }
@@ -142,7 +168,10 @@ test("a near-noiseless flat curve does not alarm on a 0.1% wiggle, but does on a
   // Each guard alone is enough: the absolute floor (0.01 nats) and the relative one (2%).
   assert.equal(detectSpikes(wiggle, { minRelJump: 0 }).events.length, 0);
   assert.equal(detectSpikes(wiggle, { minAbsJump: 0 }).events.length, 0);
-  assert.ok(detectSpikes(wiggle, { minAbsJump: 0, minRelJump: 0 }).events.length > 0, "without guards, 20 sigmas alarms");
+  assert.ok(
+    detectSpikes(wiggle, { minAbsJump: 0, minRelJump: 0 }).events.length > 0,
+    "without guards, 20 sigmas alarms",
+  );
   const jump = flat();
   for (let i = 200; i < 210; i++) jump[i]!.loss! += 0.1;
   const events = detectSpikes(jump).events;
@@ -158,7 +187,8 @@ test("injected transient spikes and divergences are found near their start and c
   // Spike heights in noise sigmas at the spike (loss near 2.8): 25 sigmas is 0.35 nats at
   // the quietest noise and 1.4 at the noisiest; decays from a few steps to a hundred.
   const grid: { sigmas: number; tau: number; noise: number }[] = [];
-  for (const sigmas of [25, 50, 150]) for (const tau of [3, 10, 30]) for (const noise of [0.005, 0.01, 0.02]) grid.push({ sigmas, tau, noise });
+  for (const sigmas of [25, 50, 150])
+    for (const tau of [3, 10, 30]) for (const noise of [0.005, 0.01, 0.02]) grid.push({ sigmas, tau, noise });
   let cases = 0;
   grid.forEach(({ sigmas, tau, noise }, seed) => {
     const r = rng(1000 + seed);
@@ -220,7 +250,14 @@ test("after a divergence the level is relearned, and a later spike on the new le
   addDivergence(points, 1000, 1.5);
   addTransient(points, 2000, 1.5, 5);
   const events = detectSpikes(points).events;
-  assert.deepEqual(events.map((e) => [e.kind, e.startStep]), [["divergence", 1000], ["transient", 2000]], describe(events));
+  assert.deepEqual(
+    events.map((e) => [e.kind, e.startStep]),
+    [
+      ["divergence", 1000],
+      ["transient", 2000],
+    ],
+    describe(events),
+  );
 });
 
 test("grad-norm spikes are flagged on their own, without a loss event", () => {
@@ -229,7 +266,10 @@ test("grad-norm spikes are flagged on their own, without a loss event", () => {
   points[1700]!.gradNorm = Number.POSITIVE_INFINITY; // fp16 overflow: a skipped step, listed on its own
   const rep = detectSpikes(points);
   assert.equal(rep.events.length, 0);
-  assert.deepEqual(rep.gradNormSpikes.map((g) => g.step), [1500]);
+  assert.deepEqual(
+    rep.gradNormSpikes.map((g) => g.step),
+    [1500],
+  );
   assert.deepEqual(rep.gradNormOverflows, [1701]);
   assert.ok(rep.gradNormSpikes[0]!.gradNorm > 10 * rep.gradNormSpikes[0]!.level);
 });
@@ -237,7 +277,13 @@ test("grad-norm spikes are flagged on their own, without a loss event", () => {
 // ---- Edge cases
 
 test("edge cases: empty and short logs, NaN and Inf, eval-only points, unsorted input", () => {
-  assert.deepEqual(detectSpikes([]), { events: [], gradNormSpikes: [], gradNormOverflows: [], gradNormsIgnored: 0, lossPoints: 0 });
+  assert.deepEqual(detectSpikes([]), {
+    events: [],
+    gradNormSpikes: [],
+    gradNormOverflows: [],
+    gradNormsIgnored: 0,
+    lossPoints: 0,
+  });
   const short = [3, 2.9, 2.95, 2.85, 2.9].map((loss, i) => ({ step: i + 1, loss }));
   assert.equal(detectSpikes(short).events.length, 0);
 
@@ -253,13 +299,22 @@ test("edge cases: empty and short logs, NaN and Inf, eval-only points, unsorted 
   const inf = short.map((p) => ({ ...p }));
   inf[0]!.loss = Number.POSITIVE_INFINITY;
   const [ev2] = detectSpikes(inf).events;
-  assert.ok(ev2 && ev2.kind === "divergence" && ev2.startStep === 1 && ev2.lastHealthyStep === null && ev2.peakLoss === Number.POSITIVE_INFINITY);
+  assert.ok(
+    ev2 &&
+      ev2.kind === "divergence" &&
+      ev2.startStep === 1 &&
+      ev2.lastHealthyStep === null &&
+      ev2.peakLoss === Number.POSITIVE_INFINITY,
+  );
 
   // A run that goes NaN and stays NaN is one event.
   const { points } = curve({ seed: 8, steps: 1500 });
   for (const p of points) if (p.step >= 700) p.loss = Number.NaN;
   const events = detectSpikes(points).events;
-  assert.deepEqual(events.map((e) => [e.kind, e.startStep, e.endStep]), [["divergence", 700, null]]);
+  assert.deepEqual(
+    events.map((e) => [e.kind, e.startStep, e.endStep]),
+    [["divergence", 700, null]],
+  );
 
   // Points without a loss (eval-only) are skipped; input order does not matter.
   const mixed: LogPoint[] = [...curve({ seed: 2, steps: 600 }).points];
@@ -268,13 +323,25 @@ test("edge cases: empty and short logs, NaN and Inf, eval-only points, unsorted 
   mixed.reverse();
   const rep = detectSpikes(mixed);
   assert.equal(rep.lossPoints, 600);
-  assert.deepEqual(rep.events.map((e) => [e.kind, e.startStep]), [["transient", 400]]);
+  assert.deepEqual(
+    rep.events.map((e) => [e.kind, e.startStep]),
+    [["transient", 400]],
+  );
 });
 
 test("options are validated", () => {
-  assert.throws(() => detectSpikes([], { window: 0 }), (e) => isPmaError(e, "USAGE"));
-  assert.throws(() => detectSpikes([], { k: -1 }), (e) => isPmaError(e, "USAGE"));
-  assert.throws(() => detectSpikes([], { window: 5, minHealthy: 10 }), (e) => isPmaError(e, "USAGE"));
+  assert.throws(
+    () => detectSpikes([], { window: 0 }),
+    (e) => isPmaError(e, "USAGE"),
+  );
+  assert.throws(
+    () => detectSpikes([], { k: -1 }),
+    (e) => isPmaError(e, "USAGE"),
+  );
+  assert.throws(
+    () => detectSpikes([], { window: 5, minHealthy: 10 }),
+    (e) => isPmaError(e, "USAGE"),
+  );
 });
 
 // ---- Choosing a checkpoint to restart from
@@ -287,15 +354,30 @@ test("lastHealthyBefore picks the newest checkpoint at or before the last health
   const ckpts = Array.from({ length: 20 }, (_, i) => ({ step: (i + 1) * 100, tokens: (i + 1) * 100 * 4096 }));
   assert.deepEqual(lastHealthyBefore(ev, ckpts), { step: 1200, tokens: 1200 * 4096 });
   assert.equal(lastHealthyBefore(ev, ckpts, { margin: 150 })!.step, 1000);
-  assert.deepEqual(healthyCheckpointsBefore(ev, [...ckpts].reverse(), 3).map((c) => c.step), [1200, 1100, 1000]);
-  assert.equal(lastHealthyBefore(ev, ckpts.filter((c) => c.step > 1233)), null);
+  assert.deepEqual(
+    healthyCheckpointsBefore(ev, [...ckpts].reverse(), 3).map((c) => c.step),
+    [1200, 1100, 1000],
+  );
+  assert.equal(
+    lastHealthyBefore(
+      ev,
+      ckpts.filter((c) => c.step > 1233),
+    ),
+    null,
+  );
 
   // A grad-norm explosion just before the loss moves the onset, and the checkpoint, earlier.
   const withGrad = curve({ seed: 7, steps: 2000 }).points;
   addDivergence(withGrad, 1201, 2);
   addGradSpike(withGrad, 1200, 1203, 10);
   const [ev2] = detectSpikes(withGrad).events;
-  assert.ok(ev2 && ev2.startStep === 1201 && ev2.onsetStep === 1200 && ev2.lastHealthyStep === 1199 && ev2.gradNormSpike);
+  assert.ok(
+    ev2 &&
+      ev2.startStep === 1201 &&
+      ev2.onsetStep === 1200 &&
+      ev2.lastHealthyStep === 1199 &&
+      ev2.gradNormSpike,
+  );
   assert.equal(lastHealthyBefore(ev2, ckpts)!.step, 1100);
 
   // No healthy point before the event: no checkpoint can be vouched for.
@@ -331,7 +413,10 @@ test("grad norms: a healthy run with many exact zeros and some Inf/NaN flags nea
     const points = zeroHeavyRun(seed);
     const rep = detectSpikes(points);
     assert.equal(rep.events.length, 0, `seed ${seed}: ${describe(rep.events)}`);
-    assert.ok(rep.gradNormSpikes.length <= 5, `seed ${seed}: ${rep.gradNormSpikes.length} of 1000 grad norms flagged`);
+    assert.ok(
+      rep.gradNormSpikes.length <= 5,
+      `seed ${seed}: ${rep.gradNormSpikes.length} of 1000 grad norms flagged`,
+    );
     const zeros = points.filter((p) => p.gradNorm === 0 || p.gradNorm === -1).length;
     const overflows = points.filter((p) => !Number.isFinite(p.gradNorm!)).map((p) => p.step);
     assert.equal(rep.gradNormsIgnored, zeros);
@@ -345,6 +430,9 @@ test("grad norms: among zeros and overflows, a real 20x grad-norm spike is still
   const at = points.findIndex((p, i) => i > 600 && p.gradNorm! > 0 && Number.isFinite(p.gradNorm!));
   points[at]!.gradNorm! *= 20;
   const rep = detectSpikes(points);
-  assert.ok(rep.gradNormSpikes.some((g) => g.step === points[at]!.step), JSON.stringify(rep.gradNormSpikes));
+  assert.ok(
+    rep.gradNormSpikes.some((g) => g.step === points[at]!.step),
+    JSON.stringify(rep.gradNormSpikes),
+  );
   assert.ok(rep.gradNormSpikes.length <= 5);
 });

@@ -38,7 +38,13 @@ describe("pma tune on a tiny pma run", () => {
     cache = join(tmp.dir, "cache");
     run = trainTinyRun(tmp.dir, cache);
     data = join(tmp.dir, "heldout.txt");
-    writeFileSync(data, [...brownCorpus().documents("test")].slice(0, 8).map((d) => d.text.trim().replace(/\n\s*\n/g, "\n")).join("\n\n"));
+    writeFileSync(
+      data,
+      [...brownCorpus().documents("test")]
+        .slice(0, 8)
+        .map((d) => d.text.trim().replace(/\n\s*\n/g, "\n"))
+        .join("\n\n"),
+    );
   });
   after(async () => tmp?.cleanup());
 
@@ -60,7 +66,13 @@ describe("pma tune on a tiny pma run", () => {
         const got = await prefix.window(c.end, c.count, c.method === "sma" ? "uniform" : "linear");
         const out = join(tmp.dir, `exact-${c.method}-${c.stride}-${c.count}`);
         const idx = windowIndices(c);
-        await merge({ inputs: idx.map((i) => paths[i]!), out, method: { method: c.method as "sma" | "wma" }, accumulate: "f64", keepOrder: true });
+        await merge({
+          inputs: idx.map((i) => paths[i]!),
+          out,
+          method: { method: c.method as "sma" | "wma" },
+          accumulate: "f64",
+          keepOrder: true,
+        });
         const exact = (await readWeights(out)).tensors;
         const direct = await set.weightedSum(idx, candidateCoefficients(c));
         for (const [name, t] of exact) {
@@ -83,29 +95,65 @@ describe("pma tune on a tiny pma run", () => {
 
   test("tune writes the winner with the exact merger, scores what it searched, and reuses its cache", async () => {
     const out = join(tmp.dir, "tuned");
-    const r = await tuneRun({ run, data, budget: 12, out, cacheDir: cache, maxTokens: 1024, renderPage: renderTunePage });
+    const r = await tuneRun({
+      run,
+      data,
+      budget: 12,
+      out,
+      cacheDir: cache,
+      maxTokens: 1024,
+      renderPage: renderTunePage,
+    });
     assert.equal(r.evaluations.length, 12);
     assert.equal(r.computed, 12);
     assert.equal(r.best.loss, Math.min(...r.evaluations.map((e) => e.loss)));
     assert.ok(r.best.loss <= r.baseline.loss);
     assert.equal(r.baseline.candidate.count, 1);
     assert.equal(r.baseline.checkpoints[0], "checkpoint-192");
-    const best = await evaluateOnData(join(out, "best"), { data, cacheDir: cache, maxTokens: 1024, seq: r.seq });
-    assert.ok(Math.abs(best.loss - r.best.loss) < 1e-6, `best/ scores ${best.loss}, the search scored ${r.best.loss}`);
-    const record = JSON.parse(readFileSync(join(out, "best", "pma_merge.json"), "utf8")) as { accumulate: string; inputs: { path: string }[] };
+    const best = await evaluateOnData(join(out, "best"), {
+      data,
+      cacheDir: cache,
+      maxTokens: 1024,
+      seq: r.seq,
+    });
+    assert.ok(
+      Math.abs(best.loss - r.best.loss) < 1e-6,
+      `best/ scores ${best.loss}, the search scored ${r.best.loss}`,
+    );
+    const record = JSON.parse(readFileSync(join(out, "best", "pma_merge.json"), "utf8")) as {
+      accumulate: string;
+      inputs: { path: string }[];
+    };
     assert.equal(record.accumulate, "f64");
-    assert.deepEqual(record.inputs.map((i) => i.path.split("/").pop()), r.best.checkpoints);
+    assert.deepEqual(
+      record.inputs.map((i) => i.path.split("/").pop()),
+      r.best.checkpoints,
+    );
     const tsv = readFileSync(join(out, "candidates.tsv"), "utf8").trim().split("\n");
     assert.equal(tsv.length, 13);
-    assert.match(readFileSync(join(out, "merge-command.txt"), "utf8"), /^pma merge .*checkpoint-192 --out .*best --method \S+.* --accumulate f64\n$/);
+    assert.match(
+      readFileSync(join(out, "merge-command.txt"), "utf8"),
+      /^pma merge .*checkpoint-192 --out .*best --method \S+.* --accumulate f64\n$/,
+    );
     const html = readFileSync(join(out, "index.html"), "utf8");
     assert.equal((html.match(/<svg/g) ?? []).length, 3);
     assert.ok(html.includes(r.mergeCommand.replace(/'/g, "&#39;")));
 
     // Same budget again: nothing is computed. A larger one reuses what it can.
-    const again = await tuneRun({ run, data, budget: 12, out, force: true, cacheDir: cache, maxTokens: 1024 });
+    const again = await tuneRun({
+      run,
+      data,
+      budget: 12,
+      out,
+      force: true,
+      cacheDir: cache,
+      maxTokens: 1024,
+    });
     assert.equal(again.computed, 0);
-    assert.deepEqual(again.evaluations.map((e) => e.key), r.evaluations.map((e) => e.key));
+    assert.deepEqual(
+      again.evaluations.map((e) => e.key),
+      r.evaluations.map((e) => e.key),
+    );
     const more = await tuneRun({ run, data, budget: 20, out, force: true, cacheDir: cache, maxTokens: 1024 });
     const reused = more.evaluations.filter((e) => e.reused).length;
     assert.equal(reused + more.computed, 20);
@@ -115,7 +163,8 @@ describe("pma tune on a tiny pma run", () => {
 
   test("the CLI: usage errors exit 2, bad input exits 1 with the file named, a run of one checkpoint is refused (exit 2)", () => {
     const env = { ...process.env, PMA_CACHE_DIR: cache };
-    const pma = (...args: string[]) => spawnSync(process.execPath, [PMA_CLI, "tune", ...args], { encoding: "utf8", env });
+    const pma = (...args: string[]) =>
+      spawnSync(process.execPath, [PMA_CLI, "tune", ...args], { encoding: "utf8", env });
     const noData = pma(run);
     assert.equal(noData.status, 2);
     assert.match(noData.stderr, /--data FILE is required/);
@@ -141,16 +190,58 @@ describe("pma tune on a tiny pma run", () => {
     const env = { ...process.env, PMA_CACHE_DIR: cache };
     const w = spawnSync(
       process.execPath,
-      [PMA_CLI, "watch", run, "--interval", "2048", "--count", "3", "--out", out, "--backfill", "--once", "--no-init", "--tune", "--tune-data", data, "--tune-every", "6", "--tune-budget", "6", "--tune-tokens", "512", "--json"],
+      [
+        PMA_CLI,
+        "watch",
+        run,
+        "--interval",
+        "2048",
+        "--count",
+        "3",
+        "--out",
+        out,
+        "--backfill",
+        "--once",
+        "--no-init",
+        "--tune",
+        "--tune-data",
+        data,
+        "--tune-every",
+        "6",
+        "--tune-budget",
+        "6",
+        "--tune-tokens",
+        "512",
+        "--json",
+      ],
       { encoding: "utf8", env },
     );
     assert.equal(w.status, 0, w.stderr);
-    const lines = readFileSync(join(out, "watch.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { type: string; step: number; tuned_loss: number; fixed_loss: number | null; command: string; error?: string });
+    const lines = readFileSync(join(out, "watch.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            type: string;
+            step: number;
+            tuned_loss: number;
+            fixed_loss: number | null;
+            command: string;
+            error?: string;
+          },
+      );
     const tunes = lines.filter((l) => l.type === "tune");
-    assert.deepEqual(tunes.map((t) => t.step), [96, 192]);
+    assert.deepEqual(
+      tunes.map((t) => t.step),
+      [96, 192],
+    );
     for (const t of tunes) {
       assert.equal(t.error, undefined);
-      assert.ok(t.fixed_loss !== null && t.tuned_loss <= t.fixed_loss, `step ${t.step}: tuned ${t.tuned_loss}, fixed ${t.fixed_loss}`);
+      assert.ok(
+        t.fixed_loss !== null && t.tuned_loss <= t.fixed_loss,
+        `step ${t.step}: tuned ${t.tuned_loss}, fixed ${t.fixed_loss}`,
+      );
     }
     // The first tune saw only the checkpoints up to step 96.
     assert.match(tunes[0]!.command, /checkpoint-96 /);
@@ -158,6 +249,12 @@ describe("pma tune on a tiny pma run", () => {
     assert.equal(lines.filter((l) => l.type === "merge").length, 12);
     assert.ok(existsSync(join(out, "tuned", "best", "pma_merge.json")));
     assert.ok(existsSync(join(out, "merged")));
-    assert.equal(spawnSync(process.execPath, [PMA_CLI, "watch", run, "--interval", "2048", "--tune-data", data], { encoding: "utf8", env }).status, 2);
+    assert.equal(
+      spawnSync(process.execPath, [PMA_CLI, "watch", run, "--interval", "2048", "--tune-data", data], {
+        encoding: "utf8",
+        env,
+      }).status,
+      2,
+    );
   });
 });

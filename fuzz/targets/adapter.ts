@@ -32,20 +32,49 @@ const CONFIG = {
  */
 export const adapterTarget: FuzzTarget = {
   name: "peft-adapter",
-  description: "adapter_config.json of a PEFT adapter folder: openMergeInput -> checkAdapterInputs against a second adapter",
-  dictionary: ['"peft_type"', '"LORA"', '"r"', '"lora_alpha"', '"target_modules"', '"use_rslora"', '"rank_pattern"', "NaN", "Infinity", "null", "[]", "{}"],
+  description:
+    "adapter_config.json of a PEFT adapter folder: openMergeInput -> checkAdapterInputs against a second adapter",
+  dictionary: [
+    '"peft_type"',
+    '"LORA"',
+    '"r"',
+    '"lora_alpha"',
+    '"target_modules"',
+    '"use_rslora"',
+    '"rank_pattern"',
+    "NaN",
+    "Infinity",
+    "null",
+    "[]",
+    "{}",
+  ],
   async seeds() {
     return [
       utf8(JSON.stringify(CONFIG, null, 2)),
       // Python's json.dumps of a config with a non-finite field, which PEFT can write.
-      utf8(JSON.stringify({ ...CONFIG, lora_dropout: 0 }, null, 2).replace('"lora_dropout": 0', '"lora_dropout": NaN')),
+      utf8(
+        JSON.stringify({ ...CONFIG, lora_dropout: 0 }, null, 2).replace(
+          '"lora_dropout": 0',
+          '"lora_dropout": NaN',
+        ),
+      ),
       utf8(JSON.stringify({ ...CONFIG, r: 4 })),
     ];
   },
   async setup(work) {
     const tensors = [
-      { name: "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", dtype: "F32" as const, shape: [2, 4], data: new Uint8Array(32) },
-      { name: "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight", dtype: "F32" as const, shape: [4, 2], data: new Uint8Array(32) },
+      {
+        name: "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
+        dtype: "F32" as const,
+        shape: [2, 4],
+        data: new Uint8Array(32),
+      },
+      {
+        name: "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight",
+        dtype: "F32" as const,
+        shape: [4, 2],
+        data: new Uint8Array(32),
+      },
     ];
     const dirs = [join(work, "run", "checkpoint-1"), join(work, "run", "checkpoint-2")];
     for (const d of dirs) {

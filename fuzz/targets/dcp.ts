@@ -6,7 +6,14 @@ import { OracleError, type FuzzTarget } from "../target.js";
 
 /** The torch-written fixtures whose .metadata are the seeds (test/fixtures/torch, from dist/fuzz/targets). */
 const FIXTURES = fileURLToPath(new URL("../../../test/fixtures/torch/", import.meta.url));
-const SEED_FOLDERS = ["dcp/single-rank", "dcp/two-rank-sharded", "dcp/trajectory/step-100", "dcp/safetensors-format/filesystem-writer", "real/megatron-lm-tp2/ckpt", "real/lightning-fsdp/ckpt"];
+const SEED_FOLDERS = [
+  "dcp/single-rank",
+  "dcp/two-rank-sharded",
+  "dcp/trajectory/step-100",
+  "dcp/safetensors-format/filesystem-writer",
+  "real/megatron-lm-tp2/ckpt",
+  "real/lightning-fsdp/ckpt",
+];
 const DATA_FILES = ["__0_0.distcp", "__1_0.distcp", "__0_1.distcp", "__1_1.distcp"];
 
 /**
@@ -18,7 +25,8 @@ const DATA_FILES = ["__0_0.distcp", "__1_0.distcp", "__0_1.distcp", "__1_1.distc
  */
 export const dcpMetadata: FuzzTarget = {
   name: "dcp-metadata",
-  description: "a .metadata pickle beside real .distcp files: openDcp, BYTE_IO values and every tensor read (inspect --stats); no file outside the folder",
+  description:
+    "a .metadata pickle beside real .distcp files: openDcp, BYTE_IO values and every tensor read (inspect --stats); no file outside the folder",
   dictionary: [
     "torch.distributed.checkpoint.metadata",
     "TensorStorageMetadata",
@@ -48,14 +56,18 @@ export const dcpMetadata: FuzzTarget = {
     // The megatron fixture's four files, the single-rank file under its own name: every seed finds data.
     for (const f of DATA_FILES) await copyFile(join(FIXTURES, "real/megatron-lm-tp2/ckpt", f), join(dir, f));
     await copyFile(join(FIXTURES, "dcp/single-rank/__0_0.distcp"), join(dir, "__0_0.distcp"));
-    await writeFile(join(dirname(dir), "outside.distcp"), await readFile(join(FIXTURES, "dcp/single-rank/__0_0.distcp")));
+    await writeFile(
+      join(dirname(dir), "outside.distcp"),
+      await readFile(join(FIXTURES, "dcp/single-rank/__0_0.distcp")),
+    );
     const meta = join(dir, ".metadata");
     return async (data) => {
       await writeFile(meta, data);
       const s = await inspectDcp(dir, { stats: true });
       for (const f of s.files) {
         const rel = relative(dir, f.path);
-        if (rel.startsWith(`..${sep}`) || rel === ".." || rel.startsWith(sep)) throw new OracleError(`opened ${f.path}, outside ${dir}`);
+        if (rel.startsWith(`..${sep}`) || rel === ".." || rel.startsWith(sep))
+          throw new OracleError(`opened ${f.path}, outside ${dir}`);
       }
     };
   },

@@ -36,27 +36,56 @@ function metadata(): GgufMetadata {
     ["t.f64s", gguf.f64s([0.5, -0.25])],
     ["t.bools", { type: "array", elementType: "bool", values: [true, false] }],
     ["t.u64s", { type: "array", elementType: "u64", values: BigUint64Array.of(1n, 2n) }],
-    ["t.nested", { type: "array", elementType: "array", values: [{ type: "array", elementType: "u8", values: Uint8Array.of(1, 2) }] }],
+    [
+      "t.nested",
+      {
+        type: "array",
+        elementType: "array",
+        values: [{ type: "array", elementType: "u8", values: Uint8Array.of(1, 2) }],
+      },
+    ],
   ]);
 }
 
 const TENSORS: GgufTensorData[] = [
-  { name: "token_embd.weight", type: "F32", dims: [4, 6], data: f32(Array.from({ length: 24 }, (_, i) => i / 10 - 1)) },
-  { name: "output_norm.weight", type: "F16", dims: [4], data: new Uint8Array(Uint16Array.of(0x3c00, 0x4000, 0xbc00, 0x7c00).buffer) },
+  {
+    name: "token_embd.weight",
+    type: "F32",
+    dims: [4, 6],
+    data: f32(Array.from({ length: 24 }, (_, i) => i / 10 - 1)),
+  },
+  {
+    name: "output_norm.weight",
+    type: "F16",
+    dims: [4],
+    data: new Uint8Array(Uint16Array.of(0x3c00, 0x4000, 0xbc00, 0x7c00).buffer),
+  },
   { name: "blk.0.attn_q.weight", type: "BF16", dims: [4, 4], data: new Uint8Array(32).fill(0x3f) },
   { name: "blk.0.ffn_down.weight", type: "Q8_0", dims: [32], data: new Uint8Array(34) },
 ];
 
 export const ggufTarget: FuzzTarget = {
   name: "gguf",
-  description: "a .gguf file: inspect --stats (header, key/values, tensor infos, data) and openMergeInput (split and quantization checks)",
-  dictionary: ["GGUF", "general.alignment", "split.count", "general.architecture", "tokenizer.ggml.tokens", "blk.0.attn_q.weight"],
+  description:
+    "a .gguf file: inspect --stats (header, key/values, tensor infos, data) and openMergeInput (split and quantization checks)",
+  dictionary: [
+    "GGUF",
+    "general.alignment",
+    "split.count",
+    "general.architecture",
+    "tokenizer.ggml.tokens",
+    "blk.0.attn_q.weight",
+  ],
   async seeds(work) {
     const dir = join(work, "seeds");
     await mkdir(dir, { recursive: true });
     const paths = [
       await writeGguf(join(dir, "full.gguf"), metadata(), TENSORS),
-      await writeGguf(join(dir, "floats.gguf"), new Map([["general.architecture", gguf.string("llama")]]), TENSORS.slice(0, 3)),
+      await writeGguf(
+        join(dir, "floats.gguf"),
+        new Map([["general.architecture", gguf.string("llama")]]),
+        TENSORS.slice(0, 3),
+      ),
       await writeGguf(join(dir, "no-tensors.gguf"), new Map([["general.alignment", gguf.u32(64)]]), []),
     ];
     return Promise.all(paths.map((p) => readFile(p)));

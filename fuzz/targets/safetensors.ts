@@ -2,15 +2,56 @@ import { lstat, mkdir, readFile, readdir, realpath, symlink, writeFile } from "n
 import { join, relative, sep } from "node:path";
 import { openCheckpointTensors } from "../../src/formats/checkpoint-files.js";
 import { inspectCheckpoint } from "../../src/formats/inspect.js";
-import { SafetensorsWriter, writeSafetensors, type TensorData } from "../../src/formats/safetensors-writer.js";
+import {
+  SafetensorsWriter,
+  writeSafetensors,
+  type TensorData,
+} from "../../src/formats/safetensors-writer.js";
 import { llamaTensorSpecs } from "../../src/trajectory/synthetic.js";
 import { OracleError, type FuzzTarget } from "../target.js";
 
 const DICTIONARY = [
-  '"dtype"', '"shape"', '"data_offsets"', '"__metadata__"', '"format"', '"pt"', "{}", "[]", "[0,0]", '":', '",',
-  '"F64"', '"F32"', '"F16"', '"BF16"', '"I64"', '"I32"', '"I16"', '"I8"', '"U8"', '"U16"', '"U32"', '"U64"', '"BOOL"',
-  '"F8_E4M3"', '"F8_E5M2"', '"F8_E8M0"', '"F6_E2M3"', '"F6_E3M2"', '"F4"', '"C64"', '"Q4_0"',
-  "\\u0000", "\\ud800", "\\u0061", "[[[[[[[[", "]]]]]]]]", "{\"a\":{\"a\":", "-0", "1e3", "1.0",
+  '"dtype"',
+  '"shape"',
+  '"data_offsets"',
+  '"__metadata__"',
+  '"format"',
+  '"pt"',
+  "{}",
+  "[]",
+  "[0,0]",
+  '":',
+  '",',
+  '"F64"',
+  '"F32"',
+  '"F16"',
+  '"BF16"',
+  '"I64"',
+  '"I32"',
+  '"I16"',
+  '"I8"',
+  '"U8"',
+  '"U16"',
+  '"U32"',
+  '"U64"',
+  '"BOOL"',
+  '"F8_E4M3"',
+  '"F8_E5M2"',
+  '"F8_E8M0"',
+  '"F6_E2M3"',
+  '"F6_E3M2"',
+  '"F4"',
+  '"C64"',
+  '"Q4_0"',
+  "\\u0000",
+  "\\ud800",
+  "\\u0061",
+  "[[[[[[[[",
+  "]]]]]]]]",
+  '{"a":{"a":',
+  "-0",
+  "1e3",
+  "1.0",
 ];
 
 function bytesOf(values: number[], width: 1 | 2 | 4 | 8): Uint8Array {
@@ -59,7 +100,10 @@ async function writeSeeds(dir: string): Promise<string[]> {
   // A checkpoint as the merge writes them: Llama names, several tensors per dtype.
   const ck = join(dir, "llama");
   await mkdir(ck, { recursive: true });
-  const specs = llamaTensorSpecs({ hiddenSize: 4, intermediateSize: 8, layers: 1, vocabSize: 6, heads: 2 }, "BF16");
+  const specs = llamaTensorSpecs(
+    { hiddenSize: 4, intermediateSize: 8, layers: 1, vocabSize: 6, heads: 2 },
+    "BF16",
+  );
   const w = await SafetensorsWriter.create(ck, specs, { metadata: { pma_method: "sma" } });
   await w.finish();
   paths.push(join(ck, "model.safetensors"));
@@ -69,7 +113,8 @@ async function writeSeeds(dir: string): Promise<string[]> {
 /** The whole file as bytes: prefix, header, data. */
 export const safetensorsFile: FuzzTarget = {
   name: "safetensors",
-  description: "a model.safetensors file: openCheckpointTensors + inspect --stats (header validation, tensor reads, float decoding)",
+  description:
+    "a model.safetensors file: openCheckpointTensors + inspect --stats (header validation, tensor reads, float decoding)",
   dictionary: DICTIONARY,
   async seeds(work) {
     return Promise.all((await writeSeeds(join(work, "seeds"))).map((p) => readFile(p)));
@@ -94,7 +139,8 @@ const SEPARATOR = 0;
  */
 export const safetensorsHeader: FuzzTarget = {
   name: "safetensors-header",
-  description: "the safetensors header JSON with a correct length prefix: parseSafetensorsHeader via SafetensorsFile.open",
+  description:
+    "the safetensors header JSON with a correct length prefix: parseSafetensorsHeader via SafetensorsFile.open",
   dictionary: DICTIONARY,
   async seeds(work) {
     const out: Uint8Array[] = [];
@@ -115,7 +161,10 @@ export const safetensorsHeader: FuzzTarget = {
       if (cut < 0) cut = data.length;
       const prefix = Buffer.alloc(8);
       prefix.writeBigUInt64LE(BigInt(cut));
-      await writeFile(file, Buffer.concat([prefix, data.subarray(0, cut), data.subarray(Math.min(cut + 1, data.length))]));
+      await writeFile(
+        file,
+        Buffer.concat([prefix, data.subarray(0, cut), data.subarray(Math.min(cut + 1, data.length))]),
+      );
       const ck = await openCheckpointTensors(dir);
       try {
         for (const t of ck.tensors.values()) await t.file.read(t.name);
@@ -133,11 +182,28 @@ export const safetensorsHeader: FuzzTarget = {
  */
 export const safetensorsIndex: FuzzTarget = {
   name: "safetensors-index",
-  description: "model.safetensors.index.json beside real shards: shard names, weight_map, total_size; no read outside the directory",
+  description:
+    "model.safetensors.index.json beside real shards: shard names, weight_map, total_size; no read outside the directory",
   dictionary: [
-    ...DICTIONARY, '"weight_map"', '"metadata"', '"total_size"', "../", "..", "/", "./", "\\", "//", "%2e%2e/",
-    '"../outside/secret.safetensors"', '"/etc/passwd"', '"link.safetensors"', '"sub/../model-00001-of-00002.safetensors"',
-    '"model-00001-of-00002.safetensors"', '"model-00002-of-00002.safetensors"', '"model.safetensors"', '"pytorch_model.bin"',
+    ...DICTIONARY,
+    '"weight_map"',
+    '"metadata"',
+    '"total_size"',
+    "../",
+    "..",
+    "/",
+    "./",
+    "\\",
+    "//",
+    "%2e%2e/",
+    '"../outside/secret.safetensors"',
+    '"/etc/passwd"',
+    '"link.safetensors"',
+    '"sub/../model-00001-of-00002.safetensors"',
+    '"model-00001-of-00002.safetensors"',
+    '"model-00002-of-00002.safetensors"',
+    '"model.safetensors"',
+    '"pytorch_model.bin"',
   ],
   async seeds(work) {
     const dir = await shardedCheckpoint(work);
@@ -153,7 +219,8 @@ export const safetensorsIndex: FuzzTarget = {
       try {
         for (const f of ck.files) {
           const rel = relative(root, await realpath(f.path));
-          if (rel.startsWith(`..${sep}`) || rel === ".." || rel.startsWith(sep)) throw new OracleError(`opened ${f.path}, outside ${root}`);
+          if (rel.startsWith(`..${sep}`) || rel === ".." || rel.startsWith(sep))
+            throw new OracleError(`opened ${f.path}, outside ${root}`);
         }
         for (const t of ck.tensors.values()) await t.file.read(t.name);
       } finally {
@@ -166,10 +233,16 @@ export const safetensorsIndex: FuzzTarget = {
 /** work/sharded: two shards and an index written by SafetensorsWriter, plus bait outside. */
 async function shardedCheckpoint(work: string): Promise<string> {
   const dir = join(work, "sharded");
-  const done = await lstat(join(dir, "link.safetensors")).then(() => true, () => false);
+  const done = await lstat(join(dir, "link.safetensors")).then(
+    () => true,
+    () => false,
+  );
   if (done) return dir;
   await mkdir(dir, { recursive: true });
-  const specs = llamaTensorSpecs({ hiddenSize: 4, intermediateSize: 8, layers: 1, vocabSize: 6, heads: 2 }, "F32");
+  const specs = llamaTensorSpecs(
+    { hiddenSize: 4, intermediateSize: 8, layers: 1, vocabSize: 6, heads: 2 },
+    "F32",
+  );
   const w = await SafetensorsWriter.create(dir, specs, { shardSize: 200 });
   await w.finish();
   const shards = (await readdir(dir)).filter((f) => f.endsWith(".safetensors")).sort();
@@ -182,4 +255,3 @@ async function shardedCheckpoint(work: string): Promise<string> {
   await symlink(join(outside, "secret.safetensors"), join(dir, "link.safetensors"));
   return dir;
 }
-

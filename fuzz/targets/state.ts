@@ -15,18 +15,72 @@ import { utf8, type FuzzTarget } from "../target.js";
  */
 export const stateFilesTarget: FuzzTarget = {
   name: "state-files",
-  description: "pma_state.json (train resume), a train config (YAML) and watch.jsonl (watch restart), from the same bytes",
-  dictionary: ["NaN", "Infinity", "-Infinity", '"format"', '"pma-train-state"', '"version"', '"config"', '"type"', '"merge"', '"spike"', '"step"', "null", "model:", "data:", "schedule:", "{kind: wsd}"],
+  description:
+    "pma_state.json (train resume), a train config (YAML) and watch.jsonl (watch restart), from the same bytes",
+  dictionary: [
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    '"format"',
+    '"pma-train-state"',
+    '"version"',
+    '"config"',
+    '"type"',
+    '"merge"',
+    '"spike"',
+    '"step"',
+    "null",
+    "model:",
+    "data:",
+    "schedule:",
+    "{kind: wsd}",
+  ],
   async seeds() {
     const config = parseTrainConfig({}, "seed");
-    const state = { format: "pma-train-state", version: 1, global_step: 12, tokens: 3072, config, lineage: [], pma_version: "0" };
+    const state = {
+      format: "pma-train-state",
+      version: 1,
+      global_step: 12,
+      tokens: 3072,
+      config,
+      lineage: [],
+      pma_version: "0",
+    };
     const journal = [
-      { type: "merge", checkpoint: "checkpoint-30", step: 30, tokens: 3000, inputs: [{ name: "checkpoint-30", step: 30, tokens: 3000, coefficient: 1 }], raw_loss: null, merged_loss: null, time: "t" },
-      { type: "spike", start_step: 40, kind: "divergence", ongoing: true, peak_step: 41, peak_loss: "Infinity", init_checkpoint: null, inputs: [], action: "none", time: "t" },
+      {
+        type: "merge",
+        checkpoint: "checkpoint-30",
+        step: 30,
+        tokens: 3000,
+        inputs: [{ name: "checkpoint-30", step: 30, tokens: 3000, coefficient: 1 }],
+        raw_loss: null,
+        merged_loss: null,
+        time: "t",
+      },
+      {
+        type: "spike",
+        start_step: 40,
+        kind: "divergence",
+        ongoing: true,
+        peak_step: 41,
+        peak_loss: "Infinity",
+        init_checkpoint: null,
+        inputs: [],
+        action: "none",
+        time: "t",
+      },
     ];
     // pma_state.json after a hand edit or a Python tool: NaN and Infinity literals.
-    const python = JSON.stringify({ ...state, best_loss: 0 }, null, 2).replace('"best_loss": 0', '"best_loss": NaN, "worst": -Infinity, "scale": Infinity');
-    return [JSON.stringify(state, null, 2), trainConfigToYaml(config), journal.map((j) => JSON.stringify(j)).join("\n") + "\n", python].map(utf8);
+    const python = JSON.stringify({ ...state, best_loss: 0 }, null, 2).replace(
+      '"best_loss": 0',
+      '"best_loss": NaN, "worst": -Infinity, "scale": Infinity',
+    );
+    return [
+      JSON.stringify(state, null, 2),
+      trainConfigToYaml(config),
+      journal.map((j) => JSON.stringify(j)).join("\n") + "\n",
+      python,
+    ].map(utf8);
   },
   async setup(work) {
     const dir = join(work, "state");

@@ -9,15 +9,36 @@ import { readTensorboardLog } from "../../src/trajectory/log-readers.js";
 import { detectSpikes } from "../../src/trajectory/spikes.js";
 import type { FuzzTarget } from "../target.js";
 
-const TAGS = ["train/loss", "train/grad_norm", "train/learning_rate", "eval/loss", "train/num_input_tokens_seen"];
+const TAGS = [
+  "train/loss",
+  "train/grad_norm",
+  "train/learning_rate",
+  "eval/loss",
+  "train/num_input_tokens_seen",
+];
 /** Loss tags of Keras, Megatron-LM, NeMo, torchtitan and OLMo (docs/logs.md). */
-const OTHER_LOGGER_TAGS = ["batch_loss", "epoch_loss", "evaluation_loss_vs_iterations", "lm loss", "lm loss validation", "reduced_train_loss", "loss_metrics/global_avg_loss", "train/CE loss"];
+const OTHER_LOGGER_TAGS = [
+  "batch_loss",
+  "epoch_loss",
+  "evaluation_loss_vs_iterations",
+  "lm loss",
+  "lm loss validation",
+  "reduced_train_loss",
+  "loss_metrics/global_avg_loss",
+  "train/CE loss",
+];
 
 function scalars(n: number, restartAt: number | null): TensorboardScalar[] {
   const out: TensorboardScalar[] = [];
   for (let step = 1; step <= n; step++) {
     const s = restartAt !== null && step > n / 2 ? step - restartAt : step;
-    for (const tag of TAGS) out.push({ step: s, wallTime: 1.7e9 + step, tag, value: tag === "train/loss" ? (step === 7 ? 40 : 3 / Math.sqrt(step)) : step * 0.01 });
+    for (const tag of TAGS)
+      out.push({
+        step: s,
+        wallTime: 1.7e9 + step,
+        tag,
+        value: tag === "train/loss" ? (step === 7 ? 40 : 3 / Math.sqrt(step)) : step * 0.01,
+      });
   }
   return out;
 }
@@ -29,11 +50,18 @@ function scalars(n: number, restartAt: number | null): TensorboardScalar[] {
  */
 function extraEvents(): Uint8Array[] {
   const w = new ProtoWriter();
-  const tensorScalar = new ProtoWriter().uint(1, 1).bytes(4, new Uint8Array(Float32Array.of(2.5).buffer)).finish();
+  const tensorScalar = new ProtoWriter()
+    .uint(1, 1)
+    .bytes(4, new Uint8Array(Float32Array.of(2.5).buffer))
+    .finish();
   const value = new ProtoWriter().string(1, "train/loss").bytes(8, tensorScalar).finish();
   const summary = new ProtoWriter().bytes(1, value).finish();
   const shape = new ProtoWriter().bytes(2, new ProtoWriter().uint(1, 1).finish()).finish();
-  const dtensor = new ProtoWriter().uint(1, 2).bytes(2, shape).bytes(6, new Uint8Array(Float64Array.of(1.25).buffer)).finish();
+  const dtensor = new ProtoWriter()
+    .uint(1, 2)
+    .bytes(2, shape)
+    .bytes(6, new Uint8Array(Float64Array.of(1.25).buffer))
+    .finish();
   const dvalue = new ProtoWriter().string(1, "eval/loss").bytes(8, dtensor).finish();
   return [
     w.reset().double(1, 1.7e9).uint(2, 3).bytes(5, summary).finish(),
@@ -56,7 +84,7 @@ export function frameRecord(data: Uint8Array): Uint8Array {
 function unframe(file: Uint8Array): Uint8Array[] {
   const b = Buffer.from(file.buffer, file.byteOffset, file.byteLength);
   const out: Uint8Array[] = [];
-  for (let p = 0; p + 12 <= b.length; ) {
+  for (let p = 0; p + 12 <= b.length;) {
     const n = Number(b.readBigUInt64LE(p));
     out.push(b.subarray(p + 12, p + 12 + n));
     p += 16 + n;
@@ -67,7 +95,10 @@ function unframe(file: Uint8Array): Uint8Array[] {
 function seedFiles(): Uint8Array[] {
   const plain = encodeTensorboardScalars(scalars(12, null), { wallTime: 1.7e9 });
   const restarted = encodeTensorboardScalars(scalars(10, 3), { wallTime: 1.7e9 });
-  const extra = Buffer.concat([encodeTensorboardScalars([], { wallTime: 1.7e9 }), ...extraEvents().map(frameRecord)]);
+  const extra = Buffer.concat([
+    encodeTensorboardScalars([], { wallTime: 1.7e9 }),
+    ...extraEvents().map(frameRecord),
+  ]);
   return [plain, restarted, extra];
 }
 
@@ -83,7 +114,8 @@ async function reader(work: string, name: string): Promise<(bytes: Uint8Array) =
 
 export const tensorboardFile: FuzzTarget = {
   name: "tensorboard",
-  description: "an events.out.tfevents file as bytes: record framing and CRCs, Event protobufs, scalars -> training log -> spike detection",
+  description:
+    "an events.out.tfevents file as bytes: record framing and CRCs, Event protobufs, scalars -> training log -> spike detection",
   dictionary: [...TAGS, ...OTHER_LOGGER_TAGS, "brain.Event:2"],
   async seeds() {
     return seedFiles();
@@ -98,7 +130,8 @@ export const tensorboardFile: FuzzTarget = {
  */
 export const tensorboardEvents: FuzzTarget = {
   name: "tensorboard-events",
-  description: "Event protobufs with valid framing and CRCs: wire types, varints, nested summaries, tensor scalars, session logs",
+  description:
+    "Event protobufs with valid framing and CRCs: wire types, varints, nested summaries, tensor scalars, session logs",
   dictionary: [...TAGS, ...OTHER_LOGGER_TAGS, "brain.Event:2"],
   async seeds() {
     return seedFiles().map((f) => {

@@ -15,8 +15,27 @@ const SEEDS = ["hf-f32", "hf-bf16", "torch-1.13", "shared-storage", "hostile", "
  */
 export const torchSaveTarget: FuzzTarget = {
   name: "torch-save",
-  description: "a pytorch_model.bin torch.save archive: zip records, data.pkl through the guarded pickle reader, every tensor read (inspect --stats)",
-  dictionary: ["PK\x03\x04", "PK\x01\x02", "PK\x05\x06", "PK\x06\x06", "data.pkl", "byteorder", "little", "torch._utils", "_rebuild_tensor_v2", "FloatStorage", "collections", "OrderedDict", "\x80\x02", "\x93", "R", "b", "Q"],
+  description:
+    "a pytorch_model.bin torch.save archive: zip records, data.pkl through the guarded pickle reader, every tensor read (inspect --stats)",
+  dictionary: [
+    "PK\x03\x04",
+    "PK\x01\x02",
+    "PK\x05\x06",
+    "PK\x06\x06",
+    "data.pkl",
+    "byteorder",
+    "little",
+    "torch._utils",
+    "_rebuild_tensor_v2",
+    "FloatStorage",
+    "collections",
+    "OrderedDict",
+    "\x80\x02",
+    "\x93",
+    "R",
+    "b",
+    "Q",
+  ],
   async seeds() {
     return Promise.all(SEEDS.map((d) => readFile(join(FIXTURES, d, "pytorch_model.bin"))));
   },

@@ -76,7 +76,13 @@ export async function crossTerms(
     }
   }
   const matrix = raw.map((row, i) => row.map((x, j) => (x + raw[j]![i]!) / 2));
-  return { matrix, asymmetry: maxAbs > 0 ? maxAsym / maxAbs : 0, linear: deltas.map((d) => dot(g0, d)), centerLoss: c.loss, h };
+  return {
+    matrix,
+    asymmetry: maxAbs > 0 ? maxAsym / maxAbs : 0,
+    linear: deltas.map((d) => dot(g0, d)),
+    centerLoss: c.loss,
+    h,
+  };
 }
 
 export function quadraticCheck(m: number[][]): QuadraticCheck {

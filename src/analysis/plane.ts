@@ -26,7 +26,9 @@ export interface Plane {
 export function symmetricEigen(a: number[][]): { values: number[]; vectors: number[][] } {
   const n = a.length;
   const m = a.map((r) => [...r]);
-  const v: number[][] = Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => (i === j ? 1 : 0)));
+  const v: number[][] = Array.from({ length: n }, (_, i) =>
+    Array.from({ length: n }, (_, j) => (i === j ? 1 : 0)),
+  );
   for (let sweep = 0; sweep < 100; sweep++) {
     let off = 0;
     for (let p = 0; p < n; p++) for (let q = p + 1; q < n; q++) off += m[p]![q]! ** 2;
@@ -68,7 +70,12 @@ export function symmetricEigen(a: number[][]): { values: number[]; vectors: numb
 export function pcaPlane(points: readonly Float32Array[], origin?: Float32Array): Plane {
   const k = points.length;
   if (k < 3) throw new PmaError("USAGE", `a plane through checkpoints needs at least 3 of them, got ${k}`);
-  const o = origin ?? combine(points, points.map(() => 1 / k));
+  const o =
+    origin ??
+    combine(
+      points,
+      points.map(() => 1 / k),
+    );
   const centred = points.map((p) => sub(p, o));
   const gram = centred.map((a) => centred.map((b) => dot(a, b)));
   const { values, vectors } = symmetricEigen(gram);
@@ -76,7 +83,8 @@ export function pcaPlane(points: readonly Float32Array[], origin?: Float32Array)
   const dir = (e: number): Float32Array => {
     const d = combine(centred, vectors[e]!);
     const n = norm(d);
-    if (!(n > 0)) throw new PmaError("USAGE", "the checkpoints do not span a plane (they coincide or lie on a line)");
+    if (!(n > 0))
+      throw new PmaError("USAGE", "the checkpoints do not span a plane (they coincide or lie on a line)");
     for (let i = 0; i < d.length; i++) d[i] = d[i]! / n;
     return d;
   };

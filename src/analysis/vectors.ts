@@ -41,7 +41,14 @@ export function combine(vectors: readonly Float32Array[], coefficients: readonly
 }
 
 /** base + a * u (+ b * w), into `out`. */
-export function along(out: Float32Array, base: Float32Array, a: number, u: Float32Array, b = 0, w?: Float32Array): Float32Array {
+export function along(
+  out: Float32Array,
+  base: Float32Array,
+  a: number,
+  u: Float32Array,
+  b = 0,
+  w?: Float32Array,
+): Float32Array {
   for (let i = 0; i < out.length; i++) out[i] = base[i]! + a * u[i]! + (w === undefined ? 0 : b * w[i]!);
   return out;
 }

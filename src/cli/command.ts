@@ -8,7 +8,9 @@ export interface Command {
 }
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
-type Parsed<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: true; strict: true }>>;
+type Parsed<O extends Options> = ReturnType<
+  typeof parseArgs<{ args: string[]; options: O; allowPositionals: true; strict: true }>
+>;
 
 /** node's parseArgs, with its errors turned into pma usage errors. */
 export function parseCommandArgs<O extends Options>(argv: string[], options: O, usage: string): Parsed<O> {

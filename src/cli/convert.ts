@@ -55,7 +55,8 @@ export const command: Command = {
       },
       usage,
     );
-    if (positionals.length !== 1) throw new PmaError("USAGE", `give exactly one checkpoint folder\n\n${usage}`);
+    if (positionals.length !== 1)
+      throw new PmaError("USAGE", `give exactly one checkpoint folder\n\n${usage}`);
     const to = (values.to ?? "gguf").toLowerCase();
     if (to === "safetensors") return convertDcpCommand(positionals[0]!, values);
     if (to !== "gguf") throw new PmaError("USAGE", `--to must be gguf or safetensors (got '${values.to}')`);
@@ -77,8 +78,12 @@ export const command: Command = {
   },
 };
 
-async function convertDcpCommand(input: string, values: { out?: string; force?: boolean; json?: boolean; dtype?: string; "include-optimizer"?: boolean }): Promise<number> {
-  if (values.dtype !== undefined) throw new PmaError("USAGE", "--dtype applies to --to gguf; --to safetensors keeps every tensor's dtype");
+async function convertDcpCommand(
+  input: string,
+  values: { out?: string; force?: boolean; json?: boolean; dtype?: string; "include-optimizer"?: boolean },
+): Promise<number> {
+  if (values.dtype !== undefined)
+    throw new PmaError("USAGE", "--dtype applies to --to gguf; --to safetensors keeps every tensor's dtype");
   const bar = byteProgress("convert", values.json !== true && isInteractive());
   let r: DcpToSafetensorsResult;
   try {
@@ -94,8 +99,13 @@ async function convertDcpCommand(input: string, values: { out?: string; force?: 
   if (values.json === true) process.stdout.write(JSON.stringify(r, null, 2) + "\n");
   else {
     const skipped = r.skippedTensors > 0 ? `; left out ${r.skippedTensors} optimizer tensor(s)` : "";
-    const items = r.skippedItems.length > 0 ? `; ${r.skippedItems.length} non-tensor item(s) not converted (${r.skippedItems.slice(0, 4).join(", ")}${r.skippedItems.length > 4 ? ", ..." : ""})` : "";
-    process.stdout.write(`${r.out}: ${r.tensors} tensors, ${r.parameters.toLocaleString("en-US")} parameters, ${(r.bytes / 2 ** 20).toFixed(2)} MiB in ${r.files.length} file(s) from a ${r.layout} distributed checkpoint${skipped}${items}\n`);
+    const items =
+      r.skippedItems.length > 0
+        ? `; ${r.skippedItems.length} non-tensor item(s) not converted (${r.skippedItems.slice(0, 4).join(", ")}${r.skippedItems.length > 4 ? ", ..." : ""})`
+        : "";
+    process.stdout.write(
+      `${r.out}: ${r.tensors} tensors, ${r.parameters.toLocaleString("en-US")} parameters, ${(r.bytes / 2 ** 20).toFixed(2)} MiB in ${r.files.length} file(s) from a ${r.layout} distributed checkpoint${skipped}${items}\n`,
+    );
   }
   return 0;
 }

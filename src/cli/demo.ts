@@ -26,15 +26,30 @@ example:
 export const command: Command = {
   usage,
   async run(argv) {
-    const { values } = parseCommandArgs(argv, { dir: { type: "string" }, checkpoints: { type: "string" }, keep: { type: "boolean" } }, usage);
+    const { values } = parseCommandArgs(
+      argv,
+      { dir: { type: "string" }, checkpoints: { type: "string" }, keep: { type: "boolean" } },
+      usage,
+    );
     const dir = resolve(values.dir ?? "pma-demo");
     const n = Number(values.checkpoints ?? "8");
-    if (!(Number.isInteger(n) && n >= 2)) throw new PmaError("USAGE", `--checkpoints must be an integer >= 2 (got '${values.checkpoints}')`);
+    if (!(Number.isInteger(n) && n >= 2))
+      throw new PmaError("USAGE", `--checkpoints must be an integer >= 2 (got '${values.checkpoints}')`);
     await claimDemoDir(dir);
     const seed = 7;
     const model = { hiddenSize: 256, intermediateSize: 688, layers: 4, vocabSize: 4096, heads: 4 };
-    process.stdout.write(`writing a synthetic run of ${n} bf16 checkpoints (d_model 256, 4 layers, vocab 4096) to ${dir}/run\n`);
-    const paths = await writeSyntheticRun({ dir: `${dir}/run`, model, checkpoints: n, stepInterval: 1000, tokensPerStep: 65536, dtype: "BF16", seed });
+    process.stdout.write(
+      `writing a synthetic run of ${n} bf16 checkpoints (d_model 256, 4 layers, vocab 4096) to ${dir}/run\n`,
+    );
+    const paths = await writeSyntheticRun({
+      dir: `${dir}/run`,
+      model,
+      checkpoints: n,
+      stepInterval: 1000,
+      tokensPerStep: 65536,
+      dtype: "BF16",
+      seed,
+    });
     const out = `${dir}/merged`;
     // Shuffled on purpose: pma orders checkpoints by the tokens they have seen.
     const shuffled = [...paths].reverse();
@@ -82,7 +97,9 @@ async function claimDemoDir(dir: string): Promise<void> {
   const entries = await readdir(dir).catch(() => null);
   if (entries !== null && entries.length > 0) {
     if (!entries.includes(MARKER)) {
-      throw new PmaError("EXISTS", `${dir} exists and was not made by pma demo; choose another --dir`, { file: dir });
+      throw new PmaError("EXISTS", `${dir} exists and was not made by pma demo; choose another --dir`, {
+        file: dir,
+      });
     }
     await rm(dir, { recursive: true, force: true });
   }

@@ -20,12 +20,14 @@ export function llamaCppOptions(flags: LlamaCppFlags): Pick<ScoreTokensOptions, 
   const out: Pick<ScoreTokensOptions, "gpu" | "threads" | "dtype"> = {};
   if (flags.gpu !== undefined) {
     const gpu = flags.gpu.toLowerCase() as LlamaCppGpu;
-    if (!GPUS.includes(gpu)) throw new PmaError("USAGE", `--gpu must be one of ${GPUS.join(", ")} (got '${flags.gpu}')`);
+    if (!GPUS.includes(gpu))
+      throw new PmaError("USAGE", `--gpu must be one of ${GPUS.join(", ")} (got '${flags.gpu}')`);
     out.gpu = gpu;
   }
   if (flags.threads !== undefined) {
     const n = Number(flags.threads);
-    if (!Number.isInteger(n) || n < 1) throw new PmaError("USAGE", `--threads must be a positive integer (got '${flags.threads}')`);
+    if (!Number.isInteger(n) || n < 1)
+      throw new PmaError("USAGE", `--threads must be a positive integer (got '${flags.threads}')`);
     out.threads = n;
   }
   const dtype = parseGgufDtype(flags.dtype);

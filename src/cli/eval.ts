@@ -43,7 +43,8 @@ example:
 function positiveInt(v: string | undefined, flag: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new PmaError("USAGE", `${flag} must be a positive integer (got '${v}')`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new PmaError("USAGE", `${flag} must be a positive integer (got '${v}')`);
   return n;
 }
 
@@ -68,23 +69,32 @@ export const command: Command = {
       },
       usage,
     );
-    if (positionals.length === 0) throw new PmaError("USAGE", `give at least one checkpoint folder\n\n${usage}`);
+    if (positionals.length === 0)
+      throw new PmaError("USAGE", `give at least one checkpoint folder\n\n${usage}`);
     if (values.data !== undefined) return evalData(positionals, values);
     for (const f of ["text-field", "tokenizer"] as const) {
       if (values[f] !== undefined) throw new PmaError("USAGE", `--${f} applies to --data only`);
     }
     const split = (values.split ?? "validation") as EvalSplit;
-    if (split !== "validation" && split !== "test") throw new PmaError("USAGE", `--split must be validation or test (got '${values.split}')`);
-    const maxTokens = values["max-tokens"] === undefined ? 0 : parseTokens(values["max-tokens"], "--max-tokens");
+    if (split !== "validation" && split !== "test")
+      throw new PmaError("USAGE", `--split must be validation or test (got '${values.split}')`);
+    const maxTokens =
+      values["max-tokens"] === undefined ? 0 : parseTokens(values["max-tokens"], "--max-tokens");
     const batch = positiveInt(values.batch, "--batch");
     const seq = positiveInt(values.seq, "--seq");
     const engine = values.engine ?? "pma";
     if (engine === "llama.cpp") {
       const { evaluateCheckpointsWithLlamaCpp } = await import("./eval-llama-cpp.js");
-      const results = await evaluateCheckpointsWithLlamaCpp(positionals, { split, maxTokens, ...(seq !== undefined ? { seq } : {}) }, values, (r, path) => {
-        if (values.json !== true) process.stdout.write(describeEval(r, path));
-      });
-      if (values.json === true) process.stdout.write(JSON.stringify(results.length === 1 ? results[0] : results, null, 2) + "\n");
+      const results = await evaluateCheckpointsWithLlamaCpp(
+        positionals,
+        { split, maxTokens, ...(seq !== undefined ? { seq } : {}) },
+        values,
+        (r, path) => {
+          if (values.json !== true) process.stdout.write(describeEval(r, path));
+        },
+      );
+      if (values.json === true)
+        process.stdout.write(JSON.stringify(results.length === 1 ? results[0] : results, null, 2) + "\n");
       return 0;
     }
     if (engine !== "pma") throw new PmaError("USAGE", `--engine must be pma or llama.cpp (got '${engine}')`);
@@ -95,14 +105,20 @@ export const command: Command = {
     const results: EvalResult[] = [];
     try {
       for (const path of positionals) {
-        const r = await evaluator.evaluate(path, { split, maxTokens, ...(batch !== undefined ? { batch } : {}), ...(seq !== undefined ? { seq } : {}) });
+        const r = await evaluator.evaluate(path, {
+          split,
+          maxTokens,
+          ...(batch !== undefined ? { batch } : {}),
+          ...(seq !== undefined ? { seq } : {}),
+        });
         results.push(r);
         if (values.json !== true) process.stdout.write(describeEval(r, path));
       }
     } finally {
       evaluator.close();
     }
-    if (values.json === true) process.stdout.write(JSON.stringify(results.length === 1 ? results[0] : results, null, 2) + "\n");
+    if (values.json === true)
+      process.stdout.write(JSON.stringify(results.length === 1 ? results[0] : results, null, 2) + "\n");
     return 0;
   },
 };
@@ -110,10 +126,16 @@ export const command: Command = {
 type EvalFlags = Record<string, string | boolean | undefined>;
 
 async function evalData(paths: string[], values: EvalFlags): Promise<number> {
-  const str = (k: string): string | undefined => (typeof values[k] === "string" ? (values[k] as string) : undefined);
-  if (str("split") !== undefined) throw new PmaError("USAGE", "--split and --data exclude each other: --data scores your file, --split a corpus split");
+  const str = (k: string): string | undefined =>
+    typeof values[k] === "string" ? (values[k] as string) : undefined;
+  if (str("split") !== undefined)
+    throw new PmaError(
+      "USAGE",
+      "--split and --data exclude each other: --data scores your file, --split a corpus split",
+    );
   const engine = str("engine") ?? "pma";
-  if (engine !== "pma" && engine !== "llama.cpp") throw new PmaError("USAGE", `--engine must be pma or llama.cpp (got '${engine}')`);
+  if (engine !== "pma" && engine !== "llama.cpp")
+    throw new PmaError("USAGE", `--engine must be pma or llama.cpp (got '${engine}')`);
   const { evaluateOnData } = await import("../eval/data-eval.js");
   const maxTokens = str("max-tokens") === undefined ? 0 : parseTokens(str("max-tokens")!, "--max-tokens");
   const seq = positiveInt(str("seq"), "--seq");
@@ -123,7 +145,8 @@ async function evalData(paths: string[], values: EvalFlags): Promise<number> {
     const { llamaCppOptions } = await import("./eval-llama-cpp.js");
     llamaCpp = llamaCppOptions({ gpu: str("gpu"), threads: str("threads"), dtype: str("dtype") });
   } else {
-    for (const f of ["gpu", "threads", "dtype"]) if (str(f) !== undefined) throw new PmaError("USAGE", `--${f} applies to --engine llama.cpp only`);
+    for (const f of ["gpu", "threads", "dtype"])
+      if (str(f) !== undefined) throw new PmaError("USAGE", `--${f} applies to --engine llama.cpp only`);
   }
   const results = [];
   try {
@@ -150,12 +173,18 @@ async function evalData(paths: string[], values: EvalFlags): Promise<number> {
   } finally {
     if (engine === "llama.cpp") await (await import("../eval/llama-cpp.js")).closeLlamaCpp();
   }
-  if (values.json === true) process.stdout.write(JSON.stringify(results.length === 1 ? results[0] : results, null, 2) + "\n");
+  if (values.json === true)
+    process.stdout.write(JSON.stringify(results.length === 1 ? results[0] : results, null, 2) + "\n");
   return 0;
 }
 
 export function describeEval(r: EvalResult, shown: string): string {
-  const where = [r.step !== null ? `step ${r.step}` : null, r.tokensSeen !== null ? `${r.tokensSeen} tokens seen` : null].filter((x) => x !== null).join(", ");
+  const where = [
+    r.step !== null ? `step ${r.step}` : null,
+    r.tokensSeen !== null ? `${r.tokensSeen} tokens seen` : null,
+  ]
+    .filter((x) => x !== null)
+    .join(", ");
   return (
     `${shown}: ${r.split} loss ${r.loss.toFixed(4)} (perplexity ${r.perplexity.toFixed(2)}) on ${r.tokens.toLocaleString("en-US")} tokens ` +
     `(${r.windows} windows of ${r.seq}); ${r.architecture}, ${r.parameters.toLocaleString("en-US")} parameters, ${r.dtype}` +

@@ -77,7 +77,10 @@ export const command: Command = {
     const method = methodFromFlags(values);
     const init = initFromFlags(values);
     const mergeRun = mergeRunFromFlags(values);
-    const before = values.before === undefined || values.before === "auto" ? undefined : intFlag(values.before, "--before", 1);
+    const before =
+      values.before === undefined || values.before === "auto"
+        ? undefined
+        : intFlag(values.before, "--before", 1);
     const progress = byteProgress("merge");
     const interrupt = interruptSignal();
     try {

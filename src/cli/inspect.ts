@@ -19,7 +19,11 @@ example:
 export const command: Command = {
   usage,
   async run(argv) {
-    const { values, positionals } = parseCommandArgs(argv, { stats: { type: "boolean" }, json: { type: "boolean" } }, usage);
+    const { values, positionals } = parseCommandArgs(
+      argv,
+      { stats: { type: "boolean" }, json: { type: "boolean" } },
+      usage,
+    );
     if (positionals.length !== 1) throw new PmaError("USAGE", `give exactly one checkpoint\n\n${usage}`);
     const summary = await inspectCheckpoint(positionals[0]!, { stats: values.stats ?? false });
     process.stdout.write(values.json ? JSON.stringify(summary, null, 2) + "\n" : formatSummary(summary));
@@ -37,17 +41,42 @@ export function formatSummary(s: CheckpointSummary): string {
   // GGUF tensors may be quantized, so their bytes do not follow from params and dtype.
   const withBytes = s.format === "gguf";
   const rows = s.tensors.map((t) => {
-    const base = [t.name, t.dtype, `[${t.shape.join(", ")}]`, t.parameters.toLocaleString("en-US"), ...(withBytes ? [t.bytes.toLocaleString("en-US")] : [])];
+    const base = [
+      t.name,
+      t.dtype,
+      `[${t.shape.join(", ")}]`,
+      t.parameters.toLocaleString("en-US"),
+      ...(withBytes ? [t.bytes.toLocaleString("en-US")] : []),
+    ];
     if (!withStats) return base;
     const st = t.stats;
     return st === undefined
       ? [...base, "", "", "", "", ""]
-      : [...base, num(st.min), num(st.max), num(st.mean), num(st.std), String(st.nan + st.posInf + st.negInf)];
+      : [
+          ...base,
+          num(st.min),
+          num(st.max),
+          num(st.mean),
+          num(st.std),
+          String(st.nan + st.posInf + st.negInf),
+        ];
   });
-  const header = ["tensor", "dtype", "shape", "params", ...(withBytes ? ["bytes"] : []), ...(withStats ? ["min", "max", "mean", "std", "nan/inf"] : [])];
+  const header = [
+    "tensor",
+    "dtype",
+    "shape",
+    "params",
+    ...(withBytes ? ["bytes"] : []),
+    ...(withStats ? ["min", "max", "mean", "std", "nan/inf"] : []),
+  ];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]) => r.map((c, i) => (i === 0 || i === 1 || i === 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
-  const dtypes = Object.entries(s.dtypes).map(([d, n]) => `${d} ${n.toLocaleString("en-US")}`).join(", ");
+  const line = (r: string[]) =>
+    r
+      .map((c, i) => (i === 0 || i === 1 || i === 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join("  ");
+  const dtypes = Object.entries(s.dtypes)
+    .map(([d, n]) => `${d} ${n.toLocaleString("en-US")}`)
+    .join(", ");
   const format =
     s.gguf !== undefined
       ? `GGUF v${s.gguf.version} (alignment ${s.gguf.alignment})`
@@ -59,13 +88,22 @@ export function formatSummary(s: CheckpointSummary): string {
     line(header),
     ...rows.map(line),
     `total: ${s.parameters.toLocaleString("en-US")} parameters, ${s.bytes.toLocaleString("en-US")} bytes (${(s.bytes / 2 ** 20).toFixed(2)} MiB); by dtype: ${dtypes}`,
-    ...(s.gguf !== undefined ? ggufMetadataLines(s) : s.dcp !== undefined ? dcpLines(s.dcp) : [`metadata: ${JSON.stringify(s.metadata)}`]),
+    ...(s.gguf !== undefined
+      ? ggufMetadataLines(s)
+      : s.dcp !== undefined
+        ? dcpLines(s.dcp)
+        : [`metadata: ${JSON.stringify(s.metadata)}`]),
   ];
   return out.join("\n") + "\n";
 }
 
 function dcpLines(d: NonNullable<CheckpointSummary["dcp"]>): string[] {
-  const progress = d.tokens !== null || d.step !== null ? [`progress: ${d.step !== null ? `step ${d.step}` : ""}${d.tokens !== null ? `, ${d.tokens.toLocaleString("en-US")} tokens` : ""} (from ${d.progressFrom})`] : [];
+  const progress =
+    d.tokens !== null || d.step !== null
+      ? [
+          `progress: ${d.step !== null ? `step ${d.step}` : ""}${d.tokens !== null ? `, ${d.tokens.toLocaleString("en-US")} tokens` : ""} (from ${d.progressFrom})`,
+        ]
+      : [];
   const items = Object.entries(d.items).map(([k, v]) => {
     const shown = JSON.stringify(v);
     return `  ${k}  ${shown.length > 80 ? `${shown.slice(0, 77)}...` : shown}`;
@@ -79,7 +117,8 @@ function ggufMetadataLines(s: CheckpointSummary): string[] {
   const width = Math.max(0, ...keys.map((k) => k.key.length));
   const lines = keys.map((k) => {
     if (k.type !== "array") {
-      const value = typeof k.value === "string" && k.type === "string" ? JSON.stringify(k.value) : String(k.value);
+      const value =
+        typeof k.value === "string" && k.type === "string" ? JSON.stringify(k.value) : String(k.value);
       return `  ${k.key.padEnd(width)}  ${k.type} ${value.length > 80 ? `${value.slice(0, 77)}...` : value}`;
     }
     const preview = (k.preview ?? []).map((x) => JSON.stringify(x)).join(", ");

@@ -7,7 +7,11 @@ import type { LabProgress, ProgressLine } from "../lab/progress.js";
  * is printed as one line every `everyMs`, so a 13-minute run shows signs of life
  * without flooding the log with every step.
  */
-export function labProgressLog(profile: string, everyMs = 60_000, write: (s: string) => void = (s) => process.stderr.write(s)): LabProgress & { stop(): void } {
+export function labProgressLog(
+  profile: string,
+  everyMs = 60_000,
+  write: (s: string) => void = (s) => process.stderr.write(s),
+): LabProgress & { stop(): void } {
   const t0 = Date.now();
   const stages = new Map<string, string>();
   const jobs = new Map<number, { label: string; text: string }>();
@@ -18,7 +22,10 @@ export function labProgressLog(profile: string, everyMs = 60_000, write: (s: str
   };
   const say = (text: string): void => write(`pma lab (${profile}) ${clock()} ${text}\n`);
   const heartbeat = setInterval(() => {
-    const parts = [...[...jobs.values()].map((j) => `${j.label}: ${j.text}`), ...[...stages.entries()].map(([e, t]) => `${e}: ${t}`)];
+    const parts = [
+      ...[...jobs.values()].map((j) => `${j.label}: ${j.text}`),
+      ...[...stages.entries()].map(([e, t]) => `${e}: ${t}`),
+    ];
     if (parts.length > 0) say(`running: ${parts.join("; ")}`);
   }, everyMs);
   // The heartbeat alone must not keep the process alive once the lab is done.

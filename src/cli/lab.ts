@@ -51,15 +51,21 @@ export const command: Command = {
       },
       USAGE,
     );
-    if (!(PROFILE_NAMES as readonly string[]).includes(values.profile)) throw new PmaError("USAGE", `--profile must be one of ${PROFILE_NAMES.join(", ")}\n\n${USAGE}`);
+    if (!(PROFILE_NAMES as readonly string[]).includes(values.profile))
+      throw new PmaError("USAGE", `--profile must be one of ${PROFILE_NAMES.join(", ")}\n\n${USAGE}`);
     // Digits only: Number("") is 0 and Number("1e1") is 10, neither what was meant.
-    if (values.seeds !== undefined && (!/^\d+$/.test(values.seeds) || Number(values.seeds) < 1)) throw new PmaError("USAGE", `--seeds must be a whole number >= 1, got ${JSON.stringify(values.seeds)}\n\n${USAGE}`);
+    if (values.seeds !== undefined && (!/^\d+$/.test(values.seeds) || Number(values.seeds) < 1))
+      throw new PmaError(
+        "USAGE",
+        `--seeds must be a whole number >= 1, got ${JSON.stringify(values.seeds)}\n\n${USAGE}`,
+      );
     const seeds = values.seeds === undefined ? {} : { seeds: Number(values.seeds) };
     let experiments: ExperimentId[];
     if (positionals.length === 0 || positionals.includes("all")) experiments = [...EXPERIMENT_IDS];
     else {
       for (const p of positionals) {
-        if (!(EXPERIMENT_IDS as readonly string[]).includes(p)) throw new PmaError("USAGE", `unknown experiment "${p}"\n\n${USAGE}`);
+        if (!(EXPERIMENT_IDS as readonly string[]).includes(p))
+          throw new PmaError("USAGE", `unknown experiment "${p}"\n\n${USAGE}`);
       }
       experiments = positionals as ExperimentId[];
     }
@@ -67,13 +73,23 @@ export const command: Command = {
     const interrupt = interruptSignal();
     let result;
     try {
-      result = await runLab({ dir: values.dir, profile: values.profile as (typeof PROFILE_NAMES)[number], experiments, fresh: values.fresh, progress, signal: interrupt.signal, ...seeds });
+      result = await runLab({
+        dir: values.dir,
+        profile: values.profile as (typeof PROFILE_NAMES)[number],
+        experiments,
+        fresh: values.fresh,
+        progress,
+        signal: interrupt.signal,
+        ...seeds,
+      });
     } finally {
       progress.stop();
       interrupt.dispose();
     }
     if (interrupt.signal.aborted) {
-      process.stderr.write(`pma lab: stopped; what finished is cached in ${resolve(result.dir)}, and a rerun continues from there\n`);
+      process.stderr.write(
+        `pma lab: stopped; what finished is cached in ${resolve(result.dir)}, and a rerun continues from there\n`,
+      );
       return 130;
     }
     const report = values["no-report"] ? null : await writeLabReport(result);
@@ -85,7 +101,9 @@ export const command: Command = {
         for (const f of e.findings) lines.push(`  [${f.verdict}] ${f.claim}\n      ${f.measured}`);
       }
       for (const f of result.failed) lines.push(`${f.id}: FAILED: ${f.error}`);
-      lines.push(`pma lab (${result.profile.name}) took ${result.seconds.toFixed(0)} s; folder ${resolve(result.dir)}`);
+      lines.push(
+        `pma lab (${result.profile.name}) took ${result.seconds.toFixed(0)} s; folder ${resolve(result.dir)}`,
+      );
       if (report !== null) lines.push(`report: ${resolve(report.dir, "index.html")}`);
       process.stdout.write(lines.join("\n") + "\n");
     }

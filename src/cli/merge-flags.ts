@@ -23,8 +23,12 @@ export interface MergeRunFlags {
 
 export function mergeRunFromFlags(values: { accumulate?: string; threads?: string }): MergeRunFlags {
   const accumulate = values.accumulate ?? "f64";
-  if (accumulate !== "f32" && accumulate !== "f64") throw new PmaError("USAGE", `--accumulate must be f32 or f64 (got '${accumulate}')`);
-  return { accumulate, ...(values.threads !== undefined ? { threads: intFlag(values.threads, "--threads", 1) } : {}) };
+  if (accumulate !== "f32" && accumulate !== "f64")
+    throw new PmaError("USAGE", `--accumulate must be f32 or f64 (got '${accumulate}')`);
+  return {
+    accumulate,
+    ...(values.threads !== undefined ? { threads: intFlag(values.threads, "--threads", 1) } : {}),
+  };
 }
 
 export interface InitFlags {
@@ -36,9 +40,16 @@ export interface InitFlags {
   lossKey?: string;
 }
 
-export function initFromFlags(values: { optimizer?: string; margin?: string; log?: string; activate?: boolean; "loss-key"?: string }): InitFlags {
+export function initFromFlags(values: {
+  optimizer?: string;
+  margin?: string;
+  log?: string;
+  activate?: boolean;
+  "loss-key"?: string;
+}): InitFlags {
   const optimizer = values.optimizer ?? "latest";
-  if (optimizer !== "latest" && optimizer !== "reset") throw new PmaError("USAGE", `--optimizer must be latest or reset (got '${optimizer}')`);
+  if (optimizer !== "latest" && optimizer !== "reset")
+    throw new PmaError("USAGE", `--optimizer must be latest or reset (got '${optimizer}')`);
   return {
     optimizer,
     ...(values.margin !== undefined ? { margin: intFlag(values.margin, "--margin", 0) } : {}),

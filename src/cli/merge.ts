@@ -91,15 +91,25 @@ export const command: Command = {
       usage,
     );
     if (values.finalize !== undefined) {
-      if (positionals.length > 0 || values.out !== undefined || values.part !== undefined || values.run !== undefined) {
-        throw new PmaError("USAGE", "--finalize DIR takes no checkpoints, --out, --part or --run: the parts recorded them");
+      if (
+        positionals.length > 0 ||
+        values.out !== undefined ||
+        values.part !== undefined ||
+        values.run !== undefined
+      ) {
+        throw new PmaError(
+          "USAGE",
+          "--finalize DIR takes no checkpoints, --out, --part or --run: the parts recorded them",
+        );
       }
       const record = await finalizeMerge({
         out: values.finalize,
         force: values.force ?? false,
         onNote: (note) => process.stderr.write(`pma: note: ${note}\n`),
       });
-      process.stdout.write(values.json ? JSON.stringify(record, null, 2) + "\n" : describeMerge(record, values.finalize));
+      process.stdout.write(
+        values.json ? JSON.stringify(record, null, 2) + "\n" : describeMerge(record, values.finalize),
+      );
       return 0;
     }
     if (values.out === undefined) throw new PmaError("USAGE", `--out DIR is required\n\n${usage}`);
@@ -107,7 +117,8 @@ export const command: Command = {
     let inputs = positionals;
     let keepOrder = values["keep-order"] ?? false;
     if (values.run !== undefined) {
-      if (positionals.length > 0) throw new PmaError("USAGE", "give either checkpoints or --run RUN, not both");
+      if (positionals.length > 0)
+        throw new PmaError("USAGE", "give either checkpoints or --run RUN, not both");
       const planned = await planFromFlags(values.run, values, method);
       process.stderr.write(describePlan(planned).split("\n").slice(0, -3).join("\n") + "\n");
       inputs = planned.plan.selected.map((c) => c.path);
@@ -134,7 +145,9 @@ export const command: Command = {
         method,
         ...(dtype !== undefined ? { dtype } : {}),
         ...mergeRun,
-        ...(values["shard-size"] !== undefined ? { shardSize: parseBytes(values["shard-size"], "--shard-size") } : {}),
+        ...(values["shard-size"] !== undefined
+          ? { shardSize: parseBytes(values["shard-size"], "--shard-size") }
+          : {}),
         allowNonfinite: values["allow-nonfinite"] ?? false,
         force: values.force ?? false,
         keepOrder,
@@ -180,7 +193,12 @@ export function describeMerge(r: MergeRecord, out: string): string {
   const lines = [
     `merged ${r.inputs.length} checkpoint(s) with ${r.method.toUpperCase()}${describeParams(r.method, r)}, ordered by ${r.order_basis}:`,
     ...r.inputs.map((i) => {
-      const where = [i.step !== null ? `step ${i.step}` : null, i.tokens !== null ? `${i.tokens} tokens` : null].filter(Boolean).join(", ");
+      const where = [
+        i.step !== null ? `step ${i.step}` : null,
+        i.tokens !== null ? `${i.tokens} tokens` : null,
+      ]
+        .filter(Boolean)
+        .join(", ");
       return `  ${i.coefficient.toFixed(6)}  ${i.path}${where ? `  (${where})` : ""}`;
     }),
     r.part !== undefined
@@ -189,8 +207,13 @@ export function describeMerge(r: MergeRecord, out: string): string {
     `read ${(r.bytes_read / 2 ** 30).toFixed(2)} GiB in ${r.seconds.toFixed(2)} s (${(r.bytes_read / 2 ** 30 / Math.max(r.seconds, 1e-9)).toFixed(2)} GiB/s)`,
   ];
   if (r.parts !== undefined) {
-    lines.push(`assembled from ${r.parts.length} part(s); the slowest took ${Math.max(...r.parts.map((p) => p.seconds)).toFixed(2)} s`);
+    lines.push(
+      `assembled from ${r.parts.length} part(s); the slowest took ${Math.max(...r.parts.map((p) => p.seconds)).toFixed(2)} s`,
+    );
   }
-  for (const n of r.nonfinite) lines.push(`warning: ${n.count} NaN/Inf value(s) in "${n.tensor}" of ${n.checkpoint ?? "the merged result"}`);
+  for (const n of r.nonfinite)
+    lines.push(
+      `warning: ${n.count} NaN/Inf value(s) in "${n.tensor}" of ${n.checkpoint ?? "the merged result"}`,
+    );
   return lines.join("\n") + "\n";
 }

@@ -3,14 +3,26 @@
  * `watch`: every flag, its usage line and its check come from merge/methods.ts.
  */
 import { PmaError } from "../common/errors.js";
-import { DEFAULT_METHOD, MERGE_METHODS, type MethodParam, type MethodSpec, type NumbersParam } from "../merge/methods.js";
+import {
+  DEFAULT_METHOD,
+  MERGE_METHODS,
+  type MethodParam,
+  type MethodSpec,
+  type NumbersParam,
+} from "../merge/methods.js";
 import { formatRange, inRange } from "../merge/weights.js";
 
 type TableParam = (typeof MERGE_METHODS)[number]["params"][number];
-type FlagOptions = { [P in TableParam as P["flag"]]: { type: P extends { kind: "switch-off" } ? "boolean" : "string" } };
-type FlagValues = { method?: string } & { [P in TableParam as P["flag"]]?: P extends { kind: "switch-off" } ? boolean : string };
+type FlagOptions = {
+  [P in TableParam as P["flag"]]: { type: P extends { kind: "switch-off" } ? "boolean" : "string" };
+};
+type FlagValues = { method?: string } & {
+  [P in TableParam as P["flag"]]?: P extends { kind: "switch-off" } ? boolean : string;
+};
 
-const PARAMS: MethodParam[] = [...new Map(MERGE_METHODS.flatMap((m): MethodParam[] => [...m.params]).map((p) => [p.flag, p])).values()];
+const PARAMS: MethodParam[] = [
+  ...new Map(MERGE_METHODS.flatMap((m): MethodParam[] => [...m.params]).map((p) => [p.flag, p])).values(),
+];
 
 /** A method chosen by one of its parameters' flags (custom: --weights) rather than by --method. */
 const selectedBy = (m: (typeof MERGE_METHODS)[number]): NumbersParam | undefined =>
@@ -19,7 +31,9 @@ const BY_NAME = MERGE_METHODS.filter((m) => selectedBy(m) === undefined).map((m)
 
 export const METHOD_OPTIONS = {
   method: { type: "string" },
-  ...Object.fromEntries(PARAMS.map((p) => [p.flag, { type: p.kind === "switch-off" ? "boolean" : "string" }])),
+  ...Object.fromEntries(
+    PARAMS.map((p) => [p.flag, { type: p.kind === "switch-off" ? "boolean" : "string" }]),
+  ),
 } as { method: { type: "string" } } & FlagOptions;
 
 function choices(list: readonly string[], def: string): string {
@@ -43,7 +57,10 @@ function paramUsage(p: MethodParam): string {
   }
 }
 
-export const METHOD_USAGE = [usageLine("--method M", choices(BY_NAME, DEFAULT_METHOD.method)), ...PARAMS.map(paramUsage)].join("\n");
+export const METHOD_USAGE = [
+  usageLine("--method M", choices(BY_NAME, DEFAULT_METHOD.method)),
+  ...PARAMS.map(paramUsage),
+].join("\n");
 
 /** One line per method: its name and what it does. */
 export const METHODS_HELP = MERGE_METHODS.map((m) => `  ${m.name.padEnd(8)}${m.description}`).join("\n");
@@ -56,23 +73,32 @@ function oneOf(names: readonly string[]): string {
 function parseNumbers(p: MethodParam, text: string): number[] {
   return text.split(",").map((w) => {
     const x = Number(w.trim());
-    if (w.trim() === "" || !Number.isFinite(x)) throw new PmaError("USAGE", `--${p.flag}: '${w}' is not a number`);
+    if (w.trim() === "" || !Number.isFinite(x))
+      throw new PmaError("USAGE", `--${p.flag}: '${w}' is not a number`);
     return x;
   });
 }
 
 /** The value of one parameter from its flag, its default when the flag is absent. */
-function paramValue(p: MethodParam, values: Record<string, string | boolean | undefined>): number | string | boolean | number[] {
+function paramValue(
+  p: MethodParam,
+  values: Record<string, string | boolean | undefined>,
+): number | string | boolean | number[] {
   const raw = values[p.flag];
   switch (p.kind) {
     case "number": {
       const x = raw === undefined ? p.default : Number(raw);
-      if (!inRange(x, p.range)) throw new PmaError("USAGE", `--${p.flag} must be in ${formatRange(p.range)} (got '${String(raw)}')`);
+      if (!inRange(x, p.range))
+        throw new PmaError("USAGE", `--${p.flag} must be in ${formatRange(p.range)} (got '${String(raw)}')`);
       return x;
     }
     case "choice": {
       const v = typeof raw === "string" ? raw : p.default;
-      if (!p.choices.includes(v)) throw new PmaError("USAGE", `--${p.flag} must be one of ${p.choices.join(", ")} (got '${String(raw)}')`);
+      if (!p.choices.includes(v))
+        throw new PmaError(
+          "USAGE",
+          `--${p.flag} must be one of ${p.choices.join(", ")} (got '${String(raw)}')`,
+        );
       return v;
     }
     case "numbers":
@@ -82,7 +108,11 @@ function paramValue(p: MethodParam, values: Record<string, string | boolean | un
   }
 }
 
-function specFor(name: string, params: readonly MethodParam[], values: Record<string, string | boolean | undefined>): MethodSpec {
+function specFor(
+  name: string,
+  params: readonly MethodParam[],
+  values: Record<string, string | boolean | undefined>,
+): MethodSpec {
   const spec: Record<string, unknown> = { method: name };
   for (const p of params) spec[p.key] = paramValue(p, values);
   return spec as unknown as MethodSpec;
@@ -94,7 +124,10 @@ export function methodFromFlags(flags: FlagValues): MethodSpec {
     const by = selectedBy(m);
     if (by === undefined || values[by.flag] === undefined) continue;
     if (flags.method !== undefined && flags.method !== m.name) {
-      throw new PmaError("USAGE", `--${by.flag} gives ${m.name} weights; it cannot be combined with --method ${flags.method}`);
+      throw new PmaError(
+        "USAGE",
+        `--${by.flag} gives ${m.name} weights; it cannot be combined with --method ${flags.method}`,
+      );
     }
     return specFor(m.name, m.params, values);
   }
@@ -102,7 +135,8 @@ export function methodFromFlags(flags: FlagValues): MethodSpec {
   const entry = MERGE_METHODS.find((m) => m.name === name);
   if (entry !== undefined) {
     const by = selectedBy(entry);
-    if (by !== undefined) throw new PmaError("USAGE", `--method ${name} needs --${by.flag} ${by.placeholder}`);
+    if (by !== undefined)
+      throw new PmaError("USAGE", `--method ${name} needs --${by.flag} ${by.placeholder}`);
     return specFor(entry.name, entry.params, values);
   }
   throw new PmaError("USAGE", `--method must be ${oneOf(BY_NAME)} (got '${flags.method}')`);

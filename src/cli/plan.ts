@@ -25,12 +25,31 @@ examples:
 export const command: Command = {
   usage,
   async run(argv) {
-    const { values, positionals } = parseCommandArgs(argv, { ...RUN_OPTIONS, ...METHOD_OPTIONS, json: { type: "boolean" } }, usage);
-    if (positionals.length !== 1) throw new PmaError("USAGE", `give exactly one run (a directory, hf://owner/repo or s3://bucket/prefix/)\n\n${usage}`);
+    const { values, positionals } = parseCommandArgs(
+      argv,
+      { ...RUN_OPTIONS, ...METHOD_OPTIONS, json: { type: "boolean" } },
+      usage,
+    );
+    if (positionals.length !== 1)
+      throw new PmaError(
+        "USAGE",
+        `give exactly one run (a directory, hf://owner/repo or s3://bucket/prefix/)\n\n${usage}`,
+      );
     const method = methodFromFlags(values);
     const planned = await planFromFlags(positionals[0]!, values, method);
     if (values.json) {
-      process.stdout.write(JSON.stringify({ ...planned.plan, basis: planned.basis, skipped: planned.scan.skipped, command: mergeCommand(planned) }, null, 2) + "\n");
+      process.stdout.write(
+        JSON.stringify(
+          {
+            ...planned.plan,
+            basis: planned.basis,
+            skipped: planned.scan.skipped,
+            command: mergeCommand(planned),
+          },
+          null,
+          2,
+        ) + "\n",
+      );
     } else {
       process.stdout.write(describePlan(planned));
     }
@@ -43,15 +62,32 @@ function quote(s: string): string {
 }
 
 export function mergeCommand(p: PlannedRun, out = "merged"): string {
-  return ["pma", "merge", ...p.plan.selected.map((c) => c.path), "--out", out, "--keep-order", ...methodToFlags(p.plan.method)].map(quote).join(" ");
+  return [
+    "pma",
+    "merge",
+    ...p.plan.selected.map((c) => c.path),
+    "--out",
+    out,
+    "--keep-order",
+    ...methodToFlags(p.plan.method),
+  ]
+    .map(quote)
+    .join(" ");
 }
 
 export function describePlan(p: PlannedRun): string {
   const { plan, scan } = p;
-  const rows = plan.selected.map((c) => [c.name, String(c.step), formatTokens(c.tokens), formatTokens(Math.max(0, c.target)), c.coefficient.toFixed(6)]);
+  const rows = plan.selected.map((c) => [
+    c.name,
+    String(c.step),
+    formatTokens(c.tokens),
+    formatTokens(Math.max(0, c.target)),
+    c.coefficient.toFixed(6),
+  ]);
   const header = ["checkpoint", "step", "tokens", "target", "coefficient"];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+  const line = (r: string[]) =>
+    r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
   const out = [
     `${scan.dir}: ${scan.checkpoints.length} complete checkpoint(s)${scan.skipped.length ? `, ${scan.skipped.length} skipped` : ""}`,
     ...scan.skipped.map((s) => `  skipped ${s.path}: ${s.reason}`),

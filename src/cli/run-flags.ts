@@ -39,27 +39,51 @@ export interface PlannedRun {
   basis: string[];
 }
 
-export async function planFromFlags(runDir: string, values: RunFlags, method: MethodSpec): Promise<PlannedRun> {
-  if (values.interval === undefined) throw new PmaError("USAGE", "--interval V is required (a token count such as 8B, or auto)");
+export async function planFromFlags(
+  runDir: string,
+  values: RunFlags,
+  method: MethodSpec,
+): Promise<PlannedRun> {
+  if (values.interval === undefined)
+    throw new PmaError("USAGE", "--interval V is required (a token count such as 8B, or auto)");
   let stepPattern: RegExp | undefined;
   if (values["step-pattern"] !== undefined) {
     try {
       stepPattern = new RegExp(values["step-pattern"]);
     } catch (e) {
-      throw new PmaError("USAGE", `--step-pattern is not a valid regular expression: ${(e as Error).message}`);
+      throw new PmaError(
+        "USAGE",
+        `--step-pattern is not a valid regular expression: ${(e as Error).message}`,
+      );
     }
   }
-  const tokensPerStep = values["tokens-per-step"] === undefined ? undefined : parseTokens(values["tokens-per-step"], "--tokens-per-step");
-  const scan = await discoverRun(runDir, { ...(stepPattern ? { stepPattern } : {}), ...(tokensPerStep !== undefined ? { tokensPerStep } : {}) });
+  const tokensPerStep =
+    values["tokens-per-step"] === undefined
+      ? undefined
+      : parseTokens(values["tokens-per-step"], "--tokens-per-step");
+  const scan = await discoverRun(runDir, {
+    ...(stepPattern ? { stepPattern } : {}),
+    ...(tokensPerStep !== undefined ? { tokensPerStep } : {}),
+  });
   const checkpoints = requireTokens(scan);
   if (checkpoints.length === 0) {
-    throw new PmaError("USAGE", `${scan.dir}: no complete checkpoints found${scan.skipped.length ? ` (${scan.skipped.length} skipped: ${scan.skipped[0]!.reason})` : ""}`, { file: scan.dir });
+    throw new PmaError(
+      "USAGE",
+      `${scan.dir}: no complete checkpoints found${scan.skipped.length ? ` (${scan.skipped.length} skipped: ${scan.skipped[0]!.reason})` : ""}`,
+      { file: scan.dir },
+    );
   }
   const basis: string[] = [];
   if (isRemoteUri(runDir)) {
-    const from = { trainer_state: "trainer_state.json", checkpoint: "the checkpoint's own items", name: "the revision name", "tokens-per-step": "step x --tokens-per-step" } as const;
+    const from = {
+      trainer_state: "trainer_state.json",
+      checkpoint: "the checkpoint's own items",
+      name: "the revision name",
+      "tokens-per-step": "step x --tokens-per-step",
+    } as const;
     const counts = new Map<string, number>();
-    for (const c of checkpoints) if (c.tokensFrom !== null) counts.set(from[c.tokensFrom], (counts.get(from[c.tokensFrom]) ?? 0) + 1);
+    for (const c of checkpoints)
+      if (c.tokensFrom !== null) counts.set(from[c.tokensFrom], (counts.get(from[c.tokensFrom]) ?? 0) + 1);
     basis.push(`tokens from ${[...counts].map(([k, n]) => `${k} (${n})`).join(", ")}`);
   }
   let interval: number;
@@ -71,7 +95,8 @@ export async function planFromFlags(runDir: string, values: RunFlags, method: Me
     interval = parseTokens(values.interval, "--interval");
   }
   const count = values.count === undefined || values.count === "auto" ? 10 : Number(values.count);
-  if (values.count === undefined || values.count === "auto") basis.push("N=10 as in the paper (reduced automatically when the run is too short)");
+  if (values.count === undefined || values.count === "auto")
+    basis.push("N=10 as in the paper (reduced automatically when the run is too short)");
   const plan = planMerge(checkpoints, {
     interval,
     count,

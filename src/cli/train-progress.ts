@@ -45,7 +45,9 @@ export function trainProgress(enabled = isInteractive()): TrainProgress {
           loss = e.record.loss;
         }
         if (e.type === "eval") {
-          process.stderr.write(`step ${e.record.step} (${e.record.tokens} tokens): loss ${loss.toFixed(4)}, val_loss ${e.record.val_loss.toFixed(4)}, ${rate.value.toFixed(0)} tokens/s\n`);
+          process.stderr.write(
+            `step ${e.record.step} (${e.record.tokens} tokens): loss ${loss.toFixed(4)}, val_loss ${e.record.val_loss.toFixed(4)}, ${rate.value.toFixed(0)} tokens/s\n`,
+          );
         }
         if (e.type === "note") process.stderr.write(`pma: note: ${e.message}\n`);
       },
@@ -54,7 +56,8 @@ export function trainProgress(enabled = isInteractive()): TrainProgress {
   }
   const bar = new cliProgress.SingleBar(
     {
-      format: "train [{bar}] {value}/{total} steps | loss {loss} | val {val} | {rate} tok/s | ETA {eta_formatted}",
+      format:
+        "train [{bar}] {value}/{total} steps | loss {loss} | val {val} | {rate} tok/s | ETA {eta_formatted}",
       stream: process.stderr,
       hideCursor: true,
       clearOnComplete: false,

@@ -60,7 +60,8 @@ function parseInline(text: string, flag: string): unknown {
 function section(o: Record<string, unknown>, name: string): Record<string, unknown> {
   const s = o[name];
   if (s === undefined || s === null) return (o[name] = {}) as Record<string, unknown>;
-  if (typeof s !== "object" || Array.isArray(s)) throw new PmaError("CONFIG_INVALID", `${name} must be a mapping of fields`);
+  if (typeof s !== "object" || Array.isArray(s))
+    throw new PmaError("CONFIG_INVALID", `${name} must be a mapping of fields`);
   return s as Record<string, unknown>;
 }
 
@@ -84,7 +85,8 @@ export const command: Command = {
       },
       usage,
     );
-    if (positionals.length > 0) throw new PmaError("USAGE", `unexpected argument '${positionals[0]}'\n\n${usage}`);
+    if (positionals.length > 0)
+      throw new PmaError("USAGE", `unexpected argument '${positionals[0]}'\n\n${usage}`);
     // A new run without --out goes to ./pma-run (refused if that holds another run).
     const out = values.out ?? (values.resume === undefined ? DEFAULT_OUT : undefined);
 
@@ -95,7 +97,9 @@ export const command: Command = {
       try {
         text = await readFile(values.config, "utf8");
       } catch (e) {
-        throw new PmaError("IO", `${values.config}: cannot read (${(e as Error).message})`, { file: values.config });
+        throw new PmaError("IO", `${values.config}: cannot read (${(e as Error).message})`, {
+          file: values.config,
+        });
       }
       let doc: unknown;
       try {
@@ -104,17 +108,28 @@ export const command: Command = {
         throw new PmaError("CONFIG_INVALID", `${values.config}: not valid YAML: ${(e as Error).message}`);
       }
       if (doc !== null && doc !== undefined && (typeof doc !== "object" || Array.isArray(doc))) {
-        throw new PmaError("CONFIG_INVALID", `${values.config}: must be a mapping of sections (model, optimizer, schedule, ...)`);
+        throw new PmaError(
+          "CONFIG_INVALID",
+          `${values.config}: must be a mapping of sections (model, optimizer, schedule, ...)`,
+        );
       }
       overlay = (doc ?? {}) as Record<string, unknown>;
       source = values.config;
     }
     // Flags override the file, field by field.
-    if (values.schedule !== undefined) overlay["schedule"] = { ...section(overlay, "schedule"), ...(parseInline(values.schedule, "--schedule") as object) };
-    if (values["max-tokens"] !== undefined) section(overlay, "training")["max_tokens"] = parseTokens(values["max-tokens"], "--max-tokens");
+    if (values.schedule !== undefined)
+      overlay["schedule"] = {
+        ...section(overlay, "schedule"),
+        ...(parseInline(values.schedule, "--schedule") as object),
+      };
+    if (values["max-tokens"] !== undefined)
+      section(overlay, "training")["max_tokens"] = parseTokens(values["max-tokens"], "--max-tokens");
     if (values.backend !== undefined) section(overlay, "training")["backend"] = values.backend;
     if (values.dtype !== undefined) section(overlay, "checkpointing")["dtype"] = values.dtype.toLowerCase();
-    if (values.config !== undefined && (values.schedule ?? values["max-tokens"] ?? values.backend ?? values.dtype) !== undefined) {
+    if (
+      values.config !== undefined &&
+      (values.schedule ?? values["max-tokens"] ?? values.backend ?? values.dtype) !== undefined
+    ) {
       source = `${values.config} with command-line flags`;
     }
 
@@ -145,7 +160,9 @@ export const command: Command = {
     }
     if (values.json === true) {
       const { config: _config, ...rest } = result;
-      process.stdout.write(JSON.stringify({ ...rest, tokensPerStep: tokensPerStep(result.config) }, null, 2) + "\n");
+      process.stdout.write(
+        JSON.stringify({ ...rest, tokensPerStep: tokensPerStep(result.config) }, null, 2) + "\n",
+      );
     } else {
       process.stdout.write(describeResult(result));
     }
@@ -155,10 +172,14 @@ export const command: Command = {
 
 function describeStart(e: Extract<TrainEvent, { type: "start" }>): string {
   const c = e.config;
-  const kind = c.model.preset === "moe" ? `MoE (${c.model.num_local_experts} experts, top-${c.model.num_experts_per_tok})` : "dense";
-  const from = e.plan.stateFrom !== null || e.plan.weightsFrom !== null
-    ? `${e.plan.fork ? "fork" : "resume"} at step ${e.step} (${e.tokens} tokens) from ${e.plan.weightsFrom}${e.plan.stateFrom !== null && e.plan.stateFrom.dir !== e.plan.weightsFrom ? ` with the optimizer of ${e.plan.stateFrom.dir}` : ""}${e.plan.freshOptimizer ? ", fresh optimizer" : ""}\n`
-    : "";
+  const kind =
+    c.model.preset === "moe"
+      ? `MoE (${c.model.num_local_experts} experts, top-${c.model.num_experts_per_tok})`
+      : "dense";
+  const from =
+    e.plan.stateFrom !== null || e.plan.weightsFrom !== null
+      ? `${e.plan.fork ? "fork" : "resume"} at step ${e.step} (${e.tokens} tokens) from ${e.plan.weightsFrom}${e.plan.stateFrom !== null && e.plan.stateFrom.dir !== e.plan.weightsFrom ? ` with the optimizer of ${e.plan.stateFrom.dir}` : ""}${e.plan.freshOptimizer ? ", fresh optimizer" : ""}\n`
+      : "";
   return (
     from +
     `training a ${kind} model of ${e.parameters.toLocaleString("en-US")} parameters on ${c.data.corpus}, ${tokensPerStep(c)} tokens/step ` +
@@ -170,9 +191,20 @@ function describeStart(e: Extract<TrainEvent, { type: "start" }>): string {
 export function describeResult(r: TrainResult): string {
   const lines: string[] = [];
   const latest = r.checkpoints.at(-1);
-  if (r.interrupted) lines.push(`interrupted at step ${r.step} (${r.tokens} tokens)${latest !== undefined ? `: saved ${latest}` : ""}; continue with: pma train --resume ${r.runDir}`);
-  else lines.push(`trained to step ${r.step} (${r.tokens} tokens)${Number.isFinite(r.lastLoss) ? `: loss ${r.lastLoss.toFixed(4)}` : ""}${r.lastValLoss !== null ? `, val_loss ${r.lastValLoss.toFixed(4)}` : ""}`);
-  if (r.trainSeconds > 0) lines.push(`${r.tokensPerSecond.toFixed(0)} tokens/s over ${r.trainSeconds.toFixed(1)} s of training steps`);
-  lines.push(`${r.checkpoints.length} checkpoint(s) written in ${r.runDir}${latest !== undefined ? `, latest ${latest}` : ""}`);
+  if (r.interrupted)
+    lines.push(
+      `interrupted at step ${r.step} (${r.tokens} tokens)${latest !== undefined ? `: saved ${latest}` : ""}; continue with: pma train --resume ${r.runDir}`,
+    );
+  else
+    lines.push(
+      `trained to step ${r.step} (${r.tokens} tokens)${Number.isFinite(r.lastLoss) ? `: loss ${r.lastLoss.toFixed(4)}` : ""}${r.lastValLoss !== null ? `, val_loss ${r.lastValLoss.toFixed(4)}` : ""}`,
+    );
+  if (r.trainSeconds > 0)
+    lines.push(
+      `${r.tokensPerSecond.toFixed(0)} tokens/s over ${r.trainSeconds.toFixed(1)} s of training steps`,
+    );
+  lines.push(
+    `${r.checkpoints.length} checkpoint(s) written in ${r.runDir}${latest !== undefined ? `, latest ${latest}` : ""}`,
+  );
   return lines.join("\n") + "\n";
 }

@@ -46,26 +46,37 @@ example:
 function positiveInt(v: string | undefined, flag: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new PmaError("USAGE", `${flag} must be a positive integer (got '${v}')`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new PmaError("USAGE", `${flag} must be a positive integer (got '${v}')`);
   return n;
 }
 
 export function parseMethods(v: string | undefined): TuneMethod[] | undefined {
   if (v === undefined) return undefined;
-  const list = v.split(",").map((s) => s.trim().toLowerCase()).filter((s) => s !== "");
-  for (const m of list) if (!(TUNE_METHODS as readonly string[]).includes(m)) throw new PmaError("USAGE", `--methods: unknown method '${m}' (use ${TUNE_METHODS.join(", ")})`);
+  const list = v
+    .split(",")
+    .map((s) => s.trim().toLowerCase())
+    .filter((s) => s !== "");
+  for (const m of list)
+    if (!(TUNE_METHODS as readonly string[]).includes(m))
+      throw new PmaError("USAGE", `--methods: unknown method '${m}' (use ${TUNE_METHODS.join(", ")})`);
   return list as TuneMethod[];
 }
 
 export function describeTune(r: TuneResult): string {
   const e = r.best;
   const c = e.candidate;
-  const what = c.count === 1 ? "the newest checkpoint alone" : `${c.method}${c.method === "ema" ? ` alpha ${c.alpha}` : ""} over N=${c.count}${e.intervalTokens !== null ? `, V=${e.intervalTokens.toLocaleString("en-US")} tokens` : `, every ${c.stride}`}`;
+  const what =
+    c.count === 1
+      ? "the newest checkpoint alone"
+      : `${c.method}${c.method === "ema" ? ` alpha ${c.alpha}` : ""} over N=${c.count}${e.intervalTokens !== null ? `, V=${e.intervalTokens.toLocaleString("en-US")} tokens` : `, every ${c.stride}`}`;
   const margin = r.baseline.loss - e.loss;
   const lines = [
     `best: ${what}, loss ${e.loss.toFixed(4)} (${e.bitsPerByte.toFixed(4)} bits per byte), ${margin >= 0 ? `${margin.toFixed(4)} below` : `${(-margin).toFixed(4)} above`} the newest checkpoint (${r.baseline.loss.toFixed(4)})`,
     `${r.evaluations.length} evaluations (${r.computed} computed, ${r.evaluations.length + r.compared.length - r.computed} from the cache); best found at evaluation ${r.bestAt}; ${r.tokensScored.toLocaleString("en-US")} tokens scored each; ${r.seconds.toFixed(1)} s`,
-    ...r.compared.map((x) => `compare ${x.label}: loss ${x.loss.toFixed(4)} (best is ${(x.loss - e.loss).toFixed(4)} lower)`),
+    ...r.compared.map(
+      (x) => `compare ${x.label}: loss ${x.loss.toFixed(4)} (best is ${(x.loss - e.loss).toFixed(4)} lower)`,
+    ),
     `wrote ${r.out}/ (best/, candidates.tsv, index.html, tune.json)`,
     `reproduce: ${r.mergeCommand}`,
   ];
@@ -95,7 +106,8 @@ export const command: Command = {
       usage,
     );
     if (positionals.length !== 1) throw new PmaError("USAGE", `give one run directory\n\n${usage}`);
-    if (values.data === undefined) throw new PmaError("USAGE", `--data FILE is required: the held-out text to tune on\n\n${usage}`);
+    if (values.data === undefined)
+      throw new PmaError("USAGE", `--data FILE is required: the held-out text to tune on\n\n${usage}`);
     const run = resolve(positionals[0]!);
     const seq = positiveInt(values.seq, "--seq");
     const batch = positiveInt(values.batch, "--batch");
@@ -119,11 +131,16 @@ export const command: Command = {
       ...(maxCount !== undefined ? { maxCount } : {}),
       ...(methods !== undefined ? { methods } : {}),
       onEvaluation: (e, done, budget) => {
-        if (values.json !== true && process.stderr.isTTY) process.stderr.write(`\r${done}/${budget} ${e.key}: ${e.loss.toFixed(4)}${e.reused ? " (cached)" : ""}\x1b[K`);
+        if (values.json !== true && process.stderr.isTTY)
+          process.stderr.write(
+            `\r${done}/${budget} ${e.key}: ${e.loss.toFixed(4)}${e.reused ? " (cached)" : ""}\x1b[K`,
+          );
       },
     });
     if (values.json !== true && process.stderr.isTTY) process.stderr.write("\r\x1b[K");
-    process.stdout.write(values.json === true ? JSON.stringify(result, null, 2) + "\n" : describeTune(result));
+    process.stdout.write(
+      values.json === true ? JSON.stringify(result, null, 2) + "\n" : describeTune(result),
+    );
     return 0;
   },
 };

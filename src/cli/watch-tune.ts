@@ -44,18 +44,35 @@ export interface TuneJournalEntry {
 function tuneMethod(m: MethodSpec): { method: TuneMethod; alpha?: number } | null {
   if (m.method === "sma" || m.method === "wma") return { method: m.method };
   if (m.method === "ema") return { method: "ema", alpha: m.alpha ?? PARAM_DEFAULTS.alpha };
-  if (m.method === "wsm") return m.decay === "linear" ? { method: "sma" } : { method: m.decay === "cosine" ? "wsm-cosine" : "wsm-1-sqrt" };
+  if (m.method === "wsm")
+    return m.decay === "linear"
+      ? { method: "sma" }
+      : { method: m.decay === "cosine" ? "wsm-cosine" : "wsm-1-sqrt" };
   return null;
 }
 
-export function watchTuner(opts: WatchTuneOptions): { onMerge(entry: MergeEntry): void; finish(): Promise<void> } {
+export function watchTuner(opts: WatchTuneOptions): {
+  onMerge(entry: MergeEntry): void;
+  finish(): Promise<void>;
+} {
   let merges = 0;
   let queue: Promise<void> = Promise.resolve();
   const retune = async (entry: MergeEntry): Promise<void> => {
     const { tuneRun } = await import("../tune/tune.js");
     const { renderTunePage } = await import("../report/tune-page.js");
     const fixed = tuneMethod(opts.method);
-    const base: TuneJournalEntry = { type: "tune", step: entry.step, tokens: entry.tokens, tuned_loss: null, fixed_loss: null, best: null, evaluations: 0, computed: 0, command: null, time: "" };
+    const base: TuneJournalEntry = {
+      type: "tune",
+      step: entry.step,
+      tokens: entry.tokens,
+      tuned_loss: null,
+      fixed_loss: null,
+      best: null,
+      evaluations: 0,
+      computed: 0,
+      command: null,
+      time: "",
+    };
     let line: TuneJournalEntry;
     try {
       const t: TuneOptions = {
@@ -69,7 +86,9 @@ export function watchTuner(opts: WatchTuneOptions): { onMerge(entry: MergeEntry)
         renderPage: renderTunePage,
         ...(opts.textField !== undefined ? { textField: opts.textField } : {}),
         ...(opts.maxTokens !== undefined ? { maxTokens: opts.maxTokens } : {}),
-        ...(fixed !== null && entry.inputs.length > 0 ? { compare: [{ label: "fixed recipe", checkpoints: entry.inputs.map((i) => i.name), ...fixed }] } : {}),
+        ...(fixed !== null && entry.inputs.length > 0
+          ? { compare: [{ label: "fixed recipe", checkpoints: entry.inputs.map((i) => i.name), ...fixed }] }
+          : {}),
       };
       // A fixed-recipe window off the run's even grid (a checkpoint missing) cannot be
       // scored as a candidate: tune without it rather than not at all.

@@ -82,14 +82,21 @@ async function heldoutEvaluator(maxTokens: number): Promise<{ evaluate: Evaluato
   };
 }
 
-async function tunerFromFlags(values: Record<string, string | boolean | undefined>, run: string, out: string, method: ReturnType<typeof methodFromFlags>) {
+async function tunerFromFlags(
+  values: Record<string, string | boolean | undefined>,
+  run: string,
+  out: string,
+  method: ReturnType<typeof methodFromFlags>,
+) {
   const str = (k: string) => (typeof values[k] === "string" ? (values[k] as string) : undefined);
   if (values.tune !== true) {
-    for (const f of ["tune-data", "tune-text-field", "tune-every", "tune-budget", "tune-tokens"]) if (str(f) !== undefined) throw new PmaError("USAGE", `--${f} needs --tune`);
+    for (const f of ["tune-data", "tune-text-field", "tune-every", "tune-budget", "tune-tokens"])
+      if (str(f) !== undefined) throw new PmaError("USAGE", `--${f} needs --tune`);
     return null;
   }
   const data = str("tune-data");
-  if (data === undefined) throw new PmaError("USAGE", "--tune needs --tune-data FILE: the held-out text to tune on");
+  if (data === undefined)
+    throw new PmaError("USAGE", "--tune needs --tune-data FILE: the held-out text to tune on");
   const { watchTuner } = await import("./watch-tune.js");
   const tokens = str("tune-tokens");
   const field = str("tune-text-field");
@@ -115,7 +122,8 @@ async function tunerFromFlags(values: Record<string, string | boolean | undefine
 
 function seconds(text: string, flag: string): number {
   const x = Number(text);
-  if (text.trim() === "" || !(x >= 0) || !Number.isFinite(x)) throw new PmaError("USAGE", `${flag} must be a number of seconds >= 0 (got '${text}')`);
+  if (text.trim() === "" || !(x >= 0) || !Number.isFinite(x))
+    throw new PmaError("USAGE", `${flag} must be a number of seconds >= 0 (got '${text}')`);
   return x * 1000;
 }
 
@@ -135,7 +143,8 @@ function describe(e: WatchEvent): string {
       const m = e.entry;
       const head = `step ${m.step} (${formatTokens(m.tokens)} tokens):`;
       if (m.error !== undefined) return `${head} not merged: ${m.error}\n`;
-      const losses = m.raw_loss !== null ? `; loss raw ${loss(m.raw_loss)}, merged ${loss(m.merged_loss)}` : "";
+      const losses =
+        m.raw_loss !== null ? `; loss raw ${loss(m.raw_loss)}, merged ${loss(m.merged_loss)}` : "";
       return `${head} merged ${m.inputs.map((i) => i.name).join(", ")}${losses}\n`;
     }
     case "spike": {
@@ -181,11 +190,18 @@ export const command: Command = {
     );
     if (positionals.length !== 1) throw new PmaError("USAGE", `give exactly one run directory\n\n${usage}`);
     const run = positionals[0]!;
-    if (values.interval === undefined) throw new PmaError("USAGE", "--interval V is required (a token count such as 8B, or auto)");
+    if (values.interval === undefined)
+      throw new PmaError("USAGE", "--interval V is required (a token count such as 8B, or auto)");
     const { log, lossKey, ...init } = initFromFlags(values);
     const mergeRun = mergeRunFromFlags(values);
-    if (values["eval-tokens"] !== undefined && values.eval !== true) throw new PmaError("USAGE", "--eval-tokens needs --eval");
-    const evaluator = values.eval === true ? await heldoutEvaluator(values["eval-tokens"] === undefined ? 0 : parseTokens(values["eval-tokens"], "--eval-tokens")) : null;
+    if (values["eval-tokens"] !== undefined && values.eval !== true)
+      throw new PmaError("USAGE", "--eval-tokens needs --eval");
+    const evaluator =
+      values.eval === true
+        ? await heldoutEvaluator(
+            values["eval-tokens"] === undefined ? 0 : parseTokens(values["eval-tokens"], "--eval-tokens"),
+          )
+        : null;
     const out = values.out ?? defaultWatchOut(run);
     const tuner = await tunerFromFlags(values, run, out, methodFromFlags(values));
     const interrupt = interruptSignal();
@@ -196,7 +212,9 @@ export const command: Command = {
           out,
           interval: values.interval === "auto" ? "auto" : parseTokens(values.interval, "--interval"),
           count: values.count === undefined ? 10 : intFlag(values.count, "--count", 1),
-          ...(values.tolerance !== undefined ? { tolerance: parseTokens(values.tolerance, "--tolerance") } : {}),
+          ...(values.tolerance !== undefined
+            ? { tolerance: parseTokens(values.tolerance, "--tolerance") }
+            : {}),
           method: methodFromFlags(values),
           pollMs: values.poll === undefined ? 10_000 : seconds(values.poll, "--poll"),
           settleMs: values.settle === undefined ? 2000 : seconds(values.settle, "--settle"),
@@ -204,7 +222,8 @@ export const command: Command = {
           init: values["no-init"]
             ? false
             : {
-                count: values["init-count"] === undefined ? 3 : intFlag(values["init-count"], "--init-count", 1),
+                count:
+                  values["init-count"] === undefined ? 3 : intFlag(values["init-count"], "--init-count", 1),
                 ...init,
               },
           ...(log !== undefined ? { log } : {}),
@@ -222,7 +241,11 @@ export const command: Command = {
       );
       await tuner?.finish();
       const done = `${summary.merged} merge(s), ${summary.spikes} spike(s), ${summary.errors} error(s); last step ${summary.lastStep ?? "none"}`;
-      process.stdout.write(values.json ? JSON.stringify({ type: "stopped", ...summary }) + "\n" : `stopped (${summary.stopped}): ${done}\n`);
+      process.stdout.write(
+        values.json
+          ? JSON.stringify({ type: "stopped", ...summary }) + "\n"
+          : `stopped (${summary.stopped}): ${done}\n`,
+      );
     } finally {
       interrupt.dispose();
       evaluator?.close();

@@ -41,13 +41,20 @@ export class StagedDir {
     try {
       await fs.promises.mkdir(parent, { recursive: true });
     } catch (e) {
-      throw new PmaError("IO", `cannot create ${parent}: ${(e as Error).message}`, { file: parent, cause: e });
+      throw new PmaError("IO", `cannot create ${parent}: ${(e as Error).message}`, {
+        file: parent,
+        cause: e,
+      });
     }
     const lock = await acquireLock(join(parent, `.${basename(abs)}.pma-lock`), `writing ${abs}`);
     try {
       await recoverAbandoned(abs);
       if (!force && (await exists(abs))) {
-        throw new PmaError("EXISTS", `${abs} already exists; choose another --out or pass --force to replace it`, { file: abs });
+        throw new PmaError(
+          "EXISTS",
+          `${abs} already exists; choose another --out or pass --force to replace it`,
+          { file: abs },
+        );
       }
       const staging = join(parent, `.${basename(abs)}${TMP}${process.pid}-${randomBytes(4).toString("hex")}`);
       await fs.promises.mkdir(staging).catch((e: unknown) => {
@@ -71,7 +78,11 @@ export class StagedDir {
     try {
       await recoverAbandoned(abs);
       if (!force && (await exists(abs))) {
-        throw new PmaError("EXISTS", `${abs} already exists; choose another --out or pass --force to replace it`, { file: abs });
+        throw new PmaError(
+          "EXISTS",
+          `${abs} already exists; choose another --out or pass --force to replace it`,
+          { file: abs },
+        );
       }
       return new StagedDir(abs, resolve(staging), lock, false);
     } catch (e) {
@@ -98,7 +109,11 @@ export class StagedDir {
       await fs.promises.rename(this.staging, this.target);
     } catch (e) {
       if (old !== null) await fs.promises.rename(old, this.target).catch(() => undefined);
-      throw new PmaError("IO", `cannot move the finished output into ${this.target}: ${(e as Error).message}`, { file: this.target, cause: e });
+      throw new PmaError(
+        "IO",
+        `cannot move the finished output into ${this.target}: ${(e as Error).message}`,
+        { file: this.target, cause: e },
+      );
     }
     this.done = true;
     LIVE.delete(this);
@@ -147,7 +162,9 @@ const OLD = ".pma-old-";
 export async function recoverAbandoned(target: string): Promise<void> {
   const parent = dirname(target);
   const prefix = `.${basename(target)}`;
-  const names = (await fs.promises.readdir(parent)).filter((n) => n.startsWith(prefix + TMP) || n.startsWith(prefix + OLD));
+  const names = (await fs.promises.readdir(parent)).filter(
+    (n) => n.startsWith(prefix + TMP) || n.startsWith(prefix + OLD),
+  );
   const olds: { path: string; mtime: number }[] = [];
   for (const n of names) {
     const p = join(parent, n);

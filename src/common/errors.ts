@@ -65,7 +65,11 @@ export function fsError(path: string, what: string, e: unknown): PmaError {
   const code = (e as NodeJS.ErrnoException | undefined)?.code;
   const detail = e instanceof Error ? e.message : String(e);
   if (code === "ENOSPC" || code === "EDQUOT") {
-    return new PmaError("IO", `${path}: ${what} failed: no space left on the device${code === "EDQUOT" ? " (disk quota reached)" : ""}; free some space or write the output elsewhere.`, { file: path, cause: e });
+    return new PmaError(
+      "IO",
+      `${path}: ${what} failed: no space left on the device${code === "EDQUOT" ? " (disk quota reached)" : ""}; free some space or write the output elsewhere.`,
+      { file: path, cause: e },
+    );
   }
   return new PmaError("IO", `${path}: ${what} failed: ${detail}`, { file: path, cause: e });
 }

@@ -63,8 +63,22 @@ function alive(owner: Owner): boolean {
 function parseOwner(text: string): Owner | null {
   try {
     const o = JSON.parse(text) as Partial<Owner> | null;
-    if (o === null || typeof o !== "object" || typeof o.pid !== "number" || typeof o.host !== "string" || typeof o.token !== "string") return null;
-    return { host: o.host, pid: o.pid, start: typeof o.start === "string" ? o.start : null, command: String(o.command ?? ""), since: String(o.since ?? ""), token: o.token };
+    if (
+      o === null ||
+      typeof o !== "object" ||
+      typeof o.pid !== "number" ||
+      typeof o.host !== "string" ||
+      typeof o.token !== "string"
+    )
+      return null;
+    return {
+      host: o.host,
+      pid: o.pid,
+      start: typeof o.start === "string" ? o.start : null,
+      command: String(o.command ?? ""),
+      since: String(o.since ?? ""),
+      token: o.token,
+    };
   } catch {
     return null;
   }
@@ -119,7 +133,10 @@ export async function acquireLock(path: string, what: string): Promise<Lock> {
     } catch (e) {
       if (e instanceof PmaError) throw e;
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") {
-        throw new PmaError("IO", `${path}: cannot create the lock file (${(e as Error).message})`, { file: path, cause: e });
+        throw new PmaError("IO", `${path}: cannot create the lock file (${(e as Error).message})`, {
+          file: path,
+          cause: e,
+        });
       }
     }
     let held: string;
@@ -140,9 +157,14 @@ export async function acquireLock(path: string, what: string): Promise<Lock> {
     // A writer killed between linking its lock and removing the temporary name leaves
     // that name behind; its owner is dead now, so its leftover goes with the lock.
     // (The token comes from a file: only a name of our own making is removed.)
-    if (owner !== null && /^[0-9a-f]{16}$/.test(owner.token)) fs.rmSync(tmpName(path, owner), { force: true });
+    if (owner !== null && /^[0-9a-f]{16}$/.test(owner.token))
+      fs.rmSync(tmpName(path, owner), { force: true });
   }
-  throw new PmaError("LOCKED", `${path}: could not take the lock for ${what}; other pma processes keep taking it`, { file: path });
+  throw new PmaError(
+    "LOCKED",
+    `${path}: could not take the lock for ${what}; other pma processes keep taking it`,
+    { file: path },
+  );
 }
 
 /** Where `owner` writes its lock before linking it into place. */
@@ -171,9 +193,20 @@ function breakStale(path: string, judged: string): void {
 
 function locked(path: string, what: string, owner: Owner | null): PmaError {
   if (owner === null) {
-    return new PmaError("LOCKED", `${path}: another pma process is ${what} (its lock file is being written); wait for it, or remove the lock file if none is running`, { file: path });
+    return new PmaError(
+      "LOCKED",
+      `${path}: another pma process is ${what} (its lock file is being written); wait for it, or remove the lock file if none is running`,
+      { file: path },
+    );
   }
   const who = `pma (pid ${owner.pid} on ${owner.host}, since ${owner.since}${owner.command ? `: ${owner.command}` : ""})`;
-  const remote = owner.host !== hostname() ? `; it runs on another machine, so pma cannot tell whether it is still running: remove ${path} if it is not` : "";
-  return new PmaError("LOCKED", `${path}: another ${who} is ${what}; wait for it to finish or choose another output${remote}`, { file: path });
+  const remote =
+    owner.host !== hostname()
+      ? `; it runs on another machine, so pma cannot tell whether it is still running: remove ${path} if it is not`
+      : "";
+  return new PmaError(
+    "LOCKED",
+    `${path}: another ${who} is ${what}; wait for it to finish or choose another output${remote}`,
+    { file: path },
+  );
 }

@@ -15,7 +15,10 @@ const INVISIBLE = /[\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2
 /** `"text"`, escaped as a JSON string and cut to `max` characters with the full length said. */
 export function quoted(text: string, max = MAX_ECHOED_CHARS): string {
   const cut = text.length > max;
-  const shown = JSON.stringify(cut ? text.slice(0, max) : text).replace(INVISIBLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  const shown = JSON.stringify(cut ? text.slice(0, max) : text).replace(
+    INVISIBLE,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
   return cut ? `${shown.slice(0, -1)}..." (${text.length} characters)` : shown;
 }
 
@@ -24,6 +27,11 @@ export function quoted(text: string, max = MAX_ECHOED_CHARS): string {
  * and tab escaped, and the message cut to `max` characters.
  */
 export function safeMessage(message: string, max = 4000): string {
-  const clean = message.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-  return clean.length > max ? `${clean.slice(0, max)}... (message cut at ${max} of ${clean.length} characters)` : clean;
+  const clean = message.replace(
+    /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+  return clean.length > max
+    ? `${clean.slice(0, max)}... (message cut at ${max} of ${clean.length} characters)`
+    : clean;
 }

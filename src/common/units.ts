@@ -9,10 +9,28 @@ import { PmaError } from "./errors.js";
 /** Digits with optional "_" separators, a fraction, and a decimal exponent, then a unit. */
 const NUMBER_AND_UNIT = /^(\d(?:_?\d)*)(?:\.(\d(?:_?\d)*))?(?:[eE]([+-]?\d+))?\s*([A-Za-z]*)$/;
 
-const SI_PREFIX: Record<string, bigint> = { k: 10n ** 3n, m: 10n ** 6n, g: 10n ** 9n, t: 10n ** 12n, p: 10n ** 15n };
-const IEC_PREFIX: Record<string, bigint> = { k: 2n ** 10n, m: 2n ** 20n, g: 2n ** 30n, t: 2n ** 40n, p: 2n ** 50n };
+const SI_PREFIX: Record<string, bigint> = {
+  k: 10n ** 3n,
+  m: 10n ** 6n,
+  g: 10n ** 9n,
+  t: 10n ** 12n,
+  p: 10n ** 15n,
+};
+const IEC_PREFIX: Record<string, bigint> = {
+  k: 2n ** 10n,
+  m: 2n ** 20n,
+  g: 2n ** 30n,
+  t: 2n ** 40n,
+  p: 2n ** 50n,
+};
 /** Token counts follow the papers: "8B tokens" is eight billion. */
-const COUNT_SUFFIX: Record<string, bigint> = { k: 10n ** 3n, m: 10n ** 6n, b: 10n ** 9n, g: 10n ** 9n, t: 10n ** 12n };
+const COUNT_SUFFIX: Record<string, bigint> = {
+  k: 10n ** 3n,
+  m: 10n ** 6n,
+  b: 10n ** 9n,
+  g: 10n ** 9n,
+  t: 10n ** 12n,
+};
 
 const BYTES_HINT = "write e.g. 4096, 128MiB (2^20 bytes each) or 5GB (10^9 bytes each)";
 const TOKENS_HINT = "write e.g. 500000, 400M, 8B or 1.5T (K = 10^3, M = 10^6, B = 10^9, T = 10^12)";
@@ -55,12 +73,22 @@ const COMPACT = new Intl.NumberFormat("en-US", { notation: "compact", maximumSig
 /** A token count in the short form parseTokens reads back exactly: 8000000000 -> "8B". */
 export function formatTokens(n: number): string {
   if (!Number.isSafeInteger(n) || n < 0) {
-    throw new PmaError("INTERNAL", `formatTokens: ${n} is not a non-negative whole number of tokens; this is a bug in the caller`);
+    throw new PmaError(
+      "INTERNAL",
+      `formatTokens: ${n} is not a non-negative whole number of tokens; this is a bug in the caller`,
+    );
   }
   return COMPACT.format(n);
 }
 
-function exactInteger(m: RegExpExecArray, factor: bigint, text: string, what: string, needs: string, hint: string): number {
+function exactInteger(
+  m: RegExpExecArray,
+  factor: bigint,
+  text: string,
+  what: string,
+  needs: string,
+  hint: string,
+): number {
   const whole = m[1]!.replaceAll("_", "");
   const fraction = (m[2] ?? "").replaceAll("_", "");
   const exponent = m[3] === undefined ? 0 : Number(m[3]);

@@ -37,10 +37,20 @@ export interface DcpToSafetensorsResult {
 
 const PIECE_BYTES = 8 << 20;
 
-export async function convertDcpToSafetensors(input: string, opts: DcpToSafetensorsOptions): Promise<DcpToSafetensorsResult> {
+export async function convertDcpToSafetensors(
+  input: string,
+  opts: DcpToSafetensorsOptions,
+): Promise<DcpToSafetensorsResult> {
   const ckpt = await openDcp(input);
-  const keep = [...ckpt.tensors.values()].filter((t) => opts.includeOptimizer || !/^(optimizer|optim)\./.test(t.name));
-  if (keep.length === 0) throw new PmaError("USAGE", `${ckpt.root}: holds no model tensors to convert (only optimizer state); pass --include-optimizer to convert that.`, { file: ckpt.root });
+  const keep = [...ckpt.tensors.values()].filter(
+    (t) => opts.includeOptimizer || !/^(optimizer|optim)\./.test(t.name),
+  );
+  if (keep.length === 0)
+    throw new PmaError(
+      "USAGE",
+      `${ckpt.root}: holds no model tensors to convert (only optimizer state); pass --include-optimizer to convert that.`,
+      { file: ckpt.root },
+    );
   const staged = await StagedDir.create(opts.out, opts.force ?? false);
   const reader = new DcpReader(ckpt);
   let writer: SafetensorsWriter | null = null;
@@ -48,7 +58,14 @@ export async function convertDcpToSafetensors(input: string, opts: DcpToSafetens
     writer = await SafetensorsWriter.create(
       staged.staging,
       keep.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })),
-      { ...(opts.shardSize !== undefined ? { shardSize: opts.shardSize } : {}), metadata: { format: "pt", pma_version: PMA_VERSION, pma_converted_from: "torch.distributed.checkpoint" } },
+      {
+        ...(opts.shardSize !== undefined ? { shardSize: opts.shardSize } : {}),
+        metadata: {
+          format: "pt",
+          pma_version: PMA_VERSION,
+          pma_converted_from: "torch.distributed.checkpoint",
+        },
+      },
     );
     const total = keep.reduce((s, t) => s + (numel(t.shape) * dtypeBits(t.dtype)) / 8, 0);
     const buf = new Uint8Array(PIECE_BYTES);

@@ -23,9 +23,17 @@ import { isMoe, type ModelConfig } from "../nn/config.js";
  * rotary layout to llama.cpp's interleaved one (`w.reshape(heads, 2, headDim/2, cols)
  * .swapaxes(1, 2)` in llama.cpp's converter). `src` and the result are row-major.
  */
-export function permuteRotaryRows<T extends Float32Array | Float64Array>(src: T, heads: number, headDim: number, cols: number): T {
+export function permuteRotaryRows<T extends Float32Array | Float64Array>(
+  src: T,
+  heads: number,
+  headDim: number,
+  cols: number,
+): T {
   if (headDim % 2 !== 0 || src.length !== heads * headDim * cols) {
-    throw new PmaError("INTERNAL", `rotary permutation of ${src.length} values as ${heads} heads x ${headDim} x ${cols}`);
+    throw new PmaError(
+      "INTERNAL",
+      `rotary permutation of ${src.length} values as ${heads} heads x ${headDim} x ${cols}`,
+    );
   }
   const out = new (src.constructor as new (n: number) => T)(src.length);
   const half = headDim / 2;
@@ -68,7 +76,13 @@ export function llamaGgufTensors(c: ModelConfig): GgufTensorSource[] {
   const hd = c.head_dim;
   const out: GgufTensorSource[] = [];
   const none: RowTransform = { kind: "none" };
-  const add = (name: string, shape: number[], parts: string[], transform: RowTransform = none, keepF32 = shape.length === 1): void => {
+  const add = (
+    name: string,
+    shape: number[],
+    parts: string[],
+    transform: RowTransform = none,
+    keepF32 = shape.length === 1,
+  ): void => {
     out.push({ name, shape, parts, transform, keepF32 });
   };
   add("token_embd.weight", [c.vocab_size, H], ["model.embed_tokens.weight"]);
@@ -76,8 +90,14 @@ export function llamaGgufTensors(c: ModelConfig): GgufTensorSource[] {
     const p = `model.layers.${l}`;
     const b = `blk.${l}`;
     add(`${b}.attn_norm.weight`, [H], [`${p}.input_layernorm.weight`]);
-    add(`${b}.attn_q.weight`, [c.num_attention_heads * hd, H], [`${p}.self_attn.q_proj.weight`], { kind: "rotary", heads: c.num_attention_heads });
-    add(`${b}.attn_k.weight`, [c.num_key_value_heads * hd, H], [`${p}.self_attn.k_proj.weight`], { kind: "rotary", heads: c.num_key_value_heads });
+    add(`${b}.attn_q.weight`, [c.num_attention_heads * hd, H], [`${p}.self_attn.q_proj.weight`], {
+      kind: "rotary",
+      heads: c.num_attention_heads,
+    });
+    add(`${b}.attn_k.weight`, [c.num_key_value_heads * hd, H], [`${p}.self_attn.k_proj.weight`], {
+      kind: "rotary",
+      heads: c.num_key_value_heads,
+    });
     add(`${b}.attn_v.weight`, [c.num_key_value_heads * hd, H], [`${p}.self_attn.v_proj.weight`]);
     add(`${b}.attn_output.weight`, [H, c.num_attention_heads * hd], [`${p}.self_attn.o_proj.weight`]);
     add(`${b}.ffn_norm.weight`, [H], [`${p}.post_attention_layernorm.weight`]);
@@ -87,7 +107,8 @@ export function llamaGgufTensors(c: ModelConfig): GgufTensorSource[] {
       add(`${b}.ffn_down.weight`, [H, I], [`${p}.mlp.down_proj.weight`]);
     } else {
       const E = c.num_local_experts;
-      const experts = (w: string): string[] => Array.from({ length: E }, (_, e) => `${p}.block_sparse_moe.experts.${e}.${w}.weight`);
+      const experts = (w: string): string[] =>
+        Array.from({ length: E }, (_, e) => `${p}.block_sparse_moe.experts.${e}.${w}.weight`);
       add(`${b}.ffn_gate_inp.weight`, [E, H], [`${p}.block_sparse_moe.gate.weight`], none, true);
       add(`${b}.ffn_gate_exps.weight`, [E, I, H], experts("w1"));
       add(`${b}.ffn_up_exps.weight`, [E, I, H], experts("w3"));
@@ -106,7 +127,11 @@ export const GGUF_FILE_TYPE: Record<"F32" | "F16" | "BF16", number> = { F32: 0, 
  * The general.* and llama.* keys. Every integer is u32 and every float f32: llama.cpp's
  * loader refuses a key stored with another type.
  */
-export function llamaGgufHyperparameters(c: ModelConfig, name: string, fileType: keyof typeof GGUF_FILE_TYPE): [string, GgufValue][] {
+export function llamaGgufHyperparameters(
+  c: ModelConfig,
+  name: string,
+  fileType: keyof typeof GGUF_FILE_TYPE,
+): [string, GgufValue][] {
   const keys: [string, GgufValue][] = [
     ["general.architecture", gguf.string("llama")],
     ["general.name", gguf.string(name)],
@@ -127,7 +152,10 @@ export function llamaGgufHyperparameters(c: ModelConfig, name: string, fileType:
     ["llama.attention.layer_norm_rms_epsilon", gguf.f32(c.rms_norm_eps)],
   ];
   if (isMoe(c)) {
-    keys.push(["llama.expert_count", gguf.u32(c.num_local_experts)], ["llama.expert_used_count", gguf.u32(c.num_experts_per_tok)]);
+    keys.push(
+      ["llama.expert_count", gguf.u32(c.num_local_experts)],
+      ["llama.expert_used_count", gguf.u32(c.num_experts_per_tok)],
+    );
   }
   return keys;
 }

@@ -16,7 +16,14 @@ import { bytesToTokenString, tokenStringToBytes } from "../data/tokenizer-bytes.
 import { Tokenizer } from "../data/tokenizer.js";
 
 /** llama.cpp's `llama_token_type` values (tokenizer.ggml.token_type). */
-export const GGUF_TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;
+export const GGUF_TOKEN_TYPE = {
+  normal: 1,
+  unknown: 2,
+  control: 3,
+  userDefined: 4,
+  unused: 5,
+  byte: 6,
+} as const;
 
 export const GGUF_TOKENIZER_MODEL = "gpt2";
 export const GGUF_TOKENIZER_PRE = "gpt-2";
@@ -34,7 +41,10 @@ export interface VocabIds {
  */
 export function ggufVocabMetadata(tok: Tokenizer, vocabSize: number, ids: VocabIds): [string, GgufValue][] {
   if (tok.vocabSize > vocabSize) {
-    throw new PmaError("CHECKPOINT_MISMATCH", `the tokenizer has ${tok.vocabSize} tokens but the model's vocab_size is ${vocabSize}`);
+    throw new PmaError(
+      "CHECKPOINT_MISMATCH",
+      `the tokenizer has ${tok.vocabSize} tokens but the model's vocab_size is ${vocabSize}`,
+    );
   }
   const tokens: string[] = new Array<string>(vocabSize);
   const types = new Int32Array(vocabSize);
@@ -54,13 +64,24 @@ export function ggufVocabMetadata(tok: Tokenizer, vocabSize: number, ids: VocabI
       types[id] = GGUF_TOKEN_TYPE.unused;
     }
     // llama.cpp keys its token table by text: a repeated text would make one id unreachable.
-    if (seen.has(name)) throw new PmaError("CHECKPOINT_MISMATCH", `token text ${JSON.stringify(name)} appears twice in the vocabulary (id ${id})`);
+    if (seen.has(name))
+      throw new PmaError(
+        "CHECKPOINT_MISMATCH",
+        `token text ${JSON.stringify(name)} appears twice in the vocabulary (id ${id})`,
+      );
     seen.add(name);
     tokens[id] = name;
   }
   const merges = tok.merges.map(([a, b]) => `${tokens[a]!} ${tokens[b]!}`);
-  for (const [key, id] of [["bos", ids.bos], ["eos", ids.eos]] as const) {
-    if (!Number.isInteger(id) || id < 0 || id >= vocabSize) throw new PmaError("CHECKPOINT_MISMATCH", `${key}_token_id ${id} is outside the vocabulary of ${vocabSize}`);
+  for (const [key, id] of [
+    ["bos", ids.bos],
+    ["eos", ids.eos],
+  ] as const) {
+    if (!Number.isInteger(id) || id < 0 || id >= vocabSize)
+      throw new PmaError(
+        "CHECKPOINT_MISMATCH",
+        `${key}_token_id ${id} is outside the vocabulary of ${vocabSize}`,
+      );
   }
   return [
     ["tokenizer.ggml.model", gguf.string(GGUF_TOKENIZER_MODEL)],
@@ -80,7 +101,9 @@ export function ggufVocabMetadata(tok: Tokenizer, vocabSize: number, ids: VocabI
 function stringArray(md: GgufMetadata, key: string, source: string): string[] {
   const v = md.get(key);
   if (v === undefined || v.type !== "array" || v.elementType !== "string") {
-    throw new PmaError("FORMAT_UNSUPPORTED", `${source}: "${key}" is missing or not an array of strings`, { file: source });
+    throw new PmaError("FORMAT_UNSUPPORTED", `${source}: "${key}" is missing or not an array of strings`, {
+      file: source,
+    });
   }
   return v.values;
 }
@@ -92,9 +115,16 @@ function stringArray(md: GgufMetadata, key: string, source: string): string[] {
  */
 export function tokenizerFromGgufMetadata(md: GgufMetadata, source: string): Tokenizer {
   const bad = (what: string): PmaError =>
-    new PmaError("FORMAT_UNSUPPORTED", `${source}: ${what}; pma reads byte-level BPE ("gpt2") vocabularies with the GPT-2 pre-tokenizer only`, { file: source });
+    new PmaError(
+      "FORMAT_UNSUPPORTED",
+      `${source}: ${what}; pma reads byte-level BPE ("gpt2") vocabularies with the GPT-2 pre-tokenizer only`,
+      { file: source },
+    );
   const model = md.get("tokenizer.ggml.model");
-  if (model?.type !== "string" || model.value !== GGUF_TOKENIZER_MODEL) throw bad(`tokenizer.ggml.model is ${model?.type === "string" ? JSON.stringify(model.value) : "missing"}`);
+  if (model?.type !== "string" || model.value !== GGUF_TOKENIZER_MODEL)
+    throw bad(
+      `tokenizer.ggml.model is ${model?.type === "string" ? JSON.stringify(model.value) : "missing"}`,
+    );
   const pre = md.get("tokenizer.ggml.pre");
   if (pre !== undefined && (pre.type !== "string" || pre.value !== GGUF_TOKENIZER_PRE)) {
     throw bad(`tokenizer.ggml.pre is ${pre.type === "string" ? JSON.stringify(pre.value) : pre.type}`);
@@ -102,7 +132,8 @@ export function tokenizerFromGgufMetadata(md: GgufMetadata, source: string): Tok
   const names = stringArray(md, "tokenizer.ggml.tokens", source);
   const typeValue = md.get("tokenizer.ggml.token_type");
   const types = typeValue?.type === "array" && typeValue.elementType === "i32" ? typeValue.values : null;
-  if (types !== null && types.length !== names.length) throw bad("tokenizer.ggml.token_type and tokenizer.ggml.tokens differ in length");
+  if (types !== null && types.length !== names.length)
+    throw bad("tokenizer.ggml.token_type and tokenizer.ggml.tokens differ in length");
   const tokens: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(names.length);
   const specials = new Map<string, number>();
   const idOf = new Map<string, number>();
@@ -122,7 +153,8 @@ export function tokenizerFromGgufMetadata(md: GgufMetadata, source: string): Tok
     const a = idOf.get(m.slice(0, cut));
     const b = idOf.get(m.slice(cut + 1));
     const r = idOf.get(m.slice(0, cut) + m.slice(cut + 1));
-    if (cut < 0 || a === undefined || b === undefined || r === undefined) throw bad(`merge ${i} (${JSON.stringify(m)}) uses a token missing from the vocabulary`);
+    if (cut < 0 || a === undefined || b === undefined || r === undefined)
+      throw bad(`merge ${i} (${JSON.stringify(m)}) uses a token missing from the vocabulary`);
     return [a, b, r];
   });
   return new Tokenizer({ tokens, merges, specials });

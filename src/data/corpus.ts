@@ -60,12 +60,16 @@ export function assignSplits(
   const fv = options.validation ?? 0.05;
   const ft = options.test ?? 0.05;
   if (!(fv >= 0 && ft >= 0 && fv + ft < 1)) {
-    throw new PmaError("USAGE", `split fractions validation=${fv}, test=${ft} must be >= 0 and sum to less than 1`);
+    throw new PmaError(
+      "USAGE",
+      `split fractions validation=${fv}, test=${ft} must be >= 0 and sum to less than 1`,
+    );
   }
   const byGenre = new Map<string, { id: string; key: string }[]>();
   const out = new Map<string, Split>();
   for (const d of docs) {
-    if (out.has(d.id)) throw new PmaError("DUPLICATE_NAME", `document id "${d.id}" appears twice; ids must be unique`);
+    if (out.has(d.id))
+      throw new PmaError("DUPLICATE_NAME", `document id "${d.id}" appears twice; ids must be unique`);
     out.set(d.id, "train");
     let list = byGenre.get(d.genre);
     if (list === undefined) byGenre.set(d.genre, (list = []));
@@ -87,17 +91,28 @@ export function assignSplits(
 }
 
 /** A corpus over arbitrary plain texts, split by assignSplits unless a document pins its split. */
-export function textCorpus(name: string, documents: Iterable<TextDocument>, options: SplitOptions = {}): Corpus {
+export function textCorpus(
+  name: string,
+  documents: Iterable<TextDocument>,
+  options: SplitOptions = {},
+): Corpus {
   const docs: CorpusDocument[] = [];
   const pinned = new Map<string, Split>();
   const seen = new Set<string>();
   for (const d of documents) {
-    if (seen.has(d.id)) throw new PmaError("DUPLICATE_NAME", `document id "${d.id}" appears twice in corpus "${name}"; ids must be unique`);
+    if (seen.has(d.id))
+      throw new PmaError(
+        "DUPLICATE_NAME",
+        `document id "${d.id}" appears twice in corpus "${name}"; ids must be unique`,
+      );
     seen.add(d.id);
     docs.push({ id: d.id, genre: d.genre ?? name, text: d.text });
     if (d.split !== undefined) pinned.set(d.id, d.split);
   }
-  const assigned = assignSplits(docs.filter((d) => !pinned.has(d.id)), options);
+  const assigned = assignSplits(
+    docs.filter((d) => !pinned.has(d.id)),
+    options,
+  );
   const bySplit = new Map<Split, CorpusDocument[]>(SPLITS.map((s) => [s, []]));
   for (const d of docs) bySplit.get(pinned.get(d.id) ?? assigned.get(d.id)!)!.push(d);
   return {

@@ -32,7 +32,9 @@ export function hfTokenizersVersion(): string {
   if (versionMemo !== undefined) return versionMemo;
   try {
     const entry = fileURLToPath(import.meta.resolve("@huggingface/tokenizers"));
-    const pkg = JSON.parse(readFileSync(join(dirname(entry), "..", "package.json"), "utf8")) as { version?: unknown };
+    const pkg = JSON.parse(readFileSync(join(dirname(entry), "..", "package.json"), "utf8")) as {
+      version?: unknown;
+    };
     versionMemo = typeof pkg.version === "string" ? pkg.version : "unknown";
   } catch {
     versionMemo = "unknown";
@@ -46,18 +48,26 @@ function readJson(file: string, what: string, required: boolean): unknown {
     text = readFileSync(file, "utf8");
   } catch (e) {
     if (!required && (e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw new PmaError("IO", `${file}: cannot read ${what} (${(e as Error).message})${required ? "; the checkpoint needs its tokenizer.json (or pass --tokenizer FILE)" : ""}`, { file, cause: e });
+    throw new PmaError(
+      "IO",
+      `${file}: cannot read ${what} (${(e as Error).message})${required ? "; the checkpoint needs its tokenizer.json (or pass --tokenizer FILE)" : ""}`,
+      { file, cause: e },
+    );
   }
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new PmaError("FORMAT_UNSUPPORTED", `${file}: ${what} is not valid JSON (${(e as Error).message})`, { file, cause: e });
+    throw new PmaError("FORMAT_UNSUPPORTED", `${file}: ${what} is not valid JSON (${(e as Error).message})`, {
+      file,
+      cause: e,
+    });
   }
 }
 
 function tokenName(v: unknown): string | undefined {
   if (typeof v === "string") return v;
-  if (typeof v === "object" && v !== null && typeof (v as { content?: unknown }).content === "string") return (v as { content: string }).content;
+  if (typeof v === "object" && v !== null && typeof (v as { content?: unknown }).content === "string")
+    return (v as { content: string }).content;
   return undefined;
 }
 
@@ -67,7 +77,11 @@ export function loadHfTokenizer(tokenizerFile: string): LoadedHfTokenizer {
   const configFile = join(dirname(tokenizerFile), "tokenizer_config.json");
   const config = readJson(configFile, "the tokenizer config", false) ?? {};
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
-    throw new PmaError("FORMAT_UNSUPPORTED", `${tokenizerFile}: not a tokenizer.json (expected a JSON object with a "model")`, { file: tokenizerFile });
+    throw new PmaError(
+      "FORMAT_UNSUPPORTED",
+      `${tokenizerFile}: not a tokenizer.json (expected a JSON object with a "model")`,
+      { file: tokenizerFile },
+    );
   }
   // The library wants a decoder even though pma never decodes; a file without one is
   // still a valid tokenizer for encoding.
@@ -84,7 +98,9 @@ export function loadHfTokenizer(tokenizerFile: string): LoadedHfTokenizer {
     );
   }
   const h = createHash("sha256").update(JSON.stringify(json)).update("\0").update(JSON.stringify(config));
-  const names = [tokenName((config as { eos_token?: unknown }).eos_token), ...SEPARATOR_NAMES].filter((n): n is string => n !== undefined);
+  const names = [tokenName((config as { eos_token?: unknown }).eos_token), ...SEPARATOR_NAMES].filter(
+    (n): n is string => n !== undefined,
+  );
   // A special (added) token first: RoBERTa's vocabulary, say, also has an ordinary
   // "<|endoftext|>" inherited from GPT-2, while its end of document is the special "</s>".
   const specials = new Map<string, number>();

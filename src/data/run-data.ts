@@ -40,23 +40,34 @@ const CORPORA: Record<string, () => Corpus> = { brown: () => brownCorpus(), word
 
 export function corpusByName(name: string): Corpus {
   const make = CORPORA[name];
-  if (make === undefined) throw new PmaError("CONFIG_INVALID", `data.corpus: unknown corpus "${name}" (known: ${Object.keys(CORPORA).join(", ")})`);
+  if (make === undefined)
+    throw new PmaError(
+      "CONFIG_INVALID",
+      `data.corpus: unknown corpus "${name}" (known: ${Object.keys(CORPORA).join(", ")})`,
+    );
   return make();
 }
 
 export function sha256OfStream(s: TokenStream): string {
-  return createHash("sha256").update(new Uint8Array(s.buffer, s.byteOffset, s.byteLength)).digest("hex");
+  return createHash("sha256")
+    .update(new Uint8Array(s.buffer, s.byteOffset, s.byteLength))
+    .digest("hex");
 }
 
 export function prepareRunData(data: DataSpec, cacheDir?: string): RunData {
   const corpus = corpusByName(data.corpus);
   // A second-domain run (continued training) keeps the tokenizer of the corpus its
   // starting weights were trained on.
-  const tokenizerCorpus = data.tokenizer === null || data.tokenizer === data.corpus ? corpus : corpusByName(data.tokenizer);
-  const prepared = prepareTokenizer(tokenizerCorpus, { vocabSize: data.vocab_size, ...(cacheDir !== undefined ? { cacheDir } : {}) });
+  const tokenizerCorpus =
+    data.tokenizer === null || data.tokenizer === data.corpus ? corpus : corpusByName(data.tokenizer);
+  const prepared = prepareTokenizer(tokenizerCorpus, {
+    vocabSize: data.vocab_size,
+    ...(cacheDir !== undefined ? { cacheDir } : {}),
+  });
   const tokenizerJson = readFileSync(join(prepared.dir, "tokenizer.json"), "utf8");
   const eosId = prepared.tokenizer.specials.get(END_OF_TEXT);
-  if (eosId === undefined) throw new PmaError("INTERNAL", `tokenizer in ${prepared.dir} has no ${END_OF_TEXT} token`);
+  if (eosId === undefined)
+    throw new PmaError("INTERNAL", `tokenizer in ${prepared.dir} has no ${END_OF_TEXT} token`);
   const train = tokenizeSplit(corpus, "train", prepared).tokens;
   const splits = new Map<Split, TokenStream>([["train", train]]);
   return {

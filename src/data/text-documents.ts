@@ -29,7 +29,11 @@ export function textFormatOf(file: string): "txt" | "jsonl" {
   const ext = extname(file).toLowerCase();
   if (ext === ".txt" || ext === ".text") return "txt";
   if (ext === ".jsonl" || ext === ".ndjson") return "jsonl";
-  throw new PmaError("USAGE", `${file}: held-out data must be a .txt file (documents separated by blank lines) or a .jsonl file (one JSON object per line), got '${ext || "no extension"}'`, { file });
+  throw new PmaError(
+    "USAGE",
+    `${file}: held-out data must be a .txt file (documents separated by blank lines) or a .jsonl file (one JSON object per line), got '${ext || "no extension"}'`,
+    { file },
+  );
 }
 
 export function readTextDocuments(path: string, opts: ReadTextOptions = {}): TextDocuments {
@@ -39,18 +43,31 @@ export function readTextDocuments(path: string, opts: ReadTextOptions = {}): Tex
   try {
     raw = readFileSync(file);
   } catch (e) {
-    throw new PmaError("IO", `${file}: cannot read the held-out data (${(e as Error).message})`, { file, cause: e });
+    throw new PmaError("IO", `${file}: cannot read the held-out data (${(e as Error).message})`, {
+      file,
+      cause: e,
+    });
   }
   const sha256 = createHash("sha256").update(raw).digest("hex");
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(raw);
   } catch (e) {
-    throw new PmaError("FORMAT_UNSUPPORTED", `${file}: not valid UTF-8 text; save the held-out data as UTF-8`, { file, cause: e });
+    throw new PmaError(
+      "FORMAT_UNSUPPORTED",
+      `${file}: not valid UTF-8 text; save the held-out data as UTF-8`,
+      { file, cause: e },
+    );
   }
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-  const documents = format === "txt" ? txtDocuments(text) : jsonlDocuments(text, file, opts.textField ?? "text");
-  if (documents.length === 0) throw new PmaError("DATA_INVALID", `${file}: no text in the held-out data (the file is empty or only whitespace); give a file with at least one document`, { file });
+  const documents =
+    format === "txt" ? txtDocuments(text) : jsonlDocuments(text, file, opts.textField ?? "text");
+  if (documents.length === 0)
+    throw new PmaError(
+      "DATA_INVALID",
+      `${file}: no text in the held-out data (the file is empty or only whitespace); give a file with at least one document`,
+      { file },
+    );
   const enc = new TextEncoder();
   let bytes = 0;
   for (const d of documents) bytes += enc.encode(d).length;
@@ -76,10 +93,18 @@ function jsonlDocuments(text: string, file: string, field: string): string[] {
     try {
       obj = JSON.parse(line);
     } catch (e) {
-      throw new PmaError("FORMAT_UNSUPPORTED", `${file}:${i + 1}: not valid JSON (${(e as Error).message}); a .jsonl file holds one JSON object per line`, { file, cause: e });
+      throw new PmaError(
+        "FORMAT_UNSUPPORTED",
+        `${file}:${i + 1}: not valid JSON (${(e as Error).message}); a .jsonl file holds one JSON object per line`,
+        { file, cause: e },
+      );
     }
     if (typeof obj !== "object" || obj === null || Array.isArray(obj)) {
-      throw new PmaError("FORMAT_UNSUPPORTED", `${file}:${i + 1}: expected a JSON object with a "${field}" field`, { file });
+      throw new PmaError(
+        "FORMAT_UNSUPPORTED",
+        `${file}:${i + 1}: expected a JSON object with a "${field}" field`,
+        { file },
+      );
     }
     const value = (obj as Record<string, unknown>)[field];
     if (typeof value !== "string") {

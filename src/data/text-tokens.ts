@@ -39,21 +39,42 @@ interface CacheMeta {
   separator: string | null;
 }
 
-export function tokenizeTextFile(dataFile: string, tokenizerFile: string, cacheDir: string, opts: ReadTextOptions = {}): TextTokens {
+export function tokenizeTextFile(
+  dataFile: string,
+  tokenizerFile: string,
+  cacheDir: string,
+  opts: ReadTextOptions = {},
+): TextTokens {
   // The tokenizer is loaded first so that a bad tokenizer is reported even on a cache hit.
   const tok = loadHfTokenizer(tokenizerFile);
   const docs = readTextDocuments(dataFile, opts);
   const field = docs.format === "jsonl" ? (opts.textField ?? "text") : "";
   const key = createHash("sha256")
-    .update(JSON.stringify({ v: PACKING_VERSION, lib: hfTokenizersVersion(), data: docs.sha256, tok: tok.sha256, field }))
+    .update(
+      JSON.stringify({
+        v: PACKING_VERSION,
+        lib: hfTokenizersVersion(),
+        data: docs.sha256,
+        tok: tok.sha256,
+        field,
+      }),
+    )
     .digest("hex")
     .slice(0, 24);
   const dir = join(cacheDir, "data-tokens");
   const bin = join(dir, `${key}.i32`);
   const metaFile = join(dir, `${key}.json`);
-  const base = { dataFile: docs.file, dataSha256: docs.sha256, tokenizerFile, tokenizerSha256: tok.sha256, documents: docs.documents.length, bytes: docs.bytes };
+  const base = {
+    dataFile: docs.file,
+    dataSha256: docs.sha256,
+    tokenizerFile,
+    tokenizerSha256: tok.sha256,
+    documents: docs.documents.length,
+    bytes: docs.bytes,
+  };
   const cached = readCache(bin, metaFile);
-  if (cached !== undefined) return { ...base, tokens: cached.tokens, separator: cached.separator, fromCache: true };
+  if (cached !== undefined)
+    return { ...base, tokens: cached.tokens, separator: cached.separator, fromCache: true };
 
   const parts: number[][] = [];
   let total = tok.separator === null ? 0 : 1;
@@ -70,11 +91,20 @@ export function tokenizeTextFile(dataFile: string, tokenizerFile: string, cacheD
     off += p.length;
     if (tok.separator !== null) tokens[off++] = tok.separator.id;
   }
-  writeCache(dir, bin, metaFile, tokens, { version: PACKING_VERSION, documents: docs.documents.length, bytes: docs.bytes, tokens: total, separator: tok.separator?.token ?? null });
+  writeCache(dir, bin, metaFile, tokens, {
+    version: PACKING_VERSION,
+    documents: docs.documents.length,
+    bytes: docs.bytes,
+    tokens: total,
+    separator: tok.separator?.token ?? null,
+  });
   return { ...base, tokens, separator: tok.separator?.token ?? null, fromCache: false };
 }
 
-function readCache(bin: string, metaFile: string): { tokens: Int32Array; separator: string | null } | undefined {
+function readCache(
+  bin: string,
+  metaFile: string,
+): { tokens: Int32Array; separator: string | null } | undefined {
   if (!existsSync(bin) || !existsSync(metaFile)) return undefined;
   try {
     const meta = JSON.parse(readFileSync(metaFile, "utf8")) as CacheMeta;
@@ -102,6 +132,10 @@ function writeCache(dir: string, bin: string, metaFile: string, tokens: Int32Arr
     writeFileSync(tmpMeta, JSON.stringify(meta) + "\n");
     renameSync(tmpMeta, metaFile);
   } catch (e) {
-    throw new PmaError("IO", `cannot write the tokenised data cache in ${dir}: ${(e as Error).message}; set PMA_CACHE_DIR to a writable folder`, { file: dir, cause: e });
+    throw new PmaError(
+      "IO",
+      `cannot write the tokenised data cache in ${dir}: ${(e as Error).message}; set PMA_CACHE_DIR to a writable folder`,
+      { file: dir, cause: e },
+    );
   }
 }

@@ -42,7 +42,8 @@ export function tokenStringToBytes(token: string): Uint8Array | undefined {
  * GPT-2's pre-tokenisation pattern, as the Hugging Face `tokenizers` library (Oniguruma)
  * reads it. Written into tokenizer.json verbatim.
  */
-export const GPT2_PATTERN = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+export const GPT2_PATTERN =
+  "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 /**
  * The same pattern for JavaScript. Oniguruma's \s is Unicode White_Space (it includes U+0085
@@ -50,7 +51,10 @@ export const GPT2_PATTERN = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s
  * cut text exactly where the `tokenizers` library does. (\p{L} and \p{N} follow each engine's
  * Unicode tables, so letters added in a Unicode version one engine lacks may still differ.)
  */
-export const GPT2_REGEX_SOURCE = GPT2_PATTERN.replace(/\\s/g, "\\p{White_Space}").replace(/\\S/g, "\\P{White_Space}");
+export const GPT2_REGEX_SOURCE = GPT2_PATTERN.replace(/\\s/g, "\\p{White_Space}").replace(
+  /\\S/g,
+  "\\P{White_Space}",
+);
 
 /** A fresh global regex (regexes with the g flag carry lastIndex state, so never share one). */
 export function preTokenRegex(): RegExp {

@@ -69,7 +69,10 @@ export function cacheDirectory(): string {
 }
 
 /** Trains a byte-level BPE on the corpus's train split (no cache). */
-export function trainTokenizer(corpus: Corpus, spec: TokenizerSpec = {}): { tokenizer: Tokenizer; stats: TrainStats } {
+export function trainTokenizer(
+  corpus: Corpus,
+  spec: TokenizerSpec = {},
+): { tokenizer: Tokenizer; stats: TrainStats } {
   const { vocabSize, specials, minFrequency } = resolve(spec);
   const t0 = performance.now();
   const texts = (function* () {
@@ -97,15 +100,30 @@ export function trainTokenizer(corpus: Corpus, spec: TokenizerSpec = {}): { toke
 }
 
 /** The tokenizer for a corpus, from the cache or trained and cached. */
-export function prepareTokenizer(corpus: Corpus, spec: TokenizerSpec & { cacheDir?: string } = {}): PreparedTokenizer {
+export function prepareTokenizer(
+  corpus: Corpus,
+  spec: TokenizerSpec & { cacheDir?: string } = {},
+): PreparedTokenizer {
   const { vocabSize, specials, minFrequency } = resolve(spec);
   const corpusHash = corpusContentHash(corpus, "train");
-  const key = sha256Hex(JSON.stringify({ algorithm: `bpe-v${BPE_TRAIN_VERSION}`, corpusHash, vocabSize, specials, minFrequency })).slice(0, 16);
-  const dir = join(spec.cacheDir ?? cacheDirectory(), "tokenizers", `${safeName(corpus.name)}-${vocabSize}-${key}`);
+  const key = sha256Hex(
+    JSON.stringify({ algorithm: `bpe-v${BPE_TRAIN_VERSION}`, corpusHash, vocabSize, specials, minFrequency }),
+  ).slice(0, 16);
+  const dir = join(
+    spec.cacheDir ?? cacheDirectory(),
+    "tokenizers",
+    `${safeName(corpus.name)}-${vocabSize}-${key}`,
+  );
   const file = join(dir, "tokenizer.json");
   const statsFile = join(dir, "train.json");
   if (existsSync(file) && existsSync(statsFile)) {
-    return { tokenizer: loadTokenizer(file), dir, key, fromCache: true, stats: JSON.parse(readFileSync(statsFile, "utf8")) as TrainStats };
+    return {
+      tokenizer: loadTokenizer(file),
+      dir,
+      key,
+      fromCache: true,
+      stats: JSON.parse(readFileSync(statsFile, "utf8")) as TrainStats,
+    };
   }
   const { tokenizer, stats } = trainTokenizer(corpus, { vocabSize, specials, minFrequency });
   makeDir(dir);
@@ -125,7 +143,8 @@ export function tokenizeSplit(corpus: Corpus, split: Split, prepared: PreparedTo
   if (cached !== undefined) return cached;
 
   const sep = tok.specials.get(END_OF_TEXT) ?? tok.specials.values().next().value;
-  if (sep === undefined) throw new PmaError("USAGE", "tokenising a corpus needs a special token to separate documents");
+  if (sep === undefined)
+    throw new PmaError("USAGE", "tokenising a corpus needs a special token to separate documents");
   const parts: Int32Array[] = [];
   const documents: TokenizedDocument[] = [];
   let total = 1;
@@ -187,7 +206,10 @@ function resolve(spec: TokenizerSpec): { vocabSize: number; specials: string[]; 
   const specials = [...(spec.specials ?? [END_OF_TEXT])];
   const minFrequency = spec.minFrequency ?? 2;
   if (!Number.isInteger(vocabSize) || vocabSize < 256 + specials.length) {
-    throw new PmaError("USAGE", `vocabulary size ${vocabSize} is too small: a byte-level BPE needs 256 byte tokens plus ${specials.length} special token(s)`);
+    throw new PmaError(
+      "USAGE",
+      `vocabulary size ${vocabSize} is too small: a byte-level BPE needs 256 byte tokens plus ${specials.length} special token(s)`,
+    );
   }
   if (new Set(specials).size !== specials.length || specials.some((s) => s.length === 0)) {
     throw new PmaError("USAGE", `special tokens must be distinct and non-empty: ${JSON.stringify(specials)}`);
@@ -203,6 +225,10 @@ function makeDir(dir: string): void {
   try {
     mkdirSync(dir, { recursive: true });
   } catch (cause) {
-    throw new PmaError("IO", `cannot create cache folder ${dir}: ${(cause as Error).message}; set PMA_CACHE_DIR to a writable folder`, { file: dir, cause });
+    throw new PmaError(
+      "IO",
+      `cannot create cache folder ${dir}: ${(cause as Error).message}; set PMA_CACHE_DIR to a writable folder`,
+      { file: dir, cause },
+    );
   }
 }

@@ -49,11 +49,16 @@ export class Tokenizer {
     this.specials = parts.specials;
     let size = parts.tokens.length;
     for (const id of parts.specials.values()) size = Math.max(size, id + 1);
-    if (size >= SHIFT) throw new PmaError("USAGE", `a vocabulary of ${size} tokens is too large (limit ${SHIFT - 1})`);
+    if (size >= SHIFT)
+      throw new PmaError("USAGE", `a vocabulary of ${size} tokens is too large (limit ${SHIFT - 1})`);
     this.vocabSize = size;
     const special = new Array<string>(size).fill("");
     for (const [text, id] of parts.specials) {
-      if (parts.tokens[id] !== undefined) throw new PmaError("USAGE", `special token ${JSON.stringify(text)} shares id ${id} with an ordinary token`);
+      if (parts.tokens[id] !== undefined)
+        throw new PmaError(
+          "USAGE",
+          `special token ${JSON.stringify(text)} shares id ${id} with an ordinary token`,
+        );
       special[id] = text;
     }
     this.specialText = special;
@@ -63,7 +68,11 @@ export class Tokenizer {
       if (t !== undefined && t.length === 1 && this.byteId[t[0]!] === -1) this.byteId[t[0]!] = id;
     });
     const missing = this.byteId.indexOf(-1);
-    if (missing >= 0) throw new PmaError("USAGE", `the vocabulary has no token for byte 0x${missing.toString(16)}; a byte-level BPE needs all 256`);
+    if (missing >= 0)
+      throw new PmaError(
+        "USAGE",
+        `the vocabulary has no token for byte 0x${missing.toString(16)}; a byte-level BPE needs all 256`,
+      );
     parts.merges.forEach(([a, b, id], rank) => {
       const key = a * SHIFT + b;
       // The tokenizers library keeps the last rank listed for a repeated pair.
@@ -130,7 +139,11 @@ export class Tokenizer {
       let bytes = this.tokenBytes[id];
       if (bytes === undefined) {
         const special = this.specialOf(id);
-        if (special === undefined) throw new PmaError("RANGE_INVALID", `token id ${id} is not in the vocabulary (size ${this.vocabSize})`);
+        if (special === undefined)
+          throw new PmaError(
+            "RANGE_INVALID",
+            `token id ${id} is not in the vocabulary (size ${this.vocabSize})`,
+          );
         bytes = this.encoder.encode(special);
       }
       parts.push(bytes);
@@ -164,7 +177,8 @@ export class Tokenizer {
   /** Merges one word's bytes, lowest rank first and leftmost among equal ranks. */
   private bpe(bytes: Uint8Array): Int32Array {
     const n = bytes.length;
-    if (n >= POS) throw new PmaError("USAGE", `a pre-token of ${n} bytes is too long to encode (limit ${POS - 1})`);
+    if (n >= POS)
+      throw new PmaError("USAGE", `a pre-token of ${n} bytes is too long to encode (limit ${POS - 1})`);
     const sym = new Int32Array(n);
     const next = new Int32Array(n);
     const prev = new Int32Array(n);

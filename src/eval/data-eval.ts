@@ -109,16 +109,34 @@ export class DataScorer {
     this.windows = this.heldout.windows.length;
   }
 
-  static create(config: ModelConfig, data: TextTokens, backend: MatmulBackend, opts: { seq: number; batch?: number; maxTokens?: number }): DataScorer {
+  static create(
+    config: ModelConfig,
+    data: TextTokens,
+    backend: MatmulBackend,
+    opts: { seq: number; batch?: number; maxTokens?: number },
+  ): DataScorer {
     const maxId = data.tokens.reduce((m, x) => Math.max(m, x), 0);
     if (maxId >= config.vocab_size) {
-      throw new PmaError("USAGE", `${data.tokenizerFile}: the tokenizer produces id ${maxId}, outside the model's vocabulary of ${config.vocab_size}; use the checkpoint's own tokenizer.json`, { file: data.tokenizerFile });
+      throw new PmaError(
+        "USAGE",
+        `${data.tokenizerFile}: the tokenizer produces id ${maxId}, outside the model's vocabulary of ${config.vocab_size}; use the checkpoint's own tokenizer.json`,
+        { file: data.tokenizerFile },
+      );
     }
-    const model = createModel(config, backend, { batch: opts.batch ?? 16, seq: opts.seq }, { forwardOnly: true });
+    const model = createModel(
+      config,
+      backend,
+      { batch: opts.batch ?? 16, seq: opts.seq },
+      { forwardOnly: true },
+    );
     return new DataScorer(model, data, opts.maxTokens ?? 0);
   }
 
-  score(tensors: ReadonlyMap<string, NamedTensor | Float32Array>): { loss: number; tokens: number; windows: number } {
+  score(tensors: ReadonlyMap<string, NamedTensor | Float32Array>): {
+    loss: number;
+    tokens: number;
+    windows: number;
+  } {
     this.model.params.load(tensors);
     const r = this.heldout.run();
     return { loss: r.loss, tokens: r.tokens, windows: r.windows };
@@ -128,20 +146,39 @@ export class DataScorer {
 function defaultSeq(config: ModelConfig, runSeq: number | undefined, seq: number | undefined): number {
   const s = seq ?? runSeq ?? config.max_position_embeddings;
   if (!Number.isInteger(s) || s < 1 || s > config.max_position_embeddings) {
-    throw new PmaError("USAGE", `window length ${s} must be between 1 and the model's max_position_embeddings (${config.max_position_embeddings})`);
+    throw new PmaError(
+      "USAGE",
+      `window length ${s} must be between 1 and the model's max_position_embeddings (${config.max_position_embeddings})`,
+    );
   }
   return s;
 }
 
 async function evaluateWithPma(dir: string, opts: DataEvalOptions, t0: number): Promise<DataEvalResult> {
-  if (isGgufPath(dir)) throw new PmaError("USAGE", `${dir}: pma's engine reads checkpoint folders; score a GGUF file with --engine llama.cpp`);
+  if (isGgufPath(dir))
+    throw new PmaError(
+      "USAGE",
+      `${dir}: pma's engine reads checkpoint folders; score a GGUF file with --engine llama.cpp`,
+    );
   const config = await readModelConfig(dir);
-  const [pmaState, trainerState] = await Promise.all([readPmaState(dir).catch(() => null), readTrainerState(dir).catch(() => null)]);
+  const [pmaState, trainerState] = await Promise.all([
+    readPmaState(dir).catch(() => null),
+    readTrainerState(dir).catch(() => null),
+  ]);
   const seq = defaultSeq(config, pmaState?.config.data.seq_len, opts.seq);
-  const data = tokenizeTextFile(opts.data, resolve(opts.tokenizer ?? join(dir, "tokenizer.json")), opts.cacheDir ?? cacheDirectory(), opts.textField !== undefined ? { textField: opts.textField } : {});
+  const data = tokenizeTextFile(
+    opts.data,
+    resolve(opts.tokenizer ?? join(dir, "tokenizer.json")),
+    opts.cacheDir ?? cacheDirectory(),
+    opts.textField !== undefined ? { textField: opts.textField } : {},
+  );
   const backend = opts.backend ?? (await getBackend());
   try {
-    const scorer = DataScorer.create(config, data, backend, { seq, ...(opts.batch !== undefined ? { batch: opts.batch } : {}), maxTokens: opts.maxTokens ?? 0 });
+    const scorer = DataScorer.create(config, data, backend, {
+      seq,
+      ...(opts.batch !== undefined ? { batch: opts.batch } : {}),
+      maxTokens: opts.maxTokens ?? 0,
+    });
     const weights = await readWeights(dir);
     const r = scorer.score(weights.tensors);
     return {
@@ -167,15 +204,36 @@ async function evaluateWithPma(dir: string, opts: DataEvalOptions, t0: number): 
   }
 }
 
-function dataFacts(data: TextTokens): Pick<DataEvalResult, "data" | "dataSha256" | "documents" | "tokenizer" | "dataTokens" | "dataBytes"> {
-  return { data: data.dataFile, dataSha256: data.dataSha256, documents: data.documents, tokenizer: data.tokenizerFile, dataTokens: data.tokens.length, dataBytes: data.bytes };
+function dataFacts(
+  data: TextTokens,
+): Pick<DataEvalResult, "data" | "dataSha256" | "documents" | "tokenizer" | "dataTokens" | "dataBytes"> {
+  return {
+    data: data.dataFile,
+    dataSha256: data.dataSha256,
+    documents: data.documents,
+    tokenizer: data.tokenizerFile,
+    dataTokens: data.tokens.length,
+    dataBytes: data.bytes,
+  };
 }
 
-async function evaluateWithLlamaCpp(path: string, opts: DataEvalOptions, t0: number): Promise<DataEvalResult> {
+async function evaluateWithLlamaCpp(
+  path: string,
+  opts: DataEvalOptions,
+  t0: number,
+): Promise<DataEvalResult> {
   const { withLlamaCppInput, openLlamaCppScorer } = await import("./score-tokens.js");
-  const scoreOpts: ScoreTokensOptions = { ...(opts.seq !== undefined ? { seq: opts.seq } : {}), ...(opts.llamaCpp ?? {}) };
+  const scoreOpts: ScoreTokensOptions = {
+    ...(opts.seq !== undefined ? { seq: opts.seq } : {}),
+    ...(opts.llamaCpp ?? {}),
+  };
   return withLlamaCppInput(path, scoreOpts, async (m) => {
-    const data = tokenizeTextFile(opts.data, resolve(opts.tokenizer ?? m.tokenizerFile), opts.cacheDir ?? cacheDirectory(), opts.textField !== undefined ? { textField: opts.textField } : {});
+    const data = tokenizeTextFile(
+      opts.data,
+      resolve(opts.tokenizer ?? m.tokenizerFile),
+      opts.cacheDir ?? cacheDirectory(),
+      opts.textField !== undefined ? { textField: opts.textField } : {},
+    );
     const windows = dataWindows(data, m.seq, opts.maxTokens ?? 0);
     const scorer = await openLlamaCppScorer(m.gguf, m.seq, scoreOpts);
     let logprobs: Float64Array;

@@ -31,7 +31,8 @@ export class DistractorPool {
       if (list === undefined) this.byLength.set(n, (list = []));
       list.push({ word, logCount: Math.log(count) });
     }
-    for (const list of this.byLength.values()) list.sort((a, b) => a.logCount - b.logCount || (a.word < b.word ? -1 : a.word > b.word ? 1 : 0));
+    for (const list of this.byLength.values())
+      list.sort((a, b) => a.logCount - b.logCount || (a.word < b.word ? -1 : a.word > b.word ? 1 : 0));
   }
 
   /**
@@ -39,7 +40,15 @@ export class DistractorPool {
    * words of the same token length nearest to it in log frequency. Null when fewer
    * than `k` such words exist.
    */
-  pick(answer: string, answerCount: number, answerTokens: number, k: number, pool: number, seed: number, item: number): string[] | null {
+  pick(
+    answer: string,
+    answerCount: number,
+    answerTokens: number,
+    k: number,
+    pool: number,
+    seed: number,
+    item: number,
+  ): string[] | null {
     const list = this.byLength.get(answerTokens) ?? [];
     const target = Math.log(answerCount);
     // Binary search for the first entry at or above the answer's log count.

@@ -97,14 +97,22 @@ export class Evaluator {
     const t0 = performance.now();
     const dir = resolve(path);
     const split = opts.split ?? "validation";
-    if (split !== "validation" && split !== "test") throw new PmaError("USAGE", `split must be validation or test, got ${JSON.stringify(split)}`);
+    if (split !== "validation" && split !== "test")
+      throw new PmaError("USAGE", `split must be validation or test, got ${JSON.stringify(split)}`);
     const batch = opts.batch ?? 16;
-    if (!Number.isInteger(batch) || batch < 1) throw new PmaError("USAGE", `batch must be a positive integer, got ${batch}`);
+    if (!Number.isInteger(batch) || batch < 1)
+      throw new PmaError("USAGE", `batch must be a positive integer, got ${batch}`);
     const config = await readModelConfig(dir);
-    const [pmaState, trainerState] = await Promise.all([readPmaState(dir).catch(() => null), readTrainerState(dir).catch(() => null)]);
+    const [pmaState, trainerState] = await Promise.all([
+      readPmaState(dir).catch(() => null),
+      readTrainerState(dir).catch(() => null),
+    ]);
     const seq = opts.seq ?? pmaState?.config.data.seq_len ?? config.max_position_embeddings;
     if (!Number.isInteger(seq) || seq < 1 || seq > config.max_position_embeddings) {
-      throw new PmaError("USAGE", `window length ${seq} must be between 1 and the model's max_position_embeddings (${config.max_position_embeddings})`);
+      throw new PmaError(
+        "USAGE",
+        `window length ${seq} must be between 1 and the model's max_position_embeddings (${config.max_position_embeddings})`,
+      );
     }
     const corpus = opts.corpus ?? pmaState?.config.data.corpus ?? "brown";
     const stream = this.splits.get(corpus, split, join(dir, "tokenizer.json"));

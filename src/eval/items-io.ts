@@ -37,20 +37,40 @@ export async function loadTaskItems(path: string): Promise<TaskItems> {
   try {
     text = await readFile(path, "utf8");
   } catch (e) {
-    throw new PmaError("IO", `${path}: cannot read task items (${(e as Error).message})`, { file: path, cause: e });
+    throw new PmaError("IO", `${path}: cannot read task items (${(e as Error).message})`, {
+      file: path,
+      cause: e,
+    });
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new PmaError("FORMAT_UNSUPPORTED", `${path}: not valid JSON (${(e as Error).message})`, { file: path, cause: e });
+    throw new PmaError("FORMAT_UNSUPPORTED", `${path}: not valid JSON (${(e as Error).message})`, {
+      file: path,
+      cause: e,
+    });
   }
   const o = json as Partial<TaskItems> | null;
-  if (o === null || typeof o !== "object" || o.format !== TASK_ITEMS_FORMAT || o.version !== TASK_ITEMS_VERSION) {
-    throw new PmaError("FORMAT_UNSUPPORTED", `${path}: not pma task items of version ${TASK_ITEMS_VERSION}; delete it to rebuild`, { file: path });
+  if (
+    o === null ||
+    typeof o !== "object" ||
+    o.format !== TASK_ITEMS_FORMAT ||
+    o.version !== TASK_ITEMS_VERSION
+  ) {
+    throw new PmaError(
+      "FORMAT_UNSUPPORTED",
+      `${path}: not pma task items of version ${TASK_ITEMS_VERSION}; delete it to rebuild`,
+      { file: path },
+    );
   }
   for (const t of TASK_NAMES) {
-    if (!Array.isArray(o[t])) throw new PmaError("FORMAT_UNSUPPORTED", `${path}: task "${t}" is missing; delete the file to rebuild`, { file: path });
+    if (!Array.isArray(o[t]))
+      throw new PmaError(
+        "FORMAT_UNSUPPORTED",
+        `${path}: task "${t}" is missing; delete the file to rebuild`,
+        { file: path },
+      );
   }
   return o as TaskItems;
 }
@@ -96,7 +116,11 @@ export async function taskItemsFor(req: TaskItemsRequest): Promise<CachedTaskIte
   try {
     await mkdir(folder, { recursive: true });
   } catch (e) {
-    throw new PmaError("IO", `cannot create ${folder}: ${(e as Error).message}; set PMA_CACHE_DIR to a writable folder`, { file: folder, cause: e });
+    throw new PmaError(
+      "IO",
+      `cannot create ${folder}: ${(e as Error).message}; set PMA_CACHE_DIR to a writable folder`,
+      { file: folder, cause: e },
+    );
   }
   await saveTaskItems(path, items);
   return { items, path, fromCache: false };

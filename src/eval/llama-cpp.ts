@@ -13,7 +13,15 @@
  */
 import { availableParallelism } from "node:os";
 import { PmaError } from "../common/errors.js";
-import { loadNodeLlamaCpp, type NlcContext, type NlcGpu, type NlcLlama, type NlcLogLevel, type NlcModel, type NlcSequence } from "./node-llama-cpp.js";
+import {
+  loadNodeLlamaCpp,
+  type NlcContext,
+  type NlcGpu,
+  type NlcLlama,
+  type NlcLogLevel,
+  type NlcModel,
+  type NlcSequence,
+} from "./node-llama-cpp.js";
 import type { TokenStream } from "../data/batches.js";
 import type { WindowLogprobs } from "./token-logprobs.js";
 
@@ -65,7 +73,11 @@ async function getLlamaFor(gpu: LlamaCppGpu): Promise<NlcLlama> {
           maxThreads: 0,
         });
       } catch (e) {
-        throw new PmaError("BACKEND_UNAVAILABLE", `node-llama-cpp has no usable llama.cpp build for gpu ${gpu === "off" ? "off (CPU)" : gpu}: ${(e as Error).message}`, { cause: e });
+        throw new PmaError(
+          "BACKEND_UNAVAILABLE",
+          `node-llama-cpp has no usable llama.cpp build for gpu ${gpu === "off" ? "off (CPU)" : gpu}: ${(e as Error).message}`,
+          { cause: e },
+        );
       }
     })();
     llamas.set(key, p);
@@ -101,16 +113,24 @@ export class LlamaCppScorer {
   static async open(path: string, opts: LlamaCppOptions): Promise<LlamaCppScorer> {
     const gpu = opts.gpu ?? "off";
     const threads = opts.threads ?? availableParallelism();
-    if (!Number.isInteger(opts.seq) || opts.seq < 1) throw new PmaError("USAGE", `seq must be a positive integer, got ${opts.seq}`);
+    if (!Number.isInteger(opts.seq) || opts.seq < 1)
+      throw new PmaError("USAGE", `seq must be a positive integer, got ${opts.seq}`);
     const llama = await getLlamaFor(gpu);
     recentLog.length = 0;
     let model: NlcModel;
     try {
-      model = await llama.loadModel({ modelPath: path, ...(gpu === "off" ? {} : { gpuLayers: "max" as const }) });
+      model = await llama.loadModel({
+        modelPath: path,
+        ...(gpu === "off" ? {} : { gpuLayers: "max" as const }),
+      });
     } catch (e) {
       // node-llama-cpp may try twice: each reason once.
       const why = [...new Set(recentLog.filter((l) => !l.startsWith("warn")))].slice(-4).join("; ");
-      throw new PmaError("GGUF_INVALID", `${path}: llama.cpp cannot load this file: ${(e as Error).message}${why === "" ? "" : ` (llama.cpp: ${why})`}`, { file: path, cause: e });
+      throw new PmaError(
+        "GGUF_INVALID",
+        `${path}: llama.cpp cannot load this file: ${(e as Error).message}${why === "" ? "" : ` (llama.cpp: ${why})`}`,
+        { file: path, cause: e },
+      );
     }
     try {
       const context = await model.createContext({
@@ -127,11 +147,27 @@ export class LlamaCppScorer {
       });
       const nlc = await loadNodeLlamaCpp();
       const version = await nlc.getModuleVersion();
-      const device = llama.gpu === false ? `CPU, ${threads} thread${threads === 1 ? "" : "s"}` : String(llama.gpu).toUpperCase();
-      return new LlamaCppScorer(path, opts.seq, `llama.cpp (node-llama-cpp ${version}, ${llama.buildType} ${device})`, model, context, context.getSequence());
+      const device =
+        llama.gpu === false
+          ? `CPU, ${threads} thread${threads === 1 ? "" : "s"}`
+          : String(llama.gpu).toUpperCase();
+      return new LlamaCppScorer(
+        path,
+        opts.seq,
+        `llama.cpp (node-llama-cpp ${version}, ${llama.buildType} ${device})`,
+        model,
+        context,
+        context.getSequence(),
+      );
     } catch (e) {
       await model.dispose();
-      throw e instanceof PmaError ? e : new PmaError("BACKEND_UNAVAILABLE", `${path}: llama.cpp could not create a context of ${opts.seq} tokens: ${(e as Error).message}`, { file: path, cause: e });
+      throw e instanceof PmaError
+        ? e
+        : new PmaError(
+            "BACKEND_UNAVAILABLE",
+            `${path}: llama.cpp could not create a context of ${opts.seq} tokens: ${(e as Error).message}`,
+            { file: path, cause: e },
+          );
     }
   }
 
@@ -141,7 +177,11 @@ export class LlamaCppScorer {
    */
   async logprobs(ids: ArrayLike<number>): Promise<Float64Array> {
     const n = ids.length - 1;
-    if (n < 1 || n > this.seq) throw new PmaError("USAGE", `llama.cpp scores 2 to ${this.seq + 1} tokens at a time, got ${ids.length}`);
+    if (n < 1 || n > this.seq)
+      throw new PmaError(
+        "USAGE",
+        `llama.cpp scores 2 to ${this.seq + 1} tokens at a time, got ${ids.length}`,
+      );
     await this.sequence.clearHistory();
     const input: [number, { generateNext: { probabilities: true } }][] = [];
     for (let t = 0; t < n; t++) input.push([ids[t]!, { generateNext: { probabilities: true } }]);
@@ -149,7 +189,8 @@ export class LlamaCppScorer {
     const out = new Float64Array(n);
     for (let t = 0; t < n; t++) {
       const probs = res[t]?.next.probabilities;
-      if (probs === undefined) throw new PmaError("INTERNAL", `${this.path}: llama.cpp returned no distribution at position ${t}`);
+      if (probs === undefined)
+        throw new PmaError("INTERNAL", `${this.path}: llama.cpp returned no distribution at position ${t}`);
       // A token absent from the map, or a probability that underflowed float32, is -Infinity: reported, not hidden.
       out[t] = Math.log(probs.get(ids[t + 1]!) ?? 0);
     }

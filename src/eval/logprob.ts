@@ -41,7 +41,10 @@ export function planRows(requests: readonly ScoreRequest[]): RowPlan {
   const inputs = requests.map((r, i) => {
     const n = r.ids.length;
     if (!Number.isInteger(r.from) || r.from < 1 || r.from >= n) {
-      throw new PmaError("USAGE", `score request ${i}: from must be in 1..${n - 1} for ${n} tokens, got ${r.from}`);
+      throw new PmaError(
+        "USAGE",
+        `score request ${i}: from must be in 1..${n - 1} for ${n} tokens, got ${r.from}`,
+      );
     }
     return Int32Array.from({ length: n - 1 }, (_, t) => r.ids[t]!);
   });
@@ -87,7 +90,8 @@ export class SequenceScorer {
     readonly params: ParamSet,
     readonly batch = 16,
   ) {
-    if (!Number.isInteger(batch) || batch < 1) throw new PmaError("USAGE", `batch must be a positive integer, got ${batch}`);
+    if (!Number.isInteger(batch) || batch < 1)
+      throw new PmaError("USAGE", `batch must be a positive integer, got ${batch}`);
   }
 
   get config(): ModelConfig {
@@ -97,7 +101,12 @@ export class SequenceScorer {
   private model(seq: number): Model {
     let m = this.models.get(seq);
     if (m === undefined) {
-      m = createModel(this.config, this.params.backend, { batch: this.batch, seq }, { params: this.params, forwardOnly: true });
+      m = createModel(
+        this.config,
+        this.params.backend,
+        { batch: this.batch, seq },
+        { params: this.params, forwardOnly: true },
+      );
       this.models.set(seq, m);
       this.tokens.set(seq, new Int32Array(this.batch * seq));
     }
@@ -113,16 +122,25 @@ export class SequenceScorer {
     plan.rowOf.forEach((r, i) => byRow[r]!.push(i));
     const out = new Float64Array(plan.requests.length);
     const shapeOf = (n: number): number => Math.min(maxPos, Math.ceil(n / SHAPE_STEP) * SHAPE_STEP);
-    const rowIds = plan.rows.map((_, i) => i).sort((a, b) => plan.rows[b]!.length - plan.rows[a]!.length || a - b);
+    const rowIds = plan.rows
+      .map((_, i) => i)
+      .sort((a, b) => plan.rows[b]!.length - plan.rows[a]!.length || a - b);
     for (const r of rowIds) {
       if (plan.rows[r]!.length > maxPos) {
-        throw new PmaError("USAGE", `a scored sequence needs ${plan.rows[r]!.length} positions but the model has max_position_embeddings ${maxPos}; build the task items with a smaller maxTokens`);
+        throw new PmaError(
+          "USAGE",
+          `a scored sequence needs ${plan.rows[r]!.length} positions but the model has max_position_embeddings ${maxPos}; build the task items with a smaller maxTokens`,
+        );
       }
     }
     plan.requests.forEach(({ ids }, i) => {
       for (let t = 0; t < ids.length; t++) {
         const id = ids[t]!;
-        if (!Number.isInteger(id) || id < 0 || id >= V) throw new PmaError("RANGE_INVALID", `score request ${i}: token id ${id} is outside the model's vocabulary (${V})`);
+        if (!Number.isInteger(id) || id < 0 || id >= V)
+          throw new PmaError(
+            "RANGE_INVALID",
+            `score request ${i}: token id ${id} is outside the model's vocabulary (${V})`,
+          );
       }
     });
     const lse = new Float64Array(maxPos);
@@ -132,7 +150,8 @@ export class SequenceScorer {
       const model = this.model(seq);
       const tokens = this.tokens.get(seq)!;
       const group: number[] = [];
-      while (k < rowIds.length && group.length < this.batch && shapeOf(plan.rows[rowIds[k]!]!.length) === seq) group.push(rowIds[k++]!);
+      while (k < rowIds.length && group.length < this.batch && shapeOf(plan.rows[rowIds[k]!]!.length) === seq)
+        group.push(rowIds[k++]!);
       tokens.fill(0);
       group.forEach((r, b) => tokens.set(plan.rows[r]!, b * seq));
       const logits = model.infer(tokens);

@@ -22,7 +22,9 @@ export interface NlcProbabilityOutput {
 
 export interface NlcSequence {
   clearHistory(): Promise<void>;
-  controlledEvaluate(input: [number, { generateNext: { probabilities: true } }][]): Promise<(NlcProbabilityOutput | undefined)[]>;
+  controlledEvaluate(
+    input: [number, { generateNext: { probabilities: true } }][],
+  ): Promise<(NlcProbabilityOutput | undefined)[]>;
 }
 
 export interface NlcContextOptions {
@@ -91,12 +93,19 @@ export async function loadNodeLlamaCpp(specifier = "node-llama-cpp"): Promise<No
         { cause: e },
       );
     }
-    throw new PmaError("BACKEND_UNAVAILABLE", `${specifier} could not be loaded: ${(e as Error).message}; reinstall it with \`${NODE_LLAMA_CPP_INSTALL}\``, { cause: e });
+    throw new PmaError(
+      "BACKEND_UNAVAILABLE",
+      `${specifier} could not be loaded: ${(e as Error).message}; reinstall it with \`${NODE_LLAMA_CPP_INSTALL}\``,
+      { cause: e },
+    );
   }
   const m = mod as Partial<Record<keyof NodeLlamaCpp, unknown>>;
   for (const f of ["getLlama", "getLlamaGpuTypes", "getModuleVersion"] as const) {
     if (typeof m[f] !== "function") {
-      throw new PmaError("BACKEND_UNAVAILABLE", `${specifier} has no ${f}(); pma needs version ${NODE_LLAMA_CPP_VERSION} (\`${NODE_LLAMA_CPP_INSTALL}\`)`);
+      throw new PmaError(
+        "BACKEND_UNAVAILABLE",
+        `${specifier} has no ${f}(); pma needs version ${NODE_LLAMA_CPP_VERSION} (\`${NODE_LLAMA_CPP_INSTALL}\`)`,
+      );
     }
   }
   return mod as NodeLlamaCpp;

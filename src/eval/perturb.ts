@@ -29,11 +29,19 @@ export interface PairItem {
 }
 
 /** `good` with the bare words at `position` and `position + 1` swapped; null if no such pair differs. */
-export function swapItem(doc: string, good: string, encode: (t: string) => number[], separator: number, maxTokens: number, draw: (n: number) => number): PairItem | null {
+export function swapItem(
+  doc: string,
+  good: string,
+  encode: (t: string) => number[],
+  separator: number,
+  maxTokens: number,
+  draw: (n: number) => number,
+): PairItem | null {
   const w = chunks(good);
   const positions: number[] = [];
   for (let i = 1; i + 1 < w.length; i++) {
-    if (isBareWord(w[i]!) && isBareWord(w[i + 1]!) && w[i]!.toLowerCase() !== w[i + 1]!.toLowerCase()) positions.push(i);
+    if (isBareWord(w[i]!) && isBareWord(w[i + 1]!) && w[i]!.toLowerCase() !== w[i + 1]!.toLowerCase())
+      positions.push(i);
   }
   if (positions.length === 0) return null;
   const p = positions[draw(positions.length)]!;
@@ -73,9 +81,19 @@ export function dropItem(
   while (pre < badIds.length && goodIds[pre] === badIds[pre]) pre++;
   // (A repeated token can push `pre` past where the word starts; any split that passes
   // still removes exactly the word's tokens, which is all the correction needs.)
-  const same = goodIds.length === badIds.length + wordIds.length
-    && wordIds.every((id, i) => goodIds[pre + i] === id)
-    && badIds.slice(pre).every((id, i) => goodIds[pre + wordIds.length + i] === id);
+  const same =
+    goodIds.length === badIds.length + wordIds.length &&
+    wordIds.every((id, i) => goodIds[pre + i] === id) &&
+    badIds.slice(pre).every((id, i) => goodIds[pre + wordIds.length + i] === id);
   if (!same) return null;
-  return { doc, good, bad, goodIds, badIds, position: p, words: [w[p]!], unigramLogProb: unigramLogProb(stats, wordIds) };
+  return {
+    doc,
+    good,
+    bad,
+    goodIds,
+    badIds,
+    position: p,
+    words: [w[p]!],
+    unigramLogProb: unigramLogProb(stats, wordIds),
+  };
 }

@@ -81,12 +81,21 @@ export interface Prepared {
   tokensSeen: number | null;
 }
 
-async function prepareFolder(dir: string, opts: ScoreTokensOptions): Promise<Prepared & { config: ModelConfig }> {
+async function prepareFolder(
+  dir: string,
+  opts: ScoreTokensOptions,
+): Promise<Prepared & { config: ModelConfig }> {
   const config = await readModelConfig(dir);
-  const [pmaState, trainerState] = await Promise.all([readPmaState(dir).catch(() => null), readTrainerState(dir).catch(() => null)]);
+  const [pmaState, trainerState] = await Promise.all([
+    readPmaState(dir).catch(() => null),
+    readTrainerState(dir).catch(() => null),
+  ]);
   const seq = opts.seq ?? pmaState?.config.data.seq_len ?? config.max_position_embeddings;
   if (!Number.isInteger(seq) || seq < 1 || seq > config.max_position_embeddings) {
-    throw new PmaError("USAGE", `window length ${seq} must be between 1 and the model's max_position_embeddings (${config.max_position_embeddings})`);
+    throw new PmaError(
+      "USAGE",
+      `window length ${seq} must be between 1 and the model's max_position_embeddings (${config.max_position_embeddings})`,
+    );
   }
   return {
     config,
@@ -104,17 +113,23 @@ function tokensOf(p: Prepared, split: EvalSplit, cacheDir: string): TokenStream 
 }
 
 function checkSplit(split: EvalSplit): void {
-  if (split !== "validation" && split !== "test") throw new PmaError("USAGE", `split must be validation or test, got ${JSON.stringify(split)}`);
+  if (split !== "validation" && split !== "test")
+    throw new PmaError("USAGE", `split must be validation or test, got ${JSON.stringify(split)}`);
 }
 
 async function scoreWithPma(path: string, opts: ScoreTokensOptions): Promise<ScoredTokens> {
   const t0 = performance.now();
   const dir = resolve(path);
-  if (isGgufPath(dir)) throw new PmaError("USAGE", `${dir}: pma's engine reads safetensors checkpoint folders; score a GGUF file with --engine llama.cpp`);
+  if (isGgufPath(dir))
+    throw new PmaError(
+      "USAGE",
+      `${dir}: pma's engine reads safetensors checkpoint folders; score a GGUF file with --engine llama.cpp`,
+    );
   const split = opts.split ?? "validation";
   checkSplit(split);
   const batch = opts.batch ?? 16;
-  if (!Number.isInteger(batch) || batch < 1) throw new PmaError("USAGE", `batch must be a positive integer, got ${batch}`);
+  if (!Number.isInteger(batch) || batch < 1)
+    throw new PmaError("USAGE", `batch must be a positive integer, got ${batch}`);
   const p = await prepareFolder(dir, opts);
   const stream = tokensOf(p, split, opts.cacheDir ?? cacheDirectory());
   const config = p.config;
@@ -124,7 +139,11 @@ async function scoreWithPma(path: string, opts: ScoreTokensOptions): Promise<Sco
     const weights = await readWeights(dir);
     model.params.load(weights.tensors);
     const windows = heldoutWindows(stream.length, p.seq, opts.maxTokens ?? 0);
-    if (windows.length === 0) throw new PmaError("USAGE", `the ${split} split has ${stream.length} tokens, too few for one window of ${p.seq} + 1`);
+    if (windows.length === 0)
+      throw new PmaError(
+        "USAGE",
+        `the ${split} split has ${stream.length} tokens, too few for one window of ${p.seq} + 1`,
+      );
     const scored = pmaWindowLogprobs(model, stream, windows);
     return {
       ...scored,
@@ -158,7 +177,11 @@ async function ggufFacts(path: string): Promise<GgufFacts & { tokenizerJson: str
     const md = f.metadata;
     const arch = md.get("general.architecture");
     if (arch?.type !== "string" || arch.value !== "llama") {
-      throw new PmaError("FORMAT_UNSUPPORTED", `${path}: general.architecture is ${arch?.type === "string" ? JSON.stringify(arch.value) : "missing"}; pma scores "llama" GGUF files (Llama and Mixtral)`, { file: path });
+      throw new PmaError(
+        "FORMAT_UNSUPPORTED",
+        `${path}: general.architecture is ${arch?.type === "string" ? JSON.stringify(arch.value) : "missing"}; pma scores "llama" GGUF files (Llama and Mixtral)`,
+        { file: path },
+      );
     }
     const experts = md.get("llama.expert_count");
     const ctx = md.get("llama.context_length");
@@ -187,7 +210,11 @@ export interface LlamaCppInput extends Prepared, GgufFacts {
  * a checkpoint folder (removed afterwards, as is the tokenizer.json written for a bare
  * GGUF file so that the corpus is tokenised like any checkpoint's).
  */
-export async function withLlamaCppInput<T>(path: string, opts: ScoreTokensOptions, fn: (input: LlamaCppInput) => Promise<T>): Promise<T> {
+export async function withLlamaCppInput<T>(
+  path: string,
+  opts: ScoreTokensOptions,
+  fn: (input: LlamaCppInput) => Promise<T>,
+): Promise<T> {
   const target = resolve(path);
   const tmp = await mkdtemp(join(tmpdir(), "pma-llama-cpp-"));
   try {
@@ -198,12 +225,25 @@ export async function withLlamaCppInput<T>(path: string, opts: ScoreTokensOption
       const tokenizerFile = join(tmp, "tokenizer.json");
       await writeFile(tokenizerFile, facts.tokenizerJson);
       const seq = opts.seq ?? facts.contextLength;
-      if (seq === null || !Number.isInteger(seq) || seq < 1) throw new PmaError("USAGE", `${target}: no llama.context_length; pass --seq`);
-      p = { checkpoint: target, tokenizerFile, seq, corpus: opts.corpus ?? "brown", step: null, tokensSeen: null };
+      if (seq === null || !Number.isInteger(seq) || seq < 1)
+        throw new PmaError("USAGE", `${target}: no llama.context_length; pass --seq`);
+      p = {
+        checkpoint: target,
+        tokenizerFile,
+        seq,
+        corpus: opts.corpus ?? "brown",
+        step: null,
+        tokensSeen: null,
+      };
       gguf = target;
     } else {
       p = await prepareFolder(target, opts);
-      gguf = (await convertToGguf(target, { out: join(tmp, "model.gguf"), ...(opts.dtype !== undefined ? { dtype: opts.dtype } : {}) })).out;
+      gguf = (
+        await convertToGguf(target, {
+          out: join(tmp, "model.gguf"),
+          ...(opts.dtype !== undefined ? { dtype: opts.dtype } : {}),
+        })
+      ).out;
     }
     const { tokenizerJson: _json, ...facts } = await ggufFacts(gguf);
     return await fn({ ...p, ...facts, gguf });
@@ -212,8 +252,16 @@ export async function withLlamaCppInput<T>(path: string, opts: ScoreTokensOption
   }
 }
 
-export async function openLlamaCppScorer(gguf: string, seq: number, opts: ScoreTokensOptions): Promise<LlamaCppScorer> {
-  return LlamaCppScorer.open(gguf, { seq, ...(opts.gpu !== undefined ? { gpu: opts.gpu } : {}), ...(opts.threads !== undefined ? { threads: opts.threads } : {}) });
+export async function openLlamaCppScorer(
+  gguf: string,
+  seq: number,
+  opts: ScoreTokensOptions,
+): Promise<LlamaCppScorer> {
+  return LlamaCppScorer.open(gguf, {
+    seq,
+    ...(opts.gpu !== undefined ? { gpu: opts.gpu } : {}),
+    ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+  });
 }
 
 async function scoreWithLlamaCpp(path: string, opts: ScoreTokensOptions): Promise<ScoredTokens> {
@@ -223,7 +271,11 @@ async function scoreWithLlamaCpp(path: string, opts: ScoreTokensOptions): Promis
   return withLlamaCppInput(path, opts, async (m) => {
     const stream = tokensOf(m, split, opts.cacheDir ?? cacheDirectory());
     const windows = heldoutWindows(stream.length, m.seq, opts.maxTokens ?? 0);
-    if (windows.length === 0) throw new PmaError("USAGE", `the ${split} split has ${stream.length} tokens, too few for one window of ${m.seq} + 1`);
+    if (windows.length === 0)
+      throw new PmaError(
+        "USAGE",
+        `the ${split} split has ${stream.length} tokens, too few for one window of ${m.seq} + 1`,
+      );
     const scorer = await openLlamaCppScorer(m.gguf, m.seq, opts);
     let scored: WindowLogprobs;
     try {
@@ -249,7 +301,11 @@ async function scoreWithLlamaCpp(path: string, opts: ScoreTokensOptions): Promis
 }
 
 /** Per-token log-probabilities of `path` (a checkpoint folder, or a .gguf file for llama.cpp) by one engine. */
-export async function scoreTokens(path: string, engine: EvalEngine, opts: ScoreTokensOptions = {}): Promise<ScoredTokens> {
+export async function scoreTokens(
+  path: string,
+  engine: EvalEngine,
+  opts: ScoreTokensOptions = {},
+): Promise<ScoredTokens> {
   if (engine === "pma") return scoreWithPma(path, opts);
   if (engine === "llama.cpp") return scoreWithLlamaCpp(path, opts);
   throw new PmaError("USAGE", `engine must be pma or llama.cpp, got ${JSON.stringify(engine)}`);

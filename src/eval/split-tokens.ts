@@ -29,7 +29,11 @@ export class SplitTokens {
     try {
       text = readFileSync(tokenizerFile, "utf8");
     } catch (e) {
-      throw new PmaError("IO", `${tokenizerFile}: cannot read (${(e as Error).message}); evaluation needs the checkpoint's tokenizer.json`, { file: tokenizerFile, cause: e });
+      throw new PmaError(
+        "IO",
+        `${tokenizerFile}: cannot read (${(e as Error).message}); evaluation needs the checkpoint's tokenizer.json`,
+        { file: tokenizerFile, cause: e },
+      );
     }
     const sha = createHash("sha256").update(text).digest("hex").slice(0, 16);
     const key = `${corpusName}\0${sha}\0${split}`;
@@ -41,7 +45,10 @@ export class SplitTokens {
     try {
       json = JSON.parse(text);
     } catch (e) {
-      throw new PmaError("FORMAT_UNSUPPORTED", `${tokenizerFile}: not valid JSON (${(e as Error).message})`, { file: tokenizerFile, cause: e });
+      throw new PmaError("FORMAT_UNSUPPORTED", `${tokenizerFile}: not valid JSON (${(e as Error).message})`, {
+        file: tokenizerFile,
+        cause: e,
+      });
     }
     const tokenizer = tokenizerFromJson(json, tokenizerFile);
     // Not trained here: the stats describe the loaded file, and nothing reads them.
@@ -50,7 +57,15 @@ export class SplitTokens {
       dir: join(this.cacheDir, "tokenizers", `${corpusName}-file-${sha}`),
       key: sha,
       fromCache: true,
-      stats: { corpus: corpusName, corpusHash: corpusContentHash(corpus, "train"), vocabSize: tokenizer.vocabSize, merges: 0, wordTypes: 0, countMs: 0, trainMs: 0 },
+      stats: {
+        corpus: corpusName,
+        corpusHash: corpusContentHash(corpus, "train"),
+        vocabSize: tokenizer.vocabSize,
+        merges: 0,
+        wordTypes: 0,
+        countMs: 0,
+        trainMs: 0,
+      },
     };
     const tokens = tokenizeSplit(corpus, split, prepared).tokens;
     this.streams.set(key, tokens);

@@ -97,7 +97,8 @@ export class Suite {
     this.requests = taskRequests(items);
     this.plan = planRows(this.requests.requests);
     this.batch = opts.batch ?? 16;
-    if (!Number.isInteger(this.batch) || this.batch < 1) throw new PmaError("USAGE", `batch must be a positive integer, got ${this.batch}`);
+    if (!Number.isInteger(this.batch) || this.batch < 1)
+      throw new PmaError("USAGE", `batch must be a positive integer, got ${this.batch}`);
     this.heldoutOpts = opts.heldout ?? {};
     this.splits = new SplitTokens(opts.cacheDir);
     this.backend = opts.backend ?? null;
@@ -121,7 +122,10 @@ export class Suite {
     const tokenizerFile = join(dir, "tokenizer.json");
     await this.checkTokenizer(tokenizerFile);
     const config = await readModelConfig(dir);
-    const [state, trainer] = await Promise.all([readPmaState(dir).catch(() => null), readTrainerState(dir).catch(() => null)]);
+    const [state, trainer] = await Promise.all([
+      readPmaState(dir).catch(() => null),
+      readTrainerState(dir).catch(() => null),
+    ]);
     const shape = await this.shapeFor(config);
     shape.params.load((await readWeights(dir)).tensors);
     const scores = this.run(dir, shape, tokenizerFile, state?.config.data.seq_len, t0);
@@ -137,7 +141,11 @@ export class Suite {
    * Held-out loss needs the tokenizer file the weights were trained with; without one
    * only the tasks are scored. The caller vouches that the items' tokenizer is that one.
    */
-  async scoreWeights(config: ModelConfig, tensors: ReadonlyMap<string, Float32Array | NamedTensor>, opts: { label?: string; tokenizerFile?: string; seq?: number } = {}): Promise<SuiteScores> {
+  async scoreWeights(
+    config: ModelConfig,
+    tensors: ReadonlyMap<string, Float32Array | NamedTensor>,
+    opts: { label?: string; tokenizerFile?: string; seq?: number } = {},
+  ): Promise<SuiteScores> {
     const t0 = performance.now();
     if (opts.tokenizerFile !== undefined) await this.checkTokenizer(opts.tokenizerFile);
     const shape = await this.shapeFor(config);
@@ -152,7 +160,13 @@ export class Suite {
     this.backend = null;
   }
 
-  private run(label: string, shape: Shape, tokenizerFile: string | null, runSeq: number | undefined, t0: number): SuiteScores {
+  private run(
+    label: string,
+    shape: Shape,
+    tokenizerFile: string | null,
+    runSeq: number | undefined,
+    t0: number,
+  ): SuiteScores {
     const logprob = shape.scorer.score(this.plan);
     const tasks = taskScores(this.items, this.requests, logprob);
     const { average, chance } = averageScore(tasks);
@@ -161,17 +175,36 @@ export class Suite {
       const config = shape.params.config;
       const seq = this.heldoutOpts.seq ?? runSeq ?? config.max_position_embeddings;
       if (!Number.isInteger(seq) || seq < 1 || seq > config.max_position_embeddings) {
-        throw new PmaError("USAGE", `held-out window length ${seq} must be between 1 and the model's max_position_embeddings (${config.max_position_embeddings})`);
+        throw new PmaError(
+          "USAGE",
+          `held-out window length ${seq} must be between 1 and the model's max_position_embeddings (${config.max_position_embeddings})`,
+        );
       }
       let model = shape.heldout.get(seq);
-      if (model === undefined) shape.heldout.set(seq, (model = createModel(config, shape.params.backend, { batch: this.batch, seq }, { params: shape.params, forwardOnly: true })));
+      if (model === undefined)
+        shape.heldout.set(
+          seq,
+          (model = createModel(
+            config,
+            shape.params.backend,
+            { batch: this.batch, seq },
+            { params: shape.params, forwardOnly: true },
+          )),
+        );
       for (const split of this.heldoutOpts.splits ?? ["validation", "test"]) {
         const stream = this.splits.get(this.items.corpus, split, tokenizerFile, this.opts.corpus);
         const r = new HeldoutEvaluator(model, stream, this.heldoutOpts.maxTokens ?? 0).run();
         heldout[split] = { loss: r.loss, perplexity: r.perplexity, tokens: r.tokens };
       }
     }
-    return { checkpoint: label, heldout, tasks, average, chanceAverage: chance, seconds: (performance.now() - t0) / 1000 };
+    return {
+      checkpoint: label,
+      heldout,
+      tasks,
+      average,
+      chanceAverage: chance,
+      seconds: (performance.now() - t0) / 1000,
+    };
   }
 
   /** The parameter set for this config: kept across calls while the shape stays the same. */
@@ -189,7 +222,11 @@ export class Suite {
     try {
       text = await readFile(file, "utf8");
     } catch (e) {
-      throw new PmaError("IO", `${file}: cannot read (${(e as Error).message}); scoring needs the checkpoint's tokenizer.json`, { file, cause: e });
+      throw new PmaError(
+        "IO",
+        `${file}: cannot read (${(e as Error).message}); scoring needs the checkpoint's tokenizer.json`,
+        { file, cause: e },
+      );
     }
     const sha = createHash("sha256").update(text).digest("hex");
     let fp = this.fingerprints.get(sha);
@@ -198,12 +235,19 @@ export class Suite {
       try {
         json = JSON.parse(text);
       } catch (e) {
-        throw new PmaError("FORMAT_UNSUPPORTED", `${file}: not valid JSON (${(e as Error).message})`, { file, cause: e });
+        throw new PmaError("FORMAT_UNSUPPORTED", `${file}: not valid JSON (${(e as Error).message})`, {
+          file,
+          cause: e,
+        });
       }
       this.fingerprints.set(sha, (fp = tokenizerFingerprint(tokenizerFromJson(json, file))));
     }
     if (fp !== this.items.tokenizer) {
-      throw new PmaError("CHECKPOINT_MISMATCH", `${file}: this tokenizer is not the one the task items were built with; build items with this checkpoint's tokenizer (taskItemsFor)`, { file });
+      throw new PmaError(
+        "CHECKPOINT_MISMATCH",
+        `${file}: this tokenizer is not the one the task items were built with; build items with this checkpoint's tokenizer (taskItemsFor)`,
+        { file },
+      );
     }
   }
 }
@@ -212,7 +256,11 @@ export class Suite {
  * Scores one checkpoint with a suite made for the call. To score many, keep a Suite:
  * it reuses the score plan, the parameter buffers, the models and the held-out tokens.
  */
-export async function scoreCheckpoint(path: string, items: TaskItems, opts: SuiteOptions = {}): Promise<SuiteScores> {
+export async function scoreCheckpoint(
+  path: string,
+  items: TaskItems,
+  opts: SuiteOptions = {},
+): Promise<SuiteScores> {
   const suite = new Suite(items, opts);
   try {
     return await suite.scoreCheckpoint(path);

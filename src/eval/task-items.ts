@@ -102,9 +102,11 @@ export function resolveTaskItemOptions(o: TaskItemOptions = {}): ResolvedTaskIte
   };
   for (const [k, v] of Object.entries(r)) {
     const min = k === "seed" || k === "contextWords" ? 0 : k === "choices" || k === "minWords" ? 2 : 1;
-    if (!Number.isSafeInteger(v) || v < min) throw new PmaError("USAGE", `task item option ${k} must be an integer >= ${min}, got ${v}`);
+    if (!Number.isSafeInteger(v) || v < min)
+      throw new PmaError("USAGE", `task item option ${k} must be an integer >= ${min}, got ${v}`);
   }
-  if (r.maxWords < r.minWords) throw new PmaError("USAGE", `maxWords (${r.maxWords}) is below minWords (${r.minWords})`);
+  if (r.maxWords < r.minWords)
+    throw new PmaError("USAGE", `maxWords (${r.maxWords}) is below minWords (${r.minWords})`);
   return r;
 }
 
@@ -113,7 +115,9 @@ export function resolveTaskItemOptions(o: TaskItemOptions = {}): ResolvedTaskIte
  * not of how its file is formatted: two tokenizer.json files that encode alike match.
  */
 export function tokenizerFingerprint(tok: Tokenizer): string {
-  return createHash("sha256").update(JSON.stringify(tokenizerToJson(tok))).digest("hex");
+  return createHash("sha256")
+    .update(JSON.stringify(tokenizerToJson(tok)))
+    .digest("hex");
 }
 
 /** Salts of the counter-based random draws, one per kind of choice. */
@@ -133,7 +137,11 @@ interface Candidate {
  * Builds the items of every task from `corpus`'s test split, with the tokenizer the
  * models use. Deterministic: the same corpus, tokenizer and options give identical items.
  */
-export function buildTaskItems(corpus: Corpus, tokenizer: Tokenizer, options: TaskItemOptions = {}): TaskItems {
+export function buildTaskItems(
+  corpus: Corpus,
+  tokenizer: Tokenizer,
+  options: TaskItemOptions = {},
+): TaskItems {
   const o = resolveTaskItemOptions(options);
   const stats = trainStatistics(corpus, tokenizer);
   const separator = tokenizer.endOfText;
@@ -172,11 +180,27 @@ export function buildTaskItems(corpus: Corpus, tokenizer: Tokenizer, options: Ta
   for (const c of order(SALT.pairOrder)) {
     if (blimp_swap.length >= o.count && blimp_drop.length >= o.count) break;
     if (blimp_swap.length < o.count) {
-      const s = swapItem(c.doc, c.text, encode, separator, o.maxTokens, (n) => hash32(o.seed, SALT.swap, c.id) % n);
+      const s = swapItem(
+        c.doc,
+        c.text,
+        encode,
+        separator,
+        o.maxTokens,
+        (n) => hash32(o.seed, SALT.swap, c.id) % n,
+      );
       if (s !== null) blimp_swap.push(s);
     }
     if (blimp_drop.length < o.count) {
-      const d = dropItem(c.doc, c.text, dropSet, stats, encode, separator, o.maxTokens, (n) => hash32(o.seed, SALT.drop, c.id) % n);
+      const d = dropItem(
+        c.doc,
+        c.text,
+        dropSet,
+        stats,
+        encode,
+        separator,
+        o.maxTokens,
+        (n) => hash32(o.seed, SALT.drop, c.id) % n,
+      );
       if (d !== null) blimp_drop.push(d);
     }
   }
@@ -226,7 +250,15 @@ function lambadaItem(
   if (last === null || !CANDIDATE_WORD.test(last.word)) return null;
   const count = stats.wordCounts.get(last.word) ?? 0;
   if (count < o.minCount) return null;
-  const distractors = pool.pick(last.word, count, tokenLength(last.word), o.choices - 1, 4 * (o.choices - 1), o.seed, SALT.distractors * 2 ** 32 + c.id);
+  const distractors = pool.pick(
+    last.word,
+    count,
+    tokenLength(last.word),
+    o.choices - 1,
+    4 * (o.choices - 1),
+    o.seed,
+    SALT.distractors * 2 ** 32 + c.id,
+  );
   if (distractors === null) return null;
   const choices = [last.word, ...distractors];
   // Preceding sentences of the document, nearest first, while they fit the word budget.

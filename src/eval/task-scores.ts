@@ -76,7 +76,12 @@ export function taskScores(items: TaskItems, req: TaskRequests, logprob: ArrayLi
       margin += m;
     });
     const n = groups.length;
-    out[t] = { accuracy: n > 0 ? credit / n : NaN, n, chance: n > 0 ? chance / n : NaN, margin: n > 0 ? margin / n : NaN };
+    out[t] = {
+      accuracy: n > 0 ? credit / n : NaN,
+      n,
+      chance: n > 0 ? chance / n : NaN,
+      margin: n > 0 ? margin / n : NaN,
+    };
   }
   return out;
 }
@@ -85,6 +90,7 @@ export function taskScores(items: TaskItems, req: TaskRequests, logprob: ArrayLi
 export function averageScore(tasks: TaskScores): { average: number; chance: number } {
   const used = TASK_NAMES.filter((t) => tasks[t].n > 0);
   if (used.length === 0) return { average: NaN, chance: NaN };
-  const mean = (f: (s: TaskScore) => number): number => used.reduce((a, t) => a + f(tasks[t]), 0) / used.length;
+  const mean = (f: (s: TaskScore) => number): number =>
+    used.reduce((a, t) => a + f(tasks[t]), 0) / used.length;
   return { average: mean((s) => s.accuracy), chance: mean((s) => s.chance) };
 }

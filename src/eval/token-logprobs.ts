@@ -19,7 +19,10 @@ export interface WindowLogprobs {
 /** The seq + 1 tokens of the window starting at `offset`: inputs and, shifted by one, targets. */
 export function windowTokens(stream: TokenStream, offset: number, seq: number): Int32Array {
   if (offset + seq + 1 > stream.length) {
-    throw new PmaError("RANGE_INVALID", `window at ${offset} of ${seq} + 1 tokens runs past the stream of ${stream.length}`);
+    throw new PmaError(
+      "RANGE_INVALID",
+      `window at ${offset} of ${seq} + 1 tokens runs past the stream of ${stream.length}`,
+    );
   }
   return Int32Array.from(stream.subarray(offset, offset + seq + 1));
 }
@@ -54,7 +57,11 @@ export function pmaWindowLogprobs(model: Model, stream: TokenStream, windows: Ui
 }
 
 /** Mean negative log-likelihood and perplexity of scored tokens. */
-export function summarizeLogprobs(logprobs: Float64Array): { loss: number; perplexity: number; tokens: number } {
+export function summarizeLogprobs(logprobs: Float64Array): {
+  loss: number;
+  perplexity: number;
+  tokens: number;
+} {
   let sum = 0;
   for (const lp of logprobs) sum -= lp;
   const loss = sum / logprobs.length;
@@ -80,8 +87,13 @@ export interface LogprobAgreement {
  * tied can be routed differently by the two engines, a discrete jump the mean hides.
  */
 export function compareLogprobs(a: WindowLogprobs, b: WindowLogprobs, threshold = 0.05): LogprobAgreement {
-  const same = a.seq === b.seq && a.windows.length === b.windows.length && a.windows.every((o, i) => o === b.windows[i]);
-  if (!same) throw new PmaError("USAGE", "the two scorings cover different windows; compare scorings of the same split, seq and token budget");
+  const same =
+    a.seq === b.seq && a.windows.length === b.windows.length && a.windows.every((o, i) => o === b.windows[i]);
+  if (!same)
+    throw new PmaError(
+      "USAGE",
+      "the two scorings cover different windows; compare scorings of the same split, seq and token budget",
+    );
   let sum = 0;
   let max = -1;
   let at = 0;

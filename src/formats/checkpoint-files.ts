@@ -74,7 +74,10 @@ async function statOrNull(path: string): Promise<fs.Stats | null> {
     return await fs.promises.stat(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException | undefined)?.code === "ENOENT") return null;
-    throw new PmaError("IO", `${path}: ${e instanceof Error ? e.message : String(e)}`, { file: path, cause: e });
+    throw new PmaError("IO", `${path}: ${e instanceof Error ? e.message : String(e)}`, {
+      file: path,
+      cause: e,
+    });
   }
 }
 
@@ -88,7 +91,10 @@ function isObject(v: unknown): v is Record<string, unknown> {
  * (the index file itself may also be given). Shards are cross-checked against the
  * index so that no tensor is missing, unlisted, or present twice.
  */
-export async function openCheckpointTensors(path: string, opts: OpenCheckpointOptions = {}): Promise<CheckpointTensors> {
+export async function openCheckpointTensors(
+  path: string,
+  opts: OpenCheckpointOptions = {},
+): Promise<CheckpointTensors> {
   const abs = nodePath.resolve(path);
   const st = await statOrNull(abs);
   if (!st) throw new PmaError("IO", `${abs}: no such file or directory.`, { file: abs });
@@ -100,7 +106,8 @@ export async function openCheckpointTensors(path: string, opts: OpenCheckpointOp
     }
     if (abs.endsWith(".bin")) return openSingleTorch(nodePath.dirname(abs), abs);
     if (FOREIGN_EXTENSION.test(abs)) throw unsupported(abs, nodePath.basename(abs));
-    if (isAdapterWeightsFile(abs) && (await findAdapterWeights(nodePath.dirname(abs))) !== null) return { ...(await openSingle(nodePath.dirname(abs), abs)), adapter: true };
+    if (isAdapterWeightsFile(abs) && (await findAdapterWeights(nodePath.dirname(abs))) !== null)
+      return { ...(await openSingle(nodePath.dirname(abs), abs)), adapter: true };
     return openSingle(nodePath.dirname(abs), abs);
   }
   if (!st.isDirectory()) throw new PmaError("IO", `${abs}: neither a file nor a directory.`, { file: abs });
@@ -122,8 +129,15 @@ export async function openCheckpointTensors(path: string, opts: OpenCheckpointOp
   const foreign = names.find((n) => FOREIGN_WEIGHTS_FILE.test(n));
   if (foreign !== undefined) throw unsupported(abs, foreign);
   const others = names.filter((n) => n.endsWith(".safetensors"));
-  const hint = others.length > 0 ? ` It holds ${others.slice(0, 3).join(", ")}${others.length > 3 ? ", ..." : ""}: pass one of them as a file path.` : "";
-  throw new PmaError("IO", `${abs}: expected ${SINGLE_FILE}, ${INDEX_FILE} with its shards, or a PEFT adapter (adapter_model.safetensors with adapter_config.json) in this directory.${hint}`, { file: abs });
+  const hint =
+    others.length > 0
+      ? ` It holds ${others.slice(0, 3).join(", ")}${others.length > 3 ? ", ..." : ""}: pass one of them as a file path.`
+      : "";
+  throw new PmaError(
+    "IO",
+    `${abs}: expected ${SINGLE_FILE}, ${INDEX_FILE} with its shards, or a PEFT adapter (adapter_model.safetensors with adapter_config.json) in this directory.${hint}`,
+    { file: abs },
+  );
 }
 
 async function openSingleTorch(root: string, file: string): Promise<CheckpointTensors> {
@@ -157,7 +171,10 @@ async function readIndex(indexPath: string): Promise<ParsedIndex> {
     bytes = await fs.promises.readFile(indexPath);
   } catch (e) {
     if (e instanceof PmaError) throw e;
-    throw new PmaError("IO", `${indexPath}: cannot read: ${e instanceof Error ? e.message : String(e)}`, { file: indexPath, cause: e });
+    throw new PmaError("IO", `${indexPath}: cannot read: ${e instanceof Error ? e.message : String(e)}`, {
+      file: indexPath,
+      cause: e,
+    });
   }
   return parseIndex(bytes, indexPath);
 }
@@ -178,19 +195,24 @@ function parseIndex(bytes: Uint8Array, indexPath: string): ParsedIndex {
     if (e instanceof PmaError) throw e;
     invalid(`is not valid UTF-8 JSON (${e instanceof Error ? e.message : String(e)}).`);
   }
-  if (!isObject(json)) return invalid("must be a JSON object with a \"weight_map\".");
+  if (!isObject(json)) return invalid('must be a JSON object with a "weight_map".');
   const dup = findDuplicateKey(text);
   if (dup) {
     const inside = dup.parents.length === 0 ? "" : ` inside "${dup.parents.join('" > "')}"`;
-    throw new PmaError("DUPLICATE_NAME", `${indexPath}: has the key "${dup.key}" twice${inside}; refusing an ambiguous index.`, {
-      file: indexPath,
-    });
+    throw new PmaError(
+      "DUPLICATE_NAME",
+      `${indexPath}: has the key "${dup.key}" twice${inside}; refusing an ambiguous index.`,
+      {
+        file: indexPath,
+      },
+    );
   }
   const wm = json.weight_map;
   if (!isObject(wm)) return invalid(`"weight_map" must be an object of tensor name -> shard file name.`);
   const weightMap = new Map<string, string>();
   for (const [name, file] of Object.entries(wm)) {
-    if (typeof file !== "string" || file === "") invalid(`"weight_map" entry for tensor ${quoted(name)} must be a non-empty file name.`);
+    if (typeof file !== "string" || file === "")
+      invalid(`"weight_map" entry for tensor ${quoted(name)} must be a non-empty file name.`);
     weightMap.set(name, file as string);
   }
   let totalSize: number | null = null;
@@ -198,18 +220,25 @@ function parseIndex(bytes: Uint8Array, indexPath: string): ParsedIndex {
     if (!isObject(json.metadata)) invalid(`"metadata" must be an object.`);
     const ts = (json.metadata as Record<string, unknown>).total_size;
     if (ts !== undefined) {
-      if (typeof ts !== "number" || !Number.isSafeInteger(ts) || ts < 0) invalid(`"metadata.total_size" must be a non-negative integer.`);
+      if (typeof ts !== "number" || !Number.isSafeInteger(ts) || ts < 0)
+        invalid(`"metadata.total_size" must be a non-negative integer.`);
       totalSize = ts as number;
     }
   }
   return { json, weightMap, totalSize };
 }
 
-async function openSharded(root: string, indexPath: string, opts: OpenCheckpointOptions, extension: ShardExtension = ".safetensors"): Promise<CheckpointTensors> {
+async function openSharded(
+  root: string,
+  indexPath: string,
+  opts: OpenCheckpointOptions,
+  extension: ShardExtension = ".safetensors",
+): Promise<CheckpointTensors> {
   const index = await readIndex(indexPath);
   const shardNames = shardNamesOf(index, indexPath, extension);
   const paths: string[] = [];
-  for (const name of shardNames) paths.push(await resolveInside(root, name, indexPath, opts.allowExternalSymlinks ?? false));
+  for (const name of shardNames)
+    paths.push(await resolveInside(root, name, indexPath, opts.allowExternalSymlinks ?? false));
   const open = extension === ".bin" ? TorchSaveFile.open : SafetensorsFile.open;
   return assembleSharded(root, indexPath, index, shardNames, (i) => open(paths[i]!));
 }
@@ -217,12 +246,22 @@ async function openSharded(root: string, indexPath: string, opts: OpenCheckpoint
 type ShardExtension = ".safetensors" | ".bin";
 
 /** The index's shard names, normalised ("a.safetensors" and "./a.safetensors" are one) and sorted. */
-function shardNamesOf(index: ParsedIndex, indexPath: string, extension: ShardExtension = ".safetensors"): string[] {
-  const names = [...new Set([...index.weightMap.values()].map((file) => checkShardName(file, indexPath)))].sort();
+function shardNamesOf(
+  index: ParsedIndex,
+  indexPath: string,
+  extension: ShardExtension = ".safetensors",
+): string[] {
+  const names = [
+    ...new Set([...index.weightMap.values()].map((file) => checkShardName(file, indexPath))),
+  ].sort();
   for (const name of names) {
     if (!name.endsWith(extension)) {
       if (FOREIGN_EXTENSION.test(name)) throw unsupported(indexPath, name);
-      throw new PmaError("INDEX_INVALID", `${indexPath}: names shard ${quoted(name)}, which is not a ${extension} file.`, { file: indexPath });
+      throw new PmaError(
+        "INDEX_INVALID",
+        `${indexPath}: names shard ${quoted(name)}, which is not a ${extension} file.`,
+        { file: indexPath },
+      );
     }
   }
   return names;
@@ -239,7 +278,8 @@ async function assembleSharded(
   shardNames: string[],
   openShard: (i: number) => Promise<WeightsFile>,
 ): Promise<CheckpointTensors> {
-  const invalid = (what: string): PmaError => new PmaError("INDEX_INVALID", `${indexPath}: ${what}`, { file: indexPath });
+  const invalid = (what: string): PmaError =>
+    new PmaError("INDEX_INVALID", `${indexPath}: ${what}`, { file: indexPath });
   const shardOf = new Map<string, string>();
   for (const [tensor, file] of index.weightMap) shardOf.set(tensor, checkShardName(file, indexPath));
   const files: WeightsFile[] = [];
@@ -253,12 +293,19 @@ async function assembleSharded(
     files.forEach((f, i) => {
       for (const t of f.tensors.values()) {
         // Checked as the map is filled, so it never outgrows weight_map (a Map stops at 2^24 entries).
-        if (!shardOf.has(t.name)) throw invalid(`tensor ${quoted(t.name)} is stored in shard ${quoted(shardNames[i]!)} but missing from "weight_map".`);
+        if (!shardOf.has(t.name))
+          throw invalid(
+            `tensor ${quoted(t.name)} is stored in shard ${quoted(shardNames[i]!)} but missing from "weight_map".`,
+          );
         const prior = tensors.get(t.name);
         if (prior) {
-          throw new PmaError("DUPLICATE_NAME", `${f.path}: tensor ${quoted(t.name)} is also stored in ${prior.file.path}; which copy is meant is ambiguous.`, {
-            file: f.path,
-          });
+          throw new PmaError(
+            "DUPLICATE_NAME",
+            `${f.path}: tensor ${quoted(t.name)} is also stored in ${prior.file.path}; which copy is meant is ambiguous.`,
+            {
+              file: f.path,
+            },
+          );
         }
         tensors.set(t.name, { ...t, file: f });
       }
@@ -267,15 +314,21 @@ async function assembleSharded(
     for (const [name, t] of tensors) {
       const listed = shardOf.get(name);
       const actual = nameOfFile.get(t.file)!;
-      if (listed !== actual) throw invalid(`maps tensor ${quoted(name)} to ${quoted(listed ?? "")} but it is stored in ${quoted(actual)}.`);
+      if (listed !== actual)
+        throw invalid(
+          `maps tensor ${quoted(name)} to ${quoted(listed ?? "")} but it is stored in ${quoted(actual)}.`,
+        );
     }
     for (const [name, file] of shardOf) {
-      if (!tensors.has(name)) throw invalid(`maps tensor ${quoted(name)} to shard ${quoted(file)}, which does not contain it.`);
+      if (!tensors.has(name))
+        throw invalid(`maps tensor ${quoted(name)} to shard ${quoted(file)}, which does not contain it.`);
     }
     let sum = 0;
     for (const t of tensors.values()) sum += t.byteLength;
     if (index.totalSize !== null && index.totalSize !== sum) {
-      throw invalid(`"metadata.total_size" is ${index.totalSize} but the shards hold ${sum} tensor bytes; the index does not describe these shards.`);
+      throw invalid(
+        `"metadata.total_size" is ${index.totalSize} but the shards hold ${sum} tensor bytes; the index does not describe these shards.`,
+      );
     }
     return {
       root,
@@ -302,18 +355,37 @@ export async function openRemoteCheckpointTensors(loc: RemoteLocation): Promise<
   if (!loc.isFolder) {
     const [entry] = loc.files.values();
     const name = entry!.name;
-    if (name.endsWith(".safetensors.index.json")) throw new PmaError("USAGE", `${loc.uri}: give the folder (prefix or revision) rather than the index file.`, { file: loc.uri });
+    if (name.endsWith(".safetensors.index.json"))
+      throw new PmaError(
+        "USAGE",
+        `${loc.uri}: give the folder (prefix or revision) rather than the index file.`,
+        { file: loc.uri },
+      );
     if (FOREIGN_EXTENSION.test(name) || !name.endsWith(".safetensors")) throw unsupported(loc.uri, name);
     const f = await openFile(name);
     const tensors = new Map<string, CheckpointTensor>();
     for (const t of f.tensors.values()) tensors.set(t.name, { ...t, file: f });
-    return { root: loc.uri, kind: "single", files: [f], tensors, metadata: f.metadata, close: () => f.close() };
+    return {
+      root: loc.uri,
+      kind: "single",
+      files: [f],
+      tensors,
+      metadata: f.metadata,
+      close: () => f.close(),
+    };
   }
   if (loc.files.has(SINGLE_FILE)) {
     const f = await openFile(SINGLE_FILE);
     const tensors = new Map<string, CheckpointTensor>();
     for (const t of f.tensors.values()) tensors.set(t.name, { ...t, file: f });
-    return { root: loc.uri, kind: "single", files: [f], tensors, metadata: f.metadata, close: () => f.close() };
+    return {
+      root: loc.uri,
+      kind: "single",
+      files: [f],
+      tensors,
+      metadata: f.metadata,
+      close: () => f.close(),
+    };
   }
   const indexPath = `${loc.uri}/${INDEX_FILE}`;
   const bytes = await readSmall(loc, INDEX_FILE);
@@ -321,12 +393,19 @@ export async function openRemoteCheckpointTensors(loc: RemoteLocation): Promise<
     const names = [...loc.files.keys()];
     const foreign = names.find((n) => FOREIGN_WEIGHTS_FILE.test(n));
     if (foreign !== undefined) throw unsupported(loc.uri, foreign);
-    throw new PmaError("IO", `${loc.uri}: expected ${SINGLE_FILE} or ${INDEX_FILE} with its shards there.`, { file: loc.uri });
+    throw new PmaError("IO", `${loc.uri}: expected ${SINGLE_FILE} or ${INDEX_FILE} with its shards there.`, {
+      file: loc.uri,
+    });
   }
   const index = parseIndex(bytes, indexPath);
   const shardNames = shardNamesOf(index, indexPath);
   for (const name of shardNames) {
-    if (!loc.files.has(name)) throw new PmaError("INDEX_INVALID", `${indexPath}: names shard "${name}", which is not in ${loc.uri}.`, { file: indexPath });
+    if (!loc.files.has(name))
+      throw new PmaError(
+        "INDEX_INVALID",
+        `${indexPath}: names shard "${name}", which is not in ${loc.uri}.`,
+        { file: indexPath },
+      );
   }
   return assembleSharded(loc.uri, indexPath, index, shardNames, (i) => openFile(shardNames[i]!));
 }

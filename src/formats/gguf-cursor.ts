@@ -9,7 +9,10 @@ export interface ByteSource {
 }
 
 export function bytesSource(bytes: Uint8Array): ByteSource {
-  return { size: bytes.length, read: (into, position) => into.set(bytes.subarray(position, position + into.length)) };
+  return {
+    size: bytes.length,
+    read: (into, position) => into.set(bytes.subarray(position, position + into.length)),
+  };
 }
 
 /**
@@ -59,7 +62,10 @@ export class Cursor {
       );
     }
     if (this.pos + n > MAX_HEADER_BYTES) {
-      this.fail(`${what} ends past ${MAX_HEADER_BYTES} bytes; pma refuses GGUF headers (metadata and tensor infos) larger than 1 GiB`, this.pos);
+      this.fail(
+        `${what} ends past ${MAX_HEADER_BYTES} bytes; pma refuses GGUF headers (metadata and tensor infos) larger than 1 GiB`,
+        this.pos,
+      );
     }
     const offset = this.pos - this.windowStart;
     if (offset >= 0 && offset + n <= this.window.length) return offset;

@@ -1,7 +1,17 @@
 import { PmaError } from "../common/errors.js";
-import { GGUF_ALIGNMENT_KEY, GGUF_DEFAULT_ALIGNMENT, GGUF_MAX_DIMS, GGUF_MAX_NAME_BYTES } from "./gguf-header.js";
+import {
+  GGUF_ALIGNMENT_KEY,
+  GGUF_DEFAULT_ALIGNMENT,
+  GGUF_MAX_DIMS,
+  GGUF_MAX_NAME_BYTES,
+} from "./gguf-header.js";
 import { ggmlType, ggufTensorSize, type GgmlTypeInfo } from "./gguf-types.js";
-import { GGUF_VALUE_TYPE_IDS, type GgufArrayValue, type GgufMetadata, type GgufValue } from "./gguf-values.js";
+import {
+  GGUF_VALUE_TYPE_IDS,
+  type GgufArrayValue,
+  type GgufMetadata,
+  type GgufValue,
+} from "./gguf-values.js";
 
 /** What a writer needs to know of one tensor; its bytes come later. */
 export interface GgufTensorSpec {
@@ -62,8 +72,16 @@ const INT_RANGE: Record<"u8" | "i8" | "u16" | "i16" | "u32" | "i32", [number, nu
 };
 
 const ARRAY_CLASS = {
-  u8: Uint8Array, i8: Int8Array, u16: Uint16Array, i16: Int16Array, u32: Uint32Array, i32: Int32Array,
-  f32: Float32Array, f64: Float64Array, u64: BigUint64Array, i64: BigInt64Array,
+  u8: Uint8Array,
+  i8: Int8Array,
+  u16: Uint16Array,
+  i16: Int16Array,
+  u32: Uint32Array,
+  i32: Int32Array,
+  f32: Float32Array,
+  f64: Float64Array,
+  u64: BigUint64Array,
+  i64: BigInt64Array,
 } as const;
 
 /** Little-endian byte sink that grows as needed. */
@@ -126,17 +144,23 @@ function putScalar(sink: Sink, v: Exclude<GgufValue, GgufArrayValue>, what: stri
     case "i64": {
       const x = v.value;
       const [lo, hi] = v.type === "u64" ? [0n, (1n << 64n) - 1n] : [-(1n << 63n), (1n << 63n) - 1n];
-      if (typeof x !== "bigint" || x < lo || x > hi) invalid(`${what} must be a bigint in [${lo}, ${hi}] for ${v.type}, got ${String(x)}`);
-      return sink.put(8, (d, at) => (v.type === "u64" ? d.setBigUint64(at, x, true) : d.setBigInt64(at, x, true)));
+      if (typeof x !== "bigint" || x < lo || x > hi)
+        invalid(`${what} must be a bigint in [${lo}, ${hi}] for ${v.type}, got ${String(x)}`);
+      return sink.put(8, (d, at) =>
+        v.type === "u64" ? d.setBigUint64(at, x, true) : d.setBigInt64(at, x, true),
+      );
     }
     case "f32":
     case "f64":
       if (typeof v.value !== "number") invalid(`${what} must be a number`);
-      return v.type === "f32" ? sink.put(4, (d, at) => d.setFloat32(at, v.value, true)) : sink.put(8, (d, at) => d.setFloat64(at, v.value, true));
+      return v.type === "f32"
+        ? sink.put(4, (d, at) => d.setFloat32(at, v.value, true))
+        : sink.put(8, (d, at) => d.setFloat64(at, v.value, true));
     default: {
       const [lo, hi] = INT_RANGE[v.type];
       const x = v.value;
-      if (!Number.isInteger(x) || x < lo || x > hi) invalid(`${what} must be an integer in [${lo}, ${hi}] for ${v.type}, got ${x}`);
+      if (!Number.isInteger(x) || x < lo || x > hi)
+        invalid(`${what} must be an integer in [${lo}, ${hi}] for ${v.type}, got ${x}`);
       const size = { u8: 1, i8: 1, u16: 2, i16: 2, u32: 4, i32: 4 }[v.type];
       return sink.put(size, (d, at) => {
         if (v.type === "u8") d.setUint8(at, x);
@@ -169,10 +193,12 @@ function putArray(sink: Sink, v: GgufArrayValue, what: string): void {
     default: {
       const cls = ARRAY_CLASS[v.elementType];
       // A typed array of the element type holds only representable values, so its bytes are the encoding.
-      if (!(v.values instanceof cls)) invalid(`${what}: values of an array<${v.elementType}> must be a ${cls.name}`);
+      if (!(v.values instanceof cls))
+        invalid(`${what}: values of an array<${v.elementType}> must be a ${cls.name}`);
       const src = v.values;
       const bytes = new Uint8Array(src.buffer, src.byteOffset, src.byteLength);
-      if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) invalid("writing GGUF arrays needs a little-endian host");
+      if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1)
+        invalid("writing GGUF arrays needs a little-endian host");
       sink.bytes(bytes);
     }
   }
@@ -188,21 +214,32 @@ function alignmentFrom(metadata: GgufMetadata): number {
 }
 
 /** Validates tensor specs and lays their data out in the given order. */
-export function planGgufTensors(specs: readonly GgufTensorSpec[], alignment: number): { tensors: PlannedGgufTensor[]; dataLength: number } {
+export function planGgufTensors(
+  specs: readonly GgufTensorSpec[],
+  alignment: number,
+): { tensors: PlannedGgufTensor[]; dataLength: number } {
   const seen = new Set<string>();
   let offset = 0;
   const tensors = specs.map((s) => {
     const where = `tensor "${s.name}"`;
     const nameBytes = utf8Bytes(s.name, `${where} name`);
-    if (nameBytes.length > GGUF_MAX_NAME_BYTES) invalid(`${where}: name is ${nameBytes.length} bytes; ggml allows at most ${GGUF_MAX_NAME_BYTES}`);
+    if (nameBytes.length > GGUF_MAX_NAME_BYTES)
+      invalid(`${where}: name is ${nameBytes.length} bytes; ggml allows at most ${GGUF_MAX_NAME_BYTES}`);
     if (seen.has(s.name)) invalid(`${where} is listed twice; tensor names must be unique`);
     seen.add(s.name);
     const type = ggmlType(s.type);
     if (type === undefined) invalid(`${where}: unknown ggml type ${JSON.stringify(s.type)}`);
-    if (s.dims.length > GGUF_MAX_DIMS) invalid(`${where} has ${s.dims.length} dims; ggml allows at most ${GGUF_MAX_DIMS}`);
+    if (s.dims.length > GGUF_MAX_DIMS)
+      invalid(`${where} has ${s.dims.length} dims; ggml allows at most ${GGUF_MAX_DIMS}`);
     const size = ggufTensorSize(type, s.dims);
     if (!size.ok) invalid(`${where} (${type.name}, dims [${s.dims.join(", ")}]): ${size.reason}`);
-    const planned: PlannedGgufTensor = { name: s.name, type, dims: [...s.dims], byteLength: size.byteLength, offset };
+    const planned: PlannedGgufTensor = {
+      name: s.name,
+      type,
+      dims: [...s.dims],
+      byteLength: size.byteLength,
+      offset,
+    };
     offset += Math.ceil(size.byteLength / alignment) * alignment;
     if (offset > Number.MAX_SAFE_INTEGER) invalid(`${where}: the data section would pass 2^53 bytes`);
     return planned;
@@ -215,7 +252,10 @@ export function planGgufTensors(specs: readonly GgufTensorSpec[], alignment: num
  * map's order, tensor infos in the given order with offsets that are the running sum of
  * sizes padded to `general.alignment` (default 32), then zero padding to the alignment.
  */
-export function encodeGgufHeader(metadata: GgufMetadata, specs: readonly GgufTensorSpec[]): EncodedGgufHeader {
+export function encodeGgufHeader(
+  metadata: GgufMetadata,
+  specs: readonly GgufTensorSpec[],
+): EncodedGgufHeader {
   const alignment = alignmentFrom(metadata);
   const { tensors, dataLength } = planGgufTensors(specs, alignment);
   const sink = new Sink();

@@ -67,9 +67,16 @@ function readPreamble(cur: Cursor): { version: number; tensorCount: number; kvCo
   const version = cur.u32("the version");
   if (version === 0 || (version & 0xffff) === 0) {
     // ggml's own heuristic: a big-endian v3 file reads as 0x03000000 here.
-    cur.fail(`version ${version} is invalid; a byte-swapped version means a big-endian GGUF, which pma does not read`, 4);
+    cur.fail(
+      `version ${version} is invalid; a byte-swapped version means a big-endian GGUF, which pma does not read`,
+      4,
+    );
   }
-  if (version === 1) cur.fail("GGUF version 1 is no longer supported (llama.cpp dropped it too); re-convert the model to GGUF v3", 4);
+  if (version === 1)
+    cur.fail(
+      "GGUF version 1 is no longer supported (llama.cpp dropped it too); re-convert the model to GGUF v3",
+      4,
+    );
   if (version > 3) cur.fail(`GGUF version ${version} is newer than this pma understands (2 and 3)`, 4);
   const counts = (what: string, minBytes: number): number => {
     const at = cur.pos;
@@ -79,7 +86,8 @@ function readPreamble(cur: Cursor): { version: number; tensorCount: number; kvCo
     if (n * BigInt(minBytes) > BigInt(cur.remaining())) {
       cur.fail(`${what} ${n} cannot fit in the ${cur.remaining()} bytes left in the file${CORRUPT}`, at);
     }
-    if (n > BigInt(GGUF_MAX_COUNT)) cur.fail(`${what} ${n} is more than the ${GGUF_MAX_COUNT} pma reads${CORRUPT}`, at);
+    if (n > BigInt(GGUF_MAX_COUNT))
+      cur.fail(`${what} ${n} is more than the ${GGUF_MAX_COUNT} pma reads${CORRUPT}`, at);
     return Number(n);
   };
   const tensorCount = counts("tensor count", 24);
@@ -91,8 +99,13 @@ function alignmentOf(cur: Cursor, { metadata, positions }: KeyValues): number {
   const v = metadata.get(GGUF_ALIGNMENT_KEY);
   if (v === undefined) return GGUF_DEFAULT_ALIGNMENT;
   const at = positions.get(GGUF_ALIGNMENT_KEY)!;
-  if (v.type !== "u32") cur.fail(`key "${GGUF_ALIGNMENT_KEY}" must be of type u32 but is ${v.type === "array" ? "an array" : v.type}${CORRUPT}`, at);
-  if (v.value === 0 || (v.value & (v.value - 1)) !== 0) cur.fail(`key "${GGUF_ALIGNMENT_KEY}" is ${v.value}, not a power of two${CORRUPT}`, at);
+  if (v.type !== "u32")
+    cur.fail(
+      `key "${GGUF_ALIGNMENT_KEY}" must be of type u32 but is ${v.type === "array" ? "an array" : v.type}${CORRUPT}`,
+      at,
+    );
+  if (v.value === 0 || (v.value & (v.value - 1)) !== 0)
+    cur.fail(`key "${GGUF_ALIGNMENT_KEY}" is ${v.value}, not a power of two${CORRUPT}`, at);
   return v.value;
 }
 
@@ -101,7 +114,10 @@ function readTensorInfo(cur: Cursor, index: number, seen: Set<string>): Omit<Ggu
   const where = `tensor info ${index}`;
   const nameLength = cur.u64(`${where} name length`);
   if (nameLength > BigInt(GGUF_MAX_NAME_BYTES)) {
-    cur.fail(`${where}: name of ${nameLength} bytes is longer than ggml's limit of ${GGUF_MAX_NAME_BYTES} bytes`, at);
+    cur.fail(
+      `${where}: name of ${nameLength} bytes is longer than ggml's limit of ${GGUF_MAX_NAME_BYTES} bytes`,
+      at,
+    );
   }
   const name = cur.utf8(Number(nameLength), `${where} name`);
   const tensor = `tensor ${quoted(name)}`;
@@ -109,13 +125,16 @@ function readTensorInfo(cur: Cursor, index: number, seen: Set<string>): Omit<Ggu
   seen.add(name);
   const nDimsAt = cur.pos;
   const nDims = cur.u32(`${tensor} n_dims`);
-  if (nDims > GGUF_MAX_DIMS) cur.fail(`${tensor} has ${nDims} dimensions; ggml allows at most ${GGUF_MAX_DIMS}${CORRUPT}`, nDimsAt);
+  if (nDims > GGUF_MAX_DIMS)
+    cur.fail(`${tensor} has ${nDims} dimensions; ggml allows at most ${GGUF_MAX_DIMS}${CORRUPT}`, nDimsAt);
   const dims: number[] = [];
   for (let j = 0; j < nDims; j++) {
     const dimAt = cur.pos;
     const d = cur.u64(`${tensor} dimension ${j}`);
-    if (d >= INT64_LIMIT) cur.fail(`${tensor} dimension ${j} is ${d}, negative as ggml's int64${CORRUPT}`, dimAt);
-    if (d > BigInt(Number.MAX_SAFE_INTEGER)) cur.fail(`${tensor} dimension ${j} is ${d}; its size overflows${CORRUPT}`, dimAt);
+    if (d >= INT64_LIMIT)
+      cur.fail(`${tensor} dimension ${j} is ${d}, negative as ggml's int64${CORRUPT}`, dimAt);
+    if (d > BigInt(Number.MAX_SAFE_INTEGER))
+      cur.fail(`${tensor} dimension ${j} is ${d}; its size overflows${CORRUPT}`, dimAt);
     dims.push(Number(d));
   }
   const typeAt = cur.pos;
@@ -123,10 +142,15 @@ function readTensorInfo(cur: Cursor, index: number, seen: Set<string>): Omit<Ggu
   const type = ggmlTypeById(typeId);
   if (!type.ok) cur.fail(`${tensor}: ${type.reason}`, typeAt);
   const size = ggufTensorSize(type.info, dims);
-  if (!size.ok) cur.fail(`${tensor} (${type.info.name}, dims [${dims.join(", ")}]): ${size.reason}${CORRUPT}`, nDimsAt);
+  if (!size.ok)
+    cur.fail(`${tensor} (${type.info.name}, dims [${dims.join(", ")}]): ${size.reason}${CORRUPT}`, nDimsAt);
   const offsetAt = cur.pos;
   const offset = cur.u64(`${tensor} offset`);
-  if (offset > BigInt(cur.size)) cur.fail(`${tensor} data offset ${offset} lies beyond the end of the file (${cur.size} bytes)${CORRUPT}`, offsetAt);
+  if (offset > BigInt(cur.size))
+    cur.fail(
+      `${tensor} data offset ${offset} lies beyond the end of the file (${cur.size} bytes)${CORRUPT}`,
+      offsetAt,
+    );
   return {
     name,
     ggmlType: typeId,
@@ -146,7 +170,13 @@ function readTensorInfo(cur: Cursor, index: number, seen: Set<string>): Omit<Ggu
  * every tensor's bytes lie inside the file (llama.cpp's loader check). Reports the most
  * specific problem: misalignment, overlap, gap, or data past the end of the file.
  */
-function checkLayout(cur: Cursor, infos: Omit<GgufTensorInfo, "fileOffset">[], alignment: number, dataStart: number, infoEnd: number): GgufTensorInfo[] {
+function checkLayout(
+  cur: Cursor,
+  infos: Omit<GgufTensorInfo, "fileOffset">[],
+  alignment: number,
+  dataStart: number,
+  infoEnd: number,
+): GgufTensorInfo[] {
   let expected = 0;
   let previous: string | null = null;
   const last = infos[infos.length - 1];
@@ -154,10 +184,16 @@ function checkLayout(cur: Cursor, infos: Omit<GgufTensorInfo, "fileOffset">[], a
   return infos.map((t) => {
     const tensor = `tensor ${quoted(t.name)}`;
     if (t.offset % alignment !== 0) {
-      cur.fail(`${tensor} data offset ${t.offset} is not a multiple of the alignment ${alignment}${CORRUPT}`, dataStart + t.offset);
+      cur.fail(
+        `${tensor} data offset ${t.offset} is not a multiple of the alignment ${alignment}${CORRUPT}`,
+        dataStart + t.offset,
+      );
     }
     if (t.offset < expected) {
-      cur.fail(`${tensor} data offset ${t.offset} overlaps tensor ${quoted(previous ?? "")}, whose data runs to ${expected} (padded)${CORRUPT}`, dataStart + t.offset);
+      cur.fail(
+        `${tensor} data offset ${t.offset} overlaps tensor ${quoted(previous ?? "")}, whose data runs to ${expected} (padded)${CORRUPT}`,
+        dataStart + t.offset,
+      );
     }
     if (t.offset > expected) {
       const after = previous === null ? "the start of the data section" : `tensor ${quoted(previous)}`;
@@ -173,7 +209,10 @@ function checkLayout(cur: Cursor, infos: Omit<GgufTensorInfo, "fileOffset">[], a
       const hint = unpadded
         ? `; either the file is truncated or its writer left out the padding between the tensor infos (ending at ${infoEnd}) and the data, which must start at a multiple of ${alignment}`
         : "; the file is truncated (re-copy or re-download it)";
-      cur.fail(`${tensor} data [${dataStart + t.offset}, ${end}) runs past the end of the file at ${cur.size}${hint}`, dataStart + t.offset);
+      cur.fail(
+        `${tensor} data [${dataStart + t.offset}, ${end}) runs past the end of the file at ${cur.size}${hint}`,
+        dataStart + t.offset,
+      );
     }
     expected = alignUp(t.offset + t.byteLength, alignment);
     previous = t.name;
@@ -198,7 +237,10 @@ export function parseGgufHeader(source: ByteSource, path: string): GgufHeader {
   // ggml pads to the data section only when there are tensors.
   const dataStart = tensorCount > 0 ? alignUp(infoEnd, alignment) : infoEnd;
   if (dataStart > cur.size) {
-    cur.fail(`file ends at byte ${cur.size}, before the data section, which starts at ${dataStart} (tensor infos end at ${infoEnd}, padded to alignment ${alignment}); the file is truncated`, infoEnd);
+    cur.fail(
+      `file ends at byte ${cur.size}, before the data section, which starts at ${dataStart} (tensor infos end at ${infoEnd}, padded to alignment ${alignment}); the file is truncated`,
+      infoEnd,
+    );
   }
   const tensors = checkLayout(cur, infos, alignment, dataStart, infoEnd);
   return { version, alignment, metadata, tensors, infoEnd, dataStart };

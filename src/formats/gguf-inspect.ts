@@ -38,7 +38,8 @@ function previewOf(v: GgufValue & { type: "array" }): (string | number | boolean
 }
 
 function summarizeKey(key: string, v: GgufValue): GgufKeySummary {
-  if (v.type === "array") return { key, type: "array", elementType: v.elementType, length: v.values.length, preview: previewOf(v) };
+  if (v.type === "array")
+    return { key, type: "array", elementType: v.elementType, length: v.values.length, preview: previewOf(v) };
   return { key, type: v.type, value: typeof v.value === "bigint" ? v.value.toString() : v.value };
 }
 

@@ -1,5 +1,13 @@
 import type { Cursor } from "./gguf-cursor.js";
-import { GGUF_FIXED_SIZE, ggufValueTypeById, minElementBytes, type GgufArrayValue, type GgufMetadata, type GgufValue, type GgufValueType } from "./gguf-values.js";
+import {
+  GGUF_FIXED_SIZE,
+  ggufValueTypeById,
+  minElementBytes,
+  type GgufArrayValue,
+  type GgufMetadata,
+  type GgufValue,
+  type GgufValueType,
+} from "./gguf-values.js";
 import { quoted } from "../common/quote.js";
 
 /** ggml's own limits (GGUF_MAX_STRING_LENGTH, GGUF_MAX_ARRAY_ELEMENTS). */
@@ -27,9 +35,13 @@ function readString(cur: Cursor, what: string): string {
   const at = cur.pos;
   const n = cur.u64(`${what} length`);
   if (n > BigInt(cur.remaining())) {
-    cur.fail(`${what} claims ${n} bytes but only ${cur.remaining()} remain in the file; the file is truncated or corrupt`, at);
+    cur.fail(
+      `${what} claims ${n} bytes but only ${cur.remaining()} remain in the file; the file is truncated or corrupt`,
+      at,
+    );
   }
-  if (n > BigInt(GGUF_MAX_STRING_BYTES)) cur.fail(`${what} claims ${n} bytes, over ggml's limit of ${GGUF_MAX_STRING_BYTES}${CORRUPT}`, at);
+  if (n > BigInt(GGUF_MAX_STRING_BYTES))
+    cur.fail(`${what} claims ${n} bytes, over ggml's limit of ${GGUF_MAX_STRING_BYTES}${CORRUPT}`, at);
   return cur.utf8(Number(n), what);
 }
 
@@ -83,20 +95,31 @@ interface ElementBudget {
 }
 
 function readArray(cur: Cursor, what: string, depth: number, budget: ElementBudget): GgufArrayValue {
-  if (depth > MAX_NESTING) cur.fail(`${what} nests arrays more than ${MAX_NESTING} deep; pma refuses it`, cur.pos);
+  if (depth > MAX_NESTING)
+    cur.fail(`${what} nests arrays more than ${MAX_NESTING} deep; pma refuses it`, cur.pos);
   const elementType = readType(cur, `${what} element type`);
   const at = cur.pos;
   const count = cur.u64(`${what} element count`);
   const min = minElementBytes(elementType);
   // Checked before anything is allocated: a count of 2^60 fails here, at once.
   if (count * BigInt(min) > BigInt(cur.remaining())) {
-    cur.fail(`${what} claims ${count} elements of ${elementType} (at least ${min} bytes each) but only ${cur.remaining()} bytes remain in the file${CORRUPT}`, at);
+    cur.fail(
+      `${what} claims ${count} elements of ${elementType} (at least ${min} bytes each) but only ${cur.remaining()} bytes remain in the file${CORRUPT}`,
+      at,
+    );
   }
-  if (count > BigInt(GGUF_MAX_ARRAY_ELEMENTS)) cur.fail(`${what} claims ${count} elements, over ggml's limit of ${GGUF_MAX_ARRAY_ELEMENTS}${CORRUPT}`, at);
+  if (count > BigInt(GGUF_MAX_ARRAY_ELEMENTS))
+    cur.fail(
+      `${what} claims ${count} elements, over ggml's limit of ${GGUF_MAX_ARRAY_ELEMENTS}${CORRUPT}`,
+      at,
+    );
   const n = Number(count);
   if (elementType === "string" || elementType === "bool" || elementType === "array") {
     if (n > budget.left) {
-      cur.fail(`${what} has ${n} ${elementType} elements, more than the ${GGUF_MAX_OBJECT_ELEMENTS} string, bool and array elements pma reads from one header${CORRUPT}`, at);
+      cur.fail(
+        `${what} has ${n} ${elementType} elements, more than the ${GGUF_MAX_OBJECT_ELEMENTS} string, bool and array elements pma reads from one header${CORRUPT}`,
+        at,
+      );
     }
     budget.left -= n;
   }
@@ -121,7 +144,12 @@ function readArray(cur: Cursor, what: string, depth: number, budget: ElementBudg
   }
 }
 
-function readNumericArray(cur: Cursor, elementType: Exclude<GgufValueType, "string" | "bool" | "array">, n: number, what: string): GgufArrayValue {
+function readNumericArray(
+  cur: Cursor,
+  elementType: Exclude<GgufValueType, "string" | "bool" | "array">,
+  n: number,
+  what: string,
+): GgufArrayValue {
   const size = GGUF_FIXED_SIZE[elementType]!;
   const v = cur.dataView(n * size, `${what} elements`);
   // DataView reads little-endian whatever the host, and copies into an aligned array.
@@ -153,7 +181,11 @@ function readNumericArray(cur: Cursor, elementType: Exclude<GgufValueType, "stri
     case "f64":
       return { type: "array", elementType, values: num(new Float64Array(n), (o) => v.getFloat64(o, true)) };
     case "u64":
-      return { type: "array", elementType, values: big(new BigUint64Array(n), (o) => v.getBigUint64(o, true)) };
+      return {
+        type: "array",
+        elementType,
+        values: big(new BigUint64Array(n), (o) => v.getBigUint64(o, true)),
+      };
     case "i64":
       return { type: "array", elementType, values: big(new BigInt64Array(n), (o) => v.getBigInt64(o, true)) };
   }
@@ -169,7 +201,11 @@ export function readKeyValues(cur: Cursor, count: number): KeyValues {
     const key = readString(cur, `key ${i}`);
     if (key === "") cur.fail(`key ${i} is empty${CORRUPT}`, at);
     const what = `key ${quoted(key)}`;
-    if (metadata.has(key)) cur.fail(`${what} appears twice (first at byte ${positions.get(key)}); which value is meant is ambiguous`, at);
+    if (metadata.has(key))
+      cur.fail(
+        `${what} appears twice (first at byte ${positions.get(key)}); which value is meant is ambiguous`,
+        at,
+      );
     const type = readType(cur, `${what} value type`);
     const value = type === "array" ? readArray(cur, what, 0, budget) : readScalar(cur, type, what);
     metadata.set(key, value);

@@ -80,9 +80,15 @@ export function ggmlTypeById(id: number): GgmlTypeLookup {
   if (info !== undefined) return { ok: true, info };
   const removed = REMOVED.get(id);
   if (removed !== undefined) {
-    return { ok: false, reason: `ggml type ${id} (${removed}) was removed from GGUF files; re-quantize the model with a current llama.cpp` };
+    return {
+      ok: false,
+      reason: `ggml type ${id} (${removed}) was removed from GGUF files; re-quantize the model with a current llama.cpp`,
+    };
   }
-  return { ok: false, reason: `unknown ggml type ${id}; this version of pma knows ids up to ${KNOWN[KNOWN.length - 1]!.id}` };
+  return {
+    ok: false,
+    reason: `unknown ggml type ${id}; this version of pma knows ids up to ${KNOWN[KNOWN.length - 1]!.id}`,
+  };
 }
 
 /** Looks a type up by its ggml name ("F16", "Q4_K", ...) or id. */
@@ -99,7 +105,8 @@ export function knownGgmlTypes(): readonly GgmlTypeInfo[] {
   return KNOWN;
 }
 
-export type GgufSizeResult = { ok: true; elements: number; byteLength: number } | { ok: false; reason: string };
+export type GgufSizeResult =
+  { ok: true; elements: number; byteLength: number } | { ok: false; reason: string };
 
 /**
  * Element count and byte size of a tensor with ggml dims (ne0 first). Like ggml, a
@@ -110,15 +117,21 @@ export type GgufSizeResult = { ok: true; elements: number; byteLength: number } 
 export function ggufTensorSize(type: GgmlTypeInfo, dims: readonly number[]): GgufSizeResult {
   let elements = 1;
   for (const d of dims) {
-    if (!Number.isSafeInteger(d) || d < 0) return { ok: false, reason: `dimension ${d} is not a non-negative integer below 2^53` };
+    if (!Number.isSafeInteger(d) || d < 0)
+      return { ok: false, reason: `dimension ${d} is not a non-negative integer below 2^53` };
     elements *= d;
-    if (elements > Number.MAX_SAFE_INTEGER) return { ok: false, reason: `element count of dims [${dims.join(", ")}] overflows 2^53` };
+    if (elements > Number.MAX_SAFE_INTEGER)
+      return { ok: false, reason: `element count of dims [${dims.join(", ")}] overflows 2^53` };
   }
   const ne0 = dims.length > 0 ? dims[0]! : 1;
   if (ne0 % type.blockSize !== 0) {
-    return { ok: false, reason: `row length ne0 = ${ne0} is not a multiple of the ${type.name} block size ${type.blockSize}` };
+    return {
+      ok: false,
+      reason: `row length ne0 = ${ne0} is not a multiple of the ${type.name} block size ${type.blockSize}`,
+    };
   }
   const byteLength = (elements / type.blockSize) * type.typeSize;
-  if (byteLength > Number.MAX_SAFE_INTEGER) return { ok: false, reason: `byte size of dims [${dims.join(", ")}] overflows 2^53` };
+  if (byteLength > Number.MAX_SAFE_INTEGER)
+    return { ok: false, reason: `byte size of dims [${dims.join(", ")}] overflows 2^53` };
   return { ok: true, elements, byteLength };
 }

@@ -36,7 +36,17 @@ export function ggufValueTypeById(id: number): GgufValueType | undefined {
 
 /** Bytes of a fixed-size value; strings and arrays have none. */
 export const GGUF_FIXED_SIZE: Readonly<Partial<Record<GgufValueType, number>>> = {
-  u8: 1, i8: 1, u16: 2, i16: 2, u32: 4, i32: 4, f32: 4, bool: 1, u64: 8, i64: 8, f64: 8,
+  u8: 1,
+  i8: 1,
+  u16: 2,
+  i16: 2,
+  u32: 4,
+  i32: 4,
+  f32: 4,
+  bool: 1,
+  u64: 8,
+  i64: 8,
+  f64: 8,
 };
 
 /**
@@ -106,10 +116,26 @@ export const gguf = {
   bool: (value: boolean): GgufValue => ({ type: "bool", value }),
   string: (value: string): GgufValue => ({ type: "string", value }),
   strings: (values: string[]): GgufValue => ({ type: "array", elementType: "string", values }),
-  u32s: (values: ArrayLike<number>): GgufValue => ({ type: "array", elementType: "u32", values: Uint32Array.from(values) }),
-  i32s: (values: ArrayLike<number>): GgufValue => ({ type: "array", elementType: "i32", values: Int32Array.from(values) }),
-  f32s: (values: ArrayLike<number>): GgufValue => ({ type: "array", elementType: "f32", values: Float32Array.from(values) }),
-  f64s: (values: ArrayLike<number>): GgufValue => ({ type: "array", elementType: "f64", values: Float64Array.from(values) }),
+  u32s: (values: ArrayLike<number>): GgufValue => ({
+    type: "array",
+    elementType: "u32",
+    values: Uint32Array.from(values),
+  }),
+  i32s: (values: ArrayLike<number>): GgufValue => ({
+    type: "array",
+    elementType: "i32",
+    values: Int32Array.from(values),
+  }),
+  f32s: (values: ArrayLike<number>): GgufValue => ({
+    type: "array",
+    elementType: "f32",
+    values: Float32Array.from(values),
+  }),
+  f64s: (values: ArrayLike<number>): GgufValue => ({
+    type: "array",
+    elementType: "f64",
+    values: Float64Array.from(values),
+  }),
 };
 
 /** A short description for listings: `u32 4096`, `array<string>[32000]`. */
@@ -124,5 +150,7 @@ export function describeGgufValue(v: GgufValue, maxChars = 60): string {
 
 function describeNested(v: GgufArrayValue): string {
   const first = v.values[0];
-  return first !== undefined && typeof first === "object" && "elementType" in first ? `array<${first.elementType}>` : "array";
+  return first !== undefined && typeof first === "object" && "elementType" in first
+    ? `array<${first.elementType}>`
+    : "array";
 }

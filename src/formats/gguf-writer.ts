@@ -9,7 +9,14 @@ import type { GgufMetadata } from "./gguf-values.js";
 import { ioError, writeFully, writeFullySync } from "./positional-io.js";
 import type { TensorLayout } from "./safetensors-writer.js";
 
-export { encodeGgufHeader, ggufDims, planGgufTensors, type GgufTensorSpec, type EncodedGgufHeader, type PlannedGgufTensor } from "./gguf-encode.js";
+export {
+  encodeGgufHeader,
+  ggufDims,
+  planGgufTensors,
+  type GgufTensorSpec,
+  type EncodedGgufHeader,
+  type PlannedGgufTensor,
+} from "./gguf-encode.js";
 
 export interface GgufWriterOptions {
   /** Replace an existing file at the path (only when the new one is complete). */
@@ -30,7 +37,11 @@ function track(path: string): void {
 }
 
 function existsError(path: string): PmaError {
-  return new PmaError("EXISTS", `${path} already exists; choose another --out or pass --force to replace it`, { file: path });
+  return new PmaError(
+    "EXISTS",
+    `${path} already exists; choose another --out or pass --force to replace it`,
+    { file: path },
+  );
 }
 
 /**
@@ -70,18 +81,27 @@ export class GgufWriter {
     this.force = force;
     this.fileSize = header.dataStart + header.dataLength;
     this.layouts = new Map(
-      header.tensors.map((t) => [t.name, { file: tempPath, fileOffset: header.dataStart + t.offset, byteLength: t.byteLength }]),
+      header.tensors.map((t) => [
+        t.name,
+        { file: tempPath, fileOffset: header.dataStart + t.offset, byteLength: t.byteLength },
+      ]),
     );
   }
 
-  static async create(path: string, metadata: GgufMetadata, tensors: readonly GgufTensorSpec[], opts: GgufWriterOptions = {}): Promise<GgufWriter> {
+  static async create(
+    path: string,
+    metadata: GgufMetadata,
+    tensors: readonly GgufTensorSpec[],
+    opts: GgufWriterOptions = {},
+  ): Promise<GgufWriter> {
     const target = resolve(path);
     const force = opts.force ?? false;
     let header: EncodedGgufHeader;
     try {
       header = encodeGgufHeader(metadata, tensors);
     } catch (e) {
-      if (e instanceof PmaError) throw new PmaError(e.code, `${target}: ${e.message}`, { file: target, cause: e });
+      if (e instanceof PmaError)
+        throw new PmaError(e.code, `${target}: ${e.message}`, { file: target, cause: e });
       throw e;
     }
     if (!force && (await exists(target))) throw existsError(target);
@@ -90,13 +110,17 @@ export class GgufWriter {
     } catch (e) {
       throw ioError(dirname(target), "mkdir", e);
     }
-    const lock = await acquireLock(join(dirname(target), `.${basename(target)}.pma-lock`), `writing ${target}`);
+    const lock = await acquireLock(
+      join(dirname(target), `.${basename(target)}.pma-lock`),
+      `writing ${target}`,
+    );
     const tempPrefix = `.${basename(target)}.pma-tmp-`;
     const tempPath = join(dirname(target), `${tempPrefix}${process.pid}-${randomBytes(4).toString("hex")}`);
     let fd: number;
     try {
       // Ours now: a temporary file of this name was left by a writer that died.
-      for (const n of await fs.promises.readdir(dirname(target))) if (n.startsWith(tempPrefix)) await fs.promises.rm(join(dirname(target), n), { force: true });
+      for (const n of await fs.promises.readdir(dirname(target)))
+        if (n.startsWith(tempPrefix)) await fs.promises.rm(join(dirname(target), n), { force: true });
       if (!force && (await exists(target))) throw existsError(target);
       fd = fs.openSync(tempPath, "wx");
     } catch (e) {
@@ -124,19 +148,28 @@ export class GgufWriter {
 
   layout(name: string): TensorLayout {
     const l = this.layouts.get(name);
-    if (!l) throw new PmaError("TENSOR_NOT_FOUND", `${this.path}: the output has no tensor named "${name}".`, { file: this.path });
+    if (!l)
+      throw new PmaError("TENSOR_NOT_FOUND", `${this.path}: the output has no tensor named "${name}".`, {
+        file: this.path,
+      });
     return { ...l };
   }
 
   private target(name: string, byteOffset: number, length: number): { fd: number; position: number } {
     if (this.state !== "open" || this.fd === null) {
-      throw new PmaError("INTERNAL", `${this.path}: write of "${name}" after the writer was ${this.state}.`, { file: this.path });
+      throw new PmaError("INTERNAL", `${this.path}: write of "${name}" after the writer was ${this.state}.`, {
+        file: this.path,
+      });
     }
     const l = this.layout(name);
     if (!(Number.isSafeInteger(byteOffset) && byteOffset >= 0 && byteOffset + length <= l.byteLength)) {
-      throw new PmaError("RANGE_INVALID", `${this.path}: write of ${length} bytes at ${byteOffset} falls outside tensor "${name}" of ${l.byteLength} bytes.`, {
-        file: this.path,
-      });
+      throw new PmaError(
+        "RANGE_INVALID",
+        `${this.path}: write of ${length} bytes at ${byteOffset} falls outside tensor "${name}" of ${l.byteLength} bytes.`,
+        {
+          file: this.path,
+        },
+      );
     }
     return { fd: this.fd, position: l.fileOffset + byteOffset };
   }
@@ -155,7 +188,9 @@ export class GgufWriter {
   /** Makes the file durable and moves it to `path`; an existing file is replaced only with `force`. */
   async finish(): Promise<string> {
     if (this.state !== "open" || this.fd === null) {
-      throw new PmaError("INTERNAL", `${this.path}: finish() on a writer that was already ${this.state}.`, { file: this.path });
+      throw new PmaError("INTERNAL", `${this.path}: finish() on a writer that was already ${this.state}.`, {
+        file: this.path,
+      });
     }
     const fd = this.fd;
     this.fd = null;
@@ -209,13 +244,22 @@ export interface GgufTensorData extends GgufTensorSpec {
 }
 
 /** Writes a whole GGUF file from in-memory tensors (small files, tests, converters). */
-export async function writeGguf(path: string, metadata: GgufMetadata, tensors: readonly GgufTensorData[], opts: GgufWriterOptions = {}): Promise<string> {
+export async function writeGguf(
+  path: string,
+  metadata: GgufMetadata,
+  tensors: readonly GgufTensorData[],
+  opts: GgufWriterOptions = {},
+): Promise<string> {
   const writer = await GgufWriter.create(path, metadata, tensors, opts);
   try {
     for (const t of tensors) {
       const { byteLength } = writer.layout(t.name);
       if (t.data.length !== byteLength) {
-        throw new PmaError("TENSOR_SIZE_MISMATCH", `${writer.path}: tensor "${t.name}" needs ${byteLength} bytes, got ${t.data.length}.`, { file: writer.path });
+        throw new PmaError(
+          "TENSOR_SIZE_MISMATCH",
+          `${writer.path}: tensor "${t.name}" needs ${byteLength} bytes, got ${t.data.length}.`,
+          { file: writer.path },
+        );
       }
       await writer.write(t.name, 0, t.data);
     }

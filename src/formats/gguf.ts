@@ -7,7 +7,14 @@ import type { PositionalSource } from "../sources/source.js";
 import { MAX_HEADER_BYTES } from "./gguf-cursor.js";
 import { openTensorFile, PositionalTensorFile } from "./tensor-file.js";
 
-export { parseGgufHeader, GGUF_DEFAULT_ALIGNMENT, GGUF_MAX_NAME_BYTES, GGUF_MAX_DIMS, type GgufHeader, type GgufTensorInfo } from "./gguf-header.js";
+export {
+  parseGgufHeader,
+  GGUF_DEFAULT_ALIGNMENT,
+  GGUF_MAX_NAME_BYTES,
+  GGUF_MAX_DIMS,
+  type GgufHeader,
+  type GgufTensorInfo,
+} from "./gguf-header.js";
 export { bytesSource, MAX_HEADER_BYTES, type ByteSource } from "./gguf-cursor.js";
 
 /** GGUF files are recognised by name; llama.cpp and the hub use the extension too. */
@@ -25,7 +32,10 @@ const NEED_MORE = new Error("GGUF header continues past the bytes fetched");
 async function parseHeader(source: PositionalSource): Promise<GgufHeader> {
   if (source.readSync !== undefined) {
     const readSync = source.readSync.bind(source);
-    return parseGgufHeader({ size: source.size, read: (into, position) => readSync(into, position) }, source.uri);
+    return parseGgufHeader(
+      { size: source.size, read: (into, position) => readSync(into, position) },
+      source.uri,
+    );
   }
   let prefix = new Uint8Array(0);
   for (let want = Math.min(source.size, 4 << 20); ; want = Math.min(source.size, want * 4)) {
@@ -43,7 +53,12 @@ async function parseHeader(source: PositionalSource): Promise<GgufHeader> {
     try {
       return parseGgufHeader(bytes, source.uri);
     } catch (e) {
-      if (e !== NEED_MORE || want >= source.size || want > MAX_HEADER_BYTES) throw e === NEED_MORE ? new PmaError("GGUF_INVALID", `${source.uri}: GGUF header larger than ${want} bytes.`, { file: source.uri }) : e;
+      if (e !== NEED_MORE || want >= source.size || want > MAX_HEADER_BYTES)
+        throw e === NEED_MORE
+          ? new PmaError("GGUF_INVALID", `${source.uri}: GGUF header larger than ${want} bytes.`, {
+              file: source.uri,
+            })
+          : e;
     }
   }
 }
@@ -78,7 +93,11 @@ export class GgufFile extends PositionalTensorFile<GgufTensorInfo> {
   static async open(where: string | PositionalSource): Promise<GgufFile> {
     // The header is parsed with synchronous reads through a 1 MiB window: it is small
     // and read once, and a parser that never awaits stays simple.
-    return openTensorFile(where, ".gguf", async (source) => new GgufFile(source, source.size, await parseHeader(source)));
+    return openTensorFile(
+      where,
+      ".gguf",
+      async (source) => new GgufFile(source, source.size, await parseHeader(source)),
+    );
   }
 
   /** sha256 of everything before the data section: pins metadata, names, types, offsets. */

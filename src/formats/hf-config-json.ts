@@ -15,7 +15,14 @@
  */
 export const HF_FLOAT_FIELDS: Readonly<Record<string, readonly string[]>> = {
   llama: ["initializer_range", "rms_norm_eps", "rope_theta", "attention_dropout"],
-  mixtral: ["initializer_range", "rms_norm_eps", "rope_theta", "attention_dropout", "router_aux_loss_coef", "router_jitter_noise"],
+  mixtral: [
+    "initializer_range",
+    "rms_norm_eps",
+    "rope_theta",
+    "attention_dropout",
+    "router_aux_loss_coef",
+    "router_jitter_noise",
+  ],
 };
 
 const MARK = "\u0000pma-float:";
@@ -25,13 +32,17 @@ const MARK = "\u0000pma-float:";
  * its `model_type` written as floats (`0.0`, `10000.0`). Other fields as JSON.stringify.
  */
 export function stringifyHfConfig(config: Record<string, unknown>): string {
-  const floats = new Set(typeof config["model_type"] === "string" ? (HF_FLOAT_FIELDS[config["model_type"]] ?? []) : []);
+  const floats = new Set(
+    typeof config["model_type"] === "string" ? (HF_FLOAT_FIELDS[config["model_type"]] ?? []) : [],
+  );
   const marked: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(config)) {
     marked[k] = floats.has(k) && typeof v === "number" && Number.isInteger(v) ? MARK + floatText(v) : v;
   }
   // The mark is stringified with its control character escaped: match that form.
-  const escaped = JSON.stringify(MARK).slice(1, -1).replace(/[\\^$.*+?()[\]{}|]/g, "\\$&");
+  const escaped = JSON.stringify(MARK)
+    .slice(1, -1)
+    .replace(/[\\^$.*+?()[\]{}|]/g, "\\$&");
   return JSON.stringify(marked, null, 2).replace(new RegExp(`"${escaped}([^"]*)"`, "g"), "$1") + "\n";
 }
 

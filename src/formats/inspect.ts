@@ -44,9 +44,13 @@ const STATS_CHUNK = 1 << 20;
  * Describes a checkpoint from its headers; with `stats`, also streams every float tensor
  * once to compute min/max/mean/std and NaN/Inf counts in bounded memory.
  */
-export async function inspectCheckpoint(path: string, opts: { stats?: boolean } = {}): Promise<CheckpointSummary> {
+export async function inspectCheckpoint(
+  path: string,
+  opts: { stats?: boolean } = {},
+): Promise<CheckpointSummary> {
   if (isGgufPath(path)) return inspectGguf(path, opts);
-  if ((await stat(path).catch(() => null))?.isDirectory() && (await isDcpFolder(path))) return inspectDcp(path, opts);
+  if ((await stat(path).catch(() => null))?.isDirectory() && (await isDcpFolder(path)))
+    return inspectDcp(path, opts);
   const ckpt = await openCheckpointTensors(path);
   try {
     const tensors: TensorSummary[] = [];
@@ -54,7 +58,14 @@ export async function inspectCheckpoint(path: string, opts: { stats?: boolean } 
     const scratch = new Float64Array(STATS_CHUNK);
     for (const t of ckpt.tensors.values()) {
       const parameters = numel(t.shape);
-      const summary: TensorSummary = { name: t.name, dtype: t.dtype, shape: t.shape, parameters, bytes: t.byteLength, file: t.file.path };
+      const summary: TensorSummary = {
+        name: t.name,
+        dtype: t.dtype,
+        shape: t.shape,
+        parameters,
+        bytes: t.byteLength,
+        file: t.file.path,
+      };
       dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + parameters;
       if (opts.stats && isFloatDType(t.dtype)) {
         const acc = new StatsAccumulator();

@@ -19,7 +19,10 @@ export interface JsonFileOptions {
 }
 
 /** The JSON object in `path`, or null when the file does not exist. */
-export async function readJsonObjectFile(path: string, o: JsonFileOptions): Promise<Record<string, unknown> | null> {
+export async function readJsonObjectFile(
+  path: string,
+  o: JsonFileOptions,
+): Promise<Record<string, unknown> | null> {
   let text: string;
   try {
     text = await readFile(path, "utf8");
@@ -28,12 +31,18 @@ export async function readJsonObjectFile(path: string, o: JsonFileOptions): Prom
     throw new PmaError("IO", `${path}: cannot read (${(e as Error).message})`, { file: path, cause: e });
   }
   const shape = checkJsonShape(text, o.limits ?? LOG_JSON_LIMITS);
-  if (shape) throw new PmaError(o.code, `${path}: has ${shape.what} (at character ${shape.position}); not ${o.what}`, { file: path });
+  if (shape)
+    throw new PmaError(o.code, `${path}: has ${shape.what} (at character ${shape.position}); not ${o.what}`, {
+      file: path,
+    });
   let raw: unknown;
   try {
     raw = parseJsonLenient(text, o.limits ?? LOG_JSON_LIMITS);
   } catch (e) {
-    throw new PmaError(o.code, `${path}: not valid JSON (${(e as Error).message}); not ${o.what}`, { file: path, cause: e });
+    throw new PmaError(o.code, `${path}: not valid JSON (${(e as Error).message}); not ${o.what}`, {
+      file: path,
+      cause: e,
+    });
   }
   // JSON.parse("null") is valid JSON: without this, reading a field would be a TypeError.
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {

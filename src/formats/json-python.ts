@@ -82,7 +82,9 @@ export function parseJsonLenient(text: string, limits: JsonShapeLimits = LOG_JSO
     const quoted = quoteNonFinite(text);
     if (quoted !== null) {
       try {
-        return JSON.parse(quoted, (_k, v: unknown) => (typeof v === "string" && v in NONFINITE ? NONFINITE[v] : v));
+        return JSON.parse(quoted, (_k, v: unknown) =>
+          typeof v === "string" && v in NONFINITE ? NONFINITE[v] : v,
+        );
       } catch {
         // Report the error of the original text: positions refer to what the user has.
       }

@@ -33,10 +33,18 @@ export const PYTHON_JSON_DEPTH = 1000;
  * `"":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},`, is 48 bytes, so a header
  * within the 100 MB limit has at most 2.08M tensors: 2^21 refuses no valid file.
  */
-export const SAFETENSORS_JSON_LIMITS: JsonShapeLimits = { maxDepth: SERDE_JSON_DEPTH, maxArrayElements: 1 << 21, maxObjectKeys: 1 << 21 };
+export const SAFETENSORS_JSON_LIMITS: JsonShapeLimits = {
+  maxDepth: SERDE_JSON_DEPTH,
+  maxArrayElements: 1 << 21,
+  maxObjectKeys: 1 << 21,
+};
 
 /** For training logs: a log_history of 64M entries, objects of 1M keys (real ones have tens). */
-export const LOG_JSON_LIMITS: JsonShapeLimits = { maxDepth: PYTHON_JSON_DEPTH, maxArrayElements: 1 << 26, maxObjectKeys: 1 << 20 };
+export const LOG_JSON_LIMITS: JsonShapeLimits = {
+  maxDepth: PYTHON_JSON_DEPTH,
+  maxArrayElements: 1 << 26,
+  maxObjectKeys: 1 << 20,
+};
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -57,7 +65,8 @@ export function checkJsonShape(text: string, limits: JsonShapeLimits): JsonShape
         else if (d === QUOTE) break;
       }
     } else if (c === 0x5b /* [ */ || c === 0x7b /* { */) {
-      if (counts.length >= limits.maxDepth) return { what: `nesting deeper than ${limits.maxDepth} levels`, position: i };
+      if (counts.length >= limits.maxDepth)
+        return { what: `nesting deeper than ${limits.maxDepth} levels`, position: i };
       counts.push(1);
       arrays.push(c === 0x5b);
     } else if (c === 0x5d /* ] */ || c === 0x7d /* } */) {
@@ -66,7 +75,11 @@ export function checkJsonShape(text: string, limits: JsonShapeLimits): JsonShape
     } else if (c === COMMA && counts.length > 0) {
       const k = counts.length - 1;
       const cap = arrays[k] ? limits.maxArrayElements : limits.maxObjectKeys;
-      if (++counts[k]! > cap) return { what: `more than ${cap} ${arrays[k] ? "elements in one array" : "keys in one object"}`, position: i };
+      if (++counts[k]! > cap)
+        return {
+          what: `more than ${cap} ${arrays[k] ? "elements in one array" : "keys in one object"}`,
+          position: i,
+        };
     }
   }
   return null;

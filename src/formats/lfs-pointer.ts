@@ -26,7 +26,11 @@ export function lfsPointerError(path: string, head: Uint8Array, fileSize: number
 }
 
 /** Reads the first bytes of an open file and throws the pointer error if it is one. */
-export function checkNotLfsPointer(path: string, fileSize: number, readHead: (into: Uint8Array) => void): void {
+export function checkNotLfsPointer(
+  path: string,
+  fileSize: number,
+  readHead: (into: Uint8Array) => void,
+): void {
   if (fileSize > MAX_POINTER_BYTES) return;
   const head = new Uint8Array(Math.min(fileSize, LFS_PREFIX.length));
   readHead(head);

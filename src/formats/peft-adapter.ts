@@ -46,6 +46,7 @@ export async function findAdapterWeights(dir: string): Promise<string | null> {
 export async function readAdapterConfig(dir: string): Promise<Record<string, unknown>> {
   const path = join(dir, ADAPTER_CONFIG_FILE);
   const config = await readJsonObjectFile(path, { code: "CONFIG_INVALID", what: "a PEFT adapter config" });
-  if (config === null) throw new PmaError("IO", `${path}: missing; a PEFT adapter folder needs it.`, { file: path });
+  if (config === null)
+    throw new PmaError("IO", `${path}: missing; a PEFT adapter folder needs it.`, { file: path });
   return config;
 }

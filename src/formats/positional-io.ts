@@ -34,7 +34,13 @@ export function readFullySync(fd: number, path: string, into: Uint8Array, positi
   }
 }
 
-function readAsync(fd: number, buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+function readAsync(
+  fd: number,
+  buf: Uint8Array,
+  offset: number,
+  length: number,
+  position: number,
+): Promise<number> {
   return new Promise((resolve, reject) => {
     fs.read(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n)));
   });
@@ -65,13 +71,24 @@ export function writeFullySync(fd: number, path: string, data: Uint8Array, posit
   }
 }
 
-function writeAsync(fd: number, buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+function writeAsync(
+  fd: number,
+  buf: Uint8Array,
+  offset: number,
+  length: number,
+  position: number,
+): Promise<number> {
   return new Promise((resolve, reject) => {
     fs.write(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n)));
   });
 }
 
-export async function writeFully(fd: number, path: string, data: Uint8Array, position: number): Promise<void> {
+export async function writeFully(
+  fd: number,
+  path: string,
+  data: Uint8Array,
+  position: number,
+): Promise<void> {
   let done = 0;
   while (done < data.length) {
     try {

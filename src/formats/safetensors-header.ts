@@ -90,14 +90,26 @@ function isIndex(v: unknown): v is number {
 
 function parseMetadata(value: unknown, path: string): Record<string, string> {
   if (!isPlainObject(value)) {
-    fail("METADATA_INVALID", path, `"${METADATA_KEY}" is ${describe(value)}, but must be an object of strings.` + CORRUPT);
+    fail(
+      "METADATA_INVALID",
+      path,
+      `"${METADATA_KEY}" is ${describe(value)}, but must be an object of strings.` + CORRUPT,
+    );
   }
   for (const [k, v] of Object.entries(value)) {
     if (typeof v !== "string") {
-      fail("METADATA_INVALID", path, `"${METADATA_KEY}" key ${quoted(k)} is ${describe(v)}; metadata values must be strings.` + CORRUPT);
+      fail(
+        "METADATA_INVALID",
+        path,
+        `"${METADATA_KEY}" key ${quoted(k)} is ${describe(v)}; metadata values must be strings.` + CORRUPT,
+      );
     }
     if (LONE_SURROGATE.test(k) || LONE_SURROGATE.test(v)) {
-      fail("METADATA_INVALID", path, `"${METADATA_KEY}" key ${quoted(k)} contains an unpaired UTF-16 surrogate escape.`);
+      fail(
+        "METADATA_INVALID",
+        path,
+        `"${METADATA_KEY}" key ${quoted(k)} contains an unpaired UTF-16 surrogate escape.`,
+      );
     }
   }
   // fromEntries defines own properties, so a "__proto__" key stays a plain key.
@@ -110,41 +122,63 @@ function parseEntry(name: string, value: unknown, path: string): RawEntry {
     fail("HEADER_INVALID", path, `${where}: name contains an unpaired UTF-16 surrogate escape.` + CORRUPT);
   }
   if (!isPlainObject(value)) {
-    fail("HEADER_INVALID", path, `${where}: entry is ${describe(value)}, expected {dtype, shape, data_offsets}.` + CORRUPT);
+    fail(
+      "HEADER_INVALID",
+      path,
+      `${where}: entry is ${describe(value)}, expected {dtype, shape, data_offsets}.` + CORRUPT,
+    );
   }
   const { dtype, shape, data_offsets: offsets } = value;
   if (typeof dtype !== "string") {
     fail("HEADER_INVALID", path, `${where}: "dtype" is ${describe(dtype)}, expected a string.` + CORRUPT);
   }
   if (!isDType(dtype)) {
-    fail("DTYPE_UNKNOWN", path, `${where} has unknown dtype "${dtype}"; this version of pma does not know it.`);
+    fail(
+      "DTYPE_UNKNOWN",
+      path,
+      `${where} has unknown dtype "${dtype}"; this version of pma does not know it.`,
+    );
   }
   if (!Array.isArray(shape) || !shape.every(isIndex)) {
-    fail("HEADER_INVALID", path, `${where}: "shape" must be an array of non-negative integers, got ${JSON.stringify(shape)}.` + CORRUPT);
+    fail(
+      "HEADER_INVALID",
+      path,
+      `${where}: "shape" must be an array of non-negative integers, got ${JSON.stringify(shape)}.` + CORRUPT,
+    );
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isIndex)) {
     fail(
       "HEADER_INVALID",
       path,
-      `${where}: "data_offsets" must be [begin, end] with non-negative integers, got ${JSON.stringify(offsets)}.` + CORRUPT,
+      `${where}: "data_offsets" must be [begin, end] with non-negative integers, got ${JSON.stringify(offsets)}.` +
+        CORRUPT,
     );
   }
   const [begin, end] = offsets as [number, number];
   if (!Number.isSafeInteger(begin) || !Number.isSafeInteger(end)) {
-    fail("OFFSETS_INVALID", path, `${where}: data_offsets [${begin}, ${end}] lie beyond 2^53, past any real file.` + CORRUPT);
+    fail(
+      "OFFSETS_INVALID",
+      path,
+      `${where}: data_offsets [${begin}, ${end}] lie beyond 2^53, past any real file.` + CORRUPT,
+    );
   }
   if (end < begin) {
     fail("OFFSETS_INVALID", path, `${where}: data_offsets end ${end} is before begin ${begin}.` + CORRUPT);
   }
   const size = tensorByteLength(dtype, shape as number[]);
   if (!size.ok) {
-    fail("TENSOR_SIZE_MISMATCH", path, `${where} (${dtype}, shape [${shape.join(", ")}]): ${size.reason}.` + CORRUPT);
+    fail(
+      "TENSOR_SIZE_MISMATCH",
+      path,
+      `${where} (${dtype}, shape [${shape.join(", ")}]): ${size.reason}.` + CORRUPT,
+    );
   }
   if (end - begin !== size.byteLength) {
     fail(
       "TENSOR_SIZE_MISMATCH",
       path,
-      `${where} (${dtype}, shape [${shape.join(", ")}]) needs ${size.byteLength} bytes but data_offsets [${begin}, ${end}] give ${end - begin}.` + CORRUPT,
+      `${where} (${dtype}, shape [${shape.join(", ")}]) needs ${size.byteLength} bytes but data_offsets [${begin}, ${end}] give ${end - begin}.` +
+        CORRUPT,
     );
   }
   return { name, dtype, shape: shape as number[], begin, end };
@@ -155,7 +189,11 @@ function parseEntry(name: string, value: unknown, path: string): RawEntry {
  * `Metadata::validate` and `read_metadata`), with pma error codes. Pure: the caller
  * supplies the N header bytes and the real file size.
  */
-export function parseSafetensorsHeader(headerJsonBytes: Uint8Array, fileSize: number, path: string): SafetensorsHeader {
+export function parseSafetensorsHeader(
+  headerJsonBytes: Uint8Array,
+  fileSize: number,
+  path: string,
+): SafetensorsHeader {
   const headerSize = checkHeaderLength(BigInt(headerJsonBytes.length), fileSize, path);
   let text: string;
   try {
@@ -165,14 +203,22 @@ export function parseSafetensorsHeader(headerJsonBytes: Uint8Array, fileSize: nu
   }
   const shape = checkJsonShape(text, SAFETENSORS_JSON_LIMITS);
   if (shape) {
-    fail("HEADER_INVALID", path, `header has ${shape.what} (at character ${shape.position}), which no safetensors header has; the file is corrupt or not a safetensors file.`);
+    fail(
+      "HEADER_INVALID",
+      path,
+      `header has ${shape.what} (at character ${shape.position}), which no safetensors header has; the file is corrupt or not a safetensors file.`,
+    );
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (e) {
     const detail = e instanceof Error ? e.message : String(e);
-    fail("HEADER_INVALID", path, `header is not valid JSON (${detail}); the file is corrupt or not a safetensors file.`);
+    fail(
+      "HEADER_INVALID",
+      path,
+      `header is not valid JSON (${detail}); the file is corrupt or not a safetensors file.`,
+    );
   }
   if (!isPlainObject(parsed)) {
     fail("HEADER_INVALID", path, `header is ${describe(parsed)}, but must be a JSON object.` + CORRUPT);

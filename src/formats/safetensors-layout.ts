@@ -20,9 +20,28 @@ export interface PlannedTensor extends TensorSpec {
  * F64), and byte-identical layout with the reference is the point.
  */
 const REFERENCE_DTYPE_ORDER: readonly DType[] = [
-  "BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0",
-  "F8_E4M3FNUZ", "F8_E5M2FNUZ", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "C64",
-  "F64", "I64", "U64",
+  "BOOL",
+  "F4",
+  "F6_E2M3",
+  "F6_E3M2",
+  "U8",
+  "I8",
+  "F8_E5M2",
+  "F8_E4M3",
+  "F8_E8M0",
+  "F8_E4M3FNUZ",
+  "F8_E5M2FNUZ",
+  "I16",
+  "U16",
+  "F16",
+  "BF16",
+  "I32",
+  "U32",
+  "F32",
+  "C64",
+  "F64",
+  "I64",
+  "U64",
 ];
 const DTYPE_RANK = new Map<DType, number>(REFERENCE_DTYPE_ORDER.map((d, i) => [d, i]));
 
@@ -35,10 +54,16 @@ export function orderForWrite(specs: readonly TensorSpec[]): PlannedTensor[] {
   for (const s of specs) {
     const where = `tensor "${s.name}"`;
     if (s.name === METADATA_KEY) {
-      throw new PmaError("HEADER_INVALID", `${where}: the name is reserved for file metadata in safetensors.`);
+      throw new PmaError(
+        "HEADER_INVALID",
+        `${where}: the name is reserved for file metadata in safetensors.`,
+      );
     }
     if (LONE_SURROGATE.test(s.name)) {
-      throw new PmaError("HEADER_INVALID", `${where}: the name contains an unpaired UTF-16 surrogate and has no UTF-8 form.`);
+      throw new PmaError(
+        "HEADER_INVALID",
+        `${where}: the name contains an unpaired UTF-16 surrogate and has no UTF-8 form.`,
+      );
     }
     if (seen.has(s.name)) {
       throw new PmaError("DUPLICATE_NAME", `${where} is listed twice; tensor names must be unique.`);
@@ -49,7 +74,10 @@ export function orderForWrite(specs: readonly TensorSpec[]): PlannedTensor[] {
     }
     const size = tensorByteLength(s.dtype, s.shape);
     if (!size.ok) {
-      throw new PmaError("TENSOR_SIZE_MISMATCH", `${where} (${s.dtype}, shape [${s.shape.join(", ")}]): ${size.reason}.`);
+      throw new PmaError(
+        "TENSOR_SIZE_MISMATCH",
+        `${where} (${s.dtype}, shape [${s.shape.join(", ")}]): ${size.reason}.`,
+      );
     }
     keyed.push({
       t: { name: s.name, dtype: s.dtype, shape: [...s.shape], byteLength: size.byteLength },
@@ -68,10 +96,16 @@ export function fileMetadata(metadata: Record<string, string> | undefined): Reco
   const out: Record<string, string> = { format: "pt" };
   for (const [k, v] of Object.entries(metadata ?? {})) {
     if (typeof v !== "string") {
-      throw new PmaError("METADATA_INVALID", `metadata key "${k}" is not a string; safetensors metadata values must be strings.`);
+      throw new PmaError(
+        "METADATA_INVALID",
+        `metadata key "${k}" is not a string; safetensors metadata values must be strings.`,
+      );
     }
     if (k === "format" && v !== "pt") {
-      throw new PmaError("METADATA_INVALID", `metadata "format" must be "pt" (transformers refuses other values), got "${v}".`);
+      throw new PmaError(
+        "METADATA_INVALID",
+        `metadata "format" must be "pt" (transformers refuses other values), got "${v}".`,
+      );
     }
     if (LONE_SURROGATE.test(k) || LONE_SURROGATE.test(v)) {
       throw new PmaError("METADATA_INVALID", `metadata key "${k}" contains an unpaired UTF-16 surrogate.`);
@@ -91,7 +125,11 @@ export interface EncodedHeader {
 }
 
 /** Encodes the header for tensors already in write order; data follows in that order. */
-export function encodeHeader(tensors: readonly PlannedTensor[], metadata: Record<string, string>, file: string): EncodedHeader {
+export function encodeHeader(
+  tensors: readonly PlannedTensor[],
+  metadata: Record<string, string>,
+  file: string,
+): EncodedHeader {
   const parts: string[] = [`${JSON.stringify(METADATA_KEY)}:${JSON.stringify(metadata)}`];
   const offsets: number[] = [];
   let offset = 0;

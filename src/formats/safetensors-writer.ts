@@ -3,7 +3,13 @@ import * as nodePath from "node:path";
 import { promisify } from "node:util";
 import { PmaError } from "../common/errors.js";
 import type { DType } from "../tensor/dtype.js";
-import { encodeHeader, fileMetadata, orderForWrite, type PlannedTensor, type TensorSpec } from "./safetensors-layout.js";
+import {
+  encodeHeader,
+  fileMetadata,
+  orderForWrite,
+  type PlannedTensor,
+  type TensorSpec,
+} from "./safetensors-layout.js";
 import { ioError, writeFully, writeFullySync } from "./positional-io.js";
 
 export type { PlannedTensor, TensorSpec } from "./safetensors-layout.js";
@@ -84,7 +90,11 @@ export function planShards(specs: TensorSpec[], shardSize: number, fileBaseName 
   }
   groups.push(current);
   const shards = groups.map((g, i) => ({ file: shardFileName(fileBaseName, i, groups.length), ...g }));
-  return { shards, totalSize, indexFile: shards.length > 1 ? `${fileBaseName}.safetensors.index.json` : null };
+  return {
+    shards,
+    totalSize,
+    indexFile: shards.length > 1 ? `${fileBaseName}.safetensors.index.json` : null,
+  };
 }
 
 interface OpenShard {
@@ -94,7 +104,10 @@ interface OpenShard {
 
 function createError(path: string, e: unknown): PmaError {
   if ((e as NodeJS.ErrnoException | undefined)?.code === "EEXIST") {
-    return new PmaError("EXISTS", `${path}: already exists; write into a fresh directory.`, { file: path, cause: e });
+    return new PmaError("EXISTS", `${path}: already exists; write into a fresh directory.`, {
+      file: path,
+      cause: e,
+    });
   }
   return ioError(path, "create", e);
 }
@@ -134,7 +147,11 @@ export class SafetensorsWriter {
     this.layouts = layouts;
   }
 
-  static async create(dir: string, specs: TensorSpec[], opts: WriterOptions = {}): Promise<SafetensorsWriter> {
+  static async create(
+    dir: string,
+    specs: TensorSpec[],
+    opts: WriterOptions = {},
+  ): Promise<SafetensorsWriter> {
     const plan = planShards(specs, opts.shardSize ?? DEFAULT_SHARD_SIZE, opts.fileBaseName);
     const metadata = fileMetadata(opts.metadata);
     const absDir = nodePath.resolve(dir);
@@ -164,7 +181,12 @@ export class SafetensorsWriter {
           throw ioError(path, "resize", e);
         }
         shard.tensors.forEach((t, i) => {
-          layouts.set(t.name, { file: path, fileOffset: header.dataStart + header.offsets[i]!, byteLength: t.byteLength, shard: open });
+          layouts.set(t.name, {
+            file: path,
+            fileOffset: header.dataStart + header.offsets[i]!,
+            byteLength: t.byteLength,
+            shard: open,
+          });
         });
       }
     } catch (e) {
@@ -176,16 +198,28 @@ export class SafetensorsWriter {
 
   layout(name: string): TensorLayout {
     const l = this.layouts.get(name);
-    if (!l) throw new PmaError("TENSOR_NOT_FOUND", `${this.dir}: the output has no tensor named "${name}".`, { file: this.dir });
+    if (!l)
+      throw new PmaError("TENSOR_NOT_FOUND", `${this.dir}: the output has no tensor named "${name}".`, {
+        file: this.dir,
+      });
     return { file: l.file, fileOffset: l.fileOffset, byteLength: l.byteLength };
   }
 
-  private target(name: string, byteOffset: number, length: number): { fd: number; path: string; position: number } {
+  private target(
+    name: string,
+    byteOffset: number,
+    length: number,
+  ): { fd: number; path: string; position: number } {
     if (this.state !== "open") {
-      throw new PmaError("INTERNAL", `${this.dir}: write of "${name}" after the writer was ${this.state}.`, { file: this.dir });
+      throw new PmaError("INTERNAL", `${this.dir}: write of "${name}" after the writer was ${this.state}.`, {
+        file: this.dir,
+      });
     }
     const l = this.layouts.get(name);
-    if (!l) throw new PmaError("TENSOR_NOT_FOUND", `${this.dir}: the output has no tensor named "${name}".`, { file: this.dir });
+    if (!l)
+      throw new PmaError("TENSOR_NOT_FOUND", `${this.dir}: the output has no tensor named "${name}".`, {
+        file: this.dir,
+      });
     if (!(Number.isSafeInteger(byteOffset) && byteOffset >= 0 && byteOffset + length <= l.byteLength)) {
       throw new PmaError(
         "RANGE_INVALID",
@@ -214,7 +248,9 @@ export class SafetensorsWriter {
    */
   async finish(): Promise<{ files: string[]; totalSize: number }> {
     if (this.state !== "open") {
-      throw new PmaError("INTERNAL", `${this.dir}: finish() on a writer that was already ${this.state}.`, { file: this.dir });
+      throw new PmaError("INTERNAL", `${this.dir}: finish() on a writer that was already ${this.state}.`, {
+        file: this.dir,
+      });
     }
     this.state = "finished";
     for (const s of this.shards) {
@@ -259,10 +295,16 @@ export async function writeShardIndex(indexPath: string, plan: ShardPlan): Promi
   entries.sort((a, b) => Buffer.compare(Buffer.from(a[0], "utf8"), Buffer.from(b[0], "utf8")));
   const weightMap: Record<string, string> = {};
   for (const [name, file] of entries) {
-    Object.defineProperty(weightMap, name, { value: file, enumerable: true, writable: true, configurable: true });
+    Object.defineProperty(weightMap, name, {
+      value: file,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
   // Same shape and spacing as huggingface_hub (indent=2, sorted keys, trailing newline).
-  const text = JSON.stringify({ metadata: { total_size: plan.totalSize }, weight_map: weightMap }, null, 2) + "\n";
+  const text =
+    JSON.stringify({ metadata: { total_size: plan.totalSize }, weight_map: weightMap }, null, 2) + "\n";
   let fd: number;
   try {
     fd = await openAsync(indexPath, "wx");
@@ -285,7 +327,11 @@ export interface TensorData {
 }
 
 /** Writes one whole safetensors file at `path` (replacing it) from in-memory tensors. */
-export async function writeSafetensors(path: string, tensors: TensorData[], metadata?: Record<string, string>): Promise<void> {
+export async function writeSafetensors(
+  path: string,
+  tensors: TensorData[],
+  metadata?: Record<string, string>,
+): Promise<void> {
   const ordered = orderForWrite(tensors);
   const byName = new Map(tensors.map((t) => [t.name, t]));
   for (const t of ordered) {

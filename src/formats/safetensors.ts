@@ -27,7 +27,12 @@ export class SafetensorsFile extends PositionalTensorFile<TensorEntry> {
   readonly headerBytes: Uint8Array;
   readonly metadata: Record<string, string>;
 
-  private constructor(source: PositionalSource, fileSize: number, headerBytes: Uint8Array, header: SafetensorsHeader) {
+  private constructor(
+    source: PositionalSource,
+    fileSize: number,
+    headerBytes: Uint8Array,
+    header: SafetensorsHeader,
+  ) {
     super(source, new Map(header.tensors.map((t) => [t.name, t])));
     this.fileSize = fileSize;
     this.headerSize = header.headerSize;

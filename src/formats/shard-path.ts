@@ -9,9 +9,13 @@ import { PmaError } from "../common/errors.js";
  */
 export function checkShardName(name: string, indexPath: string): string {
   const unsafe = (why: string): never => {
-    throw new PmaError("PATH_UNSAFE", `${indexPath}: shard file name "${name}" ${why}; refusing to read outside the checkpoint directory.`, {
-      file: indexPath,
-    });
+    throw new PmaError(
+      "PATH_UNSAFE",
+      `${indexPath}: shard file name "${name}" ${why}; refusing to read outside the checkpoint directory.`,
+      {
+        file: indexPath,
+      },
+    );
   };
   if (nodePath.posix.isAbsolute(name) || nodePath.win32.isAbsolute(name)) unsafe("is an absolute path");
   if (name.includes("\\")) unsafe("contains a backslash");
@@ -37,13 +41,21 @@ export async function staysInside(root: string, path: string): Promise<boolean> 
     real = await fs.promises.realpath(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException | undefined)?.code === "ENOENT") return true;
-    throw new PmaError("IO", `${path}: cannot resolve path: ${e instanceof Error ? e.message : String(e)}`, { file: path, cause: e });
+    throw new PmaError("IO", `${path}: cannot resolve path: ${e instanceof Error ? e.message : String(e)}`, {
+      file: path,
+      cause: e,
+    });
   }
   return !leaves(await fs.promises.realpath(root), real);
 }
 
 /** Resolves `name` under `root`; rejects it if its real path leaves the real root. */
-export async function resolveInside(root: string, name: string, indexPath: string, allowExternalSymlinks: boolean): Promise<string> {
+export async function resolveInside(
+  root: string,
+  name: string,
+  indexPath: string,
+  allowExternalSymlinks: boolean,
+): Promise<string> {
   const joined = nodePath.join(root, name);
   let realRoot: string;
   let real: string;
@@ -52,9 +64,17 @@ export async function resolveInside(root: string, name: string, indexPath: strin
     real = await fs.promises.realpath(joined);
   } catch (e) {
     if ((e as NodeJS.ErrnoException | undefined)?.code === "ENOENT") {
-      throw new PmaError("INDEX_INVALID", `${indexPath}: names shard "${name}", which does not exist in ${root}.`, { file: indexPath, cause: e });
+      throw new PmaError(
+        "INDEX_INVALID",
+        `${indexPath}: names shard "${name}", which does not exist in ${root}.`,
+        { file: indexPath, cause: e },
+      );
     }
-    throw new PmaError("IO", `${joined}: cannot resolve path: ${e instanceof Error ? e.message : String(e)}`, { file: joined, cause: e });
+    throw new PmaError(
+      "IO",
+      `${joined}: cannot resolve path: ${e instanceof Error ? e.message : String(e)}`,
+      { file: joined, cause: e },
+    );
   }
   if (allowExternalSymlinks) return joined;
   if (leaves(realRoot, real)) {

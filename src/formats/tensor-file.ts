@@ -20,7 +20,11 @@ export interface TensorSpan {
  * Opens `where` (a local path, or an already opened source) and hands the source to
  * `parse`; the source is closed if parsing fails, and owned by the returned object otherwise.
  */
-export async function openTensorFile<F>(where: string | PositionalSource, kind: string, parse: (source: PositionalSource) => Promise<F> | F): Promise<F> {
+export async function openTensorFile<F>(
+  where: string | PositionalSource,
+  kind: string,
+  parse: (source: PositionalSource) => Promise<F> | F,
+): Promise<F> {
   const source = typeof where === "string" ? await LocalFileSource.open(where, kind) : where;
   try {
     // A local clone made without Git LFS holds pointers; remote stores serve the real file.
@@ -49,7 +53,8 @@ export abstract class PositionalTensorFile<T extends TensorSpan> {
 
   /** The open source; `doing` names the operation for the error after close(). */
   protected source(doing: string): PositionalSource {
-    if (this.sourceOrNull === null) throw new PmaError("IO", `${this.path}: ${doing} after close().`, { file: this.path });
+    if (this.sourceOrNull === null)
+      throw new PmaError("IO", `${this.path}: ${doing} after close().`, { file: this.path });
     return this.sourceOrNull;
   }
 
@@ -58,19 +63,44 @@ export abstract class PositionalTensorFile<T extends TensorSpan> {
     return this.sourceOrNull?.ref ?? null;
   }
 
-  private locate(name: string, byteOffset: number, byteLength: number | undefined, into: Uint8Array | undefined) {
+  private locate(
+    name: string,
+    byteOffset: number,
+    byteLength: number | undefined,
+    into: Uint8Array | undefined,
+  ) {
     const source = this.source(`read of "${name}"`);
     const t = this.tensors.get(name);
-    if (!t) throw new PmaError("TENSOR_NOT_FOUND", `${this.path}: no tensor named ${quoted(name)}.`, { file: this.path });
+    if (!t)
+      throw new PmaError("TENSOR_NOT_FOUND", `${this.path}: no tensor named ${quoted(name)}.`, {
+        file: this.path,
+      });
     const length = byteLength ?? t.byteLength - byteOffset;
-    const valid = Number.isSafeInteger(byteOffset) && Number.isSafeInteger(length) && byteOffset >= 0 && length >= 0 && byteOffset + length <= t.byteLength;
+    const valid =
+      Number.isSafeInteger(byteOffset) &&
+      Number.isSafeInteger(length) &&
+      byteOffset >= 0 &&
+      length >= 0 &&
+      byteOffset + length <= t.byteLength;
     if (!valid) {
-      throw new PmaError("RANGE_INVALID", `${this.path}: byte range [${byteOffset}, +${length}) is outside tensor "${name}" of ${t.byteLength} bytes.`, { file: this.path });
+      throw new PmaError(
+        "RANGE_INVALID",
+        `${this.path}: byte range [${byteOffset}, +${length}) is outside tensor "${name}" of ${t.byteLength} bytes.`,
+        { file: this.path },
+      );
     }
     if (into && into.length < length) {
-      throw new PmaError("RANGE_INVALID", `${this.path}: destination of ${into.length} bytes is too small for ${length} bytes of tensor "${name}".`, { file: this.path });
+      throw new PmaError(
+        "RANGE_INVALID",
+        `${this.path}: destination of ${into.length} bytes is too small for ${length} bytes of tensor "${name}".`,
+        { file: this.path },
+      );
     }
-    return { source, position: t.fileOffset + byteOffset, target: into ? into.subarray(0, length) : new Uint8Array(length) };
+    return {
+      source,
+      position: t.fileOffset + byteOffset,
+      target: into ? into.subarray(0, length) : new Uint8Array(length),
+    };
   }
 
   /** Reads bytes [byteOffset, byteOffset + byteLength) of one tensor (to its end by default). */
@@ -83,7 +113,10 @@ export abstract class PositionalTensorFile<T extends TensorSpan> {
   /** Synchronous read; local files only (a remote source has no synchronous read). */
   readSync(name: string, byteOffset = 0, byteLength?: number, into?: Uint8Array): Uint8Array {
     const { source, position, target } = this.locate(name, byteOffset, byteLength, into);
-    if (source.readSync === undefined) throw new PmaError("IO", `${this.path}: a remote file cannot be read synchronously; use read().`, { file: this.path });
+    if (source.readSync === undefined)
+      throw new PmaError("IO", `${this.path}: a remote file cannot be read synchronously; use read().`, {
+        file: this.path,
+      });
     source.readSync(target, position);
     return target;
   }

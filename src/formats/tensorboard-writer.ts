@@ -84,8 +84,10 @@ function scalarEvent(w: ProtoWriter, s: TensorboardScalar, tags: Map<string, Uin
 }
 
 function checkScalar(s: TensorboardScalar, i: number): void {
-  if (!Number.isSafeInteger(s.step)) throw new PmaError("LOG_INVALID", `scalar ${i} (${s.tag}): step ${s.step} is not an integer.`);
-  if (!Number.isFinite(s.wallTime)) throw new PmaError("LOG_INVALID", `scalar ${i} (${s.tag}): wall time ${s.wallTime} is not finite.`);
+  if (!Number.isSafeInteger(s.step))
+    throw new PmaError("LOG_INVALID", `scalar ${i} (${s.tag}): step ${s.step} is not an integer.`);
+  if (!Number.isFinite(s.wallTime))
+    throw new PmaError("LOG_INVALID", `scalar ${i} (${s.tag}): wall time ${s.wallTime} is not finite.`);
 }
 
 /**
@@ -149,7 +151,11 @@ export async function writeTensorboardScalars(
     return;
   }
   if (mode === "create" && (await exists(path))) {
-    throw new PmaError("EXISTS", `${path} already exists; pass mode "overwrite" or "append" to replace or extend it.`, { file: path });
+    throw new PmaError(
+      "EXISTS",
+      `${path} already exists; pass mode "overwrite" or "append" to replace or extend it.`,
+      { file: path },
+    );
   }
   // Atomic publish: a reader never sees a half-written new file under the final name.
   await writeFileAtomic(path, encodeTensorboardScalars(scalars));

@@ -102,7 +102,10 @@ function scanRecords(buf: Uint8Array, base: number, left: number, file: string, 
     if (hi > 0 || lo > rest - total) return { records, consumed: p, truncated: true, need: 0 };
     const len = lo;
     if (buf.length - p < total + len) return { records, consumed: p, truncated: false, need: total + len };
-    if (maskedCrc32c(buf.subarray(p + HEADER_BYTES, p + HEADER_BYTES + len)) !== u32le(buf, p + HEADER_BYTES + len)) {
+    if (
+      maskedCrc32c(buf.subarray(p + HEADER_BYTES, p + HEADER_BYTES + len)) !==
+      u32le(buf, p + HEADER_BYTES + len)
+    ) {
       throw new PmaError(
         "LOG_INVALID",
         `${file}: corrupt TensorBoard record at byte ${base + p}: the data's CRC-32C does not match. ` +
@@ -195,7 +198,13 @@ function summaryValues(r: ProtoReader, out: { tag: string; value: number }[]): v
 
 const SESSION_STATUS = { 1: "start", 2: "stop", 3: "checkpoint" } as const;
 
-function decodeEvent(buf: Uint8Array, start: number, end: number, offset: number, view: DataView): TensorboardEvent {
+function decodeEvent(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  offset: number,
+  view: DataView,
+): TensorboardEvent {
   // Positions in ProtoErrors become file offsets: the data starts 12 bytes into the record.
   const r = new ProtoReader(buf, start, end, offset + HEADER_BYTES - start, view);
   const ev: TensorboardEvent = { offset, step: 0, wallTime: 0, values: [] };
@@ -265,12 +274,18 @@ export function parseTensorboardEvents(bytes: Uint8Array, file = "<memory>"): Te
  * record rather than the file size. The size is taken when the file is opened: bytes a
  * live writer appends afterwards are left for the next read.
  */
-export async function scanFile(path: string, onRecord: OnRecord): Promise<{ records: number; size: number; ignoredTailBytes: number }> {
+export async function scanFile(
+  path: string,
+  onRecord: OnRecord,
+): Promise<{ records: number; size: number; ignoredTailBytes: number }> {
   let fh;
   try {
     fh = await open(path, "r");
   } catch (e) {
-    throw new PmaError("IO", `${path}: cannot open TensorBoard event file (${(e as Error).message}).`, { file: path, cause: e });
+    throw new PmaError("IO", `${path}: cannot open TensorBoard event file (${(e as Error).message}).`, {
+      file: path,
+      cause: e,
+    });
   }
   try {
     const size = (await fh.stat()).size;

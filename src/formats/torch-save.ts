@@ -19,7 +19,13 @@ import { numel } from "../tensor/shape.js";
 import { rowMajorStrides } from "./dcp/chunks.js";
 import { entriesOf, isObject, loadPickle, type PyValue } from "./dcp/pickle-values.js";
 import { STORAGE_DTYPE } from "./dcp/segment-tensor.js";
-import { openForRead, readRecord, readSegmentRecords, segmentRoot, type SegmentRecord } from "./dcp/segment-zip.js";
+import {
+  openForRead,
+  readRecord,
+  readSegmentRecords,
+  segmentRoot,
+  type SegmentRecord,
+} from "./dcp/segment-zip.js";
 import type { TensorEntry } from "./safetensors-header.js";
 import { PositionalTensorFile } from "./tensor-file.js";
 
@@ -50,7 +56,11 @@ export class TorchSaveFile extends PositionalTensorFile<TensorEntry> {
 }
 
 /** Names, dtypes, shapes and absolute offsets of every tensor of the archive at `path`. */
-function readArchiveLayout(path: string): { tensors: Map<string, TensorEntry>; size: number; pickle: Uint8Array } {
+function readArchiveLayout(path: string): {
+  tensors: Map<string, TensorEntry>;
+  size: number;
+  pickle: Uint8Array;
+} {
   const fd = openForRead(path);
   try {
     const size = fstatSync(fd).size;
@@ -68,57 +78,122 @@ function readArchiveLayout(path: string): { tensors: Map<string, TensorEntry>; s
     const order = byName.get(`${root}byteorder`);
     // torch 1.13 and older wrote no byteorder record; they were little-endian only.
     if (order !== undefined && new TextDecoder().decode(readRecord(fd, path, order)).trim() !== "little") {
-      throw new PmaError("FORMAT_UNSUPPORTED", `${path}: saved big-endian; pma reads little-endian checkpoints only.`, { file: path });
+      throw new PmaError(
+        "FORMAT_UNSUPPORTED",
+        `${path}: saved big-endian; pma reads little-endian checkpoints only.`,
+        { file: path },
+      );
     }
     const pklRecord = byName.get(`${root}data.pkl`);
-    if (pklRecord === undefined) throw new PmaError("METADATA_INVALID", `${path}: the archive has no ${root}data.pkl; it is not a torch.save file.`, { file: path });
+    if (pklRecord === undefined)
+      throw new PmaError(
+        "METADATA_INVALID",
+        `${path}: the archive has no ${root}data.pkl; it is not a torch.save file.`,
+        { file: path },
+      );
     const pickle = readRecord(fd, path, pklRecord);
     const stateDict = loadPickle(pickle, path);
-    return { tensors: locateTensors(path, stateDict, (key) => byName.get(`${root}data/${key}`)), size, pickle };
+    return {
+      tensors: locateTensors(path, stateDict, (key) => byName.get(`${root}data/${key}`)),
+      size,
+      pickle,
+    };
   } finally {
     closeSync(fd);
   }
 }
 
-function locateTensors(path: string, stateDict: PyValue, record: (key: string) => SegmentRecord | undefined): Map<string, TensorEntry> {
+function locateTensors(
+  path: string,
+  stateDict: PyValue,
+  record: (key: string) => SegmentRecord | undefined,
+): Map<string, TensorEntry> {
   // An nn.Module state dict is an OrderedDict (its items arrive as BUILD state); a plain dict works too.
-  const entries = isObject(stateDict, (c) => c === "collections.OrderedDict") ? entriesOf(stateDict.state ?? null) : entriesOf(stateDict);
+  const entries = isObject(stateDict, (c) => c === "collections.OrderedDict")
+    ? entriesOf(stateDict.state ?? null)
+    : entriesOf(stateDict);
   if (entries === null) {
-    throw new PmaError("FORMAT_UNSUPPORTED", `${path}: the archive holds no state dict (a dict of tensors) at its top level, so it is not a model's weights.`, { file: path });
+    throw new PmaError(
+      "FORMAT_UNSUPPORTED",
+      `${path}: the archive holds no state dict (a dict of tensors) at its top level, so it is not a model's weights.`,
+      { file: path },
+    );
   }
   const tensors = new Map<string, TensorEntry>();
   for (const [key, value] of entries) {
-    if (typeof key !== "string") throw new PmaError("FORMAT_UNSUPPORTED", `${path}: the state dict has a key that is not a string.`, { file: path });
+    if (typeof key !== "string")
+      throw new PmaError("FORMAT_UNSUPPORTED", `${path}: the state dict has a key that is not a string.`, {
+        file: path,
+      });
     if (key === STATE_DICT_METADATA) continue;
-    if (tensors.has(key)) throw new PmaError("DUPLICATE_NAME", `${path}: tensor ${quoted(key)} appears twice.`, { file: path });
+    if (tensors.has(key))
+      throw new PmaError("DUPLICATE_NAME", `${path}: tensor ${quoted(key)} appears twice.`, { file: path });
     tensors.set(key, locateTensor(path, key, value, record));
   }
   return tensors;
 }
 
-function locateTensor(path: string, name: string, value: PyValue, record: (key: string) => SegmentRecord | undefined): TensorEntry {
+function locateTensor(
+  path: string,
+  name: string,
+  value: PyValue,
+  record: (key: string) => SegmentRecord | undefined,
+): TensorEntry {
   const bad = (what: string): never => {
     throw new PmaError("METADATA_INVALID", `${path}: tensor ${quoted(name)} ${what}.`, { file: path });
   };
   if (!isObject(value, (c) => c === "torch._utils._rebuild_tensor_v2") || value.args.length < 4) {
-    throw new PmaError("FORMAT_UNSUPPORTED", `${path}: entry ${quoted(name)} is not a plain tensor (quantized, sparse or another object); pma merges dense tensors only.`, { file: path });
+    throw new PmaError(
+      "FORMAT_UNSUPPORTED",
+      `${path}: entry ${quoted(name)} is not a plain tensor (quantized, sparse or another object); pma merges dense tensors only.`,
+      { file: path },
+    );
   }
   const [storage, storageOffset, size, stride] = value.args as [PyValue, PyValue, PyValue, PyValue];
-  const pid = typeof storage === "object" && storage !== null && !Array.isArray(storage) && !(storage instanceof Uint8Array) && storage.kind === "persid" ? storage.pid : null;
+  const pid =
+    typeof storage === "object" &&
+    storage !== null &&
+    !Array.isArray(storage) &&
+    !(storage instanceof Uint8Array) &&
+    storage.kind === "persid"
+      ? storage.pid
+      : null;
   if (!Array.isArray(pid) || pid.length < 5 || pid[0] !== "storage") return bad("has no storage reference");
   const [, cls, key, , storageNumel] = pid as [PyValue, PyValue, PyValue, PyValue, PyValue];
-  const clsName = typeof cls === "object" && cls !== null && !Array.isArray(cls) && !(cls instanceof Uint8Array) && cls.kind === "global" ? cls.name.replace(/^torch\./, "") : "";
+  const clsName =
+    typeof cls === "object" &&
+    cls !== null &&
+    !Array.isArray(cls) &&
+    !(cls instanceof Uint8Array) &&
+    cls.kind === "global"
+      ? cls.name.replace(/^torch\./, "")
+      : "";
   const dtype: DType | undefined = STORAGE_DTYPE[clsName];
   if (dtype === undefined) return bad(`has storage type ${quoted(clsName)}, which pma cannot read`);
-  const shape = isObject(size ?? null, (c) => c === "torch.Size") ? (size as { args: PyValue[] }).args[0] : size;
-  if (!Array.isArray(shape) || !shape.every((d): d is number => typeof d === "number" && Number.isSafeInteger(d) && d >= 0)) return bad("has a malformed shape");
-  if (typeof storageOffset !== "number" || typeof storageNumel !== "number" || typeof key !== "string" || !Number.isSafeInteger(storageOffset) || storageOffset < 0) {
+  const shape = isObject(size ?? null, (c) => c === "torch.Size")
+    ? (size as { args: PyValue[] }).args[0]
+    : size;
+  if (
+    !Array.isArray(shape) ||
+    !shape.every((d): d is number => typeof d === "number" && Number.isSafeInteger(d) && d >= 0)
+  )
+    return bad("has a malformed shape");
+  if (
+    typeof storageOffset !== "number" ||
+    typeof storageNumel !== "number" ||
+    typeof key !== "string" ||
+    !Number.isSafeInteger(storageOffset) ||
+    storageOffset < 0
+  ) {
     return bad("has a malformed storage reference");
   }
   const elements = numel(shape);
   const rowMajor = rowMajorStrides(shape);
   // Strides of dimensions of size 1 do not matter.
-  const contiguous = Array.isArray(stride) && stride.length === shape.length && shape.every((s, d) => s <= 1 || stride[d] === rowMajor[d]);
+  const contiguous =
+    Array.isArray(stride) &&
+    stride.length === shape.length &&
+    shape.every((s, d) => s <= 1 || stride[d] === rowMajor[d]);
   if (!contiguous && elements > 1) {
     throw new PmaError(
       "FORMAT_UNSUPPORTED",
@@ -126,10 +201,18 @@ function locateTensor(path: string, name: string, value: PyValue, record: (key: 
       { file: path },
     );
   }
-  if (storageOffset + elements > storageNumel) return bad(`lies outside its storage of ${storageNumel} elements`);
+  if (storageOffset + elements > storageNumel)
+    return bad(`lies outside its storage of ${storageNumel} elements`);
   const rec = record(key);
   if (rec === undefined) return bad(`names storage record "data/${key}", which the archive does not have`);
   const bytesPer = dtypeBits(dtype) / 8;
-  if (rec.length !== storageNumel * bytesPer) return bad(`has a storage record of ${rec.length} bytes for ${storageNumel} elements of ${dtype}`);
-  return { name, dtype, shape, byteLength: elements * bytesPer, fileOffset: rec.dataOffset + storageOffset * bytesPer };
+  if (rec.length !== storageNumel * bytesPer)
+    return bad(`has a storage record of ${rec.length} bytes for ${storageNumel} elements of ${dtype}`);
+  return {
+    name,
+    dtype,
+    shape,
+    byteLength: elements * bytesPer,
+    fileOffset: rec.dataOffset + storageOffset * bytesPer,
+  };
 }

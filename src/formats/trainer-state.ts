@@ -17,7 +17,10 @@ export const TRAINER_STATE_FILE = "trainer_state.json";
 
 /** Reads `dir/trainer_state.json`; null when the file does not exist. */
 export async function readTrainerState(dir: string): Promise<TrainerState | null> {
-  const obj = await readJsonObjectFile(join(dir, TRAINER_STATE_FILE), { code: "LOG_INVALID", what: "a trainer state" });
+  const obj = await readJsonObjectFile(join(dir, TRAINER_STATE_FILE), {
+    code: "LOG_INVALID",
+    what: "a trainer state",
+  });
   return obj === null ? null : trainerStateOf(obj);
 }
 
@@ -27,9 +30,14 @@ export function parseTrainerState(bytes: Uint8Array, where: string): TrainerStat
   try {
     obj = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
   } catch (e) {
-    throw new PmaError("LOG_INVALID", `${where}: is not valid JSON (${(e as Error).message}); a trainer state is a JSON object.`, { file: where });
+    throw new PmaError(
+      "LOG_INVALID",
+      `${where}: is not valid JSON (${(e as Error).message}); a trainer state is a JSON object.`,
+      { file: where },
+    );
   }
-  if (typeof obj !== "object" || obj === null || Array.isArray(obj)) throw new PmaError("LOG_INVALID", `${where}: a trainer state must be a JSON object.`, { file: where });
+  if (typeof obj !== "object" || obj === null || Array.isArray(obj))
+    throw new PmaError("LOG_INVALID", `${where}: a trainer state must be a JSON object.`, { file: where });
   return trainerStateOf(obj as Record<string, unknown>);
 }
 

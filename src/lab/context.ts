@@ -92,7 +92,8 @@ export class LabContext {
   }
 
   checkAborted(): void {
-    if (this.signal?.aborted === true) throw new PmaError("INTERRUPTED", "pma lab was stopped; rerun it to continue from what is cached");
+    if (this.signal?.aborted === true)
+      throw new PmaError("INTERRUPTED", "pma lab was stopped; rerun it to continue from what is cached");
   }
 
   /** The complete checkpoints of a finished run, with tokens (scanned once). */
@@ -114,14 +115,29 @@ export class LabContext {
    * pma's planner: N checkpoints V tokens apart ending at `step`, from one run or from a
    * fork's trajectory (the fork's folder, then its parent's up to the fork step).
    */
-  async window(source: string | TrajectoryPart[], step: number, count: number, intervalSteps: number, method: MethodSpec = DEFAULT_METHOD): Promise<WindowChoice> {
+  async window(
+    source: string | TrajectoryPart[],
+    step: number,
+    count: number,
+    intervalSteps: number,
+    method: MethodSpec = DEFAULT_METHOD,
+  ): Promise<WindowChoice> {
     const pool: (RunCheckpoint & { tokens: number })[] = [];
     for (const part of typeof source === "string" ? [{ dir: source }] : source) {
-      pool.push(...(await this.checkpoints(part.dir)).filter((c) => part.maxStep === undefined || c.step <= part.maxStep));
+      pool.push(
+        ...(await this.checkpoints(part.dir)).filter(
+          (c) => part.maxStep === undefined || c.step <= part.maxStep,
+        ),
+      );
     }
     const seen = new Set<number>();
     const unique = pool.filter((c) => (seen.has(c.step) ? false : (seen.add(c.step), true)));
-    const plan: MergePlan = planMerge(unique, { interval: intervalSteps * this.tps, count, at: step * this.tps, method });
+    const plan: MergePlan = planMerge(unique, {
+      interval: intervalSteps * this.tps,
+      count,
+      at: step * this.tps,
+      method,
+    });
     return {
       inputs: plan.selected.map((c) => c.path),
       steps: plan.selected.map((c) => c.step),
@@ -156,7 +172,9 @@ export class LabContext {
     const hit = this.store.cachedEval<number>(key);
     if (hit !== undefined) return hit;
     this.checkAborted();
-    const loss = await this.parent.with(async () => (await this.evaluator.evaluate(path, { corpus, split, maxTokens, batch: 16 })).loss);
+    const loss = await this.parent.with(
+      async () => (await this.evaluator.evaluate(path, { corpus, split, maxTokens, batch: 16 })).loss,
+    );
     await this.store.putEval(key, loss);
     return loss;
   }
@@ -171,14 +189,31 @@ export class LabContext {
     const hit = this.store.cachedEval<ZeroShot>(key);
     if (hit !== undefined) return hit;
     this.checkAborted();
-    this.suite ??= taskItemsFor({ corpus: "brown", tokenizer: join(path, "tokenizer.json"), options: { count, maxTokens: this.profile.data.seq_len }, ...(this.cacheDir !== undefined ? { dir: this.cacheDir } : {}) }).then(
-      (c) => new Suite(c.items, { backend: this.backend, heldout: false, ...(this.cacheDir !== undefined ? { cacheDir: this.cacheDir } : {}) }),
+    this.suite ??= taskItemsFor({
+      corpus: "brown",
+      tokenizer: join(path, "tokenizer.json"),
+      options: { count, maxTokens: this.profile.data.seq_len },
+      ...(this.cacheDir !== undefined ? { dir: this.cacheDir } : {}),
+    }).then(
+      (c) =>
+        new Suite(c.items, {
+          backend: this.backend,
+          heldout: false,
+          ...(this.cacheDir !== undefined ? { cacheDir: this.cacheDir } : {}),
+        }),
     );
     const suite = await this.suite;
     const s = await this.parent.with(() => suite.scoreCheckpoint(path));
-    const tasks = Object.fromEntries(Object.entries(s.tasks).map(([k, t]) => [k, { accuracy: t.accuracy, margin: t.margin, n: t.n }]));
+    const tasks = Object.fromEntries(
+      Object.entries(s.tasks).map(([k, t]) => [k, { accuracy: t.accuracy, margin: t.margin, n: t.n }]),
+    );
     const margins = Object.values(tasks).map((t) => t.margin);
-    const value: ZeroShot = { average: s.average, chance: s.chanceAverage, margin: margins.reduce((a, b) => a + b, 0) / margins.length, tasks };
+    const value: ZeroShot = {
+      average: s.average,
+      chance: s.chanceAverage,
+      margin: margins.reduce((a, b) => a + b, 0) / margins.length,
+      tasks,
+    };
     await this.store.putEval(key, value);
     return value;
   }

@@ -37,6 +37,9 @@ export function median(xs: readonly number[]): number {
 }
 
 /** "a (x), b (y)" for a short list of labelled numbers. */
-export function listing(items: readonly { name: string; value: number }[], fmt: (x: number) => string = nats): string {
+export function listing(
+  items: readonly { name: string; value: number }[],
+  fmt: (x: number) => string = nats,
+): string {
   return items.map((i) => `${i.name} ${fmt(i.value)}`).join(", ");
 }

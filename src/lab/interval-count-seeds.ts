@@ -16,8 +16,17 @@ export type SweepKey = "byInterval" | "byCount";
 export function meanSweep(list: readonly Sweep[]): Sweep {
   const a = list[0]!;
   const mean = (key: SweepKey): SweepPoint[] =>
-    a[key].map((x, i) => ({ setting: x.setting, count: Math.min(...list.map((s) => s[key][i]!.count)), loss: acrossSeeds(list.map((s) => s[key][i]!.loss)).mean }));
-  return { step: a.step, latest: acrossSeeds(list.map((s) => s.latest)).mean, byInterval: mean("byInterval"), byCount: mean("byCount") };
+    a[key].map((x, i) => ({
+      setting: x.setting,
+      count: Math.min(...list.map((s) => s[key][i]!.count)),
+      loss: acrossSeeds(list.map((s) => s[key][i]!.loss)).mean,
+    }));
+  return {
+    step: a.step,
+    latest: acrossSeeds(list.map((s) => s.latest)).mean,
+    byInterval: mean("byInterval"),
+    byCount: mean("byCount"),
+  };
 }
 
 /** Merged minus latest at setting i, per seed, then mean and sample sd (one seed: its difference). */
@@ -27,7 +36,9 @@ export function diffAt(list: readonly Sweep[], key: SweepKey, i: number): MeanSd
 
 /** One sweep's rows after its point (and seed) columns: tokens, sweep, setting, N used, merged, latest. */
 export function sweepRows(s: Sweep, tps: number): (string | number)[][] {
-  return [...s.byInterval.map((x) => ["V", x] as const), ...s.byCount.map((x) => ["N", x] as const)].map(([sweep, x]) => [s.step * tps, sweep, x.setting, x.count, x.loss, s.latest]);
+  return [...s.byInterval.map((x) => ["V", x] as const), ...s.byCount.map((x) => ["N", x] as const)].map(
+    ([sweep, x]) => [s.step * tps, sweep, x.setting, x.count, x.loss, s.latest],
+  );
 }
 
 /** Every seed's rows (early, then late), then the mean rows: the layout of the methods table over seeds. */

@@ -35,7 +35,11 @@ async function sweep(ctx: LabContext, dir: string, step: number, label: string):
     ctx.progress.stage("interval-count", `${label}: V=${m}x`);
     const vSteps = Math.max(1, Math.round(m * p.window.intervalSteps));
     const w = await ctx.window(dir, step, p.window.count, vSteps);
-    byInterval.push({ setting: vSteps * ctx.tps, count: w.count, loss: await ctx.heldout(await ctx.merged(w.inputs)) });
+    byInterval.push({
+      setting: vSteps * ctx.tps,
+      count: w.count,
+      loss: await ctx.heldout(await ctx.merged(w.inputs)),
+    });
   }
   const byCount: SweepPoint[] = [];
   for (const n of p.counts) {
@@ -77,14 +81,17 @@ export async function intervalCount(ctx: LabContext): Promise<Omit<ExperimentRes
   const early = meanSweep(earlies);
   const late = meanSweep(lates);
   const range = (s: SweepPoint[]) => Math.max(...s.map((x) => x.loss)) - Math.min(...s.map((x) => x.loss));
-  const ranges = { early: acrossSeeds(earlies.map((s) => range(s.byInterval))), late: acrossSeeds(lates.map((s) => range(s.byInterval))) };
+  const ranges = {
+    early: acrossSeeds(earlies.map((s) => range(s.byInterval))),
+    late: acrossSeeds(lates.map((s) => range(s.byInterval))),
+  };
   const largestV = early.byInterval.at(-1)!;
   const bestNLate = argmin(late.byCount);
   const bestNEarly = argmin(early.byCount);
   const onMeans = several ? ` (${seedsPhrase(seeds.length)})` : "";
   const vs = (list: Sweep[], key: SweepKey, f: (x: SweepPoint) => string) =>
-    meanSweep(list)[key]
-      .map((x, i) => {
+    meanSweep(list)
+      [key].map((x, i) => {
         const d = diffAt(list, key, i);
         return `${f(x)}: ${delta(d.mean)}${plusMinus(d)}`;
       })
@@ -92,9 +99,15 @@ export async function intervalCount(ctx: LabContext): Promise<Omit<ExperimentRes
   const findings: Finding[] = [
     {
       id: "interval-early-large-v-hurts",
-      claim: "Early in training, a large V reaches back into fast-changing weights and the merge can fall below the latest checkpoint.",
+      claim:
+        "Early in training, a large V reaches back into fast-changing weights and the merge can fall below the latest checkpoint.",
       measured: `early (${tokens(early.step * ctx.tps)}), merged minus latest${onMeans}: ${vs(earlies, "byInterval", (x) => vName(x, p.window.count))}.`,
-      verdict: largestV.loss > early.latest + NOISE_NATS ? "reproduced" : largestV.loss > argmin(early.byInterval).loss + NOISE_NATS ? "partly" : "not at this scale",
+      verdict:
+        largestV.loss > early.latest + NOISE_NATS
+          ? "reproduced"
+          : largestV.loss > argmin(early.byInterval).loss + NOISE_NATS
+            ? "partly"
+            : "not at this scale",
     },
     {
       id: "interval-gap-narrows",
@@ -104,20 +117,30 @@ export async function intervalCount(ctx: LabContext): Promise<Omit<ExperimentRes
     },
     {
       id: "count-more-is-better-late",
-      claim: "Late in training, more checkpoints merge better (N=15 about 1 point above N=3); early, more checkpoints can hurt.",
+      claim:
+        "Late in training, more checkpoints merge better (N=15 about 1 point above N=3); early, more checkpoints can hurt.",
       measured:
         `late${onMeans}: ${vs(lates, "byCount", nName)} (best N=${bestNLate.setting}); ` +
         `early: ${vs(earlies, "byCount", nName)} (best N=${bestNEarly.setting}).`,
       verdict: ((): Verdict => {
         const lateMore = late.byCount.at(-1)!.loss < late.byCount[0]!.loss - NOISE_NATS;
         const earlyFewer = bestNEarly.setting < bestNLate.setting;
-        return lateMore && earlyFewer ? "reproduced" : lateMore || earlyFewer ? "partly" : "not at this scale";
+        return lateMore && earlyFewer
+          ? "reproduced"
+          : lateMore || earlyFewer
+            ? "partly"
+            : "not at this scale";
       })(),
     },
   ];
   // pma tune against the same recipes, on seed 0's run and the same held-out windows.
   ctx.progress.stage("interval-count", "pma tune");
-  findings.push(tuneFinding(await ctx.parent.with(async () => tuneCheck(ctx, await dirs[0]!, ctx.store.path("tune"))), several ? "on seed 0's run" : undefined));
+  findings.push(
+    tuneFinding(
+      await ctx.parent.with(async () => tuneCheck(ctx, await dirs[0]!, ctx.store.path("tune"))),
+      several ? "on seed 0's run" : undefined,
+    ),
+  );
   // Bars of merged minus latest: the sign says at a glance whether a setting beats the
   // latest checkpoint; one group per setting, early and late side by side; over seeds,
   // the mean difference with an error bar of one sample sd.
@@ -126,18 +149,25 @@ export async function intervalCount(ctx: LabContext): Promise<Omit<ExperimentRes
       name: name(x),
       bars: [earlies, lates].map((list, j) => {
         const d = diffAt(list, key, i);
-        return { name: `${j === 0 ? "early" : "late"} (${tokens(list[0]!.step * ctx.tps)})`, value: d.mean, ...(d.sd !== undefined ? { error: d.sd } : {}) };
+        return {
+          name: `${j === 0 ? "early" : "late"} (${tokens(list[0]!.step * ctx.tps)})`,
+          value: d.mean,
+          ...(d.sd !== undefined ? { error: d.sd } : {}),
+        };
       }),
     }));
   const errorBars = several ? ` Means over ${seeds.length} seeds; error bars: -/+ one sample sd.` : "";
   return {
     id: "interval-count",
     title: "Interval V and number N of merged checkpoints",
-    paper: "Section 4.3, Fig. 5: V from 4B to 32B at N=10; N in {3, 6, 10, 15} at V=8B; early (204B) and late.",
+    paper:
+      "Section 4.3, Fig. 5: V from 4B to 32B at N=10; N in {3, 6, 10, 15} at V=8B; early (204B) and late.",
     setup:
       `Dense run, early point ${tokens(early.step * ctx.tps)} and late point ${tokens(late.step * ctx.tps)} tokens. ` +
       `V in {${early.byInterval.map((x) => tokens(x.setting)).join(", ")}} at N=${p.window.count}; N in {${p.counts.join(", ")}} at V=${tokens(p.window.intervalSteps * ctx.tps)}; SMA.` +
-      (several ? ` On each of the ${seeds.length} seeds' dense runs (seeds 0-${seeds.length - 1}); numbers are ${seedsPhrase(seeds.length)}, differences taken within a seed.` : ""),
+      (several
+        ? ` On each of the ${seeds.length} seeds' dense runs (seeds 0-${seeds.length - 1}); numbers are ${seedsPhrase(seeds.length)}, differences taken within a seed.`
+        : ""),
     findings,
     figures: [
       {
@@ -164,7 +194,9 @@ export async function intervalCount(ctx: LabContext): Promise<Omit<ExperimentRes
             id: "interval-count",
             title: "Held-out loss by V and N",
             columns: ["point", "tokens", "sweep", "setting", "N used", "merged", "latest"],
-            rows: [early, late].flatMap((s, i) => sweepRows(s, ctx.tps).map((r) => [i === 0 ? "early" : "late", ...r])),
+            rows: [early, late].flatMap((s, i) =>
+              sweepRows(s, ctx.tps).map((r) => [i === 0 ? "early" : "late", ...r]),
+            ),
           },
     ],
   };

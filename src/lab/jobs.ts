@@ -55,7 +55,11 @@ export interface ChildResult {
 /** CPU seconds used by all lab workers of this process so far (for the time breakdown). */
 export const childCpu = { seconds: 0 };
 
-export function runInChild(job: LabJob, onEvent: (e: JobEvent) => void, signal?: AbortSignal): Promise<ChildResult> {
+export function runInChild(
+  job: LabJob,
+  onEvent: (e: JobEvent) => void,
+  signal?: AbortSignal,
+): Promise<ChildResult> {
   return new Promise((resolvePromise, reject) => {
     // The flag is the worker module's own constant (not imported: that would load the trainer here).
     const child = fork(WORKER, ["--pma-lab-worker"], {
@@ -80,14 +84,23 @@ export function runInChild(job: LabJob, onEvent: (e: JobEvent) => void, signal?:
       if (m.type === "done") {
         childCpu.seconds += m.cpuSeconds;
         finish(() => resolvePromise({ result: m.result, cpuSeconds: m.cpuSeconds }));
-      }
-      else if (m.type === "error") finish(() => reject(new PmaError((m.code ?? "INTERNAL") as PmaErrorCode, m.message)));
+      } else if (m.type === "error")
+        finish(() => reject(new PmaError((m.code ?? "INTERNAL") as PmaErrorCode, m.message)));
       else onEvent(m);
     });
     child.on("exit", (code, sig) => {
-      finish(() => reject(new PmaError("INTERNAL", `lab worker exited (${sig ?? `status ${code}`}) before finishing its job${stderr === "" ? "" : `:\n${stderr}`}`)));
+      finish(() =>
+        reject(
+          new PmaError(
+            "INTERNAL",
+            `lab worker exited (${sig ?? `status ${code}`}) before finishing its job${stderr === "" ? "" : `:\n${stderr}`}`,
+          ),
+        ),
+      );
     });
-    child.on("error", (e) => finish(() => reject(new PmaError("INTERNAL", `cannot start a lab worker: ${e.message}`, { cause: e }))));
+    child.on("error", (e) =>
+      finish(() => reject(new PmaError("INTERNAL", `cannot start a lab worker: ${e.message}`, { cause: e }))),
+    );
     child.send({ type: "job", job });
     if (signal?.aborted === true) onAbort();
   });

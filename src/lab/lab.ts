@@ -31,7 +31,10 @@ import { spike } from "./spike.js";
 import { stableMerge } from "./stable-merge.js";
 import { hashOf, LAB_VERSION, LabStore } from "./store.js";
 
-export const EXPERIMENTS: Record<ExperimentId, (ctx: LabContext) => Promise<Omit<ExperimentResult, "seconds">>> = {
+export const EXPERIMENTS: Record<
+  ExperimentId,
+  (ctx: LabContext) => Promise<Omit<ExperimentResult, "seconds">>
+> = {
   "stable-merge": stableMerge,
   anneal,
   methods,
@@ -92,14 +95,34 @@ export function modelSummaries(p: LabProfile): ModelSummary[] {
   const out: ModelSummary[] = [];
   for (const preset of ["dense", "moe"] as const) {
     const size = preset === "dense" ? p.dense : p.moe;
-    const cfg = modelConfigFor({ preset, num_key_value_heads: size.num_attention_heads, head_dim: size.hidden_size / size.num_attention_heads, max_position_embeddings: p.data.seq_len, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true, initializer_range: 0.02, num_local_experts: 0, num_experts_per_tok: 2, router_aux_loss_coef: 0.01, ...size }, p.data.vocab_size, 0);
+    const cfg = modelConfigFor(
+      {
+        preset,
+        num_key_value_heads: size.num_attention_heads,
+        head_dim: size.hidden_size / size.num_attention_heads,
+        max_position_embeddings: p.data.seq_len,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10000,
+        tie_word_embeddings: true,
+        initializer_range: 0.02,
+        num_local_experts: 0,
+        num_experts_per_tok: 2,
+        router_aux_loss_coef: 0.01,
+        ...size,
+      },
+      p.data.vocab_size,
+      0,
+    );
     const layout = paramLayout(cfg);
     const last = layout[layout.length - 1]!;
     const parameters = last.offset + last.size;
     const arch = `d_model ${size.hidden_size}, ${size.num_hidden_layers} layers, ${size.num_attention_heads} heads, vocab ${p.data.vocab_size}, tied embeddings, sequence ${p.data.seq_len}`;
     out.push({
       name: preset === "dense" ? "dense" : "MoE",
-      description: preset === "dense" ? `Llama-style (${arch}, SwiGLU ${size.intermediate_size})` : `Mixtral-style (${arch}, ${p.moe.num_local_experts} SwiGLU experts of ${size.intermediate_size}, top-2)`,
+      description:
+        preset === "dense"
+          ? `Llama-style (${arch}, SwiGLU ${size.intermediate_size})`
+          : `Mixtral-style (${arch}, ${p.moe.num_local_experts} SwiGLU experts of ${size.intermediate_size}, top-2)`,
       parameters,
       nonEmbedding: parameters - p.data.vocab_size * size.hidden_size,
     });
@@ -131,14 +154,29 @@ export async function runLab(opts: LabOptions): Promise<LabResult> {
   const base = typeof opts.profile === "object" ? opts.profile : labProfile(opts.profile ?? "quick");
   const profile = opts.seeds === undefined ? base : withSeeds(base, opts.seeds);
   const ids = opts.experiments ?? EXPERIMENT_IDS;
-  for (const id of ids) if (!EXPERIMENT_IDS.includes(id)) throw new PmaError("USAGE", `unknown experiment "${id}" (experiments: ${EXPERIMENT_IDS.join(", ")})`);
+  for (const id of ids)
+    if (!EXPERIMENT_IDS.includes(id))
+      throw new PmaError("USAGE", `unknown experiment "${id}" (experiments: ${EXPERIMENT_IDS.join(", ")})`);
   const store = new LabStore(opts.dir, opts.fresh ?? false);
   const progress = opts.progress ?? SILENT_PROGRESS;
   const slots = new Slots(2);
   const runs = new LabRuns(store, slots, progress, opts.signal, opts.cacheDir);
   const backend = await scoringBackend();
-  const evaluator = new Evaluator({ backend, ...(opts.cacheDir !== undefined ? { cacheDir: opts.cacheDir } : {}) });
-  const ctx = new LabContext(profile, store, slots, runs, progress, evaluator, backend, opts.cacheDir, opts.signal);
+  const evaluator = new Evaluator({
+    backend,
+    ...(opts.cacheDir !== undefined ? { cacheDir: opts.cacheDir } : {}),
+  });
+  const ctx = new LabContext(
+    profile,
+    store,
+    slots,
+    runs,
+    progress,
+    evaluator,
+    backend,
+    opts.cacheDir,
+    opts.signal,
+  );
   try {
     const chosen = EXPERIMENT_IDS.filter((id) => ids.includes(id));
     // allSettled: one failing experiment must not pull the backend from under the others.
@@ -159,7 +197,11 @@ export async function runLab(opts: LabOptions): Promise<LabResult> {
       }),
     );
     const results = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
-    const failed = settled.flatMap((s, i) => (s.status === "rejected" ? [{ id: chosen[i]!, error: s.reason instanceof Error ? s.reason.message : String(s.reason) }] : []));
+    const failed = settled.flatMap((s, i) =>
+      s.status === "rejected"
+        ? [{ id: chosen[i]!, error: s.reason instanceof Error ? s.reason.message : String(s.reason) }]
+        : [],
+    );
     return {
       profile,
       dir: store.dir,

@@ -59,7 +59,13 @@ function hvpBatches(stream: TokenStream, S: number, B: number, count: number): B
 }
 
 /** delta_i' H delta_j about each choice of theta*, and what the quadratic model predicts from it. */
-async function crossTermsAbout(ctx: LabContext, model: Model, batches: Batch[], thetas: Float32Array[], centers: readonly (readonly [string, Float32Array])[]): Promise<CenterResult[]> {
+async function crossTermsAbout(
+  ctx: LabContext,
+  model: Model,
+  batches: Batch[],
+  thetas: Float32Array[],
+  centers: readonly (readonly [string, Float32Array])[],
+): Promise<CenterResult[]> {
   const out: CenterResult[] = [];
   for (const [name, center] of centers) {
     const terms = await crossTerms(model, batches, center, thetas, {
@@ -78,7 +84,14 @@ async function crossTermsAbout(ctx: LabContext, model: Model, batches: Batch[], 
  * merge: a grid for the contour plot, and the loss at each checkpoint's projection and
  * at the merge.
  */
-async function lossPlane(ctx: LabContext, config: ModelConfig, stream: TokenStream, thetas: Float32Array[], avg: Float32Array, annealed: Float32Array) {
+async function lossPlane(
+  ctx: LabContext,
+  config: ModelConfig,
+  stream: TokenStream,
+  thetas: Float32Array[],
+  avg: Float32Array,
+  annealed: Float32Array,
+) {
   const m = ctx.profile.mechanism;
   const plane = pcaPlane(thetas, avg);
   const star = project(plane, annealed);
@@ -87,9 +100,20 @@ async function lossPlane(ctx: LabContext, config: ModelConfig, stream: TokenStre
   const reach = Math.max(...plane.coords.map((c) => Math.hypot(c.x, c.y)));
   const showStar = Math.hypot(star.x, star.y) <= 3 * reach;
   const marks = [...plane.coords, { x: 0, y: 0 }, ...(showStar ? [star] : [])];
-  const xs = gridAxis(marks.map((c) => c.x), m.grid);
-  const ys = gridAxis(marks.map((c) => c.y), m.grid);
-  const evalModel = createModel(config, ctx.backend, { batch: 16, seq: ctx.profile.data.seq_len }, { forwardOnly: true });
+  const xs = gridAxis(
+    marks.map((c) => c.x),
+    m.grid,
+  );
+  const ys = gridAxis(
+    marks.map((c) => c.y),
+    m.grid,
+  );
+  const evalModel = createModel(
+    config,
+    ctx.backend,
+    { batch: 16, seq: ctx.profile.data.seq_len },
+    { forwardOnly: true },
+  );
   const evaluator = new HeldoutEvaluator(evalModel, stream, m.gridTokens);
   const at = new Float32Array(avg.length);
   const onPlane = (x: number, y: number): number => {
@@ -114,25 +138,39 @@ async function lossPlane(ctx: LabContext, config: ModelConfig, stream: TokenStre
 }
 
 /** The three claims of section 4.6, each with what this run measured and a verdict. */
-function mechanismFindings(ctx: LabContext, k: number, a: MechanismAnalysis, heldCk: number[], heldMerged: number): Finding[] {
+function mechanismFindings(
+  ctx: LabContext,
+  k: number,
+  a: MechanismAnalysis,
+  heldCk: number[],
+  heldMerged: number,
+): Finding[] {
   const p = ctx.profile;
   const m = p.mechanism;
   const { centers, batchLosses, batchMerged, plane, star, planeCk, planeMerged } = a;
   const measuredGain = batchMerged - mean(batchLosses);
   const [ann, avgC] = centers as [CenterResult, CenterResult];
   const predicted = ann.check.predictedGain;
-  const agree = Math.sign(predicted) === Math.sign(measuredGain) && Math.abs(predicted - measuredGain) <= 0.5 * Math.abs(measuredGain);
+  const agree =
+    Math.sign(predicted) === Math.sign(measuredGain) &&
+    Math.abs(predicted - measuredGain) <= 0.5 * Math.abs(measuredGain);
   const fmtM = (x: number) => x.toExponential(2);
   const findings: Finding[] = [
     {
       id: "hessian-offdiagonal-negative",
-      claim: "The off-diagonal terms delta_i' H delta_j are predominantly negative (the deviations are complementary).",
+      claim:
+        "The off-diagonal terms delta_i' H delta_j are predominantly negative (the deviations are complementary).",
       measured:
         `theta* = annealed model at ${tokens(p.denseSteps * ctx.tps)}: ${(ann.check.negativeShare * 100).toFixed(0)}% of off-diagonal terms negative ` +
         `(sum ${fmtM(ann.check.offDiagonalSum)}, diagonal sum ${fmtM(ann.check.bound / Math.max(1, k - 1))}); ` +
         `theta* = the merge: ${(avgC.check.negativeShare * 100).toFixed(0)}% negative (sum ${fmtM(avgC.check.offDiagonalSum)}, which must equal minus the diagonal sum ${fmtM(-avgC.check.bound / Math.max(1, k - 1))} since the deltas sum to zero). ` +
         `Finite-difference asymmetry ${(ann.terms.asymmetry * 100).toFixed(2)}% / ${(avgC.terms.asymmetry * 100).toFixed(2)}%.`,
-      verdict: ann.check.negativeShare > 0.5 ? "reproduced" : ann.check.negativeShare > 0 ? "partly" : "not at this scale",
+      verdict:
+        ann.check.negativeShare > 0.5
+          ? "reproduced"
+          : ann.check.negativeShare > 0
+            ? "partly"
+            : "not at this scale",
     },
     {
       id: "inequality-15",
@@ -141,27 +179,44 @@ function mechanismFindings(ctx: LabContext, k: number, a: MechanismAnalysis, hel
         `(15) ${ann.check.holds ? "holds" : "fails"} about the annealed model (${fmtM(ann.check.offDiagonalSum)} vs (k-1) sum diag ${fmtM(ann.check.bound)}) and ` +
         `${avgC.check.holds ? "holds" : "fails"} about the merge. Predicted L(merge) - mean L(checkpoints): ${delta(predicted)} (annealed theta*), ${delta(avgC.check.predictedGain)} (merge theta*); ` +
         `measured on the same ${tokens(m.hvpBatches * p.data.micro_batch * p.data.seq_len)} tokens: ${delta(measuredGain)}; on ${tokens(p.evalTokens)} held-out tokens: ${delta(heldMerged - mean(heldCk))}.`,
-      verdict: ((): Verdict => (ann.check.holds && measuredGain < 0 ? (agree ? "reproduced" : "partly") : ann.check.holds === measuredGain < 0 ? "partly" : "not at this scale"))(),
+      verdict: ((): Verdict =>
+        ann.check.holds && measuredGain < 0
+          ? agree
+            ? "reproduced"
+            : "partly"
+          : ann.check.holds === measuredGain < 0
+            ? "partly"
+            : "not at this scale")(),
     },
     {
       id: "loss-plane",
-      claim: "On a plane through the checkpoints, the merge sits nearer the low-loss region than the individual checkpoints (Fig. 8).",
+      claim:
+        "On a plane through the checkpoints, the merge sits nearer the low-loss region than the individual checkpoints (Fig. 8).",
       measured:
         `plane of the first two principal directions (${(plane.explained[0] * 100).toFixed(0)}% + ${(plane.explained[1] * 100).toFixed(0)}% of the window's spread); ` +
         `loss on the plane at the merge ${planeMerged.toFixed(4)} vs the checkpoints' projections ${planeCk.map((x) => x.toFixed(4)).join(", ")}; ` +
         `the annealed model is ${star.offPlane.toFixed(2)} off the plane (checkpoints are ${mean(plane.coords.map((c) => Math.hypot(c.x, c.y))).toFixed(2)} from the merge on average).`,
-      verdict: planeCk.every((x) => planeMerged < x) ? "reproduced" : planeCk.some((x) => planeMerged < x) ? "partly" : "not at this scale",
+      verdict: planeCk.every((x) => planeMerged < x)
+        ? "reproduced"
+        : planeCk.some((x) => planeMerged < x)
+          ? "partly"
+          : "not at this scale",
     },
   ];
   return findings;
 }
 
-type MechanismAnalysis = { centers: CenterResult[]; batchLosses: number[]; batchMerged: number } & Awaited<ReturnType<typeof lossPlane>>;
+type MechanismAnalysis = { centers: CenterResult[]; batchLosses: number[]; batchMerged: number } & Awaited<
+  ReturnType<typeof lossPlane>
+>;
 
 export async function mechanism(ctx: LabContext): Promise<Omit<ExperimentResult, "seconds">> {
   const p = ctx.profile;
   const m = p.mechanism;
-  const [denseDir, annealDir] = await Promise.all([ctx.runs.ensure(denseSpec(p)), ctx.runs.ensure(annealSpec(p, ctx.store))]);
+  const [denseDir, annealDir] = await Promise.all([
+    ctx.runs.ensure(denseSpec(p)),
+    ctx.runs.ensure(annealSpec(p, ctx.store)),
+  ]);
   const w = await ctx.window(denseDir, p.denseSteps, m.k, p.window.intervalSteps);
   const k = w.inputs.length;
   const mergedPath = await ctx.merged(w.inputs);
@@ -176,7 +231,11 @@ export async function mechanism(ctx: LabContext): Promise<Omit<ExperimentResult,
     for (const path of w.inputs) thetas.push(await loadVector(model, path));
     const annealed = await loadVector(model, annealedPath);
     const avg = combine(thetas, w.coefficients);
-    const stream = new SplitTokens(ctx.cacheDir).get("brown", "validation", join(w.inputs[0]!, "tokenizer.json"));
+    const stream = new SplitTokens(ctx.cacheDir).get(
+      "brown",
+      "validation",
+      join(w.inputs[0]!, "tokenizer.json"),
+    );
     const batches = hvpBatches(stream, p.data.seq_len, p.data.micro_batch, m.hvpBatches);
     const centers = await crossTermsAbout(ctx, model, batches, thetas, [
       ["annealed model", annealed],
@@ -184,7 +243,12 @@ export async function mechanism(ctx: LabContext): Promise<Omit<ExperimentResult,
     ]);
     const batchLosses = thetas.map((t) => lossAt(model, t, batches));
     const batchMerged = lossAt(model, avg, batches);
-    return { centers, batchLosses, batchMerged, ...(await lossPlane(ctx, config, stream, thetas, avg, annealed)) };
+    return {
+      centers,
+      batchLosses,
+      batchMerged,
+      ...(await lossPlane(ctx, config, stream, thetas, avg, annealed)),
+    };
   });
 
   const { centers, batchLosses, plane, star, showStar, xs, ys, z } = analysis;
@@ -203,7 +267,8 @@ export async function mechanism(ctx: LabContext): Promise<Omit<ExperimentResult,
   return {
     id: "mechanism",
     title: "Why merging works",
-    paper: "Section 4.6, Eqs. 6-15 and Fig. 8: negative Hessian cross terms; loss contours with the checkpoints and the merge.",
+    paper:
+      "Section 4.6, Eqs. 6-15 and Fig. 8: negative Hessian cross terms; loss contours with the checkpoints and the merge.",
     setup:
       `Window: the dense run's ${k} checkpoints ${tokens(p.window.intervalSteps * ctx.tps)} apart ending at ${tokens(p.denseSteps * ctx.tps)} (steps ${w.steps.join(", ")}), merged with SMA. ` +
       `theta* = the annealed model of experiment 2 at the same token count (the nearest thing to the minimum the constant-LR iterates move around, and independent of the window), ` +
@@ -224,7 +289,9 @@ export async function mechanism(ctx: LabContext): Promise<Omit<ExperimentResult,
         points: [
           ...plane.coords.map((c, i) => ({ x: c.x, y: c.y, label: labels[i]!, kind: "checkpoint" as const })),
           { x: 0, y: 0, label: "merge (SMA)", kind: "merge" as const },
-          ...(showStar ? [{ x: star.x, y: star.y, label: "annealed (projected)", kind: "reference" as const }] : []),
+          ...(showStar
+            ? [{ x: star.x, y: star.y, label: "annealed (projected)", kind: "reference" as const }]
+            : []),
         ],
       },
     ],
@@ -232,8 +299,22 @@ export async function mechanism(ctx: LabContext): Promise<Omit<ExperimentResult,
       {
         id: "mechanism",
         title: "Checkpoints of the window",
-        columns: ["tokens", "held-out loss", "loss on HVP tokens", "g'delta (annealed theta*)", "delta'H delta (annealed theta*)", "delta'H delta (merge theta*)"],
-        rows: w.steps.map((s, i) => [s * ctx.tps, heldCk[i]!, batchLosses[i]!, ann.terms.linear[i]!, ann.terms.matrix[i]![i]!, avgC.terms.matrix[i]![i]!]),
+        columns: [
+          "tokens",
+          "held-out loss",
+          "loss on HVP tokens",
+          "g'delta (annealed theta*)",
+          "delta'H delta (annealed theta*)",
+          "delta'H delta (merge theta*)",
+        ],
+        rows: w.steps.map((s, i) => [
+          s * ctx.tps,
+          heldCk[i]!,
+          batchLosses[i]!,
+          ann.terms.linear[i]!,
+          ann.terms.matrix[i]![i]!,
+          avgC.terms.matrix[i]![i]!,
+        ]),
       },
     ],
   };

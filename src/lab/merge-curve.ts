@@ -33,7 +33,12 @@ export interface SeedsPoint {
 }
 
 /** Latest vs SMA(N at V) at each step of `steps` of one run. */
-export async function mergeCurve(ctx: LabContext, experiment: string, spec: RunSpec, steps: number[]): Promise<MergeCurvePoint[]> {
+export async function mergeCurve(
+  ctx: LabContext,
+  experiment: string,
+  spec: RunSpec,
+  steps: number[],
+): Promise<MergeCurvePoint[]> {
   const dir = await ctx.runs.ensure(spec);
   const { count, intervalSteps } = ctx.profile.window;
   const out: MergeCurvePoint[] = [];
@@ -41,7 +46,13 @@ export async function mergeCurve(ctx: LabContext, experiment: string, spec: RunS
     ctx.progress.stage(experiment, `${spec.name}: point ${i + 1}/${steps.length}`);
     const w = await ctx.window(dir, step, count, intervalSteps);
     const merged = await ctx.merged(w.inputs);
-    out.push({ step, tokens: step * ctx.tps, latest: await ctx.heldout(checkpointDir(dir, step)), merged: await ctx.heldout(merged), count: w.count });
+    out.push({
+      step,
+      tokens: step * ctx.tps,
+      latest: await ctx.heldout(checkpointDir(dir, step)),
+      merged: await ctx.heldout(merged),
+      count: w.count,
+    });
   }
   return out;
 }

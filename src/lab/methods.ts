@@ -35,7 +35,11 @@ async function at(ctx: LabContext, dir: string, step: number): Promise<MethodsAt
   for (const m of METHODS) {
     const w = await ctx.window(dir, step, count, intervalSteps, m.spec);
     n = w.count;
-    losses.push({ name: m.name, value: await ctx.heldout(await ctx.merged(w.inputs, m.spec)), coefficients: w.coefficients });
+    losses.push({
+      name: m.name,
+      value: await ctx.heldout(await ctx.merged(w.inputs, m.spec)),
+      coefficients: w.coefficients,
+    });
   }
   return { step, latest: await ctx.heldout(checkpointDir(dir, step)), count: n, losses };
 }
@@ -47,7 +51,11 @@ function meanAt(list: MethodsAt[]): MethodsAt {
     step: a.step,
     latest: acrossSeeds(list.map((x) => x.latest)).mean,
     count: Math.min(...list.map((x) => x.count)),
-    losses: a.losses.map((l, i) => ({ name: l.name, coefficients: l.coefficients, value: acrossSeeds(list.map((x) => x.losses[i]!.value)).mean })),
+    losses: a.losses.map((l, i) => ({
+      name: l.name,
+      coefficients: l.coefficients,
+      value: acrossSeeds(list.map((x) => x.losses[i]!.value)).mean,
+    })),
   };
 }
 
@@ -73,7 +81,8 @@ export async function methods(ctx: LabContext): Promise<Omit<ExperimentResult, "
   const early = meanAt(earlies);
   const late = meanAt(lates);
   const v = (a: MethodsAt, name: string) => a.losses.find((l) => l.name === name)!.value;
-  const spread = (a: MethodsAt) => Math.max(...a.losses.map((l) => l.value)) - Math.min(...a.losses.map((l) => l.value));
+  const spread = (a: MethodsAt) =>
+    Math.max(...a.losses.map((l) => l.value)) - Math.min(...a.losses.map((l) => l.value));
   // Differences are taken within a seed, then averaged: one seed gives its own numbers.
   const perSeed = (list: MethodsAt[], f: (a: MethodsAt) => number) => acrossSeeds(list.map(f));
   const wmaSma = perSeed(earlies, (a) => v(a, "WMA") - v(a, "SMA"));
@@ -87,11 +96,17 @@ export async function methods(ctx: LabContext): Promise<Omit<ExperimentResult, "
       id: "methods-all-improve",
       claim: "Every merging method improves on the latest checkpoint.",
       measured: `methods better than the latest by more than ${NOISE_NATS}${several ? ` on the mean over ${seeds.length} seeds` : ""}: ${allBeat(early)}/${METHODS.length} early (${tokens(early.step * ctx.tps)}), ${allBeat(late)}/${METHODS.length} late (${tokens(late.step * ctx.tps)}).`,
-      verdict: allBeat(early) === METHODS.length && allBeat(late) === METHODS.length ? "reproduced" : allBeat(early) + allBeat(late) > 0 ? "partly" : "not at this scale",
+      verdict:
+        allBeat(early) === METHODS.length && allBeat(late) === METHODS.length
+          ? "reproduced"
+          : allBeat(early) + allBeat(late) > 0
+            ? "partly"
+            : "not at this scale",
     },
     {
       id: "methods-wma-early",
-      claim: "Early in training, weighting recent checkpoints more (WMA) works best, and EMA a=0.2 beats EMA a=0.1.",
+      claim:
+        "Early in training, weighting recent checkpoints more (WMA) works best, and EMA a=0.2 beats EMA a=0.1.",
       measured:
         `early${onMeans}: best ${earlyBest.name} (${earlyBest.value.toFixed(4)}); WMA minus SMA ${delta(wmaSma.mean)}${plusMinus(wmaSma)}; ` +
         `EMA 0.2 minus EMA 0.1 ${delta(emaOrder.mean)}${plusMinus(emaOrder)}.`,
@@ -124,8 +139,15 @@ export async function methods(ctx: LabContext): Promise<Omit<ExperimentResult, "
       `The dense run's N=${p.window.count} checkpoints V=${tokens(p.window.intervalSteps * ctx.tps)} apart ending at ${tokens(early.step * ctx.tps)} (early) and ` +
       `${tokens(late.step * ctx.tps)} (late), merged with each method. EMA follows the recursion of Eq. 4 (oldest weight (1-a)^(N-1)); ` +
       `WSM coefficients are those that imitate decaying the LR by that shape over the window (pma merge --method wsm). ` +
-      `Coefficients at N=${early.count}: ${METHODS.map((m) => `${m.name} [${coefficientsFor(m.spec, early.count).map((c) => c.toFixed(2)).join(", ")}]`).join("; ")}.` +
-      (several ? ` On each of the ${seeds.length} seeds' dense runs (seeds 0-${seeds.length - 1}); numbers are ${seedsPhrase(seeds.length)}, differences taken within a seed.` : ""),
+      `Coefficients at N=${early.count}: ${METHODS.map(
+        (m) =>
+          `${m.name} [${coefficientsFor(m.spec, early.count)
+            .map((c) => c.toFixed(2))
+            .join(", ")}]`,
+      ).join("; ")}.` +
+      (several
+        ? ` On each of the ${seeds.length} seeds' dense runs (seeds 0-${seeds.length - 1}); numbers are ${seedsPhrase(seeds.length)}, differences taken within a seed.`
+        : ""),
     findings,
     figures: [
       {
@@ -145,7 +167,12 @@ export async function methods(ctx: LabContext): Promise<Omit<ExperimentResult, "
             id: "methods",
             title: "Held-out loss by method, per seed and mean",
             columns: ["point", "seed", "tokens", "latest", ...METHODS.map((m) => m.name)],
-            rows: [...earlies.map((a, k) => ["early", k, a] as const), ...lates.map((a, k) => ["late", k, a] as const), ["early", "mean", early] as const, ["late", "mean", late] as const].map(([point, seed, a]) => [
+            rows: [
+              ...earlies.map((a, k) => ["early", k, a] as const),
+              ...lates.map((a, k) => ["late", k, a] as const),
+              ["early", "mean", early] as const,
+              ["late", "mean", late] as const,
+            ].map(([point, seed, a]) => [
               point,
               seed,
               a.step * ctx.tps,
@@ -157,7 +184,12 @@ export async function methods(ctx: LabContext): Promise<Omit<ExperimentResult, "
             id: "methods",
             title: "Held-out loss by method",
             columns: ["point", "tokens", "latest", ...METHODS.map((m) => m.name)],
-            rows: [early, late].map((a, i) => [i === 0 ? "early" : "late", a.step * ctx.tps, a.latest, ...a.losses.map((l) => l.value)]),
+            rows: [early, late].map((a, i) => [
+              i === 0 ? "early" : "late",
+              a.step * ctx.tps,
+              a.latest,
+              ...a.losses.map((l) => l.value),
+            ]),
           },
     ],
   };

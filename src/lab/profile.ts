@@ -56,9 +56,23 @@ export interface LabProfile {
   intervals: number[];
   counts: number[];
   /** Experiment 5: continued training on WordNet glosses. */
-  ct: { steps: number; warmupSteps: number; schedules: { peak: number; end: number }[]; checkpointEvery: number; evalTokens: number };
+  ct: {
+    steps: number;
+    warmupSteps: number;
+    schedules: { peak: number; end: number }[];
+    checkpointEvery: number;
+    evalTokens: number;
+  };
   /** Experiment 6: answers-only fine-tuning on WordNet question-answer pairs. */
-  sft: { steps: number; warmupSteps: number; lrs: number[]; endFactor: number; batch: number; seq: number; questions: number };
+  sft: {
+    steps: number;
+    warmupSteps: number;
+    lrs: number[];
+    endFactor: number;
+    batch: number;
+    seq: number;
+    questions: number;
+  };
   /** Experiment 7: the MoE run's LR is multiplied by `factor` after `atStep`. */
   spike: { atStep: number; factor: number; steps: number };
   /** Experiment 8: k checkpoints of the final window; gradients over hvpBatches micro-batches; a grid x grid loss plane. */
@@ -70,7 +84,13 @@ const QUICK: LabProfile = {
   seeds: 1,
   data: { vocab_size: 4096, seq_len: 128, micro_batch: 8, grad_accum: 4 },
   dense: { hidden_size: 128, intermediate_size: 344, num_hidden_layers: 4, num_attention_heads: 4 },
-  moe: { hidden_size: 128, intermediate_size: 172, num_hidden_layers: 4, num_attention_heads: 4, num_local_experts: 8 },
+  moe: {
+    hidden_size: 128,
+    intermediate_size: 172,
+    num_hidden_layers: 4,
+    num_attention_heads: 4,
+    num_local_experts: 8,
+  },
   lr: 3e-3,
   warmupSteps: 50,
   denseSteps: 360,
@@ -87,7 +107,16 @@ const QUICK: LabProfile = {
   earlyStep: 160,
   intervals: [1, 2, 4, 8],
   counts: [3, 6, 10, 15],
-  ct: { steps: 40, warmupSteps: 4, schedules: [{ peak: 3e-3, end: 3e-4 }, { peak: 1e-3, end: 1e-4 }], checkpointEvery: 8, evalTokens: 16384 },
+  ct: {
+    steps: 40,
+    warmupSteps: 4,
+    schedules: [
+      { peak: 3e-3, end: 3e-4 },
+      { peak: 1e-3, end: 1e-4 },
+    ],
+    checkpointEvery: 8,
+    evalTokens: 16384,
+  },
   sft: { steps: 60, warmupSteps: 6, lrs: [1e-3, 3e-3], endFactor: 0.1, batch: 16, seq: 64, questions: 256 },
   spike: { atStep: 240, factor: 10, steps: 40 },
   mechanism: { k: 5, hvpBatches: 8, grid: 9, gridTokens: 8192 },
@@ -98,7 +127,13 @@ const FULL: LabProfile = {
   name: "full",
   seeds: 3,
   dense: { hidden_size: 256, intermediate_size: 688, num_hidden_layers: 6, num_attention_heads: 8 },
-  moe: { hidden_size: 256, intermediate_size: 344, num_hidden_layers: 6, num_attention_heads: 8, num_local_experts: 8 },
+  moe: {
+    hidden_size: 256,
+    intermediate_size: 344,
+    num_hidden_layers: 6,
+    num_attention_heads: 8,
+    num_local_experts: 8,
+  },
   lr: 2e-3,
   warmupSteps: 100,
   denseSteps: 3000,
@@ -111,8 +146,26 @@ const FULL: LabProfile = {
   stable: { fromStep: 500, everySteps: 250, moeFromStep: 500 },
   anneal: { forkStep: 1500, lrMin: 2e-5, everySteps: 250 },
   earlyStep: 750,
-  ct: { steps: 400, warmupSteps: 20, schedules: [{ peak: 2e-3, end: 2e-4 }, { peak: 1e-3, end: 1e-4 }, { peak: 5e-4, end: 5e-5 }], checkpointEvery: 50, evalTokens: 65536 },
-  sft: { steps: 400, warmupSteps: 20, lrs: [5e-4, 1e-3, 2e-3], endFactor: 0.1, batch: 16, seq: 64, questions: 1024 },
+  ct: {
+    steps: 400,
+    warmupSteps: 20,
+    schedules: [
+      { peak: 2e-3, end: 2e-4 },
+      { peak: 1e-3, end: 1e-4 },
+      { peak: 5e-4, end: 5e-5 },
+    ],
+    checkpointEvery: 50,
+    evalTokens: 65536,
+  },
+  sft: {
+    steps: 400,
+    warmupSteps: 20,
+    lrs: [5e-4, 1e-3, 2e-3],
+    endFactor: 0.1,
+    batch: 16,
+    seq: 64,
+    questions: 1024,
+  },
   spike: { atStep: 1200, factor: 10, steps: 300 },
   mechanism: { k: 8, hvpBatches: 32, grid: 15, gridTokens: 32768 },
 };
@@ -123,7 +176,13 @@ const MICRO: LabProfile = {
   seeds: 1,
   data: { vocab_size: 512, seq_len: 32, micro_batch: 4, grad_accum: 2 },
   dense: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2 },
-  moe: { hidden_size: 32, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 2, num_local_experts: 4 },
+  moe: {
+    hidden_size: 32,
+    intermediate_size: 32,
+    num_hidden_layers: 2,
+    num_attention_heads: 2,
+    num_local_experts: 4,
+  },
   lr: 1e-2,
   warmupSteps: 4,
   denseSteps: 48,
@@ -138,7 +197,13 @@ const MICRO: LabProfile = {
   earlyStep: 24,
   intervals: [0.5, 1, 2],
   counts: [2, 3, 5],
-  ct: { steps: 6, warmupSteps: 1, schedules: [{ peak: 1e-2, end: 1e-3 }], checkpointEvery: 3, evalTokens: 1024 },
+  ct: {
+    steps: 6,
+    warmupSteps: 1,
+    schedules: [{ peak: 1e-2, end: 1e-3 }],
+    checkpointEvery: 3,
+    evalTokens: 1024,
+  },
   sft: { steps: 6, warmupSteps: 1, lrs: [1e-2], endFactor: 0.1, batch: 4, seq: 32, questions: 16 },
   spike: { atStep: 16, factor: 10, steps: 8 },
   mechanism: { k: 3, hvpBatches: 2, grid: 3, gridTokens: 512 },
@@ -148,7 +213,10 @@ const PROFILES: Record<ProfileName, LabProfile> = { micro: MICRO, quick: QUICK, 
 
 export function labProfile(name: string): LabProfile {
   if (!(PROFILE_NAMES as readonly string[]).includes(name)) {
-    throw new PmaError("USAGE", `--profile must be one of ${PROFILE_NAMES.join(", ")}, got ${JSON.stringify(name)}`);
+    throw new PmaError(
+      "USAGE",
+      `--profile must be one of ${PROFILE_NAMES.join(", ")}, got ${JSON.stringify(name)}`,
+    );
   }
   return PROFILES[name as ProfileName];
 }

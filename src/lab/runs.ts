@@ -53,7 +53,14 @@ export interface RunOutcome {
 export const RUN_MARKER = "lab-run.json";
 
 export function runDirOf(store: LabStore, spec: RunSpec): string {
-  const from = spec.from === undefined ? null : { ...spec.from, resume: store.rel(spec.from.resume), optimizerFrom: spec.from.optimizerFrom === undefined ? null : store.rel(spec.from.optimizerFrom) };
+  const from =
+    spec.from === undefined
+      ? null
+      : {
+          ...spec.from,
+          resume: store.rel(spec.from.resume),
+          optimizerFrom: spec.from.optimizerFrom === undefined ? null : store.rel(spec.from.optimizerFrom),
+        };
   return store.path("runs", `${spec.name}-${hashOf({ v: RUNS_VERSION, config: spec.config, from })}`);
 }
 
@@ -77,7 +84,13 @@ export function checkpointSteps(runDir: string): number[] {
  * sets the initialization and the batch order; seed 0's config is the one the lab always
  * had, so its runs keep their folders.
  */
-export function pretrainConfig(p: LabProfile, preset: "dense" | "moe", steps: number, checkpointEvery: number, seed = 0): Record<string, unknown> {
+export function pretrainConfig(
+  p: LabProfile,
+  preset: "dense" | "moe",
+  steps: number,
+  checkpointEvery: number,
+  seed = 0,
+): Record<string, unknown> {
   const tps = tokensPerStep(p);
   const model = preset === "dense" ? { preset, ...p.dense } : { preset, ...p.moe, num_experts_per_tok: 2 };
   return {
@@ -99,11 +112,21 @@ function seeded(name: string, label: string, seed: number): { name: string; labe
 }
 
 export function denseSpec(p: LabProfile, seed = 0): RunSpec {
-  return { ...seeded("dense", "dense pre-training", seed), config: pretrainConfig(p, "dense", p.denseSteps, p.denseCheckpointEvery, seed), endStep: p.denseSteps, checkpointEvery: p.denseCheckpointEvery };
+  return {
+    ...seeded("dense", "dense pre-training", seed),
+    config: pretrainConfig(p, "dense", p.denseSteps, p.denseCheckpointEvery, seed),
+    endStep: p.denseSteps,
+    checkpointEvery: p.denseCheckpointEvery,
+  };
 }
 
 export function moeSpec(p: LabProfile, seed = 0): RunSpec {
-  return { ...seeded("moe", "MoE pre-training", seed), config: pretrainConfig(p, "moe", p.moeSteps, p.moeCheckpointEvery, seed), endStep: p.moeSteps, checkpointEvery: p.moeCheckpointEvery };
+  return {
+    ...seeded("moe", "MoE pre-training", seed),
+    config: pretrainConfig(p, "moe", p.moeSteps, p.moeCheckpointEvery, seed),
+    endStep: p.moeSteps,
+    checkpointEvery: p.moeCheckpointEvery,
+  };
 }
 
 /** The WSD decay: a fork of the dense run at anneal.forkStep, cosine to lrMin by the dense run's end. */
@@ -113,7 +136,15 @@ export function annealSpec(p: LabProfile, store: LabStore): RunSpec {
   return {
     name: "dense-anneal",
     label: "dense annealed fork",
-    config: { schedule: { kind: "cosine", lr: p.lr, lr_min: p.anneal.lrMin, warmup_tokens: 0, decay_tokens: (p.denseSteps - p.anneal.forkStep) * tps } },
+    config: {
+      schedule: {
+        kind: "cosine",
+        lr: p.lr,
+        lr_min: p.anneal.lrMin,
+        warmup_tokens: 0,
+        decay_tokens: (p.denseSteps - p.anneal.forkStep) * tps,
+      },
+    },
     from: { resume: checkpointDir(dense, p.anneal.forkStep) },
     after: { spec: denseSpec(p), step: p.anneal.forkStep },
     endStep: p.denseSteps,
@@ -183,7 +214,11 @@ export class LabRuns {
     while (!existsSync(path)) {
       if (finished) {
         await done; // rethrows a failure
-        if (!existsSync(path)) throw new PmaError("INTERNAL", `${spec.label} finished without a checkpoint at step ${step} (${dir})`);
+        if (!existsSync(path))
+          throw new PmaError(
+            "INTERNAL",
+            `${spec.label} finished without a checkpoint at step ${step} (${dir})`,
+          );
       }
       await new Promise((r) => setTimeout(r, 500));
     }
@@ -193,8 +228,15 @@ export class LabRuns {
   private async complete(dir: string): Promise<RunOutcome | null> {
     if (this.store.fresh || !existsSync(join(dir, RUN_MARKER))) return null;
     try {
-      const m = JSON.parse(await readFile(join(dir, RUN_MARKER), "utf8")) as { complete?: boolean; divergedAt?: number | null; seconds?: number; cpuSeconds?: number };
-      return m.complete === true ? { dir, divergedAt: m.divergedAt ?? null, seconds: m.seconds ?? 0, cpuSeconds: m.cpuSeconds ?? 0 } : null;
+      const m = JSON.parse(await readFile(join(dir, RUN_MARKER), "utf8")) as {
+        complete?: boolean;
+        divergedAt?: number | null;
+        seconds?: number;
+        cpuSeconds?: number;
+      };
+      return m.complete === true
+        ? { dir, divergedAt: m.divergedAt ?? null, seconds: m.seconds ?? 0, cpuSeconds: m.cpuSeconds ?? 0 }
+        : null;
     } catch {
       return null;
     }
@@ -204,7 +246,8 @@ export class LabRuns {
     const known = await this.complete(dir);
     if (known !== null) return known;
     if (spec.after !== undefined) await this.checkpoint(spec.after.spec, spec.after.step);
-    if (spec.from !== undefined && !existsSync(spec.from.resume)) throw new PmaError("INTERNAL", `${spec.label}: start checkpoint ${spec.from.resume} does not exist`);
+    if (spec.from !== undefined && !existsSync(spec.from.resume))
+      throw new PmaError("INTERNAL", `${spec.label}: start checkpoint ${spec.from.resume} does not exist`);
     // A fresh lab, or a folder with no checkpoint yet, starts over; otherwise the
     // trainer resumes the interrupted run from its latest checkpoint, exactly.
     const resumable = !this.store.fresh && checkpointSteps(dir).length > 0;
@@ -242,17 +285,29 @@ export class LabRuns {
         line.done();
       }
     });
-    if (this.signal?.aborted === true) throw new PmaError("INTERRUPTED", `stopped while training ${spec.label}; rerun pma lab to continue where it stopped`);
+    if (this.signal?.aborted === true)
+      throw new PmaError(
+        "INTERRUPTED",
+        `stopped while training ${spec.label}; rerun pma lab to continue where it stopped`,
+      );
     const last = checkpointSteps(dir).at(-1);
-    if (divergedAt === null && last !== spec.endStep) throw new PmaError("INTERNAL", `${spec.label} stopped at step ${last ?? "none"} instead of ${spec.endStep} (${dir})`);
+    if (divergedAt === null && last !== spec.endStep)
+      throw new PmaError(
+        "INTERNAL",
+        `${spec.label} stopped at step ${last ?? "none"} instead of ${spec.endStep} (${dir})`,
+      );
     // An interrupted run saved a checkpoint where it stopped; off the run's grid, it would
     // make the checkpoint spacing uneven for the planner and PMA-init. The resumed run is
     // bit-identical, so the grid's checkpoints are all there is to keep.
     for (const step of checkpointSteps(dir)) {
-      if (step % spec.checkpointEvery !== 0 && step !== spec.endStep && step !== divergedAt) rmSync(checkpointDir(dir, step), { recursive: true, force: true });
+      if (step % spec.checkpointEvery !== 0 && step !== spec.endStep && step !== divergedAt)
+        rmSync(checkpointDir(dir, step), { recursive: true, force: true });
     }
     const seconds = (performance.now() - t0) / 1000;
-    await writeFileAtomic(join(dir, RUN_MARKER), JSON.stringify({ complete: true, divergedAt, seconds, cpuSeconds: cpu, spec }, null, 1) + "\n");
+    await writeFileAtomic(
+      join(dir, RUN_MARKER),
+      JSON.stringify({ complete: true, divergedAt, seconds, cpuSeconds: cpu, spec }, null, 1) + "\n",
+    );
     return { dir, divergedAt, seconds, cpuSeconds: cpu };
   }
 }

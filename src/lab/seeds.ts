@@ -27,7 +27,8 @@ export function seedList(p: LabProfile): number[] {
 
 /** The profile with its seed count replaced (`pma lab --seeds N`). */
 export function withSeeds(p: LabProfile, seeds: number): LabProfile {
-  if (!Number.isInteger(seeds) || seeds < 1) throw new PmaError("USAGE", `--seeds must be a whole number >= 1, got ${seeds}`);
+  if (!Number.isInteger(seeds) || seeds < 1)
+    throw new PmaError("USAGE", `--seeds must be a whole number >= 1, got ${seeds}`);
   return { ...p, seeds };
 }
 
@@ -37,7 +38,10 @@ export function withSeeds(p: LabProfile, seeds: number): LabProfile {
  * before seeds existed (its cached results stay valid), and changing --seeds does not
  * recompute the unseeded experiments.
  */
-export function profileForKey(p: LabProfile, id: ExperimentId): { profile: Omit<LabProfile, "seeds">; seeds?: number } {
+export function profileForKey(
+  p: LabProfile,
+  id: ExperimentId,
+): { profile: Omit<LabProfile, "seeds">; seeds?: number } {
   const { seeds, ...rest } = p;
   return SEEDED_EXPERIMENTS.includes(id) && seeds > 1 ? { profile: rest, seeds } : { profile: rest };
 }
@@ -70,11 +74,14 @@ function seededAmong(p: LabProfile, ran: readonly ExperimentId[]): ExperimentId[
 /** The report's sentence on seeds: which experiments used how many, and the noise bar. */
 export function seedsSentence(p: LabProfile, ran: readonly ExperimentId[]): string {
   const used = seededAmong(p, ran);
-  if (used.length === 0) return `One seed per setting: differences below ${NOISE_NATS} nats are treated as noise.`;
+  if (used.length === 0)
+    return `One seed per setting: differences below ${NOISE_NATS} nats are treated as noise.`;
   const others = ran.filter((id) => !used.includes(id));
   return (
     `${listed(used)} ${used.length === 1 ? "uses" : "use"} ${p.seeds} seeds (0-${p.seeds - 1}; a seed sets the initialization and the batch order) and ${used.length === 1 ? "reports" : "report"} the ${seedsPhrase(p.seeds)}` +
-    (others.length > 0 ? `; ${others.length === 1 ? `${others[0]} uses` : `${others.join(", ")} use`} one seed (seed 0)` : "") +
+    (others.length > 0
+      ? `; ${others.length === 1 ? `${others[0]} uses` : `${others.join(", ")} use`} one seed (seed 0)`
+      : "") +
     `. Differences below ${NOISE_NATS} nats, of one seed or of a mean, are treated as noise.`
   );
 }
@@ -82,7 +89,9 @@ export function seedsSentence(p: LabProfile, ran: readonly ExperimentId[]): stri
 /** The setup table's "seeds" row; null with one seed (the table is then as it always was). */
 export function seedsSetup(p: LabProfile, ran: readonly ExperimentId[]): string | null {
   const used = seededAmong(p, ran);
-  return used.length === 0 ? null : `${p.seeds} (seeds 0-${p.seeds - 1}) for ${used.join(", ")}; seed 0 only for the others`;
+  return used.length === 0
+    ? null
+    : `${p.seeds} (seeds 0-${p.seeds - 1}) for ${used.join(", ")}; seed 0 only for the others`;
 }
 
 /**

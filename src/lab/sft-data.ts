@@ -40,7 +40,8 @@ function splitOf(): Map<string, Split> {
   if (splitCache === null) {
     const c = wordnetCorpus();
     splitCache = new Map();
-    for (const split of ["train", "validation", "test"] as const) for (const d of c.documents(split)) splitCache.set(d.id, split);
+    for (const split of ["train", "validation", "test"] as const)
+      for (const d of c.documents(split)) splitCache.set(d.id, split);
   }
   return splitCache;
 }
@@ -58,7 +59,12 @@ export function qaPairs(split: Split): QaPair[] {
  * not fit is cut (the pair still trains on what fits); null when not even one answer
  * token fits after the question.
  */
-export function encodeQa(tok: Tokenizer, eos: number, pair: { question: string; answer: string }, seq: number): EncodedQa | null {
+export function encodeQa(
+  tok: Tokenizer,
+  eos: number,
+  pair: { question: string; answer: string },
+  seq: number,
+): EncodedQa | null {
   const q = tok.encodeOrdinary(pair.question);
   const a = tok.encodeOrdinary(pair.answer);
   const all = [eos, ...q, ...a, eos];

@@ -65,10 +65,17 @@ export interface SftResult {
 const COMPANIONS = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"];
 const REQUIRED = new Set(["config.json", "tokenizer.json"]);
 
-export async function runSft(job: SftJob, signal: AbortSignal, emit: (e: JobEvent) => void): Promise<SftResult> {
+export async function runSft(
+  job: SftJob,
+  signal: AbortSignal,
+  emit: (e: JobEvent) => void,
+): Promise<SftResult> {
   const t0 = performance.now();
   const config = await readModelConfig(job.init);
-  const tok = tokenizerFromJson(JSON.parse(await readFile(join(job.init, "tokenizer.json"), "utf8")), join(job.init, "tokenizer.json"));
+  const tok = tokenizerFromJson(
+    JSON.parse(await readFile(join(job.init, "tokenizer.json"), "utf8")),
+    join(job.init, "tokenizer.json"),
+  );
   const eos = tok.specials.get(END_OF_TEXT);
   if (eos === undefined) throw new PmaError("INTERNAL", `${job.init}/tokenizer.json has no ${END_OF_TEXT}`);
   const backend = await getBackend();
@@ -79,9 +86,21 @@ export async function runSft(job: SftJob, signal: AbortSignal, emit: (e: JobEven
     const before = scoreQa(model, tok, eos, questions);
     const pairs = qaPairs("train");
     const encoded = new Map<number, EncodedQa | null>();
-    const optimizer = new AdamW(model.params, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, maxGradNorm: 1 });
+    const optimizer = new AdamW(model.params, {
+      beta1: 0.9,
+      beta2: 0.95,
+      eps: 1e-8,
+      weightDecay: 0.1,
+      maxGradNorm: 1,
+    });
     // Counted in steps rather than tokens: each step is one batch of pairs.
-    const schedule: CosineSchedule = { kind: "cosine", lr: job.lr, lrMin: job.endLr, warmupTokens: job.warmupSteps, decayTokens: Math.max(1, job.steps - job.warmupSteps) };
+    const schedule: CosineSchedule = {
+      kind: "cosine",
+      lr: job.lr,
+      lrMin: job.endLr,
+      warmupTokens: job.warmupSteps,
+      decayTokens: Math.max(1, job.steps - job.warmupSteps),
+    };
     const tokens = new Int32Array(job.batch * job.seq);
     const targets = new Int32Array(job.batch * job.seq);
     const log: SftStep[] = [];
@@ -104,7 +123,8 @@ export async function runSft(job: SftJob, signal: AbortSignal, emit: (e: JobEven
       const loss = model.forward(tokens, targets);
       model.backward();
       const lr = lrAt(schedule, step + 1);
-      if (!Number.isFinite(loss)) throw new PmaError("NONFINITE", `fine-tuning loss is ${loss} at step ${step + 1}`);
+      if (!Number.isFinite(loss))
+        throw new PmaError("NONFINITE", `fine-tuning loss is ${loss} at step ${step + 1}`);
       const gradNorm = optimizer.step(lr);
       log.push({ step: step + 1, loss, gradNorm, lr });
       emit({ type: "step", step: step + 1, loss, gradNorm });
@@ -112,19 +132,39 @@ export async function runSft(job: SftJob, signal: AbortSignal, emit: (e: JobEven
     const after = scoreQa(model, tok, eos, questions);
     const staged = await StagedDir.create(job.out, true);
     try {
-      await writeSafetensors(join(staged.staging, "model.safetensors"), encodeTensors(model.params.entries(), "F32"));
+      await writeSafetensors(
+        join(staged.staging, "model.safetensors"),
+        encodeTensors(model.params.entries(), "F32"),
+      );
       for (const f of COMPANIONS) {
         // config.json and tokenizer.json are needed to score the result; the others are courtesy copies.
         const copy = copyFile(join(job.init, f), join(staged.staging, f));
         await (REQUIRED.has(f) ? copy : copy.catch(() => undefined));
       }
-      await writeFileAtomic(join(staged.staging, "sft_log.json"), JSON.stringify({ job, steps: log, before, after, seconds: (performance.now() - t0) / 1000, cpuSeconds: cpuSeconds() }) + "\n");
+      await writeFileAtomic(
+        join(staged.staging, "sft_log.json"),
+        JSON.stringify({
+          job,
+          steps: log,
+          before,
+          after,
+          seconds: (performance.now() - t0) / 1000,
+          cpuSeconds: cpuSeconds(),
+        }) + "\n",
+      );
       await staged.publish();
     } catch (e) {
       await staged.discard();
       throw e;
     }
-    return { out: job.out, steps: log, before, after, seconds: (performance.now() - t0) / 1000, cpuSeconds: cpuSeconds() };
+    return {
+      out: job.out,
+      steps: log,
+      before,
+      after,
+      seconds: (performance.now() - t0) / 1000,
+      cpuSeconds: cpuSeconds(),
+    };
   } finally {
     backend.dispose();
   }

@@ -19,7 +19,10 @@ export function spreadFigure(curves: Record<string, SeedsPoint[]>): Figure {
     x: { label: "tokens" },
     y: { label: "merged minus latest (nats)" },
     series: [
-      ...Object.entries(curves).map(([name, pts]) => ({ name, points: pts.map((q) => bandPoint(q.tokens, q.diff)) })),
+      ...Object.entries(curves).map(([name, pts]) => ({
+        name,
+        points: pts.map((q) => bandPoint(q.tokens, q.diff)),
+      })),
       { name: "no difference", points: [xs[0]!, xs.at(-1)!].map((x) => ({ x, y: 0 })), dashed: true },
     ],
   };
@@ -31,7 +34,11 @@ export function perSeedTable(curves: Record<string, MergeCurvePoint[][]>): Table
     id: "stable-merge",
     title: "Latest vs merged held-out loss, per seed",
     columns: ["model", "seed", "tokens", "latest", "merged", "merged - latest", "N"],
-    rows: Object.entries(curves).flatMap(([name, seeds]) => seeds.flatMap((pts, seed) => pts.map((q) => [name, seed, q.tokens, q.latest, q.merged, q.merged - q.latest, q.count]))),
+    rows: Object.entries(curves).flatMap(([name, seeds]) =>
+      seeds.flatMap((pts, seed) =>
+        pts.map((q) => [name, seed, q.tokens, q.latest, q.merged, q.merged - q.latest, q.count]),
+      ),
+    ),
   };
 }
 
@@ -39,8 +46,27 @@ export function spreadTable(curves: Record<string, SeedsPoint[]>): Table {
   return {
     id: "stable-merge-seeds",
     title: "Merged minus latest across seeds",
-    columns: ["model", "tokens", "seeds", "latest (mean)", "merged (mean)", "merged - latest (mean)", "merged - latest (sample sd)", "N"],
-    rows: Object.entries(curves).flatMap(([name, pts]) => pts.map((q) => [name, q.tokens, q.diff.n, q.latest.mean, q.merged.mean, q.diff.mean, q.diff.sd ?? null, q.count])),
+    columns: [
+      "model",
+      "tokens",
+      "seeds",
+      "latest (mean)",
+      "merged (mean)",
+      "merged - latest (mean)",
+      "merged - latest (sample sd)",
+      "N",
+    ],
+    rows: Object.entries(curves).flatMap(([name, pts]) =>
+      pts.map((q) => [
+        name,
+        q.tokens,
+        q.diff.n,
+        q.latest.mean,
+        q.merged.mean,
+        q.diff.mean,
+        q.diff.sd ?? null,
+        q.count,
+      ]),
+    ),
   };
 }
-

@@ -32,9 +32,13 @@ export class LabStore {
   private evalsDirty = false;
   private evalsWrite: Promise<void> = Promise.resolve();
 
-  constructor(dir: string, readonly fresh: boolean) {
+  constructor(
+    dir: string,
+    readonly fresh: boolean,
+  ) {
     this.dir = resolve(dir);
-    for (const sub of ["runs", "merges", "results", "sft", "restarts"]) mkdirSync(join(this.dir, sub), { recursive: true });
+    for (const sub of ["runs", "merges", "results", "sft", "restarts"])
+      mkdirSync(join(this.dir, sub), { recursive: true });
     const file = join(this.dir, "evals.json");
     if (!fresh && existsSync(file)) {
       try {
@@ -83,10 +87,14 @@ export class LabStore {
   }
 
   async writeResult(experiment: string, key: string, result: unknown): Promise<void> {
-    await writeFileAtomic(join(this.dir, "results", `${experiment}.json`), JSON.stringify({ key, result }, null, 1) + "\n");
+    await writeFileAtomic(
+      join(this.dir, "results", `${experiment}.json`),
+      JSON.stringify({ key, result }, null, 1) + "\n",
+    );
   }
 }
 
 export function requireInside(store: LabStore, path: string): void {
-  if (relative(store.dir, resolve(path)).startsWith("..")) throw new PmaError("INTERNAL", `${path} is outside the lab directory ${store.dir}`);
+  if (relative(store.dir, resolve(path)).startsWith(".."))
+    throw new PmaError("INTERNAL", `${path} is outside the lab directory ${store.dir}`);
 }

@@ -26,18 +26,38 @@ export function labRecipes(p: LabProfile): CompareRecipe[] {
     const fit = Math.min(n, Math.floor((end - every) / vSteps) + 1);
     return Array.from({ length: fit }, (_, i) => `checkpoint-${end - (fit - 1 - i) * vSteps}`);
   };
-  const out: CompareRecipe[] = [{ label: `guideline N=${p.window.count} V=${p.window.intervalSteps * tps}`, checkpoints: window(p.window.count, p.window.intervalSteps), method: "sma" }];
+  const out: CompareRecipe[] = [
+    {
+      label: `guideline N=${p.window.count} V=${p.window.intervalSteps * tps}`,
+      checkpoints: window(p.window.count, p.window.intervalSteps),
+      method: "sma",
+    },
+  ];
   for (const m of p.intervals) {
     const v = Math.max(1, Math.round(m * p.window.intervalSteps));
-    out.push({ label: `V=${v * tps} N=${window(p.window.count, v).length}`, checkpoints: window(p.window.count, v), method: "sma" });
+    out.push({
+      label: `V=${v * tps} N=${window(p.window.count, v).length}`,
+      checkpoints: window(p.window.count, v),
+      method: "sma",
+    });
   }
-  for (const n of p.counts) out.push({ label: `N=${window(n, p.window.intervalSteps).length} V=${p.window.intervalSteps * tps}`, checkpoints: window(n, p.window.intervalSteps), method: "sma" });
+  for (const n of p.counts)
+    out.push({
+      label: `N=${window(n, p.window.intervalSteps).length} V=${p.window.intervalSteps * tps}`,
+      checkpoints: window(n, p.window.intervalSteps),
+      method: "sma",
+    });
   return out;
 }
 
 /** The lab's held-out split as JSONL, one document per line (their text untouched). */
 export function writeLabHeldout(file: string): void {
-  writeFileSync(file, [...corpusByName("brown").documents("validation")].map((d) => JSON.stringify({ text: d.text })).join("\n") + "\n");
+  writeFileSync(
+    file,
+    [...corpusByName("brown").documents("validation")]
+      .map((d) => JSON.stringify({ text: d.text }))
+      .join("\n") + "\n",
+  );
 }
 
 export interface TuneCheck {
@@ -46,7 +66,12 @@ export interface TuneCheck {
   labBest: { label: string; loss: number };
 }
 
-export async function tuneCheck(ctx: LabContext, run: string, outDir: string, budget = TUNE_BUDGET): Promise<TuneCheck> {
+export async function tuneCheck(
+  ctx: LabContext,
+  run: string,
+  outDir: string,
+  budget = TUNE_BUDGET,
+): Promise<TuneCheck> {
   const p = ctx.profile;
   mkdirSync(outDir, { recursive: true });
   const data = join(outDir, "brown-validation.jsonl");
@@ -64,7 +89,11 @@ export async function tuneCheck(ctx: LabContext, run: string, outDir: string, bu
   });
   const [g, ...sweep] = result.compared;
   const best = sweep.reduce((a, x) => (x.loss < a.loss ? x : a));
-  return { result, guideline: { label: g!.label ?? "guideline", loss: g!.loss }, labBest: { label: best.label ?? "", loss: best.loss } };
+  return {
+    result,
+    guideline: { label: g!.label ?? "guideline", loss: g!.loss },
+    labBest: { label: best.label ?? "", loss: best.loss },
+  };
 }
 
 /** `where`: said before the numbers when the lab has several seeds (the search ran on seed 0's run). */
@@ -74,11 +103,14 @@ export function tuneFinding(t: TuneCheck, where?: string): Finding {
   const mg = t.guideline.loss - b.loss;
   const ml = t.labBest.loss - b.loss;
   const first = (loss: number) => 1 + r.evaluations.findIndex((e) => e.loss <= loss);
-  const margin = (m: number) => (m >= 0 ? `tune lower by ${m.toFixed(4)}` : `tune higher by ${(-m).toFixed(4)}`);
-  const verdict: Verdict = mg >= 0 && ml >= 0 ? "reproduced" : mg >= 0 || ml >= 0 ? "partly" : "not at this scale";
+  const margin = (m: number) =>
+    m >= 0 ? `tune lower by ${m.toFixed(4)}` : `tune higher by ${(-m).toFixed(4)}`;
+  const verdict: Verdict =
+    mg >= 0 && ml >= 0 ? "reproduced" : mg >= 0 || ml >= 0 ? "partly" : "not at this scale";
   return {
     id: "tune-beats-fixed-recipes",
-    claim: "Searching the run's merges on held-out data (pma tune, 30 evaluations) finds a merge at least as good as the guideline merge and as the best interval-count setting.",
+    claim:
+      "Searching the run's merges on held-out data (pma tune, 30 evaluations) finds a merge at least as good as the guideline merge and as the best interval-count setting.",
     measured:
       `${where !== undefined ? `${where}: ` : ""}pma tune best: ${b.key}, loss ${b.loss.toFixed(4)} (newest checkpoint ${r.baseline.loss.toFixed(4)}); ` +
       `guideline (${t.guideline.label}) ${t.guideline.loss.toFixed(4)}, ${margin(mg)}; best interval-count setting (${t.labBest.label}) ${t.labBest.loss.toFixed(4)}, ${margin(ml)}; ` +

@@ -32,7 +32,10 @@ export type JobEvent =
   | { type: "checkpoint"; path: string; step: number; tokens: number }
   | { type: "note"; message: string };
 
-export type WorkerMessage = JobEvent | { type: "done"; result: unknown; cpuSeconds: number } | { type: "error"; message: string; code: string | null };
+export type WorkerMessage =
+  | JobEvent
+  | { type: "done"; result: unknown; cpuSeconds: number }
+  | { type: "error"; message: string; code: string | null };
 
 async function runJob(job: LabJob, signal: AbortSignal, emit: (e: JobEvent) => void): Promise<unknown> {
   if (job.kind === "sft") return runSft(job, signal, emit);
@@ -42,12 +45,20 @@ async function runJob(job: LabJob, signal: AbortSignal, emit: (e: JobEvent) => v
     signal,
     onEvent(e) {
       if (e.type === "start") emit({ type: "start", step: e.step, maxSteps: e.maxSteps });
-      else if (e.type === "step") emit({ type: "step", step: e.record.step, loss: e.record.loss, gradNorm: e.record.grad_norm });
-      else if (e.type === "checkpoint") emit({ type: "checkpoint", path: e.path, step: e.step, tokens: e.tokens });
+      else if (e.type === "step")
+        emit({ type: "step", step: e.record.step, loss: e.record.loss, gradNorm: e.record.grad_norm });
+      else if (e.type === "checkpoint")
+        emit({ type: "checkpoint", path: e.path, step: e.step, tokens: e.tokens });
       else if (e.type === "note") emit({ type: "note", message: e.message });
     },
   });
-  return { step: r.step, tokens: r.tokens, interrupted: r.interrupted, tokensPerSecond: r.tokensPerSecond, trainSeconds: r.trainSeconds };
+  return {
+    step: r.step,
+    tokens: r.tokens,
+    interrupted: r.interrupted,
+    tokensPerSecond: r.tokensPerSecond,
+    trainSeconds: r.trainSeconds,
+  };
 }
 
 /** The argument jobs.ts starts workers with, so importing this module elsewhere does nothing. */
@@ -65,7 +76,11 @@ if (process.send !== undefined && process.argv.includes(WORKER_FLAG)) {
         process.disconnect();
       },
       (e: unknown) => {
-        send({ type: "error", message: e instanceof Error ? e.message : String(e), code: isPmaError(e) ? e.code : null });
+        send({
+          type: "error",
+          message: e instanceof Error ? e.message : String(e),
+          code: isPmaError(e) ? e.code : null,
+        });
         process.disconnect();
       },
     );

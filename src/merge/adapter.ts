@@ -16,7 +16,18 @@ import type { MergeInput } from "./inputs.js";
  * Fields of adapter_config.json that change what the tensors mean: adapters that differ
  * in them cannot be averaged (the same tensors, scaled or applied differently).
  */
-const MEANING_FIELDS = ["peft_type", "r", "lora_alpha", "target_modules", "use_rslora", "use_dora", "fan_in_fan_out", "modules_to_save", "rank_pattern", "alpha_pattern"];
+const MEANING_FIELDS = [
+  "peft_type",
+  "r",
+  "lora_alpha",
+  "target_modules",
+  "use_rslora",
+  "use_dora",
+  "fan_in_fan_out",
+  "modules_to_save",
+  "rank_pattern",
+  "alpha_pattern",
+];
 
 /**
  * Whether the inputs are PEFT adapters. Adapters and full models are not mixed, and

@@ -9,7 +9,8 @@ import { readSmall, type RemoteLocation } from "../sources/location.js";
  * generation config and tokenizer (and a PEFT adapter's adapter_config.json). Trainer state, optimizer and RNG files describe one
  * training process and are deliberately not copied into a merge.
  */
-const COMPANION = /^(config\.json|adapter_config\.json|generation_config\.json|tokenizer(_config)?\.json|tokenizer\.model|special_tokens_map\.json|added_tokens\.json|vocab\.(json|txt)|merges\.txt|chat_template\.(json|jinja)|preprocessor_config\.json)$/;
+const COMPANION =
+  /^(config\.json|adapter_config\.json|generation_config\.json|tokenizer(_config)?\.json|tokenizer\.model|special_tokens_map\.json|added_tokens\.json|vocab\.(json|txt)|merges\.txt|chat_template\.(json|jinja)|preprocessor_config\.json)$/;
 
 /**
  * Copies companion files from `fromDir` into `toDir`. Only regular files are copied:
@@ -27,7 +28,11 @@ export async function copyCompanions(fromDir: string, toDir: string, torchDtype?
         const config = await readConfig(src);
         // Edited in place: a parse and stringify would write every float field (0.0) as an int (0).
         const text = await fs.readFile(src, "utf8");
-        await fs.writeFile(dst, setTopLevelString(text, "torch_dtype", torchDtype) ?? stringifyHfConfig({ ...config, torch_dtype: torchDtype }));
+        await fs.writeFile(
+          dst,
+          setTopLevelString(text, "torch_dtype", torchDtype) ??
+            stringifyHfConfig({ ...config, torch_dtype: torchDtype }),
+        );
       } else {
         await fs.copyFile(src, dst);
       }
@@ -40,7 +45,11 @@ export async function copyCompanions(fromDir: string, toDir: string, torchDtype?
 }
 
 /** The same for a remote checkpoint folder (an S3 prefix, a Hub revision). */
-export async function copyRemoteCompanions(loc: RemoteLocation, toDir: string, torchDtype?: string): Promise<string[]> {
+export async function copyRemoteCompanions(
+  loc: RemoteLocation,
+  toDir: string,
+  torchDtype?: string,
+): Promise<string[]> {
   const copied: string[] = [];
   for (const name of loc.files.keys()) {
     if (!COMPANION.test(name)) continue;
@@ -50,7 +59,11 @@ export async function copyRemoteCompanions(loc: RemoteLocation, toDir: string, t
       if (name === "config.json" && torchDtype !== undefined) {
         const text = Buffer.from(bytes).toString("utf8");
         const config = parseConfig(text, `${loc.uri}/${name}`);
-        await fs.writeFile(dst, setTopLevelString(text, "torch_dtype", torchDtype) ?? stringifyHfConfig({ ...config, torch_dtype: torchDtype }));
+        await fs.writeFile(
+          dst,
+          setTopLevelString(text, "torch_dtype", torchDtype) ??
+            stringifyHfConfig({ ...config, torch_dtype: torchDtype }),
+        );
       } else {
         await fs.writeFile(dst, bytes);
       }
@@ -68,7 +81,11 @@ async function readConfig(path: string): Promise<Record<string, unknown>> {
   try {
     text = await fs.readFile(path, "utf8");
   } catch (e) {
-    throw new PmaError("CONFIG_INVALID", `${path}: cannot read it (${(e as Error).message}); fix or remove it to merge with --dtype`, { file: path, cause: e });
+    throw new PmaError(
+      "CONFIG_INVALID",
+      `${path}: cannot read it (${(e as Error).message}); fix or remove it to merge with --dtype`,
+      { file: path, cause: e },
+    );
   }
   return parseConfig(text, path);
 }
@@ -78,10 +95,18 @@ function parseConfig(text: string, path: string): Record<string, unknown> {
   try {
     config = JSON.parse(text);
   } catch (e) {
-    throw new PmaError("CONFIG_INVALID", `${path}: cannot read it as JSON (${(e as Error).message}); fix or remove it to merge with --dtype`, { file: path, cause: e });
+    throw new PmaError(
+      "CONFIG_INVALID",
+      `${path}: cannot read it as JSON (${(e as Error).message}); fix or remove it to merge with --dtype`,
+      { file: path, cause: e },
+    );
   }
   if (typeof config !== "object" || config === null || Array.isArray(config)) {
-    throw new PmaError("CONFIG_INVALID", `${path}: is not a JSON object; fix or remove it to merge with --dtype`, { file: path });
+    throw new PmaError(
+      "CONFIG_INVALID",
+      `${path}: is not a JSON object; fix or remove it to merge with --dtype`,
+      { file: path },
+    );
   }
   return config as Record<string, unknown>;
 }

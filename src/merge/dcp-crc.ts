@@ -4,7 +4,13 @@ import { readFullySync } from "../formats/positional-io.js";
 const PIECE = 8 << 20;
 
 /** CRC-32 (the zip polynomial) of bytes [start, start + length) of an open file, read in 8 MiB pieces. */
-export function crc32OfRange(fd: number, file: string, start: number, length: number, scratch?: Uint8Array): number {
+export function crc32OfRange(
+  fd: number,
+  file: string,
+  start: number,
+  length: number,
+  scratch?: Uint8Array,
+): number {
   const buf = scratch ?? new Uint8Array(Math.min(PIECE, Math.max(length, 1)));
   let crc = 0;
   for (let p = 0; p < length; p += buf.length) {

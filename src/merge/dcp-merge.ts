@@ -67,7 +67,15 @@ export function dcpTensorRole(name: string, optimizer: OptimizerPolicy): "merge"
 
 const COPY_BUFFER = 8 << 20;
 
-function copyRange(fromFd: number, from: string, toFd: number, to: string, start: number, end: number, buf: Uint8Array): void {
+function copyRange(
+  fromFd: number,
+  from: string,
+  toFd: number,
+  to: string,
+  start: number,
+  end: number,
+  buf: Uint8Array,
+): void {
   for (let p = start; p < end; p += buf.length) {
     const n = Math.min(buf.length, end - p);
     readFullySync(fromFd, from, buf.subarray(0, n), p);
@@ -76,7 +84,14 @@ function copyRange(fromFd: number, from: string, toFd: number, to: string, start
 }
 
 /** Writes `name`'s elements into `fd` in the chunk order of `layout`, reading the input by global coordinates. */
-function restage(reader: DcpReader, t: DcpTensor, layout: DcpChunk[], fd: number, file: string, at: number): number[] {
+function restage(
+  reader: DcpReader,
+  t: DcpTensor,
+  layout: DcpChunk[],
+  fd: number,
+  file: string,
+  at: number,
+): number[] {
   const size = floatDTypeBytes(t.dtype as FloatDType);
   const offsets: number[] = [];
   const buf = new Uint8Array(COPY_BUFFER);
@@ -109,19 +124,35 @@ function restage(reader: DcpReader, t: DcpTensor, layout: DcpChunk[], fd: number
 
 /** Whether the inputs are distributed checkpoints; a mix with other formats is refused. */
 export async function isDcpMerge(inputs: string[]): Promise<boolean> {
-  const isDcp = await Promise.all(inputs.map(async (p) => (await fs.promises.stat(p).catch(() => null))?.isDirectory() === true && (await isDcpFolder(p))));
+  const isDcp = await Promise.all(
+    inputs.map(
+      async (p) =>
+        (await fs.promises.stat(p).catch(() => null))?.isDirectory() === true && (await isDcpFolder(p)),
+    ),
+  );
   if (!isDcp.some(Boolean)) return false;
   const other = inputs.find((_, i) => !isDcp[i]);
   if (other !== undefined) {
-    throw new PmaError("USAGE", `cannot merge distributed checkpoints with other checkpoints (${inputs[isDcp.indexOf(true)]} and ${other}); give inputs of one format, or convert first (pma convert --to safetensors)`);
+    throw new PmaError(
+      "USAGE",
+      `cannot merge distributed checkpoints with other checkpoints (${inputs[isDcp.indexOf(true)]} and ${other}); give inputs of one format, or convert first (pma convert --to safetensors)`,
+    );
   }
   return true;
 }
 
 /** `merge()`'s options for distributed checkpoints: the output is always the newest input's layout. */
 export function mergeDcpFromOptions(opts: MergeOptions): Promise<MergeRecord> {
-  if (opts.dtype !== undefined) throw new PmaError("USAGE", "--dtype does not apply to distributed checkpoints: the merge keeps the newest input's layout and dtypes so the trainer can resume from it");
-  if (opts.shardSize !== undefined) throw new PmaError("USAGE", "--shard-size does not apply to distributed checkpoints: the merge keeps the newest input's files");
+  if (opts.dtype !== undefined)
+    throw new PmaError(
+      "USAGE",
+      "--dtype does not apply to distributed checkpoints: the merge keeps the newest input's layout and dtypes so the trainer can resume from it",
+    );
+  if (opts.shardSize !== undefined)
+    throw new PmaError(
+      "USAGE",
+      "--shard-size does not apply to distributed checkpoints: the merge keeps the newest input's files",
+    );
   const { dtype: _d, shardSize: _s, ...rest } = opts;
   void _d;
   void _s;
@@ -141,7 +172,11 @@ export async function mergeDcp(opts: DcpMergeOptions): Promise<MergeRecord> {
   const inputs = ordered.items;
   const newest = inputs[inputs.length - 1]!;
   if (newest.metadata === null) {
-    throw new PmaError("FORMAT_UNSUPPORTED", `${newest.path}: the newest input is a Hugging Face storage folder without .metadata; pma writes merged distributed checkpoints in a .metadata layout only. Put a torch.distributed.checkpoint folder last, or convert the inputs first.`, { file: newest.path });
+    throw new PmaError(
+      "FORMAT_UNSUPPORTED",
+      `${newest.path}: the newest input is a Hugging Face storage folder without .metadata; pma writes merged distributed checkpoints in a .metadata layout only. Put a torch.distributed.checkpoint folder last, or convert the inputs first.`,
+      { file: newest.path },
+    );
   }
   const method = opts.method ?? DEFAULT_METHOD;
   const coefficients = coefficientsFor(method, inputs.length);
@@ -159,9 +194,16 @@ export async function mergeDcp(opts: DcpMergeOptions): Promise<MergeRecord> {
       await fs.promises.copyFile(join(newest.root, e.name), join(out.staging, e.name));
     }
     // Merged chunks, and which byte ranges of each data file they cover.
-    const merged = [...newest.tensors.values()].filter((t) => isFloatDType(t.dtype) && dcpTensorRole(t.name, optimizer) === "merge");
+    const merged = [...newest.tensors.values()].filter(
+      (t) => isFloatDType(t.dtype) && dcpTensorRole(t.name, optimizer) === "merge",
+    );
     const covered = new Map<string, [number, number][]>();
-    for (const t of merged) for (const c of t.chunks) (covered.get(c.file) ?? covered.set(c.file, []).get(c.file)!).push([c.dataOffset, c.dataOffset + c.byteLength]);
+    for (const t of merged)
+      for (const c of t.chunks)
+        (covered.get(c.file) ?? covered.set(c.file, []).get(c.file)!).push([
+          c.dataOffset,
+          c.dataOffset + c.byteLength,
+        ]);
 
     // Data files: same size; everything outside merged chunks copied from the newest input.
     const buf = new Uint8Array(COPY_BUFFER);
@@ -192,7 +234,8 @@ export async function mergeDcp(opts: DcpMergeOptions): Promise<MergeRecord> {
 
     const inputFiles: string[] = [];
     const fileIndex = new Map<string, number>();
-    const indexOf = (p: string) => fileIndex.get(p) ?? (fileIndex.set(p, inputFiles.push(p) - 1), inputFiles.length - 1);
+    const indexOf = (p: string) =>
+      fileIndex.get(p) ?? (fileIndex.set(p, inputFiles.push(p) - 1), inputFiles.length - 1);
     const jobs: TensorJob[] = [];
     const precision = opts.accumulate ?? "f64";
     let restaged = 0;
@@ -200,7 +243,8 @@ export async function mergeDcp(opts: DcpMergeOptions): Promise<MergeRecord> {
       // Per input, the (file, offset) of each of the newest layout's chunks.
       const sources = inputs.map((inp, i) => {
         const it = inp.tensors.get(t.name)!;
-        if (sameChunking(it.chunks, t.chunks)) return it.chunks.map((c) => ({ file: indexOf(c.file), offset: c.dataOffset }));
+        if (sameChunking(it.chunks, t.chunks))
+          return it.chunks.map((c) => ({ file: indexOf(c.file), offset: c.dataOffset }));
         const file = join(out.staging, `.pma-restage-${i}`);
         if (!scratch.includes(file)) scratch.push(file);
         const fd = fs.openSync(file, "a+");
@@ -227,7 +271,10 @@ export async function mergeDcp(opts: DcpMergeOptions): Promise<MergeRecord> {
         });
       });
     }
-    if (restaged > 0) opts.onNote?.(`${restaged} tensor(s) were sharded differently in an older input and were read by global coordinates`);
+    if (restaged > 0)
+      opts.onNote?.(
+        `${restaged} tensor(s) were sharded differently in an older input and were read by global coordinates`,
+      );
     const nonfinite: { tensor: string; input: number; count: number }[] = [];
     const floatBytes = jobs.reduce((s, j) => s + j.elements * floatDTypeBytes(j.inDtype) * inputs.length, 0);
     // A plain mean accumulated in f64 is computed as (x_1 + ... + x_n) / n, the float64
@@ -255,7 +302,13 @@ export async function mergeDcp(opts: DcpMergeOptions): Promise<MergeRecord> {
 
     let parameters = 0;
     for (const t of merged) if (!OPTIMIZER_PREFIX.test(t.name)) parameters += numel(t.shape);
-    const record: MergeRecord & { format: string; layout: string; optimizer: OptimizerPolicy; merged_tensors: number; copied_tensors: number } = {
+    const record: MergeRecord & {
+      format: string;
+      layout: string;
+      optimizer: OptimizerPolicy;
+      merged_tensors: number;
+      copied_tensors: number;
+    } = {
       pma_version: PMA_VERSION,
       format: "torch.distributed.checkpoint",
       layout: newest.layout,
@@ -282,7 +335,11 @@ export async function mergeDcp(opts: DcpMergeOptions): Promise<MergeRecord> {
       bytes_written: outputFiles.reduce((s, f) => s + fs.statSync(f).size, 0),
       files: newest.dataFiles,
       companions_from: newest.path,
-      nonfinite: nonfinite.map((r) => ({ tensor: r.tensor, checkpoint: r.input >= 0 ? inputs[r.input]!.path : null, count: r.count })),
+      nonfinite: nonfinite.map((r) => ({
+        tensor: r.tensor,
+        checkpoint: r.input >= 0 ? inputs[r.input]!.path : null,
+        count: r.count,
+      })),
       started_at: new Date(started).toISOString(),
       seconds: (Date.now() - started) / 1000,
     };
@@ -315,7 +372,12 @@ function fixCrcs(merged: DcpTensor[], staging: string): void {
         done.add(key);
         let fd = fds.get(file);
         if (fd === undefined) fds.set(file, (fd = fs.openSync(file, "r+")));
-        fixes.push({ fd, file, crc: crc32OfRange(fd, file, c.record.dataOffset, c.record.length, scratch), at: c.record.crcFields });
+        fixes.push({
+          fd,
+          file,
+          crc: crc32OfRange(fd, file, c.record.dataOffset, c.record.length, scratch),
+          at: c.record.crcFields,
+        });
       }
     }
     const b = Buffer.alloc(4);
@@ -329,7 +391,11 @@ function fixCrcs(merged: DcpTensor[], staging: string): void {
 }
 
 /** Every input must have the newest input's tensors with the same dtypes and global shapes. */
-function checkSameDcpTensors(inputs: (OpenedDcp & { path: string })[], optimizer: OptimizerPolicy, maxListed = 10): void {
+function checkSameDcpTensors(
+  inputs: (OpenedDcp & { path: string })[],
+  optimizer: OptimizerPolicy,
+  maxListed = 10,
+): void {
   const ref = inputs[inputs.length - 1]!;
   const problems: string[] = [];
   for (const other of inputs.slice(0, -1)) {
@@ -337,16 +403,25 @@ function checkSameDcpTensors(inputs: (OpenedDcp & { path: string })[], optimizer
       if (!isFloatDType(t.dtype) || dcpTensorRole(name, optimizer) !== "merge") continue;
       const o = other.tensors.get(name);
       if (o === undefined) problems.push(`${other.path}: missing tensor "${name}"`);
-      else if (o.dtype !== t.dtype) problems.push(`${other.path}: "${name}" is ${o.dtype}, but ${t.dtype} in ${ref.path}`);
-      else if (o.shape.join(",") !== t.shape.join(",")) problems.push(`${other.path}: "${name}" has shape [${o.shape.join(", ")}], but [${t.shape.join(", ")}] in ${ref.path}`);
+      else if (o.dtype !== t.dtype)
+        problems.push(`${other.path}: "${name}" is ${o.dtype}, but ${t.dtype} in ${ref.path}`);
+      else if (o.shape.join(",") !== t.shape.join(","))
+        problems.push(
+          `${other.path}: "${name}" has shape [${o.shape.join(", ")}], but [${t.shape.join(", ")}] in ${ref.path}`,
+        );
     }
     for (const [name, o] of other.tensors) {
-      if (isFloatDType(o.dtype) && dcpTensorRole(name, optimizer) === "merge" && !ref.tensors.has(name)) problems.push(`${other.path}: extra tensor "${name}" not in ${ref.path}`);
+      if (isFloatDType(o.dtype) && dcpTensorRole(name, optimizer) === "merge" && !ref.tensors.has(name))
+        problems.push(`${other.path}: extra tensor "${name}" not in ${ref.path}`);
     }
   }
   if (problems.length > 0) {
     const shown = problems.slice(0, maxListed).map((p) => `  ${p}`);
     if (problems.length > maxListed) shown.push(`  ... and ${problems.length - maxListed} more`);
-    throw new PmaError("CHECKPOINT_MISMATCH", `the checkpoints do not have the same tensors:\n${shown.join("\n")}`, { file: inputs[0]!.path });
+    throw new PmaError(
+      "CHECKPOINT_MISMATCH",
+      `the checkpoints do not have the same tensors:\n${shown.join("\n")}`,
+      { file: inputs[0]!.path },
+    );
   }
 }

@@ -70,7 +70,12 @@ export async function finalizeMerge(opts: FinalizeOptions): Promise<MergeRecord>
   const staged = await StagedDir.adopt(out, data, opts.force ?? false);
   try {
     const plan = await readPartsPlan(partsPlanPath(dir));
-    const markers = await checkParts(dir, plan, (name) => readMarker(join(dir, name)), await fs.promises.readdir(dir));
+    const markers = await checkParts(
+      dir,
+      plan,
+      (name) => readMarker(join(dir, name)),
+      await fs.promises.readdir(dir),
+    );
     await checkShards(data, plan);
     await writeWholeMergeFiles(data, plan);
     const record = finalRecord(plan, markers, finalizing);
@@ -115,7 +120,8 @@ async function finalizeS3(opts: FinalizeOptions, finalizing: number): Promise<Me
     const index = planShards(plan.specs, plan.shard_size, plan.file_base_name).indexFile;
     // The index first, then config and tokenizer files, the record last.
     const names = (await fs.promises.readdir(spool)).filter((n) => n !== index).sort();
-    for (const name of [...(index !== null ? [index] : []), ...names]) last.push([name, await fs.promises.readFile(join(spool, name))]);
+    for (const name of [...(index !== null ? [index] : []), ...names])
+      last.push([name, await fs.promises.readFile(join(spool, name))]);
     last.push([MERGE_RECORD_FILE, Buffer.from(JSON.stringify(record, null, 2) + "\n")]);
     await staging.publish(
       plan.recipe.files.map((f) => f.name),
@@ -128,7 +134,12 @@ async function finalizeS3(opts: FinalizeOptions, finalizing: number): Promise<Me
 }
 
 /** Every part's marker, in order; refuses with the list of missing and inconsistent parts. */
-async function checkParts(dir: string, plan: PartsPlan, read: (name: string) => Promise<PartMarker | null>, present: string[]): Promise<PartMarker[]> {
+async function checkParts(
+  dir: string,
+  plan: PartsPlan,
+  read: (name: string) => Promise<PartMarker | null>,
+  present: string[],
+): Promise<PartMarker[]> {
   const count = plan.recipe.count;
   const missing: number[] = [];
   const inconsistent: string[] = [];
@@ -144,22 +155,34 @@ async function checkParts(dir: string, plan: PartsPlan, read: (name: string) => 
     }
     if (m === null) missing.push(i);
     else if (m.digest !== plan.digest || m.index !== i || m.count !== count) {
-      inconsistent.push(`${name}: written for a different merge (other checkpoints, recipe, part count or pma version) on ${m.host}; rerun part ${i}/${count}`);
+      inconsistent.push(
+        `${name}: written for a different merge (other checkpoints, recipe, part count or pma version) on ${m.host}; rerun part ${i}/${count}`,
+      );
     } else markers.push(m);
   }
   for (const name of present) {
     const match = PART_MARKER.exec(name);
     if (match !== null && Number(match[2]) !== count) {
-      inconsistent.push(`${name}: from a split into ${Number(match[2])} parts, but this merge is split into ${count}; remove it`);
+      inconsistent.push(
+        `${name}: from a split into ${Number(match[2])} parts, but this merge is split into ${count}; remove it`,
+      );
     }
   }
   if (missing.length === 0 && inconsistent.length === 0) return markers;
-  const lines = [`cannot finalize ${dir}: ${missing.length + inconsistent.length} of ${count} part(s) are not done right.`];
+  const lines = [
+    `cannot finalize ${dir}: ${missing.length + inconsistent.length} of ${count} part(s) are not done right.`,
+  ];
   if (missing.length > 0) {
-    lines.push(`  missing (not finished, or not run): ${missing.map((i) => `${i}/${count}`).join(", ")}; run them with --part I/${count} (a Slurm array: sbatch --array=${missing.join(",")})`);
+    lines.push(
+      `  missing (not finished, or not run): ${missing.map((i) => `${i}/${count}`).join(", ")}; run them with --part I/${count} (a Slurm array: sbatch --array=${missing.join(",")})`,
+    );
   }
   for (const s of inconsistent) lines.push(`  inconsistent: ${s}`);
-  throw new PmaError(missing.length > 0 && inconsistent.length === 0 ? "PARTS_INCOMPLETE" : "PARTS_MISMATCH", lines.join("\n"), { file: dir });
+  throw new PmaError(
+    missing.length > 0 && inconsistent.length === 0 ? "PARTS_INCOMPLETE" : "PARTS_MISMATCH",
+    lines.join("\n"),
+    { file: dir },
+  );
 }
 
 /** Each shard has its planned size and the planned header (cheap: no tensor bytes are read). */
@@ -170,18 +193,31 @@ async function checkShards(data: string, plan: PartsPlan): Promise<void> {
     try {
       fd = fs.openSync(path, "r");
     } catch (e) {
-      throw new PmaError("PARTS_INCOMPLETE", `${path}: ${(e as Error).message}; the parts' output file is gone: run every part again`, { file: path, cause: e });
+      throw new PmaError(
+        "PARTS_INCOMPLETE",
+        `${path}: ${(e as Error).message}; the parts' output file is gone: run every part again`,
+        { file: path, cause: e },
+      );
     }
     try {
       const size = fs.fstatSync(fd).size;
-      if (size !== f.bytes) throw new PmaError("PARTS_MISMATCH", `${path}: ${size} bytes, but the plan says ${f.bytes}; run every part again`, { file: path });
+      if (size !== f.bytes)
+        throw new PmaError(
+          "PARTS_MISMATCH",
+          `${path}: ${size} bytes, but the plan says ${f.bytes}; run every part again`,
+          { file: path },
+        );
       const prefix = Buffer.alloc(8);
       readFullySync(fd, path, prefix, 0);
       const headerLength = 8 + Number(prefix.readBigUInt64LE(0));
       const header = Buffer.alloc(Math.min(headerLength, f.bytes));
       readFullySync(fd, path, header, 0);
       if (createHash("sha256").update(header).digest("hex") !== f.header_sha256) {
-        throw new PmaError("PARTS_MISMATCH", `${path}: its header is not the planned one; run every part again`, { file: path });
+        throw new PmaError(
+          "PARTS_MISMATCH",
+          `${path}: its header is not the planned one; run every part again`,
+          { file: path },
+        );
       }
     } finally {
       fs.closeSync(fd);
@@ -237,7 +273,9 @@ function finalRecord(plan: PartsPlan, markers: PartMarker[], finalizing: number)
 /** The record of an output this finalize (or an earlier one) already published. */
 async function finalizedRecord(out: string): Promise<MergeRecord | null> {
   try {
-    const record = JSON.parse(await fs.promises.readFile(join(out, MERGE_RECORD_FILE), "utf8")) as MergeRecord;
+    const record = JSON.parse(
+      await fs.promises.readFile(join(out, MERGE_RECORD_FILE), "utf8"),
+    ) as MergeRecord;
     return Array.isArray(record.parts) ? record : null;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT" || e instanceof SyntaxError) return null;

@@ -20,7 +20,11 @@ export interface SourceTensor {
   byteLength: number;
   /** Absolute position of the first byte in `file`. */
   fileOffset: number;
-  file: { path: string; sourceRef: SourceRef | null; read(name: string, byteOffset?: number, byteLength?: number): Promise<Uint8Array> };
+  file: {
+    path: string;
+    sourceRef: SourceRef | null;
+    read(name: string, byteOffset?: number, byteLength?: number): Promise<Uint8Array>;
+  };
 }
 
 /** An opened checkpoint as the merge sees it: a safetensors checkpoint or one GGUF file. */
@@ -50,7 +54,10 @@ export interface MergeInput {
 export async function openMergeInput(path: string): Promise<MergeInput> {
   if (isRemoteUri(path)) return openRemoteInput(path);
   await stat(path).catch((e: unknown) => {
-    throw new PmaError("IO", `${path}: no such checkpoint (${(e as Error).message})`, { file: path, cause: e });
+    throw new PmaError("IO", `${path}: no such checkpoint (${(e as Error).message})`, {
+      file: path,
+      cause: e,
+    });
   });
   if (isGgufPath(path)) return openGgufInput(path);
   const checkpoint = await openCheckpointTensors(path);
@@ -85,7 +92,11 @@ async function openGgufInput(path: string, remote?: RemoteLocation): Promise<Mer
     }
     if (file.tensors.size === 0) {
       // A vocabulary-only GGUF (llama.cpp's ggml-vocab-*.gguf) or a metadata stub: a "merge" would copy metadata and nothing else.
-      throw new PmaError("CHECKPOINT_MISMATCH", `${path}: holds no tensors (a vocabulary-only or metadata-only GGUF); there are no weights to merge. Pass the model's GGUF files.`, { file: path });
+      throw new PmaError(
+        "CHECKPOINT_MISMATCH",
+        `${path}: holds no tensors (a vocabulary-only or metadata-only GGUF); there are no weights to merge. Pass the model's GGUF files.`,
+        { file: path },
+      );
     }
     const tensors = new Map<string, SourceTensor>();
     for (const t of file.tensors.values()) {
@@ -96,7 +107,14 @@ async function openGgufInput(path: string, remote?: RemoteLocation): Promise<Mer
           { file: path },
         );
       }
-      tensors.set(t.name, { name: t.name, dtype: t.dtype, shape: t.shape, byteLength: t.byteLength, fileOffset: t.fileOffset, file });
+      tensors.set(t.name, {
+        name: t.name,
+        dtype: t.dtype,
+        shape: t.shape,
+        byteLength: t.byteLength,
+        fileOffset: t.fileOffset,
+        file,
+      });
     }
     const abs = remote !== undefined ? path : resolve(path);
     const step = stepFromName(basename(abs).replace(/\.gguf$/i, "")) ?? stepFromName(basename(dirname(abs)));
@@ -127,7 +145,8 @@ async function openRemoteInput(uri: string): Promise<MergeInput> {
   try {
     const progress: CheckpointProgress = {};
     const stateBytes = loc.isFolder ? await readSmall(loc, TRAINER_STATE_FILE) : null;
-    const state = stateBytes === null ? null : parseTrainerState(stateBytes, `${loc.uri}/${TRAINER_STATE_FILE}`);
+    const state =
+      stateBytes === null ? null : parseTrainerState(stateBytes, `${loc.uri}/${TRAINER_STATE_FILE}`);
     const fromName = progressFromName(loc.name);
     const tokens = state?.tokensSeen ?? fromName.tokens;
     const step = state?.globalStep ?? fromName.step;
@@ -160,18 +179,26 @@ export function checkSameTensors(inputs: MergeInput[], maxListed = 10): void {
     for (const [name, t] of ref.checkpoint.tensors) {
       const o = other.checkpoint.tensors.get(name);
       if (o === undefined) problems.push(`${other.path}: missing tensor "${name}"`);
-      else if (o.dtype !== t.dtype) problems.push(`${other.path}: "${name}" is ${o.dtype}, but ${t.dtype} in ${ref.path}`);
+      else if (o.dtype !== t.dtype)
+        problems.push(`${other.path}: "${name}" is ${o.dtype}, but ${t.dtype} in ${ref.path}`);
       else if (o.shape.join(",") !== t.shape.join(",")) {
-        problems.push(`${other.path}: "${name}" has shape [${o.shape.join(", ")}], but [${t.shape.join(", ")}] in ${ref.path}`);
+        problems.push(
+          `${other.path}: "${name}" has shape [${o.shape.join(", ")}], but [${t.shape.join(", ")}] in ${ref.path}`,
+        );
       }
     }
     for (const name of other.checkpoint.tensors.keys()) {
-      if (!ref.checkpoint.tensors.has(name)) problems.push(`${other.path}: extra tensor "${name}" not in ${ref.path}`);
+      if (!ref.checkpoint.tensors.has(name))
+        problems.push(`${other.path}: extra tensor "${name}" not in ${ref.path}`);
     }
   }
   if (problems.length > 0) {
     const shown = problems.slice(0, maxListed).map((p) => `  ${p}`);
     if (problems.length > maxListed) shown.push(`  ... and ${problems.length - maxListed} more`);
-    throw new PmaError("CHECKPOINT_MISMATCH", `the checkpoints do not have the same tensors:\n${shown.join("\n")}`, { file: inputs[1]?.path ?? ref.path });
+    throw new PmaError(
+      "CHECKPOINT_MISMATCH",
+      `the checkpoints do not have the same tensors:\n${shown.join("\n")}`,
+      { file: inputs[1]?.path ?? ref.path },
+    );
   }
 }

@@ -59,7 +59,10 @@ export type WorkerMessage =
   | { type: "error"; message: string; code?: string; file?: string };
 
 /** Splits every tensor into chunks of at most `chunkElements` elements. */
-export function makeChunks(tensors: TensorJob[], chunkElements: number): { buffer: SharedArrayBuffer; count: number } {
+export function makeChunks(
+  tensors: TensorJob[],
+  chunkElements: number,
+): { buffer: SharedArrayBuffer; count: number } {
   let count = 0;
   for (const t of tensors) count += Math.ceil(t.elements / chunkElements);
   const buffer = new SharedArrayBuffer(Math.max(1, count) * 3 * 8);

@@ -80,7 +80,10 @@ export class MergeKernels {
 
   /** acc[i] /= d: a plain mean as (x_1 + ... + x_n) / n, the float64 reference's own formula. */
   divide(n: number, precision: AccumulatePrecision, d: number): void {
-    const acc = precision === "f32" ? new Float32Array(this.k.memory.buffer, this.accPtr, n) : new Float64Array(this.k.memory.buffer, this.accPtr, n);
+    const acc =
+      precision === "f32"
+        ? new Float32Array(this.k.memory.buffer, this.accPtr, n)
+        : new Float64Array(this.k.memory.buffer, this.accPtr, n);
     for (let i = 0; i < n; i++) acc[i] = acc[i]! / d;
   }
 
@@ -104,7 +107,9 @@ export class MergeKernels {
 
   /** Number of NaN / +-Inf values among the first n accumulator elements. */
   countNonfinite(precision: AccumulatePrecision, n: number): number {
-    return precision === "f32" ? this.k.count_nonfinite_f32(this.accPtr, n) : this.k.count_nonfinite_f64(this.accPtr, n);
+    return precision === "f32"
+      ? this.k.count_nonfinite_f32(this.accPtr, n)
+      : this.k.count_nonfinite_f64(this.accPtr, n);
   }
 
   /**
@@ -112,23 +117,33 @@ export class MergeKernels {
    * value) and returns the bytes with the number of output values that are NaN or +-Inf,
    * counted in the same pass: a nonfinite sum, or a finite one the dtype cannot hold.
    */
-  emit(precision: AccumulatePrecision, dtype: FloatDType, n: number): { bytes: Uint8Array; nonfinite: number } {
+  emit(
+    precision: AccumulatePrecision,
+    dtype: FloatDType,
+    n: number,
+  ): { bytes: Uint8Array; nonfinite: number } {
     const k = this.k;
     const buf = k.memory.buffer;
     const bytes = (ptr: number) => new Uint8Array(buf, ptr, n * floatDTypeBytes(dtype));
     if (precision === "f32") {
-      if (dtype === "F32") return { bytes: bytes(this.accPtr), nonfinite: k.count_nonfinite_f32(this.accPtr, n) };
-      if (dtype === "BF16") return { nonfinite: k.f32_to_bf16(this.outPtr, this.accPtr, n), bytes: bytes(this.outPtr) };
-      if (dtype === "F16") return { nonfinite: k.f32_to_f16(this.outPtr, this.accPtr, n), bytes: bytes(this.outPtr) };
+      if (dtype === "F32")
+        return { bytes: bytes(this.accPtr), nonfinite: k.count_nonfinite_f32(this.accPtr, n) };
+      if (dtype === "BF16")
+        return { nonfinite: k.f32_to_bf16(this.outPtr, this.accPtr, n), bytes: bytes(this.outPtr) };
+      if (dtype === "F16")
+        return { nonfinite: k.f32_to_f16(this.outPtr, this.accPtr, n), bytes: bytes(this.outPtr) };
       // Widening to f64 is exact: the sum's own count is the output's.
       const out = bytes(this.outPtr);
       encodeFloats(new Float32Array(buf, this.accPtr, n), dtype, out);
       return { bytes: out, nonfinite: k.count_nonfinite_f32(this.accPtr, n) };
     }
-    if (dtype === "F64") return { bytes: bytes(this.accPtr), nonfinite: k.count_nonfinite_f64(this.accPtr, n) };
+    if (dtype === "F64")
+      return { bytes: bytes(this.accPtr), nonfinite: k.count_nonfinite_f64(this.accPtr, n) };
     // f64 -> bf16/f16 rounds once from the f64 value (through f32 rounded to odd).
-    if (dtype === "F32") return { nonfinite: k.f64_to_f32(this.outPtr, this.accPtr, n), bytes: bytes(this.outPtr) };
-    if (dtype === "BF16") return { nonfinite: k.f64_to_bf16(this.outPtr, this.accPtr, n), bytes: bytes(this.outPtr) };
+    if (dtype === "F32")
+      return { nonfinite: k.f64_to_f32(this.outPtr, this.accPtr, n), bytes: bytes(this.outPtr) };
+    if (dtype === "BF16")
+      return { nonfinite: k.f64_to_bf16(this.outPtr, this.accPtr, n), bytes: bytes(this.outPtr) };
     return { nonfinite: k.f64_to_f16(this.outPtr, this.accPtr, n), bytes: bytes(this.outPtr) };
   }
 }

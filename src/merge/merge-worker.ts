@@ -37,12 +37,21 @@ export async function runMergeWorker(plan: WorkerPlan, slot: number): Promise<Wo
   const written = new Float64Array(plan.written);
   const nonfinite: NonfiniteReport[] = [];
   try {
-    if (remote) for (let i = 0; i < plan.inputRefs.length; i++) sources.push(await openSource(plan.inputRefs[i]!, plan.inputFiles[i]));
+    if (remote)
+      for (let i = 0; i < plan.inputRefs.length; i++)
+        sources.push(await openSource(plan.inputRefs[i]!, plan.inputFiles[i]));
     else for (const f of plan.inputFiles) inputFds.push(openSync(f, "r"));
     for (const f of plan.outputFiles) outputFds.push(openSync(f, "r+"));
     const maxInBytes = Math.max(1, ...plan.tensors.map((t) => floatDTypeBytes(t.inDtype)));
     // Remote reads are double-buffered: chunk k+1 is in flight while chunk k is merged.
-    const sets = remote ? [0, 1].map(() => Array.from({ length: plan.coefficients.length }, () => new Uint8Array(plan.chunkElements * maxInBytes))) : [];
+    const sets = remote
+      ? [0, 1].map(() =>
+          Array.from(
+            { length: plan.coefficients.length },
+            () => new Uint8Array(plan.chunkElements * maxInBytes),
+          ),
+        )
+      : [];
     const claim = (): number => {
       if (Atomics.load(stop, 0) !== 0) return -1;
       const k = Atomics.add(next, 0, 1);
@@ -52,7 +61,11 @@ export async function runMergeWorker(plan: WorkerPlan, slot: number): Promise<Wo
       const tensor = plan.tensors[chunks[3 * k]!]!;
       const inSize = floatDTypeBytes(tensor.inDtype);
       const length = chunks[3 * k + 2]! * inSize;
-      const pending = Promise.all(tensor.sources.map((src, i) => sources[src.file]!.read(set[i]!.subarray(0, length), src.offset + chunks[3 * k + 1]! * inSize)));
+      const pending = Promise.all(
+        tensor.sources.map((src, i) =>
+          sources[src.file]!.read(set[i]!.subarray(0, length), src.offset + chunks[3 * k + 1]! * inSize),
+        ),
+      );
       pending.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
       return pending;
     };
@@ -135,7 +148,12 @@ function mergeChunk(
     accumulateAll();
     out = kernels.emit(t.precision, t.outDtype, n);
   }
-  writeFullySync(outputFds[t.target.file]!, plan.outputFiles[t.target.file]!, out.bytes, t.target.offset + start * floatDTypeBytes(t.outDtype));
+  writeFullySync(
+    outputFds[t.target.file]!,
+    plan.outputFiles[t.target.file]!,
+    out.bytes,
+    t.target.offset + start * floatDTypeBytes(t.outDtype),
+  );
   return reports;
 }
 
@@ -147,7 +165,12 @@ if (parentPort !== null && workerData !== null && typeof workerData === "object"
     (e: unknown) =>
       port.postMessage(
         e instanceof PmaError
-          ? { type: "error", message: e.message, code: e.code, ...(e.file !== undefined ? { file: e.file } : {}) }
+          ? {
+              type: "error",
+              message: e.message,
+              code: e.code,
+              ...(e.file !== undefined ? { file: e.file } : {}),
+            }
           : { type: "error", message: e instanceof Error ? (e.stack ?? e.message) : String(e) },
       ),
   );

@@ -8,13 +8,25 @@ import { isFloatDType, type DType, type FloatDType } from "../tensor/dtype.js";
 import { checkAdapterInputs } from "./adapter.js";
 import type { SourceRef } from "../sources/source.js";
 import { checkSameTensors, openMergeInput, type MergeInput, type SourceTensor } from "./inputs.js";
-import { makeChunks, type NonfiniteReport, type TensorJob, type WorkerMessage, type WorkerPlan } from "./job.js";
+import {
+  makeChunks,
+  type NonfiniteReport,
+  type TensorJob,
+  type WorkerMessage,
+  type WorkerPlan,
+} from "./job.js";
 import type { AccumulatePrecision } from "./kernels.js";
 import { copyIdenticalTensor } from "./nonfloat.js";
 import { orderByProgress } from "./order.js";
 import { createMergeOutput, outputFormatFor } from "./outputs.js";
 import type { PartSpec } from "./part-output.js";
-import { coefficientsFor, DEFAULT_METHOD, recordedParams, type MethodSpec, type RecordedParams } from "./methods.js";
+import {
+  coefficientsFor,
+  DEFAULT_METHOD,
+  recordedParams,
+  type MethodSpec,
+  type RecordedParams,
+} from "./methods.js";
 import { numel } from "../tensor/shape.js";
 import { WriteBehind } from "./write-behind.js";
 
@@ -104,7 +116,11 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
   // Distributed checkpoints are merged into the newest one's own layout (imported lazily: that module uses runWorkers).
   const dcp = await import("./dcp-merge.js");
   if (await dcp.isDcpMerge(opts.inputs)) {
-    if (opts.part !== undefined) throw new PmaError("USAGE", "--part splits safetensors merges; a distributed checkpoint is merged by one process (its workers already share the chunks)");
+    if (opts.part !== undefined)
+      throw new PmaError(
+        "USAGE",
+        "--part splits safetensors merges; a distributed checkpoint is merged by one process (its workers already share the chunks)",
+      );
     return dcp.mergeDcpFromOptions(opts);
   }
   // The inputs' format picks the output: a Hugging Face folder or one GGUF file.
@@ -121,7 +137,10 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
     checkSameTensors(inputs);
     const adapter = await checkAdapterInputs(inputs);
     if (adapter && opts.shardSize !== undefined) {
-      throw new PmaError("USAGE", "--shard-size does not apply to PEFT adapters: PEFT loads one adapter_model.safetensors");
+      throw new PmaError(
+        "USAGE",
+        "--shard-size does not apply to PEFT adapters: PEFT loads one adapter_model.safetensors",
+      );
     }
 
     const reference = inputs[0]!.checkpoint;
@@ -141,7 +160,9 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
       allowNonfinite: opts.allowNonfinite ?? false,
     });
     if (writer.completed !== undefined) {
-      opts.onNote?.(`part ${opts.part!.index}/${opts.part!.count} of ${opts.out} was already merged (same inputs and recipe); nothing to do`);
+      opts.onNote?.(
+        `part ${opts.part!.index}/${opts.part!.count} of ${opts.out} was already merged (same inputs and recipe); nothing to do`,
+      );
       return writer.completed;
     }
     let bytesWritten = 0;
@@ -177,7 +198,8 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
       if (!isFloatDType(t.dtype)) {
         bytesWritten += layout.byteLength;
         // A PmaError, as the workers report it: throwIfAborted() would surface a bare AbortError.
-        if (opts.signal?.aborted) throw new PmaError("INTERRUPTED", "merge interrupted; no output was written");
+        if (opts.signal?.aborted)
+          throw new PmaError("INTERRUPTED", "merge interrupted; no output was written");
         await copyIdenticalTensor(inputs, name, writer);
         nonfloatBytes += t.byteLength * inputs.length;
         continue;
@@ -210,7 +232,9 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
         outputFiles,
         coefficients,
         tensors: jobs,
-        chunkElements: opts.chunkElements ?? (inputRefs.some((r) => r.kind !== "file") ? REMOTE_CHUNK_ELEMENTS : DEFAULT_CHUNK_ELEMENTS),
+        chunkElements:
+          opts.chunkElements ??
+          (inputRefs.some((r) => r.kind !== "file") ? REMOTE_CHUNK_ELEMENTS : DEFAULT_CHUNK_ELEMENTS),
         allowNonfinite: opts.allowNonfinite ?? false,
       },
       opts.threads ?? Math.min(availableParallelism(), 8),
@@ -243,7 +267,11 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
       files,
       ...(adapter ? { adapter } : {}),
       companions_from: companionsFrom,
-      nonfinite: nonfinite.map((r) => ({ tensor: r.tensor, checkpoint: r.input >= 0 ? inputs[r.input]!.path : null, count: r.count })),
+      nonfinite: nonfinite.map((r) => ({
+        tensor: r.tensor,
+        checkpoint: r.input >= 0 ? inputs[r.input]!.path : null,
+        count: r.count,
+      })),
       started_at: new Date(started).toISOString(),
       seconds: (Date.now() - started) / 1000,
       ...(opts.part !== undefined ? { part: opts.part } : {}),
@@ -259,8 +287,17 @@ export async function merge(opts: MergeOptions): Promise<MergeRecord> {
   }
 }
 
-
-export type PlanCore = Pick<WorkerPlan, "inputFiles" | "inputRefs" | "outputFiles" | "coefficients" | "tensors" | "chunkElements" | "allowNonfinite" | "divisor">;
+export type PlanCore = Pick<
+  WorkerPlan,
+  | "inputFiles"
+  | "inputRefs"
+  | "outputFiles"
+  | "coefficients"
+  | "tensors"
+  | "chunkElements"
+  | "allowNonfinite"
+  | "divisor"
+>;
 
 export async function runWorkers(
   core: PlanCore,
@@ -287,7 +324,10 @@ export async function runWorkers(
   const writeBehind = new WriteBehind(core.outputFiles, WRITE_BEHIND_BYTES);
   const syncTimer = setInterval(() => writeBehind.poll(written.reduce((a, b) => a + b, 0)), 10);
   const stop = new Int32Array(plan.stop);
-  const workers = Array.from({ length: count }, (_, slot) => new Worker(new URL("./merge-worker.js", import.meta.url), { workerData: { plan, slot } }));
+  const workers = Array.from(
+    { length: count },
+    (_, slot) => new Worker(new URL("./merge-worker.js", import.meta.url), { workerData: { plan, slot } }),
+  );
   const timer = setInterval(() => onProgress(progress.reduce((a, b) => a + b, 0)), 200);
   let failure: PmaError | null = null;
   const fail = (e: PmaError) => {
@@ -305,9 +345,18 @@ export async function runWorkers(
             w.once("message", (m: WorkerMessage) => {
               if (m.type === "done") nonfinite.push(...m.nonfinite);
               else if (m.type === "nonfinite") fail(nonfiniteError(m.report, inputs));
-              else fail(new PmaError((m.code as PmaErrorCode | undefined) ?? "INTERNAL", m.message, m.file !== undefined ? { file: m.file } : {}));
+              else
+                fail(
+                  new PmaError(
+                    (m.code as PmaErrorCode | undefined) ?? "INTERNAL",
+                    m.message,
+                    m.file !== undefined ? { file: m.file } : {},
+                  ),
+                );
             });
-            w.once("error", (e) => fail(new PmaError("INTERNAL", `merge worker failed: ${e.stack ?? e.message}`)));
+            w.once("error", (e) =>
+              fail(new PmaError("INTERNAL", `merge worker failed: ${e.stack ?? e.message}`)),
+            );
             w.once("exit", () => resolve());
           }),
       ),
@@ -328,7 +377,10 @@ export async function runWorkers(
 
 function nonfiniteError(r: NonfiniteReport, inputs: readonly { path: string }[]): PmaError {
   if (r.input < 0) {
-    return new PmaError("NONFINITE", `merged values of "${r.tensor}" overflow to Inf in the output dtype although every input is finite; check the weights (use normalised weights) and --dtype, or pass --allow-nonfinite`);
+    return new PmaError(
+      "NONFINITE",
+      `merged values of "${r.tensor}" overflow to Inf in the output dtype although every input is finite; check the weights (use normalised weights) and --dtype, or pass --allow-nonfinite`,
+    );
   }
   const path = inputs[r.input]!.path;
   return new PmaError(

@@ -154,7 +154,10 @@ export const MERGE_METHODS = [
       const w = s.weights;
       if (w === undefined) throw new PmaError("WEIGHTS_INVALID", "method custom needs weights");
       if (w.length !== n) {
-        throw new PmaError("WEIGHTS_INVALID", `got ${w.length} weights for ${n} checkpoints; give one weight per checkpoint, oldest first`);
+        throw new PmaError(
+          "WEIGHTS_INVALID",
+          `got ${w.length} weights for ${n} checkpoints; give one weight per checkpoint, oldest first`,
+        );
       }
       return customCoefficients(w, s.normalize ?? NORMALIZE.default);
     },
@@ -164,14 +167,22 @@ export const MERGE_METHODS = [
 export type MergeMethod = (typeof MERGE_METHODS)[number]["name"];
 
 /** The parameters' defaults, for code that builds specs itself: PARAM_DEFAULTS.alpha is EMA's. */
-export const PARAM_DEFAULTS = { alpha: ALPHA.default, decay: DECAY.default, normalize: NORMALIZE.default } as const;
+export const PARAM_DEFAULTS = {
+  alpha: ALPHA.default,
+  decay: DECAY.default,
+  normalize: NORMALIZE.default,
+} as const;
 
 /** What a merge does when no method is given. */
 export const DEFAULT_METHOD: Readonly<MethodSpec> = Object.freeze({ method: "sma" });
 
 export function methodEntry(name: string): MethodEntry {
   const entry: MethodEntry | undefined = MERGE_METHODS.find((m) => m.name === name);
-  if (entry === undefined) throw new PmaError("WEIGHTS_INVALID", `unknown merge method "${name}" (known: ${MERGE_METHODS.map((m) => m.name).join(", ")})`);
+  if (entry === undefined)
+    throw new PmaError(
+      "WEIGHTS_INVALID",
+      `unknown merge method "${name}" (known: ${MERGE_METHODS.map((m) => m.name).join(", ")})`,
+    );
   return entry;
 }
 
@@ -183,13 +194,16 @@ type TableParam = (typeof MERGE_METHODS)[number]["params"][number];
 type RecordedParam = Extract<TableParam, { kind: "number" | "choice" }>;
 
 /** The method parameters pma_merge.json records beside the method name. */
-export type RecordedParams = { [P in RecordedParam as P["key"]]?: P extends { kind: "number" } ? number : string };
+export type RecordedParams = {
+  [P in RecordedParam as P["key"]]?: P extends { kind: "number" } ? number : string;
+};
 
 /** The parameters to record for `spec`, defaults filled in: { alpha: 0.2 } for a plain EMA. */
 export function recordedParams(spec: MethodSpec): RecordedParams {
   const out: Record<string, number | string> = {};
   for (const p of methodEntry(spec.method).params) {
-    if (p.kind === "number" || p.kind === "choice") out[p.key] = (spec[p.key] as number | string | undefined) ?? p.default;
+    if (p.kind === "number" || p.kind === "choice")
+      out[p.key] = (spec[p.key] as number | string | undefined) ?? p.default;
   }
   return out as RecordedParams;
 }

@@ -27,7 +27,10 @@ export async function readProgress(path: string): Promise<CheckpointProgress> {
   const state = await readTrainerState(dir);
   const progress: CheckpointProgress = {};
   if (state?.tokensSeen !== undefined) progress.tokens = state.tokensSeen;
-  const step = state?.globalStep ?? stepFromName(basename(abs).replace(/\.safetensors$/, "")) ?? stepFromName(basename(dir));
+  const step =
+    state?.globalStep ??
+    stepFromName(basename(abs).replace(/\.safetensors$/, "")) ??
+    stepFromName(basename(dir));
   if (step !== undefined) progress.step = step;
   return progress;
 }
@@ -37,7 +40,9 @@ export async function readProgress(path: string): Promise<CheckpointProgress> {
  * win when every checkpoint has them; steps are next; argument order is the last
  * resort, and the caller is told so that a wrong order never goes unnoticed.
  */
-export function orderByProgress<T extends { path: string; progress: CheckpointProgress }>(inputs: T[]): Ordered<T> {
+export function orderByProgress<T extends { path: string; progress: CheckpointProgress }>(
+  inputs: T[],
+): Ordered<T> {
   const byKey = (key: "tokens" | "step") => {
     const sorted = [...inputs].sort((a, b) => a.progress[key]! - b.progress[key]!);
     for (let i = 1; i < sorted.length; i++) {

@@ -64,27 +64,57 @@ export interface MergeOutput {
 }
 
 /** The output format for these inputs, refusing combinations that would surprise. */
-export function outputFormatFor(inputs: string[], out: string, shardSize?: number, part?: PartSpec): OutputFormat {
+export function outputFormatFor(
+  inputs: string[],
+  out: string,
+  shardSize?: number,
+  part?: PartSpec,
+): OutputFormat {
   const ggufInputs = inputs.filter(isGgufPath);
   if (ggufInputs.length === 0) {
     if (isGgufPath(out)) {
-      throw new PmaError("USAGE", `--out ${out} names a GGUF file, but the inputs are safetensors checkpoints; a merge is written in its inputs' format (give --out a folder)`);
+      throw new PmaError(
+        "USAGE",
+        `--out ${out} names a GGUF file, but the inputs are safetensors checkpoints; a merge is written in its inputs' format (give --out a folder)`,
+      );
     }
     return "safetensors";
   }
   if (ggufInputs.length !== inputs.length) {
     const other = inputs.find((p) => !isGgufPath(p))!;
-    throw new PmaError("USAGE", `cannot merge GGUF files with other checkpoints (${ggufInputs[0]} and ${other}); give inputs of one format`);
+    throw new PmaError(
+      "USAGE",
+      `cannot merge GGUF files with other checkpoints (${ggufInputs[0]} and ${other}); give inputs of one format`,
+    );
   }
-  if (!isGgufPath(out)) throw new PmaError("USAGE", `the inputs are GGUF files, so the merge is one GGUF file: give --out a path ending in .gguf (got ${out})`);
-  if (shardSize !== undefined) throw new PmaError("USAGE", "--shard-size applies to safetensors output; a GGUF merge is written as one file");
-  if (part !== undefined) throw new PmaError("USAGE", "--part applies to safetensors output; a GGUF merge is written as one file by one process");
+  if (!isGgufPath(out))
+    throw new PmaError(
+      "USAGE",
+      `the inputs are GGUF files, so the merge is one GGUF file: give --out a path ending in .gguf (got ${out})`,
+    );
+  if (shardSize !== undefined)
+    throw new PmaError(
+      "USAGE",
+      "--shard-size applies to safetensors output; a GGUF merge is written as one file",
+    );
+  if (part !== undefined)
+    throw new PmaError(
+      "USAGE",
+      "--part applies to safetensors output; a GGUF merge is written as one file by one process",
+    );
   return "gguf";
 }
 
-export async function createMergeOutput(format: OutputFormat, out: string, force: boolean, signal?: AbortSignal, part?: PartSpec): Promise<MergeOutput> {
+export async function createMergeOutput(
+  format: OutputFormat,
+  out: string,
+  force: boolean,
+  signal?: AbortSignal,
+  part?: PartSpec,
+): Promise<MergeOutput> {
   if (part !== undefined) return PartOutput.create(out, force, part, signal);
-  if (out.startsWith("s3://")) return S3Output.create(out, force, (local) => createMergeOutput(format, local, true), signal);
+  if (out.startsWith("s3://"))
+    return S3Output.create(out, force, (local) => createMergeOutput(format, local, true), signal);
   return format === "gguf" ? GgufOutput.create(out, force) : SafetensorsOutput.create(out, force);
 }
 
@@ -128,7 +158,8 @@ class SafetensorsOutput implements MergeOutput {
   }
 
   async publish(extraFiles: Record<string, string>): Promise<void> {
-    for (const [name, text] of Object.entries(extraFiles)) await writeFileAtomic(`${this.staged.staging}/${name}`, text);
+    for (const [name, text] of Object.entries(extraFiles))
+      await writeFileAtomic(`${this.staged.staging}/${name}`, text);
     await this.staged.publish();
   }
 
@@ -179,8 +210,18 @@ class GgufOutput implements MergeOutput {
   static async create(out: string, force: boolean): Promise<GgufOutput> {
     const path = resolve(out);
     // Refused before any input is read, as the folder output does.
-    if (!force && (await stat(path).then(() => true, () => false))) {
-      throw new PmaError("EXISTS", `${path} already exists; choose another --out or pass --force to replace it`, { file: path });
+    if (
+      !force &&
+      (await stat(path).then(
+        () => true,
+        () => false,
+      ))
+    ) {
+      throw new PmaError(
+        "EXISTS",
+        `${path} already exists; choose another --out or pass --force to replace it`,
+        { file: path },
+      );
     }
     return new GgufOutput(path, force);
   }
@@ -188,7 +229,11 @@ class GgufOutput implements MergeOutput {
   async open(specs: TensorSpec[], ctx: OutputContext): Promise<OutputWriter> {
     const tensors = specs.map((s) => {
       const type = ggmlTypeForDType(s.dtype);
-      if (type === undefined) throw new PmaError("DTYPE_UNSUPPORTED", `${this.path}: tensor "${s.name}" has dtype ${s.dtype}, which GGUF cannot store.`);
+      if (type === undefined)
+        throw new PmaError(
+          "DTYPE_UNSUPPORTED",
+          `${this.path}: tensor "${s.name}" has dtype ${s.dtype}, which GGUF cannot store.`,
+        );
       // Inputs' shapes are their ggml dims reversed, so this restores the dims exactly.
       return { name: s.name, type: type.id, dims: ggufDims(s.shape) };
     });

@@ -5,7 +5,12 @@ import { join, resolve } from "node:path";
 import { writeFileAtomic } from "../common/atomic-dir.js";
 import { fsError, PmaError } from "../common/errors.js";
 import { encodeHeader, fileMetadata } from "../formats/safetensors-layout.js";
-import { DEFAULT_SHARD_SIZE, planShards, SafetensorsWriter, type TensorSpec } from "../formats/safetensors-writer.js";
+import {
+  DEFAULT_SHARD_SIZE,
+  planShards,
+  SafetensorsWriter,
+  type TensorSpec,
+} from "../formats/safetensors-writer.js";
 import { floatDTypeBytes } from "../tensor/codec.js";
 import { isFloatDType, torchDtypeName } from "../tensor/dtype.js";
 import { numel } from "../tensor/shape.js";
@@ -79,13 +84,29 @@ export class PartOutput implements MergeOutput {
     private readonly signal?: AbortSignal,
   ) {}
 
-  static async create(out: string, force: boolean, part: PartSpec, signal?: AbortSignal): Promise<PartOutput> {
-    if (!(Number.isSafeInteger(part.count) && part.count >= 1 && Number.isSafeInteger(part.index) && part.index >= 0 && part.index < part.count)) {
+  static async create(
+    out: string,
+    force: boolean,
+    part: PartSpec,
+    signal?: AbortSignal,
+  ): Promise<PartOutput> {
+    if (!(
+      Number.isSafeInteger(part.count) &&
+      part.count >= 1 &&
+      Number.isSafeInteger(part.index) &&
+      part.index >= 0 &&
+      part.index < part.count
+    )) {
       throw new PmaError("USAGE", `--part must be I/N with 0 <= I < N (got ${part.index}/${part.count})`);
     }
     if (out.startsWith("s3://")) {
       // Refuses an output prefix that holds objects, unless --force, as a whole merge does.
-      return new PartOutput(out, part, await S3Staging.create(out, { force, id: S3_PARTS_STAGING_ID }), signal);
+      return new PartOutput(
+        out,
+        part,
+        await S3Staging.create(out, { force, id: S3_PARTS_STAGING_ID }),
+        signal,
+      );
     }
     const abs = resolve(out);
     if (!force && (await exists(abs))) {
@@ -131,15 +152,31 @@ export class PartOutput implements MergeOutput {
       index_file: shards.indexFile,
       specs: specs.map((s) => ({ name: s.name, dtype: s.dtype, shape: s.shape })),
       companions: {
-        from: newest.remote !== undefined ? (newest.remote.isFolder ? newest.remote.uri : null) : (await fs.promises.stat(newest.path)).isDirectory() ? newest.checkpoint.root : null,
+        from:
+          newest.remote !== undefined
+            ? newest.remote.isFolder
+              ? newest.remote.uri
+              : null
+            : (await fs.promises.stat(newest.path)).isDirectory()
+              ? newest.checkpoint.root
+              : null,
         torch_dtype: ctx.dtype !== undefined ? torchDtypeName(ctx.dtype) : null,
       },
       inputs: ctx.inputs.map((i) => (isRemoteUri(i.path) ? i.path : resolve(i.path))),
     };
-    const marker = this.s3 !== null ? await agreeOnS3Plan(this.s3, plan, this.part) : await agreeOnLocalPlan(this.out, plan, this.part);
+    const marker =
+      this.s3 !== null
+        ? await agreeOnS3Plan(this.s3, plan, this.part)
+        : await agreeOnLocalPlan(this.out, plan, this.part);
     this.plan = plan;
     if (marker !== null) {
-      return { files: [], order: [], layout: () => ({ file: "", fileOffset: 0, byteLength: 0 }), write: async () => undefined, completed: marker.record };
+      return {
+        files: [],
+        order: [],
+        layout: () => ({ file: "", fileOffset: 0, byteLength: 0 }),
+        write: async () => undefined,
+        completed: marker.record,
+      };
     }
 
     let data = partsDataDir(this.out);
@@ -159,7 +196,12 @@ export class PartOutput implements MergeOutput {
       const out = outDtype.get(name)!;
       if (!isFloatDType(t.dtype) || !isFloatDType(out)) {
         // Copied whole; one "element" that costs the bytes read and written.
-        return { name, elements: t.byteLength === 0 ? 0 : 1, bytesPerElement: t.byteLength * (n + 1), cut: null };
+        return {
+          name,
+          elements: t.byteLength === 0 ? 0 : 1,
+          bytesPerElement: t.byteLength * (n + 1),
+          cut: null,
+        };
       }
       const elements = numel(t.shape);
       const outBytes = floatDTypeBytes(out);
@@ -186,7 +228,9 @@ export class PartOutput implements MergeOutput {
         bytesPerElement: s.tensors.reduce((a, t) => a + cost.get(t.name)!, 0),
         cut: null,
       }));
-      const myShards = new Set(partitionWork(shardItems, this.part.count)[this.part.index]!.map((r) => r.name));
+      const myShards = new Set(
+        partitionWork(shardItems, this.part.count)[this.part.index]!.map((r) => r.name),
+      );
       for (const s of writer.plan.shards) {
         if (!myShards.has(s.file)) continue;
         this.touched.add(`${writer.dir}/${s.file}`);
@@ -206,7 +250,9 @@ export class PartOutput implements MergeOutput {
     // Every shard file is synced, not only this part's: cheap for the others, and the
     // headers this part wrote are durable too.
     await this.writer!.finish();
-    const files = this.writer!.plan.shards.map((s) => s.file).filter((f) => this.touched.has(`${this.writer!.dir}/${f}`));
+    const files = this.writer!.plan.shards.map((s) => s.file).filter((f) =>
+      this.touched.has(`${this.writer!.dir}/${f}`),
+    );
     return { files, companionsFrom: null };
   }
 
@@ -273,7 +319,11 @@ async function agreeOnLocalPlan(out: string, plan: PartsPlan, part: PartSpec): P
  * supports, so a part that finds no plan writes its own: two parts of different merges
  * starting at the same moment are then caught by finalize (their markers' digests).
  */
-async function agreeOnS3Plan(staging: S3Staging, plan: PartsPlan, part: PartSpec): Promise<PartMarker | null> {
+async function agreeOnS3Plan(
+  staging: S3Staging,
+  plan: PartsPlan,
+  part: PartSpec,
+): Promise<PartMarker | null> {
   const where = `s3://${staging.out.bucket}/${staging.stagingPrefix}`;
   const text = await getStagedText(staging, "plan.json");
   if (text === null) await putStagedText(staging, "plan.json", JSON.stringify(plan, null, 2) + "\n");

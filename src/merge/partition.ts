@@ -36,7 +36,8 @@ interface Position {
  * contiguous runs of the output, which keeps each part's writes sequential.
  */
 export function partitionWork(items: readonly WorkItem[], count: number): ElementRange[][] {
-  if (!(Number.isSafeInteger(count) && count >= 1)) throw new PmaError("USAGE", `the number of parts must be a positive integer, got ${count}`);
+  if (!(Number.isSafeInteger(count) && count >= 1))
+    throw new PmaError("USAGE", `the number of parts must be a positive integer, got ${count}`);
   const costs = items.map((t) => t.elements * t.bytesPerElement);
   const starts: number[] = [];
   let total = 0;
@@ -67,7 +68,13 @@ export function partitionWork(items: readonly WorkItem[], count: number): Elemen
   return parts;
 }
 
-function cutNear(items: readonly WorkItem[], costs: number[], starts: number[], ideal: number, share: number): Position {
+function cutNear(
+  items: readonly WorkItem[],
+  costs: number[],
+  starts: number[],
+  ideal: number,
+  share: number,
+): Position {
   // The item whose bytes contain the ideal cut (items of no cost contain nothing).
   let i = 0;
   while (i < items.length && starts[i]! + costs[i]! <= ideal) i++;
@@ -75,7 +82,9 @@ function cutNear(items: readonly WorkItem[], costs: number[], starts: number[], 
   const item = items[i]!;
   const before = ideal - starts[i]!;
   if (item.cut === null || costs[i]! <= share) {
-    return before < costs[i]! - before ? { item: i, element: 0 } : normalise(items, { item: i, element: item.elements });
+    return before < costs[i]! - before
+      ? { item: i, element: 0 }
+      : normalise(items, { item: i, element: item.elements });
   }
   const { stride, phase } = item.cut;
   const exact = before / item.bytesPerElement;
@@ -98,7 +107,11 @@ function max(a: Position, b: Position): Position {
  * (so two processes never write into the same page of a shared file); when the tensor
  * itself is not element-aligned in the file, multiples of `alignBytes` into the tensor.
  */
-export function alignedCuts(fileOffset: number, elementBytes: number, alignBytes: number): { stride: number; phase: number } {
+export function alignedCuts(
+  fileOffset: number,
+  elementBytes: number,
+  alignBytes: number,
+): { stride: number; phase: number } {
   const stride = Math.max(1, Math.floor(alignBytes / elementBytes));
   if (alignBytes % elementBytes !== 0 || fileOffset % elementBytes !== 0) return { stride, phase: 0 };
   const toNext = (alignBytes - (fileOffset % alignBytes)) % alignBytes;

@@ -88,7 +88,11 @@ export async function readPartsPlan(path: string): Promise<PartsPlan> {
 /** A plan's text, checked; `path` (a file or an S3 URI) names it in errors. */
 export function parsePartsPlan(text: string, path: string): PartsPlan {
   const bad = (why: string) =>
-    new PmaError("PARTS_MISMATCH", `${path}: ${why}; it was not written by this pma version's --part. Remove ${dirname(path)} and run every part again.`, { file: path });
+    new PmaError(
+      "PARTS_MISMATCH",
+      `${path}: ${why}; it was not written by this pma version's --part. Remove ${dirname(path)} and run every part again.`,
+      { file: path },
+    );
   let v: unknown;
   try {
     v = JSON.parse(text);
@@ -144,7 +148,9 @@ export function parseMarker(text: string, path: string): PartMarker {
     typeof v["record"]["bytes_read"] !== "number" ||
     typeof v["record"]["started_at"] !== "string"
   ) {
-    throw new PmaError("PARTS_MISMATCH", `${path}: not a part marker of this pma version; rerun that part`, { file: path });
+    throw new PmaError("PARTS_MISMATCH", `${path}: not a part marker of this pma version; rerun that part`, {
+      file: path,
+    });
   }
   return v as unknown as PartMarker;
 }
@@ -153,15 +159,23 @@ export function parseMarker(text: string, path: string): PartMarker {
 export function recipeDifferences(a: PartsRecipe, b: PartsRecipe): string[] {
   const out: string[] = [];
   if (a.count !== b.count) out.push(`split into ${a.count} parts there, ${b.count} here`);
-  if (a.inputs.length !== b.inputs.length) out.push(`${a.inputs.length} checkpoints there, ${b.inputs.length} here`);
-  else if (JSON.stringify(a.inputs) !== JSON.stringify(b.inputs)) out.push("different checkpoints (or another order)");
+  if (a.inputs.length !== b.inputs.length)
+    out.push(`${a.inputs.length} checkpoints there, ${b.inputs.length} here`);
+  else if (JSON.stringify(a.inputs) !== JSON.stringify(b.inputs))
+    out.push("different checkpoints (or another order)");
   if (a.method !== b.method || JSON.stringify(a.coefficients) !== JSON.stringify(b.coefficients)) {
-    out.push(`method ${a.method} [${a.coefficients.join(", ")}] there, ${b.method} [${b.coefficients.join(", ")}] here`);
+    out.push(
+      `method ${a.method} [${a.coefficients.join(", ")}] there, ${b.method} [${b.coefficients.join(", ")}] here`,
+    );
   }
   if (a.dtype !== b.dtype) out.push(`--dtype ${a.dtype ?? "as input"} there, ${b.dtype ?? "as input"} here`);
   if (a.accumulate !== b.accumulate) out.push(`--accumulate ${a.accumulate} there, ${b.accumulate} here`);
-  if (a.allow_nonfinite !== b.allow_nonfinite) out.push(`--allow-nonfinite ${a.allow_nonfinite ? "given" : "not given"} there, ${b.allow_nonfinite ? "given" : "not given"} here`);
-  if (out.length === 0 && JSON.stringify(a.files) !== JSON.stringify(b.files)) out.push("different output shards (--shard-size or pma version)");
+  if (a.allow_nonfinite !== b.allow_nonfinite)
+    out.push(
+      `--allow-nonfinite ${a.allow_nonfinite ? "given" : "not given"} there, ${b.allow_nonfinite ? "given" : "not given"} here`,
+    );
+  if (out.length === 0 && JSON.stringify(a.files) !== JSON.stringify(b.files))
+    out.push("different output shards (--shard-size or pma version)");
   if (out.length === 0) out.push("the recipes differ");
   return out;
 }

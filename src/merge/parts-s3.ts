@@ -31,7 +31,14 @@ export async function putStagedText(staging: S3Staging, name: string, text: stri
   const uri = s3Uri({ bucket: staging.out.bucket, key });
   await withRetries(`${uri}: PutObject`, async () => {
     try {
-      await s3Client().send(new PutObjectCommand({ Bucket: staging.out.bucket, Key: key, Body: text, ContentLength: Buffer.byteLength(text) }));
+      await s3Client().send(
+        new PutObjectCommand({
+          Bucket: staging.out.bucket,
+          Key: key,
+          Body: text,
+          ContentLength: Buffer.byteLength(text),
+        }),
+      );
     } catch (e) {
       throw classifyS3Error(e, uri, "PutObject");
     }

@@ -24,8 +24,17 @@ export class S3Output implements MergeOutput {
     private readonly signal: AbortSignal | undefined,
   ) {}
 
-  static async create(out: string, force: boolean, makeLocal: (path: string) => Promise<MergeOutput>, signal?: AbortSignal): Promise<S3Output> {
-    if (/\.gguf$/i.test(out)) throw new PmaError("USAGE", `--out ${out}: GGUF merges are written to local disk only; write it locally and copy it (aws s3 cp)`);
+  static async create(
+    out: string,
+    force: boolean,
+    makeLocal: (path: string) => Promise<MergeOutput>,
+    signal?: AbortSignal,
+  ): Promise<S3Output> {
+    if (/\.gguf$/i.test(out))
+      throw new PmaError(
+        "USAGE",
+        `--out ${out}: GGUF merges are written to local disk only; write it locally and copy it (aws s3 cp)`,
+      );
     const staging = await S3Staging.create(out, { force });
     const spool = await mkdtemp(join(tmpdir(), "pma-s3-out-"));
     const local = join(spool, "merged");

@@ -56,7 +56,10 @@ export function wmaCoefficients(n: number): number[] {
 export function emaCoefficients(n: number, alpha: number): number[] {
   requireCount(n);
   if (!inRange(alpha, EMA_ALPHA_RANGE)) {
-    throw new PmaError("WEIGHTS_INVALID", `EMA alpha must be in ${formatRange(EMA_ALPHA_RANGE)}, got ${alpha}`);
+    throw new PmaError(
+      "WEIGHTS_INVALID",
+      `EMA alpha must be in ${formatRange(EMA_ALPHA_RANGE)}, got ${alpha}`,
+    );
   }
   return Array.from({ length: n }, (_, idx) => {
     const i = idx + 1;
@@ -76,7 +79,8 @@ export function emaCoefficients(n: number, alpha: number): number[] {
  */
 export function wsmCoefficients(n: number, decay: DecayShape): number[] {
   requireCount(n);
-  const shape = (x: number) => (decay === "linear" ? 1 - x : decay === "1-sqrt" ? 1 - Math.sqrt(x) : (1 + Math.cos(Math.PI * x)) / 2);
+  const shape = (x: number) =>
+    decay === "linear" ? 1 - x : decay === "1-sqrt" ? 1 - Math.sqrt(x) : (1 + Math.cos(Math.PI * x)) / 2;
   // f_k for k = 1..N (f_1 = shape(0) = 1), and f_{N+1} = 0 closes the telescoping sum.
   const f = (k: number) => (k > n ? 0 : shape((k - 1) / n));
   return Array.from({ length: n }, (_, idx) => f(idx + 1) - f(idx + 2));
@@ -86,16 +90,21 @@ export function wsmCoefficients(n: number, decay: DecayShape): number[] {
 export function customCoefficients(weights: number[], normalize = true): number[] {
   requireCount(weights.length);
   for (const w of weights) {
-    if (!Number.isFinite(w)) throw new PmaError("WEIGHTS_INVALID", `weights must be finite numbers, got ${w}`);
+    if (!Number.isFinite(w))
+      throw new PmaError("WEIGHTS_INVALID", `weights must be finite numbers, got ${w}`);
   }
   if (!normalize) return [...weights];
   const sum = weights.reduce((a, b) => a + b, 0);
   if (sum === 0) {
-    throw new PmaError("WEIGHTS_INVALID", "custom weights sum to 0 and cannot be normalised; pass --no-normalize to use them as given");
+    throw new PmaError(
+      "WEIGHTS_INVALID",
+      "custom weights sum to 0 and cannot be normalised; pass --no-normalize to use them as given",
+    );
   }
   return weights.map((w) => w / sum);
 }
 
 function requireCount(n: number): void {
-  if (!Number.isInteger(n) || n < 1) throw new PmaError("WEIGHTS_INVALID", `need at least one checkpoint to merge, got ${n}`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new PmaError("WEIGHTS_INVALID", `need at least one checkpoint to merge, got ${n}`);
 }

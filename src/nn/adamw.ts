@@ -54,7 +54,10 @@ export class AdamW {
       throw new PmaError("CONFIG_INVALID", `AdamW betas must be in [0, 1), got ${o.beta1}, ${o.beta2}`);
     }
     if (!(o.eps > 0) || !(o.weightDecay >= 0) || !(o.maxGradNorm >= 0)) {
-      throw new PmaError("CONFIG_INVALID", `AdamW needs eps > 0, weightDecay >= 0, maxGradNorm >= 0; got ${o.eps}, ${o.weightDecay}, ${o.maxGradNorm}`);
+      throw new PmaError(
+        "CONFIG_INVALID",
+        `AdamW needs eps > 0, weightDecay >= 0, maxGradNorm >= 0; got ${o.eps}, ${o.weightDecay}, ${o.maxGradNorm}`,
+      );
     }
     this.m = new Float32Array(params.numel);
     this.v = new Float32Array(params.numel);
@@ -81,7 +84,10 @@ export class AdamW {
   step(lr: number): number {
     const norm = this.gradNorm();
     if (!Number.isFinite(norm)) {
-      throw new PmaError("NONFINITE", `gradient norm is ${norm} at step ${this.t + 1}; parameters were not updated`);
+      throw new PmaError(
+        "NONFINITE",
+        `gradient norm is ${norm} at step ${this.t + 1}; parameters were not updated`,
+      );
     }
     const { beta1: b1, beta2: b2, eps, weightDecay: wd, maxGradNorm: maxNorm } = this.options;
     const clip = maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1;
@@ -111,8 +117,16 @@ export class AdamW {
   exportState(): AdamWState {
     const tensors: NamedTensor[] = [];
     for (const i of this.params.infos) {
-      tensors.push({ name: `${i.name}.exp_avg`, shape: [...i.shape], data: this.m.subarray(i.offset, i.offset + i.size) });
-      tensors.push({ name: `${i.name}.exp_avg_sq`, shape: [...i.shape], data: this.v.subarray(i.offset, i.offset + i.size) });
+      tensors.push({
+        name: `${i.name}.exp_avg`,
+        shape: [...i.shape],
+        data: this.m.subarray(i.offset, i.offset + i.size),
+      });
+      tensors.push({
+        name: `${i.name}.exp_avg_sq`,
+        shape: [...i.shape],
+        data: this.v.subarray(i.offset, i.offset + i.size),
+      });
     }
     return { step: this.t, tensors };
   }
@@ -120,25 +134,38 @@ export class AdamW {
   /** Restores exportState()'s output; every moment must be present with its shape. */
   importState(state: AdamWState): void {
     if (!Number.isInteger(state.step) || state.step < 0) {
-      throw new PmaError("CHECKPOINT_MISMATCH", `optimizer step must be a non-negative integer, got ${state.step}`);
+      throw new PmaError(
+        "CHECKPOINT_MISMATCH",
+        `optimizer step must be a non-negative integer, got ${state.step}`,
+      );
     }
     const byName = new Map(state.tensors.map((t) => [t.name, t]));
     const expected = new Set<string>();
     const staged: [Float32Array, number, Float32Array][] = [];
     for (const i of this.params.infos) {
-      for (const [suffix, dst] of [["exp_avg", this.m], ["exp_avg_sq", this.v]] as const) {
+      for (const [suffix, dst] of [
+        ["exp_avg", this.m],
+        ["exp_avg_sq", this.v],
+      ] as const) {
         const name = `${i.name}.${suffix}`;
         expected.add(name);
         const t = byName.get(name);
         if (t === undefined) throw new PmaError("TENSOR_NOT_FOUND", `optimizer state has no ${name}`);
         if (t.shape.join(",") !== i.shape.join(",") || t.data.length !== i.size) {
-          throw new PmaError("TENSOR_SIZE_MISMATCH", `optimizer state ${name} has shape [${t.shape.join(", ")}], parameter is [${i.shape.join(", ")}]`);
+          throw new PmaError(
+            "TENSOR_SIZE_MISMATCH",
+            `optimizer state ${name} has shape [${t.shape.join(", ")}], parameter is [${i.shape.join(", ")}]`,
+          );
         }
         staged.push([dst, i.offset, t.data]);
       }
     }
     for (const name of byName.keys()) {
-      if (!expected.has(name)) throw new PmaError("CHECKPOINT_MISMATCH", `optimizer state has ${name}, which matches no parameter of this model`);
+      if (!expected.has(name))
+        throw new PmaError(
+          "CHECKPOINT_MISMATCH",
+          `optimizer state has ${name}, which matches no parameter of this model`,
+        );
     }
     for (const [dst, off, data] of staged) dst.set(data, off);
     this.t = state.step;

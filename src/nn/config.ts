@@ -124,10 +124,13 @@ export function validateConfig(c: ModelConfig): void {
   ];
   for (const k of positiveInts) {
     const v = c[k];
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) bad(`${k} must be a positive integer, got ${String(v)}`);
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0)
+      bad(`${k} must be a positive integer, got ${String(v)}`);
   }
   if (c.num_attention_heads % c.num_key_value_heads !== 0) {
-    bad(`num_attention_heads (${c.num_attention_heads}) must be a multiple of num_key_value_heads (${c.num_key_value_heads})`);
+    bad(
+      `num_attention_heads (${c.num_attention_heads}) must be a multiple of num_key_value_heads (${c.num_key_value_heads})`,
+    );
   }
   if (c.head_dim % 2 !== 0) bad(`head_dim must be even for rotary embeddings, got ${c.head_dim}`);
   if (!(c.rms_norm_eps > 0)) bad(`rms_norm_eps must be > 0, got ${c.rms_norm_eps}`);
@@ -142,11 +145,13 @@ export function validateConfig(c: ModelConfig): void {
     if (!Number.isInteger(k) || k < 1 || k > c.num_local_experts) {
       bad(`num_experts_per_tok must be in 1..num_local_experts (${c.num_local_experts}), got ${k}`);
     }
-    if (!(c.router_aux_loss_coef >= 0)) bad(`router_aux_loss_coef must be >= 0, got ${c.router_aux_loss_coef}`);
+    if (!(c.router_aux_loss_coef >= 0))
+      bad(`router_aux_loss_coef must be >= 0, got ${c.router_aux_loss_coef}`);
   }
   for (const k of ["bos_token_id", "eos_token_id"] as const) {
     const v = c[k];
-    if (!Number.isInteger(v) || v < 0 || v >= c.vocab_size) bad(`${k} must be a token id below vocab_size, got ${v}`);
+    if (!Number.isInteger(v) || v < 0 || v >= c.vocab_size)
+      bad(`${k} must be a token id below vocab_size, got ${v}`);
   }
 }
 
@@ -211,7 +216,8 @@ export function fromHfConfig(json: unknown): ModelConfig {
   if (json === null || typeof json !== "object") bad("config.json must be an object");
   const o = json as Record<string, unknown>;
   const type = o["model_type"];
-  if (type !== "llama" && type !== "mixtral") bad(`model_type must be "llama" or "mixtral", got ${JSON.stringify(type)}`);
+  if (type !== "llama" && type !== "mixtral")
+    bad(`model_type must be "llama" or "mixtral", got ${JSON.stringify(type)}`);
   const num = (k: string): number | undefined => {
     const v = o[k];
     if (v === undefined || v === null) return undefined;

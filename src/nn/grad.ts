@@ -36,12 +36,18 @@ export function lossAndGradient(
 ): LossAndGradient {
   const ps = model.params;
   if (params.length !== ps.numel) {
-    throw new PmaError("TENSOR_SIZE_MISMATCH", `parameter vector has ${params.length} elements, the model has ${ps.numel}`);
+    throw new PmaError(
+      "TENSOR_SIZE_MISMATCH",
+      `parameter vector has ${params.length} elements, the model has ${ps.numel}`,
+    );
   }
   if (batches.length === 0) throw new PmaError("USAGE", "lossAndGradient needs at least one batch");
   const grad = out ?? new Float32Array(ps.numel);
   if (grad.length !== ps.numel) {
-    throw new PmaError("TENSOR_SIZE_MISMATCH", `output gradient has ${grad.length} elements, the model has ${ps.numel}`);
+    throw new PmaError(
+      "TENSOR_SIZE_MISMATCH",
+      `output gradient has ${grad.length} elements, the model has ${ps.numel}`,
+    );
   }
   if (params !== ps.data) ps.data.set(params);
   ps.zeroGrad();

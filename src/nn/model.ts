@@ -111,7 +111,10 @@ export class Model {
       throw new PmaError("USAGE", `model shape must be positive integers, got batch ${batch}, seq ${seq}`);
     }
     if (seq > config.max_position_embeddings) {
-      throw new PmaError("USAGE", `seq ${seq} exceeds max_position_embeddings ${config.max_position_embeddings}`);
+      throw new PmaError(
+        "USAGE",
+        `seq ${seq} exceeds max_position_embeddings ${config.max_position_embeddings}`,
+      );
     }
     this.config = config;
     this.backend = backend;
@@ -121,7 +124,10 @@ export class Model {
     this.T = T;
     if (opts.params !== undefined) {
       if (!sameConfig(opts.params.config, config)) {
-        throw new PmaError("CHECKPOINT_MISMATCH", "the shared parameter set was built for a different model config");
+        throw new PmaError(
+          "CHECKPOINT_MISMATCH",
+          "the shared parameter set was built for a different model config",
+        );
       }
       if (opts.params.backend !== backend) {
         // The WebAssembly backend can only multiply buffers in its own memory.
@@ -136,7 +142,12 @@ export class Model {
     const H = config.hidden_size;
     const I = config.intermediate_size;
     const dims: AttentionDims = {
-      batch, seq, hidden: H, heads: config.num_attention_heads, kvHeads: config.num_key_value_heads, headDim: config.head_dim,
+      batch,
+      seq,
+      hidden: H,
+      heads: config.num_attention_heads,
+      kvHeads: config.num_key_value_heads,
+      headDim: config.head_dim,
     };
     const rope = ropeTables(seq, config.head_dim, config.rope_theta);
     const fwdOnly = opts.forwardOnly === true;
@@ -144,7 +155,13 @@ export class Model {
     const withGrad = !fwdOnly;
     const attnScratch = new AttentionScratch(backend, dims, withGrad);
     const moe = isMoe(config);
-    const moeDims = { tokens: T, hidden: H, intermediate: I, experts: config.num_local_experts, topK: config.num_experts_per_tok };
+    const moeDims = {
+      tokens: T,
+      hidden: H,
+      intermediate: I,
+      experts: config.num_local_experts,
+      topK: config.num_experts_per_tok,
+    };
     const mlpScratch = moe ? null : new MlpScratch(backend, T, I, withGrad);
     const moeScratch = moe ? new MoeScratch(backend, moeDims, withGrad) : null;
     this.blocks = [];
@@ -191,7 +208,14 @@ export class Model {
     this.hasMask = mask !== undefined;
     if (mask !== undefined) this.mask.set(mask);
     const V = this.config.vocab_size;
-    const { sum, count } = crossEntropyForward(this.lse, this.logits, this.targets, this.hasMask ? this.mask : null, this.T, V);
+    const { sum, count } = crossEntropyForward(
+      this.lse,
+      this.logits,
+      this.targets,
+      this.hasMask ? this.mask : null,
+      this.T,
+      V,
+    );
     const ce = count > 0 ? sum / count : 0;
     const aux = this.auxLoss();
     this.last = { loss: ce + aux, ce, aux, tokens: count };
@@ -226,9 +250,18 @@ export class Model {
 
   /** Adds d(last forward's loss)/d(params) into params.grad. */
   backward(): void {
-    if (this.forwardOnly) throw new PmaError("USAGE", "backward() on a forward-only (evaluation) model; build it without forwardOnly to train");
+    if (this.forwardOnly)
+      throw new PmaError(
+        "USAGE",
+        "backward() on a forward-only (evaluation) model; build it without forwardOnly to train",
+      );
     if (this.state !== "loss") {
-      throw new PmaError("USAGE", this.state === "none" ? "backward() before forward()" : "backward() needs forward(tokens, targets), not infer() or a second backward()");
+      throw new PmaError(
+        "USAGE",
+        this.state === "none"
+          ? "backward() before forward()"
+          : "backward() needs forward(tokens, targets), not infer() or a second backward()",
+      );
     }
     this.state = "none"; // logits now hold their gradient; a second backward would be wrong
     const c = this.config;
@@ -253,7 +286,18 @@ export class Model {
       if (b.mlp !== null) {
         b.mlp.backward(this.dxn, gl.gateUp!, gl.down!, this.dres, b.xn2, wl.gateUp!, wl.down!);
       } else {
-        b.moe!.backward(this.dxn, gl.router!, gl.expertW13, gl.expertW2, this.dres, b.xn2, wl.router!, wl.expertW13, wl.expertW2, aux);
+        b.moe!.backward(
+          this.dxn,
+          gl.router!,
+          gl.expertW13,
+          gl.expertW2,
+          this.dres,
+          b.xn2,
+          wl.router!,
+          wl.expertW13,
+          wl.expertW2,
+          aux,
+        );
       }
       rmsnormBackward(this.dres, gl.postNorm, this.dxn, b.x2, wl.postNorm, b.rstd2, T, H);
       b.attn.backward(this.dxn, gl.qkv, gl.o, this.dres, b.xn1, wl.qkv, wl.o);
@@ -264,7 +308,10 @@ export class Model {
 
   private checkLength(what: string, n: number): void {
     if (n !== this.T) {
-      throw new PmaError("USAGE", `${what} has ${n} entries; this model runs batch ${this.batch} x seq ${this.seq} = ${this.T}`);
+      throw new PmaError(
+        "USAGE",
+        `${what} has ${n} entries; this model runs batch ${this.batch} x seq ${this.seq} = ${this.T}`,
+      );
     }
   }
 
@@ -342,6 +389,11 @@ export class Model {
 }
 
 /** A model for one (batch, seq) shape; fresh parameters initialised from `seed` unless shared. */
-export function createModel(config: ModelConfig, backend: MatmulBackend, shape: ModelShape, opts: CreateModelOptions = {}): Model {
+export function createModel(
+  config: ModelConfig,
+  backend: MatmulBackend,
+  shape: ModelShape,
+  opts: CreateModelOptions = {},
+): Model {
   return new Model(config, backend, shape, opts);
 }

@@ -188,7 +188,10 @@ export class ParamSet {
   info(name: string): ParamInfo {
     const i = this.byName.get(name);
     if (i === undefined) {
-      throw new PmaError("TENSOR_NOT_FOUND", `parameter ${name} does not exist in this model (${this.infos.length} tensors)`);
+      throw new PmaError(
+        "TENSOR_NOT_FOUND",
+        `parameter ${name} does not exist in this model (${this.infos.length} tensors)`,
+      );
     }
     return i;
   }
@@ -241,21 +244,33 @@ export class ParamSet {
    * checkpoint of another architecture cannot load half-way. A tied model accepts an
    * `lm_head.weight` equal to the embedding (some exporters write both).
    */
-  load(source: ReadonlyMap<string, Float32Array | NamedTensor> | Readonly<Record<string, Float32Array | NamedTensor>>): void {
+  load(
+    source:
+      ReadonlyMap<string, Float32Array | NamedTensor> | Readonly<Record<string, Float32Array | NamedTensor>>,
+  ): void {
     const map = source instanceof Map ? source : new Map(Object.entries(source));
     const staged: [ParamInfo, Float32Array][] = [];
     for (const i of this.infos) {
       const src = map.get(i.name);
       if (src === undefined) {
-        throw new PmaError("TENSOR_NOT_FOUND", `state dict has no ${i.name} ${shapeStr(i.shape)}; load a checkpoint of the same architecture`);
+        throw new PmaError(
+          "TENSOR_NOT_FOUND",
+          `state dict has no ${i.name} ${shapeStr(i.shape)}; load a checkpoint of the same architecture`,
+        );
       }
       const data = src instanceof Float32Array ? src : src.data;
       const shape = src instanceof Float32Array ? null : src.shape;
       if (shape !== null && shapeStr(shape) !== shapeStr(i.shape)) {
-        throw new PmaError("TENSOR_SIZE_MISMATCH", `${i.name}: shape ${shapeStr(shape)} in the state dict, model expects ${shapeStr(i.shape)}`);
+        throw new PmaError(
+          "TENSOR_SIZE_MISMATCH",
+          `${i.name}: shape ${shapeStr(shape)} in the state dict, model expects ${shapeStr(i.shape)}`,
+        );
       }
       if (data.length !== i.size) {
-        throw new PmaError("TENSOR_SIZE_MISMATCH", `${i.name}: ${data.length} elements in the state dict, model expects ${i.size} ${shapeStr(i.shape)}`);
+        throw new PmaError(
+          "TENSOR_SIZE_MISMATCH",
+          `${i.name}: ${data.length} elements in the state dict, model expects ${i.size} ${shapeStr(i.shape)}`,
+        );
       }
       staged.push([i, data]);
     }
@@ -267,9 +282,15 @@ export class ParamSet {
         const embed = map.get("model.embed_tokens.weight")!;
         const e = embed instanceof Float32Array ? embed : embed.data;
         if (sameValues(data, e)) continue;
-        throw new PmaError("CHECKPOINT_MISMATCH", "lm_head.weight differs from model.embed_tokens.weight but the config ties them; set tie_word_embeddings false");
+        throw new PmaError(
+          "CHECKPOINT_MISMATCH",
+          "lm_head.weight differs from model.embed_tokens.weight but the config ties them; set tie_word_embeddings false",
+        );
       }
-      throw new PmaError("CHECKPOINT_MISMATCH", `state dict has ${name}, which this model does not have; check num_hidden_layers / experts / tie_word_embeddings`);
+      throw new PmaError(
+        "CHECKPOINT_MISMATCH",
+        `state dict has ${name}, which this model does not have; check num_hidden_layers / experts / tie_word_embeddings`,
+      );
     }
     for (const [i, data] of staged) this.data.set(data, i.offset);
   }

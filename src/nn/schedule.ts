@@ -112,13 +112,17 @@ export function parseSchedule(json: unknown): ScheduleSpec {
     wsd: ["kind", "lr", "lrMin", "warmupTokens", "stableTokens", "decayTokens", "decay", "startTokens"],
   };
   const kind = o["kind"];
-  if (typeof kind !== "string" || !(kind in allowed)) bad(`kind must be "constant", "cosine" or "wsd", got ${JSON.stringify(kind)}`);
-  for (const k of Object.keys(o)) if (!allowed[kind]!.includes(k)) bad(`unknown field "${k}" for kind "${kind}"`);
+  if (typeof kind !== "string" || !(kind in allowed))
+    bad(`kind must be "constant", "cosine" or "wsd", got ${JSON.stringify(kind)}`);
+  for (const k of Object.keys(o))
+    if (!allowed[kind]!.includes(k)) bad(`unknown field "${k}" for kind "${kind}"`);
   const num = (k: string, opt: { min: number; positive?: boolean; optional?: boolean }): number => {
     const v = o[k];
     if (v === undefined && opt.optional === true) return 0;
-    if (typeof v !== "number" || !Number.isFinite(v)) bad(`${k} must be a finite number, got ${JSON.stringify(v)}`);
-    if (v < opt.min || (opt.positive === true && v <= 0)) bad(`${k} must be ${opt.positive === true ? "> 0" : `>= ${opt.min}`}, got ${v}`);
+    if (typeof v !== "number" || !Number.isFinite(v))
+      bad(`${k} must be a finite number, got ${JSON.stringify(v)}`);
+    if (v < opt.min || (opt.positive === true && v <= 0))
+      bad(`${k} must be ${opt.positive === true ? "> 0" : `>= ${opt.min}`}, got ${v}`);
     return v;
   };
   const lr = num("lr", { min: 0 });
@@ -130,6 +134,7 @@ export function parseSchedule(json: unknown): ScheduleSpec {
   if (kind === "cosine") return { kind, lr, lrMin, warmupTokens, decayTokens, startTokens };
   const stableTokens = num("stableTokens", { min: 0 });
   const decay = o["decay"];
-  if (decay !== "cosine" && decay !== "linear") bad(`decay must be "cosine" or "linear", got ${JSON.stringify(decay)}`);
+  if (decay !== "cosine" && decay !== "linear")
+    bad(`decay must be "cosine" or "linear", got ${JSON.stringify(decay)}`);
   return { kind: "wsd", lr, lrMin, warmupTokens, stableTokens, decayTokens, decay, startTokens };
 }

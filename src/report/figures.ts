@@ -23,7 +23,20 @@ const CONFIG = {
   axis: { labelFontSize: 11, titleFontSize: 12, gridColor: "#eeeeee" },
   legend: { labelFontSize: 11, titleFontSize: 12, labelLimit: 400, titleLimit: 400 },
   title: { fontSize: 14, anchor: "start" as const, offset: 10 },
-  range: { category: ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"] },
+  range: {
+    category: [
+      "#1f77b4",
+      "#d62728",
+      "#2ca02c",
+      "#ff7f0e",
+      "#9467bd",
+      "#8c564b",
+      "#e377c2",
+      "#7f7f7f",
+      "#bcbd22",
+      "#17becf",
+    ],
+  },
 };
 
 interface Common {
@@ -87,8 +100,19 @@ export function lineChart(series: LineSeries[], o: LineChartOptions): FigureSpec
     })),
   );
   const names = series.map((s) => s.name);
-  const x = { field: "x", type: "quantitative", title: o.xTitle, scale: o.xLog === true ? { type: "log" } : { zero: false } };
-  const color = { field: "series", type: "nominal", title: o.seriesTitle ?? null, scale: { domain: names }, legend: { orient: "right", symbolType: "stroke", symbolStrokeWidth: 2.5, symbolSize: 400 } };
+  const x = {
+    field: "x",
+    type: "quantitative",
+    title: o.xTitle,
+    scale: o.xLog === true ? { type: "log" } : { zero: false },
+  };
+  const color = {
+    field: "series",
+    type: "nominal",
+    title: o.seriesTitle ?? null,
+    scale: { domain: names },
+    legend: { orient: "right", symbolType: "stroke", symbolStrokeWidth: 2.5, symbolSize: 400 },
+  };
   const layers: Record<string, unknown>[] = [];
   if (values.some((v) => v.lo !== null && v.hi !== null)) {
     layers.push({
@@ -96,7 +120,12 @@ export function lineChart(series: LineSeries[], o: LineChartOptions): FigureSpec
       mark: { type: "area", opacity: 0.18 },
       // Fill of a copy of the series field: same palette and domain as the lines, but no
       // legend of its own to merge with theirs, which shows line symbols with their dashes.
-      encoding: { x, y: { field: "lo", type: "quantitative" }, y2: { field: "hi" }, fill: { field: "band", type: "nominal", scale: { domain: names }, legend: null } },
+      encoding: {
+        x,
+        y: { field: "lo", type: "quantitative" },
+        y2: { field: "hi" },
+        fill: { field: "band", type: "nominal", scale: { domain: names }, legend: null },
+      },
     });
   }
   layers.push({
@@ -106,8 +135,17 @@ export function lineChart(series: LineSeries[], o: LineChartOptions): FigureSpec
       y: { field: "y", type: "quantitative", title: o.yTitle, scale: { zero: o.yZero === true } },
       color,
       // Same field and title as the colour: one legend, whose symbols show the dashes too.
-      strokeDash: { field: "series", type: "nominal", title: o.seriesTitle ?? null, scale: { domain: names, range: series.map((s) => (s.dashed === true ? [6, 4] : [1, 0])) } },
-      tooltip: [{ field: "series" }, { field: "x", title: o.xTitle }, { field: "y", title: o.yTitle, format: ".4f" }],
+      strokeDash: {
+        field: "series",
+        type: "nominal",
+        title: o.seriesTitle ?? null,
+        scale: { domain: names, range: series.map((s) => (s.dashed === true ? [6, 4] : [1, 0])) },
+      },
+      tooltip: [
+        { field: "series" },
+        { field: "x", title: o.xTitle },
+        { field: "y", title: o.yTitle, format: ".4f" },
+      ],
     },
   });
   return lite({ data: { values }, layer: layers }, o);
@@ -136,7 +174,13 @@ export function barChart(bars: Bar[], o: BarChartOptions): FigureSpec {
   const values = bars.map((b) => {
     const e = b.error === undefined ? null : Math.abs(finite(b.error, `${b.group}/${b.series}: error`));
     const v = finite(b.value, `${b.group}/${b.series}: value`);
-    return { group: b.group, series: b.series, value: v, lo: e === null ? null : v - e, hi: e === null ? null : v + e };
+    return {
+      group: b.group,
+      series: b.series,
+      value: v,
+      lo: e === null ? null : v - e,
+      hi: e === null ? null : v + e,
+    };
   });
   const groups = [...new Set(bars.map((b) => b.group))];
   const series = [...new Set(bars.map((b) => b.series))];
@@ -151,7 +195,11 @@ export function barChart(bars: Bar[], o: BarChartOptions): FigureSpec {
         xOffset,
         y: { field: "value", type: "quantitative", title: o.yTitle, scale: { zero } },
         color: { field: "series", type: "nominal", title: o.seriesTitle ?? null, sort: series },
-        tooltip: [{ field: "group", title: o.xTitle }, { field: "series" }, { field: "value", format: ".4f" }],
+        tooltip: [
+          { field: "group", title: o.xTitle },
+          { field: "series" },
+          { field: "value", format: ".4f" },
+        ],
       },
     },
   ];
@@ -188,7 +236,9 @@ export function heatmap(m: Matrix, o: HeatmapOptions): FigureSpec {
   if (m.values.length !== m.rows.length || m.values.some((r) => r.length !== m.cols.length)) {
     throw new PmaError("USAGE", `heat map: values must be ${m.rows.length} rows of ${m.cols.length}`);
   }
-  const values = m.rows.flatMap((row, r) => m.cols.map((col, c) => ({ row, col, v: finite(m.values[r]![c]!, `heat map [${row}, ${col}]`) })));
+  const values = m.rows.flatMap((row, r) =>
+    m.cols.map((col, c) => ({ row, col, v: finite(m.values[r]![c]!, `heat map [${row}, ${col}]`) })),
+  );
   const top = Math.max(1e-300, ...values.map((d) => Math.abs(d.v)));
   const labels = o.labels ?? (m.rows.length <= 12 && m.cols.length <= 12);
   const x = { field: "col", type: "ordinal", title: o.xTitle, sort: m.cols, axis: { labelAngle: 0 } };
@@ -199,7 +249,12 @@ export function heatmap(m: Matrix, o: HeatmapOptions): FigureSpec {
       encoding: {
         x,
         y,
-        color: { field: "v", type: "quantitative", title: o.colorTitle, scale: { scheme: "redblue", reverse: true, domain: [-top, top] } },
+        color: {
+          field: "v",
+          type: "quantitative",
+          title: o.colorTitle,
+          scale: { scheme: "redblue", reverse: true, domain: [-top, top] },
+        },
         tooltip: [{ field: "row" }, { field: "col" }, { field: "v", format: ".4g" }],
       },
     },
@@ -253,19 +308,49 @@ export function contourPlot(g: Grid, points: MarkedPoint[], o: ContourOptions): 
   if (nx < 2 || ny < 2 || g.z.length !== ny || g.z.some((r) => r.length !== nx)) {
     throw new PmaError("USAGE", `contour plot: z must be ${ny} rows of ${nx} values (at least 2 x 2)`);
   }
-  const edges = (a: number[]): number[] => a.map((v, i) => (i === 0 ? v - (a[1]! - v) / 2 : (a[i - 1]! + v) / 2)).concat([a[a.length - 1]! + (a[a.length - 1]! - a[a.length - 2]!) / 2]);
+  const edges = (a: number[]): number[] =>
+    a
+      .map((v, i) => (i === 0 ? v - (a[1]! - v) / 2 : (a[i - 1]! + v) / 2))
+      .concat([a[a.length - 1]! + (a[a.length - 1]! - a[a.length - 2]!) / 2]);
   const ex = edges(g.xs);
   const ey = edges(g.ys);
-  const cells = g.z.flatMap((row, j) => row.map((z, i) => ({ x: ex[i]!, x2: ex[i + 1]!, y: ey[j]!, y2: ey[j + 1]!, z: finite(z, `contour z[${j}][${i}]`), zStroke: z })));
+  const cells = g.z.flatMap((row, j) =>
+    row.map((z, i) => ({
+      x: ex[i]!,
+      x2: ex[i + 1]!,
+      y: ey[j]!,
+      y2: ey[j + 1]!,
+      z: finite(z, `contour z[${j}][${i}]`),
+      zStroke: z,
+    })),
+  );
   const zs = cells.map((c) => c.z);
   const lo = Math.min(...zs);
   const hi = Math.min(Math.max(...zs), o.zMax ?? Infinity);
   const n = o.levels ?? 10;
   const thresholds = Array.from({ length: n }, (_, k) => lo + ((k + 1) * (hi - lo)) / (n + 1));
-  const segments = isoLines(g, thresholds).map((s) => ({ x: s.x1, y: s.y1, x2: s.x2, y2: s.y2, level: s.level }));
-  const xs = { type: "quantitative", title: o.xTitle, scale: { domain: [ex[0]!, ex[nx]!], nice: false, zero: false } };
-  const ys = { type: "quantitative", title: o.yTitle, scale: { domain: [ey[0]!, ey[ny]!], nice: false, zero: false } };
-  const marked = points.map((p) => ({ label: p.label, x: finite(p.x, `${p.label}: x`), y: finite(p.y, `${p.label}: y`) }));
+  const segments = isoLines(g, thresholds).map((s) => ({
+    x: s.x1,
+    y: s.y1,
+    x2: s.x2,
+    y2: s.y2,
+    level: s.level,
+  }));
+  const xs = {
+    type: "quantitative",
+    title: o.xTitle,
+    scale: { domain: [ex[0]!, ex[nx]!], nice: false, zero: false },
+  };
+  const ys = {
+    type: "quantitative",
+    title: o.yTitle,
+    scale: { domain: [ey[0]!, ey[ny]!], nice: false, zero: false },
+  };
+  const marked = points.map((p) => ({
+    label: p.label,
+    x: finite(p.x, `${p.label}: x`),
+    y: finite(p.y, `${p.label}: y`),
+  }));
   const labelFlipX = ex[0]! + ((ex[nx]! - ex[0]!) * 2) / 3;
   return lite(
     {
@@ -278,27 +363,54 @@ export function contourPlot(g: Grid, points: MarkedPoint[], o: ContourOptions): 
             x2: { field: "x2" },
             y: { field: "y", ...ys },
             y2: { field: "y2" },
-            color: { field: "z", type: "quantitative", title: o.zTitle, scale: { scheme: "viridis", domain: [lo, hi], clamp: true } },
+            color: {
+              field: "z",
+              type: "quantitative",
+              title: o.zTitle,
+              scale: { scheme: "viridis", domain: [lo, hi], clamp: true },
+            },
             // A stroke in the fill's colour closes the anti-aliasing seams between cells; from
             // a copy of the field, or Vega-Lite merges the two legends into symbols.
-            stroke: { field: "zStroke", type: "quantitative", scale: { scheme: "viridis", domain: [lo, hi], clamp: true }, legend: null },
+            stroke: {
+              field: "zStroke",
+              type: "quantitative",
+              scale: { scheme: "viridis", domain: [lo, hi], clamp: true },
+              legend: null,
+            },
           },
         },
         {
           data: { values: segments },
           mark: { type: "rule", color: "white", strokeWidth: 1, opacity: 0.8, clip: true },
-          encoding: { x: { field: "x", ...xs }, y: { field: "y", ...ys }, x2: { field: "x2" }, y2: { field: "y2" } },
+          encoding: {
+            x: { field: "x", ...xs },
+            y: { field: "y", ...ys },
+            x2: { field: "x2" },
+            y2: { field: "y2" },
+          },
         },
         {
           data: { values: marked },
           mark: { type: "point", filled: true, size: 70, color: "#d62728", stroke: "white", strokeWidth: 1 },
-          encoding: { x: { field: "x", ...xs }, y: { field: "y", ...ys }, tooltip: [{ field: "label" }, { field: "x" }, { field: "y" }] },
+          encoding: {
+            x: { field: "x", ...xs },
+            y: { field: "y", ...ys },
+            tooltip: [{ field: "label" }, { field: "x" }, { field: "y" }],
+          },
         },
         // Labels to the right of their point, except in the right third of the plot,
         // where they would run past the edge: there they end at the point.
         ...(["left", "right"] as const).map((align) => ({
-          data: { values: marked.filter((p) => (p.x > labelFlipX) === (align === "right")) },
-          mark: { type: "text", align, dx: align === "left" ? 7 : -7, dy: -7, fontSize: 11, fontWeight: "bold", color: "white" },
+          data: { values: marked.filter((p) => p.x > labelFlipX === (align === "right")) },
+          mark: {
+            type: "text",
+            align,
+            dx: align === "left" ? 7 : -7,
+            dy: -7,
+            fontSize: 11,
+            fontWeight: "bold",
+            color: "white",
+          },
           encoding: { x: { field: "x", ...xs }, y: { field: "y", ...ys }, text: { field: "label" } },
         })),
       ],

@@ -20,7 +20,8 @@ export function formatMeasured(m: Measured): string {
   const n = m.n !== undefined ? ` (n=${m.n})` : "";
   if (m.sd === undefined) return `${m.label}: ${formatNumber(m.mean)}${unit}${n}`;
   // Show the mean to the decimal of the spread's second significant digit.
-  const decimals = m.sd > 0 && Number.isFinite(m.sd) ? Math.min(10, Math.max(0, 1 - Math.floor(Math.log10(m.sd)))) : 4;
+  const decimals =
+    m.sd > 0 && Number.isFinite(m.sd) ? Math.min(10, Math.max(0, 1 - Math.floor(Math.log10(m.sd)))) : 4;
   const mean = Math.abs(m.mean) >= 1e6 ? formatNumber(m.mean) : m.mean.toFixed(decimals);
   return `${m.label}: ${mean} ± ${m.sd.toFixed(decimals)}${unit}${n}`;
 }

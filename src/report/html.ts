@@ -18,7 +18,12 @@ export interface RenderedFigure {
 }
 
 export function escapeHtml(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&#39;");
+  return s
+    .replace(/&/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;")
+    .replace(/'/g, "&#39;");
 }
 
 /**
@@ -29,7 +34,8 @@ export function escapeHtml(s: string): string {
  */
 export function scopeSvgIds(svg: string, prefix: string): string {
   const ids = new Map<string, string>();
-  for (const m of svg.matchAll(/\sid="([^"]+)"/g)) if (!ids.has(m[1]!)) ids.set(m[1]!, `${prefix}${ids.size}`);
+  for (const m of svg.matchAll(/\sid="([^"]+)"/g))
+    if (!ids.has(m[1]!)) ids.set(m[1]!, `${prefix}${ids.size}`);
   if (ids.size === 0) return svg;
   const rename = (id: string): string => ids.get(id) ?? id;
   return svg
@@ -38,7 +44,11 @@ export function scopeSvgIds(svg: string, prefix: string): string {
     .replace(/((?:xlink:)?href=")#([^"]+)"/g, (_, a: string, id: string) => `${a}#${rename(id)}"`);
 }
 
-const VERDICT_CLASS: Record<Verdict, string> = { reproduced: "yes", partly: "partly", "not at this scale": "no" };
+const VERDICT_CLASS: Record<Verdict, string> = {
+  reproduced: "yes",
+  partly: "partly",
+  "not at this scale": "no",
+};
 
 export const STYLE = `
 body { font-family: "DejaVu Sans", "Liberation Sans", Arial, Helvetica, sans-serif; margin: 0 auto; max-width: 1100px; padding: 24px; color: #222; line-height: 1.45; }
@@ -64,22 +74,36 @@ figcaption { color: #444; margin-top: 0.4em; }
 pre { background: #f7f7f7; padding: 12px; overflow: auto; max-height: 480px; font-size: 0.85em; }
 `;
 
-export function renderHtml(report: LabReport, figures: readonly RenderedFigure[], generated: string, resultsJson: string): string {
+export function renderHtml(
+  report: LabReport,
+  figures: readonly RenderedFigure[],
+  generated: string,
+  resultsJson: string,
+): string {
   const e = escapeHtml;
   const parts: string[] = [];
-  parts.push(`<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<meta name="viewport" content="width=device-width, initial-scale=1">`);
+  parts.push(
+    `<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<meta name="viewport" content="width=device-width, initial-scale=1">`,
+  );
   parts.push(`<title>${e(report.title)}</title>\n<style>${STYLE}</style>\n</head>\n<body>`);
-  parts.push(`<header>\n<h1>${e(report.title)}</h1>\n<p class="meta">Generated ${e(generated)} · ${report.claims.length} claims · ${figures.length} figures</p>`);
+  parts.push(
+    `<header>\n<h1>${e(report.title)}</h1>\n<p class="meta">Generated ${e(generated)} · ${report.claims.length} claims · ${figures.length} figures</p>`,
+  );
   if (report.summary !== undefined) parts.push(`<p>${e(report.summary)}</p>`);
   parts.push(`</header>`);
-  parts.push(`<nav><a href="#claims">Claims</a> · <a href="#figures">Figures</a> · <a href="#results">Raw results</a> · <a href="summary.md">summary.md</a> · <a href="results.json">results.json</a></nav>`);
+  parts.push(
+    `<nav><a href="#claims">Claims</a> · <a href="#figures">Figures</a> · <a href="#results">Raw results</a> · <a href="summary.md">summary.md</a> · <a href="results.json">results.json</a></nav>`,
+  );
   if (report.setup !== undefined && Object.keys(report.setup).length > 0) {
     parts.push(`<section id="setup">\n<h2>Setup</h2>\n<table class="setup"><tbody>`);
-    for (const [k, v] of Object.entries(report.setup)) parts.push(`<tr><th>${e(k)}</th><td>${e(String(v))}</td></tr>`);
+    for (const [k, v] of Object.entries(report.setup))
+      parts.push(`<tr><th>${e(k)}</th><td>${e(String(v))}</td></tr>`);
     parts.push(`</tbody></table>\n</section>`);
   }
   parts.push(`<section id="claims">\n<h2>Claims</h2>\n<table class="claims">`);
-  parts.push(`<thead><tr><th>#</th><th>The paper's claim</th><th>Our measurement</th><th>Verdict</th></tr></thead>\n<tbody>`);
+  parts.push(
+    `<thead><tr><th>#</th><th>The paper's claim</th><th>Our measurement</th><th>Verdict</th></tr></thead>\n<tbody>`,
+  );
   const titles = new Map(figures.map((f) => [f.id, f.title]));
   report.claims.forEach((c, i) => parts.push(claimRow(c, i + 1, titles)));
   parts.push(`</tbody></table>\n</section>`);
@@ -87,13 +111,19 @@ export function renderHtml(report: LabReport, figures: readonly RenderedFigure[]
   for (const f of figures) {
     parts.push(`<figure id="fig-${e(f.id)}">\n<h3>${e(f.title)}</h3>`);
     parts.push(`<div class="chart">${stripProlog(f.svg)}</div>`);
-    parts.push(`<figcaption>${e(f.caption)} <a href="${e(f.pngFile)}">PNG</a> · <a href="${e(f.svgFile)}">SVG</a></figcaption>\n</figure>`);
+    parts.push(
+      `<figcaption>${e(f.caption)} <a href="${e(f.pngFile)}">PNG</a> · <a href="${e(f.svgFile)}">SVG</a></figcaption>\n</figure>`,
+    );
   }
   parts.push(`</section>`);
-  parts.push(`<section id="results">\n<h2>Raw results</h2>\n<details><summary>results.json (also beside this page)</summary><pre>${e(resultsJson)}</pre></details>\n</section>`);
+  parts.push(
+    `<section id="results">\n<h2>Raw results</h2>\n<details><summary>results.json (also beside this page)</summary><pre>${e(resultsJson)}</pre></details>\n</section>`,
+  );
   // Machine-readable copy for scripts reading the page; "</" is escaped so no string in
   // the results can end the script element.
-  parts.push(`<script type="application/json" id="results-data">${resultsJson.replace(/<\//g, "<\\/")}</script>`);
+  parts.push(
+    `<script type="application/json" id="results-data">${resultsJson.replace(/<\//g, "<\\/")}</script>`,
+  );
   parts.push(`</body>\n</html>\n`);
   return parts.join("\n");
 }

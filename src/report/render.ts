@@ -15,7 +15,9 @@ export function toVega(fig: FigureSpec): VegaSpec {
   try {
     return compile(fig.spec).spec;
   } catch (e) {
-    throw new PmaError("USAGE", `figure spec does not compile as Vega-Lite: ${(e as Error).message}`, { cause: e });
+    throw new PmaError("USAGE", `figure spec does not compile as Vega-Lite: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
 }
 

@@ -16,11 +16,15 @@ export function renderSummary(report: LabReport, generated: string): string {
   if (report.summary !== undefined) lines.push("", report.summary);
   const counts = new Map<string, number>();
   for (const c of report.claims) counts.set(c.verdict, (counts.get(c.verdict) ?? 0) + 1);
-  lines.push("", `Verdicts: ${[...counts].map(([v, k]) => `${k} ${v}`).join(", ") || "none"}. Figures and raw numbers: index.html, results.json.`);
+  lines.push(
+    "",
+    `Verdicts: ${[...counts].map(([v, k]) => `${k} ${v}`).join(", ") || "none"}. Figures and raw numbers: index.html, results.json.`,
+  );
   lines.push("", "| # | The paper's claim | Our measurement | Verdict |", "|---|---|---|---|");
   report.claims.forEach((c, i) => {
     let m = c.measurement;
-    if (c.numbers !== undefined && c.numbers.length > 0) m += ` (${c.numbers.map(formatMeasured).join("; ")})`;
+    if (c.numbers !== undefined && c.numbers.length > 0)
+      m += ` (${c.numbers.map(formatMeasured).join("; ")})`;
     if (c.note !== undefined) m += `\n_${c.note}_`;
     lines.push(`| ${i + 1} | ${cell(c.paper)} | ${cell(m)} | ${cell(c.verdict)} |`);
   });

@@ -42,21 +42,32 @@ export function validateReport(r: LabReport): void {
   const bad = (msg: string): PmaError => new PmaError("USAGE", `lab report: ${msg}`);
   const figureIds = new Set<string>();
   for (const f of r.figures) {
-    if (!ID.test(f.id)) throw bad(`figure id ${JSON.stringify(f.id)} must be lower-case letters, digits and dashes`);
+    if (!ID.test(f.id))
+      throw bad(`figure id ${JSON.stringify(f.id)} must be lower-case letters, digits and dashes`);
     if (figureIds.has(f.id)) throw bad(`figure id "${f.id}" appears twice`);
     figureIds.add(f.id);
   }
   const claimIds = new Set<string>();
   for (const c of r.claims) {
-    if (!ID.test(c.id)) throw bad(`claim id ${JSON.stringify(c.id)} must be lower-case letters, digits and dashes`);
+    if (!ID.test(c.id))
+      throw bad(`claim id ${JSON.stringify(c.id)} must be lower-case letters, digits and dashes`);
     if (claimIds.has(c.id)) throw bad(`claim id "${c.id}" appears twice`);
     claimIds.add(c.id);
-    if (!VERDICTS.includes(c.verdict)) throw bad(`claim "${c.id}": verdict ${JSON.stringify(c.verdict)} is not one of ${VERDICTS.map((v) => `"${v}"`).join(", ")}`);
-    for (const f of c.figures ?? []) if (!figureIds.has(f)) throw bad(`claim "${c.id}" refers to figure "${f}", which the report does not have`);
+    if (!VERDICTS.includes(c.verdict))
+      throw bad(
+        `claim "${c.id}": verdict ${JSON.stringify(c.verdict)} is not one of ${VERDICTS.map((v) => `"${v}"`).join(", ")}`,
+      );
+    for (const f of c.figures ?? [])
+      if (!figureIds.has(f))
+        throw bad(`claim "${c.id}" refers to figure "${f}", which the report does not have`);
   }
 }
 
-export async function writeReport(dir: string, report: LabReport, opts: WriteReportOptions = {}): Promise<WrittenReport> {
+export async function writeReport(
+  dir: string,
+  report: LabReport,
+  opts: WriteReportOptions = {},
+): Promise<WrittenReport> {
   const t0 = performance.now();
   validateReport(report);
   const generated = report.generated ?? new Date().toISOString();
@@ -70,7 +81,15 @@ export async function writeReport(dir: string, report: LabReport, opts: WriteRep
       throw new PmaError("USAGE", `figure "${f.id}" does not render: ${(e as Error).message}`, { cause: e });
     }
     const png = svgToPng(svg, opts.pngScale !== undefined ? { scale: opts.pngScale } : {});
-    rendered.push({ id: f.id, title: f.title, caption: f.caption, svg, png, svgFile: `figures/${f.id}.svg`, pngFile: `figures/${f.id}.png` });
+    rendered.push({
+      id: f.id,
+      title: f.title,
+      caption: f.caption,
+      svg,
+      png,
+      svgFile: `figures/${f.id}.svg`,
+      pngFile: `figures/${f.id}.png`,
+    });
   }
   const results = {
     format: REPORT_FORMAT,
@@ -81,7 +100,13 @@ export async function writeReport(dir: string, report: LabReport, opts: WriteRep
     ...(report.summary !== undefined ? { summary: report.summary } : {}),
     setup: report.setup ?? {},
     claims: report.claims,
-    figures: rendered.map((f) => ({ id: f.id, title: f.title, caption: f.caption, svg: f.svgFile, png: f.pngFile })),
+    figures: rendered.map((f) => ({
+      id: f.id,
+      title: f.title,
+      caption: f.caption,
+      svg: f.svgFile,
+      png: f.pngFile,
+    })),
     results: report.results,
   };
   const resultsJson = JSON.stringify(results, null, 2);

@@ -40,7 +40,9 @@ export class IdleWatchdog {
 
   /** The error to throw after an abort: a transient stall, or the caller's own abort as is. */
   wrap(e: unknown, what: string): unknown {
-    return this.stalled ? new TransientError(`${what}: no data for ${this.ms / 1000} s (stalled connection)`) : e;
+    return this.stalled
+      ? new TransientError(`${what}: no data for ${this.ms / 1000} s (stalled connection)`)
+      : e;
   }
 }
 
@@ -49,15 +51,26 @@ export class IdleWatchdog {
  * early is a truncated transfer (retried), one that runs long is not the range asked
  * for (an error). Nothing beyond `into` is ever held.
  */
-export async function fillFromBody(body: AsyncIterable<Uint8Array>, into: Uint8Array, what: string, watchdog: IdleWatchdog): Promise<void> {
+export async function fillFromBody(
+  body: AsyncIterable<Uint8Array>,
+  into: Uint8Array,
+  what: string,
+  watchdog: IdleWatchdog,
+): Promise<void> {
   let filled = 0;
   for await (const chunk of body) {
     watchdog.touch();
     if (filled + chunk.length > into.length) {
-      throw new PmaError("IO", `${what}: the server sent more than the ${into.length} bytes asked for; it does not honour byte ranges correctly`);
+      throw new PmaError(
+        "IO",
+        `${what}: the server sent more than the ${into.length} bytes asked for; it does not honour byte ranges correctly`,
+      );
     }
     into.set(chunk, filled);
     filled += chunk.length;
   }
-  if (filled !== into.length) throw new TransientError(`${what}: body ended after ${filled} of ${into.length} bytes (truncated transfer)`);
+  if (filled !== into.length)
+    throw new TransientError(
+      `${what}: body ended after ${filled} of ${into.length} bytes (truncated transfer)`,
+    );
 }

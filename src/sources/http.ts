@@ -5,7 +5,9 @@ import { parseRetryAfter, TransientError, withRetries } from "./retry.js";
 import { checkRange, sameEtag, type PositionalSource, type SourceRef } from "./source.js";
 
 /** `bytes a-b/total` -> its parts; null when malformed. */
-function parseContentRange(value: string | null): { start: number; end: number; total: number | null } | null {
+function parseContentRange(
+  value: string | null,
+): { start: number; end: number; total: number | null } | null {
   const m = value === null ? null : /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(value.trim());
   if (m === null) return null;
   return { start: Number(m[1]), end: Number(m[2]), total: m[3] === "*" ? null : Number(m[3]) };
@@ -19,9 +21,18 @@ function transientStatus(status: number): boolean {
 /** A response that is not the bytes asked for, as an error that says what to do. */
 function statusError(uri: string, status: number): PmaError {
   if (status === 401 || status === 403) {
-    return new PmaError("IO", `${uri}: access denied (HTTP ${status}); for a gated or private Hub repository set HF_TOKEN to a token with read access.`, { file: uri });
+    return new PmaError(
+      "IO",
+      `${uri}: access denied (HTTP ${status}); for a gated or private Hub repository set HF_TOKEN to a token with read access.`,
+      { file: uri },
+    );
   }
-  if (status === 404) return new PmaError("IO", `${uri}: not found (HTTP 404); check the URL, repository, revision and file name.`, { file: uri });
+  if (status === 404)
+    return new PmaError(
+      "IO",
+      `${uri}: not found (HTTP 404); check the URL, repository, revision and file name.`,
+      { file: uri },
+    );
   return new PmaError("IO", `${uri}: unexpected HTTP ${status} for a byte-range request.`, { file: uri });
 }
 
@@ -45,12 +56,23 @@ export class HttpSource implements PositionalSource {
   }
 
   /** `display` is what messages show (an hf:// name, say); the URL itself carries no secret either. */
-  static async open(url: string, opts: { auth?: "hf" | null; display?: string; size?: number; etag?: string | null } = {}): Promise<HttpSource> {
+  static async open(
+    url: string,
+    opts: { auth?: "hf" | null; display?: string; size?: number; etag?: string | null } = {},
+  ): Promise<HttpSource> {
     const auth = opts.auth ?? null;
     const display = opts.display ?? url;
-    if (opts.size !== undefined && opts.etag !== undefined) return new HttpSource(display, url, opts.size, opts.etag, auth);
-    const probe = await withRetries(`${display}: size`, () => rangedGet(url, display, 0, 0, auth, null, null));
-    if (probe.total === null) throw new PmaError("IO", `${display}: the server did not say the file's size in Content-Range; pma needs a server that supports byte ranges.`, { file: display });
+    if (opts.size !== undefined && opts.etag !== undefined)
+      return new HttpSource(display, url, opts.size, opts.etag, auth);
+    const probe = await withRetries(`${display}: size`, () =>
+      rangedGet(url, display, 0, 0, auth, null, null),
+    );
+    if (probe.total === null)
+      throw new PmaError(
+        "IO",
+        `${display}: the server did not say the file's size in Content-Range; pma needs a server that supports byte ranges.`,
+        { file: display },
+      );
     return new HttpSource(display, url, probe.total, probe.etag, auth);
   }
 
@@ -62,15 +84,28 @@ export class HttpSource implements PositionalSource {
     if (into.length === 0) return;
     checkRange(this.uri, this.size, position, into.length);
     const last = position + into.length - 1;
-    await withRetries(`${this.uri}: bytes ${position}-${last}`, async () => {
-      const got = await rangedGet(this.url, this.uri, position, last, this.auth, into, signal ?? null);
-      if (got.total !== null && got.total !== this.size) {
-        throw new PmaError("SOURCE_CHANGED", `${this.uri}: the file is now ${got.total} bytes, not the ${this.size} it had when opened; it changed during the merge. Merge from a fixed revision or a copy that does not change.`, { file: this.uri });
-      }
-      if (!sameEtag(got.etag, this.etag)) {
-        throw new PmaError("SOURCE_CHANGED", `${this.uri}: the file changed during the merge (ETag ${this.etag} when opened, ${got.etag} now). Merge from a fixed revision or a copy that does not change.`, { file: this.uri });
-      }
-    }, undefined, signal);
+    await withRetries(
+      `${this.uri}: bytes ${position}-${last}`,
+      async () => {
+        const got = await rangedGet(this.url, this.uri, position, last, this.auth, into, signal ?? null);
+        if (got.total !== null && got.total !== this.size) {
+          throw new PmaError(
+            "SOURCE_CHANGED",
+            `${this.uri}: the file is now ${got.total} bytes, not the ${this.size} it had when opened; it changed during the merge. Merge from a fixed revision or a copy that does not change.`,
+            { file: this.uri },
+          );
+        }
+        if (!sameEtag(got.etag, this.etag)) {
+          throw new PmaError(
+            "SOURCE_CHANGED",
+            `${this.uri}: the file changed during the merge (ETag ${this.etag} when opened, ${got.etag} now). Merge from a fixed revision or a copy that does not change.`,
+            { file: this.uri },
+          );
+        }
+      },
+      undefined,
+      signal,
+    );
   }
 
   async close(): Promise<void> {}
@@ -93,27 +128,46 @@ async function rangedGet(
   const watchdog = new IdleWatchdog(undefined, signal ?? undefined);
   const what = `${uri}: bytes ${start}-${end}`;
   try {
-    const res = await fetch(url, { headers: { Range: `bytes=${start}-${end}`, ...(auth === "hf" ? hubAuthHeaders() : {}) }, signal: watchdog.signal, redirect: "follow" });
+    const res = await fetch(url, {
+      headers: { Range: `bytes=${start}-${end}`, ...(auth === "hf" ? hubAuthHeaders() : {}) },
+      signal: watchdog.signal,
+      redirect: "follow",
+    });
     if (transientStatus(res.status)) {
       await res.body?.cancel().catch(() => undefined);
-      throw new TransientError(`${what}: HTTP ${res.status}`, parseRetryAfter(res.headers.get("retry-after")));
+      throw new TransientError(
+        `${what}: HTTP ${res.status}`,
+        parseRetryAfter(res.headers.get("retry-after")),
+      );
     }
     if (res.status !== 206) {
       await res.body?.cancel().catch(() => undefined);
       if (res.status === 200) {
-        throw new PmaError("IO", `${uri}: the server ignored the Range header and sent the whole file; pma reads remote files by byte ranges only. Use a server or URL that supports ranges.`, { file: uri });
+        throw new PmaError(
+          "IO",
+          `${uri}: the server ignored the Range header and sent the whole file; pma reads remote files by byte ranges only. Use a server or URL that supports ranges.`,
+          { file: uri },
+        );
       }
       throw statusError(uri, res.status);
     }
     const range = parseContentRange(res.headers.get("content-range"));
     if (range === null || range.start !== start || range.end !== end) {
       await res.body?.cancel().catch(() => undefined);
-      throw new PmaError("IO", `${what}: the server answered with Content-Range "${res.headers.get("content-range") ?? ""}", not the range asked for.`, { file: uri });
+      throw new PmaError(
+        "IO",
+        `${what}: the server answered with Content-Range "${res.headers.get("content-range") ?? ""}", not the range asked for.`,
+        { file: uri },
+      );
     }
     const length = res.headers.get("content-length");
     if (length !== null && Number(length) !== end - start + 1) {
       await res.body?.cancel().catch(() => undefined);
-      throw new PmaError("IO", `${what}: Content-Length ${length} does not match the ${end - start + 1} bytes of the range.`, { file: uri });
+      throw new PmaError(
+        "IO",
+        `${what}: Content-Length ${length} does not match the ${end - start + 1} bytes of the range.`,
+        { file: uri },
+      );
     }
     const target = into ?? new Uint8Array(end - start + 1);
     if (res.body === null) throw new TransientError(`${what}: response without a body`);

@@ -30,7 +30,11 @@ export interface HubTarget {
 /** `hf://owner/repo[@revision][/path]` -> its parts. */
 export function parseHfUri(uri: string): HubTarget {
   const m = /^hf:\/\/([^/@]+\/[^/@]+)(?:@([^/]+))?(?:\/(.*))?$/.exec(uri);
-  if (m === null) throw new PmaError("USAGE", `${uri}: not a Hub URI; write hf://owner/repo@revision (a branch, tag or commit), optionally followed by /path`);
+  if (m === null)
+    throw new PmaError(
+      "USAGE",
+      `${uri}: not a Hub URI; write hf://owner/repo@revision (a branch, tag or commit), optionally followed by /path`,
+    );
   return { repo: m[1]!, revision: m[2] ?? "main", path: (m[3] ?? "").replace(/\/+$/, "") };
 }
 
@@ -41,14 +45,23 @@ export interface HubRef {
 
 async function hubJson(url: string, what: string): Promise<unknown> {
   return withRetries(what, async () => {
-    const res = await fetch(url, { headers: { Accept: "application/json", ...hubAuthHeaders() }, signal: AbortSignal.timeout(60_000) });
+    const res = await fetch(url, {
+      headers: { Accept: "application/json", ...hubAuthHeaders() },
+      signal: AbortSignal.timeout(60_000),
+    });
     if (res.status === 429 || res.status >= 500) {
       await res.body?.cancel().catch(() => undefined);
-      throw new TransientError(`${what}: HTTP ${res.status}`, parseRetryAfter(res.headers.get("retry-after")));
+      throw new TransientError(
+        `${what}: HTTP ${res.status}`,
+        parseRetryAfter(res.headers.get("retry-after")),
+      );
     }
     if (!res.ok) {
       await res.body?.cancel().catch(() => undefined);
-      const hint = res.status === 401 || res.status === 403 || res.status === 404 ? "; check the repository name, and for a gated or private repository set HF_TOKEN" : "";
+      const hint =
+        res.status === 401 || res.status === 403 || res.status === 404
+          ? "; check the repository name, and for a gated or private repository set HF_TOKEN"
+          : "";
       throw new PmaError("IO", `${what}: HTTP ${res.status}${hint}.`);
     }
     return res.json();
@@ -57,11 +70,18 @@ async function hubJson(url: string, what: string): Promise<unknown> {
 
 /** The repository's branches (first) and tags with the commit each points at. */
 export async function listHubRefs(repo: string): Promise<{ branches: HubRef[]; tags: HubRef[] }> {
-  const body = (await hubJson(`${hubEndpoint()}/api/models/${repo}/refs`, `hf://${repo}: listing revisions`)) as Record<string, unknown>;
+  const body = (await hubJson(
+    `${hubEndpoint()}/api/models/${repo}/refs`,
+    `hf://${repo}: listing revisions`,
+  )) as Record<string, unknown>;
   const refs = (key: string): HubRef[] => {
     const list = body?.[key];
     if (!Array.isArray(list)) return [];
-    return list.flatMap((r: { name?: unknown; targetCommit?: unknown }) => (typeof r.name === "string" && typeof r.targetCommit === "string" ? [{ name: r.name, commit: r.targetCommit }] : []));
+    return list.flatMap((r: { name?: unknown; targetCommit?: unknown }) =>
+      typeof r.name === "string" && typeof r.targetCommit === "string"
+        ? [{ name: r.name, commit: r.targetCommit }]
+        : [],
+    );
   };
   return { branches: refs("branches"), tags: refs("tags") };
 }
@@ -71,7 +91,11 @@ export async function resolveHubRevision(repo: string, revision: string): Promis
   if (/^[0-9a-f]{40}$/.test(revision)) return revision;
   const { branches, tags } = await listHubRefs(repo);
   const found = [...branches, ...tags].find((r) => r.name === revision);
-  if (found === undefined) throw new PmaError("IO", `hf://${repo}@${revision}: no such branch or tag (the repository has ${branches.length} branches); check the revision name.`);
+  if (found === undefined)
+    throw new PmaError(
+      "IO",
+      `hf://${repo}@${revision}: no such branch or tag (the repository has ${branches.length} branches); check the revision name.`,
+    );
   return found.commit;
 }
 
@@ -90,26 +114,56 @@ export async function listHubFolder(repo: string, commit: string, path: string):
   const entries = await withRetries(what, async () => {
     const found: ListFileEntry[] = [];
     try {
-      for await (const e of listFiles({ repo: { type: "model", name: repo }, revision: commit, ...(path ? { path } : {}), hubUrl: hubEndpoint(), ...(token !== undefined ? { accessToken: token } : {}) })) found.push(e);
+      for await (const e of listFiles({
+        repo: { type: "model", name: repo },
+        revision: commit,
+        ...(path ? { path } : {}),
+        hubUrl: hubEndpoint(),
+        ...(token !== undefined ? { accessToken: token } : {}),
+      }))
+        found.push(e);
     } catch (e) {
       const status = (e as { statusCode?: number }).statusCode;
-      if (status !== undefined && (status === 429 || status >= 500)) throw new TransientError(`${what}: HTTP ${status}`);
-      if (status !== undefined) throw new PmaError("IO", `${what}: HTTP ${status}; check the repository and path, and for a gated or private repository set HF_TOKEN.`, { cause: e });
+      if (status !== undefined && (status === 429 || status >= 500))
+        throw new TransientError(`${what}: HTTP ${status}`);
+      if (status !== undefined)
+        throw new PmaError(
+          "IO",
+          `${what}: HTTP ${status}; check the repository and path, and for a gated or private repository set HF_TOKEN.`,
+          { cause: e },
+        );
       throw e;
     }
     return found;
   });
   return entries
     .filter((e) => e.type === "file")
-    .map((e) => ({ path: e.path, size: e.size, checksum: e.lfs ? { kind: "sha256" as const, hex: e.lfs.oid } : e.oid ? { kind: "git-sha1" as const, hex: e.oid } : null }));
+    .map((e) => ({
+      path: e.path,
+      size: e.size,
+      checksum: e.lfs
+        ? { kind: "sha256" as const, hex: e.lfs.oid }
+        : e.oid
+          ? { kind: "git-sha1" as const, hex: e.oid }
+          : null,
+    }));
 }
 
 /** A positional source for one file of a commit; `display` is its hf:// name for messages. */
-export async function openHubFile(repo: string, commit: string, file: HubFile, display: string): Promise<HttpSource> {
+export async function openHubFile(
+  repo: string,
+  commit: string,
+  file: HubFile,
+  display: string,
+): Promise<HttpSource> {
   const url = `${hubEndpoint()}/${repo}/resolve/${commit}/${file.path.split("/").map(encodeURIComponent).join("/")}`;
   const source = await HttpSource.open(url, { auth: "hf", display });
   if (source.size !== file.size) {
-    throw new PmaError("SOURCE_CHANGED", `${display}: the Hub lists ${file.size} bytes but serves ${source.size}; try again, and report it if it persists.`, { file: display });
+    throw new PmaError(
+      "SOURCE_CHANGED",
+      `${display}: the Hub lists ${file.size} bytes but serves ${source.size}; try again, and report it if it persists.`,
+      { file: display },
+    );
   }
   return source;
 }

@@ -11,10 +11,20 @@ const closeAsync = promisify(fs.close);
 const MAX_CHUNK = 1 << 30;
 
 function shrunk(path: string, position: number): PmaError {
-  return new PmaError("IO", `${path}: unexpected end of file at byte ${position}; the file was truncated while open.`, { file: path });
+  return new PmaError(
+    "IO",
+    `${path}: unexpected end of file at byte ${position}; the file was truncated while open.`,
+    { file: path },
+  );
 }
 
-function readAsync(fd: number, buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+function readAsync(
+  fd: number,
+  buf: Uint8Array,
+  offset: number,
+  length: number,
+  position: number,
+): Promise<number> {
   return new Promise((resolve, reject) => {
     fs.read(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n)));
   });
@@ -46,12 +56,17 @@ export class LocalFileSource implements PositionalSource {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException | undefined)?.code;
       if (code === "ENOENT") throw new PmaError("IO", `${path}: no such file.`, { file: path, cause: e });
-      if (code === "EACCES") throw new PmaError("IO", `${path}: permission denied; check the file's permissions.`, { file: path, cause: e });
+      if (code === "EACCES")
+        throw new PmaError("IO", `${path}: permission denied; check the file's permissions.`, {
+          file: path,
+          cause: e,
+        });
       throw fsError(path, "open", e);
     }
     try {
       const st = await fstatAsync(fd);
-      if (!st.isFile()) throw new PmaError("IO", `${path}: not a regular file; expected a ${kind} file.`, { file: path });
+      if (!st.isFile())
+        throw new PmaError("IO", `${path}: not a regular file; expected a ${kind} file.`, { file: path });
       return new LocalFileSource(path, fd, st.size);
     } catch (e) {
       await closeAsync(fd).catch(() => undefined);
@@ -60,7 +75,8 @@ export class LocalFileSource implements PositionalSource {
   }
 
   private open(doing: string): number {
-    if (this.fd === null) throw new PmaError("IO", `${this.uri}: ${doing} after close().`, { file: this.uri });
+    if (this.fd === null)
+      throw new PmaError("IO", `${this.uri}: ${doing} after close().`, { file: this.uri });
     return this.fd;
   }
 

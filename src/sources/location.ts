@@ -44,7 +44,8 @@ export async function readSmall(loc: RemoteLocation, name: string): Promise<Uint
   const entry = loc.files.get(name);
   if (entry === undefined) return null;
   const where = `${loc.uri}${loc.isFolder ? `/${name}` : ""}`;
-  if (entry.size > MAX_SMALL_FILE) throw new PmaError("IO", `${where}: is ${entry.size} bytes, too large for a ${name}.`, { file: where });
+  if (entry.size > MAX_SMALL_FILE)
+    throw new PmaError("IO", `${where}: is ${entry.size} bytes, too large for a ${name}.`, { file: where });
   const source = await entry.open();
   try {
     const bytes = new Uint8Array(source.size);
@@ -64,7 +65,11 @@ function verifyChecksum(where: string, bytes: Uint8Array, checksum: RemoteEntry[
       : createHash(checksum.kind).update(bytes);
   const got = hash.digest("hex");
   if (got !== checksum.hex) {
-    throw new PmaError("IO", `${where}: checksum mismatch (${checksum.kind} ${got}, the store says ${checksum.hex}); the download was corrupted or the file changed. Try again.`, { file: where });
+    throw new PmaError(
+      "IO",
+      `${where}: checksum mismatch (${checksum.kind} ${got}, the store says ${checksum.hex}); the download was corrupted or the file changed. Try again.`,
+      { file: where },
+    );
   }
 }
 
@@ -91,21 +96,48 @@ export async function resolveRemote(uri: string): Promise<RemoteLocation> {
     for (const f of files) {
       const name = single ? baseName(f.path) : f.path.slice(t.path ? t.path.length + 1 : 0);
       const shown = single ? display : `${display}/${name}`;
-      map.set(name, { name, size: f.size, checksum: f.checksum, open: () => openHubFile(t.repo, commit, f, shown) });
+      map.set(name, {
+        name,
+        size: f.size,
+        checksum: f.checksum,
+        open: () => openHubFile(t.repo, commit, f, shown),
+      });
     }
-    if (map.size === 0) throw new PmaError("IO", `${display}: no files there; check the path inside the repository.`, { file: display });
-    return { uri: display, isFolder: !single, name: t.path && !single ? baseName(t.path) : single ? baseName(t.path) : t.revision, commit, files: map };
+    if (map.size === 0)
+      throw new PmaError("IO", `${display}: no files there; check the path inside the repository.`, {
+        file: display,
+      });
+    return {
+      uri: display,
+      isFolder: !single,
+      name: t.path && !single ? baseName(t.path) : single ? baseName(t.path) : t.revision,
+      commit,
+      files: map,
+    };
   }
   if (uri.startsWith("s3://")) {
     const loc = parseS3Uri(uri);
-    const exact = loc.key !== "" && !loc.key.endsWith("/") ? (await listS3(loc)).find((o) => o.key === loc.key) : undefined;
+    const exact =
+      loc.key !== "" && !loc.key.endsWith("/")
+        ? (await listS3(loc)).find((o) => o.key === loc.key)
+        : undefined;
     if (exact !== undefined) {
       const name = baseName(loc.key);
       return {
         uri,
         isFolder: false,
         name,
-        files: new Map([[name, { name, size: exact.size, checksum: s3Checksum(exact.etag), open: () => S3Source.open(loc, { size: exact.size, etag: exact.etag }) }]]),
+        files: new Map([
+          [
+            name,
+            {
+              name,
+              size: exact.size,
+              checksum: s3Checksum(exact.etag),
+              open: () => S3Source.open(loc, { size: exact.size, etag: exact.etag }),
+            },
+          ],
+        ]),
       };
     }
     const prefix = loc.key === "" || loc.key.endsWith("/") ? loc.key : `${loc.key}/`;
@@ -113,16 +145,34 @@ export async function resolveRemote(uri: string): Promise<RemoteLocation> {
     for (const o of await listS3({ bucket: loc.bucket, key: prefix })) {
       const name = o.key.slice(prefix.length);
       if (name === "" || name.includes("/")) continue;
-      map.set(name, { name, size: o.size, checksum: s3Checksum(o.etag), open: () => S3Source.open({ bucket: loc.bucket, key: o.key }, { size: o.size, etag: o.etag }) });
+      map.set(name, {
+        name,
+        size: o.size,
+        checksum: s3Checksum(o.etag),
+        open: () => S3Source.open({ bucket: loc.bucket, key: o.key }, { size: o.size, etag: o.etag }),
+      });
     }
     const display = s3Uri({ bucket: loc.bucket, key: prefix.replace(/\/$/, "") });
-    if (map.size === 0) throw new PmaError("IO", `${uri}: no objects under this prefix; check the bucket and prefix (and AWS_ENDPOINT_URL_S3 for a self-hosted store).`, { file: uri });
+    if (map.size === 0)
+      throw new PmaError(
+        "IO",
+        `${uri}: no objects under this prefix; check the bucket and prefix (and AWS_ENDPOINT_URL_S3 for a self-hosted store).`,
+        { file: uri },
+      );
     return { uri: display, isFolder: true, name: baseName(prefix), files: map };
   }
   if (/^https?:\/\//i.test(uri)) {
     const source = await HttpSource.open(uri);
     const name = baseName(new URL(uri).pathname);
-    return { uri, isFolder: false, name, files: new Map([[name, { name, size: source.size, checksum: null, open: async () => source }]]) };
+    return {
+      uri,
+      isFolder: false,
+      name,
+      files: new Map([[name, { name, size: source.size, checksum: null, open: async () => source }]]),
+    };
   }
-  throw new PmaError("USAGE", `${uri}: not a remote location; write hf://owner/repo@revision, s3://bucket/prefix or https://host/file`);
+  throw new PmaError(
+    "USAGE",
+    `${uri}: not a remote location; write hf://owner/repo@revision, s3://bucket/prefix or https://host/file`,
+  );
 }

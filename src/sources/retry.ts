@@ -44,15 +44,37 @@ export function parseRetryAfter(value: string | null | undefined, now = Date.now
   return Math.min(Math.max(0, ms), MAX_RETRY_AFTER_MS);
 }
 
-const TRANSIENT_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "EAI_AGAIN", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "UND_ERR_SOCKET", "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "UND_ERR_CLOSED"]);
+const TRANSIENT_CODES = new Set([
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EAI_AGAIN",
+  "ENOTFOUND",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "UND_ERR_SOCKET",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT",
+  "UND_ERR_CLOSED",
+]);
 
 /** Network-level failures (as Node, undici and the AWS SDK surface them) that a new connection may cure. */
 export function isTransientNetworkError(e: unknown): boolean {
-  for (let c: unknown = e, depth = 0; c instanceof Error && depth < 5; c = (c as { cause?: unknown }).cause, depth++) {
+  for (
+    let c: unknown = e, depth = 0;
+    c instanceof Error && depth < 5;
+    c = (c as { cause?: unknown }).cause, depth++
+  ) {
     const code = (c as NodeJS.ErrnoException).code;
     if (code !== undefined && TRANSIENT_CODES.has(code)) return true;
     if (c.name === "TimeoutError" || c.name === "TransientError") return true;
-    if (c.message === "fetch failed" || /socket hang up|other side closed|premature close|aborted/i.test(c.message)) return true;
+    if (
+      c.message === "fetch failed" ||
+      /socket hang up|other side closed|premature close|aborted/i.test(c.message)
+    )
+      return true;
   }
   return false;
 }
@@ -62,7 +84,12 @@ export function isTransientNetworkError(e: unknown): boolean {
  * attempts are spent. Waits grow exponentially with full jitter (so many workers that
  * failed together do not retry together), or follow Retry-After when the server sent one.
  */
-export async function withRetries<T>(what: string, attempt: (n: number) => Promise<T>, policy = defaultRetryPolicy(), signal?: AbortSignal): Promise<T> {
+export async function withRetries<T>(
+  what: string,
+  attempt: (n: number) => Promise<T>,
+  policy = defaultRetryPolicy(),
+  signal?: AbortSignal,
+): Promise<T> {
   for (let n = 1; ; n++) {
     try {
       return await attempt(n);
@@ -70,7 +97,11 @@ export async function withRetries<T>(what: string, attempt: (n: number) => Promi
       if (e instanceof PmaError || !(e instanceof TransientError || isTransientNetworkError(e))) throw e;
       if (signal?.aborted) throw new PmaError("INTERRUPTED", `${what}: interrupted`);
       if (n >= policy.attempts) {
-        throw new PmaError("IO", `${what}: failed ${n} times, last with: ${(e as Error).message}; the server or network is unavailable, try again later`, { cause: e });
+        throw new PmaError(
+          "IO",
+          `${what}: failed ${n} times, last with: ${(e as Error).message}; the server or network is unavailable, try again later`,
+          { cause: e },
+        );
       }
       const backoff = Math.random() * Math.min(policy.maxMs, policy.baseMs * 2 ** (n - 1));
       const wait = e instanceof TransientError && e.afterMs !== undefined ? e.afterMs : backoff;

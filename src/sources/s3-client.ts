@@ -31,7 +31,12 @@ export function s3Client(): S3Client {
     const region = process.env["AWS_REGION"] ?? process.env["AWS_DEFAULT_REGION"];
     const config: S3ClientConfig = { maxAttempts: 1 };
     if (endpoint !== undefined) {
-      Object.assign(config, { endpoint, forcePathStyle: true, requestChecksumCalculation: "WHEN_REQUIRED", responseChecksumValidation: "WHEN_REQUIRED" });
+      Object.assign(config, {
+        endpoint,
+        forcePathStyle: true,
+        requestChecksumCalculation: "WHEN_REQUIRED",
+        responseChecksumValidation: "WHEN_REQUIRED",
+      });
       // A self-hosted store usually ignores the region, but the SDK must sign with one.
       config.region = region ?? "us-east-1";
     } else if (region !== undefined) {
@@ -52,7 +57,8 @@ export interface S3Location {
 /** `s3://bucket/key/or/prefix` -> its parts. */
 export function parseS3Uri(uri: string): S3Location {
   const m = /^s3:\/\/([^/]+)\/?(.*)$/.exec(uri);
-  if (m === null || m[1] === "") throw new PmaError("USAGE", `${uri}: not an S3 URI; write s3://bucket/prefix`);
+  if (m === null || m[1] === "")
+    throw new PmaError("USAGE", `${uri}: not an S3 URI; write s3://bucket/prefix`);
   return { bucket: m[1]!, key: m[2]! };
 }
 
@@ -61,7 +67,19 @@ export function s3Uri(loc: S3Location): string {
 }
 
 /** The SDK's error name and HTTP status, for deciding what to do about a failure. */
-export function s3ErrorInfo(e: unknown): { name: string; status: number | undefined; retryAfter: string | undefined } {
-  const err = e as { name?: string; $metadata?: { httpStatusCode?: number }; $response?: { headers?: Record<string, string> } };
-  return { name: err?.name ?? "", status: err?.$metadata?.httpStatusCode, retryAfter: err?.$response?.headers?.["retry-after"] };
+export function s3ErrorInfo(e: unknown): {
+  name: string;
+  status: number | undefined;
+  retryAfter: string | undefined;
+} {
+  const err = e as {
+    name?: string;
+    $metadata?: { httpStatusCode?: number };
+    $response?: { headers?: Record<string, string> };
+  };
+  return {
+    name: err?.name ?? "",
+    status: err?.$metadata?.httpStatusCode,
+    retryAfter: err?.$response?.headers?.["retry-after"],
+  };
 }

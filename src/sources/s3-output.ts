@@ -77,14 +77,27 @@ export class S3Staging {
    * already holds objects unless `force`; pass `checkExisting: false` from a process that
    * only adds its files to a staging area another process created.
    */
-  static async create(uri: string, opts: { force?: boolean; id?: string; checkExisting?: boolean } = {}): Promise<S3Staging> {
+  static async create(
+    uri: string,
+    opts: { force?: boolean; id?: string; checkExisting?: boolean } = {},
+  ): Promise<S3Staging> {
     const out = parseS3Uri(uri);
-    if (out.key.replace(/\/+$/, "") === "") throw new PmaError("USAGE", `--out ${uri}: give a prefix inside the bucket (s3://bucket/prefix), not the bucket itself`);
-    if (opts.id !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(opts.id)) throw new PmaError("USAGE", `staging id "${opts.id}" must be 1-64 letters, digits, - or _`);
+    if (out.key.replace(/\/+$/, "") === "")
+      throw new PmaError(
+        "USAGE",
+        `--out ${uri}: give a prefix inside the bucket (s3://bucket/prefix), not the bucket itself`,
+      );
+    if (opts.id !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(opts.id))
+      throw new PmaError("USAGE", `staging id "${opts.id}" must be 1-64 letters, digits, - or _`);
     const staging = new S3Staging(out, opts.id ?? `${process.pid}-${randomBytes(4).toString("hex")}`);
     if (opts.checkExisting !== false && !opts.force) {
       const existing = await listS3({ bucket: out.bucket, key: staging.prefix });
-      if (existing.length > 0) throw new PmaError("EXISTS", `${staging.uri} already holds ${existing.length} object(s); choose another --out or pass --force to replace it`, { file: staging.uri });
+      if (existing.length > 0)
+        throw new PmaError(
+          "EXISTS",
+          `${staging.uri} already holds ${existing.length} object(s); choose another --out or pass --force to replace it`,
+          { file: staging.uri },
+        );
     }
     return staging;
   }
@@ -126,7 +139,9 @@ export class S3Staging {
   /** The names staged so far, by any process using this staging id. */
   async staged(): Promise<string[]> {
     const objects = await listS3({ bucket: this.out.bucket, key: this.stagingPrefix });
-    return objects.filter((o) => o.key.endsWith(MANIFEST_SUFFIX)).map((o) => o.key.slice(this.stagingPrefix.length, -MANIFEST_SUFFIX.length));
+    return objects
+      .filter((o) => o.key.endsWith(MANIFEST_SUFFIX))
+      .map((o) => o.key.slice(this.stagingPrefix.length, -MANIFEST_SUFFIX.length));
   }
 
   /**
@@ -137,12 +152,18 @@ export class S3Staging {
   async publish(expected: string[], last: [string, string | Uint8Array][]): Promise<void> {
     const staged = new Set(await this.staged());
     const missing = expected.filter((n) => !staged.has(n));
-    if (missing.length > 0) throw new PmaError("IO", `${this.uri}: cannot publish, ${missing.length} file(s) were never uploaded (${missing.slice(0, 3).join(", ")}); run the missing parts again`, { file: this.uri });
+    if (missing.length > 0)
+      throw new PmaError(
+        "IO",
+        `${this.uri}: cannot publish, ${missing.length} file(s) were never uploaded (${missing.slice(0, 3).join(", ")}); run the missing parts again`,
+        { file: this.uri },
+      );
     const manifests = await Promise.all([...staged].map((n) => this.readManifest(n)));
     const previous = await listS3({ bucket: this.out.bucket, key: this.prefix });
     // An old record or index must not describe a mix of old and new files while this runs.
     for (const name of last.map(([n]) => n)) {
-      if (previous.some((o) => o.key === `${this.prefix}${name}`)) await deleteObject(this.out.bucket, `${this.prefix}${name}`);
+      if (previous.some((o) => o.key === `${this.prefix}${name}`))
+        await deleteObject(this.out.bucket, `${this.prefix}${name}`);
     }
     for (const m of manifests) await completeUpload(this.out.bucket, m);
     for (const [name, body] of last) await putObject(this.out.bucket, `${this.prefix}${name}`, body);
@@ -165,7 +186,8 @@ export class S3Staging {
   }
 
   private async removeStaging(): Promise<void> {
-    for (const o of await listS3({ bucket: this.out.bucket, key: this.stagingPrefix })) await deleteObject(this.out.bucket, o.key);
+    for (const o of await listS3({ bucket: this.out.bucket, key: this.stagingPrefix }))
+      await deleteObject(this.out.bucket, o.key);
   }
 
   private async readManifest(name: string): Promise<Manifest> {
@@ -181,7 +203,11 @@ export class S3Staging {
     });
     const m = JSON.parse(text) as Manifest;
     if (typeof m.uploadId !== "string" || !Array.isArray(m.parts) || m.key !== `${this.prefix}${name}`) {
-      throw new PmaError("IO", `${uri}: not a staging manifest of ${this.uri}; remove the staging prefix and run again`, { file: uri });
+      throw new PmaError(
+        "IO",
+        `${uri}: not a staging manifest of ${this.uri}; remove the staging prefix and run again`,
+        { file: uri },
+      );
     }
     return m;
   }
@@ -193,14 +219,22 @@ function checkName(name: string): void {
   }
 }
 
-async function uploadParts(bucket: string, key: string, uploadId: string, source: PositionalSource, uri: string, signal?: AbortSignal): Promise<Manifest["parts"]> {
+async function uploadParts(
+  bucket: string,
+  key: string,
+  uploadId: string,
+  source: PositionalSource,
+  uri: string,
+  signal?: AbortSignal,
+): Promise<Manifest["parts"]> {
   const partSize = partSizeFor(source.size);
   const count = Math.max(1, Math.ceil(source.size / partSize));
   const parts: Manifest["parts"] = new Array(count);
   let next = 0;
   const worker = async () => {
     for (;;) {
-      if (signal?.aborted) throw new PmaError("INTERRUPTED", `${uri}: upload interrupted; nothing was published`);
+      if (signal?.aborted)
+        throw new PmaError("INTERRUPTED", `${uri}: upload interrupted; nothing was published`);
       const i = next++;
       if (i >= count) return;
       const start = i * partSize;
@@ -208,20 +242,38 @@ async function uploadParts(bucket: string, key: string, uploadId: string, source
       await source.read(body, start, signal);
       const md5 = createHash("md5").update(body).digest();
       const what = `${uri}: part ${i + 1} of ${count}`;
-      const res = await withRetries(what, async () => {
-        try {
-          return await s3Client().send(
-            new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: i + 1, Body: body, ContentLength: body.length, ContentMD5: md5.toString("base64") }),
-            signal ? { abortSignal: signal } : {},
-          );
-        } catch (e) {
-          throw classifyS3Error(e, uri, "UploadPart");
-        }
-      }, undefined, signal);
+      const res = await withRetries(
+        what,
+        async () => {
+          try {
+            return await s3Client().send(
+              new UploadPartCommand({
+                Bucket: bucket,
+                Key: key,
+                UploadId: uploadId,
+                PartNumber: i + 1,
+                Body: body,
+                ContentLength: body.length,
+                ContentMD5: md5.toString("base64"),
+              }),
+              signal ? { abortSignal: signal } : {},
+            );
+          } catch (e) {
+            throw classifyS3Error(e, uri, "UploadPart");
+          }
+        },
+        undefined,
+        signal,
+      );
       const etag = res.ETag ?? "";
       // Without server-side KMS encryption a part's ETag is its MD5: a free check that the store got these bytes.
       const hex = etag.replace(/"/g, "");
-      if (/^[0-9a-f]{32}$/.test(hex) && hex !== md5.toString("hex")) throw new PmaError("IO", `${what}: the store acknowledged different bytes (ETag ${hex}, sent MD5 ${md5.toString("hex")}); try again`, { file: uri });
+      if (/^[0-9a-f]{32}$/.test(hex) && hex !== md5.toString("hex"))
+        throw new PmaError(
+          "IO",
+          `${what}: the store acknowledged different bytes (ETag ${hex}, sent MD5 ${md5.toString("hex")}); try again`,
+          { file: uri },
+        );
       parts[i] = { PartNumber: i + 1, ETag: etag };
     }
   };
@@ -233,13 +285,22 @@ async function completeUpload(bucket: string, m: Manifest): Promise<void> {
   const uri = s3Uri({ bucket, key: m.key });
   await withRetries(`${uri}: CompleteMultipartUpload`, async () => {
     try {
-      await s3Client().send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: m.key, UploadId: m.uploadId, MultipartUpload: { Parts: m.parts } }));
+      await s3Client().send(
+        new CompleteMultipartUploadCommand({
+          Bucket: bucket,
+          Key: m.key,
+          UploadId: m.uploadId,
+          MultipartUpload: { Parts: m.parts },
+        }),
+      );
     } catch (e) {
       throw classifyS3Error(e, uri, "CompleteMultipartUpload");
     }
   }).catch(async (e: unknown) => {
     // A retried completion whose first try succeeded finds no upload: the object is there.
-    const head = await s3Client().send(new HeadObjectCommand({ Bucket: bucket, Key: m.key })).catch(() => null);
+    const head = await s3Client()
+      .send(new HeadObjectCommand({ Bucket: bucket, Key: m.key }))
+      .catch(() => null);
     if (head?.ContentLength !== m.size) throw e;
   });
   const head = await withRetries(`${uri}: HeadObject`, async () => {
@@ -249,19 +310,33 @@ async function completeUpload(bucket: string, m: Manifest): Promise<void> {
       throw classifyS3Error(e, uri, "HeadObject");
     }
   });
-  if (head.ContentLength !== m.size) throw new PmaError("IO", `${uri}: the store holds ${head.ContentLength} bytes after the upload, not ${m.size}; run the merge again`, { file: uri });
+  if (head.ContentLength !== m.size)
+    throw new PmaError(
+      "IO",
+      `${uri}: the store holds ${head.ContentLength} bytes after the upload, not ${m.size}; run the merge again`,
+      { file: uri },
+    );
 }
 
 async function abortUpload(bucket: string, key: string, uploadId: string): Promise<void> {
   // Best effort: some S3-compatible stores lack AbortMultipartUpload; the parts stay invisible either way.
-  await s3Client().send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
+  await s3Client()
+    .send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }))
+    .catch(() => undefined);
 }
 
 async function putObject(bucket: string, key: string, body: string | Uint8Array): Promise<void> {
   const uri = s3Uri({ bucket, key });
   await withRetries(`${uri}: PutObject`, async () => {
     try {
-      await s3Client().send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: Buffer.byteLength(body) }));
+      await s3Client().send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          Body: body,
+          ContentLength: Buffer.byteLength(body),
+        }),
+      );
     } catch (e) {
       throw classifyS3Error(e, uri, "PutObject");
     }

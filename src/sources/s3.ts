@@ -9,18 +9,31 @@ import { checkRange, sameEtag, type PositionalSource, type SourceRef } from "./s
 export function classifyS3Error(e: unknown, uri: string, what: string): unknown {
   if (e instanceof PmaError || e instanceof TransientError) return e;
   const { name, status, retryAfter } = s3ErrorInfo(e);
-  if (status !== undefined && (status === 429 || status >= 500 || name === "SlowDown" || name === "RequestTimeout")) {
+  if (
+    status !== undefined &&
+    (status === 429 || status >= 500 || name === "SlowDown" || name === "RequestTimeout")
+  ) {
     return new TransientError(`${what}: ${name || "HTTP"} ${status}`, parseRetryAfter(retryAfter));
   }
   if (name === "PreconditionFailed" || status === 412) {
-    return new PmaError("SOURCE_CHANGED", `${uri}: the object changed during the merge (its ETag no longer matches); merge from objects that do not change while pma runs.`, { file: uri });
+    return new PmaError(
+      "SOURCE_CHANGED",
+      `${uri}: the object changed during the merge (its ETag no longer matches); merge from objects that do not change while pma runs.`,
+      { file: uri },
+    );
   }
-  if (name === "NoSuchKey" || name === "NotFound" || status === 404) return new PmaError("IO", `${uri}: no such object; check the bucket and key.`, { file: uri, cause: e });
+  if (name === "NoSuchKey" || name === "NotFound" || status === 404)
+    return new PmaError("IO", `${uri}: no such object; check the bucket and key.`, { file: uri, cause: e });
   if (name === "NoSuchBucket") return new PmaError("IO", `${uri}: no such bucket.`, { file: uri, cause: e });
   if (status === 403 || name === "AccessDenied") {
-    return new PmaError("IO", `${uri}: access denied; check the AWS credentials and region the SDK found (AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_REGION, AWS_ENDPOINT_URL_S3).`, { file: uri, cause: e });
+    return new PmaError(
+      "IO",
+      `${uri}: access denied; check the AWS credentials and region the SDK found (AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_REGION, AWS_ENDPOINT_URL_S3).`,
+      { file: uri, cause: e },
+    );
   }
-  if (status !== undefined) return new PmaError("IO", `${uri}: ${what} failed: ${name} (HTTP ${status}).`, { file: uri, cause: e });
+  if (status !== undefined)
+    return new PmaError("IO", `${uri}: ${what} failed: ${name} (HTTP ${status}).`, { file: uri, cause: e });
   return e;
 }
 
@@ -66,37 +79,54 @@ export class S3Source implements PositionalSource {
     // Absolute ranges only: some stores answer suffix ranges (bytes=-N) wrongly.
     const last = position + into.length - 1;
     const what = `${this.uri}: bytes ${position}-${last}`;
-    await withRetries(what, async () => {
-      const watchdog = new IdleWatchdog(undefined, signal);
-      try {
-        const res = await s3Client()
-          .send(new GetObjectCommand({ Bucket: this.loc.bucket, Key: this.loc.key, Range: `bytes=${position}-${last}`, ...(this.etag !== null ? { IfMatch: this.etag } : {}) }), { abortSignal: watchdog.signal })
-          .catch((e: unknown) => {
-            throw classifyS3Error(e, this.uri, "GetObject");
-          });
-        const body = res.Body as AsyncIterable<Uint8Array> & { destroy?: () => void };
-        const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(res.ContentRange ?? "");
-        const problem =
-          range === null || Number(range[1]) !== position || Number(range[2]) !== last
-            ? `Content-Range "${res.ContentRange ?? ""}" is not the range asked for`
-            : res.ContentLength !== undefined && res.ContentLength !== into.length
-              ? `Content-Length ${res.ContentLength} is not the ${into.length} bytes asked for`
-              : null;
-        if (problem !== null) {
-          body?.destroy?.();
-          throw new PmaError("IO", `${what}: ${problem}.`, { file: this.uri });
+    await withRetries(
+      what,
+      async () => {
+        const watchdog = new IdleWatchdog(undefined, signal);
+        try {
+          const res = await s3Client()
+            .send(
+              new GetObjectCommand({
+                Bucket: this.loc.bucket,
+                Key: this.loc.key,
+                Range: `bytes=${position}-${last}`,
+                ...(this.etag !== null ? { IfMatch: this.etag } : {}),
+              }),
+              { abortSignal: watchdog.signal },
+            )
+            .catch((e: unknown) => {
+              throw classifyS3Error(e, this.uri, "GetObject");
+            });
+          const body = res.Body as AsyncIterable<Uint8Array> & { destroy?: () => void };
+          const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(res.ContentRange ?? "");
+          const problem =
+            range === null || Number(range[1]) !== position || Number(range[2]) !== last
+              ? `Content-Range "${res.ContentRange ?? ""}" is not the range asked for`
+              : res.ContentLength !== undefined && res.ContentLength !== into.length
+                ? `Content-Length ${res.ContentLength} is not the ${into.length} bytes asked for`
+                : null;
+          if (problem !== null) {
+            body?.destroy?.();
+            throw new PmaError("IO", `${what}: ${problem}.`, { file: this.uri });
+          }
+          if (Number(range![3]) !== this.size || !sameEtag(res.ETag, this.etag)) {
+            body?.destroy?.();
+            throw new PmaError(
+              "SOURCE_CHANGED",
+              `${this.uri}: the object changed during the merge (size ${this.size} -> ${range![3]}, ETag ${this.etag} -> ${res.ETag}); merge from objects that do not change while pma runs.`,
+              { file: this.uri },
+            );
+          }
+          await fillFromBody(body, into, what, watchdog);
+        } catch (e) {
+          throw watchdog.wrap(e, what);
+        } finally {
+          watchdog.done();
         }
-        if (Number(range![3]) !== this.size || !sameEtag(res.ETag, this.etag)) {
-          body?.destroy?.();
-          throw new PmaError("SOURCE_CHANGED", `${this.uri}: the object changed during the merge (size ${this.size} -> ${range![3]}, ETag ${this.etag} -> ${res.ETag}); merge from objects that do not change while pma runs.`, { file: this.uri });
-        }
-        await fillFromBody(body, into, what, watchdog);
-      } catch (e) {
-        throw watchdog.wrap(e, what);
-      } finally {
-        watchdog.done();
-      }
-    }, undefined, signal);
+      },
+      undefined,
+      signal,
+    );
   }
 
   async close(): Promise<void> {}
@@ -110,12 +140,19 @@ export async function listS3(loc: S3Location): Promise<{ key: string; size: numb
   do {
     const page = await withRetries(`${uri}: ListObjectsV2`, async () => {
       try {
-        return await s3Client().send(new ListObjectsV2Command({ Bucket: loc.bucket, Prefix: loc.key, ...(token !== undefined ? { ContinuationToken: token } : {}) }));
+        return await s3Client().send(
+          new ListObjectsV2Command({
+            Bucket: loc.bucket,
+            Prefix: loc.key,
+            ...(token !== undefined ? { ContinuationToken: token } : {}),
+          }),
+        );
       } catch (e) {
         throw classifyS3Error(e, uri, "ListObjectsV2");
       }
     });
-    for (const o of page.Contents ?? []) if (o.Key !== undefined) out.push({ key: o.Key, size: o.Size ?? 0, etag: o.ETag ?? null });
+    for (const o of page.Contents ?? [])
+      if (o.Key !== undefined) out.push({ key: o.Key, size: o.Size ?? 0, etag: o.ETag ?? null });
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token !== undefined);
   return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));

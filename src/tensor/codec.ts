@@ -24,12 +24,19 @@ function requireLittleEndianHost(): void {
   // Typed-array views read in host byte order and every format pma handles stores
   // little-endian; a big-endian host would need a byte-swapping path nobody tests.
   if (!HOST_IS_LITTLE_ENDIAN) {
-    throw new PmaError("PLATFORM_UNSUPPORTED", "tensor data is little-endian and this host is big-endian; run pma on a little-endian machine (x86-64, arm64)");
+    throw new PmaError(
+      "PLATFORM_UNSUPPORTED",
+      "tensor data is little-endian and this host is big-endian; run pma on a little-endian machine (x86-64, arm64)",
+    );
   }
 }
 
 /** A typed view of `bytes`, copying first when its offset does not allow a direct view. */
-function view<T>(bytes: Uint8Array, size: number, make: (buffer: ArrayBufferLike, offset: number, length: number) => T): T {
+function view<T>(
+  bytes: Uint8Array,
+  size: number,
+  make: (buffer: ArrayBufferLike, offset: number, length: number) => T,
+): T {
   const n = bytes.byteLength / size;
   if (bytes.byteOffset % size === 0) return make(bytes.buffer, bytes.byteOffset, n);
   // new Uint8Array(typedArray) always copies (Buffer#slice would not).
@@ -43,9 +50,15 @@ export function decodeFloats(bytes: Uint8Array, dtype: FloatDType, out: FloatArr
   requireLength(bytes.byteLength, out.length * size, `decodeFloats(${dtype}) bytes`);
   switch (dtype) {
     case "BF16":
-      return decodeBf16(view(bytes, 2, (b, o, n) => new Uint16Array(b, o, n)), out);
+      return decodeBf16(
+        view(bytes, 2, (b, o, n) => new Uint16Array(b, o, n)),
+        out,
+      );
     case "F16":
-      return decodeF16(view(bytes, 2, (b, o, n) => new Uint16Array(b, o, n)), out);
+      return decodeF16(
+        view(bytes, 2, (b, o, n) => new Uint16Array(b, o, n)),
+        out,
+      );
     case "F32":
       return out.set(view(bytes, 4, (b, o, n) => new Float32Array(b, o, n)));
     case "F64":

@@ -55,7 +55,14 @@ export interface PmaTrainState {
   tokens: number;
   optimizer: { type: "adamw"; step: number; file: string; master_weights: boolean };
   /** Batches are f(seed, step): the data position and the whole RNG state are (seed, next_step). */
-  data: { corpus: string; sampler: string; seed: number; next_step: number; train_tokens: number; train_sha256: string };
+  data: {
+    corpus: string;
+    sampler: string;
+    seed: number;
+    next_step: number;
+    train_tokens: number;
+    train_sha256: string;
+  };
   /** Running sum for the trainer_state log_history entry being averaged. */
   history_pending: { steps: number; loss_sum: number; first_step: number };
   config: TrainConfig;
@@ -67,7 +74,9 @@ export interface PmaTrainState {
   pma_version: string;
 }
 
-export type PmaTrainStateInput = Omit<PmaTrainState, "format" | "version" | "pma_version" | "optimizer"> & { optimizerStep: number };
+export type PmaTrainStateInput = Omit<PmaTrainState, "format" | "version" | "pma_version" | "optimizer"> & {
+  optimizerStep: number;
+};
 
 export interface CheckpointContents {
   runDir: string;
@@ -89,22 +98,37 @@ export async function writeCheckpoint(c: CheckpointContents): Promise<string> {
     const params = c.params.entries();
     await writeSafetensors(join(dir, "model.safetensors"), encodeTensors(params, SAFETENSORS_DTYPE[dtype]));
     const masters: NamedTensor[] = dtype === "f32" ? [] : params;
-    await writeSafetensors(join(dir, OPTIMIZER_FILE), encodeTensors([...c.optimizer.exportState().tensors, ...masters], "F32"), {
-      optimizer: "adamw",
-      step: String(c.optimizer.steps),
-    });
+    await writeSafetensors(
+      join(dir, OPTIMIZER_FILE),
+      encodeTensors([...c.optimizer.exportState().tensors, ...masters], "F32"),
+      {
+        optimizer: "adamw",
+        step: String(c.optimizer.steps),
+      },
+    );
     const cfg = state.model_config;
     const json = (o: unknown): string => JSON.stringify(o, null, 2) + "\n";
     await writeFileAtomic(join(dir, "config.json"), stringifyHfConfig(toHfConfig(cfg, TORCH_DTYPE[dtype])));
-    await writeFileAtomic(join(dir, "generation_config.json"), json({ _from_model_config: true, bos_token_id: cfg.bos_token_id, eos_token_id: cfg.eos_token_id }));
+    await writeFileAtomic(
+      join(dir, "generation_config.json"),
+      json({ _from_model_config: true, bos_token_id: cfg.bos_token_id, eos_token_id: cfg.eos_token_id }),
+    );
     await writeFileAtomic(join(dir, "tokenizer.json"), c.tokenizerJson);
-    await writeFileAtomic(join(dir, "tokenizer_config.json"), json(tokenizerConfig(c.tokenizerJson, cfg, state.config.data.seq_len)));
+    await writeFileAtomic(
+      join(dir, "tokenizer_config.json"),
+      json(tokenizerConfig(c.tokenizerJson, cfg, state.config.data.seq_len)),
+    );
     const { optimizerStep, ...rest } = state;
     const full: PmaTrainState = {
       format: STATE_FORMAT,
       version: STATE_VERSION,
       ...rest,
-      optimizer: { type: "adamw", step: optimizerStep, file: OPTIMIZER_FILE, master_weights: dtype !== "f32" },
+      optimizer: {
+        type: "adamw",
+        step: optimizerStep,
+        file: OPTIMIZER_FILE,
+        master_weights: dtype !== "f32",
+      },
       pma_version: PMA_VERSION,
     };
     await writeFileAtomic(join(dir, PMA_STATE_FILE), json(full));
@@ -119,7 +143,8 @@ export async function writeCheckpoint(c: CheckpointContents): Promise<string> {
 
 /** Enough for transformers' AutoTokenizer to load tokenizer.json as a fast tokenizer. */
 function tokenizerConfig(tokenizerJson: string, cfg: ModelConfig, seq: number): Record<string, unknown> {
-  const added = (JSON.parse(tokenizerJson) as { added_tokens?: { id: number; content: string }[] }).added_tokens ?? [];
+  const added =
+    (JSON.parse(tokenizerJson) as { added_tokens?: { id: number; content: string }[] }).added_tokens ?? [];
   const eos = added.find((t) => t.id === cfg.eos_token_id)?.content ?? null;
   return {
     tokenizer_class: "PreTrainedTokenizerFast",
@@ -137,7 +162,11 @@ export async function readPmaState(dir: string): Promise<PmaTrainState | null> {
   if (raw === null) return null;
   const s = raw as unknown as PmaTrainState;
   if (s.format !== STATE_FORMAT || s.version !== STATE_VERSION) {
-    throw new PmaError("CHECKPOINT_MISMATCH", `${path}: not a pma training state of version ${STATE_VERSION} (format ${JSON.stringify(s.format)}, version ${JSON.stringify(s.version)})`, { file: path });
+    throw new PmaError(
+      "CHECKPOINT_MISMATCH",
+      `${path}: not a pma training state of version ${STATE_VERSION} (format ${JSON.stringify(s.format)}, version ${JSON.stringify(s.version)})`,
+      { file: path },
+    );
   }
   // Re-validate the stored config: a hand-edited state must fail here, naming the field.
   s.config = parseTrainConfig(s.config, path);
@@ -148,7 +177,12 @@ export async function readPmaState(dir: string): Promise<PmaTrainState | null> {
  * Loads a pma checkpoint's training state into `params` (the f32 master weights) and,
  * unless null, `optimizer` (moments and step).
  */
-export async function loadTrainingState(dir: string, state: PmaTrainState, params: ParamSet, optimizer: AdamW | null): Promise<void> {
+export async function loadTrainingState(
+  dir: string,
+  state: PmaTrainState,
+  params: ParamSet,
+  optimizer: AdamW | null,
+): Promise<void> {
   const opt = await readWeights(join(dir, state.optimizer.file));
   if (state.optimizer.master_weights) {
     params.load(new Map([...opt.tensors].filter(([name]) => params.has(name))));
@@ -156,7 +190,9 @@ export async function loadTrainingState(dir: string, state: PmaTrainState, param
     params.load((await readWeights(dir)).tensors);
   }
   if (optimizer !== null) {
-    const moments = [...opt.tensors.values()].filter((t) => t.name.endsWith(".exp_avg") || t.name.endsWith(".exp_avg_sq"));
+    const moments = [...opt.tensors.values()].filter(
+      (t) => t.name.endsWith(".exp_avg") || t.name.endsWith(".exp_avg_sq"),
+    );
     optimizer.importState({ step: state.optimizer.step, tensors: moments });
   }
 }

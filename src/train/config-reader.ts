@@ -35,7 +35,8 @@ export class SectionReader {
     this.o = value as Record<string, unknown>;
     for (const k of Object.keys(this.o)) {
       // null means "default" (saved configs write absent schedule fields as null).
-      if (!allowed.includes(k) && this.o[k] !== null) throw configError(where, `${section}.${k}`, `is not a known field (known: ${allowed.join(", ")})`);
+      if (!allowed.includes(k) && this.o[k] !== null)
+        throw configError(where, `${section}.${k}`, `is not a known field (known: ${allowed.join(", ")})`);
     }
   }
 
@@ -47,7 +48,11 @@ export class SectionReader {
     throw configError(this.where, `${this.section}.${key}`, `${problem}, got ${show(this.o[key])}`);
   }
 
-  number(key: string, fallback: number, opts: { min?: number; above?: number; max?: number; below?: number } = {}): number {
+  number(
+    key: string,
+    fallback: number,
+    opts: { min?: number; above?: number; max?: number; below?: number } = {},
+  ): number {
     if (!this.has(key)) return fallback;
     const v = this.o[key];
     if (typeof v !== "number" || !Number.isFinite(v)) this.fail(key, "must be a finite number");
@@ -61,7 +66,8 @@ export class SectionReader {
   integer(key: string, fallback: number, min: number): number {
     if (!this.has(key)) return fallback;
     const v = this.o[key];
-    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min) this.fail(key, `must be an integer >= ${min}`);
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min)
+      this.fail(key, `must be an integer >= ${min}`);
     return v;
   }
 
@@ -78,7 +84,7 @@ export class SectionReader {
       if (!Number.isSafeInteger(v) || v < 0) this.fail(key, "must be a whole number of tokens >= 0");
       return v;
     }
-    if (typeof v !== "string") this.fail(key, "must be a token count such as 204800 or \"4M\"");
+    if (typeof v !== "string") this.fail(key, 'must be a token count such as 204800 or "4M"');
     try {
       return parseTokens(v, `${this.section}.${key}`);
     } catch (e) {
@@ -96,7 +102,8 @@ export class SectionReader {
   choice<T extends string>(key: string, fallback: T, choices: readonly T[]): T {
     if (!this.has(key)) return fallback;
     const v = this.o[key];
-    if (typeof v !== "string" || !(choices as readonly string[]).includes(v)) this.fail(key, `must be one of ${choices.join(", ")}`);
+    if (typeof v !== "string" || !(choices as readonly string[]).includes(v))
+      this.fail(key, `must be one of ${choices.join(", ")}`);
     return v as T;
   }
 }

@@ -111,16 +111,41 @@ export interface TrainConfig {
   log: LogSection;
 }
 
-const SECTIONS = ["model", "optimizer", "schedule", "data", "training", "eval", "checkpointing", "log"] as const;
+const SECTIONS = [
+  "model",
+  "optimizer",
+  "schedule",
+  "data",
+  "training",
+  "eval",
+  "checkpointing",
+  "log",
+] as const;
 
 const MODEL_FIELDS = [
-  "preset", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
-  "max_position_embeddings", "rms_norm_eps", "rope_theta", "tie_word_embeddings", "initializer_range", "num_local_experts",
-  "num_experts_per_tok", "router_aux_loss_coef",
+  "preset",
+  "hidden_size",
+  "intermediate_size",
+  "num_hidden_layers",
+  "num_attention_heads",
+  "num_key_value_heads",
+  "head_dim",
+  "max_position_embeddings",
+  "rms_norm_eps",
+  "rope_theta",
+  "tie_word_embeddings",
+  "initializer_range",
+  "num_local_experts",
+  "num_experts_per_tok",
+  "router_aux_loss_coef",
 ] as const;
 
 /** Preset bases; null fields are derived (kv heads = heads, head_dim = hidden / heads, positions = seq_len). */
-type ModelDraft = { [K in keyof ModelSection]: ModelSection[K] | (K extends "num_key_value_heads" | "head_dim" | "max_position_embeddings" ? null : never) };
+type ModelDraft = {
+  [K in keyof ModelSection]:
+    | ModelSection[K]
+    | (K extends "num_key_value_heads" | "head_dim" | "max_position_embeddings" ? null : never);
+};
 
 const DENSE: ModelDraft = {
   preset: "dense",
@@ -180,25 +205,70 @@ export interface ParseContext {
  */
 export function parseTrainConfig(source: unknown, where: string, ctx: ParseContext = {}): TrainConfig {
   if (source === null || source === undefined) source = {};
-  if (typeof source !== "object" || Array.isArray(source)) throw configError(where, "the config", "must be a mapping of sections");
+  if (typeof source !== "object" || Array.isArray(source))
+    throw configError(where, "the config", "must be a mapping of sections");
   const o = source as Record<string, unknown>;
   for (const k of Object.keys(o)) {
-    if (!(SECTIONS as readonly string[]).includes(k)) throw configError(where, k, `is not a config section (sections: ${SECTIONS.join(", ")})`);
+    if (!(SECTIONS as readonly string[]).includes(k))
+      throw configError(where, k, `is not a config section (sections: ${SECTIONS.join(", ")})`);
   }
   const base = ctx.base;
-  const data = readData(new SectionReader(where, "data", o["data"], ["corpus", "tokenizer", "vocab_size", "seq_len", "micro_batch", "grad_accum", "seed"]), base?.data);
-  const training = readTraining(new SectionReader(where, "training", o["training"], ["max_tokens", "seed", "backend"]), base?.training);
+  const data = readData(
+    new SectionReader(where, "data", o["data"], [
+      "corpus",
+      "tokenizer",
+      "vocab_size",
+      "seq_len",
+      "micro_batch",
+      "grad_accum",
+      "seed",
+    ]),
+    base?.data,
+  );
+  const training = readTraining(
+    new SectionReader(where, "training", o["training"], ["max_tokens", "seed", "backend"]),
+    base?.training,
+  );
   const partial = { data, training } as TrainConfig;
   const tps = tokensPerStep(partial);
   return {
     model: readModel(where, o["model"], base?.model, data.seq_len),
-    optimizer: readOptimizer(new SectionReader(where, "optimizer", o["optimizer"], ["beta1", "beta2", "eps", "weight_decay", "max_grad_norm"]), base?.optimizer),
+    optimizer: readOptimizer(
+      new SectionReader(where, "optimizer", o["optimizer"], [
+        "beta1",
+        "beta2",
+        "eps",
+        "weight_decay",
+        "max_grad_norm",
+      ]),
+      base?.optimizer,
+    ),
     schedule: readSchedule(where, o["schedule"], base?.schedule, training.max_tokens, tps, ctx.forkTokens),
     data,
     training,
-    eval: readEval(new SectionReader(where, "eval", o["eval"], ["every_tokens", "max_tokens", "batch"]), base?.eval, tps),
-    checkpointing: readCheckpointing(where, new SectionReader(where, "checkpointing", o["checkpointing"], ["every_tokens", "dtype", "keep_last", "keep_every_tokens"]), base?.checkpointing, tps),
-    log: { history_every_steps: new SectionReader(where, "log", o["log"], ["history_every_steps"]).integer("history_every_steps", base?.log.history_every_steps ?? 10, 1) },
+    eval: readEval(
+      new SectionReader(where, "eval", o["eval"], ["every_tokens", "max_tokens", "batch"]),
+      base?.eval,
+      tps,
+    ),
+    checkpointing: readCheckpointing(
+      where,
+      new SectionReader(where, "checkpointing", o["checkpointing"], [
+        "every_tokens",
+        "dtype",
+        "keep_last",
+        "keep_every_tokens",
+      ]),
+      base?.checkpointing,
+      tps,
+    ),
+    log: {
+      history_every_steps: new SectionReader(where, "log", o["log"], ["history_every_steps"]).integer(
+        "history_every_steps",
+        base?.log.history_every_steps ?? 10,
+        1,
+      ),
+    },
   };
 }
 
@@ -217,7 +287,12 @@ export function trainConfigToYaml(c: TrainConfig): string {
   return stringifyYaml(c, { nullStr: "null" });
 }
 
-function readModel(where: string, value: unknown, base: ModelSection | undefined, seqLen: number): ModelSection {
+function readModel(
+  where: string,
+  value: unknown,
+  base: ModelSection | undefined,
+  seqLen: number,
+): ModelSection {
   const r = new SectionReader(where, "model", value, MODEL_FIELDS);
   const preset = r.choice<ModelPreset>("preset", base?.preset ?? "dense", ["dense", "moe"]);
   // A different preset starts from that preset's defaults, never a mix of two.
@@ -232,7 +307,8 @@ function readModel(where: string, value: unknown, base: ModelSection | undefined
     num_attention_heads: heads,
     num_key_value_heads: r.optionalInteger("num_key_value_heads", b.num_key_value_heads, 1) ?? heads,
     head_dim: r.optionalInteger("head_dim", b.head_dim, 2) ?? Math.floor(hidden / heads),
-    max_position_embeddings: r.optionalInteger("max_position_embeddings", b.max_position_embeddings, 1) ?? seqLen,
+    max_position_embeddings:
+      r.optionalInteger("max_position_embeddings", b.max_position_embeddings, 1) ?? seqLen,
     rms_norm_eps: r.number("rms_norm_eps", b.rms_norm_eps, { above: 0 }),
     rope_theta: r.number("rope_theta", b.rope_theta, { above: 0 }),
     tie_word_embeddings: r.boolean("tie_word_embeddings", b.tie_word_embeddings),
@@ -242,17 +318,33 @@ function readModel(where: string, value: unknown, base: ModelSection | undefined
     router_aux_loss_coef: r.number("router_aux_loss_coef", b.router_aux_loss_coef, { min: 0 }),
   };
   if (preset === "dense" && m.num_local_experts !== 0) {
-    throw configError(where, "model.num_local_experts", `must be 0 for preset dense (set model.preset: moe for experts), got ${m.num_local_experts}`);
+    throw configError(
+      where,
+      "model.num_local_experts",
+      `must be 0 for preset dense (set model.preset: moe for experts), got ${m.num_local_experts}`,
+    );
   }
-  if (preset === "moe" && m.num_local_experts < 1) throw configError(where, "model.num_local_experts", `must be >= 1 for preset moe, got ${m.num_local_experts}`);
+  if (preset === "moe" && m.num_local_experts < 1)
+    throw configError(
+      where,
+      "model.num_local_experts",
+      `must be >= 1 for preset moe, got ${m.num_local_experts}`,
+    );
   if (m.max_position_embeddings < seqLen) {
-    throw configError(where, "model.max_position_embeddings", `must be >= data.seq_len (${seqLen}), got ${m.max_position_embeddings}`);
+    throw configError(
+      where,
+      "model.max_position_embeddings",
+      `must be >= data.seq_len (${seqLen}), got ${m.max_position_embeddings}`,
+    );
   }
   try {
     // The engine's own checks (heads divisible by kv heads, even head_dim, top-k <= experts).
     resolveConfig(modelConfigFor(m, 256, 0));
   } catch (e) {
-    throw new PmaError("CONFIG_INVALID", `${where}: ${(e as Error).message.replace(/^model config: /, "model.")}`);
+    throw new PmaError(
+      "CONFIG_INVALID",
+      `${where}: ${(e as Error).message.replace(/^model config: /, "model.")}`,
+    );
   }
   return m;
 }
@@ -274,7 +366,13 @@ function readOptimizer(r: SectionReader, b: OptimizerSection | undefined): Optim
 }
 
 export function adamwOptions(o: OptimizerSection): AdamWOptions {
-  return { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weight_decay, maxGradNorm: o.max_grad_norm };
+  return {
+    beta1: o.beta1,
+    beta2: o.beta2,
+    eps: o.eps,
+    weightDecay: o.weight_decay,
+    maxGradNorm: o.max_grad_norm,
+  };
 }
 
 const SCHEDULE_FIELDS: Record<ScheduleKind, readonly string[]> = {
@@ -283,11 +381,29 @@ const SCHEDULE_FIELDS: Record<ScheduleKind, readonly string[]> = {
   wsd: ["kind", "lr", "lr_min", "warmup_tokens", "stable_tokens", "decay_tokens", "decay", "start_tokens"],
 };
 
-function readSchedule(where: string, value: unknown, base: ScheduleSection | undefined, maxTokens: number, tps: number, forkTokens?: number): ScheduleSection {
+function readSchedule(
+  where: string,
+  value: unknown,
+  base: ScheduleSection | undefined,
+  maxTokens: number,
+  tps: number,
+  forkTokens?: number,
+): ScheduleSection {
   const given = value !== undefined && value !== null;
   // Only the kind is read before the field check, so its fields can be checked per kind.
-  const kindReader = new SectionReader(where, "schedule", given && typeof value === "object" && !Array.isArray(value) ? { kind: (value as Record<string, unknown>)["kind"] } : value, ["kind"]);
-  const kind = kindReader.choice<ScheduleKind>("kind", base?.kind ?? "constant", ["constant", "cosine", "wsd"]);
+  const kindReader = new SectionReader(
+    where,
+    "schedule",
+    given && typeof value === "object" && !Array.isArray(value)
+      ? { kind: (value as Record<string, unknown>)["kind"] }
+      : value,
+    ["kind"],
+  );
+  const kind = kindReader.choice<ScheduleKind>("kind", base?.kind ?? "constant", [
+    "constant",
+    "cosine",
+    "wsd",
+  ]);
   const r = new SectionReader(where, "schedule", value, SCHEDULE_FIELDS[kind]);
   // A fork's new schedule starts at the fork and does not warm up again unless asked.
   const fork = given && forkTokens !== undefined;
@@ -296,7 +412,16 @@ function readSchedule(where: string, value: unknown, base: ScheduleSection | und
   const start = r.tokens("start_tokens", fork ? forkTokens : (b?.start_tokens ?? 0));
   const warmup = r.tokens("warmup_tokens", fork ? 0 : (b?.warmup_tokens ?? 50 * tps));
   const remaining = Math.max(1, maxTokens - start - warmup);
-  const s: ScheduleSection = { kind, lr, lr_min: null, warmup_tokens: warmup, stable_tokens: null, decay_tokens: null, decay: null, start_tokens: start };
+  const s: ScheduleSection = {
+    kind,
+    lr,
+    lr_min: null,
+    warmup_tokens: warmup,
+    stable_tokens: null,
+    decay_tokens: null,
+    decay: null,
+    start_tokens: start,
+  };
   if (kind === "cosine") {
     s.lr_min = r.number("lr_min", b?.lr_min ?? lr / 10, { min: 0 });
     s.decay_tokens = r.tokens("decay_tokens", b?.decay_tokens ?? remaining);
@@ -308,13 +433,19 @@ function readSchedule(where: string, value: unknown, base: ScheduleSection | und
     s.stable_tokens = r.tokens("stable_tokens", b?.stable_tokens ?? Math.max(0, remaining - s.decay_tokens));
     s.decay = r.choice<"cosine" | "linear">("decay", b?.decay ?? "linear", ["cosine", "linear"]);
   }
-  if ((kind === "cosine" || kind === "wsd") && s.decay_tokens === 0) throw configError(where, "schedule.decay_tokens", "must be > 0, got 0");
+  if ((kind === "cosine" || kind === "wsd") && s.decay_tokens === 0)
+    throw configError(where, "schedule.decay_tokens", "must be > 0, got 0");
   return s;
 }
 
 /** The engine's schedule for a schedule section. */
 export function scheduleSpec(s: ScheduleSection): ScheduleSpec {
-  const json: Record<string, unknown> = { kind: s.kind, lr: s.lr, warmupTokens: s.warmup_tokens, startTokens: s.start_tokens };
+  const json: Record<string, unknown> = {
+    kind: s.kind,
+    lr: s.lr,
+    warmupTokens: s.warmup_tokens,
+    startTokens: s.start_tokens,
+  };
   if (s.lr_min !== null) json["lrMin"] = s.lr_min;
   if (s.stable_tokens !== null) json["stableTokens"] = s.stable_tokens;
   if (s.decay_tokens !== null) json["decayTokens"] = s.decay_tokens;
@@ -353,7 +484,12 @@ function readEval(r: SectionReader, b: EvalSection | undefined, tps: number): Ev
   };
 }
 
-function readCheckpointing(where: string, r: SectionReader, b: CheckpointSection | undefined, tps: number): CheckpointSection {
+function readCheckpointing(
+  where: string,
+  r: SectionReader,
+  b: CheckpointSection | undefined,
+  tps: number,
+): CheckpointSection {
   const every = r.tokens("every_tokens", b?.every_tokens ?? 25 * tps);
   const c: CheckpointSection = {
     every_tokens: every,

@@ -34,7 +34,10 @@ export class HeldoutEvaluator {
   ) {
     this.windows = heldoutWindows(stream.length, model.seq, maxTokens);
     if (this.windows.length === 0) {
-      throw new PmaError("USAGE", `the held-out split has ${stream.length} tokens, too few for one window of ${model.seq} + 1`);
+      throw new PmaError(
+        "USAGE",
+        `the held-out split has ${stream.length} tokens, too few for one window of ${model.seq} + 1`,
+      );
     }
     this.tokens = new Int32Array(model.T);
     this.targets = new Int32Array(model.T);

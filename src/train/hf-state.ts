@@ -58,5 +58,11 @@ export function epochOf(tokens: number, epochTokens: number): number {
 export function historyUpTo(raw: Record<string, unknown>, step: number): HistoryEntry[] {
   const h = raw["log_history"];
   if (!Array.isArray(h)) return [];
-  return h.filter((e): e is HistoryEntry => typeof e === "object" && e !== null && typeof (e as HistoryEntry)["step"] === "number" && (e as HistoryEntry)["step"]! <= step);
+  return h.filter(
+    (e): e is HistoryEntry =>
+      typeof e === "object" &&
+      e !== null &&
+      typeof (e as HistoryEntry)["step"] === "number" &&
+      (e as HistoryEntry)["step"]! <= step,
+  );
 }

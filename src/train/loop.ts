@@ -45,7 +45,19 @@ export interface TrainOptions extends StartRequest {
 }
 
 export type TrainEvent =
-  | { type: "start"; runDir: string; config: TrainConfig; model: ModelConfig; parameters: number; step: number; tokens: number; maxSteps: number; maxTokens: number; backend: string; plan: StartPlan }
+  | {
+      type: "start";
+      runDir: string;
+      config: TrainConfig;
+      model: ModelConfig;
+      parameters: number;
+      step: number;
+      tokens: number;
+      maxSteps: number;
+      maxTokens: number;
+      backend: string;
+      plan: StartPlan;
+    }
   | { type: "step"; record: StepRecord; maxTokens: number }
   | { type: "eval"; record: EvalRecord }
   | { type: "checkpoint"; path: string; step: number; tokens: number }
@@ -74,7 +86,9 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const plan = await planStart(opts);
   const data = prepareRunData(plan.config.data, opts.cacheDir);
   const ownBackend = opts.backend === undefined;
-  const backend = opts.backend ?? (await getBackend(plan.config.training.backend === "auto" ? undefined : plan.config.training.backend));
+  const backend =
+    opts.backend ??
+    (await getBackend(plan.config.training.backend === "auto" ? undefined : plan.config.training.backend));
   try {
     return await runPlan(plan, data, backend, opts);
   } finally {
@@ -86,23 +100,46 @@ async function prepareRunDir(plan: StartPlan, force: boolean): Promise<void> {
   const dir = plan.runDir;
   if (!plan.inPlace && existsSync(dir) && readdirSync(dir).length > 0) {
     if (!force) {
-      throw new PmaError("EXISTS", `${dir} is not empty; choose another --out, resume a run in it with --resume ${dir}, or pass --force to replace it`, { file: dir });
+      throw new PmaError(
+        "EXISTS",
+        `${dir} is not empty; choose another --out, resume a run in it with --resume ${dir}, or pass --force to replace it`,
+        { file: dir },
+      );
     }
     for (const from of [plan.weightsFrom, plan.stateFrom?.dir]) {
-      if (from != null && isInside(from, dir)) throw new PmaError("USAGE", `--force would delete ${from}, which this run starts from; choose another --out`);
+      if (from != null && isInside(from, dir))
+        throw new PmaError(
+          "USAGE",
+          `--force would delete ${from}, which this run starts from; choose another --out`,
+        );
     }
     rmSync(dir, { recursive: true, force: true });
   }
   await mkdir(dir, { recursive: true });
 }
 
-async function loadStart(plan: StartPlan, model: Model, optimizer: AdamW, modelConfig: ModelConfig): Promise<void> {
+async function loadStart(
+  plan: StartPlan,
+  model: Model,
+  optimizer: AdamW,
+  modelConfig: ModelConfig,
+): Promise<void> {
   const params = model.params;
   if (plan.stateFrom !== null) {
-    await loadTrainingState(plan.stateFrom.dir, plan.stateFrom.state, params, plan.freshOptimizer ? null : optimizer);
+    await loadTrainingState(
+      plan.stateFrom.dir,
+      plan.stateFrom.state,
+      params,
+      plan.freshOptimizer ? null : optimizer,
+    );
   }
   if (plan.weightsFrom !== null && plan.weightsFrom !== plan.stateFrom?.dir) {
-    requireSameArchitecture(plan.weightsFrom, await readModelConfig(plan.weightsFrom), modelConfig, "this run's model");
+    requireSameArchitecture(
+      plan.weightsFrom,
+      await readModelConfig(plan.weightsFrom),
+      modelConfig,
+      "this run's model",
+    );
     params.load((await readWeights(plan.weightsFrom)).tensors);
   }
 }
@@ -111,7 +148,11 @@ function checkSameData(plan: StartPlan, data: RunData, modelConfig: ModelConfig)
   const s = plan.stateFrom?.state;
   if (s === undefined) return;
   const where = plan.stateFrom!.dir;
-  if (s.tokenizer_sha256 !== data.tokenizerSha256 || s.data.train_sha256 !== data.trainSha256 || s.data.sampler !== SAMPLER_VERSION) {
+  if (
+    s.tokenizer_sha256 !== data.tokenizerSha256 ||
+    s.data.train_sha256 !== data.trainSha256 ||
+    s.data.sampler !== SAMPLER_VERSION
+  ) {
     throw new PmaError(
       "CHECKPOINT_MISMATCH",
       `${where}: the tokenizer, training tokens or batch sampler differ from those this checkpoint was trained on (another corpus or pma version?); ` +
@@ -120,7 +161,11 @@ function checkSameData(plan: StartPlan, data: RunData, modelConfig: ModelConfig)
     );
   }
   if (JSON.stringify(s.model_config) !== JSON.stringify(modelConfig)) {
-    throw new PmaError("CHECKPOINT_MISMATCH", `${where}: its model config differs from the one this config resolves to`, { file: where });
+    throw new PmaError(
+      "CHECKPOINT_MISMATCH",
+      `${where}: its model config differs from the one this config resolves to`,
+      { file: where },
+    );
   }
 }
 
@@ -128,10 +173,18 @@ function checkSameData(plan: StartPlan, data: RunData, modelConfig: ModelConfig)
  * One trainer per run directory: two would interleave log.jsonl and replace each
  * other's checkpoints. The lock sits beside the directory, which --force may delete.
  */
-async function runPlan(plan: StartPlan, data: RunData, backend: MatmulBackend, opts: TrainOptions): Promise<TrainResult> {
+async function runPlan(
+  plan: StartPlan,
+  data: RunData,
+  backend: MatmulBackend,
+  opts: TrainOptions,
+): Promise<TrainResult> {
   const parent = dirname(plan.runDir);
   await mkdir(parent, { recursive: true });
-  const lock = await acquireLock(join(parent, `.${basename(plan.runDir)}.pma-lock`), `training into ${plan.runDir}`);
+  const lock = await acquireLock(
+    join(parent, `.${basename(plan.runDir)}.pma-lock`),
+    `training into ${plan.runDir}`,
+  );
   try {
     return await runLockedPlan(plan, data, backend, opts);
   } finally {
@@ -139,24 +192,52 @@ async function runPlan(plan: StartPlan, data: RunData, backend: MatmulBackend, o
   }
 }
 
-async function runLockedPlan(plan: StartPlan, data: RunData, backend: MatmulBackend, opts: TrainOptions): Promise<TrainResult> {
+async function runLockedPlan(
+  plan: StartPlan,
+  data: RunData,
+  backend: MatmulBackend,
+  opts: TrainOptions,
+): Promise<TrainResult> {
   const emit = opts.onEvent ?? (() => undefined);
   const modelConfig = modelConfigFor(plan.config.model, data.prepared.tokenizer.vocabSize, data.eosId);
   await checkStart(plan, data, backend, modelConfig, opts.force ?? false, emit);
   const parts = await buildModel(plan, data, backend, modelConfig);
   const log = await openRunLog(plan, modelConfig, parts.model, backend, emit);
-  return new TrainingSession({ plan, data, backend, modelConfig, ...parts, log, emit, signal: opts.signal }).run();
+  return new TrainingSession({
+    plan,
+    data,
+    backend,
+    modelConfig,
+    ...parts,
+    log,
+    emit,
+    signal: opts.signal,
+  }).run();
 }
 
 /** Refuses a start on other data, warns about another backend, and readies the run directory. */
-async function checkStart(plan: StartPlan, data: RunData, backend: MatmulBackend, modelConfig: ModelConfig, force: boolean, emit: (e: TrainEvent) => void): Promise<void> {
+async function checkStart(
+  plan: StartPlan,
+  data: RunData,
+  backend: MatmulBackend,
+  modelConfig: ModelConfig,
+  force: boolean,
+  emit: (e: TrainEvent) => void,
+): Promise<void> {
   checkSameData(plan, data, modelConfig);
   const recorded = plan.stateFrom?.state.backend;
   if (recorded !== undefined && recorded !== backend.name) {
-    emit({ type: "note", message: `the checkpoint was trained with the ${recorded} backend and this run uses ${backend.name}: the continuation will not be bit-identical` });
+    emit({
+      type: "note",
+      message: `the checkpoint was trained with the ${recorded} backend and this run uses ${backend.name}: the continuation will not be bit-identical`,
+    });
   }
   await prepareRunDir(plan, force);
-  for (const path of await removeLeftoverDeletions(plan.runDir)) emit({ type: "note", message: `removed ${path}, a checkpoint whose deletion an earlier run did not finish` });
+  for (const path of await removeLeftoverDeletions(plan.runDir))
+    emit({
+      type: "note",
+      message: `removed ${path}, a checkpoint whose deletion an earlier run did not finish`,
+    });
 }
 
 /** The model and optimizer at the start's weights and state, the batch sampler, and the evaluator. */
@@ -169,21 +250,49 @@ async function buildModel(plan: StartPlan, data: RunData, backend: MatmulBackend
   const sampler = new WindowSampler(data.train, S, config.data.seed);
   const evaluator =
     config.eval.every_tokens > 0
-      ? new HeldoutEvaluator(createModel(modelConfig, backend, { batch: config.eval.batch, seq: S }, { params: model.params, forwardOnly: true }), data.split("validation"), config.eval.max_tokens)
+      ? new HeldoutEvaluator(
+          createModel(
+            modelConfig,
+            backend,
+            { batch: config.eval.batch, seq: S },
+            { params: model.params, forwardOnly: true },
+          ),
+          data.split("validation"),
+          config.eval.max_tokens,
+        )
       : null;
   return { model, optimizer, sampler, evaluator };
 }
 
 /** Writes the run's config.yaml, opens its log and announces the start. */
-async function openRunLog(plan: StartPlan, modelConfig: ModelConfig, model: Model, backend: MatmulBackend, emit: (e: TrainEvent) => void): Promise<RunLog> {
+async function openRunLog(
+  plan: StartPlan,
+  modelConfig: ModelConfig,
+  model: Model,
+  backend: MatmulBackend,
+  emit: (e: TrainEvent) => void,
+): Promise<RunLog> {
   const config = plan.config;
   const lastStep = maxSteps(config);
   await writeFileAtomic(join(plan.runDir, "config.yaml"), trainConfigToYaml(config));
   const log = RunLog.create(join(plan.runDir, LOG_FILE), plan.logPrefix);
   emit({
-    type: "start", runDir: plan.runDir, config, model: modelConfig, parameters: model.params.numel, step: plan.step, tokens: plan.tokens, maxSteps: lastStep,
-    maxTokens: config.training.max_tokens, backend: describeBackend(backend).summary, plan,
+    type: "start",
+    runDir: plan.runDir,
+    config,
+    model: modelConfig,
+    parameters: model.params.numel,
+    step: plan.step,
+    tokens: plan.tokens,
+    maxSteps: lastStep,
+    maxTokens: config.training.max_tokens,
+    backend: describeBackend(backend).summary,
+    plan,
   });
-  if (plan.step >= lastStep) emit({ type: "note", message: `step ${plan.step} already reaches training.max_tokens (${config.training.max_tokens} tokens = ${lastStep} steps): nothing to train` });
+  if (plan.step >= lastStep)
+    emit({
+      type: "note",
+      message: `step ${plan.step} already reaches training.max_tokens (${config.training.max_tokens} tokens = ${lastStep} steps): nothing to train`,
+    });
   return log;
 }

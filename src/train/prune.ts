@@ -23,7 +23,8 @@ async function checkpointSteps(runDir: string): Promise<number[]> {
   const steps: number[] = [];
   for (const e of await readdir(runDir, { withFileTypes: true })) {
     const m = /^checkpoint-(\d+)$/.exec(e.name);
-    if (e.isDirectory() && m !== null && existsSync(join(runDir, e.name, PMA_STATE_FILE))) steps.push(Number(m[1]));
+    if (e.isDirectory() && m !== null && existsSync(join(runDir, e.name, PMA_STATE_FILE)))
+      steps.push(Number(m[1]));
   }
   return steps;
 }

@@ -64,7 +64,8 @@ const EMPTY_PENDING = { steps: 0, loss_sum: 0, first_step: 1 };
 /** A checkpoint folder as given, or the latest `checkpoint-N` with a pma state inside a run folder. */
 export function resolveCheckpointDir(path: string): string {
   const abs = resolve(path);
-  if (!existsSync(abs)) throw new PmaError("IO", `${abs}: no such checkpoint or run directory`, { file: abs });
+  if (!existsSync(abs))
+    throw new PmaError("IO", `${abs}: no such checkpoint or run directory`, { file: abs });
   if (existsSync(join(abs, "config.json"))) return abs;
   let best: { step: number; dir: string } | null = null;
   for (const e of readdirSync(abs, { withFileTypes: true })) {
@@ -73,7 +74,12 @@ export function resolveCheckpointDir(path: string): string {
     const step = Number(m[1]);
     if (best === null || step > best.step) best = { step, dir: join(abs, e.name) };
   }
-  if (best === null) throw new PmaError("IO", `${abs}: neither a checkpoint (no config.json) nor a run with pma checkpoints (checkpoint-N/${PMA_STATE_FILE})`, { file: abs });
+  if (best === null)
+    throw new PmaError(
+      "IO",
+      `${abs}: neither a checkpoint (no config.json) nor a run with pma checkpoints (checkpoint-N/${PMA_STATE_FILE})`,
+      { file: abs },
+    );
   return best.dir;
 }
 
@@ -120,11 +126,26 @@ function requireSame(where: string, section: "model" | "data", before: object, a
 
 /** Architecture fields that must agree between weights and the training state they join. */
 const ARCH_FIELDS: (keyof ModelConfig)[] = [
-  "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
-  "rms_norm_eps", "rope_theta", "tie_word_embeddings", "num_local_experts", "num_experts_per_tok",
+  "vocab_size",
+  "hidden_size",
+  "intermediate_size",
+  "num_hidden_layers",
+  "num_attention_heads",
+  "num_key_value_heads",
+  "head_dim",
+  "rms_norm_eps",
+  "rope_theta",
+  "tie_word_embeddings",
+  "num_local_experts",
+  "num_experts_per_tok",
 ];
 
-export function requireSameArchitecture(weightsDir: string, weights: ModelConfig, expected: ModelConfig, expectedFrom: string): void {
+export function requireSameArchitecture(
+  weightsDir: string,
+  weights: ModelConfig,
+  expected: ModelConfig,
+  expectedFrom: string,
+): void {
   for (const k of ARCH_FIELDS) {
     if (weights[k] !== expected[k]) {
       throw new PmaError(
@@ -139,7 +160,8 @@ export function requireSameArchitecture(weightsDir: string, weights: ModelConfig
 export async function planStart(req: StartRequest): Promise<StartPlan> {
   const where = req.configSource ?? "config";
   if (req.resume === undefined) {
-    if (req.optimizerFrom !== undefined || req.weightsOnly === true) throw new PmaError("USAGE", "--optimizer-from and --weights-only need --resume DIR");
+    if (req.optimizerFrom !== undefined || req.weightsOnly === true)
+      throw new PmaError("USAGE", "--optimizer-from and --weights-only need --resume DIR");
     if (req.out === undefined) throw new PmaError("USAGE", "a new run needs an output directory (--out DIR)");
     return {
       config: parseTrainConfig(req.config, where),
@@ -159,7 +181,12 @@ export async function planStart(req: StartRequest): Promise<StartPlan> {
   }
   const weightsDir = resolveCheckpointDir(req.resume);
   const ownState = await readPmaState(weightsDir);
-  const stateDir = req.optimizerFrom !== undefined ? resolveCheckpointDir(req.optimizerFrom) : ownState !== null ? weightsDir : null;
+  const stateDir =
+    req.optimizerFrom !== undefined
+      ? resolveCheckpointDir(req.optimizerFrom)
+      : ownState !== null
+        ? weightsDir
+        : null;
   const weightsOnly = req.weightsOnly === true;
 
   if (stateDir === null) {
@@ -170,10 +197,13 @@ export async function planStart(req: StartRequest): Promise<StartPlan> {
           "optimizer, step and data position with these weights, or --weights-only to train them from step 0 with a fresh optimizer",
       );
     }
-    if (req.out === undefined) throw new PmaError("USAGE", "training from a folder's weights alone writes a new run: give --out DIR");
+    if (req.out === undefined)
+      throw new PmaError("USAGE", "training from a folder's weights alone writes a new run: give --out DIR");
     const weightsConfig = await readModelConfig(weightsDir);
     const base = parseTrainConfig({}, where);
-    const config = parseTrainConfig(req.config, where, { base: { ...base, model: modelSectionOf(weightsConfig) } });
+    const config = parseTrainConfig(req.config, where, {
+      base: { ...base, model: modelSectionOf(weightsConfig) },
+    });
     return {
       config,
       runDir: resolve(req.out),
@@ -192,27 +222,44 @@ export async function planStart(req: StartRequest): Promise<StartPlan> {
   }
 
   const state = stateDir === weightsDir ? ownState : await readPmaState(stateDir);
-  if (state === null) throw new PmaError("USAGE", `--optimizer-from ${stateDir}: not a pma checkpoint (no ${PMA_STATE_FILE})`);
+  if (state === null)
+    throw new PmaError("USAGE", `--optimizer-from ${stateDir}: not a pma checkpoint (no ${PMA_STATE_FILE})`);
   const config = parseTrainConfig(req.config, where, { base: state.config, forkTokens: state.tokens });
   requireSame(where, "model", state.config.model, config.model);
   requireSame(where, "data", state.config.data, config.data);
-  if (weightsDir !== stateDir) requireSameArchitecture(weightsDir, await readModelConfig(weightsDir), state.model_config, stateDir);
-  const changed = JSON.stringify(config.schedule) !== JSON.stringify(state.config.schedule) || JSON.stringify(config.optimizer) !== JSON.stringify(state.config.optimizer);
+  if (weightsDir !== stateDir)
+    requireSameArchitecture(weightsDir, await readModelConfig(weightsDir), state.model_config, stateDir);
+  const changed =
+    JSON.stringify(config.schedule) !== JSON.stringify(state.config.schedule) ||
+    JSON.stringify(config.optimizer) !== JSON.stringify(state.config.optimizer);
   const fork = changed || weightsOnly || weightsDir !== stateDir;
   const stateRun = dirname(stateDir);
   let runDir: string;
   if (req.out !== undefined) runDir = resolve(req.out);
   else if (fork) {
-    throw new PmaError("USAGE", `this resume is a fork (${describeFork(changed, weightsOnly, weightsDir !== stateDir)}): write it to a new run with --out DIR`);
+    throw new PmaError(
+      "USAGE",
+      `this resume is a fork (${describeFork(changed, weightsOnly, weightsDir !== stateDir)}): write it to a new run with --out DIR`,
+    );
   } else runDir = stateRun;
   const inPlace = runDir === stateRun;
   if (inPlace && fork) {
-    throw new PmaError("USAGE", `a fork cannot write into ${stateRun}, the run it forks from (its checkpoints would mix two trajectories); choose another --out`);
+    throw new PmaError(
+      "USAGE",
+      `a fork cannot write into ${stateRun}, the run it forks from (its checkpoints would mix two trajectories); choose another --out`,
+    );
   }
   const trainerState = await readTrainerState(stateDir);
   const step = state.global_step;
   const lineage = [...state.lineage];
-  if (fork) lineage.push({ weights: weightsDir, state: stateDir, step, tokens: state.tokens, fresh_optimizer: weightsOnly });
+  if (fork)
+    lineage.push({
+      weights: weightsDir,
+      state: stateDir,
+      step,
+      tokens: state.tokens,
+      fresh_optimizer: weightsOnly,
+    });
   return {
     config,
     runDir,

@@ -26,10 +26,18 @@ export function checkRetention(where: string, c: CheckpointSection, spacingToken
   if (c.keep_every_tokens === 0) return;
   if (c.keep_last === 0) {
     // keep_last 0 keeps everything, so keep_every_tokens alone would silently do nothing.
-    throw configError(where, "checkpointing.keep_every_tokens", `needs checkpointing.keep_last >= 1 (keep_last 0 keeps every checkpoint), got ${c.keep_every_tokens}`);
+    throw configError(
+      where,
+      "checkpointing.keep_every_tokens",
+      `needs checkpointing.keep_last >= 1 (keep_last 0 keeps every checkpoint), got ${c.keep_every_tokens}`,
+    );
   }
   if (spacingTokens === 0) {
-    throw configError(where, "checkpointing.keep_every_tokens", `needs checkpointing.every_tokens > 0 (with 0 there is only the final checkpoint), got ${c.keep_every_tokens}`);
+    throw configError(
+      where,
+      "checkpointing.keep_every_tokens",
+      `needs checkpointing.every_tokens > 0 (with 0 there is only the final checkpoint), got ${c.keep_every_tokens}`,
+    );
   }
   if (c.keep_every_tokens % spacingTokens !== 0) {
     // Otherwise the grid it names would fall between checkpoints and keep fewer than asked for.
@@ -47,13 +55,19 @@ export function checkRetention(where: string, c: CheckpointSection, spacingToken
  * belong to a continuation a resume from an earlier checkpoint abandoned, and they are
  * replaced as the run reaches their steps, not counted as newer than it.
  */
-export function stepsToPrune(steps: readonly number[], newest: number, policy: RetentionPolicy, protectedSteps: ReadonlySet<number> = new Set()): number[] {
+export function stepsToPrune(
+  steps: readonly number[],
+  newest: number,
+  policy: RetentionPolicy,
+  protectedSteps: ReadonlySet<number> = new Set(),
+): number[] {
   if (policy.keepLast === 0) return [];
   const upToNewest = [...new Set(steps)].filter((s) => s <= newest).sort((a, b) => b - a);
   if (!upToNewest.includes(newest)) upToNewest.unshift(newest);
   const keep = new Set(upToNewest.slice(0, policy.keepLast));
   keep.add(newest);
   for (const s of protectedSteps) keep.add(s);
-  const onGrid = (s: number): boolean => policy.keepEveryTokens > 0 && (s * policy.tokensPerStep) % policy.keepEveryTokens === 0;
+  const onGrid = (s: number): boolean =>
+    policy.keepEveryTokens > 0 && (s * policy.tokensPerStep) % policy.keepEveryTokens === 0;
   return upToNewest.filter((s) => !keep.has(s) && !onGrid(s)).sort((a, b) => a - b);
 }

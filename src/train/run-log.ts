@@ -91,14 +91,19 @@ export class RunLog {
     try {
       return new RunLog(path, openSync(path, "a"));
     } catch (e) {
-      throw new PmaError("IO", `cannot open ${path} for appending: ${(e as Error).message}`, { file: path, cause: e });
+      throw new PmaError("IO", `cannot open ${path} for appending: ${(e as Error).message}`, {
+        file: path,
+        cause: e,
+      });
     }
   }
 
   write(rec: LogRecord): void {
     if (this.fd === null) throw new PmaError("INTERNAL", `${this.path}: write after close`);
     // JSON has no NaN/Infinity; a diverged step is logged with nulls rather than lost.
-    const line = JSON.stringify(rec, (_k, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? null : v)) + "\n";
+    const line =
+      JSON.stringify(rec, (_k, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? null : v)) +
+      "\n";
     const bytes = Buffer.from(line, "utf8");
     let off = 0;
     while (off < bytes.length) off += writeSync(this.fd, bytes, off, bytes.length - off);

@@ -155,12 +155,22 @@ export class TrainingSession {
     }
     if (Number.isFinite(gradNorm)) return gradNorm;
     const norm = Number.isFinite(loss) ? this.p.optimizer.gradNorm() : NaN;
-    this.p.log.write({ type: "step", step: this.step + 1, tokens: nextTokens, loss, lr, grad_norm: norm, seconds: (performance.now() - t0) / 1000 });
+    this.p.log.write({
+      type: "step",
+      step: this.step + 1,
+      tokens: nextTokens,
+      loss,
+      lr,
+      grad_norm: norm,
+      seconds: (performance.now() - t0) / 1000,
+    });
     const last = this.checkpoints.at(-1) ?? this.p.plan.stateFrom?.dir ?? null;
     throw new PmaError(
       "NONFINITE",
       `training diverged at step ${this.step + 1} (${Number.isFinite(loss) ? `gradient norm is ${norm}` : `loss is ${loss}`}); parameters were not updated` +
-        (last !== null ? `. Restart from ${last} with a lower learning rate, or from a merge of earlier checkpoints (PMA-init)` : ""),
+        (last !== null
+          ? `. Restart from ${last} with a lower learning rate, or from a merge of earlier checkpoints (PMA-init)`
+          : ""),
     );
   }
 
@@ -177,7 +187,15 @@ export class TrainingSession {
     const seconds = (performance.now() - t0) / 1000;
     this.trainSeconds += seconds;
     this.lastLoss = loss;
-    const record: StepRecord = { type: "step", step: this.step, tokens: this.tokens, loss, lr, grad_norm: gradNorm, seconds };
+    const record: StepRecord = {
+      type: "step",
+      step: this.step,
+      tokens: this.tokens,
+      loss,
+      lr,
+      grad_norm: gradNorm,
+      seconds,
+    };
     if (this.p.model.lastLoss.aux !== 0) record.ce = ce;
     this.p.log.write(record);
     this.addToHistory(loss, lr, gradNorm);
@@ -191,7 +209,14 @@ export class TrainingSession {
     pending.loss_sum += loss;
     if (this.step % this.historyEvery === 0 || this.step === this.lastStep) {
       const { step, tokens } = this;
-      this.history.push({ epoch: epochOf(tokens, this.p.data.train.length), grad_norm: gradNorm, learning_rate: lr, loss: pending.loss_sum / pending.steps, num_input_tokens_seen: tokens, step });
+      this.history.push({
+        epoch: epochOf(tokens, this.p.data.train.length),
+        grad_norm: gradNorm,
+        learning_rate: lr,
+        loss: pending.loss_sum / pending.steps,
+        num_input_tokens_seen: tokens,
+        step,
+      });
       pending.steps = 0;
       pending.loss_sum = 0;
       pending.first_step = step + 1;
@@ -203,9 +228,22 @@ export class TrainingSession {
     const { step, tokens } = this;
     const e0 = performance.now();
     const r = evaluator.run();
-    const evalRecord: EvalRecord = { type: "eval", step, tokens, val_loss: r.loss, val_tokens: r.tokens, seconds: (performance.now() - e0) / 1000 };
+    const evalRecord: EvalRecord = {
+      type: "eval",
+      step,
+      tokens,
+      val_loss: r.loss,
+      val_tokens: r.tokens,
+      seconds: (performance.now() - e0) / 1000,
+    };
     this.p.log.write(evalRecord);
-    this.history.push({ epoch: epochOf(tokens, this.p.data.train.length), eval_loss: r.loss, eval_runtime: evalRecord.seconds, num_input_tokens_seen: tokens, step });
+    this.history.push({
+      epoch: epochOf(tokens, this.p.data.train.length),
+      eval_loss: r.loss,
+      eval_runtime: evalRecord.seconds,
+      num_input_tokens_seen: tokens,
+      step,
+    });
     this.lastValLoss = r.loss;
     this.p.emit({ type: "eval", record: evalRecord });
   }
@@ -218,7 +256,14 @@ export class TrainingSession {
       global_step: step,
       tokens,
       optimizerStep: optimizer.steps,
-      data: { corpus: config.data.corpus, sampler: SAMPLER_VERSION, seed: config.data.seed, next_step: step, train_tokens: data.train.length, train_sha256: data.trainSha256 },
+      data: {
+        corpus: config.data.corpus,
+        sampler: SAMPLER_VERSION,
+        seed: config.data.seed,
+        next_step: step,
+        train_tokens: data.train.length,
+        train_sha256: data.trainSha256,
+      },
       history_pending: { ...this.pending },
       config,
       model_config: modelConfig,
@@ -227,10 +272,26 @@ export class TrainingSession {
       lineage: plan.lineage,
     };
     const trainerState = trainerStateJson({
-      step, tokens, maxSteps: this.lastStep, epochTokens: data.train.length, maxTokens: config.training.max_tokens, history: this.history,
-      loggingSteps: this.historyEvery, evalSteps: this.evalEvery, saveSteps: this.saveEvery, trainBatchSize: config.data.micro_batch, totalFlos: 6 * model.params.numel * tokens,
+      step,
+      tokens,
+      maxSteps: this.lastStep,
+      epochTokens: data.train.length,
+      maxTokens: config.training.max_tokens,
+      history: this.history,
+      loggingSteps: this.historyEvery,
+      evalSteps: this.evalEvery,
+      saveSteps: this.saveEvery,
+      trainBatchSize: config.data.micro_batch,
+      totalFlos: 6 * model.params.numel * tokens,
     });
-    const path = await writeCheckpoint({ runDir: plan.runDir, params: model.params, optimizer, state, trainerState, tokenizerJson: data.tokenizerJson });
+    const path = await writeCheckpoint({
+      runDir: plan.runDir,
+      params: model.params,
+      optimizer,
+      state,
+      trainerState,
+      tokenizerJson: data.tokenizerJson,
+    });
     this.checkpoints.push(path);
     this.savedStep = step;
     this.p.emit({ type: "checkpoint", path, step, tokens });
@@ -245,7 +306,14 @@ export class TrainingSession {
     try {
       await pruneCheckpoints(this.p.plan.runDir, step, retention, this.protect, (p) => {
         const ckptTokens = p.step * tps;
-        this.p.log.write({ type: "prune", step, tokens, checkpoint: basename(p.path), checkpoint_step: p.step, checkpoint_tokens: ckptTokens });
+        this.p.log.write({
+          type: "prune",
+          step,
+          tokens,
+          checkpoint: basename(p.path),
+          checkpoint_step: p.step,
+          checkpoint_tokens: ckptTokens,
+        });
         this.p.emit({ type: "prune", path: p.path, step: p.step, tokens: ckptTokens });
       });
     } catch (e) {

@@ -17,7 +17,10 @@ import type { CheckpointDtype } from "./config.js";
 import { numel } from "../tensor/shape.js";
 
 export const SAFETENSORS_DTYPE: Record<CheckpointDtype, FloatDType> = { f32: "F32", bf16: "BF16" };
-export const TORCH_DTYPE: Record<CheckpointDtype, "float32" | "bfloat16"> = { f32: "float32", bf16: "bfloat16" };
+export const TORCH_DTYPE: Record<CheckpointDtype, "float32" | "bfloat16"> = {
+  f32: "float32",
+  bf16: "bfloat16",
+};
 
 /** Reads `dir/config.json` as a Llama or Mixtral model config. */
 export async function readModelConfig(dir: string): Promise<ModelConfig> {
@@ -26,13 +29,20 @@ export async function readModelConfig(dir: string): Promise<ModelConfig> {
   try {
     text = await readFile(path, "utf8");
   } catch (e) {
-    throw new PmaError("IO", `${path}: cannot read (${(e as Error).message}); a checkpoint folder needs its config.json`, { file: path, cause: e });
+    throw new PmaError(
+      "IO",
+      `${path}: cannot read (${(e as Error).message}); a checkpoint folder needs its config.json`,
+      { file: path, cause: e },
+    );
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new PmaError("CONFIG_INVALID", `${path}: not valid JSON (${(e as Error).message})`, { file: path, cause: e });
+    throw new PmaError("CONFIG_INVALID", `${path}: not valid JSON (${(e as Error).message})`, {
+      file: path,
+      cause: e,
+    });
   }
   try {
     return fromHfConfig(json);
@@ -51,7 +61,10 @@ export interface LoadedWeights {
  * Every tensor of a checkpoint (or of one .safetensors file) decoded to f32. Integer
  * tensors have no place in these models and are refused by name.
  */
-export async function readWeights(path: string, opts: { only?: (name: string) => boolean } = {}): Promise<LoadedWeights> {
+export async function readWeights(
+  path: string,
+  opts: { only?: (name: string) => boolean } = {},
+): Promise<LoadedWeights> {
   const ck = await openCheckpointTensors(path);
   try {
     const tensors = new Map<string, NamedTensor>();
@@ -59,7 +72,11 @@ export async function readWeights(path: string, opts: { only?: (name: string) =>
     for (const t of ck.tensors.values()) {
       if (opts.only !== undefined && !opts.only(t.name)) continue;
       if (!isFloatDType(t.dtype)) {
-        throw new PmaError("DTYPE_UNSUPPORTED", `${t.file.path}: tensor "${t.name}" is ${t.dtype}; model weights must be F32, BF16, F16 or F64`, { file: t.file.path });
+        throw new PmaError(
+          "DTYPE_UNSUPPORTED",
+          `${t.file.path}: tensor "${t.name}" is ${t.dtype}; model weights must be F32, BF16, F16 or F64`,
+          { file: t.file.path },
+        );
       }
       const bytes = await t.file.read(t.name);
       const data = new Float32Array(numel(t.shape));

@@ -16,9 +16,12 @@ export interface AutoInterval extends IntervalRecommendation {
 /** MoE checkpoints name their experts (Mixtral's block_sparse_moe, or `.experts.<i>.`). */
 export async function isMoeCheckpoint(path: string): Promise<boolean> {
   // Loaded lazily: the format readers are not needed when V is given as a number.
-  const { openCheckpointTensors, openRemoteCheckpointTensors } = await import("../formats/checkpoint-files.js");
+  const { openCheckpointTensors, openRemoteCheckpointTensors } =
+    await import("../formats/checkpoint-files.js");
   const { isRemoteUri, resolveRemote } = await import("../sources/location.js");
-  const ck = isRemoteUri(path) ? await openRemoteCheckpointTensors(await resolveRemote(path)) : await openCheckpointTensors(path);
+  const ck = isRemoteUri(path)
+    ? await openRemoteCheckpointTensors(await resolveRemote(path))
+    : await openCheckpointTensors(path);
   try {
     return [...ck.tensors.keys()].some((n) => /\.experts\.\d+\./.test(n) || /block_sparse_moe/.test(n));
   } finally {
@@ -27,7 +30,16 @@ export async function isMoeCheckpoint(path: string): Promise<boolean> {
 }
 
 /** The paper-based V for the model whose checkpoint this is. */
-export async function autoInterval(checkpoint: { path: string; name: string; parameters: number }): Promise<AutoInterval> {
+export async function autoInterval(checkpoint: {
+  path: string;
+  name: string;
+  parameters: number;
+}): Promise<AutoInterval> {
   const moe = await isMoeCheckpoint(checkpoint.path);
-  return { ...recommendInterval(checkpoint.parameters, moe), checkpoint: checkpoint.name, parameters: checkpoint.parameters, moe };
+  return {
+    ...recommendInterval(checkpoint.parameters, moe),
+    checkpoint: checkpoint.name,
+    parameters: checkpoint.parameters,
+    moe,
+  };
 }

@@ -27,13 +27,23 @@ export interface DcpRunCheckpoint {
 export async function openRunDcp(dir: string): Promise<DcpRunCheckpoint | null> {
   for (const path of [dir, join(dir, OLMO_CORE_SUBFOLDER)]) {
     if (!(await stat(path).catch(() => null))?.isDirectory()) continue;
-    if (!(await isDcpFolder(path).catch((e: unknown) => (isPmaError(e) ? true : Promise.reject(e))))) continue;
+    if (!(await isDcpFolder(path).catch((e: unknown) => (isPmaError(e) ? true : Promise.reject(e)))))
+      continue;
     const ckpt = await openDcp(path);
     let parameters = 0;
-    for (const t of ckpt.tensors.values()) if (!/^(optimizer|optim)\./.test(t.name)) parameters += numel(t.shape);
+    for (const t of ckpt.tensors.values())
+      if (!/^(optimizer|optim)\./.test(t.name)) parameters += numel(t.shape);
     const p = dcpProgress(ckpt);
-    const sizes = await Promise.all(ckpt.dataFiles.map(async (f) => `${join(ckpt.root, f)}:${(await stat(join(ckpt.root, f))).size}`));
-    return { path, parameters, ...(p.tokens !== undefined ? { tokens: p.tokens } : {}), ...(p.step !== undefined ? { step: p.step } : {}), sizes: sizes.join("|") };
+    const sizes = await Promise.all(
+      ckpt.dataFiles.map(async (f) => `${join(ckpt.root, f)}:${(await stat(join(ckpt.root, f))).size}`),
+    );
+    return {
+      path,
+      parameters,
+      ...(p.tokens !== undefined ? { tokens: p.tokens } : {}),
+      ...(p.step !== undefined ? { step: p.step } : {}),
+      sizes: sizes.join("|"),
+    };
   }
   return null;
 }

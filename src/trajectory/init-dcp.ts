@@ -87,7 +87,10 @@ export async function pmaInitDcp(opts: DcpInitOptions): Promise<DcpInitResult> {
       merged = await mergeInto(join(staged.staging, OLMO_CORE_SUBFOLDER));
       const train = join(dirname(newest), "train");
       if (fs.existsSync(train)) {
-        await fs.promises.cp(train, join(staged.staging, "train"), { recursive: true, verbatimSymlinks: true });
+        await fs.promises.cp(train, join(staged.staging, "train"), {
+          recursive: true,
+          verbatimSymlinks: true,
+        });
         copied.push("train/");
       }
       await staged.publish();
@@ -101,11 +104,20 @@ export async function pmaInitDcp(opts: DcpInitOptions): Promise<DcpInitResult> {
   let activated: string | null = null;
   if (opts.activate) {
     if (layout !== "megatron") {
-      throw new PmaError("USAGE", `--activate updates Megatron-LM's ${MEGATRON_TRACKER}; this run's trainer (${layout}) resumes from the highest step folder, so nothing needs activating`);
+      throw new PmaError(
+        "USAGE",
+        `--activate updates Megatron-LM's ${MEGATRON_TRACKER}; this run's trainer (${layout}) resumes from the highest step folder, so nothing needs activating`,
+      );
     }
     activated = join(resolve(opts.outDir), MEGATRON_TRACKER);
     // Megatron writes the bare number; so does pma.
     await writeFileAtomic(activated, String(opts.step));
   }
-  return { checkpoint: layout === "olmo-core" ? join(folder, OLMO_CORE_SUBFOLDER) : folder, layout, merged, copied, activated };
+  return {
+    checkpoint: layout === "olmo-core" ? join(folder, OLMO_CORE_SUBFOLDER) : folder,
+    layout,
+    merged,
+    copied,
+    activated,
+  };
 }

@@ -57,7 +57,11 @@ export function spikeToUndo(events: readonly SpikeEvent[]): SpikeEvent | null {
 
 function describeEvent(e: SpikeEvent): string {
   const peak = Number.isFinite(e.peakLoss) ? e.peakLoss.toFixed(4) : String(e.peakLoss);
-  const state = e.ongoing ? "still above the band at the end of the log" : e.kind === "transient" ? `recovered at step ${e.endStep}` : "did not recover";
+  const state = e.ongoing
+    ? "still above the band at the end of the log"
+    : e.kind === "transient"
+      ? `recovered at step ${e.endStep}`
+      : "did not recover";
   return `${e.kind} at step ${e.startStep} (peak loss ${peak} at step ${e.peakStep}, healthy level ${e.level.toFixed(4)}; ${state})`;
 }
 
@@ -70,10 +74,16 @@ function lossAt(log: TrainingLog | null, step: number): LogPoint | null {
 }
 
 /** Chooses the checkpoints to merge for a restart. `log` may be null only with `before`. */
-export function selectInitCheckpoints(scan: RunScan, log: TrainingLog | null, opts: InitSelectOptions): InitSelection {
-  if (!(Number.isInteger(opts.count) && opts.count >= 1)) throw new PmaError("USAGE", `--count must be a positive integer (got ${opts.count})`);
+export function selectInitCheckpoints(
+  scan: RunScan,
+  log: TrainingLog | null,
+  opts: InitSelectOptions,
+): InitSelection {
+  if (!(Number.isInteger(opts.count) && opts.count >= 1))
+    throw new PmaError("USAGE", `--count must be a positive integer (got ${opts.count})`);
   const margin = opts.margin ?? DEFAULT_INIT_MARGIN;
-  if (!(Number.isInteger(margin) && margin >= 0)) throw new PmaError("USAGE", `--margin must be a whole number of steps >= 0 (got ${margin})`);
+  if (!(Number.isInteger(margin) && margin >= 0))
+    throw new PmaError("USAGE", `--margin must be a whole number of steps >= 0 (got ${margin})`);
   const notes: string[] = [];
   const events = log === null ? [] : detectSpikes(log, opts.spikeOptions ?? {}).events;
   let reason: InitReason;
@@ -81,20 +91,36 @@ export function selectInitCheckpoints(scan: RunScan, log: TrainingLog | null, op
   let otherEvents: SpikeEvent[];
 
   if (opts.before !== undefined) {
-    if (!(Number.isInteger(opts.before) && opts.before >= 0)) throw new PmaError("USAGE", `--before must be a step number or auto (got ${opts.before})`);
+    if (!(Number.isInteger(opts.before) && opts.before >= 0))
+      throw new PmaError("USAGE", `--before must be a step number or auto (got ${opts.before})`);
     const limitStep = opts.before - 1;
-    chosen = scan.checkpoints.filter((c) => c.step <= limitStep).sort((a, b) => b.step - a.step).slice(0, opts.count);
+    chosen = scan.checkpoints
+      .filter((c) => c.step <= limitStep)
+      .sort((a, b) => b.step - a.step)
+      .slice(0, opts.count);
     const at = lossAt(log, opts.before);
-    reason = { kind: "step", before: opts.before, limitStep, lossAtStep: at?.step === opts.before ? (at.loss ?? null) : null };
+    reason = {
+      kind: "step",
+      before: opts.before,
+      limitStep,
+      lossAtStep: at?.step === opts.before ? (at.loss ?? null) : null,
+    };
     otherEvents = events;
   } else {
-    if (log === null) throw new PmaError("USAGE", "finding the spike needs the run's training log; pass --before STEP to choose the restart point yourself");
+    if (log === null)
+      throw new PmaError(
+        "USAGE",
+        "finding the spike needs the run's training log; pass --before STEP to choose the restart point yourself",
+      );
     const event = opts.event ?? spikeToUndo(events);
     if (event === null) {
       // Eval-only entries are not training steps: count the steps that have a loss.
       const lossSteps = log.points.filter((p) => p.loss !== undefined).length;
       const evalOnly = log.points.length - lossSteps;
-      const recovered = events.length > 0 ? ` The log has ${events.length} spike(s) the run recovered from: ${events.map(describeEvent).join("; ")}.` : "";
+      const recovered =
+        events.length > 0
+          ? ` The log has ${events.length} spike(s) the run recovered from: ${events.map(describeEvent).join("; ")}.`
+          : "";
       throw new PmaError(
         "USAGE",
         `${log.files[0] ?? scan.dir}: no unrecovered loss spike or divergence found in ${lossSteps} logged training step(s)${evalOnly > 0 ? ` (and ${evalOnly} evaluation-only entries)` : ""}.${recovered} ` +
@@ -103,13 +129,19 @@ export function selectInitCheckpoints(scan: RunScan, log: TrainingLog | null, op
       );
     }
     if (event.lastHealthyStep === null) {
-      throw new PmaError("USAGE", `the spike at step ${event.startStep} begins before any healthy loss was logged, so no checkpoint is known to be healthy; pass --before STEP`);
+      throw new PmaError(
+        "USAGE",
+        `the spike at step ${event.startStep} begins before any healthy loss was logged, so no checkpoint is known to be healthy; pass --before STEP`,
+      );
     }
     const limitStep = Math.min(event.lastHealthyStep, event.onsetStep - 1) - margin;
     chosen = healthyCheckpointsBefore(event, scan.checkpoints, opts.count, { margin });
     reason = { kind: "spike", event, limitStep };
     otherEvents = events.filter((e) => e.startStep !== event.startStep);
-    if (event.onsetStep < event.startStep) notes.push(`a grad-norm spike at step ${event.onsetStep} preceded the loss spike; the restart point is before it`);
+    if (event.onsetStep < event.startStep)
+      notes.push(
+        `a grad-norm spike at step ${event.onsetStep} preceded the loss spike; the restart point is before it`,
+      );
   }
 
   if (chosen.length === 0) {
@@ -117,16 +149,25 @@ export function selectInitCheckpoints(scan: RunScan, log: TrainingLog | null, op
     throw new PmaError(
       "USAGE",
       `${scan.dir}: no complete checkpoint at or before step ${reason.limitStep}` +
-        (first !== undefined ? ` (the oldest complete one is ${first.name} at step ${first.step})` : " (the run has no complete checkpoints)") +
-        (scan.skipped.length > 0 ? `; skipped: ${scan.skipped.map((s) => `${s.path} (${s.reason})`).join(", ")}` : ""),
+        (first !== undefined
+          ? ` (the oldest complete one is ${first.name} at step ${first.step})`
+          : " (the run has no complete checkpoints)") +
+        (scan.skipped.length > 0
+          ? `; skipped: ${scan.skipped.map((s) => `${s.path} (${s.reason})`).join(", ")}`
+          : ""),
       { file: scan.dir },
     );
   }
   // A checkpoint being written now may belong before the limit; say so rather than
   // silently merging an older window.
-  if (scan.skipped.length > 0) notes.push(`skipped incomplete checkpoint(s): ${scan.skipped.map((s) => `${s.path} (${s.reason})`).join(", ")}`);
+  if (scan.skipped.length > 0)
+    notes.push(
+      `skipped incomplete checkpoint(s): ${scan.skipped.map((s) => `${s.path} (${s.reason})`).join(", ")}`,
+    );
   if (chosen.length < opts.count) {
-    notes.push(`only ${chosen.length} complete checkpoint(s) before step ${reason.limitStep + 1}; merging ${chosen.length} instead of ${opts.count}`);
+    notes.push(
+      `only ${chosen.length} complete checkpoint(s) before step ${reason.limitStep + 1}; merging ${chosen.length} instead of ${opts.count}`,
+    );
   }
   return { reason, checkpoints: chosen.sort((a, b) => a.step - b.step), otherEvents, notes };
 }

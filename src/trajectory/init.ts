@@ -14,7 +14,12 @@ import { PmaError } from "../common/errors.js";
 import { PMA_VERSION } from "../common/version.js";
 import { merge, type MergeOptions, type MergeRecord } from "../merge/merger.js";
 import { DEFAULT_METHOD, type MethodSpec } from "../merge/methods.js";
-import { DEFAULT_INIT_COUNT, DEFAULT_INIT_MARGIN, selectInitCheckpoints, type InitReason } from "./init-select.js";
+import {
+  DEFAULT_INIT_COUNT,
+  DEFAULT_INIT_MARGIN,
+  selectInitCheckpoints,
+  type InitReason,
+} from "./init-select.js";
 import { readTrainingLog, type TrainingLog } from "./logs.js";
 import { logPrefix, pmaStateFiles, writePmaResumeState } from "./pma-train-state.js";
 import { copyResumeFiles, planResumeFiles, type OptimizerChoice } from "./resume-files.js";
@@ -97,7 +102,10 @@ export interface InitRecord {
   omitted: { name: string; reason: string }[];
   notes: string[];
   log: { format: string; files: string[] } | null;
-  merge: Pick<MergeRecord, "coefficients" | "dtype" | "accumulate" | "tensors" | "parameters" | "bytes_read" | "seconds">;
+  merge: Pick<
+    MergeRecord,
+    "coefficients" | "dtype" | "accumulate" | "tensors" | "parameters" | "bytes_read" | "seconds"
+  >;
   created_at: string;
 }
 
@@ -112,7 +120,10 @@ export function defaultInitOut(run: string): string {
 async function readLogFor(opts: PmaInitOptions, required: boolean): Promise<TrainingLog | null> {
   if (opts.trainingLog !== undefined) return opts.trainingLog;
   try {
-    return await readTrainingLog(opts.log ?? opts.run, opts.lossKey === undefined ? {} : { lossKey: opts.lossKey });
+    return await readTrainingLog(
+      opts.log ?? opts.run,
+      opts.lossKey === undefined ? {} : { lossKey: opts.lossKey },
+    );
   } catch (e) {
     // With --before the log only adds the loss at that step to the explanation.
     if (!required) return null;
@@ -156,12 +167,18 @@ export async function pmaInit(opts: PmaInitOptions): Promise<InitRecord> {
   if (await isDcpFolder(latest.path)) return initDcpRun(opts, scan, selection, outDir, log);
   const target = join(outDir, `checkpoint-${latest.step}`);
   if (scan.checkpoints.some((c) => resolve(c.path) === target)) {
-    throw new PmaError("USAGE", `${target} is a checkpoint of the run itself; write the restart checkpoint into another directory (--out)`, { file: target });
+    throw new PmaError(
+      "USAGE",
+      `${target} is a checkpoint of the run itself; write the restart checkpoint into another directory (--out)`,
+      { file: target },
+    );
   }
   const notes = [...selection.notes];
   const later = (await existingSteps(outDir)).filter((s) => s > latest.step);
   if (later.length > 0) {
-    notes.push(`${outDir} already holds checkpoint-${Math.max(...later)}; a Trainer resuming with resume_from_checkpoint=True picks the highest step, so pass the path of checkpoint-${latest.step} explicitly`);
+    notes.push(
+      `${outDir} already holds checkpoint-${Math.max(...later)}; a Trainer resuming with resume_from_checkpoint=True picks the highest step, so pass the path of checkpoint-${latest.step} explicitly`,
+    );
   }
   const optimizer = opts.optimizer ?? "latest";
   const filePlan = await planResumeFiles(latest.path, optimizer);
@@ -184,7 +201,8 @@ export async function pmaInit(opts: PmaInitOptions): Promise<InitRecord> {
       ...(opts.onProgress !== undefined ? { onProgress: opts.onProgress } : {}),
       ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
     });
-    for (const name of await readdir(weightsDir)) await rename(join(weightsDir, name), join(staged.staging, name));
+    for (const name of await readdir(weightsDir))
+      await rename(join(weightsDir, name), join(staged.staging, name));
     await rmdir(weightsDir);
     await copyResumeFiles(latest.path, staged.staging, filePlan, opts.signal);
     for (const name of filePlan.copy) await fsyncFile(join(staged.staging, name));
@@ -204,7 +222,13 @@ export async function pmaInit(opts: PmaInitOptions): Promise<InitRecord> {
       tokens: latest.tokens,
       reason: selection.reason,
       method: merged.method,
-      checkpoints: inputs.map((c, i) => ({ path: c.path, name: c.name, step: c.step, tokens: c.tokens, coefficient: merged.coefficients[i]! })),
+      checkpoints: inputs.map((c, i) => ({
+        path: c.path,
+        name: c.name,
+        step: c.step,
+        tokens: c.tokens,
+        coefficient: merged.coefficients[i]!,
+      })),
       state_from: latest.path,
       layout,
       optimizer,
@@ -233,7 +257,8 @@ export async function pmaInit(opts: PmaInitOptions): Promise<InitRecord> {
     } finally {
       await fh.close();
     }
-    if (opts.signal?.aborted) throw new PmaError("INTERRUPTED", "PMA-init interrupted; no output was written");
+    if (opts.signal?.aborted)
+      throw new PmaError("INTERRUPTED", "PMA-init interrupted; no output was written");
     await staged.publish();
     if (logStart !== null) await writeFileAtomic(logStart.path, logStart.text);
     return record;
@@ -244,15 +269,28 @@ export async function pmaInit(opts: PmaInitOptions): Promise<InitRecord> {
 }
 
 /** PMA-init of a run of distributed checkpoints, written in its trainer's own layout (init-dcp.ts). */
-async function initDcpRun(opts: PmaInitOptions, scan: RunScan, selection: ReturnType<typeof selectInitCheckpoints>, outDir: string, log: TrainingLog | null): Promise<InitRecord> {
+async function initDcpRun(
+  opts: PmaInitOptions,
+  scan: RunScan,
+  selection: ReturnType<typeof selectInitCheckpoints>,
+  outDir: string,
+  log: TrainingLog | null,
+): Promise<InitRecord> {
   const inputs = selection.checkpoints;
   const latest = inputs[inputs.length - 1]!;
   if (opts.optimizer === "reset") {
-    throw new PmaError("USAGE", "--optimizer reset is not available for distributed checkpoints: the merged checkpoint keeps the trainer's exact layout, optimizer state included; use --optimizer latest");
+    throw new PmaError(
+      "USAGE",
+      "--optimizer reset is not available for distributed checkpoints: the merged checkpoint keeps the trainer's exact layout, optimizer state included; use --optimizer latest",
+    );
   }
   const folder = join(outDir, dcpInitFolder(dcpRunLayout(latest.path), latest.step));
   if (scan.checkpoints.some((c) => resolve(c.path) === folder || dirname(resolve(c.path)) === folder)) {
-    throw new PmaError("USAGE", `${folder} is a checkpoint of the run itself; write the restart checkpoint into another directory (--out)`, { file: folder });
+    throw new PmaError(
+      "USAGE",
+      `${folder} is a checkpoint of the run itself; write the restart checkpoint into another directory (--out)`,
+      { file: folder },
+    );
   }
   const r = await pmaInitDcp({
     inputs: inputs.map((c) => c.path),
@@ -268,8 +306,14 @@ async function initDcpRun(opts: PmaInitOptions, scan: RunScan, selection: Return
     ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
   });
   const notes = [...selection.notes];
-  if (r.activated !== null) notes.push(`${r.activated} now names iteration ${latest.step}: Megatron-LM started with --load ${outDir} resumes from the merged checkpoint`);
-  else if (r.layout === "megatron") notes.push(`${MEGATRON_TRACKER} was not changed; pass --activate (or start Megatron-LM with --ckpt-step ${latest.step}) to resume from the merged checkpoint`);
+  if (r.activated !== null)
+    notes.push(
+      `${r.activated} now names iteration ${latest.step}: Megatron-LM started with --load ${outDir} resumes from the merged checkpoint`,
+    );
+  else if (r.layout === "megatron")
+    notes.push(
+      `${MEGATRON_TRACKER} was not changed; pass --activate (or start Megatron-LM with --ckpt-step ${latest.step}) to resume from the merged checkpoint`,
+    );
   const m = r.merged;
   const record: InitRecord = {
     pma_version: PMA_VERSION,
@@ -279,7 +323,13 @@ async function initDcpRun(opts: PmaInitOptions, scan: RunScan, selection: Return
     tokens: latest.tokens,
     reason: selection.reason,
     method: m.method,
-    checkpoints: inputs.map((c, i) => ({ path: c.path, name: c.name, step: c.step, tokens: c.tokens, coefficient: m.coefficients[i]! })),
+    checkpoints: inputs.map((c, i) => ({
+      path: c.path,
+      name: c.name,
+      step: c.step,
+      tokens: c.tokens,
+      coefficient: m.coefficients[i]!,
+    })),
     state_from: latest.path,
     layout: r.layout,
     optimizer: "latest",
@@ -289,7 +339,15 @@ async function initDcpRun(opts: PmaInitOptions, scan: RunScan, selection: Return
     omitted: [],
     notes,
     log: log === null ? null : { format: log.format, files: log.files },
-    merge: { coefficients: m.coefficients, dtype: m.dtype, accumulate: m.accumulate, tensors: m.tensors, parameters: m.parameters, bytes_read: m.bytes_read, seconds: m.seconds },
+    merge: {
+      coefficients: m.coefficients,
+      dtype: m.dtype,
+      accumulate: m.accumulate,
+      tensors: m.tensors,
+      parameters: m.parameters,
+      bytes_read: m.bytes_read,
+      seconds: m.seconds,
+    },
     created_at: new Date().toISOString(),
   };
   await writeFileAtomic(join(r.checkpoint, INIT_RECORD_FILE), JSON.stringify(record, null, 2) + "\n");
@@ -300,10 +358,19 @@ async function initDcpRun(opts: PmaInitOptions, scan: RunScan, selection: Return
  * Starts the restarted run's log.jsonl with the original's lines up to the restart step,
  * so the resumed run's log reads as one curve. An existing log there is left alone.
  */
-async function logContinuation(runDir: string, outDir: string, step: number): Promise<{ path: string; text: string } | null> {
+async function logContinuation(
+  runDir: string,
+  outDir: string,
+  step: number,
+): Promise<{ path: string; text: string } | null> {
   const path = join(outDir, "log.jsonl");
-  if (await access(path).then(() => true, () => false)) return null;
+  if (
+    await access(path).then(
+      () => true,
+      () => false,
+    )
+  )
+    return null;
   const text = await logPrefix(runDir, step);
   return text === null ? null : { path, text };
 }
-

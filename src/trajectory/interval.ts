@@ -42,7 +42,9 @@ export function recommendInterval(parameters: number, moe: boolean): IntervalRec
   const basis =
     `${moe ? "MoE" : "dense"} model with ${fmt(parameters)} parameters; the paper merged at V=${fmt(a.interval)} for ${fmt(a.parameters)} and ` +
     `V=${fmt(b.interval)} for ${fmt(b.parameters)}; log-log interpolation gives V=${fmt(interval)}` +
-    (extrapolated ? ` (extrapolated outside the paper's ${fmt(pts[0]!.parameters)}-${fmt(pts[pts.length - 1]!.parameters)} range: treat as a starting point)` : "");
+    (extrapolated
+      ? ` (extrapolated outside the paper's ${fmt(pts[0]!.parameters)}-${fmt(pts[pts.length - 1]!.parameters)} range: treat as a starting point)`
+      : "");
   // Three significant digits: the recommendation is a rule of thumb, not a measurement.
   return { interval: Math.max(1, Number(interval.toPrecision(3))), basis, extrapolated };
 }

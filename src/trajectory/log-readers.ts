@@ -35,8 +35,27 @@ export const LOG_FIELD_NAMES: Readonly<Record<LogField, readonly string[]>> = {
     "train_loss_epoch", // Lightning
     "epoch_loss", // Keras
   ],
-  gradNorm: ["train/grad_norm", "grad_norm", "grad-norm", "grad norm", "gradnorm", "gradient_norm", "train/gradient_norm", "optim/grad_norm", "grad_norm/total"],
-  lr: ["train/learning_rate", "learning_rate", "learning-rate", "lr", "train/lr", "optim/lr", "lr-adamw", "lr_scheduler/lr"],
+  gradNorm: [
+    "train/grad_norm",
+    "grad_norm",
+    "grad-norm",
+    "grad norm",
+    "gradnorm",
+    "gradient_norm",
+    "train/gradient_norm",
+    "optim/grad_norm",
+    "grad_norm/total",
+  ],
+  lr: [
+    "train/learning_rate",
+    "learning_rate",
+    "learning-rate",
+    "lr",
+    "train/lr",
+    "optim/lr",
+    "lr-adamw",
+    "lr_scheduler/lr",
+  ],
   evalLoss: [
     "eval/loss",
     "eval_loss",
@@ -79,7 +98,10 @@ function fieldNames(overrides: FieldNameOverrides | undefined): Record<LogField,
 }
 
 /** For each field, the best-ranked of `available` names (matched case-insensitively). */
-function pickNames(available: Iterable<string>, names: Record<LogField, readonly string[]>): Partial<Record<LogField, string>> {
+function pickNames(
+  available: Iterable<string>,
+  names: Record<LogField, readonly string[]>,
+): Partial<Record<LogField, string>> {
   const byLower = new Map<string, string>();
   for (const a of available) if (!byLower.has(a.toLowerCase())) byLower.set(a.toLowerCase(), a);
   const out: Partial<Record<LogField, string>> = {};
@@ -129,7 +151,12 @@ class LogBuilder {
     let p = this.byStep.get(step);
     if (p === undefined) {
       // A Map stops at 2^24 entries with a RangeError; say what is wrong instead.
-      if (this.byStep.size >= MAX_LOG_POINTS) throw invalid(this.file, "", `more than ${MAX_LOG_POINTS} distinct steps; pma reads logs of up to that many.`);
+      if (this.byStep.size >= MAX_LOG_POINTS)
+        throw invalid(
+          this.file,
+          "",
+          `more than ${MAX_LOG_POINTS} distinct steps; pma reads logs of up to that many.`,
+        );
       p = { step };
       this.byStep.set(step, p);
       this.steps.push(step);
@@ -163,8 +190,15 @@ const MAX_NAME_CHARS = 80;
  * A log without a training-loss series is an error, never an empty log: it lists what the
  * file has, so the user can pick the series with --loss-key.
  */
-export function noLossSeries(file: string, what: string, kind: "tags" | "columns" | "keys", present: readonly string[]): PmaError {
-  const shown = present.slice(0, MAX_LISTED_NAMES).map((n) => JSON.stringify(n.length > MAX_NAME_CHARS ? `${n.slice(0, MAX_NAME_CHARS)}...` : n));
+export function noLossSeries(
+  file: string,
+  what: string,
+  kind: "tags" | "columns" | "keys",
+  present: readonly string[],
+): PmaError {
+  const shown = present
+    .slice(0, MAX_LISTED_NAMES)
+    .map((n) => JSON.stringify(n.length > MAX_NAME_CHARS ? `${n.slice(0, MAX_NAME_CHARS)}...` : n));
   const more = present.length > MAX_LISTED_NAMES ? `, ... (${present.length} in all)` : "";
   return new PmaError(
     "LOG_INVALID",
@@ -186,10 +220,17 @@ function checkStep(v: unknown, file: string, where: string): number {
  * writes NaN and Infinity, so for a quantity that is always logged (loss, grad norm) it
  * means "not finite" and is kept as NaN, where a spike detector will see it.
  */
-function numberField(v: unknown, name: string, nullIsNaN: boolean, file: string, where: string): number | undefined {
+function numberField(
+  v: unknown,
+  name: string,
+  nullIsNaN: boolean,
+  file: string,
+  where: string,
+): number | undefined {
   if (v === undefined) return undefined;
   if (v === null) return nullIsNaN ? Number.NaN : undefined;
-  if (typeof v !== "number") throw invalid(file, where, `"${name}" must be a number, got ${JSON.stringify(v)}.`);
+  if (typeof v !== "number")
+    throw invalid(file, where, `"${name}" must be a number, got ${JSON.stringify(v)}.`);
   return v;
 }
 
@@ -265,7 +306,11 @@ export function parsePmaJsonl(text: string, file = "<memory>"): TrainingLog {
  * entries (`eval_loss`) and a final summary (`train_loss` is a run average, not a step
  * loss, so it is not read). Unknown keys are ignored.
  */
-export function parseTrainerState(text: string, file = "<memory>", options: { lossKey?: string } = {}): TrainingLog {
+export function parseTrainerState(
+  text: string,
+  file = "<memory>",
+  options: { lossKey?: string } = {},
+): TrainingLog {
   const lossKey = options.lossKey ?? "loss";
   let doc: unknown;
   try {
@@ -275,7 +320,8 @@ export function parseTrainerState(text: string, file = "<memory>", options: { lo
     throw invalid(file, where, `not valid JSON (${(e as Error).message}).`);
   }
   const history = asRecord(doc)?.log_history;
-  if (!Array.isArray(history)) throw invalid(file, "", `no "log_history" list: not a Hugging Face trainer_state.json.`);
+  if (!Array.isArray(history))
+    throw invalid(file, "", `no "log_history" list: not a Hugging Face trainer_state.json.`);
   const b = new LogBuilder(file);
   history.forEach((entry, i) => {
     const where = ` log_history[${i}]`;
@@ -284,7 +330,13 @@ export function parseTrainerState(text: string, file = "<memory>", options: { lo
     if (r.step === undefined) return;
     const step = checkStep(r.step, file, where);
     // TRL's trainers count tokens as num_tokens.
-    const tokens = numberField(r.num_input_tokens_seen ?? r.num_tokens, r.num_input_tokens_seen !== undefined ? "num_input_tokens_seen" : "num_tokens", false, file, where);
+    const tokens = numberField(
+      r.num_input_tokens_seen ?? r.num_tokens,
+      r.num_input_tokens_seen !== undefined ? "num_input_tokens_seen" : "num_tokens",
+      false,
+      file,
+      where,
+    );
     const loss = numberField(r[lossKey], lossKey, true, file, where);
     const evalLoss = numberField(r.eval_loss, "eval_loss", true, file, where);
     b.add(
@@ -304,7 +356,12 @@ export function parseTrainerState(text: string, file = "<memory>", options: { lo
   if (!points.some((p) => p.loss !== undefined)) {
     const keys = new Set<string>();
     for (const e of history.slice(0, 1000)) for (const k of Object.keys(asRecord(e) ?? {})) keys.add(k);
-    throw noLossSeries(file, history.length === 0 ? "log_history is empty" : `log_history entries have no "${lossKey}"`, "keys", [...keys]);
+    throw noLossSeries(
+      file,
+      history.length === 0 ? "log_history is empty" : `log_history entries have no "${lossKey}"`,
+      "keys",
+      [...keys],
+    );
   }
   return { format: "trainer-state", files: [file], points, ignoredTailBytes: 0, restarts: b.restarts };
 }
@@ -315,14 +372,28 @@ export function parseTrainerState(text: string, file = "<memory>", options: { lo
  * Step columns, best first: W&B exports have both the trainer's step and W&B's own
  * `_step` counter; Megatron's `consumed_samples` is a last resort (samples, not steps).
  */
-export const STEP_NAMES = ["step", "steps", "global_step", "train/global_step", "trainer/global_step", "iteration", "iter", "_step", "consumed_samples"];
+export const STEP_NAMES = [
+  "step",
+  "steps",
+  "global_step",
+  "train/global_step",
+  "trainer/global_step",
+  "iteration",
+  "iter",
+  "_step",
+  "consumed_samples",
+];
 
 /**
  * CSV (or TSV) with a header row naming the columns: a step column and any of the
  * fields in LOG_FIELD_NAMES, in any order; other columns are ignored. A last line with
  * no newline and fewer cells than the header is a line still being written.
  */
-export function parseCsvLog(text: string, file = "<memory>", options: { columns?: FieldNameOverrides } = {}): TrainingLog {
+export function parseCsvLog(
+  text: string,
+  file = "<memory>",
+  options: { columns?: FieldNameOverrides } = {},
+): TrainingLog {
   // Lines one at a time: text.split("\n") on a file of newlines makes an array past V8's
   // limit, which ends the process rather than throwing.
   const lines = linesOf(text);
@@ -335,12 +406,19 @@ export function parseCsvLog(text: string, file = "<memory>", options: { columns?
   const header = splitCsvRow(headerLine, delimiter).map((c) => c.trim());
   const stepName = STEP_NAMES.find((n) => header.some((c) => c.toLowerCase() === n));
   if (stepName === undefined) {
-    throw invalid(file, `:${h + 1}`, `the header has no step column (one of ${STEP_NAMES.join(", ")}); found: ${header.join(", ")}.`);
+    throw invalid(
+      file,
+      `:${h + 1}`,
+      `the header has no step column (one of ${STEP_NAMES.join(", ")}); found: ${header.join(", ")}.`,
+    );
   }
   const stepCol = header.findIndex((c) => c.toLowerCase() === stepName);
   const sources = pickNames(header, fieldNames(options.columns));
-  if (sources.loss === undefined) throw noLossSeries(file, "no column has a recognised loss name", "columns", header);
-  const cols = FIELDS.flatMap((f) => (sources[f] === undefined ? [] : [[f, header.indexOf(sources[f]!)] as const]));
+  if (sources.loss === undefined)
+    throw noLossSeries(file, "no column has a recognised loss name", "columns", header);
+  const cols = FIELDS.flatMap((f) =>
+    sources[f] === undefined ? [] : [[f, header.indexOf(sources[f]!)] as const],
+  );
   const b = new LogBuilder(file);
   let ignoredTailBytes = 0;
   for (const { text: raw, index: i, last: isTail } of lines) {
@@ -360,12 +438,20 @@ export function parseCsvLog(text: string, file = "<memory>", options: { columns?
     const fields: Fields = {};
     for (const [f, c] of cols) {
       const v = parseNumberCell(cells[c]!);
-      if (v === null) throw invalid(file, where, `column "${header[c]}": ${JSON.stringify(cells[c])} is not a number.`);
+      if (v === null)
+        throw invalid(file, where, `column "${header[c]}": ${JSON.stringify(cells[c])} is not a number.`);
       fields[f] = v;
     }
     b.add(step, fields, fields.loss !== undefined);
   }
-  return { format: "csv", files: [file], points: b.points(), ignoredTailBytes, restarts: b.restarts, sources };
+  return {
+    format: "csv",
+    files: [file],
+    points: b.points(),
+    ignoredTailBytes,
+    restarts: b.restarts,
+    sources,
+  };
 }
 
 /** The lines of `text` (split at "\n"), numbered from 0; `last`: no newline follows. */
@@ -396,7 +482,9 @@ function eventFileOrder(a: string, b: string): number {
  * `validation/<tag>`, so they cannot pass for the training loss.
  */
 function tagName(file: string, tag: string): string {
-  return /^(validation|val|eval|evaluation)$/i.test(basename(dirname(file))) && !tag.includes("/") ? `validation/${tag}` : tag;
+  return /^(validation|val|eval|evaluation)$/i.test(basename(dirname(file))) && !tag.includes("/")
+    ? `validation/${tag}`
+    : tag;
 }
 
 /**
@@ -404,7 +492,10 @@ function tagName(file: string, tag: string): string {
  * Tags map to fields through LOG_FIELD_NAMES (override per field with `tags`); when a
  * run logged several names for one field, the best-ranked present one is used.
  */
-export async function readTensorboardLog(files: readonly string[], options: { tags?: FieldNameOverrides } = {}): Promise<TrainingLog> {
+export async function readTensorboardLog(
+  files: readonly string[],
+  options: { tags?: FieldNameOverrides } = {},
+): Promise<TrainingLog> {
   const ordered = [...files].sort(eventFileOrder);
   const decoded: TensorboardFile[] = [];
   for (const f of ordered) decoded.push(await readTensorboardFile(f));
@@ -413,7 +504,13 @@ export async function readTensorboardLog(files: readonly string[], options: { ta
     for (const ev of tb.events) for (const v of ev.values) present.add(tagName(ordered[i]!, v.tag));
   });
   const sources = pickNames(present, fieldNames(options.tags));
-  if (sources.loss === undefined) throw noLossSeries(ordered[0] ?? "<no files>", "no scalar tag has a recognised loss name", "tags", [...present].sort());
+  if (sources.loss === undefined)
+    throw noLossSeries(
+      ordered[0] ?? "<no files>",
+      "no scalar tag has a recognised loss name",
+      "tags",
+      [...present].sort(),
+    );
   const fieldOf = new Map<string, LogField>();
   for (const f of FIELDS) if (sources[f] !== undefined) fieldOf.set(sources[f]!, f);
   const b = new LogBuilder(ordered[0] ?? "<no files>");

@@ -22,7 +22,13 @@ import {
 } from "./log-readers.js";
 import { parseJsonLenient, splitCsvRow } from "./log-text.js";
 
-export { LOG_FIELD_NAMES, parseCsvLog, parsePmaJsonl, parseTrainerState, readTensorboardLog } from "./log-readers.js";
+export {
+  LOG_FIELD_NAMES,
+  parseCsvLog,
+  parsePmaJsonl,
+  parseTrainerState,
+  readTensorboardLog,
+} from "./log-readers.js";
 export type { FieldNameOverrides } from "./log-readers.js";
 
 export type LogFormat = "pma-jsonl" | "trainer-state" | "tensorboard" | "csv";
@@ -101,7 +107,11 @@ async function sniff(path: string): Promise<LogFormat> {
     if (maskedCrc32c(head.subarray(0, 8)) === crc) return "tensorboard";
   }
   const text = new TextDecoder().decode(head);
-  const first = text.split("\n").find((l) => l.trim() !== "")?.trim() ?? "";
+  const first =
+    text
+      .split("\n")
+      .find((l) => l.trim() !== "")
+      ?.trim() ?? "";
   if (first.startsWith("{")) {
     try {
       if (asRecord(parseJsonLenient(first)) !== null) return "pma-jsonl";
@@ -109,7 +119,9 @@ async function sniff(path: string): Promise<LogFormat> {
       return "trainer-state";
     }
   }
-  const cells = splitCsvRow(first, first.includes("\t") && !first.includes(",") ? "\t" : ",").map((c) => c.trim().toLowerCase());
+  const cells = splitCsvRow(first, first.includes("\t") && !first.includes(",") ? "\t" : ",").map((c) =>
+    c.trim().toLowerCase(),
+  );
   if (cells.length > 1 && STEP_NAMES.some((n) => cells.includes(n))) return "csv";
   throw new PmaError(
     "LOG_INVALID",
@@ -124,7 +136,11 @@ async function sniff(path: string): Promise<LogFormat> {
  */
 async function entries(dir: string): Promise<{ name: string; dir: boolean; file: boolean }[]> {
   try {
-    return (await readdir(dir, { withFileTypes: true })).map((d) => ({ name: d.name, dir: d.isDirectory(), file: d.isFile() }));
+    return (await readdir(dir, { withFileTypes: true })).map((d) => ({
+      name: d.name,
+      dir: d.isDirectory(),
+      file: d.isFile(),
+    }));
   } catch (e) {
     throw new PmaError("IO", `${dir}: cannot list (${(e as Error).message}).`, { file: dir, cause: e });
   }
@@ -166,10 +182,17 @@ async function findRunLog(dir: string): Promise<{ format: LogFormat; files: stri
     .sort((a, b) => b.step - a.step);
   for (const c of ckpts) {
     const p = join(dir, c.name, "trainer_state.json");
-    if (await lstat(p).then((s) => s.isFile(), () => false)) return { format: "trainer-state", files: [p] };
+    if (
+      await lstat(p).then(
+        (s) => s.isFile(),
+        () => false,
+      )
+    )
+      return { format: "trainer-state", files: [p] };
   }
   const csvs = top.filter((e) => e.file && e.name.toLowerCase().endsWith(".csv")).map((e) => e.name);
-  const csv = ["log.csv", "metrics.csv"].find((n) => csvs.includes(n)) ?? (csvs.length === 1 ? csvs[0] : undefined);
+  const csv =
+    ["log.csv", "metrics.csv"].find((n) => csvs.includes(n)) ?? (csvs.length === 1 ? csvs[0] : undefined);
   if (csv !== undefined) return { format: "csv", files: [join(dir, csv)] };
   throw new PmaError(
     "LOG_INVALID",
@@ -188,13 +211,20 @@ export async function readTrainingLog(path: string, options: ReadLogOptions = {}
   try {
     isDir = (await stat(path)).isDirectory();
   } catch (e) {
-    throw new PmaError("IO", `${path}: cannot read training log (${(e as Error).message}).`, { file: path, cause: e });
+    throw new PmaError("IO", `${path}: cannot read training log (${(e as Error).message}).`, {
+      file: path,
+      cause: e,
+    });
   }
   let found: { format: LogFormat; files: string[] };
   if (isDir) {
     found = await findRunLog(path);
     if (options.format !== undefined && options.format !== found.format) {
-      throw new PmaError("LOG_INVALID", `${path}: found a ${found.format} log, not ${options.format}; pass the log file itself.`, { file: path });
+      throw new PmaError(
+        "LOG_INVALID",
+        `${path}: found a ${found.format} log, not ${options.format}; pass the log file itself.`,
+        { file: path },
+      );
     }
   } else {
     found = { format: options.format ?? (await sniff(path)), files: [path] };
@@ -203,12 +233,16 @@ export async function readTrainingLog(path: string, options: ReadLogOptions = {}
   const loss = options.lossKey;
   switch (found.format) {
     case "tensorboard":
-      return readTensorboardLog(found.files, { tags: loss === undefined ? options.tags : { ...options.tags, loss } });
+      return readTensorboardLog(found.files, {
+        tags: loss === undefined ? options.tags : { ...options.tags, loss },
+      });
     case "pma-jsonl":
       return parsePmaJsonl(await readText(file), file);
     case "trainer-state":
       return parseTrainerState(await readText(file), file, loss === undefined ? {} : { lossKey: loss });
     case "csv":
-      return parseCsvLog(await readText(file), file, { columns: loss === undefined ? options.columns : { ...options.columns, loss } });
+      return parseCsvLog(await readText(file), file, {
+        columns: loss === undefined ? options.columns : { ...options.columns, loss },
+      });
   }
 }

@@ -41,16 +41,19 @@ export interface MergePlan {
  * N at V, N shrinks to what fits (the paper did the same: V=32B at 204B tokens, N=6).
  */
 export function planMerge(checkpoints: (RunCheckpoint & { tokens: number })[], opts: PlanOptions): MergePlan {
-  if (checkpoints.length === 0) throw new PmaError("USAGE", "the run has no complete checkpoints to plan a merge from");
+  if (checkpoints.length === 0)
+    throw new PmaError("USAGE", "the run has no complete checkpoints to plan a merge from");
   if (!(opts.interval > 0)) throw new PmaError("USAGE", `--interval must be positive (got ${opts.interval})`);
-  if (!(Number.isInteger(opts.count) && opts.count >= 1)) throw new PmaError("USAGE", `--count must be a positive integer (got ${opts.count})`);
+  if (!(Number.isInteger(opts.count) && opts.count >= 1))
+    throw new PmaError("USAGE", `--count must be a positive integer (got ${opts.count})`);
   const sorted = [...checkpoints].sort((a, b) => a.tokens - b.tokens);
   const notes: string[] = [];
   const first = sorted[0]!.tokens;
   const newest = sorted[sorted.length - 1]!.tokens;
   const at = opts.at ?? newest;
   const tolerance = opts.tolerance ?? defaultTolerance(sorted);
-  if (at > newest + tolerance) notes.push(`--at ${formatTokens(at)} is beyond the newest checkpoint (${formatTokens(newest)})`);
+  if (at > newest + tolerance)
+    notes.push(`--at ${formatTokens(at)} is beyond the newest checkpoint (${formatTokens(newest)})`);
   const fits = Math.floor((at - first + tolerance) / opts.interval) + 1;
   let count = opts.count;
   if (fits < count) {
@@ -76,19 +79,38 @@ export function planMerge(checkpoints: (RunCheckpoint & { tokens: number })[], o
     }
   }
   if (missingTargets.length > 0) {
-    notes.push(`no checkpoint within ${formatTokens(tolerance)} tokens of ${missingTargets.map((t) => formatTokens(Math.max(0, t))).join(", ")}`);
+    notes.push(
+      `no checkpoint within ${formatTokens(tolerance)} tokens of ${missingTargets.map((t) => formatTokens(Math.max(0, t))).join(", ")}`,
+    );
   }
-  if (picked.length === 0) throw new PmaError("USAGE", `no checkpoint is near any target; check --interval, --at and --tolerance (${notes.join("; ")})`);
+  if (picked.length === 0)
+    throw new PmaError(
+      "USAGE",
+      `no checkpoint is near any target; check --interval, --at and --tolerance (${notes.join("; ")})`,
+    );
   picked.sort((a, b) => a.tokens - b.tokens);
   const method = opts.method ?? DEFAULT_METHOD;
   const c = coefficientsFor(method, picked.length);
   picked.forEach((p, i) => (p.coefficient = c[i]!));
-  return { interval: opts.interval, requestedCount: opts.count, count: picked.length, at, tolerance, method, selected: picked, missingTargets, notes };
+  return {
+    interval: opts.interval,
+    requestedCount: opts.count,
+    count: picked.length,
+    at,
+    tolerance,
+    method,
+    selected: picked,
+    missingTargets,
+    notes,
+  };
 }
 
 /** Half the median spacing between saved checkpoints: a target is never ambiguous. */
 function defaultTolerance(sorted: { tokens: number }[]): number {
   if (sorted.length < 2) return Number.MAX_SAFE_INTEGER;
-  const gaps = sorted.slice(1).map((c, i) => c.tokens - sorted[i]!.tokens).sort((a, b) => a - b);
+  const gaps = sorted
+    .slice(1)
+    .map((c, i) => c.tokens - sorted[i]!.tokens)
+    .sort((a, b) => a - b);
   return Math.max(1, Math.floor(gaps[Math.floor(gaps.length / 2)]! / 2));
 }

@@ -34,18 +34,33 @@ export interface PmaStateSummary {
 }
 
 function invalid(path: string, what: string): PmaError {
-  return new PmaError("CHECKPOINT_MISMATCH", `${path}: ${what}; not a pma training state this version understands`, { file: path });
+  return new PmaError(
+    "CHECKPOINT_MISMATCH",
+    `${path}: ${what}; not a pma training state this version understands`,
+    { file: path },
+  );
 }
 
-async function readState(dir: string): Promise<{ raw: Record<string, unknown>; summary: PmaStateSummary } | null> {
+async function readState(
+  dir: string,
+): Promise<{ raw: Record<string, unknown>; summary: PmaStateSummary } | null> {
   const path = join(dir, PMA_STATE_FILE);
-  const s = await readJsonObjectFile(path, { code: "CHECKPOINT_MISMATCH", what: "a pma training state this version understands" });
+  const s = await readJsonObjectFile(path, {
+    code: "CHECKPOINT_MISMATCH",
+    what: "a pma training state this version understands",
+  });
   if (s === null) return null;
   if (s["format"] !== STATE_FORMAT) throw invalid(path, `format is ${JSON.stringify(s["format"])}`);
   const opt = s["optimizer"] as Record<string, unknown> | undefined;
   const step = s["global_step"];
   const tokens = s["tokens"];
-  if (typeof opt !== "object" || opt === null || typeof opt["file"] !== "string" || typeof opt["step"] !== "number") throw invalid(path, "no optimizer {file, step}");
+  if (
+    typeof opt !== "object" ||
+    opt === null ||
+    typeof opt["file"] !== "string" ||
+    typeof opt["step"] !== "number"
+  )
+    throw invalid(path, "no optimizer {file, step}");
   if (typeof step !== "number" || typeof tokens !== "number") throw invalid(path, "no global_step / tokens");
   if (!Array.isArray(s["lineage"])) throw invalid(path, "no lineage list");
   return { raw: s, summary: { step, tokens, optimizerFile: opt["file"], optimizerStep: opt["step"] } };
@@ -67,7 +82,12 @@ export async function pmaStateFiles(dir: string): Promise<string[]> {
  * holds the merged weights and will be published as `target`) from the pma checkpoint
  * `from`; see the module comment.
  */
-export async function writePmaResumeState(from: string, staging: string, target: string, optimizer: OptimizerChoice): Promise<PmaStateSummary> {
+export async function writePmaResumeState(
+  from: string,
+  staging: string,
+  target: string,
+  optimizer: OptimizerChoice,
+): Promise<PmaStateSummary> {
   const state = await readState(from);
   if (state === null) throw new PmaError("INTERNAL", `${from}: no ${PMA_STATE_FILE}`);
   const { raw, summary } = state;
@@ -76,26 +96,48 @@ export async function writePmaResumeState(from: string, staging: string, target:
   try {
     file = await SafetensorsFile.open(optPath);
   } catch (e) {
-    throw new PmaError("IO", `${optPath}: cannot read the optimizer state (${(e as Error).message})`, { file: optPath, cause: e });
+    throw new PmaError("IO", `${optPath}: cannot read the optimizer state (${(e as Error).message})`, {
+      file: optPath,
+      cause: e,
+    });
   }
   const tensors: TensorData[] = [];
   try {
     for (const t of file.tensors.values()) {
       if (!MOMENT.test(t.name)) continue;
-      tensors.push({ name: t.name, dtype: t.dtype, shape: [...t.shape], data: optimizer === "latest" ? await file.read(t.name) : new Uint8Array(t.byteLength) });
+      tensors.push({
+        name: t.name,
+        dtype: t.dtype,
+        shape: [...t.shape],
+        data: optimizer === "latest" ? await file.read(t.name) : new Uint8Array(t.byteLength),
+      });
     }
   } finally {
     await file.close();
   }
   if (tensors.length === 0) throw invalid(optPath, "no AdamW moments (<param>.exp_avg, <param>.exp_avg_sq)");
   const optimizerStep = optimizer === "latest" ? summary.optimizerStep : 0;
-  await writeSafetensors(join(staging, PMA_OPTIMIZER_FILE), tensors, { optimizer: "adamw", step: String(optimizerStep) });
+  await writeSafetensors(join(staging, PMA_OPTIMIZER_FILE), tensors, {
+    optimizer: "adamw",
+    step: String(optimizerStep),
+  });
   const out = {
     ...raw,
-    optimizer: { ...(raw["optimizer"] as Record<string, unknown>), file: PMA_OPTIMIZER_FILE, step: optimizerStep, master_weights: false },
+    optimizer: {
+      ...(raw["optimizer"] as Record<string, unknown>),
+      file: PMA_OPTIMIZER_FILE,
+      step: optimizerStep,
+      master_weights: false,
+    },
     lineage: [
       ...(raw["lineage"] as unknown[]),
-      { weights: target, state: from, step: summary.step, tokens: summary.tokens, fresh_optimizer: optimizer === "reset" },
+      {
+        weights: target,
+        state: from,
+        step: summary.step,
+        tokens: summary.tokens,
+        fresh_optimizer: optimizer === "reset",
+      },
     ],
   };
   await writeFile(join(staging, PMA_STATE_FILE), JSON.stringify(out, null, 2) + "\n");

@@ -26,7 +26,11 @@ export async function discoverRemoteRun(uri: string, opts: DiscoverOptions = {})
   let dir: string;
   if (uri.startsWith("hf://")) {
     const t = parseHfUri(uri);
-    if (t.revision !== "main" || t.path !== "") throw new PmaError("USAGE", `${uri}: give the repository (hf://owner/repo); its branches are the run's checkpoints`);
+    if (t.revision !== "main" || t.path !== "")
+      throw new PmaError(
+        "USAGE",
+        `${uri}: give the repository (hf://owner/repo); its branches are the run's checkpoints`,
+      );
     dir = `hf://${t.repo}`;
     const { branches } = await listHubRefs(t.repo);
     candidates = branches.map((b) => ({ name: b.name, path: `hf://${t.repo}@${b.name}` }));
@@ -51,7 +55,9 @@ export async function discoverRemoteRun(uri: string, opts: DiscoverOptions = {})
     const n = m === null ? NaN : Number(m[1] ?? m[0]);
     return Number.isSafeInteger(n) ? n : undefined;
   };
-  candidates = candidates.filter((c) => stepOf(c.name) !== undefined || progressFromName(c.name).tokens !== undefined);
+  candidates = candidates.filter(
+    (c) => stepOf(c.name) !== undefined || progressFromName(c.name).tokens !== undefined,
+  );
 
   const skipped: SkippedCheckpoint[] = [];
   const found: (Omit<RunCheckpoint, "parameters"> & { order: number })[] = [];
@@ -75,7 +81,8 @@ export async function discoverRemoteRun(uri: string, opts: DiscoverOptions = {})
       let tokensFrom: RunCheckpoint["tokensFrom"] = null;
       if (state?.tokensSeen !== undefined) [tokens, tokensFrom] = [state.tokensSeen, "trainer_state"];
       else if (fromName.tokens !== undefined) [tokens, tokensFrom] = [fromName.tokens, "name"];
-      else if (step !== undefined && opts.tokensPerStep !== undefined) [tokens, tokensFrom] = [step * opts.tokensPerStep, "tokens-per-step"];
+      else if (step !== undefined && opts.tokensPerStep !== undefined)
+        [tokens, tokensFrom] = [step * opts.tokensPerStep, "tokens-per-step"];
       found.push({ path: c.path, name: c.name, step: step ?? 0, tokens, tokensFrom, order: i });
     }
   };

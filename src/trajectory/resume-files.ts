@@ -19,8 +19,10 @@ export interface ResumeFilePlan {
 }
 
 /** Written by the merge itself: the weights, and the config/tokenizer copied from the newest input. */
-const WEIGHTS = /^(model(-\d{5}-of-\d{5})?\.safetensors|model\.safetensors\.index\.json|adapter_model\.safetensors)$/;
-const MERGE_OWNED = /^(config\.json|adapter_config\.json|generation_config\.json|tokenizer(_config)?\.json|tokenizer\.model|special_tokens_map\.json|added_tokens\.json|vocab\.(json|txt)|merges\.txt|chat_template\.(json|jinja)|preprocessor_config\.json|pma_merge\.json)$/;
+const WEIGHTS =
+  /^(model(-\d{5}-of-\d{5})?\.safetensors|model\.safetensors\.index\.json|adapter_model\.safetensors)$/;
+const MERGE_OWNED =
+  /^(config\.json|adapter_config\.json|generation_config\.json|tokenizer(_config)?\.json|tokenizer\.model|special_tokens_map\.json|added_tokens\.json|vocab\.(json|txt)|merges\.txt|chat_template\.(json|jinja)|preprocessor_config\.json|pma_merge\.json)$/;
 /** Weights in formats a resume would load instead of (or on top of) the merged safetensors. */
 const OTHER_WEIGHTS = /^(pytorch_model.*\.bin(\.index\.json)?|adapter_model\.bin|model.*\.(pt|pth|ckpt))$/;
 
@@ -32,19 +34,29 @@ const OTHER_WEIGHTS = /^(pytorch_model.*\.bin(\.index\.json)?|adapter_model\.bin
 const OPTIMIZER_STATE = /^(optimizer(\.pt|\.bin|\.safetensors|\.json|_state\.json)|scheduler\.pt)$/;
 
 /** Sorts the files of `checkpointDir` (the latest healthy checkpoint) for a resume. */
-export async function planResumeFiles(checkpointDir: string, optimizer: OptimizerChoice): Promise<ResumeFilePlan> {
+export async function planResumeFiles(
+  checkpointDir: string,
+  optimizer: OptimizerChoice,
+): Promise<ResumeFilePlan> {
   let entries;
   try {
     entries = await readdir(checkpointDir, { withFileTypes: true });
   } catch (e) {
-    throw new PmaError("IO", `${checkpointDir}: cannot list (${(e as Error).message})`, { file: checkpointDir, cause: e });
+    throw new PmaError("IO", `${checkpointDir}: cannot list (${(e as Error).message})`, {
+      file: checkpointDir,
+      cause: e,
+    });
   }
   const plan: ResumeFilePlan = { copy: [], omitted: [] };
   for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     if (e.isDirectory()) {
       // DeepSpeed's global_step*/ and FSDP's sharded folders hold their own copy of the
       // weights, which the engine would load over the merge.
-      plan.omitted.push({ name: `${e.name}/`, reason: "a folder (DeepSpeed/FSDP state carries its own weights, which would replace the merge on resume)" });
+      plan.omitted.push({
+        name: `${e.name}/`,
+        reason:
+          "a folder (DeepSpeed/FSDP state carries its own weights, which would replace the merge on resume)",
+      });
       continue;
     }
     if (!e.isFile()) {
@@ -53,7 +65,10 @@ export async function planResumeFiles(checkpointDir: string, optimizer: Optimize
     }
     if (WEIGHTS.test(e.name) || MERGE_OWNED.test(e.name)) continue;
     if (OTHER_WEIGHTS.test(e.name)) {
-      plan.omitted.push({ name: e.name, reason: "weights in another format; a resume would load them instead of the merge" });
+      plan.omitted.push({
+        name: e.name,
+        reason: "weights in another format; a resume would load them instead of the merge",
+      });
       continue;
     }
     if (OPTIMIZER_STATE.test(e.name) && optimizer === "reset") {
@@ -66,13 +81,22 @@ export async function planResumeFiles(checkpointDir: string, optimizer: Optimize
 }
 
 /** Copies the planned files (they are small next to the weights, except optimizer state). */
-export async function copyResumeFiles(fromDir: string, toDir: string, plan: ResumeFilePlan, signal?: AbortSignal): Promise<void> {
+export async function copyResumeFiles(
+  fromDir: string,
+  toDir: string,
+  plan: ResumeFilePlan,
+  signal?: AbortSignal,
+): Promise<void> {
   for (const name of plan.copy) {
     if (signal?.aborted) throw new PmaError("INTERRUPTED", "PMA-init interrupted; no output was written");
     try {
       await copyFile(join(fromDir, name), join(toDir, name));
     } catch (e) {
-      throw new PmaError("IO", `${join(fromDir, name)}: cannot copy into the PMA-init checkpoint (${(e as Error).message})`, { file: join(fromDir, name), cause: e });
+      throw new PmaError(
+        "IO",
+        `${join(fromDir, name)}: cannot copy into the PMA-init checkpoint (${(e as Error).message})`,
+        { file: join(fromDir, name), cause: e },
+      );
     }
   }
 }

@@ -12,7 +12,8 @@ export class RollingWindow {
   private readonly sorted: number[] = [];
 
   constructor(readonly capacity: number) {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`window capacity ${capacity} must be a positive integer`);
+    if (!Number.isInteger(capacity) || capacity < 1)
+      throw new RangeError(`window capacity ${capacity} must be a positive integer`);
   }
 
   get size(): number {

@@ -58,7 +58,10 @@ export async function discoverRun(dir: string, opts: DiscoverOptions = {}): Prom
   try {
     entries = await readdir(root, { withFileTypes: true });
   } catch (e) {
-    throw new PmaError("IO", `${root}: cannot read the run directory (${(e as Error).message})`, { file: root, cause: e });
+    throw new PmaError("IO", `${root}: cannot read the run directory (${(e as Error).message})`, {
+      file: root,
+      cause: e,
+    });
   }
   const candidates: { name: string; path: string; step: number }[] = [];
   for (const e of entries) {
@@ -72,7 +75,13 @@ export async function discoverRun(dir: string, opts: DiscoverOptions = {}): Prom
     candidates.map(async (c) => {
       const link = await linkLeavingCheckpoint(c.path);
       if (link !== null) return { ...c, link, state: null };
-      return { ...c, link, state: await readTrainerState(c.path).catch((e: unknown): Error => (e instanceof Error ? e : new Error(String(e)))) };
+      return {
+        ...c,
+        link,
+        state: await readTrainerState(c.path).catch((e: unknown): Error =>
+          e instanceof Error ? e : new Error(String(e)),
+        ),
+      };
     }),
   );
   const anyState = withState.some((c) => c.state !== null && !(c.state instanceof Error));
@@ -81,7 +90,10 @@ export async function discoverRun(dir: string, opts: DiscoverOptions = {}): Prom
   const sizesBefore = new Map<string, string>();
   for (const c of withState) {
     if (c.link !== null) {
-      skipped.push({ path: c.path, reason: `${c.link} is a link leading outside the checkpoint; a run directory's files must be its own` });
+      skipped.push({
+        path: c.path,
+        reason: `${c.link} is a link leading outside the checkpoint; a run directory's files must be its own`,
+      });
       continue;
     }
     if (c.state instanceof Error) {
@@ -104,7 +116,8 @@ export async function discoverRun(dir: string, opts: DiscoverOptions = {}): Prom
     }
     if (dcp !== null) {
       sizesBefore.set(dcp.path, dcp.sizes);
-      const tokens = dcp.tokens ?? (opts.tokensPerStep !== undefined ? (dcp.step ?? c.step) * opts.tokensPerStep : null);
+      const tokens =
+        dcp.tokens ?? (opts.tokensPerStep !== undefined ? (dcp.step ?? c.step) * opts.tokensPerStep : null);
       checkpoints.push({
         path: dcp.path,
         name: c.name,
@@ -175,7 +188,10 @@ async function fileSizes(recorded: string): Promise<string> {
   const parts = await Promise.all(
     recorded.split("|").map(async (entry) => {
       const path = entry.slice(0, entry.lastIndexOf(":"));
-      const size = await stat(path).then((s) => s.size, () => -1);
+      const size = await stat(path).then(
+        (s) => s.size,
+        () => -1,
+      );
       return `${path}:${size}`;
     }),
   );

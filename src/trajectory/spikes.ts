@@ -130,21 +130,50 @@ export interface SpikeReport {
 
 function resolveOptions(options: Partial<SpikeOptions>): SpikeOptions {
   const o: SpikeOptions = { ...DEFAULT_SPIKE_OPTIONS, ...options };
-  const positiveInt = ["window", "minHealthy", "recoveryWindow", "recoverPoints", "gradWindow", "minPoints"] as const;
+  const positiveInt = [
+    "window",
+    "minHealthy",
+    "recoveryWindow",
+    "recoverPoints",
+    "gradWindow",
+    "minPoints",
+  ] as const;
   for (const key of positiveInt) {
-    if (!Number.isInteger(o[key]) || o[key] < 1) throw new PmaError("USAGE", `spike option ${key} must be a positive integer, got ${o[key]}.`);
+    if (!Number.isInteger(o[key]) || o[key] < 1)
+      throw new PmaError("USAGE", `spike option ${key} must be a positive integer, got ${o[key]}.`);
   }
-  const nonNegative = ["k", "minAbsJump", "minRelJump", "recoverFraction", "shortEventFactor", "gradK", "gradMinRatio", "gradLead"] as const;
+  const nonNegative = [
+    "k",
+    "minAbsJump",
+    "minRelJump",
+    "recoverFraction",
+    "shortEventFactor",
+    "gradK",
+    "gradMinRatio",
+    "gradLead",
+  ] as const;
   for (const key of nonNegative) {
-    if (!(o[key] >= 0) || !Number.isFinite(o[key])) throw new PmaError("USAGE", `spike option ${key} must be a finite number >= 0, got ${o[key]}.`);
+    if (!(o[key] >= 0) || !Number.isFinite(o[key]))
+      throw new PmaError("USAGE", `spike option ${key} must be a finite number >= 0, got ${o[key]}.`);
   }
-  if (o.minHealthy > o.window) throw new PmaError("USAGE", `spike option minHealthy (${o.minHealthy}) cannot exceed window (${o.window}).`);
-  if (o.minHealthy > o.gradWindow) throw new PmaError("USAGE", `spike option minHealthy (${o.minHealthy}) cannot exceed gradWindow (${o.gradWindow}).`);
+  if (o.minHealthy > o.window)
+    throw new PmaError(
+      "USAGE",
+      `spike option minHealthy (${o.minHealthy}) cannot exceed window (${o.window}).`,
+    );
+  if (o.minHealthy > o.gradWindow)
+    throw new PmaError(
+      "USAGE",
+      `spike option minHealthy (${o.minHealthy}) cannot exceed gradWindow (${o.gradWindow}).`,
+    );
   return o;
 }
 
 /** Per point: whether its grad norm is a spike against the trailing healthy grad norms. */
-function gradNormFlags(points: readonly LogPoint[], o: SpikeOptions): { flags: boolean[]; spikes: GradNormSpike[]; overflows: number[]; ignored: number } {
+function gradNormFlags(
+  points: readonly LogPoint[],
+  o: SpikeOptions,
+): { flags: boolean[]; spikes: GradNormSpike[]; overflows: number[]; ignored: number } {
   const win = new RollingWindow(o.gradWindow);
   const flags = points.map(() => false);
   const spikes: GradNormSpike[] = [];
@@ -196,14 +225,25 @@ interface OpenEvent {
 const rank = (x: number) => (Number.isFinite(x) ? x : Number.POSITIVE_INFINITY);
 
 /** Finds loss spikes and divergences in a training log. */
-export function detectSpikes(log: TrainingLog | readonly LogPoint[], options: Partial<SpikeOptions> = {}): SpikeReport {
+export function detectSpikes(
+  log: TrainingLog | readonly LogPoint[],
+  options: Partial<SpikeOptions> = {},
+): SpikeReport {
   const o = resolveOptions(options);
   const raw = "points" in log ? log.points : log;
-  const points = raw.every((p, i) => i === 0 || raw[i - 1]!.step <= p.step) ? raw : [...raw].sort((a, b) => a.step - b.step);
+  const points = raw.every((p, i) => i === 0 || raw[i - 1]!.step <= p.step)
+    ? raw
+    : [...raw].sort((a, b) => a.step - b.step);
   const grad = gradNormFlags(points, o);
   const scan = new SpikeScan(points, grad.flags, o);
   for (let i = 0; i < points.length; i++) scan.observe(i);
-  return { events: scan.end(), gradNormSpikes: grad.spikes, gradNormOverflows: grad.overflows, gradNormsIgnored: grad.ignored, lossPoints: scan.lossPoints };
+  return {
+    events: scan.end(),
+    gradNormSpikes: grad.spikes,
+    gradNormOverflows: grad.overflows,
+    gradNormsIgnored: grad.ignored,
+    lossPoints: scan.lossPoints,
+  };
 }
 
 /** One pass over the loss points: the healthy band, the event open now, the events found. */
@@ -268,7 +308,18 @@ class SpikeScan {
       return null;
     }
     const recoverAt = level + this.o.recoverFraction * (threshold - level);
-    return { startIdx: i, age: 0, peakIdx: i, peakLoss: x, nonFinite: false, anomalous: 0, level, threshold, recoverAt, okIdx: [] };
+    return {
+      startIdx: i,
+      age: 0,
+      peakIdx: i,
+      peakLoss: x,
+      nonFinite: false,
+      anomalous: 0,
+      level,
+      threshold,
+      recoverAt,
+      okIdx: [],
+    };
   }
 
   /** Point i within the open event: a confirmed return closes it, too long a stay makes it a divergence. */
@@ -320,18 +371,23 @@ class SpikeScan {
 
   /** The last healthy step before `step`, or null. */
   private lastHealthyStepBefore(step: number): number | null {
-    for (let j = this.healthySteps.length - 1; j >= 0; j--) if (this.healthySteps[j]! < step) return this.healthySteps[j]!;
+    for (let j = this.healthySteps.length - 1; j >= 0; j--)
+      if (this.healthySteps[j]! < step) return this.healthySteps[j]!;
     return null;
   }
 
   /** Records a closed event if it is severe enough to be one (not an outlier batch or two). */
   private finish(ev: OpenEvent, endIdx: number | null, lastIdx: number, ongoing: boolean): void {
     const { o, points, gradFlags } = this;
-    const severe = ev.nonFinite || ev.anomalous >= o.minPoints || ev.peakLoss - ev.level >= o.shortEventFactor * (ev.threshold - ev.level);
+    const severe =
+      ev.nonFinite ||
+      ev.anomalous >= o.minPoints ||
+      ev.peakLoss - ev.level >= o.shortEventFactor * (ev.threshold - ev.level);
     if (!severe) return;
     // A grad-norm spike shortly before the loss moves is where the event began.
     let onsetIdx = ev.startIdx;
-    for (let j = ev.startIdx - 1; j >= 0 && j >= ev.startIdx - o.gradLead; j--) if (gradFlags[j]) onsetIdx = j;
+    for (let j = ev.startIdx - 1; j >= 0 && j >= ev.startIdx - o.gradLead; j--)
+      if (gradFlags[j]) onsetIdx = j;
     let gradNormSpike = false;
     let gradNormPeak: number | null = null;
     for (let j = onsetIdx; j <= lastIdx; j++) {

@@ -55,7 +55,10 @@ export function llamaTensorSpecs(m: SyntheticModel, dtype: FloatDType): TensorSp
       { name: `${p}.mlp.down_proj.weight`, dtype, shape: [h, m.intermediateSize] },
     );
   }
-  specs.push({ name: "model.norm.weight", dtype, shape: [h] }, { name: "lm_head.weight", dtype, shape: [m.vocabSize, h] });
+  specs.push(
+    { name: "model.norm.weight", dtype, shape: [h] },
+    { name: "lm_head.weight", dtype, shape: [m.vocabSize, h] },
+  );
   return specs;
 }
 
@@ -93,12 +96,21 @@ export function optimumValue(g: TensorGenerator, index: number): number {
 }
 
 /** Fills `out` with elements [start, start + out.length) of checkpoint `c`'s tensor. */
-export function fillCheckpointValues(g: TensorGenerator, start: number, c: number, o: { noise: number; drift: number; decay: number }, out: Float64Array): void {
+export function fillCheckpointValues(
+  g: TensorGenerator,
+  start: number,
+  c: number,
+  o: { noise: number; drift: number; decay: number },
+  out: Float64Array,
+): void {
   const driftScale = o.drift * Math.pow(o.decay, c) * 0.02;
   const noiseScale = o.noise * 0.02;
   for (let i = 0; i < out.length; i++) {
     const index = start + i;
-    out[i] = optimumValue(g, index) + driftScale * hashUniform(g.seed, index, 0xd1f7) + noiseScale * hashUniform(g.seed, index, c + 1);
+    out[i] =
+      optimumValue(g, index) +
+      driftScale * hashUniform(g.seed, index, 0xd1f7) +
+      noiseScale * hashUniform(g.seed, index, c + 1);
   }
 }
 
@@ -106,7 +118,13 @@ const CHUNK = 1 << 18;
 
 /** Writes `checkpoints` Trainer-style folders `checkpoint-<step>` and returns their paths. */
 export async function writeSyntheticRun(opts: SyntheticRunOptions): Promise<string[]> {
-  const o = { seed: opts.seed ?? 1, noise: opts.noise ?? 0.5, drift: opts.drift ?? 0.5, decay: opts.decay ?? 0.8, checkpoints: opts.checkpoints };
+  const o = {
+    seed: opts.seed ?? 1,
+    noise: opts.noise ?? 0.5,
+    drift: opts.drift ?? 0.5,
+    decay: opts.decay ?? 0.8,
+    checkpoints: opts.checkpoints,
+  };
   const specs = llamaTensorSpecs(opts.model, opts.dtype);
   const size = floatDTypeBytes(opts.dtype);
   const values = new Float64Array(CHUNK);
@@ -133,7 +151,11 @@ export async function writeSyntheticRun(opts: SyntheticRunOptions): Promise<stri
     await writeFile(join(dir, "config.json"), stringifyHfConfig(llamaConfig(opts.model, opts.dtype)));
     await writeFile(
       join(dir, "trainer_state.json"),
-      JSON.stringify({ global_step: step, num_input_tokens_seen: step * opts.tokensPerStep, log_history: [] }, null, 2) + "\n",
+      JSON.stringify(
+        { global_step: step, num_input_tokens_seen: step * opts.tokensPerStep, log_history: [] },
+        null,
+        2,
+      ) + "\n",
     );
     paths.push(dir);
   }

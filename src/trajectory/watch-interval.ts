@@ -13,21 +13,35 @@ import type { IntervalEntry, JournalState } from "./watch-journal.js";
 export type IntervalOption = number | "auto";
 
 /** V known at start (null: auto, to be resolved), and what to tell the user about it. */
-export function startInterval(option: IntervalOption, state: JournalState): { interval: number | null; notes: string[] } {
+export function startInterval(
+  option: IntervalOption,
+  state: JournalState,
+): { interval: number | null; notes: string[] } {
   const auto = state.autoInterval;
   if (option === "auto") {
     if (auto === null) return { interval: null, notes: [] };
-    return { interval: auto.interval, notes: [`--interval auto: keeping ${describeAuto(auto)}, as recorded in the journal`, ...change(state, auto.interval)] };
+    return {
+      interval: auto.interval,
+      notes: [
+        `--interval auto: keeping ${describeAuto(auto)}, as recorded in the journal`,
+        ...change(state, auto.interval),
+      ],
+    };
   }
   const notes = change(state, option);
   if (notes.length === 0 && auto !== null && auto.interval !== option) {
-    notes.push(`V is now ${tokens(option)} tokens, replacing the V=${tokens(auto.interval)} that --interval auto chose for this journal`);
+    notes.push(
+      `V is now ${tokens(option)} tokens, replacing the V=${tokens(auto.interval)} that --interval auto chose for this journal`,
+    );
   }
   return { interval: option, notes };
 }
 
 /** Resolves auto from `checkpoint`: the journal line to append and the note to report. */
-export async function resolveAutoInterval(checkpoint: RunCheckpoint, state: JournalState): Promise<{ entry: IntervalEntry; notes: string[] }> {
+export async function resolveAutoInterval(
+  checkpoint: RunCheckpoint,
+  state: JournalState,
+): Promise<{ entry: IntervalEntry; notes: string[] }> {
   const rec = await autoInterval(checkpoint);
   const entry: IntervalEntry = {
     type: "interval",
@@ -47,7 +61,9 @@ function describeAuto(e: IntervalEntry): string {
 
 function change(state: JournalState, interval: number): string[] {
   if (state.lastInterval === null || state.lastInterval === interval) return [];
-  return [`V is now ${tokens(interval)} tokens; the journal's earlier merges used ${tokens(state.lastInterval)}`];
+  return [
+    `V is now ${tokens(interval)} tokens; the journal's earlier merges used ${tokens(state.lastInterval)}`,
+  ];
 }
 
 /** A library caller or an edited journal may give a fractional V, which formatTokens refuses. */

@@ -100,11 +100,18 @@ export class WatchJournal {
     try {
       text = await readFile(path, "utf8");
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw new PmaError("IO", `${path}: cannot read (${(e as Error).message})`, { file: path, cause: e });
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT")
+        throw new PmaError("IO", `${path}: cannot read (${(e as Error).message})`, { file: path, cause: e });
     }
     const end = text.lastIndexOf("\n") + 1;
     if (end < text.length) await truncate(path, Buffer.byteLength(text.slice(0, end)));
-    const state: JournalState = { entries: [], lastStep: null, spikes: new Set(), autoInterval: null, lastInterval: null };
+    const state: JournalState = {
+      entries: [],
+      lastStep: null,
+      spikes: new Set(),
+      autoInterval: null,
+      lastInterval: null,
+    };
     text
       .slice(0, end)
       .split("\n")
@@ -114,20 +121,35 @@ export class WatchJournal {
         try {
           entry = JSON.parse(line) as JournalEntry;
         } catch (e) {
-          throw new PmaError("LOG_INVALID", `${path}:${i + 1}: not a JSON line (${(e as Error).message}); move the file away to start afresh`, { file: path });
+          throw new PmaError(
+            "LOG_INVALID",
+            `${path}:${i + 1}: not a JSON line (${(e as Error).message}); move the file away to start afresh`,
+            { file: path },
+          );
         }
         if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
-          throw new PmaError("LOG_INVALID", `${path}:${i + 1}: not a journal entry (a JSON object); move the file away to start afresh`, { file: path });
+          throw new PmaError(
+            "LOG_INVALID",
+            `${path}:${i + 1}: not a journal entry (a JSON object); move the file away to start afresh`,
+            { file: path },
+          );
         }
         state.entries.push(entry);
-        if (entry.type === "merge" && typeof entry.step === "number") state.lastStep = Math.max(state.lastStep ?? entry.step, entry.step);
+        if (entry.type === "merge" && typeof entry.step === "number")
+          state.lastStep = Math.max(state.lastStep ?? entry.step, entry.step);
         if (entry.type === "merge" && validInterval(entry.interval)) state.lastInterval = entry.interval;
         if (entry.type === "interval") {
           // A V that cannot be used must not be replaced silently by a fresh one.
-          if (!validInterval(entry.interval)) throw new PmaError("LOG_INVALID", `${path}:${i + 1}: an interval line without a positive interval; move the file away to start afresh`, { file: path });
+          if (!validInterval(entry.interval))
+            throw new PmaError(
+              "LOG_INVALID",
+              `${path}:${i + 1}: an interval line without a positive interval; move the file away to start afresh`,
+              { file: path },
+            );
           state.autoInterval = entry;
         }
-        if (entry.type === "spike" && typeof entry.start_step === "number") state.spikes.add(entry.start_step);
+        if (entry.type === "spike" && typeof entry.start_step === "number")
+          state.spikes.add(entry.start_step);
       });
     return { journal: new WatchJournal(path), state };
   }
@@ -138,7 +160,10 @@ export class WatchJournal {
       await fh.write(JSON.stringify(entry) + "\n");
       await fh.sync();
     } catch (e) {
-      throw new PmaError("IO", `${this.path}: cannot append (${(e as Error).message})`, { file: this.path, cause: e });
+      throw new PmaError("IO", `${this.path}: cannot append (${(e as Error).message})`, {
+        file: this.path,
+        cause: e,
+      });
     } finally {
       await fh.close();
     }

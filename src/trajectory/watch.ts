@@ -38,14 +38,24 @@ import type { OptimizerChoice } from "./resume-files.js";
 import { discoverRun, requireTokens, type DiscoverOptions, type RunCheckpoint, type RunScan } from "./run.js";
 import { detectSpikes, type SpikeOptions } from "./spikes.js";
 import { resolveAutoInterval, startInterval, type IntervalOption } from "./watch-interval.js";
-import { jsonLoss, WatchJournal, type JournalState, type MergeEntry, type SpikeEntry } from "./watch-journal.js";
+import {
+  jsonLoss,
+  WatchJournal,
+  type JournalState,
+  type MergeEntry,
+  type SpikeEntry,
+} from "./watch-journal.js";
 
 /**
  * Held-out losses of the newest raw checkpoint and of the merge, scored the same way
  * (a merge folder lacks the run's state, so the evaluator must take the window length
  * and corpus from the raw checkpoint for the two numbers to be comparable).
  */
-export type Evaluator = (raw: string, merged: string, signal: AbortSignal) => Promise<{ raw: number; merged: number }>;
+export type Evaluator = (
+  raw: string,
+  merged: string,
+  signal: AbortSignal,
+) => Promise<{ raw: number; merged: number }>;
 
 export interface WatchInitOptions {
   /** Checkpoints merged for a PMA-init (default 3). */
@@ -124,15 +134,24 @@ export function initDirFor(out: string, startStep: number): string {
 }
 
 function validate(o: WatchOptions): void {
-  if (o.interval !== "auto" && !(o.interval > 0)) throw new PmaError("USAGE", `--interval must be a positive token count or auto (got ${o.interval})`);
-  if (!(Number.isInteger(o.count) && o.count >= 1)) throw new PmaError("USAGE", `--count must be a positive integer (got ${o.count})`);
-  for (const [k, v] of [["pollMs", o.pollMs], ["settleMs", o.settleMs]] as const) {
-    if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new PmaError("USAGE", `${k} must be >= 0 (got ${v})`);
+  if (o.interval !== "auto" && !(o.interval > 0))
+    throw new PmaError("USAGE", `--interval must be a positive token count or auto (got ${o.interval})`);
+  if (!(Number.isInteger(o.count) && o.count >= 1))
+    throw new PmaError("USAGE", `--count must be a positive integer (got ${o.count})`);
+  for (const [k, v] of [
+    ["pollMs", o.pollMs],
+    ["settleMs", o.settleMs],
+  ] as const) {
+    if (v !== undefined && !(Number.isFinite(v) && v >= 0))
+      throw new PmaError("USAGE", `${k} must be >= 0 (got ${v})`);
   }
 }
 
 /** Runs until `signal` aborts (or one poll with `once`); see the module comment. */
-export async function watchRun(opts: WatchOptions, signal: AbortSignal = new AbortController().signal): Promise<WatchSummary> {
+export async function watchRun(
+  opts: WatchOptions,
+  signal: AbortSignal = new AbortController().signal,
+): Promise<WatchSummary> {
   validate(opts);
   const out = resolve(opts.out ?? defaultWatchOut(opts.run));
   try {
@@ -177,7 +196,14 @@ class Watcher {
   ) {}
 
   summary(stopped: WatchSummary["stopped"]): WatchSummary {
-    return { out: this.out, merged: this.merged, spikes: this.spikes, errors: this.errors, lastStep: this.state.lastStep, stopped };
+    return {
+      out: this.out,
+      merged: this.merged,
+      spikes: this.spikes,
+      errors: this.errors,
+      lastStep: this.state.lastStep,
+      stopped,
+    };
   }
 
   private emit(e: WatchEvent): void {
@@ -212,7 +238,10 @@ class Watcher {
 
   private async readLog(): Promise<TrainingLog | null> {
     try {
-      return await readTrainingLog(this.o.log ?? this.o.run, this.o.lossKey === undefined ? {} : { lossKey: this.o.lossKey });
+      return await readTrainingLog(
+        this.o.log ?? this.o.run,
+        this.o.lossKey === undefined ? {} : { lossKey: this.o.lossKey },
+      );
     } catch (e) {
       if (!isPmaError(e)) throw e;
       // No log yet, or one being rewritten: spikes are looked for again next poll.
@@ -226,12 +255,25 @@ class Watcher {
     if (log === null) return;
     for (const ev of detectSpikes(log, this.o.spikeOptions ?? {}).events) {
       if (this.state.spikes.has(ev.startStep) || this.signal.aborted) continue;
-      const base = { type: "spike" as const, start_step: ev.startStep, kind: ev.kind, ongoing: ev.ongoing, peak_step: ev.peakStep, peak_loss: jsonLoss(ev.peakLoss) };
+      const base = {
+        type: "spike" as const,
+        start_step: ev.startStep,
+        kind: ev.kind,
+        ongoing: ev.ongoing,
+        peak_step: ev.peakStep,
+        peak_loss: jsonLoss(ev.peakLoss),
+      };
       let entry: SpikeEntry;
       let record: InitRecord | null = null;
       if (ev.kind === "transient" && !ev.ongoing) {
         // Already recovered when first seen: no reason to restart from before it.
-        entry = { ...base, init_checkpoint: null, inputs: [], action: "none: recovered", time: new Date().toISOString() };
+        entry = {
+          ...base,
+          init_checkpoint: null,
+          inputs: [],
+          action: "none: recovered",
+          time: new Date().toISOString(),
+        };
       } else {
         try {
           record = await pmaInit({
@@ -254,7 +296,11 @@ class Watcher {
           entry = {
             ...base,
             init_checkpoint: record.checkpoint,
-            inputs: record.checkpoints.map((c) => ({ name: c.name, step: c.step, coefficient: c.coefficient })),
+            inputs: record.checkpoints.map((c) => ({
+              name: c.name,
+              step: c.step,
+              coefficient: c.coefficient,
+            })),
             action: "pma-init",
             time: new Date().toISOString(),
           };
@@ -262,7 +308,13 @@ class Watcher {
           if (this.interrupted(e)) return;
           if (!isPmaError(e)) throw e;
           this.errors++;
-          entry = { ...base, init_checkpoint: null, inputs: [], action: `error: ${e.message}`, time: new Date().toISOString() };
+          entry = {
+            ...base,
+            init_checkpoint: null,
+            inputs: [],
+            action: `error: ${e.message}`,
+            time: new Date().toISOString(),
+          };
         }
       }
       await this.journal.append(entry);
@@ -278,16 +330,41 @@ class Watcher {
     const interval = this.interval ?? (await this.resolveInterval(checkpoints[checkpoints.length - 1]!));
     if (interval === null) return;
     const last = this.state.lastStep;
-    const pending = last !== null ? checkpoints.filter((c) => c.step > last) : this.o.backfill ? checkpoints : checkpoints.slice(-1);
-    if (last === null && pending.length > 1) this.emit({ type: "note", message: `backfilling the ${pending.length} checkpoints already in the run, oldest first` });
+    const pending =
+      last !== null
+        ? checkpoints.filter((c) => c.step > last)
+        : this.o.backfill
+          ? checkpoints
+          : checkpoints.slice(-1);
+    if (last === null && pending.length > 1)
+      this.emit({
+        type: "note",
+        message: `backfilling the ${pending.length} checkpoints already in the run, oldest first`,
+      });
     const mergedDir = join(this.out, WATCH_MERGED_DIR);
     for (const c of pending) {
       if (this.signal.aborted) return;
-      const entry: MergeEntry = { type: "merge", checkpoint: c.name, step: c.step, tokens: c.tokens, interval, inputs: [], raw_loss: null, merged_loss: null, time: "" };
+      const entry: MergeEntry = {
+        type: "merge",
+        checkpoint: c.name,
+        step: c.step,
+        tokens: c.tokens,
+        interval,
+        inputs: [],
+        raw_loss: null,
+        merged_loss: null,
+        time: "",
+      };
       try {
         const plan = planMerge(
           checkpoints.filter((x) => x.tokens <= c.tokens),
-          { interval, count: this.o.count, at: c.tokens, method: this.o.method ?? DEFAULT_METHOD, ...(this.o.tolerance !== undefined ? { tolerance: this.o.tolerance } : {}) },
+          {
+            interval,
+            count: this.o.count,
+            at: c.tokens,
+            method: this.o.method ?? DEFAULT_METHOD,
+            ...(this.o.tolerance !== undefined ? { tolerance: this.o.tolerance } : {}),
+          },
         );
         const record = await merge({
           inputs: plan.selected.map((p) => p.path),
@@ -299,7 +376,12 @@ class Watcher {
           ...(this.o.threads !== undefined ? { threads: this.o.threads } : {}),
           signal: this.signal,
         });
-        entry.inputs = plan.selected.map((p, i) => ({ name: p.name, step: p.step, tokens: p.tokens, coefficient: record.coefficients[i]! }));
+        entry.inputs = plan.selected.map((p, i) => ({
+          name: p.name,
+          step: p.step,
+          tokens: p.tokens,
+          coefficient: record.coefficients[i]!,
+        }));
         if (this.o.evaluate !== undefined) {
           const losses = await this.o.evaluate(c.path, mergedDir, this.signal);
           entry.raw_loss = jsonLoss(losses.raw);
@@ -332,7 +414,10 @@ class Watcher {
       resolved = await resolveAutoInterval(checkpoint, this.state);
     } catch (e) {
       if (!isPmaError(e)) throw e;
-      this.emit({ type: "note", message: `--interval auto: cannot read ${checkpoint.name} yet (${e.message})` });
+      this.emit({
+        type: "note",
+        message: `--interval auto: cannot read ${checkpoint.name} yet (${e.message})`,
+      });
       return null;
     }
     await this.journal.append(resolved.entry);

@@ -22,7 +22,10 @@ export interface Candidate {
 export function windowIndices(c: Pick<Candidate, "stride" | "count" | "end">): number[] {
   const first = c.end - (c.count - 1) * c.stride;
   if (!Number.isInteger(c.stride) || !Number.isInteger(c.count) || c.stride < 1 || c.count < 1 || first < 0) {
-    throw new PmaError("INTERNAL", `window of ${c.count} checkpoints ${c.stride} apart ending at ${c.end} does not fit the run`);
+    throw new PmaError(
+      "INTERNAL",
+      `window of ${c.count} checkpoints ${c.stride} apart ending at ${c.end} does not fit the run`,
+    );
   }
   return Array.from({ length: c.count }, (_, i) => first + i * c.stride);
 }

@@ -16,7 +16,16 @@
  * under the float32 rounding (2^-24) the scored weights get. The tests measure it; the
  * winner is always written by the exact merger.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, writeFileSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  renameSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import { PmaError } from "../common/errors.js";
 import { openCheckpointTensors, type CheckpointTensors } from "../formats/checkpoint-files.js";
@@ -45,7 +54,12 @@ export class CheckpointSet {
       const first = opened[0]!;
       const tensors: TensorShape[] = [];
       for (const t of first.tensors.values()) {
-        if (!isFloatDType(t.dtype)) throw new PmaError("DTYPE_UNSUPPORTED", `${t.file.path}: tensor "${t.name}" is ${t.dtype}; pma tune merges float weights`, { file: t.file.path });
+        if (!isFloatDType(t.dtype))
+          throw new PmaError(
+            "DTYPE_UNSUPPORTED",
+            `${t.file.path}: tensor "${t.name}" is ${t.dtype}; pma tune merges float weights`,
+            { file: t.file.path },
+          );
         tensors.push({ name: t.name, shape: [...t.shape], numel: numel(t.shape) });
       }
       for (let i = 1; i < opened.length; i++) {
@@ -53,7 +67,11 @@ export class CheckpointSet {
         for (const t of tensors) {
           const o = ck.tensors.get(t.name);
           if (o === undefined || o.shape.join(",") !== t.shape.join(",")) {
-            throw new PmaError("CHECKPOINT_MISMATCH", `${paths[i]}: tensor "${t.name}" ${o === undefined ? "is missing" : `has shape [${o.shape}] where ${paths[0]} has [${t.shape}]`}; all checkpoints of a run must have the same tensors`, { file: paths[i]! });
+            throw new PmaError(
+              "CHECKPOINT_MISMATCH",
+              `${paths[i]}: tensor "${t.name}" ${o === undefined ? "is missing" : `has shape [${o.shape}] where ${paths[0]} has [${t.shape}]`}; all checkpoints of a run must have the same tensors`,
+              { file: paths[i]! },
+            );
           }
         }
       }
@@ -66,12 +84,18 @@ export class CheckpointSet {
 
   async read(checkpoint: number, tensor: TensorShape, out: Float32Array): Promise<void> {
     const t = this.opened[checkpoint]!.tensors.get(tensor.name)!;
-    if (!isFloatDType(t.dtype)) throw new PmaError("DTYPE_UNSUPPORTED", `${t.file.path}: tensor "${t.name}" is ${t.dtype}`, { file: t.file.path });
+    if (!isFloatDType(t.dtype))
+      throw new PmaError("DTYPE_UNSUPPORTED", `${t.file.path}: tensor "${t.name}" is ${t.dtype}`, {
+        file: t.file.path,
+      });
     decodeFloats(await t.file.read(t.name), t.dtype, out);
   }
 
   /** sum_j coefficients[j] M_{indices[j]}, accumulated in float64 in the given order, rounded once to float32. */
-  async weightedSum(indices: readonly number[], coefficients: readonly number[]): Promise<Map<string, Float32Array>> {
+  async weightedSum(
+    indices: readonly number[],
+    coefficients: readonly number[],
+  ): Promise<Map<string, Float32Array>> {
     const out = new Map<string, Float32Array>();
     for (const t of this.tensors) {
       const acc = new Float64Array(t.numel);
@@ -106,7 +130,13 @@ export class PrefixSums {
   ) {}
 
   static async open(set: CheckpointSet, root: string, stride: number, residue: number): Promise<PrefixSums> {
-    if (!Number.isInteger(stride) || stride < 1 || !Number.isInteger(residue) || residue < 0 || residue >= stride) {
+    if (
+      !Number.isInteger(stride) ||
+      stride < 1 ||
+      !Number.isInteger(residue) ||
+      residue < 0 ||
+      residue >= stride
+    ) {
       throw new PmaError("INTERNAL", `prefix sums: residue ${residue} of stride ${stride}`);
     }
     const p = new PrefixSums(set, join(root, `s${stride}r${residue}`), stride, residue);
@@ -143,11 +173,25 @@ export class PrefixSums {
       }
     }
     // Written last: a folder without it is rebuilt.
-    writeFileSync(`${done}.tmp`, JSON.stringify({ stride: this.stride, residue: this.residue, rows: this.rows, tensors: set.tensors.length }) + "\n");
+    writeFileSync(
+      `${done}.tmp`,
+      JSON.stringify({
+        stride: this.stride,
+        residue: this.residue,
+        rows: this.rows,
+        tensors: set.tensors.length,
+      }) + "\n",
+    );
     renameSync(`${done}.tmp`, done);
   }
 
-  private readPair(kind: "P" | "Q", ti: number, numel: number, end: number, lower: number): [Float64Array, Float64Array] {
+  private readPair(
+    kind: "P" | "Q",
+    ti: number,
+    numel: number,
+    end: number,
+    lower: number,
+  ): [Float64Array, Float64Array] {
     const rowBytes = numel * 8;
     const e = new Float64Array(numel);
     const l = new Float64Array(numel);
@@ -166,7 +210,10 @@ export class PrefixSums {
     const s = this.stride;
     const lower = end - count * s;
     if (end - (count - 1) * s < 0 || end >= this.set.paths.length || (end - this.residue) % s !== 0) {
-      throw new PmaError("INTERNAL", `window of ${count} at stride ${s} ending at ${end} does not fit prefix sums of residue ${this.residue}`);
+      throw new PmaError(
+        "INTERNAL",
+        `window of ${count} at stride ${s} ending at ${end} does not fit prefix sums of residue ${this.residue}`,
+      );
     }
     if (kind === "linear") await this.ensure("Q");
     const out = new Map<string, Float32Array>();
@@ -179,7 +226,8 @@ export class PrefixSums {
       } else {
         const [qe, ql] = this.readPair("Q", ti, t.numel, end, lower);
         const norm = (count * (count + 1)) / 2;
-        for (let x = 0; x < t.numel; x++) res[x] = (qe[x]! - ql[x]! - (lower + 1) * (pe[x]! - pl[x]!)) / s / norm;
+        for (let x = 0; x < t.numel; x++)
+          res[x] = (qe[x]! - ql[x]! - (lower + 1) * (pe[x]! - pl[x]!)) / s / norm;
       }
       out.set(t.name, res);
     }
@@ -192,7 +240,11 @@ function readRow(fd: number, row: Float64Array, offset: number): void {
   let done = 0;
   while (done < bytes.length) {
     const n = readSync(fd, bytes, done, bytes.length - done, offset + done);
-    if (n === 0) throw new PmaError("IO", `prefix sum file ends early at byte ${offset + done}; delete the tune cache folder to rebuild it`);
+    if (n === 0)
+      throw new PmaError(
+        "IO",
+        `prefix sum file ends early at byte ${offset + done}; delete the tune cache folder to rebuild it`,
+      );
     done += n;
   }
 }

@@ -30,7 +30,11 @@ export function cholesky(a: Float64Array, n: number): Float64Array {
       let s = a[i * n + j]!;
       for (let k = 0; k < j; k++) s -= l[i * n + k]! * l[j * n + k]!;
       if (i === j) {
-        if (!(s > 0)) throw new PmaError("INTERNAL", `Gaussian process: the kernel matrix is not positive definite (pivot ${s} at ${i})`);
+        if (!(s > 0))
+          throw new PmaError(
+            "INTERNAL",
+            `Gaussian process: the kernel matrix is not positive definite (pivot ${s} at ${i})`,
+          );
         l[i * n + i] = Math.sqrt(s);
       } else l[i * n + j] = s / l[j * n + j]!;
     }
@@ -76,9 +80,14 @@ export class GaussianProcess {
   ) {}
 
   /** Fits to points in [0,1]^d and their values, choosing the length scale by marginal likelihood. */
-  static fit(xs: readonly (readonly number[])[], ys: readonly number[], lengthScales: readonly number[] = LENGTH_SCALES): GaussianProcess {
+  static fit(
+    xs: readonly (readonly number[])[],
+    ys: readonly number[],
+    lengthScales: readonly number[] = LENGTH_SCALES,
+  ): GaussianProcess {
     const n = xs.length;
-    if (n === 0 || n !== ys.length) throw new PmaError("INTERNAL", `Gaussian process: ${n} points and ${ys.length} values`);
+    if (n === 0 || n !== ys.length)
+      throw new PmaError("INTERNAL", `Gaussian process: ${n} points and ${ys.length} values`);
     const yMean = ys.reduce((a, b) => a + b, 0) / n;
     const sd = Math.sqrt(ys.reduce((a, b) => a + (b - yMean) ** 2, 0) / n);
     const yScale = sd > 0 ? sd : 1;
@@ -86,7 +95,8 @@ export class GaussianProcess {
     let best: { lml: number; ell: number; l: Float64Array; alpha: Float64Array } | null = null;
     for (const ell of lengthScales) {
       const k = new Float64Array(n * n);
-      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) k[i * n + j] = matern52(xs[i]!, xs[j]!, ell) + (i === j ? NOISE : 0);
+      for (let i = 0; i < n; i++)
+        for (let j = 0; j < n; j++) k[i * n + j] = matern52(xs[i]!, xs[j]!, ell) + (i === j ? NOISE : 0);
       let l: Float64Array;
       try {
         l = cholesky(k, n);
@@ -98,8 +108,19 @@ export class GaussianProcess {
       for (let i = 0; i < n; i++) lml -= 0.5 * y[i]! * alpha[i]! + Math.log(l[i * n + i]!);
       if (best === null || lml > best.lml) best = { lml, ell, l, alpha };
     }
-    if (best === null) throw new PmaError("INTERNAL", "Gaussian process: no length scale gives a positive definite kernel matrix (duplicate points?)");
-    return new GaussianProcess(xs.map((x) => [...x]), best.l, best.alpha, yMean, yScale, best.ell);
+    if (best === null)
+      throw new PmaError(
+        "INTERNAL",
+        "Gaussian process: no length scale gives a positive definite kernel matrix (duplicate points?)",
+      );
+    return new GaussianProcess(
+      xs.map((x) => [...x]),
+      best.l,
+      best.alpha,
+      yMean,
+      yScale,
+      best.ell,
+    );
   }
 
   predict(x: readonly number[]): GpPrediction {
@@ -127,7 +148,17 @@ function erfc(x: number): number {
     Math.exp(
       -z * z -
         1.26551223 +
-        t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
+        t *
+          (1.00002368 +
+            t *
+              (0.37409196 +
+                t *
+                  (0.09678418 +
+                    t *
+                      (-0.18628806 +
+                        t *
+                          (0.27886807 +
+                            t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
     );
   return x >= 0 ? r : 2 - r;
 }
@@ -147,7 +178,12 @@ export function expectedImprovement(p: GpPrediction, best: number): number {
  * evaluated (`done`), or -1 when all are done. Ties go to the lower index, so the order
  * of `candidates` decides them deterministically.
  */
-export function proposeNext(gp: GaussianProcess, candidates: readonly (readonly number[])[], done: ReadonlySet<number>, best: number): number {
+export function proposeNext(
+  gp: GaussianProcess,
+  candidates: readonly (readonly number[])[],
+  done: ReadonlySet<number>,
+  best: number,
+): number {
   let pick = -1;
   let top = -Infinity;
   for (let i = 0; i < candidates.length; i++) {

@@ -44,10 +44,12 @@ export function enumerateWindows(space: SearchSpace): Candidate[] {
   const ends = space.ends ?? [n - 1];
   const out: Candidate[] = [];
   for (const end of ends) {
-    if (!Number.isInteger(end) || end < 0 || end >= n) throw new PmaError("USAGE", `window end ${end} is not a checkpoint of the run (0..${n - 1})`);
+    if (!Number.isInteger(end) || end < 0 || end >= n)
+      throw new PmaError("USAGE", `window end ${end} is not a checkpoint of the run (0..${n - 1})`);
     for (let stride = 1; stride <= end; stride++) {
       const fit = Math.floor(end / stride) + 1;
-      for (let count = 2; count <= Math.min(fit, space.maxCount ?? Infinity); count++) out.push({ method: "sma", stride, count, end });
+      for (let count = 2; count <= Math.min(fit, space.maxCount ?? Infinity); count++)
+        out.push({ method: "sma", stride, count, end });
     }
   }
   return out;
@@ -65,9 +67,15 @@ export function splitBudget(budget: number, windows: number, methods: number): [
   return [w, m, rest - w - m];
 }
 
-export async function searchMerges(space: SearchSpace, objective: Objective, budget: number): Promise<SearchStep[]> {
-  if (!Number.isInteger(budget) || budget < 1) throw new PmaError("USAGE", `the budget must be a positive number of evaluations (got ${budget})`);
-  if (space.checkpoints < 2) throw new PmaError("USAGE", `a run needs at least 2 checkpoints to merge (found ${space.checkpoints})`);
+export async function searchMerges(
+  space: SearchSpace,
+  objective: Objective,
+  budget: number,
+): Promise<SearchStep[]> {
+  if (!Number.isInteger(budget) || budget < 1)
+    throw new PmaError("USAGE", `the budget must be a positive number of evaluations (got ${budget})`);
+  if (space.checkpoints < 2)
+    throw new PmaError("USAGE", `a run needs at least 2 checkpoints to merge (found ${space.checkpoints})`);
   const steps: SearchStep[] = [];
   const run = async (phase: SearchPhase, candidate: Candidate) => {
     const loss = await objective(candidate, phase);

@@ -24,7 +24,15 @@ import { readPmaState } from "../train/checkpoint.js";
 import { cacheDirectory } from "../data/tokenizer-cache.js";
 import { readModelConfig } from "../train/weights-io.js";
 import { discoverRun, type RunCheckpoint } from "../trajectory/run.js";
-import { candidateCoefficients, candidateKey, methodSpec, prefixKind, windowIndices, type Candidate, type TuneMethod } from "./candidates.js";
+import {
+  candidateCoefficients,
+  candidateKey,
+  methodSpec,
+  prefixKind,
+  windowIndices,
+  type Candidate,
+  type TuneMethod,
+} from "./candidates.js";
 import { CheckpointSet, PrefixSums } from "./checkpoint-sums.js";
 import { best, searchMerges, type SearchPhase } from "./search.js";
 import { PARAM_DEFAULTS } from "../merge/methods.js";
@@ -71,12 +79,25 @@ export interface CompareRecipe {
 export function recipeCandidate(names: readonly string[], r: CompareRecipe): Candidate {
   const idx = r.checkpoints.map((n) => names.indexOf(n));
   const missing = r.checkpoints.filter((_, i) => idx[i]! < 0);
-  if (idx.length === 0 || missing.length > 0) throw new PmaError("USAGE", `${r.label}: ${idx.length === 0 ? "no checkpoints" : `not checkpoints of the run: ${missing.join(", ")}`}`);
+  if (idx.length === 0 || missing.length > 0)
+    throw new PmaError(
+      "USAGE",
+      `${r.label}: ${idx.length === 0 ? "no checkpoints" : `not checkpoints of the run: ${missing.join(", ")}`}`,
+    );
   const stride = idx.length > 1 ? idx[1]! - idx[0]! : 1;
   if (stride < 1 || idx.some((x, i) => x !== idx[0]! + i * stride)) {
-    throw new PmaError("USAGE", `${r.label}: checkpoints ${r.checkpoints.join(", ")} are not evenly spaced on the run's checkpoint grid, oldest first`);
+    throw new PmaError(
+      "USAGE",
+      `${r.label}: checkpoints ${r.checkpoints.join(", ")} are not evenly spaced on the run's checkpoint grid, oldest first`,
+    );
   }
-  return { method: r.method, ...(r.method === "ema" ? { alpha: r.alpha ?? PARAM_DEFAULTS.alpha } : {}), stride, count: idx.length, end: idx[idx.length - 1]! };
+  return {
+    method: r.method,
+    ...(r.method === "ema" ? { alpha: r.alpha ?? PARAM_DEFAULTS.alpha } : {}),
+    stride,
+    count: idx.length,
+    end: idx[idx.length - 1]!,
+  };
 }
 
 export interface TuneEvaluation {
@@ -142,7 +163,12 @@ function shellQuote(s: string): string {
 }
 
 export function mergeCommandFor(paths: readonly string[], c: Candidate, out: string): string {
-  const m = c.method === "ema" ? ["--method", "ema", "--alpha", String(c.alpha)] : c.method.startsWith("wsm-") ? ["--method", "wsm", "--decay", c.method.slice(4)] : ["--method", c.method];
+  const m =
+    c.method === "ema"
+      ? ["--method", "ema", "--alpha", String(c.alpha)]
+      : c.method.startsWith("wsm-")
+        ? ["--method", "wsm", "--decay", c.method.slice(4)]
+        : ["--method", c.method];
   return ["pma", "merge", ...paths, "--out", out, ...m, "--accumulate", "f64"].map(shellQuote).join(" ");
 }
 
@@ -150,17 +176,41 @@ export async function tuneRun(opts: TuneOptions): Promise<TuneResult> {
   const t0 = performance.now();
   const scan = await discoverRun(opts.run);
   const cks = scan.checkpoints.filter((c) => opts.untilStep === undefined || c.step <= opts.untilStep);
-  if (cks.length < 2) throw new PmaError("USAGE", `${scan.dir}: pma tune needs a run with at least 2 complete checkpoints (found ${cks.length})`, { file: scan.dir });
+  if (cks.length < 2)
+    throw new PmaError(
+      "USAGE",
+      `${scan.dir}: pma tune needs a run with at least 2 complete checkpoints (found ${cks.length})`,
+      { file: scan.dir },
+    );
   const newest = cks[cks.length - 1]!;
-  const compareCandidates = (opts.compare ?? []).map((c) => ({ label: c.label, candidate: recipeCandidate(cks.map((k) => k.name), c) }));
+  const compareCandidates = (opts.compare ?? []).map((c) => ({
+    label: c.label,
+    candidate: recipeCandidate(
+      cks.map((k) => k.name),
+      c,
+    ),
+  }));
   const config = await readModelConfig(newest.path);
   const pmaState = await readPmaState(newest.path).catch(() => null);
   const seq = opts.seq ?? pmaState?.config.data.seq_len ?? config.max_position_embeddings;
   const cacheDir = opts.cacheDir ?? cacheDirectory();
-  const data = tokenizeTextFile(opts.data, resolve(opts.tokenizer ?? join(newest.path, "tokenizer.json")), cacheDir, opts.textField !== undefined ? { textField: opts.textField } : {});
+  const data = tokenizeTextFile(
+    opts.data,
+    resolve(opts.tokenizer ?? join(newest.path, "tokenizer.json")),
+    cacheDir,
+    opts.textField !== undefined ? { textField: opts.textField } : {},
+  );
   const root = join(cacheDir, "tune", fingerprint(cks));
   const evalKey = createHash("sha256")
-    .update(JSON.stringify({ data: data.dataSha256, tok: data.tokenizerSha256, seq, max: opts.maxTokens ?? 0, batch: opts.batch ?? 16 }))
+    .update(
+      JSON.stringify({
+        data: data.dataSha256,
+        tok: data.tokenizerSha256,
+        seq,
+        max: opts.maxTokens ?? 0,
+        batch: opts.batch ?? 16,
+      }),
+    )
     .digest("hex")
     .slice(0, 16);
   mkdirSync(root, { recursive: true });
@@ -184,10 +234,21 @@ export async function tuneRun(opts: TuneOptions): Promise<TuneResult> {
   const evaluations: TuneEvaluation[] = [];
   const compared: TuneEvaluation[] = [];
   let computed = 0;
-  const spacing = cks.length >= 2 && cks.every((c) => c.tokens !== null) ? (newest.tokens! - cks[0]!.tokens!) / (cks.length - 1) : null;
+  const spacing =
+    cks.length >= 2 && cks.every((c) => c.tokens !== null)
+      ? (newest.tokens! - cks[0]!.tokens!) / (cks.length - 1)
+      : null;
   try {
-    const scorer = DataScorer.create(config, data, backend, { seq, ...(opts.batch !== undefined ? { batch: opts.batch } : {}), maxTokens: opts.maxTokens ?? 0 });
-    const score = async (phase: TuneEvaluation["phase"], c: Candidate, label?: string): Promise<TuneEvaluation> => {
+    const scorer = DataScorer.create(config, data, backend, {
+      seq,
+      ...(opts.batch !== undefined ? { batch: opts.batch } : {}),
+      maxTokens: opts.maxTokens ?? 0,
+    });
+    const score = async (
+      phase: TuneEvaluation["phase"],
+      c: Candidate,
+      label?: string,
+    ): Promise<TuneEvaluation> => {
       const t = performance.now();
       const key = candidateKey(c);
       const indices = windowIndices(c);
@@ -200,7 +261,8 @@ export async function tuneRun(opts: TuneOptions): Promise<TuneResult> {
         if (kind !== null) {
           const at = `${c.stride}/${c.end % c.stride}`;
           let p = sums.get(at);
-          if (p === undefined) sums.set(at, (p = await PrefixSums.open(set, join(root, "prefix"), c.stride, c.end % c.stride)));
+          if (p === undefined)
+            sums.set(at, (p = await PrefixSums.open(set, join(root, "prefix"), c.stride, c.end % c.stride)));
           weights = await p.window(c.end, c.count, kind);
         } else {
           weights = await set.weightedSum(indices, coefficients);
@@ -226,9 +288,17 @@ export async function tuneRun(opts: TuneOptions): Promise<TuneResult> {
       };
       return e;
     };
-    const ends = Array.from({ length: Math.min(opts.ends ?? 1, cks.length) }, (_, i) => cks.length - 1 - i).reverse();
+    const ends = Array.from(
+      { length: Math.min(opts.ends ?? 1, cks.length) },
+      (_, i) => cks.length - 1 - i,
+    ).reverse();
     const steps = await searchMerges(
-      { checkpoints: cks.length, ends, ...(opts.maxCount !== undefined ? { maxCount: opts.maxCount } : {}), ...(opts.methods !== undefined ? { methods: opts.methods } : {}) },
+      {
+        checkpoints: cks.length,
+        ends,
+        ...(opts.maxCount !== undefined ? { maxCount: opts.maxCount } : {}),
+        ...(opts.methods !== undefined ? { methods: opts.methods } : {}),
+      },
       async (c, phase) => {
         const e = await score(phase, c);
         evaluations.push(e);
@@ -242,7 +312,10 @@ export async function tuneRun(opts: TuneOptions): Promise<TuneResult> {
     const bestAt = 1 + evaluations.findIndex((e) => e.loss === searched.loss);
     // With comparedCompete a compared recipe that beats the search is the winner (pma watch
     // publishes the better of the two); otherwise compared recipes are only reported.
-    const bestEval = opts.comparedCompete === true ? [searched, ...compared].reduce((a, x) => (x.loss < a.loss ? x : a)) : searched;
+    const bestEval =
+      opts.comparedCompete === true
+        ? [searched, ...compared].reduce((a, x) => (x.loss < a.loss ? x : a))
+        : searched;
     const out = resolve(opts.out);
     const b = { candidate: bestEval.candidate };
     const winnerPaths = windowIndices(b.candidate).map((i) => cks[i]!.path);
@@ -276,7 +349,21 @@ export async function tuneRun(opts: TuneOptions): Promise<TuneResult> {
 }
 
 export function candidatesTable(r: TuneResult): string {
-  const head = ["#", "phase", "method", "alpha", "stride", "V_tokens", "N", "end", "loss", "bits_per_byte", "path", "reused", "checkpoints"];
+  const head = [
+    "#",
+    "phase",
+    "method",
+    "alpha",
+    "stride",
+    "V_tokens",
+    "N",
+    "end",
+    "loss",
+    "bits_per_byte",
+    "path",
+    "reused",
+    "checkpoints",
+  ];
   const rows = [...r.evaluations, ...r.compared].map((e, i) =>
     [
       e.phase === "compare" ? `compare:${e.label ?? ""}` : String(i + 1),
@@ -297,14 +384,26 @@ export function candidatesTable(r: TuneResult): string {
   return [head.join("\t"), ...rows].join("\n") + "\n";
 }
 
-async function writeOutputs(r: TuneResult, winnerPaths: string[], winner: Candidate, opts: TuneOptions): Promise<void> {
+async function writeOutputs(
+  r: TuneResult,
+  winnerPaths: string[],
+  winner: Candidate,
+  opts: TuneOptions,
+): Promise<void> {
   const staged = await StagedDir.create(r.out, opts.force ?? false);
   try {
-    await merge({ inputs: winnerPaths, out: join(staged.staging, "best"), method: methodSpec(winner), accumulate: "f64", keepOrder: true });
+    await merge({
+      inputs: winnerPaths,
+      out: join(staged.staging, "best"),
+      method: methodSpec(winner),
+      accumulate: "f64",
+      keepOrder: true,
+    });
     await writeFile(join(staged.staging, "candidates.tsv"), candidatesTable(r));
     await writeFile(join(staged.staging, "merge-command.txt"), r.mergeCommand + "\n");
     await writeFile(join(staged.staging, "tune.json"), JSON.stringify(r, null, 2) + "\n");
-    if (opts.renderPage !== undefined) await writeFile(join(staged.staging, "index.html"), await opts.renderPage(r));
+    if (opts.renderPage !== undefined)
+      await writeFile(join(staged.staging, "index.html"), await opts.renderPage(r));
     await staged.publish();
   } catch (e) {
     await staged.discard();

@@ -18,7 +18,10 @@ export async function checksums(dir: string): Promise<Record<string, string>> {
       else if (e.isDirectory()) {
         out[`${r}/`] = "dir";
         await walk(p, `${r}/`);
-      } else out[r] = createHash("sha256").update(await readFile(p)).digest("hex");
+      } else
+        out[r] = createHash("sha256")
+          .update(await readFile(p))
+          .digest("hex");
     }
   };
   await walk(dir, "");

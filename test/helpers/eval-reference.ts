@@ -13,14 +13,20 @@ export function randomParams(c: ModelConfig, seed: number): { params: ParamSet; 
   const r = lcg(seed);
   const values = new Map<string, Float32Array>();
   // Large enough weights that log-probs differ clearly between tokens and positions.
-  for (const i of params.infos) values.set(i.name, i.shape.length === 1 ? randn(r, i.size, 0.2, 1) : randn(r, i.size, 0.5));
+  for (const i of params.infos)
+    values.set(i.name, i.shape.length === 1 ? randn(r, i.size, 0.2, 1) : randn(r, i.size, 0.5));
   params.load(values);
   const p64: Params64 = new Map(params.entries().map((e) => [e.name, Float64Array.from(e.data)]));
   return { params, p64 };
 }
 
 /** sum_{t >= from} log p(ids[t] | ids[< t]). */
-export function referenceLogProb(c: ModelConfig, p64: Params64, ids: ArrayLike<number>, from: number): number {
+export function referenceLogProb(
+  c: ModelConfig,
+  p64: Params64,
+  ids: ArrayLike<number>,
+  from: number,
+): number {
   const n = ids.length - 1;
   const inputs = Int32Array.from({ length: n }, (_, t) => ids[t]!);
   const { logits } = model64(c, p64, inputs, new Int32Array(n).fill(-100), 1, n);

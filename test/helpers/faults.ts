@@ -30,7 +30,13 @@ export class FaultQueue {
 }
 
 /** Sends `body` as the answer to a ranged GET, with `fault` applied. */
-export function sendWithFault(res: ServerResponse, status: number, headers: Record<string, string>, body: Buffer, fault: FaultKind | undefined): void {
+export function sendWithFault(
+  res: ServerResponse,
+  status: number,
+  headers: Record<string, string>,
+  body: Buffer,
+  fault: FaultKind | undefined,
+): void {
   if (fault === "503") {
     res.writeHead(503, { "Retry-After": "1", "Content-Length": "0" });
     res.end();

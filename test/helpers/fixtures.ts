@@ -57,7 +57,10 @@ export function fromBytes(bytes: Uint8Array, dtype: FloatDType): number[] {
   for (let i = 0; i < bytes.length / size; i++) {
     if (dtype === "F64") out.push(buf.readDoubleLE(i * 8));
     else if (dtype === "F32") out.push(buf.readFloatLE(i * 4));
-    else out.push(dtype === "BF16" ? bf16ToNumber(buf.readUInt16LE(i * 2)) : f16ToNumber(buf.readUInt16LE(i * 2)));
+    else
+      out.push(
+        dtype === "BF16" ? bf16ToNumber(buf.readUInt16LE(i * 2)) : f16ToNumber(buf.readUInt16LE(i * 2)),
+      );
   }
   return out;
 }
@@ -69,7 +72,10 @@ export async function treeHash(dir: string): Promise<Record<string, string>> {
     for (const e of await readdir(d, { withFileTypes: true })) {
       const p = join(d, e.name);
       if (e.isDirectory()) await walk(p, `${rel}${e.name}/`);
-      else out[`${rel}${e.name}`] = createHash("sha256").update(await readFile(p)).digest("hex");
+      else
+        out[`${rel}${e.name}`] = createHash("sha256")
+          .update(await readFile(p))
+          .digest("hex");
     }
   };
   if ((await stat(dir)).isDirectory()) await walk(dir, "");

@@ -23,7 +23,8 @@ export function makeFormat(name: string, exponentBits: number, mantissaBits: num
   let i = 0;
   for (let e = 0; e < maxExponentField; e++) {
     for (let m = 0; m < 2 ** mantissaBits; m++) {
-      values[i++] = e === 0 ? m * 2 ** (1 - bias - mantissaBits) : (1 + m / 2 ** mantissaBits) * 2 ** (e - bias);
+      values[i++] =
+        e === 0 ? m * 2 ** (1 - bias - mantissaBits) : (1 + m / 2 ** mantissaBits) * 2 ** (e - bias);
     }
   }
   return {

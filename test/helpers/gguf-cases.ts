@@ -27,7 +27,19 @@ const GGUF_TYPE_COUNT = 13;
 const DEFAULT_ALIGNMENT = 32;
 const U64_MAX = (1n << 64n) - 1n;
 /** Byte size of each scalar value type, by id (string and array: variable). */
-const SCALAR_SIZE: Record<number, number> = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
+const SCALAR_SIZE: Record<number, number> = {
+  0: 1,
+  1: 1,
+  2: 2,
+  3: 2,
+  4: 4,
+  5: 4,
+  6: 4,
+  7: 1,
+  10: 8,
+  11: 8,
+  12: 8,
+};
 
 export type CaseName =
   | "HEADER_BAD_MAGIC"
@@ -65,7 +77,8 @@ export type CaseName =
   | "DATA_CUSTOM_ALIGN"
   | "DATA_NO_KV";
 
-const section = (c: CaseName) => (c.startsWith("HEADER") ? 0 : c.startsWith("KV") ? 1 : c.startsWith("TENSORS") ? 2 : 3);
+const section = (c: CaseName) =>
+  c.startsWith("HEADER") ? 0 : c.startsWith("KV") ? 1 : c.startsWith("TENSORS") ? 2 : 3;
 
 interface TensorConfig {
   type: { id: number; block: number; size: number };
@@ -138,7 +151,15 @@ export function llamaCppGgufCase(c: CaseName, seed = 1): { bytes: Buffer; conten
   const contents: CaseContents = { keys: [], tensors: [], alignment: DEFAULT_ALIGNMENT };
 
   b.raw(c === "HEADER_BAD_MAGIC" ? "FUGG" : "GGUF");
-  b.u32(c === "HEADER_BAD_VERSION_0" ? 0 : c === "HEADER_BAD_VERSION_1" ? 1 : c === "HEADER_BAD_VERSION_FUTURE" ? 4 : 3);
+  b.u32(
+    c === "HEADER_BAD_VERSION_0"
+      ? 0
+      : c === "HEADER_BAD_VERSION_1"
+        ? 1
+        : c === "HEADER_BAD_VERSION_FUTURE"
+          ? 4
+          : 3,
+  );
 
   let tensors = sec >= 2 ? tensorConfigs(r, 12) : [];
   if (c === "DATA_MEM_SIZE_OVERFLOW") {
@@ -147,7 +168,14 @@ export function llamaCppGgufCase(c: CaseName, seed = 1): { bytes: Buffer; conten
     tensors = [0, 1].map(() => ({ type: { id: I8, block: 1, size: 1 }, ne: [big, 1n, 1n, 1n] }));
   }
   const kvs = sec >= 1 && c !== "DATA_NO_KV" ? kvTypes(r, 24) : [];
-  const customAlign = ["KV_BAD_ALIGN", "KV_ZERO_ALIGN", "KV_WRONG_TYPE_ALIGN", "TENSORS_BAD_ALIGN", "DATA_BAD_ALIGN", "DATA_CUSTOM_ALIGN"].includes(c);
+  const customAlign = [
+    "KV_BAD_ALIGN",
+    "KV_ZERO_ALIGN",
+    "KV_WRONG_TYPE_ALIGN",
+    "TENSORS_BAD_ALIGN",
+    "DATA_BAD_ALIGN",
+    "DATA_CUSTOM_ALIGN",
+  ].includes(c);
   b.u64(c === "HEADER_BAD_N_TENSORS" ? U64_MAX : BigInt(tensors.length));
   b.u64(c === "HEADER_BAD_N_KV" ? U64_MAX : BigInt(kvs.length + (customAlign ? 1 : 0)));
 
@@ -178,33 +206,52 @@ export function llamaCppGgufCase(c: CaseName, seed = 1): { bytes: Buffer; conten
   if (customAlign) {
     // Valid variants use alignment 1 (any power of two is valid); bad ones 13 or 0.
     alignment = c === "DATA_CUSTOM_ALIGN" ? 1 : c === "KV_ZERO_ALIGN" ? 0 : 13;
-    b.str("general.alignment").u32(c === "KV_WRONG_TYPE_ALIGN" ? VT.i32 : VT.u32).u32(alignment);
+    b.str("general.alignment")
+      .u32(c === "KV_WRONG_TYPE_ALIGN" ? VT.i32 : VT.u32)
+      .u32(alignment);
     if (c === "DATA_CUSTOM_ALIGN") contents.alignment = 1;
   }
   if (sec === 1) return finish(alignment > 1 ? alignment : 1);
 
   // Offsets laid out with alignment 1 while the file says 32: misaligned offsets.
-  const layout = BigInt(c === "TENSORS_INCONSISTENT_ALIGN" || c === "DATA_INCONSISTENT_ALIGN" ? 1 : Math.max(alignment, 1));
+  const layout = BigInt(
+    c === "TENSORS_INCONSISTENT_ALIGN" || c === "DATA_INCONSISTENT_ALIGN" ? 1 : Math.max(alignment, 1),
+  );
   let offset = 0n;
   tensors.forEach((t, i) => {
     const type = c === "TENSORS_NBYTES_TOO_BIG" ? I64 : t.type;
     let name = c === "TENSORS_DUPLICATE_NAME" ? "my_tensor" : `my_tensor_${i}`;
-    if (c === "TENSORS_BAD_NAME_SIZE") name += "_with_a_very_long_name_which_is_longer_than_what_is_allowed_for_ggml_tensors";
+    if (c === "TENSORS_BAD_NAME_SIZE")
+      name += "_with_a_very_long_name_which_is_longer_than_what_is_allowed_for_ggml_tensors";
     b.str(name);
-    let nDims = c === "TENSORS_NE_TOO_BIG" || c === "TENSORS_NBYTES_TOO_BIG" || c === "TENSORS_ZERO_DIM" ? Math.max(2, nDimsOf(t.ne)) : nDimsOf(t.ne);
+    let nDims =
+      c === "TENSORS_NE_TOO_BIG" || c === "TENSORS_NBYTES_TOO_BIG" || c === "TENSORS_ZERO_DIM"
+        ? Math.max(2, nDimsOf(t.ne))
+        : nDimsOf(t.ne);
     if (c === "TENSORS_ZERO_DIM") nDims = 2;
     b.u32(c === "TENSORS_BAD_N_DIMS" ? 5 : nDims);
     let ne = t.ne.slice(0, nDims);
-    if (c === "TENSORS_BAD_SHAPE") ne = ne.map(() => U64_MAX); // -1 as int64
+    if (c === "TENSORS_BAD_SHAPE")
+      ne = ne.map(() => U64_MAX); // -1 as int64
     else if (c === "TENSORS_ZERO_DIM") ne = [t.ne[0]!, 0n];
-    else if (c === "TENSORS_NE_TOO_BIG") ne = ne.map(() => 4n * 0x7fffffffn); // the product overflows int64
+    else if (c === "TENSORS_NE_TOO_BIG")
+      ne = ne.map(() => 4n * 0x7fffffffn); // the product overflows int64
     else if (c === "TENSORS_NBYTES_TOO_BIG") ne = ne.map(() => 1n << BigInt(Math.ceil(62 / nDims))); // elements x 8 bytes overflow
     for (const d of ne) b.u64(d);
     b.u32(c === "TENSORS_BAD_TYPE" ? GGML_TYPE_COUNT : type.id);
     b.u64(c === "TENSORS_BAD_OFFSET" ? U64_MAX : offset);
     const elements = c === "TENSORS_ZERO_DIM" ? 0n : ne.reduce((a, d) => a * d, 1n);
-    const bytes = c === "TENSORS_NE_TOO_BIG" || c === "TENSORS_NBYTES_TOO_BIG" || c === "TENSORS_BAD_SHAPE" ? 0n : rowBytes(type, elements);
-    contents.tensors.push({ name, typeId: type.id, ne: ne.map(Number), offset: Number(offset), bytes: Number(bytes) });
+    const bytes =
+      c === "TENSORS_NE_TOO_BIG" || c === "TENSORS_NBYTES_TOO_BIG" || c === "TENSORS_BAD_SHAPE"
+        ? 0n
+        : rowBytes(type, elements);
+    contents.tensors.push({
+      name,
+      typeId: type.id,
+      ne: ne.map(Number),
+      offset: Number(offset),
+      bytes: Number(bytes),
+    });
     offset += pad(bytes, layout);
   });
   b.pad(alignment > 1 ? alignment : 1);

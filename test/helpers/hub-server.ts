@@ -36,21 +36,29 @@ function gitSha1(bytes: Buffer): string {
   return createHash("sha1").update(`blob ${bytes.length}\0`).update(bytes).digest("hex");
 }
 
-export async function startLocalHub(repo: string, revisions: { name: string; dir: string }[], token?: string): Promise<LocalHub> {
+export async function startLocalHub(
+  repo: string,
+  revisions: { name: string; dir: string }[],
+  token?: string,
+): Promise<LocalHub> {
   const byCommit = new Map(revisions.map((r) => [commitOf(r.name), r]));
   const byName = new Map(revisions.map((r) => [r.name, r]));
   const replaced = new Map<string, Buffer>();
   const faults = new FaultQueue();
   const requests: LocalHub["requests"] = [];
   const revisionOf = (rev: string) => byName.get(decodeURIComponent(rev)) ?? byCommit.get(rev);
-  const fileBytes = (rev: { name: string; dir: string }, path: string) => replaced.get(`${rev.name}/${path}`) ?? readFileSync(join(rev.dir, path));
+  const fileBytes = (rev: { name: string; dir: string }, path: string) =>
+    replaced.get(`${rev.name}/${path}`) ?? readFileSync(join(rev.dir, path));
 
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url!, "http://x");
     const authorized = token !== undefined && req.headers.authorization === `Bearer ${token}`;
     requests.push({ path: url.pathname, range: req.headers.range, authorized });
     const fail = (status: number, code?: string) => {
-      res.writeHead(status, { "Content-Type": "application/json", ...(code ? { "X-Error-Code": code } : {}) });
+      res.writeHead(status, {
+        "Content-Type": "application/json",
+        ...(code ? { "X-Error-Code": code } : {}),
+      });
       res.end(JSON.stringify({ error: code ?? `HTTP ${status}` }));
     };
     const prefix = `/api/models/${repo}/`;
@@ -58,7 +66,17 @@ export async function startLocalHub(repo: string, revisions: { name: string; dir
     if (needsAuth && token !== undefined && !authorized) return fail(401);
     if (url.pathname === `${prefix}refs`) {
       res.writeHead(200, { "Content-Type": "application/json" });
-      res.end(JSON.stringify({ branches: revisions.map((r) => ({ name: r.name, ref: `refs/heads/${r.name}`, targetCommit: commitOf(r.name) })), tags: [], converts: [] }));
+      res.end(
+        JSON.stringify({
+          branches: revisions.map((r) => ({
+            name: r.name,
+            ref: `refs/heads/${r.name}`,
+            targetCommit: commitOf(r.name),
+          })),
+          tags: [],
+          converts: [],
+        }),
+      );
       return;
     }
     if (url.pathname.startsWith(`${prefix}tree/`)) {
@@ -75,10 +93,21 @@ export async function startLocalHub(repo: string, revisions: { name: string; dir
       }
       const names = st.isDirectory() ? readdirSync(abs).map((n) => (sub ? `${sub}/${n}` : n)) : [sub];
       const entries = names.sort().map((p) => {
-        if (statSync(join(r.dir, p)).isDirectory()) return { type: "directory", oid: "0".repeat(40), size: 0, path: p };
+        if (statSync(join(r.dir, p)).isDirectory())
+          return { type: "directory", oid: "0".repeat(40), size: 0, path: p };
         const bytes = fileBytes(r, p);
         return p.endsWith(".safetensors")
-          ? { type: "file", oid: gitSha1(Buffer.from(`version https://git-lfs.github.com/spec/v1\n`)), size: bytes.length, path: p, lfs: { oid: createHash("sha256").update(bytes).digest("hex"), size: bytes.length, pointerSize: 134 } }
+          ? {
+              type: "file",
+              oid: gitSha1(Buffer.from(`version https://git-lfs.github.com/spec/v1\n`)),
+              size: bytes.length,
+              path: p,
+              lfs: {
+                oid: createHash("sha256").update(bytes).digest("hex"),
+                size: bytes.length,
+                pointerSize: 134,
+              },
+            }
           : { type: "file", oid: gitSha1(bytes), size: bytes.length, path: p };
       });
       res.writeHead(200, { "Content-Type": "application/json" });
@@ -96,7 +125,11 @@ export async function startLocalHub(repo: string, revisions: { name: string; dir
       } catch {
         return fail(404, "EntryNotFound");
       }
-      res.writeHead(302, { Location: `/cdn/${commitOf(r.name)}/${rest.join("/")}`, "X-Linked-Size": String(bytes.length), "X-Linked-Etag": `"${createHash("sha256").update(bytes).digest("hex")}"` });
+      res.writeHead(302, {
+        Location: `/cdn/${commitOf(r.name)}/${rest.join("/")}`,
+        "X-Linked-Size": String(bytes.length),
+        "X-Linked-Etag": `"${createHash("sha256").update(bytes).digest("hex")}"`,
+      });
       res.end();
       return;
     }
@@ -115,7 +148,13 @@ export async function startLocalHub(repo: string, revisions: { name: string; dir
       const start = Number(m[1]);
       const end = Math.min(Number(m[2]), bytes.length - 1);
       if (start >= bytes.length) return fail(416);
-      sendWithFault(res, 206, { ETag: etag, "Content-Range": `bytes ${start}-${end}/${bytes.length}`, "Accept-Ranges": "bytes" }, bytes.subarray(start, end + 1), faults.take());
+      sendWithFault(
+        res,
+        206,
+        { ETag: etag, "Content-Range": `bytes ${start}-${end}/${bytes.length}`, "Accept-Ranges": "bytes" },
+        bytes.subarray(start, end + 1),
+        faults.take(),
+      );
       return;
     }
     fail(404);

@@ -58,24 +58,59 @@ export function loraTensors(seed: number, layers = 2): Map<string, { shape: numb
   return out;
 }
 
-export async function writeAdapterCheckpoint(dir: string, step: number, curve: LossPoint[], config = adapterConfig()): Promise<void> {
+export async function writeAdapterCheckpoint(
+  dir: string,
+  step: number,
+  curve: LossPoint[],
+  config = adapterConfig(),
+): Promise<void> {
   await mkdir(dir, { recursive: true });
   const tensors = [...loraTensors(step)].map(([name, t]) => {
     const buf = Buffer.alloc(t.values.length * 4);
     t.values.forEach((v, i) => buf.writeFloatLE(v, i * 4));
-    return { name, dtype: "F32" as const, shape: t.shape, data: new Uint8Array(buf.buffer, buf.byteOffset, buf.length) };
+    return {
+      name,
+      dtype: "F32" as const,
+      shape: t.shape,
+      data: new Uint8Array(buf.buffer, buf.byteOffset, buf.length),
+    };
   });
   await writeSafetensors(join(dir, "adapter_model.safetensors"), tensors, { format: "pt" });
   await writeFile(join(dir, "adapter_config.json"), JSON.stringify(config, null, 2));
-  await writeFile(join(dir, "README.md"), "---\nbase_model: meta-llama/Llama-3.2-1B\nlibrary_name: peft\n---\n# Model Card\n");
-  for (const f of ["optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin"]) await writeFile(join(dir, f), `${f} of step ${step}\n`);
+  await writeFile(
+    join(dir, "README.md"),
+    "---\nbase_model: meta-llama/Llama-3.2-1B\nlibrary_name: peft\n---\n# Model Card\n",
+  );
+  for (const f of ["optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin"])
+    await writeFile(join(dir, f), `${f} of step ${step}\n`);
   await writeFile(join(dir, "tokenizer_config.json"), JSON.stringify({ model_max_length: 2048, step }));
-  const history = curve.filter((p) => p.step <= step).map((p) => ({ epoch: p.step / 1000, grad_norm: p.gradNorm, learning_rate: 2e-4, loss: p.loss, num_input_tokens_seen: p.step * LORA_TOKENS_PER_STEP, step: p.step }));
-  await writeFile(join(dir, "trainer_state.json"), JSON.stringify({ global_step: step, num_input_tokens_seen: step * LORA_TOKENS_PER_STEP, log_history: history }, null, 2));
+  const history = curve
+    .filter((p) => p.step <= step)
+    .map((p) => ({
+      epoch: p.step / 1000,
+      grad_norm: p.gradNorm,
+      learning_rate: 2e-4,
+      loss: p.loss,
+      num_input_tokens_seen: p.step * LORA_TOKENS_PER_STEP,
+      step: p.step,
+    }));
+  await writeFile(
+    join(dir, "trainer_state.json"),
+    JSON.stringify(
+      { global_step: step, num_input_tokens_seen: step * LORA_TOKENS_PER_STEP, log_history: history },
+      null,
+      2,
+    ),
+  );
 }
 
 /** Writes checkpoint-{interval, 2*interval, ...} and returns their paths, oldest first. */
-export async function writePeftRun(dir: string, checkpoints: number, interval: number, curve: LossPoint[]): Promise<string[]> {
+export async function writePeftRun(
+  dir: string,
+  checkpoints: number,
+  interval: number,
+  curve: LossPoint[],
+): Promise<string[]> {
   const paths: string[] = [];
   for (let i = 1; i <= checkpoints; i++) {
     const p = join(dir, `checkpoint-${i * interval}`);

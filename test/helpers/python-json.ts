@@ -67,7 +67,16 @@ export function pythonTopLevelTypes(text: string): Map<string, PythonJsonType> {
     } else {
       const m = /^(true|false|null|-?[0-9.eE+-]+)/.exec(text.slice(i))!;
       const tok = m[1]!;
-      out.set(key, tok === "null" ? "None" : tok === "true" || tok === "false" ? "bool" : /[.eE]/.test(tok) ? "float" : "int");
+      out.set(
+        key,
+        tok === "null"
+          ? "None"
+          : tok === "true" || tok === "false"
+            ? "bool"
+            : /[.eE]/.test(tok)
+              ? "float"
+              : "int",
+      );
       i += tok.length;
     }
     skipWs();

@@ -22,20 +22,24 @@ export async function startS3FaultProxy(upstream: string): Promise<S3FaultProxy>
   const server = createServer((req, res) => {
     proxy.onRequest?.(req.method!, req.url!);
     const fault = req.method === "GET" && req.headers.range !== undefined ? faults.take() : undefined;
-    const up = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
-      if (fault === undefined) {
-        res.writeHead(upRes.statusCode!, upRes.headers);
-        upRes.pipe(res);
-        return;
-      }
-      const chunks: Buffer[] = [];
-      upRes.on("data", (c: Buffer) => chunks.push(c));
-      upRes.on("end", () => {
-        const headers: Record<string, string> = {};
-        for (const [k, v] of Object.entries(upRes.headers)) if (typeof v === "string" && k !== "content-length" && k !== "connection") headers[k] = v;
-        sendWithFault(res, upRes.statusCode!, headers, Buffer.concat(chunks), fault);
-      });
-    });
+    const up = request(
+      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
+      (upRes) => {
+        if (fault === undefined) {
+          res.writeHead(upRes.statusCode!, upRes.headers);
+          upRes.pipe(res);
+          return;
+        }
+        const chunks: Buffer[] = [];
+        upRes.on("data", (c: Buffer) => chunks.push(c));
+        upRes.on("end", () => {
+          const headers: Record<string, string> = {};
+          for (const [k, v] of Object.entries(upRes.headers))
+            if (typeof v === "string" && k !== "content-length" && k !== "connection") headers[k] = v;
+          sendWithFault(res, upRes.statusCode!, headers, Buffer.concat(chunks), fault);
+        });
+      },
+    );
     up.on("error", () => res.destroy());
     req.pipe(up);
   });

@@ -14,7 +14,13 @@ import { isFloatDType, type FloatDType } from "../../src/tensor/dtype.js";
 import { writeSyntheticRun, type SyntheticModel } from "../../src/trajectory/synthetic.js";
 import { rng } from "./fixtures.js";
 
-export const TINY_MODEL: SyntheticModel = { hiddenSize: 8, intermediateSize: 12, layers: 1, vocabSize: 16, heads: 2 };
+export const TINY_MODEL: SyntheticModel = {
+  hiddenSize: 8,
+  intermediateSize: 12,
+  layers: 1,
+  vocabSize: 16,
+  heads: 2,
+};
 export const TOKENS_PER_STEP = 1000;
 /** The Trainer files a checkpoint carries besides weights, config and trainer_state.json. */
 export const TRAINER_FILES = ["optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin"];
@@ -30,7 +36,10 @@ export interface LossPoint {
  * (an irrecoverable spike, with a grad-norm explosion); a `bumpAt` adds a +3 bump that
  * decays within ~15 steps (a spike the run recovers from).
  */
-export function lossCurve(steps: number, opts: { divergeAt?: number; bumpAt?: number; seed?: number }): LossPoint[] {
+export function lossCurve(
+  steps: number,
+  opts: { divergeAt?: number; bumpAt?: number; seed?: number },
+): LossPoint[] {
   const r = rng(opts.seed ?? 7);
   const gauss = () => Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
   const out: LossPoint[] = [];
@@ -68,7 +77,13 @@ function trainerState(step: number, curve: LossPoint[]): Record<string, unknown>
     train_batch_size: 8,
     log_history: curve
       .filter((p) => p.step <= step)
-      .map((p) => ({ epoch: p.step / 1000, grad_norm: p.gradNorm, learning_rate: 3e-4, loss: p.loss, step: p.step })),
+      .map((p) => ({
+        epoch: p.step / 1000,
+        grad_norm: p.gradNorm,
+        learning_rate: 3e-4,
+        loss: p.loss,
+        step: p.step,
+      })),
   };
 }
 
@@ -97,7 +112,16 @@ export async function addTrainerFiles(path: string, step: number, curve: LossPoi
 
 export async function writeRunLog(dir: string, kind: LogKind, curve: LossPoint[]): Promise<void> {
   if (kind === "pma-jsonl") {
-    const lines = curve.map((p) => JSON.stringify({ type: "step", step: p.step, tokens: p.step * TOKENS_PER_STEP, loss: p.loss, grad_norm: p.gradNorm, lr: 3e-4 }));
+    const lines = curve.map((p) =>
+      JSON.stringify({
+        type: "step",
+        step: p.step,
+        tokens: p.step * TOKENS_PER_STEP,
+        loss: p.loss,
+        grad_norm: p.gradNorm,
+        lr: 3e-4,
+      }),
+    );
     await writeFile(join(dir, "log.jsonl"), lines.join("\n") + "\n");
   } else if (kind === "tensorboard") {
     const runs = join(dir, "runs", "Jan01_00-00-00_host");
@@ -112,7 +136,9 @@ export async function writeRunLog(dir: string, kind: LogKind, curve: LossPoint[]
 }
 
 /** Every float tensor of a checkpoint, decoded to float64. */
-export async function readTensors(path: string): Promise<Map<string, { dtype: FloatDType; values: Float64Array }>> {
+export async function readTensors(
+  path: string,
+): Promise<Map<string, { dtype: FloatDType; values: Float64Array }>> {
   const ck = await openCheckpointTensors(path);
   try {
     const out = new Map<string, { dtype: FloatDType; values: Float64Array }>();

@@ -9,7 +9,12 @@ import type { LabReport } from "../../src/report/types.js";
 export function syntheticReport(): LabReport {
   const tokens = Array.from({ length: 8 }, (_, i) => (i + 1) * 100_000);
   const curve = (base: number, spread: number) =>
-    tokens.map((x, i) => ({ x, y: base - 0.3 * Math.log(i + 1), lo: base - 0.3 * Math.log(i + 1) - spread, hi: base - 0.3 * Math.log(i + 1) + spread }));
+    tokens.map((x, i) => ({
+      x,
+      y: base - 0.3 * Math.log(i + 1),
+      lo: base - 0.3 * Math.log(i + 1) - spread,
+      hi: base - 0.3 * Math.log(i + 1) + spread,
+    }));
   const xs = Array.from({ length: 21 }, (_, i) => -0.5 + i * 0.1);
   const z = xs.map((y) => xs.map((x) => 4 + 3 * (x - 0.4) ** 2 + 2 * (y - 0.5) ** 2));
   const seeds = meanSd([4.123, 4.127, 4.119]);
@@ -62,7 +67,14 @@ export function syntheticReport(): LabReport {
         title: "Merge methods",
         caption: "Loss improvement over the latest checkpoint.",
         spec: barChart(
-          ["SMA", "WMA", "EMA 0.2"].flatMap((g, i) => ["dense", "MoE"].map((s, j) => ({ group: g, series: s, value: 0.02 + 0.004 * i - 0.003 * j, error: 0.003 }))),
+          ["SMA", "WMA", "EMA 0.2"].flatMap((g, i) =>
+            ["dense", "MoE"].map((s, j) => ({
+              group: g,
+              series: s,
+              value: 0.02 + 0.004 * i - 0.003 * j,
+              error: 0.003,
+            })),
+          ),
           { xTitle: "method", yTitle: "loss improvement (nats)", seriesTitle: "model" },
         ),
       },
@@ -71,7 +83,15 @@ export function syntheticReport(): LabReport {
         title: "Hessian cross terms",
         caption: "delta_i' H delta_j between checkpoint deviations.",
         spec: heatmap(
-          { rows: ["1", "2", "3"], cols: ["1", "2", "3"], values: [[1, -0.2, -0.1], [-0.2, 1.3, -0.3], [-0.1, -0.3, 1.6]] },
+          {
+            rows: ["1", "2", "3"],
+            cols: ["1", "2", "3"],
+            values: [
+              [1, -0.2, -0.1],
+              [-0.2, 1.3, -0.3],
+              [-0.1, -0.3, 1.6],
+            ],
+          },
           { xTitle: "checkpoint j", yTitle: "checkpoint i", colorTitle: "delta_i' H delta_j" },
         ),
       },
@@ -81,7 +101,14 @@ export function syntheticReport(): LabReport {
         title: "Hessian cross terms (MoE)",
         caption: "As above, for the MoE model.",
         spec: heatmap(
-          { rows: ["1", "2"], cols: ["1", "2"], values: [[0.8, 0.1], [0.1, 0.9]] },
+          {
+            rows: ["1", "2"],
+            cols: ["1", "2"],
+            values: [
+              [0.8, 0.1],
+              [0.1, 0.9],
+            ],
+          },
           { xTitle: "checkpoint j", yTitle: "checkpoint i", colorTitle: "delta_i' H delta_j" },
         ),
       },
@@ -89,9 +116,22 @@ export function syntheticReport(): LabReport {
         id: "plane",
         title: "Loss plane",
         caption: "Validation loss on the plane through three checkpoints; the merge is marked.",
-        spec: contourPlot({ xs, ys: xs, z }, [{ label: "merge", x: 0.33, y: 0.33 }, { label: "ckpt 1", x: 0, y: 0 }], { xTitle: "alpha", yTitle: "beta", zTitle: "loss" }),
+        spec: contourPlot(
+          { xs, ys: xs, z },
+          [
+            { label: "merge", x: 0.33, y: 0.33 },
+            { label: "ckpt 1", x: 0, y: 0 },
+          ],
+          { xTitle: "alpha", yTitle: "beta", zTitle: "loss" },
+        ),
       },
     ],
-    results: { runs: [{ seed: 0, loss: 4.123 }, { seed: 1, loss: 4.127 }], note: "</script><b>not markup</b>" },
+    results: {
+      runs: [
+        { seed: 0, loss: 4.123 },
+        { seed: 1, loss: 4.127 },
+      ],
+      note: "</script><b>not markup</b>",
+    },
   };
 }

@@ -43,7 +43,12 @@ const u32 = (x: number) => le(x, 4, (d) => d.setUint32(0, x, true));
 
 function record(data: number[]): number[] {
   const header = [...u32(data.length), 0, 0, 0, 0];
-  return [...header, ...u32(masked(crc32c(Uint8Array.from(header)))), ...data, ...u32(masked(crc32c(Uint8Array.from(data))))];
+  return [
+    ...header,
+    ...u32(masked(crc32c(Uint8Array.from(header)))),
+    ...data,
+    ...u32(masked(crc32c(Uint8Array.from(data)))),
+  ];
 }
 
 export interface Tf2Scalar {
@@ -59,7 +64,15 @@ export function tf2EventFile(scalars: readonly Tf2Scalar[], wallTime = 1_700_000
   for (const s of scalars) {
     const tensor = [...key(1, 0), 1 /* DT_FLOAT */, ...len(2, []), ...len(4, f32(s.value))];
     const value = [...len(1, utf8(s.tag)), ...metadata, ...len(8, tensor)];
-    out.push(...record([...key(1, 1), ...f64(wallTime + s.step), ...key(2, 0), ...varint(s.step), ...len(5, len(1, value))]));
+    out.push(
+      ...record([
+        ...key(1, 1),
+        ...f64(wallTime + s.step),
+        ...key(2, 0),
+        ...varint(s.step),
+        ...len(5, len(1, value)),
+      ]),
+    );
   }
   return Uint8Array.from(out);
 }

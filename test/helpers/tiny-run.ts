@@ -20,10 +20,14 @@ checkpointing: {every_tokens: 1024}
 export function trainTinyRun(dir: string, cacheDir: string): string {
   writeFileSync(join(dir, "tiny.yaml"), TINY_RUN_CONFIG);
   const out = join(dir, "run");
-  const r = spawnSync(process.execPath, [PMA_CLI, "train", "--config", join(dir, "tiny.yaml"), "--out", out], {
-    encoding: "utf8",
-    env: { ...process.env, PMA_CACHE_DIR: cacheDir },
-  });
+  const r = spawnSync(
+    process.execPath,
+    [PMA_CLI, "train", "--config", join(dir, "tiny.yaml"), "--out", out],
+    {
+      encoding: "utf8",
+      env: { ...process.env, PMA_CACHE_DIR: cacheDir },
+    },
+  );
   assert.equal(r.status, 0, `pma train: ${r.stderr}`);
   return out;
 }

@@ -18,7 +18,14 @@ export interface ExpectedTensor {
 export interface ExpectedFixture {
   fixture: string;
   tensors: ExpectedTensor[];
-  bytes_items?: { name: string; python_type: string; value: unknown; file: string; offset: number; length: number }[];
+  bytes_items?: {
+    name: string;
+    python_type: string;
+    value: unknown;
+    file: string;
+    offset: number;
+    length: number;
+  }[];
   must_refuse?: boolean;
 }
 
@@ -28,7 +35,14 @@ export function expectedFixture(name: string): ExpectedFixture {
 }
 
 /** torch's dtype names as pma's. */
-export const TORCH_DTYPE: Record<string, string> = { float32: "F32", bfloat16: "BF16", float16: "F16", int64: "I64", uint8: "U8", float64: "F64" };
+export const TORCH_DTYPE: Record<string, string> = {
+  float32: "F32",
+  bfloat16: "BF16",
+  float16: "F16",
+  int64: "I64",
+  uint8: "U8",
+  float64: "F64",
+};
 
 /** sha256 of a whole tensor read through the reader in pieces of `piece` elements (so the streaming path is exercised). */
 export function tensorSha256(reader: DcpReader, name: string, piece = 37): string {

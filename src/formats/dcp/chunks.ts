@@ -12,10 +12,10 @@ export interface ChunkBox {
   sizes: number[];
 }
 
-
 function overlaps(a: ChunkBox, b: ChunkBox): boolean {
   for (let d = 0; d < a.offsets.length; d++) {
-    if (a.offsets[d]! + a.sizes[d]! <= b.offsets[d]! || b.offsets[d]! + b.sizes[d]! <= a.offsets[d]!) return false;
+    if (a.offsets[d]! + a.sizes[d]! <= b.offsets[d]! || b.offsets[d]! + b.sizes[d]! <= a.offsets[d]!)
+      return false;
   }
   return true;
 }
@@ -27,11 +27,20 @@ const describe = (c: ChunkBox) => `offsets [${c.offsets.join(", ")}] sizes [${c.
  * overlap, and their volumes add up to the whole (which, with no overlap, means no
  * holes). A checkpoint that breaks this would give some elements two values or none.
  */
-export function checkTiling(name: string, shape: readonly number[], chunks: readonly ChunkBox[], where: string): void {
+export function checkTiling(
+  name: string,
+  shape: readonly number[],
+  chunks: readonly ChunkBox[],
+  where: string,
+): void {
   const bad = (what: string): never => {
-    throw new PmaError("METADATA_INVALID", `${where}: tensor "${name}" ${what}; the checkpoint is damaged or was not written by torch.distributed.checkpoint.`, {
-      file: where,
-    });
+    throw new PmaError(
+      "METADATA_INVALID",
+      `${where}: tensor "${name}" ${what}; the checkpoint is damaged or was not written by torch.distributed.checkpoint.`,
+      {
+        file: where,
+      },
+    );
   };
   if (chunks.length === 0 && numel(shape) > 0) bad("has no chunks");
   for (const c of chunks) {
@@ -48,7 +57,9 @@ export function checkTiling(name: string, shape: readonly number[], chunks: read
   }
   // Sorting by the first coordinate lets the overlap scan stop early: boxes sharded
   // along one axis, the common case, are then checked in near-linear time.
-  const order = [...chunks].filter((c) => numel(c.sizes) > 0).sort((a, b) => (a.offsets[0] ?? 0) - (b.offsets[0] ?? 0));
+  const order = [...chunks]
+    .filter((c) => numel(c.sizes) > 0)
+    .sort((a, b) => (a.offsets[0] ?? 0) - (b.offsets[0] ?? 0));
   for (let i = 0; i < order.length; i++) {
     const a = order[i]!;
     const end0 = shape.length === 0 ? Infinity : a.offsets[0]! + a.sizes[0]!;
@@ -90,7 +101,12 @@ export interface Run {
  * yields maximal runs, so a reader issues one positional read per run. A chunk that
  * spans the full extent of its trailing dimensions gives runs longer than one row.
  */
-export function* globalRuns(shape: readonly number[], chunks: readonly ChunkBox[], start: number, count: number): Generator<Run> {
+export function* globalRuns(
+  shape: readonly number[],
+  chunks: readonly ChunkBox[],
+  start: number,
+  count: number,
+): Generator<Run> {
   const rank = shape.length;
   const gStrides = rowMajorStrides(shape);
   // For each chunk, the outermost dimension k such that the chunk covers dims > k fully.
@@ -115,13 +131,18 @@ export function* globalRuns(shape: readonly number[], chunks: readonly ChunkBox[
       const i = (hint + t) % chunks.length;
       const c = chunks[i]!;
       let inside = numel(c.sizes) > 0;
-      for (let d = 0; d < rank && inside; d++) inside = p[d]! >= c.offsets[d]! && p[d]! < c.offsets[d]! + c.sizes[d]!;
+      for (let d = 0; d < rank && inside; d++)
+        inside = p[d]! >= c.offsets[d]! && p[d]! < c.offsets[d]! + c.sizes[d]!;
       if (inside) {
         ci = i;
         break;
       }
     }
-    if (ci < 0) throw new PmaError("INTERNAL", `element ${g} of a tensor of shape [${shape.join(", ")}] lies in no chunk; tiling was not checked`);
+    if (ci < 0)
+      throw new PmaError(
+        "INTERNAL",
+        `element ${g} of a tensor of shape [${shape.join(", ")}] lies in no chunk; tiling was not checked`,
+      );
     hint = ci;
     const c = chunks[ci]!;
     let chunkElement = 0;
@@ -144,7 +165,11 @@ export function* globalRuns(shape: readonly number[], chunks: readonly ChunkBox[
 export function sameChunking(a: readonly ChunkBox[], b: readonly ChunkBox[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) {
-    if (a[i]!.offsets.join(",") !== b[i]!.offsets.join(",") || a[i]!.sizes.join(",") !== b[i]!.sizes.join(",")) return false;
+    if (
+      a[i]!.offsets.join(",") !== b[i]!.offsets.join(",") ||
+      a[i]!.sizes.join(",") !== b[i]!.sizes.join(",")
+    )
+      return false;
   }
   return true;
 }

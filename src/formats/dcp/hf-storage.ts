@@ -17,13 +17,22 @@ export const SHARDING_INFO_KEY = "DCP_SHARDING_INFO";
 
 function offsetsOf(info: unknown, name: string, file: string, rank: number): number[] {
   const bad = (): never => {
-    throw new PmaError("METADATA_INVALID", `${file}: ${SHARDING_INFO_KEY} has no valid "saved_offsets" for tensor "${name}"; the file is damaged.`, { file });
+    throw new PmaError(
+      "METADATA_INVALID",
+      `${file}: ${SHARDING_INFO_KEY} has no valid "saved_offsets" for tensor "${name}"; the file is damaged.`,
+      { file },
+    );
   };
   if (typeof info !== "object" || info === null) return bad();
   const entry = (info as Record<string, unknown>)[name];
   if (typeof entry !== "object" || entry === null) return bad();
   const offsets = (entry as Record<string, unknown>).saved_offsets;
-  if (!Array.isArray(offsets) || offsets.length !== rank || !offsets.every((o) => Number.isSafeInteger(o) && (o as number) >= 0)) return bad();
+  if (
+    !Array.isArray(offsets) ||
+    offsets.length !== rank ||
+    !offsets.every((o) => Number.isSafeInteger(o) && (o as number) >= 0)
+  )
+    return bad();
   return offsets as number[];
 }
 
@@ -31,7 +40,11 @@ function parseInfo(f: SafetensorsFile): unknown {
   try {
     return JSON.parse(f.metadata[SHARDING_INFO_KEY]!) as unknown;
   } catch (e) {
-    throw new PmaError("METADATA_INVALID", `${f.path}: ${SHARDING_INFO_KEY} is not valid JSON (${(e as Error).message}).`, { file: f.path, cause: e });
+    throw new PmaError(
+      "METADATA_INVALID",
+      `${f.path}: ${SHARDING_INFO_KEY} is not valid JSON (${(e as Error).message}).`,
+      { file: f.path, cause: e },
+    );
   }
 }
 
@@ -42,7 +55,9 @@ function parseInfo(f: SafetensorsFile): unknown {
  * to the safetensors reader.
  */
 export async function isShardedHfStorage(dir: string): Promise<boolean> {
-  const names = (await fs.promises.readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith(".safetensors")).sort();
+  const names = (await fs.promises.readdir(dir).catch(() => [] as string[]))
+    .filter((n) => n.endsWith(".safetensors"))
+    .sort();
   if (names.length === 0) return false;
   const seen = new Set<string>();
   for (const n of names) {
@@ -71,20 +86,35 @@ export async function openHfStorage(dir: string): Promise<DcpCheckpoint> {
     const f = await SafetensorsFile.open(nodePath.join(root, n));
     try {
       if (f.metadata[SHARDING_INFO_KEY] === undefined) {
-        throw new PmaError("METADATA_INVALID", `${f.path}: has no ${SHARDING_INFO_KEY}, unlike the other files of this sharded checkpoint; it does not belong here.`, {
-          file: f.path,
-        });
+        throw new PmaError(
+          "METADATA_INVALID",
+          `${f.path}: has no ${SHARDING_INFO_KEY}, unlike the other files of this sharded checkpoint; it does not belong here.`,
+          {
+            file: f.path,
+          },
+        );
       }
       const info = parseInfo(f);
       for (const t of f.tensors.values()) {
         const offsets = offsetsOf(info, t.name, f.path, t.shape.length);
-        const chunk: DcpChunk = { offsets, sizes: t.shape, file: f.path, dataOffset: t.fileOffset, byteLength: t.byteLength };
+        const chunk: DcpChunk = {
+          offsets,
+          sizes: t.shape,
+          file: f.path,
+          dataOffset: t.fileOffset,
+          byteLength: t.byteLength,
+        };
         const prior = tensors.get(t.name);
-        if (prior === undefined) tensors.set(t.name, { name: t.name, dtype: t.dtype, shape: [], chunks: [chunk] });
+        if (prior === undefined)
+          tensors.set(t.name, { name: t.name, dtype: t.dtype, shape: [], chunks: [chunk] });
         else if (prior.dtype !== t.dtype || prior.chunks[0]!.sizes.length !== t.shape.length) {
-          throw new PmaError("METADATA_INVALID", `${f.path}: tensor "${t.name}" is ${t.dtype} of rank ${t.shape.length} here but ${prior.dtype} of rank ${prior.chunks[0]!.sizes.length} in ${prior.chunks[0]!.file}.`, {
-            file: f.path,
-          });
+          throw new PmaError(
+            "METADATA_INVALID",
+            `${f.path}: tensor "${t.name}" is ${t.dtype} of rank ${t.shape.length} here but ${prior.dtype} of rank ${prior.chunks[0]!.sizes.length} in ${prior.chunks[0]!.file}.`,
+            {
+              file: f.path,
+            },
+          );
         } else prior.chunks.push(chunk);
       }
     } finally {
@@ -93,9 +123,17 @@ export async function openHfStorage(dir: string): Promise<DcpCheckpoint> {
   }
   for (const t of tensors.values()) {
     const rank = t.chunks[0]!.sizes.length;
-    t.shape = Array.from({ length: rank }, (_, d) => Math.max(...t.chunks.map((c) => c.offsets[d]! + c.sizes[d]!)));
+    t.shape = Array.from({ length: rank }, (_, d) =>
+      Math.max(...t.chunks.map((c) => c.offsets[d]! + c.sizes[d]!)),
+    );
   }
-  const ckpt: DcpCheckpoint = { root, layout: "hf-storage", tensors, bytesItems: new Map(), dataFiles: names };
+  const ckpt: DcpCheckpoint = {
+    root,
+    layout: "hf-storage",
+    tensors,
+    bytesItems: new Map(),
+    dataFiles: names,
+  };
   await validateCheckpoint(ckpt, root);
   return ckpt;
 }

@@ -31,13 +31,23 @@ export async function inspectDcp(path: string, opts: { stats?: boolean } = {}): 
     const tensors: TensorSummary[] = [];
     const dtypes: Record<string, number> = {};
     // One window for every tensor, no larger than the largest one needs.
-    const window = Math.min(STATS_CHUNK, Math.max(1, ...[...ckpt.tensors.values()].map((t) => numel(t.shape))));
+    const window = Math.min(
+      STATS_CHUNK,
+      Math.max(1, ...[...ckpt.tensors.values()].map((t) => numel(t.shape))),
+    );
     const scratch = opts.stats ? new Float64Array(window) : new Float64Array(0);
     const buf = opts.stats ? new Uint8Array(window * 8) : new Uint8Array(0);
     for (const t of ckpt.tensors.values()) {
       const parameters = numel(t.shape);
       const files = [...new Set(t.chunks.map((c) => c.file.slice(ckpt.root.length + 1)))];
-      const summary: TensorSummary = { name: t.name, dtype: t.dtype, shape: t.shape, parameters, bytes: (parameters * dtypeBits(t.dtype)) / 8, file: files.join(", ") };
+      const summary: TensorSummary = {
+        name: t.name,
+        dtype: t.dtype,
+        shape: t.shape,
+        parameters,
+        bytes: (parameters * dtypeBits(t.dtype)) / 8,
+        file: files.join(", "),
+      };
       dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + parameters;
       if (opts.stats && isFloatDType(t.dtype)) {
         const acc = new StatsAccumulator();
@@ -58,7 +68,10 @@ export async function inspectDcp(path: string, opts: { stats?: boolean } = {}): 
     return {
       path: ckpt.root,
       format: "dcp",
-      files: dataFiles.map((f) => ({ path: join(ckpt.root, f), bytes: fs.statSync(join(ckpt.root, f)).size })),
+      files: dataFiles.map((f) => ({
+        path: join(ckpt.root, f),
+        bytes: fs.statSync(join(ckpt.root, f)).size,
+      })),
       tensors,
       parameters: tensors.reduce((s, t) => s + t.parameters, 0),
       bytes: tensors.reduce((s, t) => s + t.bytes, 0),
@@ -71,7 +84,8 @@ export async function inspectDcp(path: string, opts: { stats?: boolean } = {}): 
         items,
         tokens: progress.tokens ?? null,
         step: progress.step ?? null,
-        progressFrom: [progress.tokensFrom, progress.stepFrom].filter((x) => x !== undefined).join(", ") || null,
+        progressFrom:
+          [progress.tokensFrom, progress.stepFrom].filter((x) => x !== undefined).join(", ") || null,
       },
     };
   } finally {

@@ -18,7 +18,12 @@ export const MEGATRON_COMMON = "common.pt";
 const MAX_COMMON_SIZE = 256 << 20;
 
 /** Inert classes a common.pt may name besides the metadata allowlist. */
-const COMMON_EXTRA = (name: string) => name === "argparse.Namespace" || name.startsWith("megatron.") || name === "builtins.slice" || name === "types.SimpleNamespace" || /^torch\.(float|bfloat|half|int|uint)\w*$/.test(name);
+const COMMON_EXTRA = (name: string) =>
+  name === "argparse.Namespace" ||
+  name.startsWith("megatron.") ||
+  name === "builtins.slice" ||
+  name === "types.SimpleNamespace" ||
+  /^torch\.(float|bfloat|half|int|uint)\w*$/.test(name);
 
 export interface MegatronCommon {
   iteration?: number;
@@ -53,10 +58,17 @@ export function readMegatronCommon(dir: string): MegatronCommon | null {
       out.used.push("iteration");
     }
     const args = top.get("args");
-    const a = args !== undefined && isObject(args, (c) => c.endsWith("Namespace")) ? fieldsOf(args.state) : null;
+    const a =
+      args !== undefined && isObject(args, (c) => c.endsWith("Namespace")) ? fieldsOf(args.state) : null;
     const samples = a?.get("consumed_train_samples");
     const seq = a?.get("seq_length");
-    if (typeof samples === "number" && typeof seq === "number" && samples > 0 && seq > 0 && Number.isSafeInteger(samples * seq)) {
+    if (
+      typeof samples === "number" &&
+      typeof seq === "number" &&
+      samples > 0 &&
+      seq > 0 &&
+      Number.isSafeInteger(samples * seq)
+    ) {
       out.tokens = samples * seq;
       out.used.push("args.consumed_train_samples x args.seq_length");
     }

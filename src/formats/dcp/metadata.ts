@@ -70,12 +70,20 @@ function stateFields(v: PyValue): Map<string, PyValue> | null {
 
 export function decodeMetadata(root: PyValue, where: string): DcpMetadata {
   const bad = (what: string): never => {
-    throw new PmaError("METADATA_INVALID", `${where}: ${what}; this is not torch.distributed.checkpoint metadata, or it is damaged.`, { file: where });
+    throw new PmaError(
+      "METADATA_INVALID",
+      `${where}: ${what}; this is not torch.distributed.checkpoint metadata, or it is damaged.`,
+      { file: where },
+    );
   };
   const ints = (v: PyValue | undefined, what: string): number[] => {
     // torch.Size is REDUCE(torch.Size, (tuple,)); older writers pickle a plain list.
     const list = v !== undefined && isObject(v, (c) => c === "torch.Size") ? v.args[0] : v;
-    if (!Array.isArray(list) || !list.every((x) => typeof x === "number" && Number.isSafeInteger(x) && x >= 0)) return bad(`${what} is not a list of sizes`);
+    if (
+      !Array.isArray(list) ||
+      !list.every((x) => typeof x === "number" && Number.isSafeInteger(x) && x >= 0)
+    )
+      return bad(`${what} is not a list of sizes`);
     return list as number[];
   };
   if (!isObject(root, endsWith(".Metadata"))) return bad("the pickled object is not a Metadata");
@@ -90,26 +98,49 @@ export function decodeMetadata(root: PyValue, where: string): DcpMetadata {
       bytesItems.push(key);
       continue;
     }
-    if (!isObject(item, endsWith(".TensorStorageMetadata"))) return bad(`item "${key}" is neither a tensor nor bytes`);
+    if (!isObject(item, endsWith(".TensorStorageMetadata")))
+      return bad(`item "${key}" is neither a tensor nor bytes`);
     const f = stateFields(item) ?? bad(`tensor "${key}" has no fields`);
     const props = f.get("properties");
     const pstate = isObject(props ?? null) ? (props as { state?: PyValue }).state : undefined;
     // TensorProperties' state is a tuple (dtype, layout, requires_grad, memory_format, pin_memory); some writers pickle a dict.
     const dtypeValue = Array.isArray(pstate) ? pstate[0] : (fieldsOf(pstate)?.get("dtype") ?? null);
-    const dtypeName = dtypeValue !== null && typeof dtypeValue === "object" && !Array.isArray(dtypeValue) && !(dtypeValue instanceof Uint8Array) && dtypeValue.kind === "global" ? dtypeValue.name : null;
+    const dtypeName =
+      dtypeValue !== null &&
+      typeof dtypeValue === "object" &&
+      !Array.isArray(dtypeValue) &&
+      !(dtypeValue instanceof Uint8Array) &&
+      dtypeValue.kind === "global"
+        ? dtypeValue.name
+        : null;
     const dtype = dtypeName === null ? undefined : TORCH_DTYPES[dtypeName];
     if (dtype === undefined) {
-      throw new PmaError("DTYPE_UNSUPPORTED", `${where}: tensor "${key}" has dtype ${dtypeName ?? "(missing)"}, which pma cannot read.`, { file: where });
+      throw new PmaError(
+        "DTYPE_UNSUPPORTED",
+        `${where}: tensor "${key}" has dtype ${dtypeName ?? "(missing)"}, which pma cannot read.`,
+        { file: where },
+      );
     }
-    if (Array.isArray(pstate) && isObject(pstate[1] ?? null) && JSON.stringify(toJson(pstate[1]!)).includes("sparse")) {
-      throw new PmaError("FORMAT_UNSUPPORTED", `${where}: tensor "${key}" is sparse; pma reads dense (strided) tensors only.`, { file: where });
+    if (
+      Array.isArray(pstate) &&
+      isObject(pstate[1] ?? null) &&
+      JSON.stringify(toJson(pstate[1]!)).includes("sparse")
+    ) {
+      throw new PmaError(
+        "FORMAT_UNSUPPORTED",
+        `${where}: tensor "${key}" is sparse; pma reads dense (strided) tensors only.`,
+        { file: where },
+      );
     }
     const shape = ints(f.get("size"), `tensor "${key}"'s size`);
     const chunkList = f.get("chunks");
     if (!Array.isArray(chunkList)) return bad(`tensor "${key}" has no chunk list`);
     const chunks = chunkList.map((c, i) => {
       const cf = stateFields(c) ?? bad(`chunk ${i} of tensor "${key}" is malformed`);
-      return { offsets: ints(cf.get("offsets"), `chunk ${i} of "${key}"`), sizes: ints(cf.get("sizes"), `chunk ${i} of "${key}"`) };
+      return {
+        offsets: ints(cf.get("offsets"), `chunk ${i} of "${key}"`),
+        sizes: ints(cf.get("sizes"), `chunk ${i} of "${key}"`),
+      };
     });
     tensors.set(key, { name: key, dtype, shape, chunks });
   }
@@ -125,7 +156,15 @@ export function decodeMetadata(root: PyValue, where: string): DcpMetadata {
     const relativePath = si.get("relative_path");
     const offset = si.get("offset");
     const length = si.get("length");
-    if (typeof relativePath !== "string" || typeof offset !== "number" || typeof length !== "number" || !Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+    if (
+      typeof relativePath !== "string" ||
+      typeof offset !== "number" ||
+      typeof length !== "number" ||
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0
+    ) {
       return bad(`the storage of "${fqn}" is not (relative_path, offset, length)`);
     }
     const transforms = si.get("transform_descriptors");
@@ -137,7 +176,8 @@ export function decodeMetadata(root: PyValue, where: string): DcpMetadata {
       );
     }
     const key = storageKey(fqn, offsets);
-    if (storage.has(key)) return bad(`item "${fqn}" ${offsets ? `at [${offsets.join(", ")}] ` : ""}is stored twice`);
+    if (storage.has(key))
+      return bad(`item "${fqn}" ${offsets ? `at [${offsets.join(", ")}] ` : ""}is stored twice`);
     storage.set(key, { relativePath, offset, length });
   }
   const extra: Record<string, unknown> = {};

@@ -42,13 +42,25 @@ export async function openDcp(dir: string): Promise<OpenedDcp> {
   const metaPath = nodePath.join(root, METADATA_FILE);
   const st = await fs.promises.stat(metaPath).catch(() => null);
   if (!st?.isFile()) {
-    if (await isShardedHfStorage(root)) return { ...(await openHfStorage(root)), metadata: null, metadataPath: null };
-    throw new PmaError("IO", `${root}: no ${METADATA_FILE}; not a torch.distributed.checkpoint folder.`, { file: root });
+    if (await isShardedHfStorage(root))
+      return { ...(await openHfStorage(root)), metadata: null, metadataPath: null };
+    throw new PmaError("IO", `${root}: no ${METADATA_FILE}; not a torch.distributed.checkpoint folder.`, {
+      file: root,
+    });
   }
   if (!(await staysInside(root, metaPath))) {
-    throw new PmaError("PATH_UNSAFE", `${metaPath}: is a link leading outside the checkpoint folder; refusing to read it.`, { file: metaPath });
+    throw new PmaError(
+      "PATH_UNSAFE",
+      `${metaPath}: is a link leading outside the checkpoint folder; refusing to read it.`,
+      { file: metaPath },
+    );
   }
-  if (st.size > MAX_METADATA_SIZE) throw new PmaError("METADATA_INVALID", `${metaPath}: is ${st.size} bytes, far more than any checkpoint's metadata.`, { file: metaPath });
+  if (st.size > MAX_METADATA_SIZE)
+    throw new PmaError(
+      "METADATA_INVALID",
+      `${metaPath}: is ${st.size} bytes, far more than any checkpoint's metadata.`,
+      { file: metaPath },
+    );
   const meta = decodeMetadata(loadPickle(await fs.promises.readFile(metaPath), metaPath), metaPath);
 
   // Every relative_path must name a file in this folder: metadata is untrusted input.
@@ -58,11 +70,19 @@ export async function openDcp(dir: string): Promise<OpenedDcp> {
     if (abs === undefined) {
       const name = checkShardName(rel, metaPath);
       if (name.includes("/")) {
-        throw new PmaError("PATH_UNSAFE", `${metaPath}: data file "${rel}" is in a subfolder; DCP writes its files beside .metadata, so pma refuses it.`, { file: metaPath });
+        throw new PmaError(
+          "PATH_UNSAFE",
+          `${metaPath}: data file "${rel}" is in a subfolder; DCP writes its files beside .metadata, so pma refuses it.`,
+          { file: metaPath },
+        );
       }
       abs = nodePath.join(root, name);
       if (!(await staysInside(root, abs))) {
-        throw new PmaError("PATH_UNSAFE", `${metaPath}: data file "${rel}" is a link leading outside the checkpoint folder; refusing to read it.`, { file: metaPath });
+        throw new PmaError(
+          "PATH_UNSAFE",
+          `${metaPath}: data file "${rel}" is a link leading outside the checkpoint folder; refusing to read it.`,
+          { file: metaPath },
+        );
       }
       paths.set(rel, abs);
     }
@@ -71,7 +91,11 @@ export async function openDcp(dir: string): Promise<OpenedDcp> {
   const storageOf = (fqn: string, offsets: number[] | null): StorageInfo => {
     const s = meta.storage.get(storageKey(fqn, offsets));
     if (s === undefined) {
-      throw new PmaError("METADATA_INVALID", `${metaPath}: item "${fqn}"${offsets ? ` (chunk at [${offsets.join(", ")}])` : ""} has no storage entry; the checkpoint is incomplete.`, { file: metaPath });
+      throw new PmaError(
+        "METADATA_INVALID",
+        `${metaPath}: item "${fqn}"${offsets ? ` (chunk at [${offsets.join(", ")}])` : ""} has no storage entry; the checkpoint is incomplete.`,
+        { file: metaPath },
+      );
     }
     return s;
   };
@@ -82,7 +106,12 @@ export async function openDcp(dir: string): Promise<OpenedDcp> {
     const file = await resolvePath(s.relativePath);
     const size = (await fs.promises.stat(file).catch(() => null))?.size ?? 0;
     checkInside(metaPath, `item "${name}"`, file, size, s);
-    bytesItems.set(name, { name, file: await resolvePath(s.relativePath), offset: s.offset, length: s.length });
+    bytesItems.set(name, {
+      name,
+      file: await resolvePath(s.relativePath),
+      offset: s.offset,
+      length: s.length,
+    });
   }
 
   const fds = new Map<string, number>();
@@ -102,7 +131,10 @@ export async function openDcp(dir: string): Promise<OpenedDcp> {
       if (fs.fstatSync(fdOf(file)).size >= s.offset + 4) readFullySync(fdOf(file), file, magic, s.offset);
       layout = magic.readUInt32LE(0) === 0x04034b50 ? "torch-save" : "safetensors";
     }
-    const blobs = new Map<string, Map<string, { fileOffset: number; byteLength: number; shape: number[]; dtype: string }>>();
+    const blobs = new Map<
+      string,
+      Map<string, { fileOffset: number; byteLength: number; shape: number[]; dtype: string }>
+    >();
     const blobOf = (file: string, start: number) => {
       const key = `${file}\u0000${start}`;
       let b = blobs.get(key);
@@ -110,16 +142,30 @@ export async function openDcp(dir: string): Promise<OpenedDcp> {
         const fd = fdOf(file);
         const size = fs.fstatSync(fd).size;
         if (start + LENGTH_PREFIX > size) {
-          throw new PmaError("METADATA_INVALID", `${metaPath}: a safetensors blob at byte ${start} of ${file} lies past its end (${size} bytes).`, { file: metaPath });
+          throw new PmaError(
+            "METADATA_INVALID",
+            `${metaPath}: a safetensors blob at byte ${start} of ${file} lies past its end (${size} bytes).`,
+            { file: metaPath },
+          );
         }
         const prefix = Buffer.alloc(LENGTH_PREFIX);
         readFullySync(fd, file, prefix, start);
         const n = prefix.readBigUInt64LE(0);
-        if (n > BigInt(size - start - LENGTH_PREFIX)) throw new PmaError("METADATA_INVALID", `${file}: the safetensors header at byte ${start} claims ${n} bytes, past the end of the file.`, { file });
+        if (n > BigInt(size - start - LENGTH_PREFIX))
+          throw new PmaError(
+            "METADATA_INVALID",
+            `${file}: the safetensors header at byte ${start} claims ${n} bytes, past the end of the file.`,
+            { file },
+          );
         const header = Buffer.alloc(Number(n));
         readFullySync(fd, file, header, start + LENGTH_PREFIX);
         const parsed = parseSafetensorsHeader(header, size - start, file);
-        b = new Map(parsed.tensors.map((t) => [t.name, { fileOffset: start + t.fileOffset, byteLength: t.byteLength, shape: t.shape, dtype: t.dtype }]));
+        b = new Map(
+          parsed.tensors.map((t) => [
+            t.name,
+            { fileOffset: start + t.fileOffset, byteLength: t.byteLength, shape: t.shape, dtype: t.dtype },
+          ]),
+        );
         blobs.set(key, b);
       }
       return b;
@@ -131,18 +177,42 @@ export async function openDcp(dir: string): Promise<OpenedDcp> {
         const s = storageOf(t.name, c.offsets);
         const file = await resolvePath(s.relativePath);
         if (layout === "torch-save") {
-          checkInside(metaPath, `the chunk of "${t.name}" at [${c.offsets.join(", ")}]`, file, fs.fstatSync(fdOf(file)).size, s);
+          checkInside(
+            metaPath,
+            `the chunk of "${t.name}" at [${c.offsets.join(", ")}]`,
+            file,
+            fs.fstatSync(fdOf(file)).size,
+            s,
+          );
           const records = readSegmentRecords(fdOf(file), file, s.offset, s.length, t.name);
           const seg = segmentTensor(fdOf(file), file, records, t.name, t.dtype, c.sizes);
-          chunks.push({ ...c, file, dataOffset: seg.dataOffset, byteLength: seg.byteLength, record: { dataOffset: seg.record.dataOffset, length: seg.record.length, crcFields: seg.record.crcFields } });
+          chunks.push({
+            ...c,
+            file,
+            dataOffset: seg.dataOffset,
+            byteLength: seg.byteLength,
+            record: {
+              dataOffset: seg.record.dataOffset,
+              length: seg.record.length,
+              crcFields: seg.record.crcFields,
+            },
+          });
         } else {
           // The blob's own header locates the data; .metadata gives only the blob's start.
           const entry = blobOf(file, s.offset).get(t.name);
           if (entry === undefined || t.chunks.length !== 1) {
-            throw new PmaError("FORMAT_UNSUPPORTED", `${metaPath}: tensor "${t.name}" is not a whole tensor in the safetensors blob of ${file}; pma reads unsharded safetensors-format DCP only.`, { file: metaPath });
+            throw new PmaError(
+              "FORMAT_UNSUPPORTED",
+              `${metaPath}: tensor "${t.name}" is not a whole tensor in the safetensors blob of ${file}; pma reads unsharded safetensors-format DCP only.`,
+              { file: metaPath },
+            );
           }
           if (entry.dtype !== t.dtype || entry.shape.join(",") !== c.sizes.join(",")) {
-            throw new PmaError("METADATA_INVALID", `${file}: tensor "${t.name}" is ${entry.dtype} [${entry.shape.join(", ")}] in the file but ${t.dtype} [${c.sizes.join(", ")}] in .metadata.`, { file });
+            throw new PmaError(
+              "METADATA_INVALID",
+              `${file}: tensor "${t.name}" is ${entry.dtype} [${entry.shape.join(", ")}] in the file but ${t.dtype} [${c.sizes.join(", ")}] in .metadata.`,
+              { file },
+            );
           }
           chunks.push({ ...c, file, dataOffset: entry.fileOffset, byteLength: entry.byteLength });
         }
@@ -153,7 +223,15 @@ export async function openDcp(dir: string): Promise<OpenedDcp> {
     for (const fd of fds.values()) fs.closeSync(fd);
   }
   const dataFiles = [...new Set([...paths.values()].map((p) => nodePath.basename(p)))].sort();
-  const ckpt: OpenedDcp = { root, layout, tensors, bytesItems, dataFiles, metadata: meta, metadataPath: metaPath };
+  const ckpt: OpenedDcp = {
+    root,
+    layout,
+    tensors,
+    bytesItems,
+    dataFiles,
+    metadata: meta,
+    metadataPath: metaPath,
+  };
   await validateCheckpoint(ckpt, metaPath);
   // DCP unpickles BYTE_IO items with weights_only=False: a checkpoint pma copies or
   // merges must not carry a payload that would run when the trainer loads it.
@@ -170,7 +248,12 @@ function checkNoSharedBytes(metaPath: string, meta: DcpMetadata, paths: Map<stri
   const byFile = new Map<string, { start: number; end: number; what: string }[]>();
   for (const [key, s] of meta.storage) {
     const list = byFile.get(s.relativePath) ?? byFile.set(s.relativePath, []).get(s.relativePath)!;
-    list.push({ start: s.offset, end: s.offset + s.length, what: key.replace("\u0000bytes", "").replace("\u0000", " at [") + (key.endsWith("\u0000bytes") ? "" : "]") });
+    list.push({
+      start: s.offset,
+      end: s.offset + s.length,
+      what:
+        key.replace("\u0000bytes", "").replace("\u0000", " at [") + (key.endsWith("\u0000bytes") ? "" : "]"),
+    });
   }
   for (const [rel, list] of byFile) {
     list.sort((a, b) => a.start - b.start);
@@ -203,7 +286,8 @@ function checkInside(metaPath: string, what: string, file: string, size: number,
  */
 export function readBytesValue(ckpt: DcpCheckpoint, name: string): PyValue {
   const b = ckpt.bytesItems.get(name);
-  if (b === undefined) throw new PmaError("TENSOR_NOT_FOUND", `${ckpt.root}: no item named "${name}".`, { file: ckpt.root });
+  if (b === undefined)
+    throw new PmaError("TENSOR_NOT_FOUND", `${ckpt.root}: no item named "${name}".`, { file: ckpt.root });
   const fd = openForRead(b.file);
   try {
     const records = readSegmentRecords(fd, b.file, b.offset, b.length, name);

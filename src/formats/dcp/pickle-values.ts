@@ -29,11 +29,41 @@ export interface PyPersistent {
   kind: "persid";
   pid: PyValue;
 }
-export type PyValue = null | boolean | number | bigint | string | Uint8Array | PyValue[] | PyDict | PyObject | PyGlobal | PyPersistent;
+export type PyValue =
+  | null
+  | boolean
+  | number
+  | bigint
+  | string
+  | Uint8Array
+  | PyValue[]
+  | PyDict
+  | PyObject
+  | PyGlobal
+  | PyPersistent;
 
 /** Globals a DCP checkpoint's pickles may name: DCP's metadata classes (old and new paths), tensor rebuilding, dtypes, plain containers. */
-const DCP_MODULES = ["torch.distributed.checkpoint.metadata", "torch.distributed.checkpoint.filesystem", "torch.distributed._shard.sharded_tensor.metadata", "torch.distributed._shard.metadata", "torch.distributed.checkpoint._hf_utils"];
-const DTYPES = new Set(["float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool", "float8_e4m3fn", "float8_e5m2"]);
+const DCP_MODULES = [
+  "torch.distributed.checkpoint.metadata",
+  "torch.distributed.checkpoint.filesystem",
+  "torch.distributed._shard.sharded_tensor.metadata",
+  "torch.distributed._shard.metadata",
+  "torch.distributed.checkpoint._hf_utils",
+];
+const DTYPES = new Set([
+  "float32",
+  "float16",
+  "bfloat16",
+  "float64",
+  "int64",
+  "int32",
+  "int16",
+  "int8",
+  "uint8",
+  "bool",
+  "float8_e4m3fn",
+  "float8_e5m2",
+]);
 const STORAGES = /^torch\.(Float|Half|BFloat16|Double|Long|Int|Short|Char|Byte|Bool|Untyped)Storage$/;
 const FIXED = new Set([
   "torch.Size",
@@ -66,7 +96,12 @@ export interface PickleBudget {
   maxItems: number;
 }
 
-export const DEFAULT_PICKLE_BUDGET: PickleBudget = { maxMemo: 1 << 20, maxStack: 1 << 16, maxString: 64 << 20, maxItems: 1 << 24 };
+export const DEFAULT_PICKLE_BUDGET: PickleBudget = {
+  maxMemo: 1 << 20,
+  maxStack: 1 << 16,
+  maxString: 64 << 20,
+  maxItems: 1 << 24,
+};
 
 const MARK = Symbol("mark");
 type Slot = PyValue | typeof MARK;
@@ -77,14 +112,20 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  * Runs `bytes` as a pickle and returns the value it builds. `where` names the file (and
  * item) in every error.
  */
-export function loadPickle(bytes: Uint8Array, where: string, budget: PickleBudget = DEFAULT_PICKLE_BUDGET, alsoAllowed?: (name: string) => boolean): PyValue {
+export function loadPickle(
+  bytes: Uint8Array,
+  where: string,
+  budget: PickleBudget = DEFAULT_PICKLE_BUDGET,
+  alsoAllowed?: (name: string) => boolean,
+): PyValue {
   const fail = (what: string): never => {
     throw new PmaError("METADATA_INVALID", `${where}: ${what}`, { file: where.split(" (")[0]! });
   };
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let pos = 0;
   const need = (n: number) => {
-    if (n < 0 || pos + n > bytes.length) fail(`the pickle ends early (at byte ${pos}, needing ${n} more); the file is truncated or damaged.`);
+    if (n < 0 || pos + n > bytes.length)
+      fail(`the pickle ends early (at byte ${pos}, needing ${n} more); the file is truncated or damaged.`);
   };
   const u8 = () => (need(1), bytes[pos++]!);
   const u16 = () => (need(2), (pos += 2), view.getUint16(pos - 2, true));
@@ -147,12 +188,15 @@ export function loadPickle(bytes: Uint8Array, where: string, budget: PickleBudge
   };
   const global = (name: string): PyGlobal => {
     if (!isAllowedGlobal(name) && !(alsoAllowed?.(name) ?? false)) {
-      fail(`the pickle names the global "${name}", which pma never allows in a checkpoint; pma refuses it and runs nothing from the file. The checkpoint may be malicious.`);
+      fail(
+        `the pickle names the global "${name}", which pma never allows in a checkpoint; pma refuses it and runs nothing from the file. The checkpoint may be malicious.`,
+      );
     }
     return { kind: "global", name };
   };
   const call = (fn: PyValue, args: PyValue): PyObject => {
-    if (typeof fn !== "object" || fn === null || !("kind" in fn) || fn.kind !== "global") return fail("REDUCE or NEWOBJ applies something that is not an allowed class.");
+    if (typeof fn !== "object" || fn === null || !("kind" in fn) || fn.kind !== "global")
+      return fail("REDUCE or NEWOBJ applies something that is not an allowed class.");
     if (!Array.isArray(args)) return fail(`arguments to "${fn.name}" are not a tuple.`);
     return { kind: "object", cls: fn.name, args };
   };
@@ -389,7 +433,13 @@ export function loadPickle(bytes: Uint8Array, where: string, budget: PickleBudge
         // BUILD
         const state = pop();
         const obj = top();
-        if (typeof obj !== "object" || obj === null || !("kind" in obj) || (obj.kind !== "object" && obj.kind !== "dict")) fail("BUILD on something that is not an object.");
+        if (
+          typeof obj !== "object" ||
+          obj === null ||
+          !("kind" in obj) ||
+          (obj.kind !== "object" && obj.kind !== "dict")
+        )
+          fail("BUILD on something that is not an object.");
         if ((obj as PyObject | PyDict).kind === "object") {
           // An OrderedDict filled by SETITEMS keeps its items; BUILD then only sets attributes
           // (an nn.Module state dict's `_metadata`), as Python's BUILD does.
@@ -403,7 +453,9 @@ export function loadPickle(bytes: Uint8Array, where: string, budget: PickleBudge
         push({ kind: "persid", pid: pop() });
         break;
       default:
-        fail(`the pickle uses opcode 0x${op.toString(16).padStart(2, "0")} at byte ${pos - 1}, which no checkpoint metadata needs; refusing it.`);
+        fail(
+          `the pickle uses opcode 0x${op.toString(16).padStart(2, "0")} at byte ${pos - 1}, which no checkpoint metadata needs; refusing it.`,
+        );
     }
   }
 }
@@ -424,17 +476,31 @@ function dictEntries(target: PyValue, fail: (what: string) => never): [PyValue, 
 // ---- Accessors: read the inert values with checks, for the decoders built on them. ----
 
 export function isObject(v: PyValue, cls?: (name: string) => boolean): v is PyObject {
-  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && v.kind === "object" && (cls === undefined || cls(v.cls));
+  return (
+    typeof v === "object" &&
+    v !== null &&
+    !Array.isArray(v) &&
+    !(v instanceof Uint8Array) &&
+    v.kind === "object" &&
+    (cls === undefined || cls(v.cls))
+  );
 }
 
 export function isDict(v: PyValue): v is PyDict {
-  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && v.kind === "dict";
+  return (
+    typeof v === "object" &&
+    v !== null &&
+    !Array.isArray(v) &&
+    !(v instanceof Uint8Array) &&
+    v.kind === "dict"
+  );
 }
 
 /** The entries of a dict, or of an OrderedDict built by REDUCE + SETITEMS. */
 export function entriesOf(v: PyValue): [PyValue, PyValue][] | null {
   if (isDict(v)) return v.entries;
-  if (isObject(v) && v.cls === "collections.OrderedDict") return v.state !== undefined && isDict(v.state) ? v.state.entries : [];
+  if (isObject(v) && v.cls === "collections.OrderedDict")
+    return v.state !== undefined && isDict(v.state) ? v.state.entries : [];
   return null;
 }
 
@@ -455,9 +521,14 @@ export function toJson(v: PyValue): unknown {
   if (v instanceof Uint8Array) return Buffer.from(v).toString("base64");
   if (Array.isArray(v)) return v.map(toJson);
   const e = entriesOf(v);
-  if (e !== null) return Object.fromEntries(e.map(([k, x]) => [typeof k === "string" ? k : String(toJson(k)), toJson(x)]));
+  if (e !== null)
+    return Object.fromEntries(e.map(([k, x]) => [typeof k === "string" ? k : String(toJson(k)), toJson(x)]));
   if (v.kind === "global") return v.name;
   if (v.kind === "persid") return { persistent_id: toJson(v.pid) };
   const o = v as PyObject;
-  return { class: o.cls, args: o.args.map(toJson), ...(o.state !== undefined ? { state: toJson(o.state) } : {}) };
+  return {
+    class: o.cls,
+    args: o.args.map(toJson),
+    ...(o.state !== undefined ? { state: toJson(o.state) } : {}),
+  };
 }

@@ -18,7 +18,9 @@ export interface DcpProgress {
 
 function countItem(ckpt: DcpCheckpoint, names: string[]): { value: number; item: string } | null {
   // Shallowest first: `step` before `train_state.step` before `optimizer.state.x.step`.
-  const items = [...ckpt.bytesItems.keys()].filter((k) => names.includes(k.split(".").pop()!)).sort((a, b) => a.split(".").length - b.split(".").length);
+  const items = [...ckpt.bytesItems.keys()]
+    .filter((k) => names.includes(k.split(".").pop()!))
+    .sort((a, b) => a.split(".").length - b.split(".").length);
   for (const item of items) {
     const v = readBytesValue(ckpt, item);
     if (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) return { value: v, item };

@@ -31,7 +31,10 @@ export class DcpReader {
 
   tensor(name: string): DcpTensor {
     const t = this.checkpoint.tensors.get(name);
-    if (!t) throw new PmaError("TENSOR_NOT_FOUND", `${this.checkpoint.root}: no tensor named "${name}".`, { file: this.checkpoint.root });
+    if (!t)
+      throw new PmaError("TENSOR_NOT_FOUND", `${this.checkpoint.root}: no tensor named "${name}".`, {
+        file: this.checkpoint.root,
+      });
     return t;
   }
 
@@ -40,14 +43,30 @@ export class DcpReader {
     const t = this.tensor(name);
     const size = dtypeBits(t.dtype) / 8;
     const total = numel(t.shape);
-    if (!Number.isInteger(size)) throw new PmaError("DTYPE_UNSUPPORTED", `${this.checkpoint.root}: tensor "${name}" has sub-byte dtype ${t.dtype}.`);
-    if (!(Number.isSafeInteger(start) && Number.isSafeInteger(count) && start >= 0 && count >= 0 && start + count <= total)) {
-      throw new PmaError("RANGE_INVALID", `${this.checkpoint.root}: elements [${start}, +${count}) are outside tensor "${name}" of ${total} elements.`);
+    if (!Number.isInteger(size))
+      throw new PmaError(
+        "DTYPE_UNSUPPORTED",
+        `${this.checkpoint.root}: tensor "${name}" has sub-byte dtype ${t.dtype}.`,
+      );
+    if (!(
+      Number.isSafeInteger(start) &&
+      Number.isSafeInteger(count) &&
+      start >= 0 &&
+      count >= 0 &&
+      start + count <= total
+    )) {
+      throw new PmaError(
+        "RANGE_INVALID",
+        `${this.checkpoint.root}: elements [${start}, +${count}) are outside tensor "${name}" of ${total} elements.`,
+      );
     }
     const out = into ? into.subarray(0, count * size) : new Uint8Array(count * size);
     for (const run of globalRuns(t.shape, t.chunks, start, count)) {
       const c = t.chunks[run.chunk]!;
-      const target = out.subarray((run.globalElement - start) * size, (run.globalElement - start + run.length) * size);
+      const target = out.subarray(
+        (run.globalElement - start) * size,
+        (run.globalElement - start + run.length) * size,
+      );
       readFullySync(this.fd(c.file), c.file, target, c.dataOffset + run.chunkElement * size);
     }
     return out;
@@ -56,7 +75,10 @@ export class DcpReader {
   /** The raw bytes of a non-tensor item. */
   readBytesItem(name: string): Uint8Array {
     const b = this.checkpoint.bytesItems.get(name);
-    if (!b) throw new PmaError("TENSOR_NOT_FOUND", `${this.checkpoint.root}: no item named "${name}".`, { file: this.checkpoint.root });
+    if (!b)
+      throw new PmaError("TENSOR_NOT_FOUND", `${this.checkpoint.root}: no item named "${name}".`, {
+        file: this.checkpoint.root,
+      });
     const out = new Uint8Array(b.length);
     readFullySync(this.fd(b.file), b.file, out, b.offset);
     return out;

@@ -36,9 +36,19 @@ const MAX_CENTRAL_DIRECTORY = 1 << 20;
  * Reads the records of the zip stored at [offset, offset + length) of `file` (opened as `fd`).
  * `item` names the DCP item for messages.
  */
-export function readSegmentRecords(fd: number, file: string, offset: number, length: number, item: string): SegmentRecord[] {
+export function readSegmentRecords(
+  fd: number,
+  file: string,
+  offset: number,
+  length: number,
+  item: string,
+): SegmentRecord[] {
   const bad = (what: string): never => {
-    throw new PmaError("METADATA_INVALID", `${file}: the item "${item}" at bytes [${offset}, ${offset + length}) is not a valid torch.save zip: ${what}.`, { file });
+    throw new PmaError(
+      "METADATA_INVALID",
+      `${file}: the item "${item}" at bytes [${offset}, ${offset + length}) is not a valid torch.save zip: ${what}.`,
+      { file },
+    );
   };
   const read = (pos: number, n: number): Buffer => {
     if (pos < 0 || n < 0 || pos + n > length) bad(`a structure at ${pos} (+${n}) lies outside the item`);
@@ -65,7 +75,12 @@ export function readSegmentRecords(fd: number, file: string, offset: number, len
   let entries = e.readUInt16LE(10);
   let cdSize = e.readUInt32LE(12);
   let cdOffset = e.readUInt32LE(16);
-  if ((entries === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) || (eocd >= 20 && read(eocd - 20, 4).readUInt32LE(0) === SIG_LOCATOR64)) {
+  if (
+    entries === 0xffff ||
+    cdSize === 0xffffffff ||
+    cdOffset === 0xffffffff ||
+    (eocd >= 20 && read(eocd - 20, 4).readUInt32LE(0) === SIG_LOCATOR64)
+  ) {
     if (eocd < 20) bad("its ZIP64 locator is missing");
     const loc = read(eocd - 20, 20);
     if (loc.readUInt32LE(0) !== SIG_LOCATOR64) bad("its ZIP64 locator is missing");
@@ -75,7 +90,8 @@ export function readSegmentRecords(fd: number, file: string, offset: number, len
     const n64 = e64.readBigUInt64LE(32);
     const size64 = e64.readBigUInt64LE(40);
     const off64 = e64.readBigUInt64LE(48);
-    if (n64 > BigInt(MAX_RECORDS) || size64 > BigInt(length) || off64 > BigInt(length)) bad("its ZIP64 end record gives sizes beyond the item");
+    if (n64 > BigInt(MAX_RECORDS) || size64 > BigInt(length) || off64 > BigInt(length))
+      bad("its ZIP64 end record gives sizes beyond the item");
     entries = Number(n64);
     cdSize = Number(size64);
     cdOffset = Number(off64);
@@ -86,7 +102,8 @@ export function readSegmentRecords(fd: number, file: string, offset: number, len
   const records: SegmentRecord[] = [];
   let p = 0;
   for (let k = 0; k < entries; k++) {
-    if (p + 46 > cd.length || cd.readUInt32LE(p) !== SIG_CENTRAL) bad(`central directory entry ${k} is malformed`);
+    if (p + 46 > cd.length || cd.readUInt32LE(p) !== SIG_CENTRAL)
+      bad(`central directory entry ${k} is malformed`);
     const flags = cd.readUInt16LE(p + 8);
     const method = cd.readUInt16LE(p + 10);
     const crc32 = cd.readUInt32LE(p + 16);
@@ -96,7 +113,8 @@ export function readSegmentRecords(fd: number, file: string, offset: number, len
     const extraLen = cd.readUInt16LE(p + 30);
     const commentLen = cd.readUInt16LE(p + 32);
     let local = cd.readUInt32LE(p + 42);
-    if (p + 46 + nameLen + extraLen + commentLen > cd.length) bad(`central directory entry ${k} runs past the directory`);
+    if (p + 46 + nameLen + extraLen + commentLen > cd.length)
+      bad(`central directory entry ${k} runs past the directory`);
     const name = cd.toString("utf8", p + 46, p + 46 + nameLen);
     // ZIP64 extended information: 8-byte values for the fields saturated at 0xffffffff, in this order.
     let x = p + 46 + nameLen;
@@ -110,7 +128,8 @@ export function readSegmentRecords(fd: number, file: string, offset: number, len
           if (q + 8 > x + 4 + size) bad(`the ZIP64 field of "${name}" is too short`);
           const v = cd.readBigUInt64LE(q);
           q += 8;
-          if (v > BigInt(length)) bad(`record "${name}" claims a size or offset of ${v} bytes, beyond the item`);
+          if (v > BigInt(length))
+            bad(`record "${name}" claims a size or offset of ${v} bytes, beyond the item`);
           return Number(v);
         };
         if (uncomp === 0xffffffff) uncomp = take();
@@ -142,7 +161,8 @@ export function readSegmentRecords(fd: number, file: string, offset: number, len
   }
   const sorted = [...records].sort((a, b) => a.dataOffset - b.dataOffset);
   for (let i = 1; i < sorted.length; i++) {
-    if (sorted[i]!.dataOffset < sorted[i - 1]!.dataOffset + sorted[i - 1]!.length) bad(`records "${sorted[i - 1]!.name}" and "${sorted[i]!.name}" overlap`);
+    if (sorted[i]!.dataOffset < sorted[i - 1]!.dataOffset + sorted[i - 1]!.length)
+      bad(`records "${sorted[i - 1]!.name}" and "${sorted[i]!.name}" overlap`);
   }
   const names = new Set<string>();
   for (const r of records) {
@@ -156,7 +176,11 @@ export function readSegmentRecords(fd: number, file: string, offset: number, len
 export function segmentRoot(records: SegmentRecord[], file: string, item: string): string {
   const pkl = records.filter((r) => /^[^/]+\/data\.pkl$/.test(r.name));
   if (pkl.length !== 1) {
-    throw new PmaError("METADATA_INVALID", `${file}: the item "${item}" has ${pkl.length} "<root>/data.pkl" records; a torch.save zip has exactly one.`, { file });
+    throw new PmaError(
+      "METADATA_INVALID",
+      `${file}: the item "${item}" has ${pkl.length} "<root>/data.pkl" records; a torch.save zip has exactly one.`,
+      { file },
+    );
   }
   return pkl[0]!.name.slice(0, -"data.pkl".length);
 }

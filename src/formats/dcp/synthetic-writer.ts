@@ -96,7 +96,9 @@ class Pickler {
     return this.op(0x65);
   }
   size(dims: number[]): this {
-    return this.global("torch.Size").tuple([() => this.tuple(dims.map((d) => () => this.int(d)))]).op(0x52);
+    return this.global("torch.Size")
+      .tuple([() => this.tuple(dims.map((d) => () => this.int(d)))])
+      .op(0x52);
   }
   done(): Buffer {
     this.op(0x2e);
@@ -115,7 +117,12 @@ interface Record_ {
 }
 
 /** Writes one torch.save zip at `start` of `fd`: stored records, data 64-byte aligned from `start`. Returns its length. */
-function writeZip(fd: number, file: string, start: number, records: { name: string; length: number; write(at: number): number }[]): number {
+function writeZip(
+  fd: number,
+  file: string,
+  start: number,
+  records: { name: string; length: number; write(at: number): number }[],
+): number {
   let pos = start;
   const written: Record_[] = [];
   for (const r of records) {
@@ -179,7 +186,13 @@ function smallRecord(name: string, data: Buffer) {
  * Writes `dir` (created) as a DCP checkpoint of `tensors` row-sharded over `ranks` files,
  * with `items` as BYTE_IO values (ints or strings).
  */
-export function writeSyntheticDcp(dir: string, tensors: SyntheticTensor[], items: Record<string, number | string>, ranks = 1, pieceBytes = 8 << 20): void {
+export function writeSyntheticDcp(
+  dir: string,
+  tensors: SyntheticTensor[],
+  items: Record<string, number | string>,
+  ranks = 1,
+  pieceBytes = 8 << 20,
+): void {
   fs.mkdirSync(dir, { recursive: true });
   const p = new Pickler();
   const storage: (() => void)[][] = [];
@@ -209,9 +222,21 @@ export function writeSyntheticDcp(dir: string, tensors: SyntheticTensor[], items
       if (rank === 0) {
         for (const [name, value] of Object.entries(items)) {
           const pkl = new Pickler();
-          (typeof value === "number" ? pkl.int(value) : pkl.str(value));
-          const recs = [smallRecord("archive/data.pkl", pkl.done()), smallRecord("archive/byteorder", Buffer.from("little")), smallRecord("archive/version", Buffer.from("3\n"))];
-          const len = writeZip(fd, file, pos, recs.map((r) => ({ ...r, write: (at: number) => (writeFullySync(fd, file, r.data, at), crc32(r.data)) })));
+          typeof value === "number" ? pkl.int(value) : pkl.str(value);
+          const recs = [
+            smallRecord("archive/data.pkl", pkl.done()),
+            smallRecord("archive/byteorder", Buffer.from("little")),
+            smallRecord("archive/version", Buffer.from("3\n")),
+          ];
+          const len = writeZip(
+            fd,
+            file,
+            pos,
+            recs.map((r) => ({
+              ...r,
+              write: (at: number) => (writeFullySync(fd, file, r.data, at), crc32(r.data)),
+            })),
+          );
           store(name, null, pos, len);
           pos += len;
         }
@@ -222,23 +247,44 @@ export function writeSyntheticDcp(dir: string, tensors: SyntheticTensor[], items
         const r0 = Math.floor((rank * rows) / ranks);
         const r1 = Math.floor(((rank + 1) * rows) / ranks);
         if (t.shape.length > 0 && r1 <= r0) continue;
-        const box: ChunkBox = t.shape.length === 0 ? { offsets: [], sizes: [] } : { offsets: [r0, ...t.shape.slice(1).map(() => 0)], sizes: [r1 - r0, ...t.shape.slice(1)] };
+        const box: ChunkBox =
+          t.shape.length === 0
+            ? { offsets: [], sizes: [] }
+            : { offsets: [r0, ...t.shape.slice(1).map(() => 0)], sizes: [r1 - r0, ...t.shape.slice(1)] };
         if (t.shape.length === 0 && rank > 0) continue;
         (chunksOf.get(t.name) ?? chunksOf.set(t.name, []).get(t.name)!).push(box);
         const numel = box.sizes.reduce((a, b) => a * b, 1);
         const bytes = (numel * dtypeBits(t.dtype)) / 8;
         const pkl = new Pickler();
-        pkl.global("torch._utils._rebuild_tensor_v2").tuple([
-          () => pkl.tuple([() => pkl.str("storage"), () => pkl.global(`torch.${storageName}`), () => pkl.str("0"), () => pkl.str("cpu"), () => pkl.int(numel)]).op(0x51),
-          () => pkl.int(0),
-          () => pkl.tuple(box.sizes.map((d) => () => pkl.int(d))),
-          () => pkl.tuple(rowMajorStrides(box.sizes).map((d) => () => pkl.int(d))),
-          () => pkl.bool(false),
-          () => pkl.global("collections.OrderedDict").tuple([]).op(0x52),
-        ]).op(0x52);
-        const small = [smallRecord("archive/data.pkl", pkl.done()), smallRecord("archive/byteorder", Buffer.from("little"))];
+        pkl
+          .global("torch._utils._rebuild_tensor_v2")
+          .tuple([
+            () =>
+              pkl
+                .tuple([
+                  () => pkl.str("storage"),
+                  () => pkl.global(`torch.${storageName}`),
+                  () => pkl.str("0"),
+                  () => pkl.str("cpu"),
+                  () => pkl.int(numel),
+                ])
+                .op(0x51),
+            () => pkl.int(0),
+            () => pkl.tuple(box.sizes.map((d) => () => pkl.int(d))),
+            () => pkl.tuple(rowMajorStrides(box.sizes).map((d) => () => pkl.int(d))),
+            () => pkl.bool(false),
+            () => pkl.global("collections.OrderedDict").tuple([]).op(0x52),
+          ])
+          .op(0x52);
+        const small = [
+          smallRecord("archive/data.pkl", pkl.done()),
+          smallRecord("archive/byteorder", Buffer.from("little")),
+        ];
         const len = writeZip(fd, file, pos, [
-          ...small.map((r) => ({ ...r, write: (at: number) => (writeFullySync(fd, file, r.data, at), crc32(r.data)) })),
+          ...small.map((r) => ({
+            ...r,
+            write: (at: number) => (writeFullySync(fd, file, r.data, at), crc32(r.data)),
+          })),
           {
             name: "archive/data/0",
             length: bytes,
@@ -253,7 +299,13 @@ export function writeSyntheticDcp(dir: string, tensors: SyntheticTensor[], items
               return crc;
             },
           },
-          { ...smallRecord("archive/version", Buffer.from("3\n")), write: (at: number) => (writeFullySync(fd, file, Buffer.from("3\n"), at), crc32(Buffer.from("3\n"))) },
+          {
+            ...smallRecord("archive/version", Buffer.from("3\n")),
+            write: (at: number) => (
+              writeFullySync(fd, file, Buffer.from("3\n"), at),
+              crc32(Buffer.from("3\n"))
+            ),
+          },
         ]);
         store(t.name, box.offsets, pos, len);
         pos += len;
@@ -273,23 +325,57 @@ export function writeSyntheticDcp(dir: string, tensors: SyntheticTensor[], items
           [
             "properties",
             () =>
-              p.global("torch.distributed.checkpoint.metadata.TensorProperties").op(0x29, 0x81).tuple([
-                () => p.global(`torch.${torchName}`),
-                () => p.global("torch.serialization._get_layout").tuple([() => p.str("torch.strided")]).op(0x52),
-                () => p.bool(false),
-                () => p.global("torch.distributed.checkpoint.metadata._MEM_FORMAT_ENCODING").tuple([() => p.int(0)]).op(0x52),
-                () => p.bool(false),
-              ]).op(0x62),
+              p
+                .global("torch.distributed.checkpoint.metadata.TensorProperties")
+                .op(0x29, 0x81)
+                .tuple([
+                  () => p.global(`torch.${torchName}`),
+                  () =>
+                    p
+                      .global("torch.serialization._get_layout")
+                      .tuple([() => p.str("torch.strided")])
+                      .op(0x52),
+                  () => p.bool(false),
+                  () =>
+                    p
+                      .global("torch.distributed.checkpoint.metadata._MEM_FORMAT_ENCODING")
+                      .tuple([() => p.int(0)])
+                      .op(0x52),
+                  () => p.bool(false),
+                ])
+                .op(0x62),
           ],
           ["size", () => p.size(t.shape)],
-          ["chunks", () => p.list(chunksOf.get(t.name)!.map((c) => () => p.object("torch.distributed.checkpoint.metadata.ChunkStorageMetadata", [["offsets", () => p.size(c.offsets)], ["sizes", () => p.size(c.sizes)]])))],
+          [
+            "chunks",
+            () =>
+              p.list(
+                chunksOf.get(t.name)!.map(
+                  (c) => () =>
+                    p.object("torch.distributed.checkpoint.metadata.ChunkStorageMetadata", [
+                      ["offsets", () => p.size(c.offsets)],
+                      ["sizes", () => p.size(c.sizes)],
+                    ]),
+                ),
+              ),
+          ],
         ]),
     ]);
   }
-  for (const name of Object.keys(items)) sdm.push([name, () => p.object("torch.distributed.checkpoint.metadata.BytesStorageMetadata", [])]);
+  for (const name of Object.keys(items))
+    sdm.push([name, () => p.object("torch.distributed.checkpoint.metadata.BytesStorageMetadata", [])]);
   p.object("torch.distributed.checkpoint.metadata.Metadata", [
     ["state_dict_metadata", () => p.dict(sdm)],
-    ["planner_data", () => p.dict([...tensors.map((t) => t.name), ...Object.keys(items)].map((n) => [n, () => p.list([() => p.str(n)])]))],
+    [
+      "planner_data",
+      () =>
+        p.dict(
+          [...tensors.map((t) => t.name), ...Object.keys(items)].map((n) => [
+            n,
+            () => p.list([() => p.str(n)]),
+          ]),
+        ),
+    ],
     ["storage_data", () => p.dict(storage.map(([k, v]) => [k, v] as [() => void, () => void]))],
     ["version", () => p.str("1.0.0")],
   ]);

@@ -18,14 +18,21 @@ export async function validateCheckpoint(ckpt: DcpCheckpoint, where: string): Pr
     if (s === undefined) {
       try {
         const st = await fs.promises.stat(file);
-        if (!st.isFile()) throw new PmaError("METADATA_INVALID", `${where}: data file ${file} is not a regular file.`, { file: where });
+        if (!st.isFile())
+          throw new PmaError("METADATA_INVALID", `${where}: data file ${file} is not a regular file.`, {
+            file: where,
+          });
         s = st.size;
       } catch (e) {
         if (e instanceof PmaError) throw e;
-        throw new PmaError("METADATA_INVALID", `${where}: names data file ${file}, which cannot be read (${(e as Error).message}); the checkpoint is incomplete.`, {
-          file: where,
-          cause: e,
-        });
+        throw new PmaError(
+          "METADATA_INVALID",
+          `${where}: names data file ${file}, which cannot be read (${(e as Error).message}); the checkpoint is incomplete.`,
+          {
+            file: where,
+            cause: e,
+          },
+        );
       }
       sizes.set(file, s);
     }
@@ -57,7 +64,13 @@ export async function validateCheckpoint(ckpt: DcpCheckpoint, where: string): Pr
   }
   for (const b of ckpt.bytesItems.values()) {
     const size = await sizeOf(b.file);
-    if (!Number.isSafeInteger(b.offset) || !Number.isSafeInteger(b.length) || b.offset < 0 || b.length < 0 || b.offset + b.length > size) {
+    if (
+      !Number.isSafeInteger(b.offset) ||
+      !Number.isSafeInteger(b.length) ||
+      b.offset < 0 ||
+      b.length < 0 ||
+      b.offset + b.length > size
+    ) {
       pastEnd(`item "${b.name}"`, b.file, b.offset, b.length, size);
     }
   }

@@ -7,19 +7,54 @@ import { defaultThreads } from "./threads.js";
 
 /** The C addon in native/ (built by `npm run build:native`), as seen from JavaScript. */
 interface BlasAddon {
-  sgemm(ta: boolean, tb: boolean, M: number, N: number, K: number, alpha: number,
-    A: Float32Array, offA: number, lda: number, B: Float32Array, offB: number, ldb: number,
-    beta: number, C: Float32Array, offC: number, ldc: number): void;
-  sgemmBatched(ta: boolean, tb: boolean, M: number, N: number, K: number, alpha: number,
-    A: Float32Array, offA: number, lda: number, B: Float32Array, offB: number, ldb: number,
-    beta: number, C: Float32Array, offC: number, ldc: number,
-    batch: number, strideA: number, strideB: number, strideC: number): void;
+  sgemm(
+    ta: boolean,
+    tb: boolean,
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    A: Float32Array,
+    offA: number,
+    lda: number,
+    B: Float32Array,
+    offB: number,
+    ldb: number,
+    beta: number,
+    C: Float32Array,
+    offC: number,
+    ldc: number,
+  ): void;
+  sgemmBatched(
+    ta: boolean,
+    tb: boolean,
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    A: Float32Array,
+    offA: number,
+    lda: number,
+    B: Float32Array,
+    offB: number,
+    ldb: number,
+    beta: number,
+    C: Float32Array,
+    offC: number,
+    ldc: number,
+    batch: number,
+    strideA: number,
+    strideB: number,
+    strideC: number,
+  ): void;
   setThreads(n: number): void;
   info(): { threads: number; core: string; config: string };
 }
 
 /** Where `npm run build:native` puts the addon (repository root, seen from dist/src/nn/kernels). */
-export const BLAS_ADDON_PATH = fileURLToPath(new URL("../../../../native/build/Release/pma_blas.node", import.meta.url));
+export const BLAS_ADDON_PATH = fileURLToPath(
+  new URL("../../../../native/build/Release/pma_blas.node", import.meta.url),
+);
 
 export const BLAS_HINT =
   "install OpenBLAS and a C compiler (Debian/Ubuntu: apt-get install libopenblas-dev g++ make python3), " +
@@ -44,7 +79,9 @@ function load(path: string): BlasAddon {
     return createRequire(import.meta.url)(path) as BlasAddon;
   } catch (e) {
     const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
-    throw new PmaError("BACKEND_UNAVAILABLE", `blas backend unavailable (${why}): ${BLAS_HINT}`, { cause: e });
+    throw new PmaError("BACKEND_UNAVAILABLE", `blas backend unavailable (${why}): ${BLAS_HINT}`, {
+      cause: e,
+    });
   }
 }
 
@@ -62,14 +99,50 @@ export function createBlasBackend(opts: BlasOptions = {}): BlasBackend {
     gemm(g: GemmArgs) {
       checkGemm(g);
       if (scaleOnly(g)) return;
-      addon.sgemm(g.transA, g.transB, g.M, g.N, g.K, g.alpha, g.A, g.offA ?? 0, g.lda,
-        g.B, g.offB ?? 0, g.ldb, g.beta, g.C, g.offC ?? 0, g.ldc);
+      addon.sgemm(
+        g.transA,
+        g.transB,
+        g.M,
+        g.N,
+        g.K,
+        g.alpha,
+        g.A,
+        g.offA ?? 0,
+        g.lda,
+        g.B,
+        g.offB ?? 0,
+        g.ldb,
+        g.beta,
+        g.C,
+        g.offC ?? 0,
+        g.ldc,
+      );
     },
     gemmBatched(g: BatchedGemmArgs) {
       checkBatched(g);
       if (scaleOnly(g, g.batch, g.strideC)) return;
-      addon.sgemmBatched(g.transA, g.transB, g.M, g.N, g.K, g.alpha, g.A, g.offA ?? 0, g.lda,
-        g.B, g.offB ?? 0, g.ldb, g.beta, g.C, g.offC ?? 0, g.ldc, g.batch, g.strideA, g.strideB, g.strideC);
+      addon.sgemmBatched(
+        g.transA,
+        g.transB,
+        g.M,
+        g.N,
+        g.K,
+        g.alpha,
+        g.A,
+        g.offA ?? 0,
+        g.lda,
+        g.B,
+        g.offB ?? 0,
+        g.ldb,
+        g.beta,
+        g.C,
+        g.offC ?? 0,
+        g.ldc,
+        g.batch,
+        g.strideA,
+        g.strideB,
+        g.strideC,
+      );
     },
     dispose() {},
   };

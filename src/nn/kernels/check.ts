@@ -36,18 +36,32 @@ function bad(what: string): never {
 }
 
 function count(name: string, v: number): void {
-  if (!Number.isSafeInteger(v) || v < 0 || v > 0x7fffffff) bad(`${name}=${v} must be an integer in [0, 2^31)`);
+  if (!Number.isSafeInteger(v) || v < 0 || v > 0x7fffffff)
+    bad(`${name}=${v} must be an integer in [0, 2^31)`);
 }
 
 /** Throws RANGE_INVALID unless every matrix the call touches lies inside its array. */
 export function checkGemm(g: GemmArgs, batch = 1, strideA = 0, strideB = 0, strideC = 0): void {
   const { M, N, K, lda, ldb, ldc } = g;
-  for (const [name, v] of [["M", M], ["N", N], ["K", K], ["lda", lda], ["ldb", ldb], ["ldc", ldc],
-    ["batch", batch], ["strideA", strideA], ["strideB", strideB], ["strideC", strideC],
-    ["offA", g.offA ?? 0], ["offB", g.offB ?? 0], ["offC", g.offC ?? 0]] as const) {
+  for (const [name, v] of [
+    ["M", M],
+    ["N", N],
+    ["K", K],
+    ["lda", lda],
+    ["ldb", ldb],
+    ["ldc", ldc],
+    ["batch", batch],
+    ["strideA", strideA],
+    ["strideB", strideB],
+    ["strideC", strideC],
+    ["offA", g.offA ?? 0],
+    ["offB", g.offB ?? 0],
+    ["offC", g.offC ?? 0],
+  ] as const) {
     count(name, v);
   }
-  if (!Number.isFinite(g.alpha) || !Number.isFinite(g.beta)) bad(`alpha=${g.alpha} and beta=${g.beta} must be finite`);
+  if (!Number.isFinite(g.alpha) || !Number.isFinite(g.beta))
+    bad(`alpha=${g.alpha} and beta=${g.beta} must be finite`);
   const aCols = g.transA ? M : K;
   const bCols = g.transB ? K : N;
   if (lda < Math.max(1, aCols)) bad(`lda=${lda} is smaller than the ${aCols} columns of the stored A`);
@@ -56,7 +70,9 @@ export function checkGemm(g: GemmArgs, batch = 1, strideA = 0, strideB = 0, stri
   const e = gemmExtents(g, batch, strideA, strideB, strideC);
   const fits = (name: string, arr: Float32Array, off: number, ext: number): void => {
     if (ext > 0 && off + ext > arr.length) {
-      bad(`${name} needs elements [${off}, ${off + ext}) but has ${arr.length} (M=${M} N=${N} K=${K}, batch=${batch})`);
+      bad(
+        `${name} needs elements [${off}, ${off + ext}) but has ${arr.length} (M=${M} N=${N} K=${K}, batch=${batch})`,
+      );
     }
   };
   fits("A", g.A, g.offA ?? 0, e.a);

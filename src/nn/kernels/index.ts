@@ -65,12 +65,17 @@ export function describeBackend(b: MatmulBackend): BackendDescription {
   const threads = b.threads ?? 1;
   const detail =
     b.name === "blas"
-      ? "config" in b && typeof b.config === "string" ? b.config : "OpenBLAS"
+      ? "config" in b && typeof b.config === "string"
+        ? b.config
+        : "OpenBLAS"
       : b.name === "wasm"
         ? "WebAssembly SIMD128 f32x4 kernel, shared memory"
         : "plain TypeScript reference loops";
   const hint = b.name === "blas" ? undefined : `for a faster matmul backend, ${BLAS_HINT}`;
-  const summary = `matmul backend ${b.name} (${detail}; ${threads} thread${threads === 1 ? "" : "s"})` +
+  const summary =
+    `matmul backend ${b.name} (${detail}; ${threads} thread${threads === 1 ? "" : "s"})` +
     (hint === undefined ? "" : `; ${hint}`);
-  return hint === undefined ? { name: b.name, threads, detail, summary } : { name: b.name, threads, detail, hint, summary };
+  return hint === undefined
+    ? { name: b.name, threads, detail, summary }
+    : { name: b.name, threads, detail, hint, summary };
 }

@@ -80,7 +80,13 @@ export class CausalSelfAttention {
   }
 
   /** out (+)= attention(xn); `accumulate` adds onto out (the residual stream). */
-  forward(out: Float32Array, xn: Float32Array, wqkv: Float32Array, wo: Float32Array, accumulate: boolean): void {
+  forward(
+    out: Float32Array,
+    xn: Float32Array,
+    wqkv: Float32Array,
+    wo: Float32Array,
+    accumulate: boolean,
+  ): void {
     const { batch: B, seq: S, hidden: H, heads: nh, kvHeads: nkv, headDim: hd } = this.d;
     const T = B * S;
     const Dq = nh * hd;
@@ -108,16 +114,44 @@ export class CausalSelfAttention {
     const groups = B * nkv;
     const M = r * S;
     this.backend.gemmBatched({
-      transA: false, transB: true, M, N: S, K: hd, alpha: 1 / Math.sqrt(hd),
-      A: q, lda: hd, B: k, ldb: hd, beta: 0, C: this.att, ldc: S,
-      batch: groups, strideA: M * hd, strideB: S * hd, strideC: M * S,
+      transA: false,
+      transB: true,
+      M,
+      N: S,
+      K: hd,
+      alpha: 1 / Math.sqrt(hd),
+      A: q,
+      lda: hd,
+      B: k,
+      ldb: hd,
+      beta: 0,
+      C: this.att,
+      ldc: S,
+      batch: groups,
+      strideA: M * hd,
+      strideB: S * hd,
+      strideC: M * S,
     });
     causalSoftmaxForward(this.att, B * nh * S, S);
     const yh = this.s.yh;
     this.backend.gemmBatched({
-      transA: false, transB: false, M, N: hd, K: S, alpha: 1,
-      A: this.att, lda: S, B: v, ldb: hd, beta: 0, C: yh, ldc: hd,
-      batch: groups, strideA: M * S, strideB: S * hd, strideC: M * hd,
+      transA: false,
+      transB: false,
+      M,
+      N: hd,
+      K: S,
+      alpha: 1,
+      A: this.att,
+      lda: S,
+      B: v,
+      ldb: hd,
+      beta: 0,
+      C: yh,
+      ldc: hd,
+      batch: groups,
+      strideA: M * S,
+      strideB: S * hd,
+      strideC: M * hd,
     });
 
     // [B, nh, S, hd] -> [T, nh*hd] (HF transposes heads back before o_proj).
@@ -131,8 +165,19 @@ export class CausalSelfAttention {
       }
     }
     this.backend.gemm({
-      transA: false, transB: true, M: T, N: H, K: Dq, alpha: 1,
-      A: y, lda: Dq, B: wo, ldb: Dq, beta: accumulate ? 1 : 0, C: out, ldc: H,
+      transA: false,
+      transB: true,
+      M: T,
+      N: H,
+      K: Dq,
+      alpha: 1,
+      A: y,
+      lda: Dq,
+      B: wo,
+      ldb: Dq,
+      beta: accumulate ? 1 : 0,
+      C: out,
+      ldc: H,
     });
   }
 
@@ -174,32 +219,89 @@ export class CausalSelfAttention {
     const scale = 1 / Math.sqrt(hd);
     // dP = dY V^T ; dV = P^T dY (sums the r query heads of the group).
     this.backend.gemmBatched({
-      transA: false, transB: true, M, N: S, K: hd, alpha: 1,
-      A: dyh, lda: hd, B: this.v, ldb: hd, beta: 0, C: datt, ldc: S,
-      batch: groups, strideA: M * hd, strideB: S * hd, strideC: M * S,
+      transA: false,
+      transB: true,
+      M,
+      N: S,
+      K: hd,
+      alpha: 1,
+      A: dyh,
+      lda: hd,
+      B: this.v,
+      ldb: hd,
+      beta: 0,
+      C: datt,
+      ldc: S,
+      batch: groups,
+      strideA: M * hd,
+      strideB: S * hd,
+      strideC: M * S,
     });
     this.backend.gemmBatched({
-      transA: true, transB: false, M: S, N: hd, K: M, alpha: 1,
-      A: this.att, lda: S, B: dyh, ldb: hd, beta: 0, C: dv, ldc: hd,
-      batch: groups, strideA: M * S, strideB: M * hd, strideC: S * hd,
+      transA: true,
+      transB: false,
+      M: S,
+      N: hd,
+      K: M,
+      alpha: 1,
+      A: this.att,
+      lda: S,
+      B: dyh,
+      ldb: hd,
+      beta: 0,
+      C: dv,
+      ldc: hd,
+      batch: groups,
+      strideA: M * S,
+      strideB: M * hd,
+      strideC: S * hd,
     });
     causalSoftmaxBackward(datt, this.att, B * nh * S, S);
     // dQ = scale dS K ; dK = scale dS^T Q.
     this.backend.gemmBatched({
-      transA: false, transB: false, M, N: hd, K: S, alpha: scale,
-      A: datt, lda: S, B: this.k, ldb: hd, beta: 0, C: dq, ldc: hd,
-      batch: groups, strideA: M * S, strideB: S * hd, strideC: M * hd,
+      transA: false,
+      transB: false,
+      M,
+      N: hd,
+      K: S,
+      alpha: scale,
+      A: datt,
+      lda: S,
+      B: this.k,
+      ldb: hd,
+      beta: 0,
+      C: dq,
+      ldc: hd,
+      batch: groups,
+      strideA: M * S,
+      strideB: S * hd,
+      strideC: M * hd,
     });
     this.backend.gemmBatched({
-      transA: true, transB: false, M: S, N: hd, K: M, alpha: scale,
-      A: datt, lda: S, B: this.q, ldb: hd, beta: 0, C: dk, ldc: hd,
-      batch: groups, strideA: M * S, strideB: M * hd, strideC: S * hd,
+      transA: true,
+      transB: false,
+      M: S,
+      N: hd,
+      K: M,
+      alpha: scale,
+      A: datt,
+      lda: S,
+      B: this.q,
+      ldb: hd,
+      beta: 0,
+      C: dk,
+      ldc: hd,
+      batch: groups,
+      strideA: M * S,
+      strideB: M * hd,
+      strideC: S * hd,
     });
 
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < S; t++) {
         const row = (b * S + t) * D;
-        for (let h = 0; h < nh; h++) ropeBackward(dqkv, row + h * hd, dq, ((b * nh + h) * S + t) * hd, rope, t);
+        for (let h = 0; h < nh; h++)
+          ropeBackward(dqkv, row + h * hd, dq, ((b * nh + h) * S + t) * hd, rope, t);
         for (let g = 0; g < nkv; g++) {
           const src = ((b * nkv + g) * S + t) * hd;
           ropeBackward(dqkv, row + Dq + g * hd, dk, src, rope, t);

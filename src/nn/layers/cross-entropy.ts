@@ -31,7 +31,10 @@ export function crossEntropyForward(
     if (!counted(targets, mask, t)) continue;
     const y = targets[t]!;
     if (y < 0 || y >= V) {
-      throw new PmaError("RANGE_INVALID", `target id ${y} at position ${t} is outside the vocabulary [0, ${V}) (use ${IGNORE_INDEX} to skip a position)`);
+      throw new PmaError(
+        "RANGE_INVALID",
+        `target id ${y} at position ${t} is outside the vocabulary [0, ${V}) (use ${IGNORE_INDEX} to skip a position)`,
+      );
     }
     const o = t * V;
     let max = -Infinity;

@@ -18,8 +18,21 @@ export function linearForward(
 ): void {
   if (T === 0) return;
   backend.gemm({
-    transA: false, transB: true, M: T, N: outF, K: inF, alpha: 1,
-    A: x, offA: xOff, lda: inF, B: w, ldb: inF, beta: 0, C: y, offC: yOff, ldc: outF,
+    transA: false,
+    transB: true,
+    M: T,
+    N: outF,
+    K: inF,
+    alpha: 1,
+    A: x,
+    offA: xOff,
+    lda: inF,
+    B: w,
+    ldb: inF,
+    beta: 0,
+    C: y,
+    offC: yOff,
+    ldc: outF,
   });
 }
 
@@ -46,12 +59,38 @@ export function linearBackward(
 ): void {
   if (T === 0) return;
   backend.gemm({
-    transA: true, transB: false, M: outF, N: inF, K: T, alpha: 1,
-    A: dy, offA: dyOff, lda: outF, B: x, offB: xOff, ldb: inF, beta: 1, C: dw, ldc: inF,
+    transA: true,
+    transB: false,
+    M: outF,
+    N: inF,
+    K: T,
+    alpha: 1,
+    A: dy,
+    offA: dyOff,
+    lda: outF,
+    B: x,
+    offB: xOff,
+    ldb: inF,
+    beta: 1,
+    C: dw,
+    ldc: inF,
   });
   if (dx === null) return;
   backend.gemm({
-    transA: false, transB: false, M: T, N: inF, K: outF, alpha: 1,
-    A: dy, offA: dyOff, lda: outF, B: w, ldb: inF, beta: accumulateDx ? 1 : 0, C: dx, offC: dxOff, ldc: inF,
+    transA: false,
+    transB: false,
+    M: T,
+    N: inF,
+    K: outF,
+    alpha: 1,
+    A: dy,
+    offA: dyOff,
+    lda: outF,
+    B: w,
+    ldb: inF,
+    beta: accumulateDx ? 1 : 0,
+    C: dx,
+    offC: dxOff,
+    ldc: inF,
   });
 }

@@ -39,13 +39,30 @@ export class SwiGluMlp {
   }
 
   /** out (+)= mlp(xn). */
-  forward(out: Float32Array, xn: Float32Array, wGateUp: Float32Array, wDown: Float32Array, accumulate: boolean): void {
+  forward(
+    out: Float32Array,
+    xn: Float32Array,
+    wGateUp: Float32Array,
+    wDown: Float32Array,
+    accumulate: boolean,
+  ): void {
     const { T, H, I } = this;
     linearForward(this.backend, this.gu, xn, wGateUp, T, H, 2 * I);
     swigluForward(this.h, this.sig, this.gu, T, I);
     this.backend.gemm({
-      transA: false, transB: true, M: T, N: H, K: I, alpha: 1,
-      A: this.h, lda: I, B: wDown, ldb: I, beta: accumulate ? 1 : 0, C: out, ldc: H,
+      transA: false,
+      transB: true,
+      M: T,
+      N: H,
+      K: I,
+      alpha: 1,
+      A: this.h,
+      lda: I,
+      B: wDown,
+      ldb: I,
+      beta: accumulate ? 1 : 0,
+      C: out,
+      ldc: H,
     });
   }
 

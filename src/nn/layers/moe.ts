@@ -255,7 +255,21 @@ export class MoeBlock {
     for (let e = 0; e < E; e++) {
       const c = counts[e]!;
       const s0 = start[e]!;
-      linearBackward(this.backend, dxe, dw13[e]!, dgu, this.xe, w13[e]!, c, H, 2 * I, false, s0 * H, s0 * 2 * I, s0 * H);
+      linearBackward(
+        this.backend,
+        dxe,
+        dw13[e]!,
+        dgu,
+        this.xe,
+        w13[e]!,
+        c,
+        H,
+        2 * I,
+        false,
+        s0 * H,
+        s0 * 2 * I,
+        s0 * H,
+      );
     }
     for (let t = 0; t < T; t++) {
       const o = t * H;

@@ -60,11 +60,25 @@ export function ropeRotate(
 }
 
 /** dst[dOff..+d] = rotate(src[sOff..+d], pos). dst and src may alias. */
-export function ropeForward(dst: Float32Array, dOff: number, src: Float32Array, sOff: number, tab: RopeTables, pos: number): void {
+export function ropeForward(
+  dst: Float32Array,
+  dOff: number,
+  src: Float32Array,
+  sOff: number,
+  tab: RopeTables,
+  pos: number,
+): void {
   ropeRotate(dst, dOff, src, sOff, tab, pos, 1);
 }
 
 /** The transpose (= inverse) rotation, which is the backward of ropeForward. */
-export function ropeBackward(dst: Float32Array, dOff: number, src: Float32Array, sOff: number, tab: RopeTables, pos: number): void {
+export function ropeBackward(
+  dst: Float32Array,
+  dOff: number,
+  src: Float32Array,
+  sOff: number,
+  tab: RopeTables,
+  pos: number,
+): void {
   ropeRotate(dst, dOff, src, sOff, tab, pos, -1);
 }

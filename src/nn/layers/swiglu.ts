@@ -6,7 +6,13 @@ import { exp } from "./exp.js";
  * one more activation in memory, one exp less per element there (the exp is most of
  * this layer's time).
  */
-export function swigluForward(h: Float32Array, sig: Float32Array, gu: Float32Array, rows: number, I: number): void {
+export function swigluForward(
+  h: Float32Array,
+  sig: Float32Array,
+  gu: Float32Array,
+  rows: number,
+  I: number,
+): void {
   for (let r = 0; r < rows; r++) {
     const o = r * 2 * I;
     const oh = r * I;
@@ -20,7 +26,14 @@ export function swigluForward(h: Float32Array, sig: Float32Array, gu: Float32Arr
 }
 
 /** dgu = [dh * u * silu'(g) | dh * silu(g)], silu'(g) = s * (1 + g * (1 - s)). */
-export function swigluBackward(dgu: Float32Array, dh: Float32Array, gu: Float32Array, sig: Float32Array, rows: number, I: number): void {
+export function swigluBackward(
+  dgu: Float32Array,
+  dh: Float32Array,
+  gu: Float32Array,
+  sig: Float32Array,
+  rows: number,
+  I: number,
+): void {
   for (let r = 0; r < rows; r++) {
     const o = r * 2 * I;
     const oh = r * I;

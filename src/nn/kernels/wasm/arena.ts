@@ -52,7 +52,8 @@ export class SharedArena {
 
   /** A zero-filled Float32Array of n elements in the shared memory. */
   alloc(n: number): Float32Array {
-    if (!Number.isSafeInteger(n) || n < 0) throw new PmaError("RANGE_INVALID", `alloc: length ${n} is not a count`);
+    if (!Number.isSafeInteger(n) || n < 0)
+      throw new PmaError("RANGE_INVALID", `alloc: length ${n} is not a count`);
     const start = this.allocBytes(Math.max(n, 1) * 4);
     const buffer = this.memory.buffer;
     this.buffers.add(buffer);
@@ -84,7 +85,8 @@ export class SharedArena {
       throw new PmaError("RANGE_INVALID", "free: the array was not allocated by this backend");
     }
     const size = this.live.get(start);
-    if (size === undefined) throw new PmaError("RANGE_INVALID", `free: no live buffer starts at byte ${start}`);
+    if (size === undefined)
+      throw new PmaError("RANGE_INVALID", `free: no live buffer starts at byte ${start}`);
     this.live.delete(start);
     const end = start + size;
     let i = 0;

@@ -5,8 +5,24 @@ import type { BatchedGemmArgs, GemmArgs, MatmulBackend } from "../matmul.js";
 import { defaultThreads } from "../threads.js";
 import { SharedArena } from "./arena.js";
 import {
-  CMD, CMD_QUIT, CMD_RUN, ERR, IDLE, POSTED, SEQ, SIGNAL_BYTES, STATE, TEAM_BYTES, postJob, readMessage,
-  signalView, teamView, waitChange, work, type Signal, type Team,
+  CMD,
+  CMD_QUIT,
+  CMD_RUN,
+  ERR,
+  IDLE,
+  POSTED,
+  SEQ,
+  SIGNAL_BYTES,
+  STATE,
+  TEAM_BYTES,
+  postJob,
+  readMessage,
+  signalView,
+  teamView,
+  waitChange,
+  work,
+  type Signal,
+  type Team,
 } from "./control.js";
 import { SCRATCH_BYTES, type Scratch, type WasmGemm } from "./driver.js";
 import { gemmModule, instantiate, type GemmKernels } from "./module.js";
@@ -36,17 +52,27 @@ interface Helper {
 }
 
 function scratch(arena: SharedArena): Scratch {
-  return { a: arena.allocBytes(SCRATCH_BYTES.a), b: arena.allocBytes(SCRATCH_BYTES.b), tile: arena.allocBytes(SCRATCH_BYTES.tile) };
+  return {
+    a: arena.allocBytes(SCRATCH_BYTES.a),
+    b: arena.allocBytes(SCRATCH_BYTES.b),
+    tile: arena.allocBytes(SCRATCH_BYTES.tile),
+  };
 }
 
-async function startHelper(mod: WebAssembly.Module, arena: SharedArena, team: SharedArrayBuffer): Promise<Helper> {
+async function startHelper(
+  mod: WebAssembly.Module,
+  arena: SharedArena,
+  team: SharedArrayBuffer,
+): Promise<Helper> {
   const signal = new SharedArrayBuffer(SIGNAL_BYTES);
   const init: WorkerInit = { module: mod, memory: arena.memory, team, signal, scratch: scratch(arena) };
   const worker = new Worker(new URL("./worker.js", import.meta.url), { workerData: init });
   await new Promise<void>((resolve, reject) => {
     worker.once("message", () => resolve());
     worker.once("error", reject);
-    worker.once("exit", (code) => reject(new PmaError("BACKEND_UNAVAILABLE", `wasm worker exited (${code}) before starting`)));
+    worker.once("exit", (code) =>
+      reject(new PmaError("BACKEND_UNAVAILABLE", `wasm worker exited (${code}) before starting`)),
+    );
   });
   worker.removeAllListeners();
   // A parked helper must not keep the process alive.
@@ -61,14 +87,19 @@ async function startHelper(mod: WebAssembly.Module, arena: SharedArena, team: Sh
  */
 export async function createWasmBackend(opts: WasmOptions = {}): Promise<WasmBackend> {
   const threads = opts.threads ?? defaultThreads();
-  if (!Number.isInteger(threads) || threads < 1) throw new PmaError("USAGE", `wasm backend: threads=${threads} must be a positive integer`);
+  if (!Number.isInteger(threads) || threads < 1)
+    throw new PmaError("USAGE", `wasm backend: threads=${threads} must be a positive integer`);
   const mod = await gemmModule();
-  const arena = new SharedArena(opts.initialBytes ?? (threads * (SCRATCH_BYTES.a + SCRATCH_BYTES.b) + (1 << 20)));
+  const arena = new SharedArena(
+    opts.initialBytes ?? threads * (SCRATCH_BYTES.a + SCRATCH_BYTES.b) + (1 << 20),
+  );
   const kernels: GemmKernels = instantiate(mod, arena.memory);
   const own = scratch(arena);
   const teamBuffer = new SharedArrayBuffer(TEAM_BYTES);
   const team: Team = teamView(teamBuffer);
-  let helpers: Helper[] = await Promise.all(Array.from({ length: threads - 1 }, () => startHelper(mod, arena, teamBuffer)));
+  let helpers: Helper[] = await Promise.all(
+    Array.from({ length: threads - 1 }, () => startHelper(mod, arena, teamBuffer)),
+  );
 
   function run(g: WasmGemm): void {
     const p = plan(g, 1 + helpers.length);
@@ -97,12 +128,21 @@ export async function createWasmBackend(opts: WasmOptions = {}): Promise<WasmBac
       if (Atomics.load(h.sig.ints, ERR) !== 0) failure ??= new Error(readMessage(h.sig));
     }
     if (failure !== undefined) {
-      throw new PmaError("INTERNAL", `wasm gemm failed: ${failure instanceof Error ? failure.message : failure}`, { cause: failure });
+      throw new PmaError(
+        "INTERNAL",
+        `wasm gemm failed: ${failure instanceof Error ? failure.message : failure}`,
+        { cause: failure },
+      );
     }
   }
 
   /** Byte address of element `off` of `arr`, copying the used range in when `arr` is not ours. */
-  function place(arr: Float32Array, off: number, extent: number, temps: number[]): [number, Float32Array | undefined] {
+  function place(
+    arr: Float32Array,
+    off: number,
+    extent: number,
+    temps: number[],
+  ): [number, Float32Array | undefined] {
     if (arena.owns(arr)) return [arr.byteOffset + 4 * off, undefined];
     const copy = arena.alloc(extent);
     copy.set(arr.subarray(off, off + extent));
@@ -119,9 +159,23 @@ export async function createWasmBackend(opts: WasmOptions = {}): Promise<WasmBac
       const [b] = place(g.B, g.offB ?? 0, ext.b, temps);
       const [c, cCopy] = place(g.C, g.offC ?? 0, ext.c, temps);
       run({
-        transA: g.transA, transB: g.transB, M: g.M, N: g.N, K: g.K, alpha: g.alpha,
-        a, lda: g.lda, b, ldb: g.ldb, beta: g.beta, c, ldc: g.ldc,
-        batch, strideA: 4 * sA, strideB: 4 * sB, strideC: 4 * sC,
+        transA: g.transA,
+        transB: g.transB,
+        M: g.M,
+        N: g.N,
+        K: g.K,
+        alpha: g.alpha,
+        a,
+        lda: g.lda,
+        b,
+        ldb: g.ldb,
+        beta: g.beta,
+        c,
+        ldc: g.ldc,
+        batch,
+        strideA: 4 * sA,
+        strideB: 4 * sB,
+        strideC: 4 * sC,
       });
       if (cCopy !== undefined) g.C.set(cCopy, g.offC ?? 0);
     } finally {

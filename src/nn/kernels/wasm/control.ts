@@ -59,10 +59,26 @@ export function teamView(sab: SharedArrayBuffer): Team {
 /** Publishes g and its plan and resets the chunk counter (before any worker is woken). */
 export function postJob(t: Team, g: WasmGemm, p: Plan): void {
   const j = t.job;
-  j[0] = g.transA ? 1 : 0; j[1] = g.transB ? 1 : 0; j[2] = g.M; j[3] = g.N; j[4] = g.K; j[5] = g.alpha;
-  j[6] = g.a; j[7] = g.lda; j[8] = g.b; j[9] = g.ldb; j[10] = g.beta; j[11] = g.c; j[12] = g.ldc;
-  j[13] = g.batch; j[14] = g.strideA; j[15] = g.strideB; j[16] = g.strideC;
-  j[17] = p.mode; j[18] = p.size; j[19] = p.count;
+  j[0] = g.transA ? 1 : 0;
+  j[1] = g.transB ? 1 : 0;
+  j[2] = g.M;
+  j[3] = g.N;
+  j[4] = g.K;
+  j[5] = g.alpha;
+  j[6] = g.a;
+  j[7] = g.lda;
+  j[8] = g.b;
+  j[9] = g.ldb;
+  j[10] = g.beta;
+  j[11] = g.c;
+  j[12] = g.ldc;
+  j[13] = g.batch;
+  j[14] = g.strideA;
+  j[15] = g.strideB;
+  j[16] = g.strideC;
+  j[17] = p.mode;
+  j[18] = p.size;
+  j[19] = p.count;
   Atomics.store(t.counter, 0, 0);
 }
 
@@ -70,9 +86,23 @@ export function postJob(t: Team, g: WasmGemm, p: Plan): void {
 export function work(k: GemmKernels, s: Scratch, t: Team): void {
   const j = t.job;
   const g: WasmGemm = {
-    transA: j[0] === 1, transB: j[1] === 1, M: j[2]!, N: j[3]!, K: j[4]!, alpha: j[5]!,
-    a: j[6]!, lda: j[7]!, b: j[8]!, ldb: j[9]!, beta: j[10]!, c: j[11]!, ldc: j[12]!,
-    batch: j[13]!, strideA: j[14]!, strideB: j[15]!, strideC: j[16]!,
+    transA: j[0] === 1,
+    transB: j[1] === 1,
+    M: j[2]!,
+    N: j[3]!,
+    K: j[4]!,
+    alpha: j[5]!,
+    a: j[6]!,
+    lda: j[7]!,
+    b: j[8]!,
+    ldb: j[9]!,
+    beta: j[10]!,
+    c: j[11]!,
+    ldc: j[12]!,
+    batch: j[13]!,
+    strideA: j[14]!,
+    strideB: j[15]!,
+    strideC: j[16]!,
   };
   const p: Plan = { mode: j[17] as Plan["mode"], size: j[18]!, count: j[19]! };
   for (let i = Atomics.add(t.counter, 0, 1); i < p.count; i = Atomics.add(t.counter, 0, 1)) {

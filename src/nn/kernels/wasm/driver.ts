@@ -2,9 +2,23 @@ import type { GemmKernels } from "./module.js";
 
 /** A gemm in the wasm backend's terms: byte addresses and byte strides, element leading dims. */
 export interface WasmGemm {
-  transA: boolean; transB: boolean; M: number; N: number; K: number; alpha: number;
-  a: number; lda: number; b: number; ldb: number; beta: number; c: number; ldc: number;
-  batch: number; strideA: number; strideB: number; strideC: number;
+  transA: boolean;
+  transB: boolean;
+  M: number;
+  N: number;
+  K: number;
+  alpha: number;
+  a: number;
+  lda: number;
+  b: number;
+  ldb: number;
+  beta: number;
+  c: number;
+  ldc: number;
+  batch: number;
+  strideA: number;
+  strideB: number;
+  strideC: number;
 }
 
 /** Register tile of the micro-kernel (wasm/gemm/gemm.wat) and cache blocking of the packed panels. */
@@ -28,16 +42,47 @@ export const SCRATCH_BYTES = { a: MC * KC * 4, b: KC * NC * 4, tile: MR * NR * 4
 
 /** Runs every batch item of g (K >= 1 and alpha != 0: the caller handles the scale-only case). */
 export function runGemm(k: GemmKernels, s: Scratch, g: WasmGemm): void {
-  const tA = g.transA ? 1 : 0, tB = g.transB ? 1 : 0;
+  const tA = g.transA ? 1 : 0,
+    tB = g.transB ? 1 : 0;
   for (let n = 0; n < g.batch; n++) {
-    one(k, s, tA, tB, g.M, g.N, g.K, g.alpha, g.a + n * g.strideA, g.lda, g.b + n * g.strideB, g.ldb,
-      g.beta, g.c + n * g.strideC, g.ldc);
+    one(
+      k,
+      s,
+      tA,
+      tB,
+      g.M,
+      g.N,
+      g.K,
+      g.alpha,
+      g.a + n * g.strideA,
+      g.lda,
+      g.b + n * g.strideB,
+      g.ldb,
+      g.beta,
+      g.c + n * g.strideC,
+      g.ldc,
+    );
   }
 }
 
 /** GotoBLAS loop order: B blocks (jc, pc) packed once, A blocks (ic) packed per B block. */
-function one(k: GemmKernels, s: Scratch, tA: number, tB: number, M: number, N: number, K: number,
-  alpha: number, a: number, lda: number, b: number, ldb: number, beta: number, c: number, ldc: number): void {
+function one(
+  k: GemmKernels,
+  s: Scratch,
+  tA: number,
+  tB: number,
+  M: number,
+  N: number,
+  K: number,
+  alpha: number,
+  a: number,
+  lda: number,
+  b: number,
+  ldb: number,
+  beta: number,
+  c: number,
+  ldc: number,
+): void {
   if (M === 0 || N === 0) return;
   for (let jc = 0; jc < N; jc += NC) {
     const nc = Math.min(NC, N - jc);

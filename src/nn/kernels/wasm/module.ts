@@ -11,8 +11,18 @@ const WAT = fileURLToPath(new URL("../../../../../wasm/gemm/gemm.wat", import.me
 export interface GemmKernels {
   pack_a(trans: number, src: number, ld: number, mc: number, kc: number, dst: number): void;
   pack_b(trans: number, src: number, ld: number, kc: number, nc: number, dst: number): void;
-  macro(mc: number, nc: number, kc: number, pa: number, pb: number, c: number, ldc: number,
-    alpha: number, beta: number, tile: number): void;
+  macro(
+    mc: number,
+    nc: number,
+    kc: number,
+    pa: number,
+    pb: number,
+    c: number,
+    ldc: number,
+    alpha: number,
+    beta: number,
+    tile: number,
+  ): void;
 }
 
 let compiled: Promise<WebAssembly.Module> | undefined;
@@ -36,11 +46,17 @@ export function gemmModule(): Promise<WebAssembly.Module> {
         mod.destroy();
       }
     } catch (e) {
-      throw new PmaError("BACKEND_UNAVAILABLE", `wasm backend: ${WASM} is missing and could not be built ` +
-        `from ${WAT} (${e instanceof Error ? e.message : e}); run \`npm run build\``, { cause: e });
+      throw new PmaError(
+        "BACKEND_UNAVAILABLE",
+        `wasm backend: ${WASM} is missing and could not be built ` +
+          `from ${WAT} (${e instanceof Error ? e.message : e}); run \`npm run build\``,
+        { cause: e },
+      );
     }
   })();
-  compiled.catch(() => { compiled = undefined; });
+  compiled.catch(() => {
+    compiled = undefined;
+  });
   return compiled;
 }
 

@@ -50,7 +50,13 @@ export function chunk(g: WasmGemm, p: Plan, i: number): WasmGemm {
       return g;
     case 1: {
       const batch = Math.min(p.size, g.batch - start);
-      return { ...g, batch, a: g.a + start * g.strideA, b: g.b + start * g.strideB, c: g.c + start * g.strideC };
+      return {
+        ...g,
+        batch,
+        a: g.a + start * g.strideA,
+        b: g.b + start * g.strideB,
+        c: g.c + start * g.strideC,
+      };
     }
     case 2: {
       const M = Math.min(p.size, g.M - start);

@@ -4,7 +4,19 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import {
-  CMD, CMD_QUIT, ERR, IDLE, POSTED, RUNNING, SEQ, STATE, signalView, teamView, waitChange, work, writeMessage,
+  CMD,
+  CMD_QUIT,
+  ERR,
+  IDLE,
+  POSTED,
+  RUNNING,
+  SEQ,
+  STATE,
+  signalView,
+  teamView,
+  waitChange,
+  work,
+  writeMessage,
 } from "./control.js";
 import type { Scratch } from "./driver.js";
 import { instantiate } from "./module.js";
