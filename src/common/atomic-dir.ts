@@ -234,7 +234,8 @@ export function writeFileAtomicSync(path: string, data: string | Uint8Array): vo
   }
 }
 
-async function fsyncPath(p: string): Promise<void> {
+/** fsyncs a file or a folder (a folder's fsync makes the names created in it durable). */
+export async function fsyncPath(p: string): Promise<void> {
   const fh = await fs.promises.open(p, "r");
   try {
     await fh.sync();

@@ -2,6 +2,7 @@ import * as fs from "node:fs";
 import * as nodePath from "node:path";
 import { promisify } from "node:util";
 import { PmaError } from "../common/errors.js";
+import { fsyncPath } from "../common/atomic-dir.js";
 import type { DType } from "../tensor/dtype.js";
 import {
   encodeHeader,
@@ -110,15 +111,6 @@ function createError(path: string, e: unknown): PmaError {
     });
   }
   return ioError(path, "create", e);
-}
-
-async function fsyncDirectory(dir: string): Promise<void> {
-  const fd = await openAsync(dir, "r");
-  try {
-    await fsyncAsync(fd);
-  } finally {
-    await closeAsync(fd);
-  }
 }
 
 /**
@@ -271,7 +263,7 @@ export class SafetensorsWriter {
       files.push(indexPath);
     }
     try {
-      await fsyncDirectory(this.dir);
+      await fsyncPath(this.dir);
     } catch (e) {
       throw ioError(this.dir, "fsync of directory", e);
     }

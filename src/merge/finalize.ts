@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { StagedDir, writeFileAtomic } from "../common/atomic-dir.js";
+import { exists } from "../common/exists.js";
 import { fsError, PmaError } from "../common/errors.js";
 import { readFullySync } from "../formats/positional-io.js";
 import { planShards, writeShardIndex } from "../formats/safetensors-writer.js";
@@ -281,11 +282,4 @@ async function finalizedRecord(out: string): Promise<MergeRecord | null> {
     if ((e as NodeJS.ErrnoException).code === "ENOENT" || e instanceof SyntaxError) return null;
     throw fsError(join(out, MERGE_RECORD_FILE), "read", e);
   }
-}
-
-async function exists(p: string): Promise<boolean> {
-  return fs.promises.lstat(p).then(
-    () => true,
-    () => false,
-  );
 }

@@ -2,7 +2,8 @@ import { createHash, randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { writeFileAtomic } from "../common/atomic-dir.js";
+import { fsyncPath, writeFileAtomic } from "../common/atomic-dir.js";
+import { exists } from "../common/exists.js";
 import { fsError, PmaError } from "../common/errors.js";
 import { encodeHeader, fileMetadata } from "../formats/safetensors-layout.js";
 import {
@@ -286,7 +287,7 @@ export class PartOutput implements MergeOutput {
     }
     const dir = partsDir(this.out);
     await writeFileAtomic(join(dir, name), text);
-    await fsyncDir(dir);
+    await fsyncPath(dir);
   }
 
   /**
@@ -372,7 +373,7 @@ async function agreeOnPlan(dir: string, plan: PartsPlan): Promise<void> {
     }
   }
   if (created) {
-    await fsyncDir(dir);
+    await fsyncPath(dir);
     return;
   }
   const theirs = await readPartsPlan(path);
@@ -382,20 +383,4 @@ async function agreeOnPlan(dir: string, plan: PartsPlan): Promise<void> {
 
 function sha256(data: string | Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
-}
-
-async function exists(p: string): Promise<boolean> {
-  return fs.promises.lstat(p).then(
-    () => true,
-    () => false,
-  );
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await fs.promises.open(dir, "r");
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
