@@ -14,11 +14,8 @@ import { closeSync, fstatSync, readSync } from "node:fs";
 import { PmaError } from "../common/errors.js";
 import { quoted } from "../common/quote.js";
 import { LocalFileSource } from "../sources/local.js";
-import { dtypeBits, type DType } from "../tensor/dtype.js";
-import { numel } from "../tensor/shape.js";
-import { rowMajorStrides } from "./dcp/chunks.js";
 import { entriesOf, isObject, loadPickle, type PyValue } from "./dcp/pickle-values.js";
-import { STORAGE_DTYPE } from "./dcp/segment-tensor.js";
+import { isRebuiltTensor, storedTensor } from "./dcp/stored-tensor.js";
 import {
   openForRead,
   readRecord,
@@ -142,77 +139,20 @@ function locateTensor(
   const bad = (what: string): never => {
     throw new PmaError("METADATA_INVALID", `${path}: tensor ${quoted(name)} ${what}.`, { file: path });
   };
-  if (!isObject(value, (c) => c === "torch._utils._rebuild_tensor_v2") || value.args.length < 4) {
+  if (!isRebuiltTensor(value)) {
     throw new PmaError(
       "FORMAT_UNSUPPORTED",
       `${path}: entry ${quoted(name)} is not a plain tensor (quantized, sparse or another object); pma merges dense tensors only.`,
       { file: path },
     );
   }
-  const [storage, storageOffset, size, stride] = value.args as [PyValue, PyValue, PyValue, PyValue];
-  const pid =
-    typeof storage === "object" &&
-    storage !== null &&
-    !Array.isArray(storage) &&
-    !(storage instanceof Uint8Array) &&
-    storage.kind === "persid"
-      ? storage.pid
-      : null;
-  if (!Array.isArray(pid) || pid.length < 5 || pid[0] !== "storage") return bad("has no storage reference");
-  const [, cls, key, , storageNumel] = pid as [PyValue, PyValue, PyValue, PyValue, PyValue];
-  const clsName =
-    typeof cls === "object" &&
-    cls !== null &&
-    !Array.isArray(cls) &&
-    !(cls instanceof Uint8Array) &&
-    cls.kind === "global"
-      ? cls.name.replace(/^torch\./, "")
-      : "";
-  const dtype: DType | undefined = STORAGE_DTYPE[clsName];
-  if (dtype === undefined) return bad(`has storage type ${quoted(clsName)}, which pma cannot read`);
-  const shape = isObject(size ?? null, (c) => c === "torch.Size")
-    ? (size as { args: PyValue[] }).args[0]
-    : size;
-  if (
-    !Array.isArray(shape) ||
-    !shape.every((d): d is number => typeof d === "number" && Number.isSafeInteger(d) && d >= 0)
-  )
-    return bad("has a malformed shape");
-  if (
-    typeof storageOffset !== "number" ||
-    typeof storageNumel !== "number" ||
-    typeof key !== "string" ||
-    !Number.isSafeInteger(storageOffset) ||
-    storageOffset < 0
-  ) {
-    return bad("has a malformed storage reference");
-  }
-  const elements = numel(shape);
-  const rowMajor = rowMajorStrides(shape);
-  // Strides of dimensions of size 1 do not matter.
-  const contiguous =
-    Array.isArray(stride) &&
-    stride.length === shape.length &&
-    shape.every((s, d) => s <= 1 || stride[d] === rowMajor[d]);
-  if (!contiguous && elements > 1) {
+  const t = storedTensor(value, record, bad);
+  if (!t.contiguous) {
     throw new PmaError(
       "FORMAT_UNSUPPORTED",
-      `${path}: tensor ${quoted(name)} is stored with strides ${JSON.stringify(stride)}, not row-major; pma reads contiguous tensors only (save the state dict with every tensor made .contiguous()).`,
+      `${path}: tensor ${quoted(name)} is stored with strides ${JSON.stringify(t.stride)}, not row-major; pma reads contiguous tensors only (save the state dict with every tensor made .contiguous()).`,
       { file: path },
     );
   }
-  if (storageOffset + elements > storageNumel)
-    return bad(`lies outside its storage of ${storageNumel} elements`);
-  const rec = record(key);
-  if (rec === undefined) return bad(`names storage record "data/${key}", which the archive does not have`);
-  const bytesPer = dtypeBits(dtype) / 8;
-  if (rec.length !== storageNumel * bytesPer)
-    return bad(`has a storage record of ${rec.length} bytes for ${storageNumel} elements of ${dtype}`);
-  return {
-    name,
-    dtype,
-    shape,
-    byteLength: elements * bytesPer,
-    fileOffset: rec.dataOffset + storageOffset * bytesPer,
-  };
+  return { name, dtype: t.dtype, shape: t.shape, byteLength: t.byteLength, fileOffset: t.dataOffset };
 }
