@@ -117,7 +117,8 @@ describe("pma watch killed and restarted beside a live run", () => {
 
   test("a checkpoint written slowly is merged once, only when complete", { timeout: 120_000 }, async () => {
     watcher = watch();
-    await waitFor("the first merge", () => existsSync(join(out, "watch.jsonl")));
+    // The journal line, not the file: the file exists a moment before its first line is in it.
+    await waitFor("the first merge", () => journalHas(out, 30));
     assert.deepEqual(
       (await journal(out)).map((e) => e.checkpoint),
       ["checkpoint-30"],
