@@ -11,6 +11,7 @@ import { openDcp } from "../formats/dcp/open.js";
 import { DcpReader } from "../formats/dcp/reader.js";
 import { SafetensorsWriter } from "../formats/safetensors-writer.js";
 import { dtypeBits } from "../tensor/dtype.js";
+import { numel } from "../tensor/shape.js";
 
 export interface DcpToSafetensorsOptions {
   out: string;
@@ -49,12 +50,12 @@ export async function convertDcpToSafetensors(input: string, opts: DcpToSafetens
       keep.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })),
       { ...(opts.shardSize !== undefined ? { shardSize: opts.shardSize } : {}), metadata: { format: "pt", pma_version: PMA_VERSION, pma_converted_from: "torch.distributed.checkpoint" } },
     );
-    const total = keep.reduce((s, t) => s + (t.shape.reduce((a, b) => a * b, 1) * dtypeBits(t.dtype)) / 8, 0);
+    const total = keep.reduce((s, t) => s + (numel(t.shape) * dtypeBits(t.dtype)) / 8, 0);
     const buf = new Uint8Array(PIECE_BYTES);
     let done = 0;
     for (const t of keep) {
       const size = dtypeBits(t.dtype) / 8;
-      const n = t.shape.reduce((a, b) => a * b, 1);
+      const n = numel(t.shape);
       const per = Math.max(1, Math.floor(PIECE_BYTES / size));
       for (let s = 0; s < n; s += per) {
         const k = Math.min(per, n - s);
@@ -70,7 +71,7 @@ export async function convertDcpToSafetensors(input: string, opts: DcpToSafetens
       out: staged.target,
       layout: ckpt.layout,
       tensors: keep.length,
-      parameters: keep.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0),
+      parameters: keep.reduce((s, t) => s + numel(t.shape), 0),
       bytes: total,
       files,
       skippedTensors: ckpt.tensors.size - keep.length,

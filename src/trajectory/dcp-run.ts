@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { isPmaError } from "../common/errors.js";
 import { isDcpFolder, openDcp } from "../formats/dcp/open.js";
 import { dcpProgress } from "../formats/dcp/progress.js";
+import { numel } from "../tensor/shape.js";
 
 /** OLMo-core keeps the distributed checkpoint of `stepN/` in this subfolder, beside `train/`. */
 export const OLMO_CORE_SUBFOLDER = "model_and_optim";
@@ -29,7 +30,7 @@ export async function openRunDcp(dir: string): Promise<DcpRunCheckpoint | null> 
     if (!(await isDcpFolder(path).catch((e: unknown) => (isPmaError(e) ? true : Promise.reject(e))))) continue;
     const ckpt = await openDcp(path);
     let parameters = 0;
-    for (const t of ckpt.tensors.values()) if (!/^(optimizer|optim)\./.test(t.name)) parameters += t.shape.reduce((a, b) => a * b, 1);
+    for (const t of ckpt.tensors.values()) if (!/^(optimizer|optim)\./.test(t.name)) parameters += numel(t.shape);
     const p = dcpProgress(ckpt);
     const sizes = await Promise.all(ckpt.dataFiles.map(async (f) => `${join(ckpt.root, f)}:${(await stat(join(ckpt.root, f))).size}`));
     return { path, parameters, ...(p.tokens !== undefined ? { tokens: p.tokens } : {}), ...(p.step !== undefined ? { step: p.step } : {}), sizes: sizes.join("|") };

@@ -7,6 +7,7 @@ import { readSmall, resolveRemote } from "../sources/location.js";
 import { listS3 } from "../sources/s3.js";
 import { parseS3Uri, s3Uri } from "../sources/s3-client.js";
 import type { DiscoverOptions, RunCheckpoint, RunScan, SkippedCheckpoint } from "./run.js";
+import { numel } from "../tensor/shape.js";
 
 /** Revisions or prefixes examined at once: each costs a listing and a small read. */
 const CONCURRENCY = 8;
@@ -84,7 +85,7 @@ export async function discoverRemoteRun(uri: string, opts: DiscoverOptions = {})
   const newest = found[found.length - 1];
   if (newest !== undefined) {
     const ck = await openRemoteCheckpointTensors(await resolveRemote(newest.path));
-    for (const t of ck.tensors.values()) parameters += t.shape.reduce((a, b) => a * b, 1);
+    for (const t of ck.tensors.values()) parameters += numel(t.shape);
     await ck.close();
   }
   return { dir, checkpoints: found.map(({ order: _order, ...c }) => ({ ...c, parameters })), skipped };

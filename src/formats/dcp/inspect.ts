@@ -8,6 +8,7 @@ import { openDcp, readBytesValue } from "./open.js";
 import { toJson } from "./pickle-values.js";
 import { dcpProgress } from "./progress.js";
 import { DcpReader } from "./reader.js";
+import { numel } from "../../tensor/shape.js";
 
 /** What `pma inspect` shows of a distributed checkpoint beyond its tensors. */
 export interface DcpSummary {
@@ -30,11 +31,11 @@ export async function inspectDcp(path: string, opts: { stats?: boolean } = {}): 
     const tensors: TensorSummary[] = [];
     const dtypes: Record<string, number> = {};
     // One window for every tensor, no larger than the largest one needs.
-    const window = Math.min(STATS_CHUNK, Math.max(1, ...[...ckpt.tensors.values()].map((t) => t.shape.reduce((a, b) => a * b, 1))));
+    const window = Math.min(STATS_CHUNK, Math.max(1, ...[...ckpt.tensors.values()].map((t) => numel(t.shape))));
     const scratch = opts.stats ? new Float64Array(window) : new Float64Array(0);
     const buf = opts.stats ? new Uint8Array(window * 8) : new Uint8Array(0);
     for (const t of ckpt.tensors.values()) {
-      const parameters = t.shape.reduce((a, b) => a * b, 1);
+      const parameters = numel(t.shape);
       const files = [...new Set(t.chunks.map((c) => c.file.slice(ckpt.root.length + 1)))];
       const summary: TensorSummary = { name: t.name, dtype: t.dtype, shape: t.shape, parameters, bytes: (parameters * dtypeBits(t.dtype)) / 8, file: files.join(", ") };
       dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + parameters;

@@ -4,6 +4,7 @@ import { dtypeBits } from "../../tensor/dtype.js";
 import { readFullySync } from "../positional-io.js";
 import { globalRuns } from "./chunks.js";
 import type { DcpCheckpoint, DcpTensor } from "./model.js";
+import { numel } from "../../tensor/shape.js";
 
 /**
  * Reads any element range of a sharded tensor in global row-major order, one
@@ -38,7 +39,7 @@ export class DcpReader {
   readElements(name: string, start: number, count: number, into?: Uint8Array): Uint8Array {
     const t = this.tensor(name);
     const size = dtypeBits(t.dtype) / 8;
-    const total = t.shape.reduce((a, b) => a * b, 1);
+    const total = numel(t.shape);
     if (!Number.isInteger(size)) throw new PmaError("DTYPE_UNSUPPORTED", `${this.checkpoint.root}: tensor "${name}" has sub-byte dtype ${t.dtype}.`);
     if (!(Number.isSafeInteger(start) && Number.isSafeInteger(count) && start >= 0 && count >= 0 && start + count <= total)) {
       throw new PmaError("RANGE_INVALID", `${this.checkpoint.root}: elements [${start}, +${count}) are outside tensor "${name}" of ${total} elements.`);
