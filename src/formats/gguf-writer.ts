@@ -6,7 +6,7 @@ import { exists } from "../common/exists.js";
 import { acquireLock, type Lock } from "../common/lock.js";
 import { encodeGgufHeader, type EncodedGgufHeader, type GgufTensorSpec } from "./gguf-encode.js";
 import type { GgufMetadata } from "./gguf-values.js";
-import { ioError, writeFully, writeFullySync } from "./positional-io.js";
+import { ioError, writeFully, writeFullySync } from "../common/positional-io.js";
 import type { TensorLayout } from "./safetensors-writer.js";
 
 export {

@@ -11,7 +11,7 @@ import {
   type PlannedTensor,
   type TensorSpec,
 } from "./safetensors-layout.js";
-import { ioError, writeFully, writeFullySync } from "./positional-io.js";
+import { ioError, writeFully, writeFullySync } from "../common/positional-io.js";
 
 export type { PlannedTensor, TensorSpec } from "./safetensors-layout.js";
 

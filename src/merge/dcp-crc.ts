@@ -1,5 +1,5 @@
 import { crc32 } from "node:zlib";
-import { readFullySync } from "../formats/positional-io.js";
+import { readFullySync } from "../common/positional-io.js";
 
 const PIECE = 8 << 20;
 

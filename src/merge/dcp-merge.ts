@@ -23,13 +23,14 @@ import type { DcpChunk, DcpTensor } from "../formats/dcp/model.js";
 import { isDcpFolder, openDcp, type OpenedDcp } from "../formats/dcp/open.js";
 import { dcpProgress } from "../formats/dcp/progress.js";
 import { DcpReader } from "../formats/dcp/reader.js";
-import { readFullySync, writeFullySync } from "../formats/positional-io.js";
+import { readFullySync, writeFullySync } from "../common/positional-io.js";
 import { floatDTypeBytes } from "../tensor/codec.js";
 import { isFloatDType, type FloatDType } from "../tensor/dtype.js";
 import { crc32OfRange } from "./dcp-crc.js";
 import type { TensorJob } from "./job.js";
 import type { AccumulatePrecision } from "./kernels.js";
 import { runWorkers, MERGE_RECORD_FILE, type MergeOptions, type MergeRecord } from "./merger.js";
+import { throwTensorMismatch } from "./inputs.js";
 import { orderByProgress } from "./order.js";
 import { coefficientsFor, DEFAULT_METHOD, recordedParams, type MethodSpec } from "./methods.js";
 
@@ -415,13 +416,5 @@ function checkSameDcpTensors(
         problems.push(`${other.path}: extra tensor "${name}" not in ${ref.path}`);
     }
   }
-  if (problems.length > 0) {
-    const shown = problems.slice(0, maxListed).map((p) => `  ${p}`);
-    if (problems.length > maxListed) shown.push(`  ... and ${problems.length - maxListed} more`);
-    throw new PmaError(
-      "CHECKPOINT_MISMATCH",
-      `the checkpoints do not have the same tensors:\n${shown.join("\n")}`,
-      { file: inputs[0]!.path },
-    );
-  }
+  throwTensorMismatch(problems, inputs[0]!.path, maxListed);
 }

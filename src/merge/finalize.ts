@@ -5,7 +5,7 @@ import { join, resolve } from "node:path";
 import { StagedDir, writeFileAtomic } from "../common/atomic-dir.js";
 import { exists } from "../common/exists.js";
 import { fsError, PmaError } from "../common/errors.js";
-import { readFullySync } from "../formats/positional-io.js";
+import { readFullySync } from "../common/positional-io.js";
 import { planShards, writeShardIndex } from "../formats/safetensors-writer.js";
 import { isRemoteUri, resolveRemote } from "../sources/location.js";
 import { S3Staging } from "../sources/s3-output.js";

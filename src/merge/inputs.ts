@@ -172,6 +172,20 @@ async function openRemoteInput(uri: string): Promise<MergeInput> {
  * mismatched checkpoints is meaningless, and listing the first differences (not just
  * the first) saves the user a round trip per mistake.
  */
+/** The mismatch error for a list of per-checkpoint problems (the first `maxListed`); nothing when the list is empty. */
+export function throwTensorMismatch(problems: string[], file: string, maxListed: number): void {
+  if (problems.length === 0) return;
+  const shown = problems.slice(0, maxListed).map((p) => `  ${p}`);
+  if (problems.length > maxListed) shown.push(`  ... and ${problems.length - maxListed} more`);
+  throw new PmaError(
+    "CHECKPOINT_MISMATCH",
+    `the checkpoints do not have the same tensors:\n${shown.join("\n")}`,
+    {
+      file,
+    },
+  );
+}
+
 export function checkSameTensors(inputs: MergeInput[], maxListed = 10): void {
   const ref = inputs[0]!;
   const problems: string[] = [];
@@ -192,13 +206,5 @@ export function checkSameTensors(inputs: MergeInput[], maxListed = 10): void {
         problems.push(`${other.path}: extra tensor "${name}" not in ${ref.path}`);
     }
   }
-  if (problems.length > 0) {
-    const shown = problems.slice(0, maxListed).map((p) => `  ${p}`);
-    if (problems.length > maxListed) shown.push(`  ... and ${problems.length - maxListed} more`);
-    throw new PmaError(
-      "CHECKPOINT_MISMATCH",
-      `the checkpoints do not have the same tensors:\n${shown.join("\n")}`,
-      { file: inputs[1]?.path ?? ref.path },
-    );
-  }
+  throwTensorMismatch(problems, inputs[1]?.path ?? ref.path, maxListed);
 }

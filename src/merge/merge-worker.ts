@@ -1,6 +1,6 @@
 import { closeSync, openSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
-import { readFullySync, writeFullySync } from "../formats/positional-io.js";
+import { readFullySync, writeFullySync } from "../common/positional-io.js";
 import { openSource } from "../sources/open.js";
 import type { PositionalSource } from "../sources/source.js";
 import { floatDTypeBytes } from "../tensor/codec.js";

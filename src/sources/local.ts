@@ -1,34 +1,12 @@
 import * as fs from "node:fs";
 import { promisify } from "node:util";
 import { fsError, PmaError } from "../common/errors.js";
+import { readFully, readFullySync } from "../common/positional-io.js";
 import type { PositionalSource, SourceRef } from "./source.js";
 
 const openAsync = promisify(fs.open);
 const fstatAsync = promisify(fs.fstat);
 const closeAsync = promisify(fs.close);
-
-/** fs.read moves at most 2 GiB and may move less than asked; loop in 1 GiB steps. */
-const MAX_CHUNK = 1 << 30;
-
-function shrunk(path: string, position: number): PmaError {
-  return new PmaError(
-    "IO",
-    `${path}: unexpected end of file at byte ${position}; the file was truncated while open.`,
-    { file: path },
-  );
-}
-
-function readAsync(
-  fd: number,
-  buf: Uint8Array,
-  offset: number,
-  length: number,
-  position: number,
-): Promise<number> {
-  return new Promise((resolve, reject) => {
-    fs.read(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n)));
-  });
-}
 
 /**
  * A local file read by position through one fd. close() waits for reads in flight so
@@ -82,19 +60,7 @@ export class LocalFileSource implements PositionalSource {
 
   async read(into: Uint8Array, position: number): Promise<void> {
     const fd = this.open("read");
-    const pending = (async () => {
-      let done = 0;
-      while (done < into.length) {
-        let got: number;
-        try {
-          got = await readAsync(fd, into, done, Math.min(into.length - done, MAX_CHUNK), position + done);
-        } catch (e) {
-          throw fsError(this.uri, "read", e);
-        }
-        if (got === 0) throw shrunk(this.uri, position + done);
-        done += got;
-      }
-    })();
+    const pending = readFully(fd, this.uri, into, position);
     this.inflight.add(pending);
     try {
       await pending;
@@ -104,18 +70,7 @@ export class LocalFileSource implements PositionalSource {
   }
 
   readSync(into: Uint8Array, position: number): void {
-    const fd = this.open("read");
-    let done = 0;
-    while (done < into.length) {
-      let got: number;
-      try {
-        got = fs.readSync(fd, into, done, Math.min(into.length - done, MAX_CHUNK), position + done);
-      } catch (e) {
-        throw fsError(this.uri, "read", e);
-      }
-      if (got === 0) throw shrunk(this.uri, position + done);
-      done += got;
-    }
+    readFullySync(this.open("read"), this.uri, into, position);
   }
 
   async close(): Promise<void> {

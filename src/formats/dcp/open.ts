@@ -9,7 +9,7 @@
 import * as fs from "node:fs";
 import * as nodePath from "node:path";
 import { PmaError } from "../../common/errors.js";
-import { readFullySync } from "../positional-io.js";
+import { readFullySync } from "../../common/positional-io.js";
 import { LENGTH_PREFIX, parseSafetensorsHeader } from "../safetensors-header.js";
 import { checkShardName, staysInside } from "../shard-path.js";
 import { decodeMetadata, storageKey, type DcpMetadata, type StorageInfo } from "./metadata.js";

@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import { fsError, PmaError } from "../../common/errors.js";
 import { dtypeBits } from "../../tensor/dtype.js";
-import { readFullySync } from "../positional-io.js";
+import { readFullySync } from "../../common/positional-io.js";
 import { globalRuns } from "./chunks.js";
 import type { DcpCheckpoint, DcpTensor } from "./model.js";
 import { numel } from "../../tensor/shape.js";

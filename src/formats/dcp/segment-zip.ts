@@ -9,7 +9,7 @@
  */
 import * as fs from "node:fs";
 import { PmaError } from "../../common/errors.js";
-import { readFullySync } from "../positional-io.js";
+import { readFullySync } from "../../common/positional-io.js";
 
 export interface SegmentRecord {
   /** The name inside the zip, e.g. `archive/data/0`. */

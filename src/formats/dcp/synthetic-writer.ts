@@ -10,7 +10,7 @@
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
-import { writeFullySync } from "../positional-io.js";
+import { writeFullySync } from "../../common/positional-io.js";
 import { dtypeBits, type DType } from "../../tensor/dtype.js";
 import { rowMajorStrides, type ChunkBox } from "./chunks.js";
 

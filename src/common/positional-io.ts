@@ -1,5 +1,5 @@
 import * as fs from "node:fs";
-import { fsError, PmaError } from "../common/errors.js";
+import { fsError, PmaError } from "./errors.js";
 
 /**
  * Positional reads and writes that loop over short transfers. A single fs.read/write
