@@ -108,6 +108,8 @@ test("forward-only scoring is bit-identical to the training forward (dense, MoE;
             `${what}: loss`,
           );
           assert.deepEqual(fast.lastLoss, train.lastLoss, `${what}: loss parts`);
+          // One block reused for every layer still reports the largest attention logit of all layers.
+          assert.deepEqual(fast.lastLogitStats, train.lastLogitStats, `${what}: logit monitors`);
           assert.deepEqual(fast.logits, train.logits, `${what}: logits`);
           assert.deepEqual(fast.expertCounts(), train.expertCounts(), `${what}: expert counts`);
           assert.throws(() => fast.backward(), { code: "USAGE" });

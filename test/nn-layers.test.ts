@@ -150,8 +150,13 @@ test("causal softmax: masked rows sum to 1, backward matches finite differences"
     R = 2 * S; // two heads stacked: row r is query position r % S
   const scores = randn(r, R * S, 2);
   const att = Float32Array.from(scores);
-  causalSoftmaxForward(att, R, S);
+  const largest = causalSoftmaxForward(att, R, S);
   const s64 = Float64Array.from(scores);
+  // The returned monitor is the largest unmasked score (keys up to the query position).
+  let want = -Infinity;
+  for (let row = 0; row < R; row++)
+    for (let j = 0; j <= row % S; j++) want = Math.max(want, s64[row * S + j]!);
+  assert.equal(largest, want);
   const ref = (): Float64Array => {
     const out = new Float64Array(R * S);
     for (let row = 0; row < R; row++) {
@@ -228,8 +233,20 @@ test("cross-entropy: mean over counted targets; ignore index and mask; gradient"
     }
     return s / n;
   };
-  const { sum, count } = crossEntropyForward(lse, logits, targets, mask, T, V);
+  const { sum, count, maxLogit, logZSum } = crossEntropyForward(lse, logits, targets, mask, T, V);
   assert.equal(count, 4);
+  // Monitors over counted rows only: the largest logit and the summed log-sum-exp.
+  let wantMax = -Infinity;
+  let wantLogZ = 0;
+  for (let t = 0; t < T; t++) {
+    if (targets[t] === IGNORE_INDEX || mask[t] === 0) continue;
+    const row = Array.from(l64.subarray(t * V, t * V + V));
+    const m = Math.max(...row);
+    wantMax = Math.max(wantMax, m);
+    wantLogZ += m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
+  }
+  assert.equal(maxLogit, wantMax);
+  assert.ok(Math.abs(logZSum - wantLogZ) < 1e-5);
   assert.ok(Math.abs(sum / count - ref()) < 1e-6);
   const d = Float32Array.from(logits);
   crossEntropyBackward(d, lse, targets, mask, T, V, 1 / count);

@@ -89,6 +89,13 @@ variants.forEach(([name, o], vi) => {
       assert.ok(Math.abs(parts.ce - ref.ce) < 1e-5 * (1 + ref.ce), `ce ${parts.ce} vs ${ref.ce}`);
       assert.ok(Math.abs(parts.aux - ref.aux) < 1e-6, `aux ${parts.aux} vs ${ref.aux}`);
       assert.equal(parts.loss, loss);
+      // The instability monitors: attention and output logit magnitudes, log Z.
+      const mon = model.lastLogitStats;
+      assert.ok(Math.abs(mon.attnLogitMax - ref.attnLogitMax) < 1e-5 * (1 + Math.abs(ref.attnLogitMax)));
+      assert.ok(
+        Math.abs(mon.outputLogitMax - ref.outputLogitMax) < 1e-5 * (1 + Math.abs(ref.outputLogitMax)),
+      );
+      assert.ok(Math.abs(mon.outputLogZ - ref.outputLogZ) < 1e-5 * (1 + Math.abs(ref.outputLogZ)));
       if (moe) assert.ok(ref.aux > 0);
       else assert.equal(parts.aux, 0);
       const flat = new Float64Array(B * S * c.vocab_size);

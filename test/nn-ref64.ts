@@ -69,6 +69,7 @@ export function attention64(
   wv: ArrayLike<number>,
   wo: ArrayLike<number>,
   d: AttnDims,
+  stats?: { maxScore: number },
 ): Vec[] {
   const { B, S, H, nh, nkv, hd, theta } = d;
   const rep = nh / nkv;
@@ -97,6 +98,7 @@ export function attention64(
           vals.push(v[b * S + s]!.subarray(g * hd, g * hd + hd));
         }
         const m = Math.max(...scores);
+        if (stats !== undefined) stats.maxScore = Math.max(stats.maxScore, m);
         const e = scores.map((x) => Math.exp(x - m));
         const z = e.reduce((a, c) => a + c, 0);
         for (let s = 0; s <= t; s++)
@@ -184,6 +186,10 @@ export interface Model64Out {
   /** Per MoE layer, per token: chosen experts. */
   chosen: number[][][];
   minGap: number;
+  /** The largest attention score of any layer, head and position; the largest scored output logit; mean log Z. */
+  attnLogitMax: number;
+  outputLogitMax: number;
+  outputLogZ: number;
 }
 
 /** Full causal LM forward + HF loss (mean CE over labels != -100 and mask, + aux). */
@@ -217,6 +223,7 @@ export function model64(
   const allProbs: Vec[] = [];
   const allChosen: number[][][] = [];
   let minGap = Infinity;
+  const attnStats = { maxScore: -Infinity };
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const pre = `model.layers.${l}`;
     const xn = x.map((r) => rmsnorm64(r, get(`${pre}.input_layernorm.weight`), c.rms_norm_eps));
@@ -227,6 +234,7 @@ export function model64(
       get(`${pre}.self_attn.v_proj.weight`),
       get(`${pre}.self_attn.o_proj.weight`),
       dims,
+      attnStats,
     );
     const x2 = x.map((r, t) => r.map((v, i) => v + a[t]![i]!));
     const xn2 = x2.map((r) => rmsnorm64(r, get(`${pre}.post_attention_layernorm.weight`), c.rms_norm_eps));
@@ -262,12 +270,16 @@ export function model64(
   );
   let nll = 0;
   let n = 0;
+  let outputLogitMax = -Infinity;
+  let logZSum = 0;
   for (let t = 0; t < logits.length; t++) {
     if (targets[t] === -100 || (mask !== undefined && mask[t] === 0)) continue;
     const row = logits[t]!;
     const m = Math.max(...row);
     const lse = m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
     nll += lse - row[targets[t]!]!;
+    outputLogitMax = Math.max(outputLogitMax, m);
+    logZSum += lse;
     n++;
   }
   const ce = n > 0 ? nll / n : 0;
@@ -284,7 +296,17 @@ export function model64(
     for (let e = 0; e < E; e++) s += f[e]! * P[e]!;
     aux = c.router_aux_loss_coef * E * s;
   }
-  return { loss: ce + aux, ce, aux, logits, chosen: allChosen, minGap };
+  return {
+    loss: ce + aux,
+    ce,
+    aux,
+    logits,
+    chosen: allChosen,
+    minGap,
+    attnLogitMax: attnStats.maxScore,
+    outputLogitMax,
+    outputLogZ: logZSum / n,
+  };
 }
 
 /** Central finite differences of f with respect to every element of x (restored after). */

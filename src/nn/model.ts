@@ -18,6 +18,19 @@ export interface ModelShape {
   seq: number;
 }
 
+/**
+ * Logit magnitudes of a forward, the monitors of the two instabilities that small
+ * Transformers show at high learning rates (Wortsman et al., 2023): attention-logit
+ * growth (the largest q.k/sqrt(hd) of any layer, head and position) and output-logit
+ * divergence (the largest output logit, and the mean log Z over scored positions, which
+ * drifts far from 0 when the output logits diverge).
+ */
+export interface LogitStats {
+  attnLogitMax: number;
+  outputLogitMax: number;
+  outputLogZ: number;
+}
+
 /** The parts of the last forward's loss. `loss = ce + aux`. */
 export interface LossParts {
   loss: number;
@@ -103,6 +116,9 @@ export class Model {
   /** "none": no forward yet; "logits": forward without targets; "loss": backward possible. */
   private state: "none" | "logits" | "loss" = "none";
   private last: LossParts = { loss: NaN, ce: NaN, aux: NaN, tokens: 0 };
+  /** The largest attention logit of any layer in the last runTrunk(). */
+  private trunkAttnLogitMax = NaN;
+  private lastLogits: LogitStats = { attnLogitMax: NaN, outputLogitMax: NaN, outputLogZ: NaN };
 
   constructor(config: ModelConfig, backend: MatmulBackend, shape: ModelShape, opts: CreateModelOptions = {}) {
     validateConfig(config);
@@ -208,7 +224,7 @@ export class Model {
     this.hasMask = mask !== undefined;
     if (mask !== undefined) this.mask.set(mask);
     const V = this.config.vocab_size;
-    const { sum, count } = crossEntropyForward(
+    const { sum, count, maxLogit, logZSum } = crossEntropyForward(
       this.lse,
       this.logits,
       this.targets,
@@ -219,6 +235,11 @@ export class Model {
     const ce = count > 0 ? sum / count : 0;
     const aux = this.auxLoss();
     this.last = { loss: ce + aux, ce, aux, tokens: count };
+    this.lastLogits = {
+      attnLogitMax: this.trunkAttnLogitMax,
+      outputLogitMax: maxLogit,
+      outputLogZ: count > 0 ? logZSum / count : NaN,
+    };
     this.state = "loss";
     return ce + aux;
   }
@@ -233,6 +254,11 @@ export class Model {
   /** Loss parts of the last forward(). */
   get lastLoss(): LossParts {
     return { ...this.last };
+  }
+
+  /** Logit magnitudes of the last forward() (the instability monitors of LogitStats). */
+  get lastLogitStats(): LogitStats {
+    return { ...this.lastLogits };
   }
 
   /**
@@ -337,6 +363,8 @@ export class Model {
       rmsnormForward(b.xn1, b.rstd1, x, wl.inputNorm, T, H, eps);
       if (b.x2 !== x) b.x2.set(x);
       b.attn.forward(b.x2, b.xn1, wl.qkv, wl.o, true);
+      // Read per layer: a forward-only model reuses one block for every layer.
+      if (l === 0 || b.attn.maxLogit > this.trunkAttnLogitMax) this.trunkAttnLogitMax = b.attn.maxLogit;
       rmsnormForward(b.xn2, b.rstd2, b.x2, wl.postNorm, T, H, eps);
       if (next !== b.x2) next.set(b.x2);
       if (b.mlp !== null) b.mlp.forward(next, b.xn2, wl.gateUp!, wl.down!, true);

@@ -3,7 +3,10 @@
  * evaluation, appended and flushed as training goes, so `pma watch`, the trajectory
  * readers or `tail -f` can follow a live run. Field names are part of pma's log format
  * (src/trajectory/log-readers.ts reads them):
- *   {"type":"step","step","tokens","loss","lr","grad_norm","seconds"}   seconds: that step's wall time
+ *   {"type":"step","step","tokens","loss","lr","grad_norm","seconds",
+ *    "attn_logit_max","output_logit_max","output_log_z"}   seconds: that step's wall time;
+ *       the last three are the logit monitors of nn/model.ts's LogitStats (largest over
+ *       the step's micro-batches; log Z their mean)
  *   {"type":"eval","step","tokens","val_loss", ...}
  *   {"type":"prune","step","tokens","checkpoint","checkpoint_step","checkpoint_tokens"}
  *       a checkpoint deleted by checkpointing.keep_last once `step`'s was published;
@@ -26,6 +29,10 @@ export interface StepRecord {
   seconds: number;
   /** MoE only: the cross-entropy part of `loss` (the rest is the router aux loss). */
   ce?: number;
+  /** Logit monitors (nn/model.ts LogitStats); absent in logs of older pma versions. */
+  attn_logit_max?: number;
+  output_logit_max?: number;
+  output_log_z?: number;
 }
 
 export interface EvalRecord {

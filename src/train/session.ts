@@ -11,7 +11,7 @@ import type { RunData } from "../data/run-data.js";
 import type { AdamW } from "../nn/adamw.js";
 import type { ModelConfig } from "../nn/config.js";
 import type { MatmulBackend } from "../nn/kernels/index.js";
-import type { Model } from "../nn/model.js";
+import type { LogitStats, Model } from "../nn/model.js";
 import { lrAt } from "../nn/schedule.js";
 import { writeCheckpoint, type PmaTrainStateInput } from "./checkpoint.js";
 import type { TrainConfig } from "./config.js";
@@ -120,16 +120,22 @@ export class TrainingSession {
   }
 
   /** Forward and backward over the step's micro-batches; the gradient averaged over them. */
-  private accumulateGradients(): { loss: number; ce: number } {
+  private accumulateGradients(): { loss: number; ce: number; logits: LogitStats } {
     const { model, sampler } = this.p;
     const accum = this.config.data.grad_accum;
     model.zeroGrad();
     let lossSum = 0;
     let ceSum = 0;
+    // The step's logit monitors: the largest logits of any micro-batch, the mean log Z.
+    const logits: LogitStats = { attnLogitMax: -Infinity, outputLogitMax: -Infinity, outputLogZ: 0 };
     for (let a = 0; a < accum; a++) {
       sampler.fill(this.step, a, this.toks, this.tgts);
       lossSum += model.forward(this.toks, this.tgts);
       ceSum += model.lastLoss.ce;
+      const m = model.lastLogitStats;
+      logits.attnLogitMax = Math.max(logits.attnLogitMax, m.attnLogitMax);
+      logits.outputLogitMax = Math.max(logits.outputLogitMax, m.outputLogitMax);
+      logits.outputLogZ += m.outputLogZ / accum;
       model.backward();
     }
     // backward() adds each micro-batch's mean-loss gradient: average them, as one big batch would.
@@ -138,7 +144,7 @@ export class TrainingSession {
       const inv = 1 / accum;
       for (let i = 0; i < grad.length; i++) grad[i] = grad[i]! * inv;
     }
-    return { loss: lossSum / accum, ce: ceSum / accum };
+    return { loss: lossSum / accum, ce: ceSum / accum, logits };
   }
 
   /**
@@ -177,7 +183,7 @@ export class TrainingSession {
   /** One optimizer step: gradients, update, then the step's log line, history and event. */
   private trainStep(): void {
     const t0 = performance.now();
-    const { loss, ce } = this.accumulateGradients();
+    const { loss, ce, logits } = this.accumulateGradients();
     const nextTokens = this.tokens + this.tps;
     // The LR of a step is the schedule at the token count the step reaches (schedule.ts).
     const lr = lrAt(this.schedule, nextTokens);
@@ -197,6 +203,9 @@ export class TrainingSession {
       seconds,
     };
     if (this.p.model.lastLoss.aux !== 0) record.ce = ce;
+    record.attn_logit_max = logits.attnLogitMax;
+    record.output_logit_max = logits.outputLogitMax;
+    record.output_log_z = logits.outputLogZ;
     this.p.log.write(record);
     this.addToHistory(loss, lr, gradNorm);
     this.p.emit({ type: "step", record, maxTokens: this.config.training.max_tokens });

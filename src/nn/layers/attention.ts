@@ -65,6 +65,8 @@ export class CausalSelfAttention {
   readonly att: Float32Array;
   /** Concatenated head outputs [T, nh*hd], the o_proj input. */
   readonly y: Float32Array;
+  /** The largest attention logit (q.k / sqrt(hd), before the softmax) of the last forward. */
+  maxLogit = NaN;
 
   constructor(backend: MatmulBackend, dims: AttentionDims, rope: RopeTables, scratch: AttentionScratch) {
     this.backend = backend;
@@ -132,7 +134,7 @@ export class CausalSelfAttention {
       strideB: S * hd,
       strideC: M * S,
     });
-    causalSoftmaxForward(this.att, B * nh * S, S);
+    this.maxLogit = causalSoftmaxForward(this.att, B * nh * S, S);
     const yh = this.s.yh;
     this.backend.gemmBatched({
       transA: false,

@@ -16,6 +16,10 @@ function counted(targets: Int32Array, mask: Uint8Array | null, t: number): boole
  * Cross-entropy of T rows of V logits against `targets`. Returns the summed negative
  * log-likelihood over counted positions and their number (the caller takes the mean);
  * keeps log-sum-exp per row in `lse` for the backward. Sums run in double.
+ *
+ * Also returns the largest output logit and the sum of log Z (the log-sum-exp) over
+ * counted rows: their drift is the output-logit divergence that z-loss prevents
+ * (Wortsman et al., 2023). Both come from values this pass computes anyway.
  */
 export function crossEntropyForward(
   lse: Float32Array,
@@ -24,9 +28,11 @@ export function crossEntropyForward(
   mask: Uint8Array | null,
   T: number,
   V: number,
-): { sum: number; count: number } {
+): { sum: number; count: number; maxLogit: number; logZSum: number } {
   let sum = 0;
   let count = 0;
+  let maxLogit = -Infinity;
+  let logZSum = 0;
   for (let t = 0; t < T; t++) {
     if (!counted(targets, mask, t)) continue;
     const y = targets[t]!;
@@ -43,10 +49,12 @@ export function crossEntropyForward(
     for (let j = 0; j < V; j++) s += exp(logits[o + j]! - max);
     const l = max + Math.log(s);
     lse[t] = l;
+    if (max > maxLogit) maxLogit = max;
+    logZSum += l;
     sum += l - logits[o + y]!;
     count++;
   }
-  return { sum, count };
+  return { sum, count, maxLogit, logZSum };
 }
 
 /**
