@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import { PmaError } from "../../common/errors.js";
 import { checkBatched, checkGemm, scaleOnly } from "./check.js";
 import type { BatchedGemmArgs, GemmArgs, MatmulBackend } from "./matmul.js";
+import { hintOpenblasCore } from "./openblas-core.js";
 import { defaultThreads } from "./threads.js";
 
 /** The C addon in native/ (built by `npm run build:native`), as seen from JavaScript. */
@@ -74,7 +75,11 @@ export interface BlasBackend extends MatmulBackend {
   readonly config: string;
 }
 
+/** Set by the first load: the core type pma chose from the CPU's flags, or null. */
+let hintedCore: string | null | undefined;
+
 function load(path: string): BlasAddon {
+  hintedCore ??= hintOpenblasCore();
   try {
     return createRequire(import.meta.url)(path) as BlasAddon;
   } catch (e) {
@@ -93,7 +98,9 @@ export function createBlasBackend(opts: BlasOptions = {}): BlasBackend {
   return {
     name: "blas",
     threads: info.threads,
-    config: `${info.config} (kernel ${info.core})`,
+    config:
+      `${info.config} (kernel ${info.core}` +
+      (hintedCore != null ? `, OPENBLAS_CORETYPE=${hintedCore} from the CPU's flags)` : ")"),
     alloc: (n) => new Float32Array(n),
     free() {},
     gemm(g: GemmArgs) {
