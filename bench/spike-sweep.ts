@@ -44,6 +44,8 @@ interface SweepRun {
   lr: number;
   warmupSteps: number;
   size: ModelSize;
+  /** AdamW weight decay (default the lab's 0.1); 0 lets the output logits drift (Wortsman et al.). */
+  weightDecay?: number;
 }
 
 const dense = quick.dense;
@@ -67,6 +69,9 @@ const RUNS: SweepRun[] = [
     warmupSteps: 50,
     size: { ...dense, hidden_size: 256, intermediate_size: 688, num_attention_heads: 8 },
   },
+  { name: "dense-lr5e-2-warmup100", preset: "dense", lr: 5e-2, warmupSteps: 100, size: dense },
+  { name: "dense-lr1e-2-wd0", preset: "dense", lr: 1e-2, warmupSteps: 50, size: dense, weightDecay: 0 },
+  { name: "moe-lr5e-2-warmup100", preset: "moe", lr: 5e-2, warmupSteps: 100, size: moe },
   { name: "moe-lr3e-3", preset: "moe", lr: 3e-3, warmupSteps: 50, size: moe },
   { name: "moe-lr1e-2", preset: "moe", lr: 1e-2, warmupSteps: 50, size: moe },
   { name: "moe-lr2e-2", preset: "moe", lr: 2e-2, warmupSteps: 50, size: moe },
@@ -84,6 +89,7 @@ function configYaml(r: SweepRun): string {
     training: { max_tokens: steps * tps, seed: 0 },
     schedule: { kind: "constant", lr: r.lr, warmup_tokens: r.warmupSteps * tps },
     eval: { every_tokens: 0 },
+    ...(r.weightDecay === undefined ? {} : { optimizer: { weight_decay: r.weightDecay } }),
     // Checkpoints every 10 steps, as the lab's runs: a spiked run is then a PMA-init input.
     checkpointing: { every_tokens: 10 * tps, dtype: "f32" },
   };

@@ -136,7 +136,8 @@ export function tokenCounts(p: LabProfile): Record<string, number> {
     "dense pre-training": p.denseSteps * tps,
     "MoE pre-training": p.moeSteps * tps,
     "annealed fork": (p.denseSteps - p.anneal.forkStep) * tps,
-    "spike fork and each restart": p.spike.steps * tps,
+    "spike fork and each restart (induced control)": p.spike.steps * tps,
+    "each spontaneous-spike run (seeds x run and restart)": p.spontaneous.steps * tps,
     "each continued-training run (WordNet)": p.ct.steps * tps,
     "each fine-tuning run (positions)": p.sft.steps * p.sft.batch * p.sft.seq,
   };

@@ -75,8 +75,22 @@ export interface LabProfile {
     seq: number;
     questions: number;
   };
-  /** Experiment 7: the MoE run's LR is multiplied by `factor` after `atStep`. */
+  /** Experiment 7, induced control: the MoE run's LR is multiplied by `factor` after `atStep`. */
   spike: { atStep: number; factor: number; steps: number };
+  /**
+   * Experiment 7, spontaneous: `seeds` runs of `preset` from scratch at a constant `lr`
+   * (after `warmupSteps`) to `steps`, checkpoints every `checkpointEvery`; weightDecay
+   * replaces AdamW's 0.1 where set. bench/spike-sweep.ts is the sweep that chose them.
+   */
+  spontaneous: {
+    preset: "dense" | "moe";
+    lr: number;
+    warmupSteps: number;
+    steps: number;
+    checkpointEvery: number;
+    seeds: number;
+    weightDecay?: number;
+  };
   /** Experiment 8: k checkpoints of the final window; gradients over hvpBatches micro-batches; a grid x grid loss plane. */
   mechanism: { k: number; hvpBatches: number; grid: number; gridTokens: number };
 }
@@ -121,6 +135,7 @@ const QUICK: LabProfile = {
   },
   sft: { steps: 60, warmupSteps: 6, lrs: [1e-3, 3e-3], endFactor: 0.1, batch: 16, seq: 64, questions: 256 },
   spike: { atStep: 240, factor: 10, steps: 40 },
+  spontaneous: { preset: "moe", lr: 2e-2, warmupSteps: 50, steps: 200, checkpointEvery: 10, seeds: 3 },
   mechanism: { k: 5, hvpBatches: 8, grid: 9, gridTokens: 8192 },
 };
 
@@ -196,6 +211,7 @@ const FULL: LabProfile = {
     questions: 1024,
   },
   spike: { atStep: 1200, factor: 10, steps: 300 },
+  spontaneous: { preset: "moe", lr: 2e-2, warmupSteps: 100, steps: 1000, checkpointEvery: 25, seeds: 3 },
   mechanism: { k: 8, hvpBatches: 32, grid: 15, gridTokens: 32768 },
 };
 
@@ -235,6 +251,7 @@ const MICRO: LabProfile = {
   },
   sft: { steps: 6, warmupSteps: 1, lrs: [1e-2], endFactor: 0.1, batch: 4, seq: 32, questions: 16 },
   spike: { atStep: 16, factor: 10, steps: 8 },
+  spontaneous: { preset: "moe", lr: 1, warmupSteps: 16, steps: 32, checkpointEvery: 2, seeds: 2 },
   mechanism: { k: 3, hvpBatches: 2, grid: 3, gridTokens: 512 },
 };
 
