@@ -44,8 +44,12 @@ interface SweepRun {
   lr: number;
   warmupSteps: number;
   size: ModelSize;
-  /** AdamW weight decay (default the lab's 0.1); 0 lets the output logits drift (Wortsman et al.). */
-  weightDecay?: number;
+  /**
+   * AdamW settings replacing the lab's (0.9, 0.95, weight decay 0.1, clip 1.0): weight
+   * decay 0 lets the output logits drift (Wortsman et al.); beta2 0.999 (PyTorch's
+   * default) keeps stale second moments, the Adam instability of Molybog et al. (2023).
+   */
+  optimizer?: { beta2?: number; weight_decay?: number; max_grad_norm?: number };
 }
 
 const dense = quick.dense;
@@ -70,7 +74,38 @@ const RUNS: SweepRun[] = [
     size: { ...dense, hidden_size: 256, intermediate_size: 688, num_attention_heads: 8 },
   },
   { name: "dense-lr5e-2-warmup100", preset: "dense", lr: 5e-2, warmupSteps: 100, size: dense },
-  { name: "dense-lr1e-2-wd0", preset: "dense", lr: 1e-2, warmupSteps: 50, size: dense, weightDecay: 0 },
+  {
+    name: "dense-lr1e-2-wd0",
+    preset: "dense",
+    lr: 1e-2,
+    warmupSteps: 50,
+    size: dense,
+    optimizer: { weight_decay: 0 },
+  },
+  {
+    name: "dense-lr1e-2-beta2-0.999",
+    preset: "dense",
+    lr: 1e-2,
+    warmupSteps: 50,
+    size: dense,
+    optimizer: { beta2: 0.999 },
+  },
+  {
+    name: "moe-lr1e-2-beta2-0.999",
+    preset: "moe",
+    lr: 1e-2,
+    warmupSteps: 50,
+    size: moe,
+    optimizer: { beta2: 0.999 },
+  },
+  {
+    name: "moe-lr1e-2-beta2-0.999-noclip",
+    preset: "moe",
+    lr: 1e-2,
+    warmupSteps: 50,
+    size: moe,
+    optimizer: { beta2: 0.999, max_grad_norm: 0 },
+  },
   { name: "moe-lr5e-2-warmup100", preset: "moe", lr: 5e-2, warmupSteps: 100, size: moe },
   { name: "moe-lr3e-3", preset: "moe", lr: 3e-3, warmupSteps: 50, size: moe },
   { name: "moe-lr1e-2", preset: "moe", lr: 1e-2, warmupSteps: 50, size: moe },
@@ -89,7 +124,7 @@ function configYaml(r: SweepRun): string {
     training: { max_tokens: steps * tps, seed: 0 },
     schedule: { kind: "constant", lr: r.lr, warmup_tokens: r.warmupSteps * tps },
     eval: { every_tokens: 0 },
-    ...(r.weightDecay === undefined ? {} : { optimizer: { weight_decay: r.weightDecay } }),
+    ...(r.optimizer === undefined ? {} : { optimizer: r.optimizer }),
     // Checkpoints every 10 steps, as the lab's runs: a spiked run is then a PMA-init input.
     checkpointing: { every_tokens: 10 * tps, dtype: "f32" },
   };

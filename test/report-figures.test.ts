@@ -182,3 +182,18 @@ test("writeReport: every file, results.json round trip, a summary row per claim,
     await tmp.cleanup();
   }
 });
+
+test("a log y axis: a log scale in the spec, and values at or below 0 refused by name", async () => {
+  const { lineChart } = await import("../src/report/figures.js");
+  const series = [{ name: "run", points: [1, 10, 100].map((y, i) => ({ x: i, y })) }];
+  const spec = JSON.stringify(lineChart(series, { title: "t", xTitle: "step", yTitle: "max", yLog: true }));
+  assert.ok(spec.includes('"scale":{"type":"log"}'), spec);
+  assert.ok(
+    !JSON.stringify(lineChart(series, { title: "t", xTitle: "step", yTitle: "max" })).includes('"log"'),
+  );
+  const bad = [{ name: "run", points: [{ x: 0, y: 0 }] }];
+  assert.throws(
+    () => lineChart(bad, { title: "t", xTitle: "step", yTitle: "max", yLog: true }),
+    /run: y is 0/,
+  );
+});

@@ -79,8 +79,9 @@ export interface LabProfile {
   spike: { atStep: number; factor: number; steps: number };
   /**
    * Experiment 7, spontaneous: `seeds` runs of `preset` from scratch at a constant `lr`
-   * (after `warmupSteps`) to `steps`, checkpoints every `checkpointEvery`; weightDecay
-   * replaces AdamW's 0.1 where set. bench/spike-sweep.ts is the sweep that chose them.
+   * (after `warmupSteps`) to `steps`, checkpoints every `checkpointEvery`; `optimizer`
+   * replaces AdamW settings of the lab's (pma train's optimizer section, e.g. beta2).
+   * bench/spike-sweep.ts is the sweep that chose them.
    */
   spontaneous: {
     preset: "dense" | "moe";
@@ -89,7 +90,7 @@ export interface LabProfile {
     steps: number;
     checkpointEvery: number;
     seeds: number;
-    weightDecay?: number;
+    optimizer?: { beta2?: number; weight_decay?: number; max_grad_norm?: number };
   };
   /** Experiment 8: k checkpoints of the final window; gradients over hvpBatches micro-batches; a grid x grid loss plane. */
   mechanism: { k: number; hvpBatches: number; grid: number; gridTokens: number };

@@ -32,7 +32,7 @@ function spontaneousSpec(ctx: LabContext, seed: number): RunSpec {
     config: {
       ...base,
       schedule: { kind: "constant", lr: s.lr, warmup_tokens: s.warmupSteps * ctx.tps },
-      ...(s.weightDecay === undefined ? {} : { optimizer: { weight_decay: s.weightDecay } }),
+      ...(s.optimizer === undefined ? {} : { optimizer: s.optimizer }),
     },
     endStep: s.steps,
     checkpointEvery: s.checkpointEvery,
@@ -49,7 +49,7 @@ function resumeSpec(ctx: LabContext, seed: number, from: string): RunSpec {
     config: {
       schedule: { kind: "constant", lr: s.lr, warmup_tokens: 0 },
       training: { max_tokens: s.steps * ctx.tps },
-      ...(s.weightDecay === undefined ? {} : { optimizer: { weight_decay: s.weightDecay } }),
+      ...(s.optimizer === undefined ? {} : { optimizer: s.optimizer }),
     },
     from: { resume: from },
     endStep: s.steps,
@@ -241,7 +241,7 @@ export async function spontaneousSpike(ctx: LabContext): Promise<SpikeArm> {
     setup:
       `Spontaneous: ${s.preset === "moe" ? `MoE (${p.moe.num_local_experts} experts, top-2)` : "dense"} runs from scratch at a constant LR ${s.lr} after ${s.warmupSteps} warmup steps ` +
       `(${s.seeds} seeds, ${s.steps} steps, ${tokens(s.steps * ctx.tps)} tokens, checkpoints every ${s.checkpointEvery} steps` +
-      `${s.weightDecay === undefined ? "" : `, weight decay ${s.weightDecay}`}); pma init merges the 3 checkpoints before the detected spike ` +
+      `${s.optimizer === undefined ? "" : `, AdamW ${JSON.stringify(s.optimizer)}`}); pma init merges the 3 checkpoints before the detected spike ` +
       `and keeps the latest healthy AdamW moments; the resume sees the same batches at the same LR.`,
     findings,
     figures: [

@@ -62,6 +62,11 @@ function finite(v: number, what: string): number {
   return v;
 }
 
+function positive(v: number, what: string): number {
+  if (!(finite(v, what) > 0)) throw new PmaError("USAGE", `${what} is ${v}; a log axis needs values above 0`);
+  return v;
+}
+
 export interface LinePoint {
   x: number;
   y: number;
@@ -83,6 +88,8 @@ export interface LineChartOptions extends Common {
   /** Legend title; default none. */
   seriesTitle?: string;
   xLog?: boolean;
+  /** A log y axis (values spanning decades, e.g. attention-logit maxima); y values must be > 0. */
+  yLog?: boolean;
   /** Start the y axis at zero; default false (losses differ in the second decimal). */
   yZero?: boolean;
 }
@@ -94,7 +101,7 @@ export function lineChart(series: LineSeries[], o: LineChartOptions): FigureSpec
       series: s.name,
       band: s.name,
       x: finite(p.x, `${s.name}: x`),
-      y: finite(p.y, `${s.name}: y`),
+      y: o.yLog === true ? positive(p.y, `${s.name}: y`) : finite(p.y, `${s.name}: y`),
       lo: p.lo === undefined ? null : finite(p.lo, `${s.name}: lo`),
       hi: p.hi === undefined ? null : finite(p.hi, `${s.name}: hi`),
     })),
@@ -132,7 +139,12 @@ export function lineChart(series: LineSeries[], o: LineChartOptions): FigureSpec
     mark: { type: "line", point: { size: 28 }, strokeWidth: 2 },
     encoding: {
       x,
-      y: { field: "y", type: "quantitative", title: o.yTitle, scale: { zero: o.yZero === true } },
+      y: {
+        field: "y",
+        type: "quantitative",
+        title: o.yTitle,
+        scale: o.yLog === true ? { type: "log" } : { zero: o.yZero === true },
+      },
       color,
       // Same field and title as the colour: one legend, whose symbols show the dashes too.
       strokeDash: {

@@ -41,7 +41,12 @@ function spec(f: Figure): FigureSpec {
             points: s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y)).map(band),
             ...(s.dashed === true ? { dashed: true } : {}),
           })),
-        { xTitle: f.x.label, yTitle: f.y.label, ...(f.x.log === true ? { xLog: true } : {}) },
+        {
+          xTitle: f.x.label,
+          yTitle: f.y.label,
+          ...(f.x.log === true ? { xLog: true } : {}),
+          ...(f.y.log === true ? { yLog: true } : {}),
+        },
       );
     case "bar": {
       const bars = f.groups.flatMap((g, i) => [
