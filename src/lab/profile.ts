@@ -252,7 +252,7 @@ const MICRO: LabProfile = {
   },
   sft: { steps: 6, warmupSteps: 1, lrs: [1e-2], endFactor: 0.1, batch: 4, seq: 32, questions: 16 },
   spike: { atStep: 16, factor: 10, steps: 8 },
-  spontaneous: { preset: "moe", lr: 1, warmupSteps: 16, steps: 32, checkpointEvery: 2, seeds: 2 },
+  spontaneous: { preset: "moe", lr: 30, warmupSteps: 24, steps: 32, checkpointEvery: 2, seeds: 2 },
   mechanism: { k: 3, hvpBatches: 2, grid: 3, gridTokens: 512 },
 };
 
