@@ -153,6 +153,7 @@ interface Row {
   warmupSteps: number;
   layers: number;
   width: number;
+  optimizer: string;
   stepsRun: number;
   bestLoss: number;
   bestStep: number;
@@ -190,6 +191,12 @@ async function summarise(r: SweepRun): Promise<Row> {
     warmupSteps: r.warmupSteps,
     layers: r.size.num_hidden_layers,
     width: r.size.hidden_size,
+    optimizer:
+      r.optimizer === undefined
+        ? "-"
+        : Object.entries(r.optimizer)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(", "),
     stepsRun: last.step,
     bestLoss: best.loss!,
     bestStep: best.step,
@@ -219,13 +226,13 @@ await Promise.all(
 const rows = await Promise.all(selected.map(summarise));
 const f = (x: number, d = 3): string => (Number.isFinite(x) ? x.toFixed(d) : String(x));
 const md = [
-  `Spike sweep: ${steps} steps of ${tps} tokens, quick-profile data, AdamW (0.9, 0.95, wd 0.1, clip 1.0), constant LR after warmup; ${((performance.now() - t0) / 60000).toFixed(1)} min.`,
+  `Spike sweep: ${steps} steps of ${tps} tokens, quick-profile data, AdamW (0.9, 0.95, wd 0.1, clip 1.0), constant LR after warmup (AdamW changes in their column); ${((performance.now() - t0) / 60000).toFixed(1)} min.`,
   "",
-  "| run | LR | warmup | L x d | steps | best loss (step) | final loss | spikes found | attn logit max: at best / max / final | log Z: at best / final | output logit max, final |",
-  "|---|---|---|---|---|---|---|---|---|---|---|",
+  "| run | LR | warmup | L x d | AdamW | steps | best loss (step) | final loss | spikes found | attn logit max: at best / max / final | log Z: at best / final | output logit max, final |",
+  "|---|---|---|---|---|---|---|---|---|---|---|---|",
   ...rows.map(
     (r) =>
-      `| ${r.name} | ${r.lr} | ${r.warmupSteps} | ${r.layers} x ${r.width} | ${r.stepsRun} | ${f(r.bestLoss)} (${r.bestStep}) | ${f(r.finalLoss)} | ${r.spikes.join("; ") || "none"} | ${f(r.attnAtBest, 1)} / ${f(r.attnMax, 1)} / ${f(r.attnFinal, 1)} | ${f(r.logZAtBest, 2)} / ${f(r.logZFinal, 2)} | ${f(r.outMaxFinal, 1)} |`,
+      `| ${r.name} | ${r.lr} | ${r.warmupSteps} | ${r.layers} x ${r.width} | ${r.optimizer} | ${r.stepsRun} | ${f(r.bestLoss)} (${r.bestStep}) | ${f(r.finalLoss)} | ${r.spikes.join("; ") || "none"} | ${f(r.attnAtBest, 1)} / ${f(r.attnMax, 1)} / ${f(r.attnFinal, 1)} | ${f(r.logZAtBest, 2)} / ${f(r.logZFinal, 2)} | ${f(r.outMaxFinal, 1)} |`,
   ),
 ].join("\n");
 writeFileSync(join(out, "sweep.json"), JSON.stringify({ steps, tokensPerStep: tps, rows }, null, 2));

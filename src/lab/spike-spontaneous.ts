@@ -16,7 +16,7 @@ import { detectSpikes, type SpikeEvent } from "../trajectory/spikes.js";
 import type { LabContext } from "./context.js";
 import { mean, tokens } from "./format.js";
 import type { Finding, Series, Verdict } from "./result.js";
-import { pretrainConfig, type RunOutcome, type RunSpec } from "./runs.js";
+import { denseSpec, moeSpec, pretrainConfig, type RunOutcome, type RunSpec } from "./runs.js";
 import type { SpikeArm } from "./spike.js";
 import { readMechanism, readMonitors, type MechanismReading, type MonitorPoint } from "./spike-monitors.js";
 import { pmaRestart } from "./spike-restart.js";
@@ -236,7 +236,14 @@ export async function spontaneousSpike(ctx: LabContext): Promise<SpikeArm> {
       logZSeries.push(series(`seed ${r.seed}, PMA-init`, r.resumedMonitors, (q) => q.logZ, false));
     }
   }
-  const caption = `Runs at LR ${s.lr} (dashed where the loss spiked and did not recover) and their PMA-init resumes at the same LR (solid).`;
+  // The lab's own run of the same model at the profile's LR, for scale (its monitors are
+  // absent when it was trained by a pma that did not log them).
+  const reference = await readMonitors(await ctx.runs.ensure(s.preset === "moe" ? moeSpec(p) : denseSpec(p)));
+  const refName = `LR ${p.lr} (the lab's ${s.preset === "moe" ? "MoE" : "dense"} run, seed 0)`;
+  lossSeries.push(series(refName, reference, (q) => q.loss, true));
+  attnSeries.push(series(refName, reference, positiveAttn, true));
+  logZSeries.push(series(refName, reference, (q) => q.logZ, true));
+  const caption = `Runs at LR ${s.lr} (dashed where the loss spiked and did not recover), their PMA-init resumes at the same LR, and the lab's run at LR ${p.lr} (dashed, for scale).`;
   return {
     setup:
       `Spontaneous: ${s.preset === "moe" ? `MoE (${p.moe.num_local_experts} experts, top-2)` : "dense"} runs from scratch at a constant LR ${s.lr} after ${s.warmupSteps} warmup steps ` +

@@ -17,7 +17,7 @@ import { writeFileAtomic } from "../common/atomic-dir.js";
 import { PmaError } from "../common/errors.js";
 
 /** Bump when a change to the experiments' code changes their results (runs are kept). */
-export const LAB_VERSION = 7;
+export const LAB_VERSION = 8;
 
 /** Bump when a change to how runs are trained changes them (every run is retrained). */
 export const RUNS_VERSION = 1;
