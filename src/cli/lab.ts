@@ -20,13 +20,17 @@ experiments (default: all):
   interval-count      interval V and number N of merged checkpoints (Fig. 5)
   continued-training  PMA-init for continued training on WordNet glosses (Fig. 6)
   fine-tune           PMA-init for answers-only fine-tuning (Table 1, Fig. 7 left)
-  spike               loss-spike recovery with PMA-init (Fig. 7 right)
+  spike               loss spikes and PMA-init (Fig. 7 right): spontaneous at a too-high
+                      LR with logit monitors, and an induced LR x10 control
   mechanism           Hessian cross terms and the loss plane (section 4.6, Fig. 8)
 
 options:
-  --profile NAME   quick (default, 13 min on 2 idle cores), full (hours), micro (seconds, for tests)
+  --profile NAME   quick (default, 13 min on 2 idle cores plus ~10 for the spontaneous
+                   spikes), standard (4x quick's tokens, 3 seeds: hours), full (wider
+                   models, hours), micro (seconds, for tests)
   --seeds N        seeds of stable-merge, methods and interval-count (default: the
-                   profile's; quick and micro 1, full 3); the others always use seed 0
+                   profile's; quick and micro 1, standard and full 3); the others use
+                   seed 0 (spike's spontaneous arm has its own seeds)
   --dir DIR        lab folder: runs, merges, scores and the report (default ./pma-lab)
   --fresh          recompute everything instead of reusing what DIR holds
   --no-report      only compute (and cache) the results
