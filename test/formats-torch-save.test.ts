@@ -183,3 +183,36 @@ describe("merging torch.save checkpoints", () => {
     }
   });
 });
+
+describe("pma convert --to safetensors for torch.save folders", () => {
+  for (const [fixture, expectedName] of READABLE.filter(([f]) => f !== "torch-save/torch-1.13")) {
+    it(`${fixture}: every tensor's bytes equal torch's, config copied, the input untouched`, async () => {
+      const { convertTorchSaveToSafetensors, isTorchSaveFolder } =
+        await import("../src/convert/torch-save-to-safetensors.js");
+      const input = `${TORCH_FIXTURES}${fixture}`;
+      assert.ok(isTorchSaveFolder(input));
+      const before = await fs.readdir(input);
+      const out = path.join(scratch, `convert-${path.basename(fixture)}`);
+      const r = await convertTorchSaveToSafetensors(input, { out });
+      const expected = expectedFixture(expectedName);
+      assert.equal(r.tensors, expected.tensors.length);
+      const ck = await openCheckpointTensors(out);
+      try {
+        for (const e of expected.tensors) {
+          const t = ck.tensors.get(e.name)!;
+          assert.equal(t.dtype, TORCH_DTYPE[e.dtype], e.name);
+          const bytes = await t.file.read(e.name);
+          assert.equal(createHash("sha256").update(bytes).digest("hex"), e.sha256, e.name);
+        }
+      } finally {
+        await ck.close();
+      }
+      assert.deepEqual(
+        JSON.parse(await fs.readFile(path.join(out, "config.json"), "utf8")),
+        JSON.parse(await fs.readFile(path.join(input, "config.json"), "utf8")),
+      );
+      assert.deepEqual(await fs.readdir(input), before);
+      assert.ok(!isTorchSaveFolder(out), "the output is a safetensors folder");
+    });
+  }
+});
