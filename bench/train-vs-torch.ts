@@ -30,6 +30,12 @@ import type { BackendName, MatmulBackend } from "../src/nn/kernels/index.js";
 import { defaultThreads, describeBackend, getBackend } from "../src/nn/kernels/index.js";
 import { createModel } from "../src/nn/model.js";
 import { Rng } from "../src/nn/rng.js";
+import { hintOpenblasCore } from "../src/nn/kernels/openblas-core.js";
+
+// PyTorch from Debian links the same OpenBLAS: give it the core type pma chooses from the
+// CPU's flags, or on a CPU OpenBLAS does not recognise it would run old SSE3 kernels and
+// the comparison would flatter pma. A value the user set is kept for both.
+hintOpenblasCore();
 
 const BATCH = 16;
 const SEQ = 256;
