@@ -39,6 +39,12 @@ for (const name of PROFILE_NAMES) {
     assert.ok(p.spike.atStep >= 3 * p.moeCheckpointEvery, "PMA-init needs 3 checkpoints before the spike");
     assert.ok(p.anneal.forkStep < p.denseSteps && p.warmupSteps < p.stable.fromStep);
     assert.ok(p.seeds >= 1 && Number.isInteger(p.seeds));
+    const s = p.spontaneous;
+    assert.equal(s.steps % s.checkpointEvery, 0, "the spontaneous runs end on their checkpoint grid");
+    assert.ok(
+      s.warmupSteps < s.steps && s.seeds >= 1 && s.lr > p.lr,
+      "spontaneous: a higher LR than the profile's",
+    );
   });
 }
 

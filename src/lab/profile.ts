@@ -166,6 +166,9 @@ const STANDARD: LabProfile = {
   ct: { ...QUICK.ct, steps: 160, warmupSteps: 8, checkpointEvery: 32, evalTokens: 32768 },
   sft: { ...QUICK.sft, steps: 240, warmupSteps: 12, questions: 512 },
   spike: { ...QUICK.spike, atStep: 960, steps: 160 },
+  // As long as the MoE run: the sweep found no spike in 200-300 steps; longer runs are
+  // where attention-logit growth might turn into one.
+  spontaneous: { ...QUICK.spontaneous, steps: 1200, checkpointEvery: 20 },
   mechanism: { k: 6, hvpBatches: 16, grid: 11, gridTokens: 16384 },
 };
 
