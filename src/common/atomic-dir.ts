@@ -6,6 +6,30 @@ import { exists } from "./exists.js";
 import { acquireLock, type Lock } from "./lock.js";
 
 /**
+ * The lock on `abs` (one writer at a time), with what an abandoned writer left recovered,
+ * and an existing `abs` refused unless `force`; the lock is released when that throws.
+ */
+async function lockTarget(abs: string, force: boolean): Promise<Lock> {
+  const lock = await acquireLock(join(dirname(abs), `.${basename(abs)}.pma-lock`), `writing ${abs}`);
+  try {
+    await recoverAbandoned(abs);
+    if (!force && (await exists(abs))) {
+      throw new PmaError(
+        "EXISTS",
+        `${abs} already exists; choose another --out or pass --force to replace it`,
+        {
+          file: abs,
+        },
+      );
+    }
+    return lock;
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
+}
+
+/**
  * An output directory that appears complete or not at all. Everything is written into
  * a hidden sibling (same filesystem, so the final rename is atomic), fsynced, and only
  * then renamed to the requested name. On failure or interruption the sibling is
@@ -46,16 +70,8 @@ export class StagedDir {
         cause: e,
       });
     }
-    const lock = await acquireLock(join(parent, `.${basename(abs)}.pma-lock`), `writing ${abs}`);
+    const lock = await lockTarget(abs, force);
     try {
-      await recoverAbandoned(abs);
-      if (!force && (await exists(abs))) {
-        throw new PmaError(
-          "EXISTS",
-          `${abs} already exists; choose another --out or pass --force to replace it`,
-          { file: abs },
-        );
-      }
       const staging = join(parent, `.${basename(abs)}${TMP}${process.pid}-${randomBytes(4).toString("hex")}`);
       await fs.promises.mkdir(staging).catch((e: unknown) => {
         throw fsError(staging, "mkdir", e);
@@ -74,21 +90,7 @@ export class StagedDir {
    */
   static async adopt(target: string, staging: string, force: boolean): Promise<StagedDir> {
     const abs = resolve(target);
-    const lock = await acquireLock(join(dirname(abs), `.${basename(abs)}.pma-lock`), `writing ${abs}`);
-    try {
-      await recoverAbandoned(abs);
-      if (!force && (await exists(abs))) {
-        throw new PmaError(
-          "EXISTS",
-          `${abs} already exists; choose another --out or pass --force to replace it`,
-          { file: abs },
-        );
-      }
-      return new StagedDir(abs, resolve(staging), lock, false);
-    } catch (e) {
-      await lock.release();
-      throw e;
-    }
+    return new StagedDir(abs, resolve(staging), await lockTarget(abs, force), false);
   }
 
   /**

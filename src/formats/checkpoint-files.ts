@@ -140,18 +140,19 @@ export async function openCheckpointTensors(
   );
 }
 
-async function openSingleTorch(root: string, file: string): Promise<CheckpointTensors> {
-  const f = await TorchSaveFile.open(file);
+/** A checkpoint that is one opened weights file (local or remote). */
+function singleFileCheckpoint(root: string, f: WeightsFile): CheckpointTensors {
   const tensors = new Map<string, CheckpointTensor>();
   for (const t of f.tensors.values()) tensors.set(t.name, { ...t, file: f });
   return { root, kind: "single", files: [f], tensors, metadata: f.metadata, close: () => f.close() };
 }
 
+async function openSingleTorch(root: string, file: string): Promise<CheckpointTensors> {
+  return singleFileCheckpoint(root, await TorchSaveFile.open(file));
+}
+
 async function openSingle(root: string, file: string): Promise<CheckpointTensors> {
-  const f = await SafetensorsFile.open(file);
-  const tensors = new Map<string, CheckpointTensor>();
-  for (const t of f.tensors.values()) tensors.set(t.name, { ...t, file: f });
-  return { root, kind: "single", files: [f], tensors, metadata: f.metadata, close: () => f.close() };
+  return singleFileCheckpoint(root, await SafetensorsFile.open(file));
 }
 
 interface ParsedIndex {
@@ -362,30 +363,10 @@ export async function openRemoteCheckpointTensors(loc: RemoteLocation): Promise<
         { file: loc.uri },
       );
     if (FOREIGN_EXTENSION.test(name) || !name.endsWith(".safetensors")) throw unsupported(loc.uri, name);
-    const f = await openFile(name);
-    const tensors = new Map<string, CheckpointTensor>();
-    for (const t of f.tensors.values()) tensors.set(t.name, { ...t, file: f });
-    return {
-      root: loc.uri,
-      kind: "single",
-      files: [f],
-      tensors,
-      metadata: f.metadata,
-      close: () => f.close(),
-    };
+    return singleFileCheckpoint(loc.uri, await openFile(name));
   }
   if (loc.files.has(SINGLE_FILE)) {
-    const f = await openFile(SINGLE_FILE);
-    const tensors = new Map<string, CheckpointTensor>();
-    for (const t of f.tensors.values()) tensors.set(t.name, { ...t, file: f });
-    return {
-      root: loc.uri,
-      kind: "single",
-      files: [f],
-      tensors,
-      metadata: f.metadata,
-      close: () => f.close(),
-    };
+    return singleFileCheckpoint(loc.uri, await openFile(SINGLE_FILE));
   }
   const indexPath = `${loc.uri}/${INDEX_FILE}`;
   const bytes = await readSmall(loc, INDEX_FILE);

@@ -17,7 +17,7 @@ import { basename, join } from "node:path";
 import { StagedDir } from "../common/atomic-dir.js";
 import { fsError, PmaError } from "../common/errors.js";
 import { PMA_VERSION } from "../common/version.js";
-import { sameChunking } from "../formats/dcp/chunks.js";
+import { rowMajorStrides, sameChunking } from "../formats/dcp/chunks.js";
 import { numel } from "../tensor/shape.js";
 import type { DcpChunk, DcpTensor } from "../formats/dcp/model.js";
 import { isDcpFolder, openDcp, type OpenedDcp } from "../formats/dcp/open.js";
@@ -97,12 +97,12 @@ function restage(
   const offsets: number[] = [];
   const buf = new Uint8Array(COPY_BUFFER);
   let pos = at;
+  const strides = rowMajorStrides(t.shape);
   for (const c of layout) {
     offsets.push(pos);
     const rank = c.sizes.length;
     const row = rank === 0 ? 1 : c.sizes[rank - 1]!;
     const rows = numel(c.sizes) / Math.max(row, 1);
-    const strides = t.shape.map((_, d) => t.shape.slice(d + 1).reduce((a, b) => a * b, 1));
     for (let r = 0; r < rows; r++) {
       // The r-th row of the box, as a global element index.
       let rest = r;

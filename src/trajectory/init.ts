@@ -149,6 +149,20 @@ async function existingSteps(dir: string): Promise<number[]> {
   });
 }
 
+/** The merged checkpoints as pma_init.json lists them, each with its coefficient. */
+function checkpointRecords(
+  inputs: readonly { path: string; name: string; step: number; tokens: number | null }[],
+  coefficients: readonly number[],
+): InitCheckpointRecord[] {
+  return inputs.map((c, i) => ({
+    path: c.path,
+    name: c.name,
+    step: c.step,
+    tokens: c.tokens,
+    coefficient: coefficients[i]!,
+  }));
+}
+
 /** Chooses, merges and writes a PMA-init restart checkpoint; see the module comment. */
 export async function pmaInit(opts: PmaInitOptions): Promise<InitRecord> {
   const scan = opts.scan ?? (await discoverRun(opts.run, opts.discover ?? {}));
@@ -222,13 +236,7 @@ export async function pmaInit(opts: PmaInitOptions): Promise<InitRecord> {
       tokens: latest.tokens,
       reason: selection.reason,
       method: merged.method,
-      checkpoints: inputs.map((c, i) => ({
-        path: c.path,
-        name: c.name,
-        step: c.step,
-        tokens: c.tokens,
-        coefficient: merged.coefficients[i]!,
-      })),
+      checkpoints: checkpointRecords(inputs, merged.coefficients),
       state_from: latest.path,
       layout,
       optimizer,
@@ -323,13 +331,7 @@ async function initDcpRun(
     tokens: latest.tokens,
     reason: selection.reason,
     method: m.method,
-    checkpoints: inputs.map((c, i) => ({
-      path: c.path,
-      name: c.name,
-      step: c.step,
-      tokens: c.tokens,
-      coefficient: m.coefficients[i]!,
-    })),
+    checkpoints: checkpointRecords(inputs, m.coefficients),
     state_from: latest.path,
     layout: r.layout,
     optimizer: "latest",

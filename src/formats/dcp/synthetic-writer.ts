@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { writeFullySync } from "../../common/positional-io.js";
 import { dtypeBits, type DType } from "../../tensor/dtype.js";
+import { numel } from "../../tensor/shape.js";
 import { rowMajorStrides, type ChunkBox } from "./chunks.js";
 
 const TORCH_DTYPE: Partial<Record<DType, [string, string]>> = {
@@ -242,7 +243,7 @@ export function writeSyntheticDcp(
         }
       }
       for (const t of tensors) {
-        const [torchName, storageName] = TORCH_DTYPE[t.dtype]!;
+        const [, storageName] = TORCH_DTYPE[t.dtype]!;
         const rows = t.shape[0] ?? 1;
         const r0 = Math.floor((rank * rows) / ranks);
         const r1 = Math.floor(((rank + 1) * rows) / ranks);
@@ -253,8 +254,8 @@ export function writeSyntheticDcp(
             : { offsets: [r0, ...t.shape.slice(1).map(() => 0)], sizes: [r1 - r0, ...t.shape.slice(1)] };
         if (t.shape.length === 0 && rank > 0) continue;
         (chunksOf.get(t.name) ?? chunksOf.set(t.name, []).get(t.name)!).push(box);
-        const numel = box.sizes.reduce((a, b) => a * b, 1);
-        const bytes = (numel * dtypeBits(t.dtype)) / 8;
+        const elements = numel(box.sizes);
+        const bytes = (elements * dtypeBits(t.dtype)) / 8;
         const pkl = new Pickler();
         pkl
           .global("torch._utils._rebuild_tensor_v2")
@@ -266,7 +267,7 @@ export function writeSyntheticDcp(
                   () => pkl.global(`torch.${storageName}`),
                   () => pkl.str("0"),
                   () => pkl.str("cpu"),
-                  () => pkl.int(numel),
+                  () => pkl.int(elements),
                 ])
                 .op(0x51),
             () => pkl.int(0),
