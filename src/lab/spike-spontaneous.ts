@@ -106,7 +106,9 @@ async function runSeed(ctx: LabContext, seed: number): Promise<SeedResult> {
       at: { event },
     });
   } catch (e) {
-    if (!isPmaError(e)) throw e;
+    // pma init says why it cannot restart (no healthy checkpoint before the spike) with a
+    // USAGE error; anything else (I/O, a failed merge) is a real failure of the lab.
+    if (!isPmaError(e, "USAGE")) throw e;
     return { ...base, noRestart: e.message.split("\n")[0]! };
   }
   const resumed = await ctx.runs.outcome(resumeSpec(ctx, seed, init.checkpoint));
@@ -168,6 +170,7 @@ export async function spontaneousSpike(ctx: LabContext): Promise<SpikeArm> {
     return { from, spikedTail, pmaTail, recovered };
   };
   const outcomes = restarted.map(outcome);
+  const outcomeOf = new Map(restarted.map((r, i) => [r, outcomes[i]!]));
   const irrecoverable: Verdict =
     spiked.length * 2 >= seeds.length ? "reproduced" : spiked.length > 0 ? "partly" : "not at this scale";
   const recoveredCount = outcomes.filter((o) => o.recovered).length;
@@ -295,7 +298,7 @@ export async function spontaneousSpike(ctx: LabContext): Promise<SpikeArm> {
           "last-quarter loss: PMA-init",
         ],
         rows: seeds.map((r) => {
-          const o = r.init !== null && r.resumed !== null ? outcome(r) : null;
+          const o = outcomeOf.get(r) ?? null;
           return [
             r.seed,
             r.event?.onsetStep ?? null,
