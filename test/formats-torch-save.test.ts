@@ -63,6 +63,17 @@ describe("torch.save archives against the torch fixtures", () => {
     assert.match(r.message, /legacy-non-zip\/pytorch_model\.bin/);
   });
 
+  it("a Megatron-LM legacy iteration folder is refused naming its format and the way out", async () => {
+    const r = await refusal(`${TORCH_FIXTURES}torch-save/megatron-legacy/iter_0000100`);
+    assert.equal(r.code, "FORMAT_UNSUPPORTED");
+    assert.match(r.message, /Megatron-LM legacy checkpoint \(mp_rank_00\/model_optim_rng\.pt/);
+    assert.match(r.message, /--ckpt-format torch_dist/);
+    assert.match(r.file ?? "", /iter_0000100$/);
+    // Its parent holds no weights at all: the message lists every layout pma reads.
+    const parent = await refusal(`${TORCH_FIXTURES}torch-save/megatron-legacy`);
+    assert.match(parent.message, /pytorch_model\.bin, pytorch_model\.bin\.index\.json with its shards/);
+  });
+
   it("a tensor stored with column-major strides is refused naming the tensor, not read wrongly", async () => {
     const r = await refusal(`${TORCH_FIXTURES}torch-save/shared-storage`);
     assert.equal(r.code, "FORMAT_UNSUPPORTED");

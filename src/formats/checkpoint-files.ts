@@ -128,6 +128,15 @@ export async function openCheckpointTensors(
   const names = await fs.promises.readdir(abs);
   const foreign = names.find((n) => FOREIGN_WEIGHTS_FILE.test(n));
   if (foreign !== undefined) throw unsupported(abs, foreign);
+  // Megatron-LM's legacy format (--ckpt-format torch): iter_N/mp_rank_XX/model_optim_rng.pt.
+  const megatronRank = names.find((n) => /^mp_rank_\d+(_\d+)?$/.test(n));
+  if (megatronRank !== undefined)
+    throw new PmaError(
+      "FORMAT_UNSUPPORTED",
+      `${abs}: a Megatron-LM legacy checkpoint (${megatronRank}/model_optim_rng.pt, --ckpt-format torch), which pma does not read; ` +
+        `pma reads Megatron's torch_dist format: save with --ckpt-format torch_dist, or convert with Megatron's checkpoint converter.`,
+      { file: abs },
+    );
   const others = names.filter((n) => n.endsWith(".safetensors"));
   const hint =
     others.length > 0
@@ -135,7 +144,7 @@ export async function openCheckpointTensors(
       : "";
   throw new PmaError(
     "IO",
-    `${abs}: expected ${SINGLE_FILE}, ${INDEX_FILE} with its shards, or a PEFT adapter (adapter_model.safetensors with adapter_config.json) in this directory.${hint}`,
+    `${abs}: expected ${SINGLE_FILE}, ${INDEX_FILE} with its shards, ${TORCH_SINGLE_FILE}, ${TORCH_INDEX_FILE} with its shards, or a PEFT adapter (adapter_model.safetensors with adapter_config.json) in this directory.${hint}`,
     { file: abs },
   );
 }
